@@ -1,0 +1,244 @@
+//! The CPU reference backend: f32 activations, weights converted from their stored dtype where they are used,
+//! matrix products through the `gemm` crate and everything else spread over rows with rayon. Written to be
+//! obviously right; every CUDA kernel is compared against it.
+
+mod attention;
+mod elementwise;
+mod embed;
+mod matmul;
+mod score;
+
+use super::{Activation, AttentionShape, Backend, TemplateCounts};
+use crate::checkpoint::StoredTensor;
+use anyhow::{Result, bail, ensure};
+use std::borrow::Cow;
+
+/// A row-major `[rows, cols]` f32 matrix in host memory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CpuTensor {
+    pub data: Vec<f32>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl CpuTensor {
+    pub fn new(data: Vec<f32>, rows: usize, cols: usize) -> Self {
+        debug_assert_eq!(data.len(), rows * cols);
+        Self { data, rows, cols }
+    }
+
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.cols..(i + 1) * self.cols]
+    }
+}
+
+/// A parameter: one or more stored tensors whose rows are concatenated, kept in their stored dtype.
+pub struct CpuWeight {
+    parts: Vec<StoredTensor>,
+    rows: usize,
+    /// Values per row (the product of all dimensions after the first; 1 for 1-D tensors).
+    cols: usize,
+}
+
+impl CpuWeight {
+    /// All values as f32, borrowed when a single part is stored as aligned f32.
+    fn values(&self) -> Cow<'_, [f32]> {
+        if let [single] = self.parts.as_slice() {
+            if let Some(values) = single.as_f32_slice() {
+                return Cow::Borrowed(values);
+            }
+        }
+        Cow::Owned(self.parts.iter().flat_map(|p| p.to_f32()).collect())
+    }
+
+    fn names(&self) -> String {
+        self.parts.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join("+")
+    }
+}
+
+/// The CPU backend. Its thread count is rayon's global pool.
+#[derive(Default)]
+pub struct CpuBackend;
+
+impl CpuBackend {
+    pub fn new() -> Self {
+        Self
+    }
+}
+
+fn check_cols(what: &str, x: &CpuTensor, cols: usize) -> Result<()> {
+    ensure!(x.cols == cols, "{what}: input has {} columns, expected {cols}", x.cols);
+    Ok(())
+}
+
+impl Backend for CpuBackend {
+    type Tensor = CpuTensor;
+    type Weight = CpuWeight;
+
+    fn describe(&self) -> String {
+        format!("cpu ({} threads)", rayon::current_num_threads())
+    }
+
+    fn load_weight(&self, parts: &[&StoredTensor]) -> Result<CpuWeight> {
+        let Some(first) = parts.first() else { bail!("a weight needs at least one tensor") };
+        let cols: usize = first.shape.iter().skip(1).product();
+        let mut rows = 0;
+        for part in parts {
+            let part_cols: usize = part.shape.iter().skip(1).product();
+            ensure!(
+                part.shape.len() == first.shape.len() && part_cols == cols,
+                "cannot fuse {} {:?} with {} {:?}: their row sizes differ",
+                first.name,
+                first.shape,
+                part.name,
+                part.shape
+            );
+            rows += part.shape.first().copied().unwrap_or(1);
+        }
+        Ok(CpuWeight { parts: parts.iter().map(|p| (*p).clone()).collect(), rows, cols })
+    }
+
+    fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<CpuTensor> {
+        ensure!(data.len() == rows * cols, "upload: {} values do not make a [{rows}, {cols}] tensor", data.len());
+        Ok(CpuTensor::new(data.to_vec(), rows, cols))
+    }
+
+    fn download(&self, x: &CpuTensor) -> Result<Vec<f32>> {
+        Ok(x.data.clone())
+    }
+
+    fn dims(&self, x: &CpuTensor) -> (usize, usize) {
+        (x.rows, x.cols)
+    }
+
+    fn linear(
+        &self,
+        x: &CpuTensor,
+        weight: &CpuWeight,
+        bias: Option<&CpuWeight>,
+        activation: Activation,
+        residual: Option<&CpuTensor>,
+    ) -> Result<CpuTensor> {
+        check_cols(&format!("linear {}", weight.names()), x, weight.cols)?;
+        let n = weight.rows;
+        let bias = match bias {
+            Some(b) => {
+                ensure!(b.rows * b.cols == n, "bias {} has {} values, expected {n}", b.names(), b.rows * b.cols);
+                Some(b.values())
+            }
+            None => None,
+        };
+        if let Some(r) = residual {
+            ensure!(r.rows == x.rows && r.cols == n, "residual is [{}, {}], expected [{}, {n}]", r.rows, r.cols, x.rows);
+        }
+        let mut out = vec![0.0f32; x.rows * n];
+        let mut offset = 0;
+        for part in &weight.parts {
+            let part_rows = part.shape.first().copied().unwrap_or(1);
+            let converted;
+            let w = match part.as_f32_slice() {
+                Some(values) => values,
+                None => {
+                    converted = part.to_f32();
+                    &converted
+                }
+            };
+            matmul::matmul_nt_into(&x.data, w, x.rows, part_rows, x.cols, &mut out[offset..], n);
+            offset += part_rows;
+        }
+        elementwise::epilogue(&mut out, n, bias.as_deref(), activation, residual.map(|r| r.data.as_slice()));
+        Ok(CpuTensor::new(out, x.rows, n))
+    }
+
+    fn layer_norm(&self, x: &CpuTensor, gain: &CpuWeight, bias: &CpuWeight, eps: f32) -> Result<CpuTensor> {
+        ensure!(gain.rows == x.cols && bias.rows == x.cols, "layer norm {}: width {} != {}", gain.names(), gain.rows, x.cols);
+        let mut out = x.data.clone();
+        elementwise::layer_norm(&mut out, x.cols, &gain.values(), &bias.values(), eps);
+        Ok(CpuTensor::new(out, x.rows, x.cols))
+    }
+
+    fn attention(&self, qkv: &CpuTensor, shape: AttentionShape) -> Result<CpuTensor> {
+        let width = shape.heads * shape.head_dim;
+        ensure!(
+            qkv.rows == shape.batch * shape.seq && qkv.cols == 3 * width,
+            "attention: qkv is [{}, {}], expected [{}, {}]",
+            qkv.rows,
+            qkv.cols,
+            shape.batch * shape.seq,
+            3 * width
+        );
+        Ok(CpuTensor::new(attention::attention(&qkv.data, shape), qkv.rows, width))
+    }
+
+    fn embed_tokens(&self, ids: &[u32], batch: usize, seq: usize, table: &CpuWeight, positions: &CpuWeight) -> Result<CpuTensor> {
+        ensure!(ids.len() == batch * seq, "embed: {} ids do not make a [{batch}, {seq}] grid", ids.len());
+        ensure!(table.cols == positions.cols, "embed: token width {} != position width {}", table.cols, positions.cols);
+        ensure!(seq <= positions.rows, "sequence of {seq} tokens is longer than the {} positions of {}", positions.rows, positions.names());
+        if let Some(bad) = ids.iter().find(|&&id| id as usize >= table.rows) {
+            bail!("token id {bad} is outside the vocabulary of {} ({} entries)", table.names(), table.rows);
+        }
+        let data = embed::embed_tokens(ids, seq, &table.values(), &positions.values(), table.cols);
+        Ok(CpuTensor::new(data, batch * seq, table.cols))
+    }
+
+    fn patch_embed(
+        &self,
+        pixels: &CpuTensor,
+        image_size: usize,
+        patch: usize,
+        weight: &CpuWeight,
+        class_embedding: &CpuWeight,
+        positions: &CpuWeight,
+    ) -> Result<CpuTensor> {
+        ensure!(patch > 0 && image_size % patch == 0, "image size {image_size} is not a multiple of the patch size {patch}");
+        check_cols("patch embedding", pixels, 3 * image_size * image_size)?;
+        let dim = weight.rows;
+        ensure!(weight.cols == 3 * patch * patch, "patch weight {} has rows of {}, expected {}", weight.names(), weight.cols, 3 * patch * patch);
+        let grid = image_size / patch;
+        let tokens = 1 + grid * grid;
+        ensure!(class_embedding.rows * class_embedding.cols == dim, "class embedding {} is not of width {dim}", class_embedding.names());
+        ensure!(positions.rows == tokens && positions.cols == dim, "position embedding {} is [{}, {}], expected [{tokens}, {dim}]", positions.names(), positions.rows, positions.cols);
+        let columns = embed::im2col(&pixels.data, pixels.rows, image_size, patch);
+        let patches = CpuTensor::new(columns, pixels.rows * grid * grid, 3 * patch * patch);
+        let projected = self.linear(&patches, weight, None, Activation::None, None)?;
+        let data = embed::assemble_vit_tokens(&projected.data, pixels.rows, grid * grid, &class_embedding.values(), &positions.values(), dim);
+        Ok(CpuTensor::new(data, pixels.rows * tokens, dim))
+    }
+
+    fn gather_rows(&self, x: &CpuTensor, rows: &[usize]) -> Result<CpuTensor> {
+        let mut data = Vec::with_capacity(rows.len() * x.cols);
+        for &r in rows {
+            ensure!(r < x.rows, "gather: row {r} is outside a tensor of {} rows", x.rows);
+            data.extend_from_slice(x.row(r));
+        }
+        Ok(CpuTensor::new(data, rows.len(), x.cols))
+    }
+
+    fn l2_normalize(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        let mut data = x.data.clone();
+        elementwise::l2_normalize(&mut data, x.cols);
+        Ok(CpuTensor::new(data, x.rows, x.cols))
+    }
+
+    fn average_templates(&self, features: &CpuTensor, templates: usize, classes: usize) -> Result<CpuTensor> {
+        ensure!(templates > 0 && features.rows == templates * classes, "ensemble: {} rows are not {templates} templates x {classes} classes", features.rows);
+        let mut data = vec![0.0f32; classes * features.cols];
+        for t in 0..templates {
+            let block = &features.data[t * classes * features.cols..(t + 1) * classes * features.cols];
+            data.iter_mut().zip(block).for_each(|(acc, v)| *acc += v);
+        }
+        data.iter_mut().for_each(|v| *v /= templates as f32);
+        elementwise::l2_normalize(&mut data, features.cols);
+        Ok(CpuTensor::new(data, classes, features.cols))
+    }
+
+    fn score(&self, images: &CpuTensor, class_features: &CpuTensor, labels: &[u32], templates: usize, classes: usize) -> Result<Vec<TemplateCounts>> {
+        ensure!(images.cols == class_features.cols, "score: image width {} != text width {}", images.cols, class_features.cols);
+        ensure!(class_features.rows == templates * classes, "score: {} text rows are not {templates} x {classes}", class_features.rows);
+        ensure!(labels.len() == images.rows, "score: {} labels for {} images", labels.len(), images.rows);
+        if let Some(bad) = labels.iter().find(|&&l| l as usize >= classes) {
+            bail!("score: label {bad} is outside the {classes} classes");
+        }
+        Ok(score::score(&images.data, &class_features.data, labels, templates, classes, images.cols))
+    }
+}

@@ -1,0 +1,69 @@
+//! HF model directories: locating them, reading their JSON files, and memory-mapping their safetensors weights.
+
+mod hf_cache;
+mod store;
+mod tensor;
+
+pub use hf_cache::resolve_model;
+pub use store::WeightStore;
+pub use tensor::{DType, StoredTensor};
+
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+/// A model directory: its path, its parsed `config.json`, and its weights (memory-mapped, in their stored dtype).
+pub struct Checkpoint {
+    pub dir: PathBuf,
+    pub config: serde_json::Value,
+    pub weights: WeightStore,
+}
+
+impl Checkpoint {
+    /// Opens a model given as a directory or an `org/name` id found in the local HF cache.
+    pub fn open(model: &str) -> Result<Self> {
+        let dir = resolve_model(model)?;
+        let _span = tracing::info_span!("checkpoint", dir = %dir.display()).entered();
+        let config = read_json(&dir.join("config.json"))?;
+        let weights = WeightStore::open(&dir)?;
+        Ok(Self { dir, config, weights })
+    }
+
+    /// The path of a file inside the model directory, or an error naming it when it is absent.
+    pub fn file(&self, name: &str) -> Result<PathBuf> {
+        let path = self.dir.join(name);
+        if !path.is_file() {
+            anyhow::bail!("{} is missing from the model directory {}", name, self.dir.display());
+        }
+        Ok(path)
+    }
+
+    /// A content checksum of the model: BLAKE3 over config.json, preprocessor_config.json (when present) and
+    /// every weight file. Used to key caches of computed features.
+    pub fn checksum(&self) -> Result<String> {
+        let _span = tracing::info_span!("checksum").entered();
+        let mut hasher = blake3::Hasher::new();
+        let mut files = vec![self.dir.join("config.json")];
+        let preprocessor = self.dir.join("preprocessor_config.json");
+        if preprocessor.is_file() {
+            files.push(preprocessor);
+        }
+        files.extend(self.weights.files().iter().cloned());
+        for file in &files {
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            hasher.update(name.as_bytes());
+            hasher.update(&[0]);
+            let data = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+            // SAFETY: the file is only read while it is mapped; a concurrent writer could change the bytes read,
+            // which would change the checksum, never memory safety of the hash computation itself.
+            let map = unsafe { memmap2::Mmap::map(&data) }.with_context(|| format!("cannot map {}", file.display()))?;
+            hasher.update_rayon(&map);
+        }
+        Ok(hasher.finalize().to_hex().to_string())
+    }
+}
+
+/// Reads and parses a JSON file, naming the file in any error.
+pub fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+}

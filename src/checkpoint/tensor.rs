@@ -1,0 +1,157 @@
+//! One stored tensor: a dtype, a shape, and bytes that live in a memory-mapped file or an owned buffer.
+
+use anyhow::{Result, bail};
+use half::{bf16, f16};
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// The element types a checkpoint may store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    F32,
+    F16,
+    BF16,
+}
+
+impl DType {
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 | DType::BF16 => 2,
+        }
+    }
+
+    /// Maps a safetensors dtype to ours; other dtypes are named in the error.
+    pub fn from_safetensors(dtype: safetensors::Dtype) -> Result<Self> {
+        Ok(match dtype {
+            safetensors::Dtype::F32 => DType::F32,
+            safetensors::Dtype::F16 => DType::F16,
+            safetensors::Dtype::BF16 => DType::BF16,
+            other => bail!("unsupported dtype {other:?} (supported: F32, F16, BF16)"),
+        })
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::BF16 => "bf16",
+        })
+    }
+}
+
+/// Where a tensor's bytes live.
+#[derive(Clone)]
+pub(crate) enum Storage {
+    Mapped(Arc<memmap2::Mmap>),
+    Owned(Arc<Vec<u8>>),
+}
+
+impl Storage {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Storage::Mapped(map) => map,
+            Storage::Owned(vec) => vec,
+        }
+    }
+}
+
+/// A tensor as stored in a checkpoint. Cloning is cheap: the bytes are shared, never copied.
+#[derive(Clone)]
+pub struct StoredTensor {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    storage: Storage,
+    range: Range<usize>,
+}
+
+impl StoredTensor {
+    pub(crate) fn new(name: String, dtype: DType, shape: Vec<usize>, storage: Storage, range: Range<usize>) -> Self {
+        Self { name, dtype, shape, storage, range }
+    }
+
+    /// An owned f32 tensor (random weights for benchmarks, tests).
+    pub fn from_f32(name: &str, shape: &[usize], values: &[f32]) -> Self {
+        assert_eq!(shape.iter().product::<usize>(), values.len(), "shape and data of {name} disagree");
+        let bytes: Vec<u8> = bytemuck::cast_slice(values).to_vec();
+        let len = bytes.len();
+        Self::new(name.to_string(), DType::F32, shape.to_vec(), Storage::Owned(Arc::new(bytes)), 0..len)
+    }
+
+    /// An owned tensor stored as `dtype`, rounded from f32 values.
+    pub fn from_f32_as(name: &str, shape: &[usize], values: &[f32], dtype: DType) -> Self {
+        let bytes: Vec<u8> = match dtype {
+            DType::F32 => bytemuck::cast_slice(values).to_vec(),
+            DType::F16 => values.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect(),
+            DType::BF16 => values.iter().flat_map(|&v| bf16::from_f32(v).to_le_bytes()).collect(),
+        };
+        assert_eq!(shape.iter().product::<usize>() * dtype.size(), bytes.len(), "shape and data of {name} disagree");
+        let len = bytes.len();
+        Self::new(name.to_string(), dtype, shape.to_vec(), Storage::Owned(Arc::new(bytes)), 0..len)
+    }
+
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The raw little-endian bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.storage.bytes()[self.range.clone()]
+    }
+
+    /// The values as f32 without a copy, when stored as f32 at a 4-byte-aligned address.
+    pub fn as_f32_slice(&self) -> Option<&[f32]> {
+        match self.dtype {
+            DType::F32 => bytemuck::try_cast_slice(self.bytes()).ok(),
+            _ => None,
+        }
+    }
+
+    /// Converts `count` values starting at element `start` to f32 into `out`.
+    pub fn read_f32_range(&self, start: usize, out: &mut [f32]) {
+        let size = self.dtype.size();
+        let bytes = &self.bytes()[start * size..(start + out.len()) * size];
+        match self.dtype {
+            DType::F32 => {
+                for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                    *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                }
+            }
+            DType::F16 => {
+                for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                    *o = f16::from_le_bytes([c[0], c[1]]).to_f32();
+                }
+            }
+            DType::BF16 => {
+                for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                    *o = bf16::from_le_bytes([c[0], c[1]]).to_f32();
+                }
+            }
+        }
+    }
+
+    /// All values converted to f32.
+    pub fn to_f32(&self) -> Vec<f32> {
+        let mut out = vec![0.0; self.numel()];
+        self.read_f32_range(0, &mut out);
+        out
+    }
+
+    /// Checks the shape, naming the tensor and both shapes on a mismatch.
+    pub fn expect_shape(&self, shape: &[usize]) -> Result<&Self> {
+        if self.shape != shape {
+            bail!("tensor {} has shape {:?}, expected {:?}", self.name, self.shape, shape);
+        }
+        Ok(self)
+    }
+}
+
+impl fmt::Debug for StoredTensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} {:?}", self.name, self.dtype, self.shape)
+    }
+}

@@ -1,0 +1,86 @@
+//! `glov-cuda inspect`: what a model directory holds.
+
+use crate::checkpoint::Checkpoint;
+use crate::models::clip::ClipConfig;
+use anyhow::Result;
+use clap::Args;
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// Model directory or org/name in the HF cache.
+    model: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn file_size(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+pub fn run(args: InspectArgs) -> Result<()> {
+    let checkpoint = Checkpoint::open(&args.model)?;
+    let config = &checkpoint.config;
+    let architectures: Vec<String> = config
+        .get("architectures")
+        .and_then(|a| a.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    let model_type = config.get("model_type").and_then(|v| v.as_str()).unwrap_or("unknown").to_string();
+    let parameters: usize = checkpoint.weights.tensors().iter().map(|t| t.numel()).sum();
+    let dtypes = checkpoint.weights.dtype_counts();
+    let mut files: Vec<(String, u64)> = std::fs::read_dir(&checkpoint.dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_file())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), file_size(&e.path())))
+        .collect();
+    files.sort();
+    let clip = ClipConfig::from_json(config).ok();
+    let sizes = clip.as_ref().map(|c| {
+        serde_json::json!({
+            "projection_dim": c.projection_dim,
+            "text": {"hidden": c.text.tower.hidden_size, "intermediate": c.text.tower.intermediate_size, "heads": c.text.tower.num_heads,
+                     "layers": c.text.tower.num_layers, "vocab": c.text.vocab_size, "context": c.text.max_positions,
+                     "activation": format!("{:?}", c.text.tower.activation), "eos_token_id": c.text.eos_token_id},
+            "vision": {"hidden": c.vision.tower.hidden_size, "intermediate": c.vision.tower.intermediate_size, "heads": c.vision.tower.num_heads,
+                       "layers": c.vision.tower.num_layers, "image_size": c.vision.image_size, "patch_size": c.vision.patch_size,
+                       "activation": format!("{:?}", c.vision.tower.activation)},
+        })
+    });
+    if args.json {
+        let out = serde_json::json!({
+            "dir": checkpoint.dir.display().to_string(),
+            "model_type": model_type,
+            "architectures": architectures,
+            "parameters": parameters,
+            "dtypes": dtypes,
+            "sizes": sizes,
+            "files": files.iter().map(|(n, s)| serde_json::json!({"name": n, "bytes": s})).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("model:         {}", checkpoint.dir.display());
+    println!("architecture:  {} ({})", architectures.join(", "), model_type);
+    println!("parameters:    {} ({:.1} M)", parameters, parameters as f64 / 1e6);
+    let dtype_text: Vec<String> = dtypes.iter().map(|(d, n)| format!("{d}: {n}")).collect();
+    println!("dtypes:        {}", dtype_text.join(", "));
+    if let Some(c) = &clip {
+        let t = &c.text.tower;
+        let v = &c.vision.tower;
+        println!(
+            "text tower:    {} layers, width {}, {} heads, MLP {}, {:?}, vocab {}, context {}",
+            t.num_layers, t.hidden_size, t.num_heads, t.intermediate_size, t.activation, c.text.vocab_size, c.text.max_positions
+        );
+        println!(
+            "vision tower:  {} layers, width {}, {} heads, MLP {}, {:?}, {}px images in {}px patches",
+            v.num_layers, v.hidden_size, v.num_heads, v.intermediate_size, v.activation, c.vision.image_size, c.vision.patch_size
+        );
+        println!("projection:    {}", c.projection_dim);
+    }
+    println!("files:");
+    for (name, size) in &files {
+        println!("  {name:<40} {size:>12} bytes");
+    }
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! The `glov-cuda` command line.
+
+mod inspect;
+mod output;
+mod probe;
+mod score;
+
+use crate::backend::Device;
+use crate::backend::cpu::CpuBackend;
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "glov-cuda",
+    version,
+    about = "GLOV on a GPU-native engine: zero-shot CLIP scoring of prompt templates, LLM-guided template search",
+    long_about = "glov-cuda scores natural-language prompt templates for CLIP zero-shot classification and (in \
+                  later versions) searches for better ones with a steered LLM, as in GLOV (Mirza et al., TMLR 2025).\n\n\
+                  Models are Hugging Face model directories (config.json, safetensors weights, tokenizer.json, \
+                  preprocessor_config.json) or org/name ids already in the local HF cache."
+)]
+pub struct Cli {
+    /// Where to compute: cpu, or cuda / cuda:N.
+    #[arg(long, global = true, default_value = "cpu", value_name = "DEVICE")]
+    device: Device,
+
+    /// CPU worker threads (default: all cores).
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
+
+    /// More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    /// Only warnings and errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Zero-shot accuracy of each template in a file (and of their ensemble) on a dataset split.
+    Score(score::ScoreArgs),
+    /// Print raw model outputs as JSON, for checking against other implementations.
+    #[command(subcommand)]
+    Probe(probe::ProbeCommand),
+    /// Describe a model directory: architecture, sizes, dtypes, parameters, files.
+    Inspect(inspect::InspectArgs),
+}
+
+fn init_logging(cli: &Cli) {
+    let default = match (cli.quiet, cli.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+/// The backend for `--device`. CUDA answers with an error until its backend is built.
+fn cpu_backend(device: Device) -> Result<CpuBackend> {
+    match device {
+        Device::Cpu => Ok(CpuBackend::new()),
+        Device::Cuda(ordinal) => match crate::backend::cuda::open(ordinal)? {},
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    if let Some(threads) = cli.threads {
+        rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build_global()?;
+    }
+    match cli.command {
+        Command::Score(args) => score::run(&cpu_backend(cli.device)?, args),
+        Command::Probe(command) => probe::run(&cpu_backend(cli.device)?, command),
+        Command::Inspect(args) => inspect::run(args),
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

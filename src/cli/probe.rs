@@ -1,0 +1,67 @@
+//! `glov-cuda probe clip`: projected CLIP features as JSON, exactly what HF's `get_text_features` and
+//! `get_image_features` return (not normalised).
+
+use crate::backend::Backend;
+use crate::models::clip::ClipModel;
+use crate::preprocess;
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum ProbeCommand {
+    /// Text and image features of a CLIP model.
+    Clip(ClipProbeArgs),
+}
+
+#[derive(Args)]
+pub struct ClipProbeArgs {
+    /// CLIP model directory or org/name in the HF cache.
+    #[arg(long, value_name = "MODEL")]
+    model: String,
+    /// A text to encode (repeatable).
+    #[arg(long = "text", value_name = "TEXT")]
+    texts: Vec<String>,
+    /// An image file to encode (repeatable).
+    #[arg(long = "image", value_name = "PATH")]
+    images: Vec<PathBuf>,
+}
+
+pub fn run<B: Backend>(backend: &B, command: ProbeCommand) -> Result<()> {
+    match command {
+        ProbeCommand::Clip(args) => probe_clip(backend, args),
+    }
+}
+
+fn rows(values: Vec<f32>, dim: usize) -> Vec<Vec<f32>> {
+    values.chunks_exact(dim.max(1)).map(<[f32]>::to_vec).collect()
+}
+
+fn probe_clip<B: Backend>(backend: &B, args: ClipProbeArgs) -> Result<()> {
+    let model = ClipModel::open(backend, &args.model)?;
+    let dim = model.clip.config.projection_dim;
+    let text_features = if args.texts.is_empty() {
+        Vec::new()
+    } else {
+        let tokens = model.tokenizer.encode_batch(&args.texts)?;
+        rows(backend.download(&model.clip.encode_text(backend, &tokens)?)?, dim)
+    };
+    let image_features = if args.images.is_empty() {
+        Vec::new()
+    } else {
+        let mut pixels = Vec::new();
+        for (path, result) in args.images.iter().zip(preprocess::load_images(&args.images, &model.preprocess)) {
+            pixels.extend(result.with_context(|| format!("image {}", path.display()))?);
+        }
+        let batch = backend.upload(&pixels, args.images.len(), pixels.len() / args.images.len())?;
+        rows(backend.download(&model.clip.encode_images(backend, &batch)?)?, dim)
+    };
+    let out = json!({
+        "text_features": text_features,
+        "image_features": image_features,
+        "logit_scale": model.clip.logit_scale,
+    });
+    println!("{}", serde_json::to_string(&out)?);
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! glov-cuda: GLOV (LLM-guided prompt-template optimisation for CLIP) on a GPU-native engine.
+//!
+//! Layers, bottom to top: `checkpoint` (HF model directories), `backend` (coarse tensor operations with a CPU
+//! reference and a CUDA implementation), `models` (CLIP), the engine services (`tokenizer`, `preprocess`,
+//! `dataset`, `scoring`) and the `cli`.
+
+pub mod backend;
+pub mod checkpoint;
+pub mod cli;
+pub mod dataset;
+pub mod models;
+pub mod preprocess;
+pub mod scoring;
+pub mod tokenizer;

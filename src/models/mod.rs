@@ -1,0 +1,3 @@
+//! Models written once against the backend trait.
+
+pub mod clip;

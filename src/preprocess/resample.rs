@@ -1,0 +1,352 @@
+//! Resizing of 8-bit RGB images with results bit-identical to Pillow's `Image.resize` (Resample.c).
+//!
+//! Pillow resizes with a separable convolution: a horizontal pass, then a vertical pass over its uint8 output.
+//! For each output position it centres the filter on the corresponding input position, widens the filter by the
+//! downscale factor (so downscaling averages over the whole footprint: antialiasing), evaluates the weights in
+//! double precision, normalises them to sum to one, and rounds them to fixed point with 22 fractional bits. Each
+//! pass accumulates `pixel * weight` in 32-bit integers starting from one half (for rounding), then shifts and
+//! clamps to 0..=255. Reproducing those exact steps, including the rounding of every weight and the uint8
+//! intermediate image, gives exactly Pillow's bytes; any shortcut (float accumulation, a single 2-D pass, a
+//! different weight rounding) gives off-by-one differences on a fraction of the pixels.
+//!
+//! Nearest-neighbour resizing in Pillow is a different code path (an affine scaling with an accumulated float
+//! position), reproduced separately.
+
+use image::RgbImage;
+
+/// Pillow's resampling filters, numbered as in `PIL.Image.Resampling` (the `resample` of HF configs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Resample {
+    Nearest = 0,
+    Lanczos = 1,
+    Bilinear = 2,
+    Bicubic = 3,
+    Box = 4,
+    Hamming = 5,
+}
+
+impl Resample {
+    /// The filter with Pillow's number `code`; an error naming the value for anything else (including Pillow's
+    /// Magic Kernel filters 6 and 7, which are not implemented here).
+    pub fn from_pil(code: i64) -> Result<Self, String> {
+        Ok(match code {
+            0 => Self::Nearest,
+            1 => Self::Lanczos,
+            2 => Self::Bilinear,
+            3 => Self::Bicubic,
+            4 => Self::Box,
+            5 => Self::Hamming,
+            6 | 7 => {
+                return Err(format!(
+                    "PIL resampling filter {code} ({}) is not supported; use 0 (NEAREST), 1 (LANCZOS), 2 (BILINEAR), \
+                     3 (BICUBIC), 4 (BOX) or 5 (HAMMING)",
+                    if code == 6 { "MKS2013" } else { "MKS2021" }
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "unknown PIL resampling filter {code}; expected 0 (NEAREST), 1 (LANCZOS), 2 (BILINEAR), \
+                     3 (BICUBIC), 4 (BOX) or 5 (HAMMING)"
+                ));
+            }
+        })
+    }
+
+    /// Pillow's number for this filter.
+    pub fn pil_code(self) -> u8 {
+        self as u8
+    }
+
+    /// The convolution kernel and its support radius (in input pixels, before widening for downscaling).
+    fn kernel(self) -> Option<(fn(f64) -> f64, f64)> {
+        match self {
+            Self::Nearest => None,
+            Self::Box => Some((box_filter, 0.5)),
+            Self::Bilinear => Some((bilinear_filter, 1.0)),
+            Self::Hamming => Some((hamming_filter, 1.0)),
+            Self::Bicubic => Some((bicubic_filter, 2.0)),
+            Self::Lanczos => Some((lanczos_filter, 3.0)),
+        }
+    }
+}
+
+// The kernels below keep Pillow's exact floating-point expressions (operation order and constants), since the
+// weights are rounded to fixed point afterwards and a last-bit difference can move a rounded weight.
+
+fn box_filter(x: f64) -> f64 {
+    if x > -0.5 && x <= 0.5 { 1.0 } else { 0.0 }
+}
+
+fn bilinear_filter(x: f64) -> f64 {
+    let x = x.abs();
+    if x < 1.0 { 1.0 - x } else { 0.0 }
+}
+
+fn hamming_filter(x: f64) -> f64 {
+    let x = x.abs();
+    if x == 0.0 {
+        1.0
+    } else if x >= 1.0 {
+        0.0
+    } else {
+        let x = x * std::f64::consts::PI;
+        // Pillow writes these constants as C floats, which are widened to double.
+        x.sin() / x * (0.54f32 as f64 + 0.46f32 as f64 * x.cos())
+    }
+}
+
+/// Keys' cubic convolution kernel with a = -0.5 (Catmull-Rom).
+fn bicubic_filter(x: f64) -> f64 {
+    const A: f64 = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+    } else {
+        0.0
+    }
+}
+
+fn sinc(x: f64) -> f64 {
+    if x == 0.0 {
+        return 1.0;
+    }
+    let x = x * std::f64::consts::PI;
+    x.sin() / x
+}
+
+fn lanczos_filter(x: f64) -> f64 {
+    if (-3.0..3.0).contains(&x) { sinc(x) * sinc(x / 3.0) } else { 0.0 }
+}
+
+/// Fractional bits of the fixed-point weights: 32 bits, less 8 for the pixel value, less 2 of headroom for
+/// kernels with negative lobes (partial sums can exceed 255 or drop below 0).
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+/// Fixed-point weights of one axis: for every output position, the first input index, the number of inputs it
+/// reads, and `ksize` weights (only the first `len` of them used).
+struct AxisCoeffs {
+    ksize: usize,
+    bounds: Vec<(usize, usize)>,
+    weights: Vec<i32>,
+}
+
+impl AxisCoeffs {
+    /// Pillow's `precompute_coeffs` followed by `normalize_coeffs_8bpc`, for the whole input range.
+    fn new(in_size: usize, out_size: usize, kernel: fn(f64) -> f64, support: f64) -> Self {
+        // Pillow passes the input range as C floats; `in_size - 0` is exact in f32 for any realistic size.
+        let scale = (in_size as f32) as f64 / out_size as f64;
+        let filterscale = scale.max(1.0);
+        let support = support * filterscale;
+        let ksize = support.ceil() as usize * 2 + 1;
+        let inv_filterscale = 1.0 / filterscale;
+
+        let mut bounds = Vec::with_capacity(out_size);
+        let mut weights = vec![0i32; out_size * ksize];
+        let mut k = vec![0f64; ksize];
+        for xx in 0..out_size {
+            let center = (xx as f64 + 0.5) * scale;
+            // C's (int) cast truncates toward zero, as `as i64` does.
+            let xmin = ((center - support + 0.5) as i64).max(0);
+            let xmax = ((center + support + 0.5) as i64).min(in_size as i64);
+            let len = (xmax - xmin).max(0) as usize;
+            let mut ww = 0.0;
+            for (x, kx) in k.iter_mut().enumerate().take(len) {
+                let w = kernel(((x as i64 + xmin) as f64 - center + 0.5) * inv_filterscale);
+                *kx = w;
+                ww += w;
+            }
+            let row = &mut weights[xx * ksize..(xx + 1) * ksize];
+            for (x, slot) in row.iter_mut().enumerate().take(len) {
+                let w = if ww != 0.0 { k[x] / ww } else { k[x] };
+                let scaled = w * (1u32 << PRECISION_BITS) as f64;
+                *slot = if w < 0.0 { (-0.5 + scaled) as i32 } else { (0.5 + scaled) as i32 };
+            }
+            bounds.push((xmin as usize, len));
+        }
+        Self { ksize, bounds, weights }
+    }
+
+    fn taps(&self, out: usize) -> (usize, &[i32]) {
+        let (start, len) = self.bounds[out];
+        (start, &self.weights[out * self.ksize..out * self.ksize + len])
+    }
+}
+
+/// Pillow's `clip8`: drop the fractional bits and clamp to a byte.
+#[inline]
+fn clip8(acc: i32) -> u8 {
+    (acc >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+const HALF: i32 = 1 << (PRECISION_BITS - 1);
+
+/// Horizontal pass over input rows `rows` of an interleaved RGB buffer `src` (`in_w` pixels per row).
+fn resample_horizontal(src: &[u8], in_w: usize, rows: std::ops::Range<usize>, coeffs: &AxisCoeffs, out_w: usize) -> Vec<u8> {
+    let mut out = vec![0u8; rows.len() * out_w * 3];
+    for (dst_row, y) in out.chunks_exact_mut(out_w * 3).zip(rows) {
+        let line = &src[y * in_w * 3..(y + 1) * in_w * 3];
+        for (xx, px) in dst_row.chunks_exact_mut(3).enumerate() {
+            let (start, k) = coeffs.taps(xx);
+            let (mut r, mut g, mut b) = (HALF, HALF, HALF);
+            for (p, &w) in line[start * 3..(start + k.len()) * 3].chunks_exact(3).zip(k) {
+                r += p[0] as i32 * w;
+                g += p[1] as i32 * w;
+                b += p[2] as i32 * w;
+            }
+            px[0] = clip8(r);
+            px[1] = clip8(g);
+            px[2] = clip8(b);
+        }
+    }
+    out
+}
+
+/// Vertical pass: output row `yy` combines rows `start..start+len` of `src` (offset by `row_offset`, the first
+/// row `src` holds). Integer accumulation is exact, so summing row by row gives Pillow's per-pixel sums.
+fn resample_vertical(src: &[u8], width: usize, row_offset: usize, coeffs: &AxisCoeffs, out_h: usize) -> Vec<u8> {
+    let row_len = width * 3;
+    let mut out = vec![0u8; out_h * row_len];
+    let mut acc = vec![0i32; row_len];
+    for (yy, dst_row) in out.chunks_exact_mut(row_len).enumerate() {
+        let (start, k) = coeffs.taps(yy);
+        acc.fill(HALF);
+        for (j, &w) in k.iter().enumerate() {
+            let y = start + j - row_offset;
+            let line = &src[y * row_len..(y + 1) * row_len];
+            for (a, &p) in acc.iter_mut().zip(line) {
+                *a += p as i32 * w;
+            }
+        }
+        for (d, &a) in dst_row.iter_mut().zip(&acc) {
+            *d = clip8(a);
+        }
+    }
+    out
+}
+
+/// Pillow's nearest-neighbour resize (`ImagingScaleAffine`): source positions advance by accumulated float
+/// steps from half a step; positions that fall outside the source stay black (they do not occur in practice).
+fn resize_nearest(img: &RgbImage, out_w: usize, out_h: usize) -> RgbImage {
+    let (in_w, in_h) = (img.width() as usize, img.height() as usize);
+    let positions = |in_size: usize, out_size: usize| -> Vec<Option<usize>> {
+        let step = (in_size as f32) as f64 / out_size as f64;
+        let mut pos = step * 0.5;
+        (0..out_size)
+            .map(|_| {
+                let idx = if pos < 0.0 { None } else { Some(pos as usize) };
+                pos += step;
+                idx.filter(|&i| i < in_size)
+            })
+            .collect()
+    };
+    let xs = positions(in_w, out_w);
+    let ys = positions(in_h, out_h);
+    let src = img.as_raw();
+    let mut out = vec![0u8; out_w * out_h * 3];
+    for (row, y) in out.chunks_exact_mut(out_w * 3).zip(&ys) {
+        let Some(y) = *y else { continue };
+        for (px, x) in row.chunks_exact_mut(3).zip(&xs) {
+            if let Some(x) = *x {
+                px.copy_from_slice(&src[(y * in_w + x) * 3..(y * in_w + x) * 3 + 3]);
+            }
+        }
+    }
+    RgbImage::from_raw(out_w as u32, out_h as u32, out).expect("buffer sized for the image")
+}
+
+/// Resizes an 8-bit RGB image to `width` x `height` exactly as Pillow's `Image.resize((width, height), filter)`
+/// does for a mode "RGB" image (no `box`, no `reducing_gap`).
+///
+/// # Panics
+/// If either target dimension is zero (Pillow raises an error there too).
+pub fn resize_rgb8(img: &RgbImage, width: u32, height: u32, filter: Resample) -> RgbImage {
+    assert!(width > 0 && height > 0, "cannot resize to {width}x{height}");
+    let (in_w, in_h) = (img.width() as usize, img.height() as usize);
+    let (out_w, out_h) = (width as usize, height as usize);
+    if (in_w, in_h) == (out_w, out_h) || in_w == 0 || in_h == 0 {
+        // Pillow returns a copy when the size is unchanged; an empty source has nothing to sample.
+        return if in_w == 0 || in_h == 0 { RgbImage::new(width, height) } else { img.clone() };
+    }
+    let Some((kernel, support)) = filter.kernel() else {
+        return resize_nearest(img, out_w, out_h);
+    };
+
+    let vertical = AxisCoeffs::new(in_h, out_h, kernel, support);
+    let src = img.as_raw();
+    // Pillow runs each pass only when that dimension changes (with a scale of 1 the kernels are the identity
+    // anyway), and the horizontal pass only over the rows the vertical pass reads.
+    let (buf, row_offset) = if in_w != out_w {
+        let first = vertical.bounds[0].0;
+        let last = vertical.bounds.last().map_or(first, |&(s, l)| s + l);
+        let horizontal = AxisCoeffs::new(in_w, out_w, kernel, support);
+        (resample_horizontal(src, in_w, first..last, &horizontal, out_w), first)
+    } else {
+        (src.clone(), 0)
+    };
+    let out = if in_h != out_h {
+        resample_vertical(&buf, out_w, row_offset, &vertical, out_h)
+    } else {
+        buf
+    };
+    RgbImage::from_raw(width, height, out).expect("buffer sized for the image")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pattern(w: u32, h: u32) -> RgbImage {
+        RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 37 + y * 11) as u8, (x * y) as u8, (255 - x * 5) as u8]))
+    }
+
+    const FILTERS: [Resample; 6] = [
+        Resample::Nearest,
+        Resample::Lanczos,
+        Resample::Bilinear,
+        Resample::Bicubic,
+        Resample::Box,
+        Resample::Hamming,
+    ];
+
+    #[test]
+    fn same_size_is_identity() {
+        let img = pattern(17, 9);
+        for f in FILTERS {
+            assert_eq!(resize_rgb8(&img, 17, 9, f), img, "{f:?}");
+        }
+    }
+
+    #[test]
+    fn constant_image_stays_constant() {
+        let img = RgbImage::from_pixel(37, 23, image::Rgb([200, 0, 255]));
+        for f in FILTERS {
+            for (w, h) in [(5, 3), (64, 40), (37, 100), (11, 23), (1, 1), (300, 2)] {
+                let out = resize_rgb8(&img, w, h, f);
+                assert_eq!((out.width(), out.height()), (w, h));
+                assert!(out.pixels().all(|p| p.0 == [200, 0, 255]), "{f:?} {w}x{h}");
+            }
+        }
+    }
+
+    #[test]
+    fn weights_sum_to_one_in_fixed_point() {
+        // Rounding each weight separately can leave the sum a few units off 2^22, never more than one per tap.
+        for (n_in, n_out) in [(640, 224), (100, 333), (7, 3)] {
+            let c = AxisCoeffs::new(n_in, n_out, bicubic_filter, 2.0);
+            for xx in 0..n_out {
+                let (_, k) = c.taps(xx);
+                let sum: i64 = k.iter().map(|&w| w as i64).sum();
+                assert!((sum - (1 << PRECISION_BITS)).abs() <= k.len() as i64, "{n_in}->{n_out} @{xx}: {sum}");
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_filters_by_number() {
+        assert_eq!(Resample::from_pil(3), Ok(Resample::Bicubic));
+        assert!(Resample::from_pil(6).unwrap_err().contains('6'));
+        assert!(Resample::from_pil(42).unwrap_err().contains("42"));
+    }
+}

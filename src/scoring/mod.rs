@@ -1,0 +1,11 @@
+//! Zero-shot scoring of prompt templates: image features computed once (and cached on disk), templates scored in
+//! batches, ensembles.
+
+pub mod feature_cache;
+pub mod image_features;
+pub mod scorer;
+pub mod templates;
+
+pub use image_features::{EncodeOptions, ImageFeatures, default_cache_dir, encode_images};
+pub use scorer::{Accuracy, Scorer};
+pub use templates::{fill, read_templates};
