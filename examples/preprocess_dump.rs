@@ -40,8 +40,8 @@ fn run() -> anyhow::Result<bool> {
             bytes.extend_from_slice(&v.to_le_bytes());
         }
     }
-    let mut file = std::fs::File::create(&out_path)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out_path.display()))?;
+    let mut file =
+        std::fs::File::create(&out_path).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out_path.display()))?;
     file.write_all(&bytes).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out_path.display()))?;
     println!("{} 3 {h} {w}", images.len());
     Ok(true)

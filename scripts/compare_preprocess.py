@@ -279,11 +279,14 @@ def random_photo(rng, w, h):
 def sweep(binary, trials, workdir, seed):
     rng = np.random.default_rng(seed)
     exact = 0
+    skipped = 0
     worst = []
     for t in range(trials):
         filt = int(rng.integers(0, 6))
         n_img = 3
-        sizes = [(int(rng.integers(1, 700)), int(rng.integers(1, 700))) for _ in range(n_img)]
+        # Mostly small images (fast), with some photo-sized ones and some very tall or wide ones.
+        limit = 3000 if t % 5 == 4 else 700
+        sizes = [(int(rng.integers(1, limit)), int(rng.integers(1, limit))) for _ in range(n_img)]
         trial_dir = os.path.join(workdir, f"sweep{t}")
         os.makedirs(trial_dir, exist_ok=True)
         paths = []
@@ -323,7 +326,14 @@ def sweep(binary, trials, workdir, seed):
                 "image_std": [float(v) for v in rng.uniform(0.1, 0.5, 3)],
             }
             processor = hf_processor(os.path.dirname(write_config(os.path.join(trial_dir, "cfg"), config)))
-            refs = [run_hf(processor, Image.open(p)) for p in paths]
+            try:
+                refs = [run_hf(processor, Image.open(p)) for p in paths]
+            except ValueError as e:
+                # A resize to zero pixels (a sliver of an image under max_height / max_width): transformers
+                # raises where this crate clamps to one pixel, so there is nothing to compare.
+                skipped += 1
+                print(f"  skipped (transformers: {e}) {size} on {sizes}")
+                continue
             what = f"processor {filt} size={size} crop={config['crop_size']}"
         config_path = write_config(os.path.join(trial_dir, "cfg"), config)
         ours = run_ours(binary, config_path, paths, trial_dir)
@@ -331,10 +341,10 @@ def sweep(binary, trials, workdir, seed):
         exact += ok
         if not ok:
             worst.append((what, sizes, max(float(np.abs(o - r).max()) for o, r in zip(ours, refs))))
-    print(f"\nsweep: {exact}/{trials} random cases ({3 * trials} images) bit-exact")
+    print(f"\nsweep: {exact}/{trials - skipped} random cases ({3 * (trials - skipped)} images) bit-exact")
     for what, sizes, d in worst[:10]:
         print(f"  MISMATCH {what} on {sizes}: max |diff| {d}")
-    return exact == trials
+    return exact == trials - skipped
 
 
 def main():

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(
     name = "glov-cuda",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("GLOV_CUDA_COMMIT"), ")"),
     about = "GLOV on a GPU-native engine: zero-shot CLIP scoring of prompt templates, LLM-guided template search",
     long_about = "glov-cuda scores natural-language prompt templates for CLIP zero-shot classification and (in \
                   later versions) searches for better ones with a steered LLM, as in GLOV (Mirza et al., TMLR 2025).\n\n\

@@ -73,7 +73,7 @@ pub fn run<B: Backend>(backend: &B, args: ScoreArgs) -> Result<()> {
     };
     let features = encode_images(backend, &model, &paths, &options)?;
     let labels: Vec<u32> = features.kept.iter().map(|&i| data.samples[i].label as u32).collect();
-    let scorer = Scorer::new(backend, &model, &features.features, labels, data.classnames.clone(), args.text_batch)?;
+    let scorer = Scorer::new(backend, &model.clip, &model.tokenizer, &features.features, labels, data.classnames.clone(), args.text_batch)?;
     let accuracies = scorer.score_templates(&templates)?;
     let ensemble = if args.ensemble { Some(scorer.score_ensemble(&templates)?) } else { None };
     let report = ScoreReport {

@@ -161,7 +161,7 @@ impl PreprocessConfig {
     /// Checks what parsing alone cannot: the model needs every image at one fixed size, so a config must either
     /// centre-crop or resize to an exact height and width; the standard deviations must be non-zero.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !self.do_center_crop && !(self.do_resize && matches!(self.size, ResizeSize::Exact { .. })) {
+        if self.fixed_output_size().is_none() {
             return Err(field_error(
                 "do_center_crop",
                 "without a centre crop (or a resize to an exact height and width) images keep different sizes, \
@@ -180,12 +180,15 @@ impl PreprocessConfig {
     /// For a hand-built config that [`validate`](Self::validate) rejects (one whose output size varies per image);
     /// configs read by [`from_file`](Self::from_file) / [`from_json`](Self::from_json) never do.
     pub fn output_size(&self) -> (usize, usize) {
-        if self.do_center_crop {
-            (self.crop_size.0 as usize, self.crop_size.1 as usize)
-        } else if let (true, ResizeSize::Exact { height, width }) = (self.do_resize, self.size) {
-            (height as usize, width as usize)
-        } else {
-            panic!("this preprocessing config gives images of varying size (no centre crop, no exact resize)")
+        self.fixed_output_size()
+            .expect("this preprocessing config gives images of varying size (no centre crop, no exact resize)")
+    }
+
+    fn fixed_output_size(&self) -> Option<(usize, usize)> {
+        match (self.do_center_crop, self.do_resize, self.size) {
+            (true, _, _) => Some((self.crop_size.0 as usize, self.crop_size.1 as usize)),
+            (false, true, ResizeSize::Exact { height, width }) => Some((height as usize, width as usize)),
+            _ => None,
         }
     }
 
@@ -253,10 +256,7 @@ fn positive_int(field: &'static str, key: &str, v: &Value) -> Result<u32, Config
 
 /// Reads the keys of a size object, treating `null` entries as absent (as transformers' `SizeDict` does).
 fn size_keys<'a>(field: &'static str, map: &'a Map<String, Value>) -> Result<Vec<(&'a str, u32)>, ConfigError> {
-    map.iter()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| positive_int(field, k, v).map(|n| (k.as_str(), n)))
-        .collect()
+    map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| positive_int(field, k, v).map(|n| (k.as_str(), n))).collect()
 }
 
 /// `size`: an integer (the shortest edge, or a square with `default_to_square`), a `[height, width]` list, or an
@@ -269,10 +269,17 @@ fn parse_size(v: &Value, default_to_square: bool) -> Result<ResizeSize, ConfigEr
             Ok(if default_to_square { ResizeSize::Exact { height: n, width: n } } else { ResizeSize::ShortestEdge(n) })
         }
         Value::Array(items) => match items.as_slice() {
-            [h, w] => Ok(ResizeSize::Exact { height: positive_int(FIELD, "height", h)?, width: positive_int(FIELD, "width", w)? }),
+            [h, w] => Ok(ResizeSize::Exact {
+                height: positive_int(FIELD, "height", h)?,
+                width: positive_int(FIELD, "width", w)?,
+            }),
             [n] => {
                 let n = positive_int(FIELD, FIELD, n)?;
-                Ok(if default_to_square { ResizeSize::Exact { height: n, width: n } } else { ResizeSize::ShortestEdge(n) })
+                Ok(if default_to_square {
+                    ResizeSize::Exact { height: n, width: n }
+                } else {
+                    ResizeSize::ShortestEdge(n)
+                })
             }
             _ => Err(field_error(FIELD, format!("a list must be [height, width], got {v}"))),
         },
@@ -284,7 +291,9 @@ fn parse_size(v: &Value, default_to_square: bool) -> Result<ResizeSize, ConfigEr
                 [("longest_edge", l), ("shortest_edge", s)] => {
                     Ok(ResizeSize::ShortestLongestEdge { shortest: *s, longest: *l })
                 }
-                [("max_height", h), ("max_width", w)] => Ok(ResizeSize::MaxHeightWidth { max_height: *h, max_width: *w }),
+                [("max_height", h), ("max_width", w)] => {
+                    Ok(ResizeSize::MaxHeightWidth { max_height: *h, max_width: *w })
+                }
                 [("height", h), ("width", w)] => Ok(ResizeSize::Exact { height: *h, width: *w }),
                 _ => Err(field_error(
                     FIELD,
@@ -380,8 +389,9 @@ mod tests {
         assert_eq!(cfg.rescale_factor, 1.0 / 255.0);
         assert_eq!(cfg.output_size(), (336, 320));
 
-        let cfg = PreprocessConfig::from_json_str(r#"{"size": {"height": 224, "width": 256}, "do_center_crop": false}"#)
-            .unwrap();
+        let cfg =
+            PreprocessConfig::from_json_str(r#"{"size": {"height": 224, "width": 256}, "do_center_crop": false}"#)
+                .unwrap();
         assert_eq!(cfg.output_size(), (224, 256));
         let cfg = PreprocessConfig::from_json_str(r#"{"size": 200, "default_to_square": true}"#).unwrap();
         assert_eq!(cfg.size, ResizeSize::Exact { height: 200, width: 200 });

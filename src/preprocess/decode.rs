@@ -41,9 +41,8 @@ pub fn decode_rgb8(path: &Path) -> anyhow::Result<RgbImage> {
 
 /// Decodes an encoded image held in memory (format recognised from its content) to 8-bit RGB.
 pub fn decode_rgb8_from_memory(bytes: &[u8]) -> anyhow::Result<RgbImage> {
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| anyhow!("cannot decode image: {e}"))?;
+    let reader =
+        ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| anyhow!("cannot decode image: {e}"))?;
     if reader.format().is_none() {
         return Err(anyhow!("cannot decode image: unrecognised image format"));
     }

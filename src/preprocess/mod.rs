@@ -42,11 +42,7 @@ fn value_tables(cfg: &PreprocessConfig) -> [[f32; 256]; 3] {
 pub fn preprocess(img: &RgbImage, cfg: &PreprocessConfig) -> Vec<f32> {
     let resized: Cow<'_, RgbImage> = if cfg.do_resize && img.width() > 0 && img.height() > 0 {
         let (h, w) = cfg.resize_output_size(img.height(), img.width());
-        if (w, h) == img.dimensions() {
-            Cow::Borrowed(img)
-        } else {
-            Cow::Owned(resize_rgb8(img, w, h, cfg.resample))
-        }
+        if (w, h) == img.dimensions() { Cow::Borrowed(img) } else { Cow::Owned(resize_rgb8(img, w, h, cfg.resample)) }
     } else {
         Cow::Borrowed(img)
     };

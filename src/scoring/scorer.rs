@@ -3,7 +3,8 @@
 //! features, all on the backend; only the counts come back.
 
 use crate::backend::{Backend, TemplateCounts};
-use crate::models::clip::ClipModel;
+use crate::models::clip::Clip;
+use crate::tokenizer::ClipTokenizer;
 use crate::scoring::templates::fill;
 use anyhow::{Result, ensure};
 use serde::Serialize;
@@ -20,7 +21,8 @@ pub struct Accuracy {
 
 pub struct Scorer<'a, B: Backend> {
     backend: &'a B,
-    model: &'a ClipModel<B>,
+    clip: &'a Clip<B>,
+    tokenizer: &'a ClipTokenizer,
     /// Normalised image features `[images, dim]`.
     images: B::Tensor,
     labels: Vec<u32>,
@@ -32,8 +34,16 @@ pub struct Scorer<'a, B: Backend> {
 
 impl<'a, B: Backend> Scorer<'a, B> {
     /// `features` are unnormalised image features `[labels.len(), dim]`.
-    pub fn new(backend: &'a B, model: &'a ClipModel<B>, features: &[f32], labels: Vec<u32>, classnames: Vec<String>, max_texts: usize) -> Result<Self> {
-        let dim = model.clip.config.projection_dim;
+    pub fn new(
+        backend: &'a B,
+        clip: &'a Clip<B>,
+        tokenizer: &'a ClipTokenizer,
+        features: &[f32],
+        labels: Vec<u32>,
+        classnames: Vec<String>,
+        max_texts: usize,
+    ) -> Result<Self> {
+        let dim = clip.config.projection_dim;
         ensure!(!labels.is_empty(), "there are no images to score against");
         ensure!(features.len() == labels.len() * dim, "{} feature values for {} images of width {dim}", features.len(), labels.len());
         let images = backend.l2_normalize(&backend.upload(features, labels.len(), dim)?)?;
@@ -41,7 +51,7 @@ impl<'a, B: Backend> Scorer<'a, B> {
         for &l in &labels {
             class_sizes[l as usize] += 1;
         }
-        Ok(Self { backend, model, images, labels, classnames, class_sizes, max_texts: max_texts.max(1) })
+        Ok(Self { backend, clip, tokenizer, images, labels, classnames, class_sizes, max_texts: max_texts.max(1) })
     }
 
     pub fn num_images(&self) -> usize {
@@ -51,11 +61,11 @@ impl<'a, B: Backend> Scorer<'a, B> {
     /// Normalised text features `[texts, dim]`, encoded in passes of at most `max_texts` texts.
     fn encode_texts(&self, texts: &[String]) -> Result<B::Tensor> {
         let b = self.backend;
-        let dim = self.model.clip.config.projection_dim;
+        let dim = self.clip.config.projection_dim;
         let mut parts = Vec::new();
         for chunk in texts.chunks(self.max_texts) {
-            let tokens = self.model.tokenizer.encode_batch(chunk)?;
-            parts.push(b.l2_normalize(&self.model.clip.encode_text(b, &tokens)?)?);
+            let tokens = self.tokenizer.encode_batch(chunk)?;
+            parts.push(b.l2_normalize(&self.clip.encode_text(b, &tokens)?)?);
         }
         if parts.len() == 1 {
             return Ok(parts.pop().expect("one part"));

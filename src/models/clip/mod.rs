@@ -3,10 +3,12 @@
 
 mod config;
 mod encoder;
+mod random;
 mod text;
 mod vision;
 
 pub use config::{ClipConfig, TextConfig, TowerConfig, VisionConfig};
+pub use random::{random_weights, vit_b32_config};
 
 use crate::backend::Backend;
 use crate::checkpoint::{Checkpoint, WeightStore};
@@ -59,6 +61,14 @@ impl<B: Backend> ClipModel<B> {
         let config = ClipConfig::from_json(&checkpoint.config).with_context(|| format!("model {}", checkpoint.dir.display()))?;
         let tokenizer = ClipTokenizer::from_file(&checkpoint.file("tokenizer.json")?, Some(config.text.eos_token_id), config.text.max_positions)?;
         let preprocess = PreprocessConfig::from_file(&checkpoint.file("preprocessor_config.json")?)?;
+        let size = config.vision.image_size;
+        if preprocess.output_size() != (size, size) {
+            anyhow::bail!(
+                "{}: preprocessor_config.json makes {:?} images, but the vision tower takes {size}x{size}",
+                checkpoint.dir.display(),
+                preprocess.output_size()
+            );
+        }
         let clip = Clip::from_store(backend, &checkpoint.weights, config)
             .with_context(|| format!("loading CLIP from {}", checkpoint.dir.display()))?;
         Ok(Self { checkpoint, clip, tokenizer, preprocess })

@@ -1,0 +1,109 @@
+//! Randomly initialised CLIP weights of any shape, in memory: for benchmarks of real model sizes without a
+//! checkpoint on disk.
+
+use super::config::{ClipConfig, TowerConfig};
+use crate::checkpoint::{DType, StoredTensor, WeightStore};
+
+/// SplitMix64 turned into roughly normal values (sum of four uniforms), enough for benchmark weights.
+struct Values(u64);
+
+impl Values {
+    fn next_uniform(&mut self) -> f32 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    fn normal(&mut self, count: usize, mean: f32, std: f32) -> Vec<f32> {
+        // The sum of four uniforms has variance 4/12.
+        let scale = std / (4.0f32 / 12.0).sqrt();
+        (0..count).map(|_| mean + scale * ((0..4).map(|_| self.next_uniform()).sum::<f32>() - 2.0)).collect()
+    }
+}
+
+struct Builder {
+    values: Values,
+    dtype: DType,
+    tensors: Vec<StoredTensor>,
+}
+
+impl Builder {
+    fn add(&mut self, name: &str, shape: &[usize], mean: f32, std: f32) {
+        let values = self.values.normal(shape.iter().product(), mean, std);
+        self.tensors.push(StoredTensor::from_f32_as(name, shape, &values, self.dtype));
+    }
+
+    fn norm(&mut self, prefix: &str, dim: usize) {
+        self.add(&format!("{prefix}.weight"), &[dim], 1.0, 0.02);
+        self.add(&format!("{prefix}.bias"), &[dim], 0.0, 0.02);
+    }
+
+    fn encoder(&mut self, prefix: &str, c: &TowerConfig) {
+        let (d, f) = (c.hidden_size, c.intermediate_size);
+        for i in 0..c.num_layers {
+            let p = format!("{prefix}.layers.{i}");
+            for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
+                self.add(&format!("{p}.self_attn.{proj}.weight"), &[d, d], 0.0, 0.02);
+                self.add(&format!("{p}.self_attn.{proj}.bias"), &[d], 0.0, 0.02);
+            }
+            self.norm(&format!("{p}.layer_norm1"), d);
+            self.norm(&format!("{p}.layer_norm2"), d);
+            self.add(&format!("{p}.mlp.fc1.weight"), &[f, d], 0.0, 0.02);
+            self.add(&format!("{p}.mlp.fc1.bias"), &[f], 0.0, 0.02);
+            self.add(&format!("{p}.mlp.fc2.weight"), &[d, f], 0.0, 0.02);
+            self.add(&format!("{p}.mlp.fc2.bias"), &[d], 0.0, 0.02);
+        }
+    }
+}
+
+/// A weight store with every tensor a CLIP of this config needs, drawn from `seed`, stored as `dtype`.
+pub fn random_weights(config: &ClipConfig, dtype: DType, seed: u64) -> WeightStore {
+    let mut b = Builder { values: Values(seed), dtype, tensors: Vec::new() };
+    let (t, v) = (&config.text, &config.vision);
+    let (td, vd, p) = (t.tower.hidden_size, v.tower.hidden_size, v.patch_size);
+    b.add("text_model.embeddings.token_embedding.weight", &[t.vocab_size, td], 0.0, 0.02);
+    b.add("text_model.embeddings.position_embedding.weight", &[t.max_positions, td], 0.0, 0.01);
+    b.encoder("text_model.encoder", &t.tower);
+    b.norm("text_model.final_layer_norm", td);
+    b.add("text_projection.weight", &[config.projection_dim, td], 0.0, 0.02);
+    b.add("vision_model.embeddings.patch_embedding.weight", &[vd, 3, p, p], 0.0, 0.02);
+    b.add("vision_model.embeddings.class_embedding", &[vd], 0.0, 0.02);
+    b.add("vision_model.embeddings.position_embedding.weight", &[v.num_patches() + 1, vd], 0.0, 0.01);
+    b.norm("vision_model.pre_layrnorm", vd);
+    b.encoder("vision_model.encoder", &v.tower);
+    b.norm("vision_model.post_layernorm", vd);
+    b.add("visual_projection.weight", &[config.projection_dim, vd], 0.0, 0.02);
+    b.add("logit_scale", &[], 100f32.ln(), 0.0);
+    WeightStore::from_tensors("random weights", b.tensors)
+}
+
+/// The configuration of OpenAI's ViT-B/32 CLIP (`openai/clip-vit-base-patch32`).
+pub fn vit_b32_config() -> ClipConfig {
+    let json = serde_json::json!({
+        "model_type": "clip",
+        "projection_dim": 512,
+        "text_config": {"hidden_size": 512, "intermediate_size": 2048, "num_attention_heads": 8, "num_hidden_layers": 12, "eos_token_id": 2},
+        "vision_config": {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12, "num_hidden_layers": 12, "patch_size": 32, "image_size": 224}
+    });
+    ClipConfig::from_json(&json).expect("the built-in ViT-B/32 config is valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::CpuBackend;
+    use crate::models::clip::Clip;
+
+    #[test]
+    fn random_weights_build_a_model_of_the_config() {
+        let mut config = vit_b32_config();
+        config.text.tower.num_layers = 1;
+        config.vision.tower.num_layers = 1;
+        let store = random_weights(&config, DType::BF16, 7);
+        let clip = Clip::from_store(&CpuBackend::new(), &store, config).unwrap();
+        assert!((clip.logit_scale - 100f32.ln()).abs() < 2e-2, "bf16-rounded ln(100)");
+        assert_eq!(store.get("text_projection.weight").unwrap().dtype, DType::BF16);
+    }
+}
