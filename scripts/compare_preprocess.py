@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Compare glov-cuda's image preprocessing with transformers' CLIPImageProcessorPil.
 
-Runs both on the same image files and prints, per image and per group (lossless formats, JPEG / lossy WebP), the
+Runs both on the same image files and prints, per image and per group (lossless formats, JPEG, lossy WebP), the
 largest and mean absolute difference in normalised units and in 0..255 pixel units (difference * std * 255), and
 how many values are exactly equal.
 

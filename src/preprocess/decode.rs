@@ -26,7 +26,7 @@ use std::io::{BufReader, Cursor};
 use std::path::Path;
 
 /// Decodes the image file at `path` to 8-bit RGB (see the module documentation for the conversions). Errors name
-/// the file: "cannot decode image <path>: <reason>".
+/// the file: `cannot decode image PATH: REASON`.
 pub fn decode_rgb8(path: &Path) -> anyhow::Result<RgbImage> {
     let file = std::fs::File::open(path).map_err(|e| anyhow!("cannot open image {}: {e}", path.display()))?;
     let reader = ImageReader::new(BufReader::new(file))

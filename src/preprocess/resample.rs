@@ -359,6 +359,32 @@ mod tests {
         }
     }
 
+    /// Bytes produced by Pillow 13.0.0's `Image.resize` on the same pattern (horizontal-first and vertical-first
+    /// cases); `scripts/compare_preprocess.py --sweep` checks many more sizes against the installed Pillow.
+    #[test]
+    fn matches_pillow_bytes() {
+        let pattern = |w: u32, h: u32| {
+            RgbImage::from_fn(w, h, |x, y| {
+                let (x, y) = (x as i32, y as i32);
+                image::Rgb([x * 37 + y * 11, x * y * 7, 255 - x * 5 - y * 3].map(|v| v.rem_euclid(256) as u8))
+            })
+        };
+        let horizontal_first: [u8; 60] = [
+            42, 6, 248, 143, 22, 235, 158, 40, 222, 65, 64, 209, 166, 86, 196, 71, 21, 240, 174, 85, 227, 132, 156,
+            214, 94, 157, 201, 199, 149, 188, 105, 39, 232, 188, 155, 219, 80, 152, 206, 132, 127, 193, 190, 142, 180,
+            139, 61, 224, 165, 157, 211, 65, 126, 198, 169, 153, 185, 134, 122, 172,
+        ];
+        assert_eq!(resize_rgb8(&pattern(13, 11), 5, 4, Resample::Bicubic).as_raw(), &horizontal_first);
+        let vertical_first: [u8; 108] = [
+            31, 4, 249, 83, 22, 241, 142, 42, 234, 202, 65, 226, 78, 12, 236, 130, 73, 228, 195, 147, 221, 172, 166,
+            213, 127, 22, 222, 192, 132, 214, 177, 164, 207, 42, 114, 199, 185, 32, 209, 194, 173, 201, 64, 115, 194,
+            78, 135, 186, 194, 49, 196, 59, 116, 188, 72, 136, 181, 134, 122, 173, 81, 62, 182, 62, 113, 174, 129, 148,
+            167, 187, 115, 159, 60, 72, 169, 119, 164, 161, 184, 83, 154, 191, 140, 146, 117, 83, 155, 173, 228, 147,
+            207, 174, 140, 73, 134, 132, 165, 33, 142, 213, 101, 134, 83, 105, 127, 61, 111, 119,
+        ];
+        assert_eq!(resize_rgb8(&pattern(6, 40), 4, 9, Resample::Bicubic).as_raw(), &vertical_first);
+    }
+
     #[test]
     fn rejects_unknown_filters_by_number() {
         assert_eq!(Resample::from_pil(3), Ok(Resample::Bicubic));
