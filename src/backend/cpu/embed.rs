@@ -1,15 +1,4 @@
-//! Inputs of the two towers: token plus position embeddings; image patches and the ViT token sequence.
-
-/// `[batch * seq, dim]`: `table[id] + positions[s]` for the id at each (sequence, position).
-pub fn embed_tokens(ids: &[u32], seq: usize, table: &[f32], positions: &[f32], dim: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(ids.len() * dim);
-    for (n, &id) in ids.iter().enumerate() {
-        let token = &table[id as usize * dim..][..dim];
-        let position = &positions[(n % seq) * dim..][..dim];
-        out.extend(token.iter().zip(position).map(|(t, p)| t + p));
-    }
-    out
-}
+//! The vision tower's input: image patches and the ViT token sequence.
 
 /// Cuts CHW images `[batch, 3 * size * size]` into patches, one row per patch in raster order, each row laid out
 /// as the convolution weight is (channel, then patch row, then patch column).

@@ -13,6 +13,9 @@ use crate::checkpoint::StoredTensor;
 use anyhow::{Result, bail, ensure};
 use std::borrow::Cow;
 
+/// How many weight values a linear layer converts to f32 at a time (16 MiB of f32).
+const CONVERT_BLOCK_VALUES: usize = 4 << 20;
+
 /// A row-major `[rows, cols]` f32 matrix in host memory.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CpuTensor {
@@ -49,6 +52,20 @@ impl CpuWeight {
             }
         }
         Cow::Owned(self.parts.iter().flat_map(|p| p.to_f32()).collect())
+    }
+
+    /// Row `row` converted to f32 into `out` (`cols` values), read from whichever part holds it: a lookup
+    /// converts only the rows it needs, never the whole table.
+    fn read_row(&self, mut row: usize, out: &mut [f32]) {
+        for part in &self.parts {
+            let rows = part.shape.first().copied().unwrap_or(1);
+            if row < rows {
+                part.read_f32_range(row * self.cols, out);
+                return;
+            }
+            row -= rows;
+        }
+        panic!("row {row} is outside {}", self.names());
     }
 
     fn names(&self) -> String {
@@ -131,19 +148,23 @@ impl Backend for CpuBackend {
         if let Some(r) = residual {
             ensure!(r.rows == x.rows && r.cols == n, "residual is [{}, {}], expected [{}, {n}]", r.rows, r.cols, x.rows);
         }
+        let k = x.cols;
         let mut out = vec![0.0f32; x.rows * n];
         let mut offset = 0;
         for part in &weight.parts {
             let part_rows = part.shape.first().copied().unwrap_or(1);
-            let converted;
-            let w = match part.as_f32_slice() {
-                Some(values) => values,
-                None => {
-                    converted = part.to_f32();
-                    &converted
+            if let Some(w) = part.as_f32_slice() {
+                matmul::matmul_nt_into(&x.data, w, x.rows, part_rows, k, &mut out[offset..], n);
+            } else {
+                // Other dtypes are converted a block of rows at a time, so the f32 copy stays small.
+                let block = (CONVERT_BLOCK_VALUES / k.max(1)).max(1);
+                let mut converted = vec![0.0f32; block.min(part_rows) * k];
+                for start in (0..part_rows).step_by(block) {
+                    let rows = block.min(part_rows - start);
+                    part.read_f32_range(start * k, &mut converted[..rows * k]);
+                    matmul::matmul_nt_into(&x.data, &converted, x.rows, rows, k, &mut out[offset + start..], n);
                 }
-            };
-            matmul::matmul_nt_into(&x.data, w, x.rows, part_rows, x.cols, &mut out[offset..], n);
+            }
             offset += part_rows;
         }
         elementwise::epilogue(&mut out, n, bias.as_deref(), activation, residual.map(|r| r.data.as_slice()));
@@ -177,8 +198,15 @@ impl Backend for CpuBackend {
         if let Some(bad) = ids.iter().find(|&&id| id as usize >= table.rows) {
             bail!("token id {bad} is outside the vocabulary of {} ({} entries)", table.names(), table.rows);
         }
-        let data = embed::embed_tokens(ids, seq, &table.values(), &positions.values(), table.cols);
-        Ok(CpuTensor::new(data, batch * seq, table.cols))
+        let dim = table.cols;
+        let mut data = vec![0.0f32; ids.len() * dim];
+        let mut position = vec![0.0f32; dim];
+        for (n, (&id, row)) in ids.iter().zip(data.chunks_exact_mut(dim)).enumerate() {
+            table.read_row(id as usize, row);
+            positions.read_row(n % seq, &mut position);
+            row.iter_mut().zip(&position).for_each(|(t, p)| *t += p);
+        }
+        Ok(CpuTensor::new(data, batch * seq, dim))
     }
 
     fn patch_embed(
@@ -240,5 +268,39 @@ impl Backend for CpuBackend {
             bail!("score: label {bad} is outside the {classes} classes");
         }
         Ok(score::score(&images.data, &class_features.data, labels, templates, classes, images.cols))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::DType;
+
+    #[test]
+    fn linear_on_fused_bf16_parts_matches_f32_across_conversion_blocks() {
+        // Enough rows that the bf16 part is converted in several blocks.
+        let k = 3;
+        let rows = CONVERT_BLOCK_VALUES / k + 5;
+        let values: Vec<f32> = (0..rows * k).map(|i| half::bf16::from_f32(((i * 37 % 101) as f32 - 50.0) / 64.0).to_f32()).collect();
+        let small: Vec<f32> = (0..2 * k).map(|i| i as f32 - 2.5).collect();
+        let backend = CpuBackend::new();
+        let as_bf16 = StoredTensor::from_f32_as("w", &[rows, k], &values, DType::BF16);
+        let as_f32 = StoredTensor::from_f32("w", &[rows, k], &values);
+        let tail = StoredTensor::from_f32("t", &[2, k], &small);
+        let x = backend.upload(&[1.0, -2.0, 0.5, 0.25, 4.0, -1.0], 2, k).unwrap();
+        let got = backend.linear(&x, &backend.load_weight(&[&as_bf16, &tail]).unwrap(), None, Activation::None, None).unwrap();
+        let want = backend.linear(&x, &backend.load_weight(&[&as_f32, &tail]).unwrap(), None, Activation::None, None).unwrap();
+        assert_eq!((got.rows, got.cols), (2, rows + 2));
+        let n = rows + 2;
+        for (i, (g, w)) in got.data.iter().zip(&want.data).enumerate() {
+            assert!((g - w).abs() <= 1e-6, "output {i}: {g} vs {w}");
+        }
+        // Spot-check one output by hand: row 1, the last row of the bf16 part.
+        let r = rows - 1;
+        let expect: f32 = (0..k).map(|j| x.data[k + j] * values[r * k + j]).sum();
+        assert!((got.data[n + r] - expect).abs() < 1e-5);
+        // And the tail part's first row.
+        let expect: f32 = (0..k).map(|j| x.data[j] * small[j]).sum();
+        assert!((got.data[rows] - expect).abs() < 1e-5);
     }
 }
