@@ -218,3 +218,31 @@ fn pickle_only_model_explains_the_conversion() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("save_pretrained"), "{}", stderr(&out));
 }
+
+#[test]
+fn split_file_selects_its_split() {
+    let cache = tempfile::tempdir().unwrap();
+    let root = fixtures().join("scoring").join("dataset");
+    let classes = ["fire_truck", "golden_retriever", "oak_tree", "red_house", "sail_boat", "tabby_cat"];
+    let entries = |image: &str| -> Vec<Value> {
+        classes.iter().enumerate().map(|(label, c)| serde_json::json!([format!("{c}/{image}"), label, c])).collect()
+    };
+    let split = serde_json::json!({"train": entries("img0.png"), "val": entries("img1.png"), "test": entries("img1.png")});
+    let dir = tempfile::tempdir().unwrap();
+    let split_file = dir.path().join("split.json");
+    std::fs::write(&split_file, split.to_string()).unwrap();
+    let (report, _) = score_json(&root, cache.path(), &["--split-file", split_file.to_str().unwrap(), "--split", "val"]);
+    assert_eq!(report["images"], 6);
+    assert_eq!(report["split"], "val");
+
+    let broken = serde_json::json!({"train": [["fire_truck/missing.png", 0, "fire_truck"]], "val": [], "test": []});
+    std::fs::write(&split_file, broken.to_string()).unwrap();
+    let model = model();
+    let templates = fixtures().join("scoring").join("templates.txt").display().to_string();
+    let out = glov(
+        &["score", "--clip", &model, "--dataset", root.to_str().unwrap(), "--split-file", split_file.to_str().unwrap(), "--split", "train", "--templates", &templates],
+        cache.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("missing.png"), "{}", stderr(&out));
+}

@@ -155,3 +155,30 @@ impl fmt::Debug for StoredTensor {
         write!(f, "{} {} {:?}", self.name, self.dtype, self.shape)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_dtype_converts_to_f32() {
+        let values = [1.5f32, -0.25, 65504.0, 3.0e-5];
+        for dtype in [DType::F32, DType::F16, DType::BF16] {
+            let t = StoredTensor::from_f32_as("t", &[2, 2], &values, dtype);
+            assert_eq!(t.bytes().len(), 4 * dtype.size());
+            let back = t.to_f32();
+            for (b, v) in back.iter().zip(values) {
+                let tolerance = match dtype {
+                    DType::F32 => 0.0,
+                    DType::F16 => v.abs() * 1e-3,
+                    DType::BF16 => v.abs() * 8e-3,
+                };
+                assert!((b - v).abs() <= tolerance, "{dtype}: {b} vs {v}");
+            }
+            let mut tail = [0.0f32; 2];
+            t.read_f32_range(2, &mut tail);
+            assert_eq!(tail, [back[2], back[3]]);
+        }
+        assert!(StoredTensor::from_f32_as("t", &[1], &[1.0], DType::F16).as_f32_slice().is_none());
+    }
+}
