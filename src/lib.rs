@@ -5,9 +5,11 @@
 //! `dataset`, `scoring`) and the `cli`.
 
 pub mod backend;
+pub mod chat;
 pub mod checkpoint;
 pub mod cli;
 pub mod dataset;
+pub mod generation;
 pub mod models;
 pub mod preprocess;
 pub mod scoring;

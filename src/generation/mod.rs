@@ -1,0 +1,1 @@
+//! Text generation: sampling, stop conditions, batched decoding.
