@@ -4,6 +4,7 @@
 //! reference and a CUDA implementation), `models` (CLIP), the engine services (`tokenizer`, `preprocess`,
 //! `dataset`, `scoring`) and the `cli`.
 
+pub mod atomic_file;
 pub mod backend;
 pub mod chat;
 pub mod checkpoint;

@@ -38,15 +38,84 @@ impl Activation {
     }
 }
 
-/// The shape of a multi-head attention over a packed `[batch * seq, 3 * heads * head_dim]` QKV tensor.
+/// The shape of a multi-head attention over a packed QKV tensor of `[batch * seq, (heads + 2 * kv_heads) *
+/// head_dim]` (all query heads, then the key heads, then the value heads; with grouped-query attention, query head
+/// `h` reads key/value head `h / (heads / kv_heads)`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AttentionShape {
     pub batch: usize,
     pub seq: usize,
     pub heads: usize,
+    pub kv_heads: usize,
     pub head_dim: usize,
     /// Causal masking: position i attends to positions 0..=i only.
     pub causal: bool,
+}
+
+impl AttentionShape {
+    /// Width of a packed QKV row.
+    pub fn qkv_width(&self) -> usize {
+        (self.heads + 2 * self.kv_heads) * self.head_dim
+    }
+}
+
+/// Heads of a decoder's attention, for rotary embeddings and cached attention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeadShape {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl HeadShape {
+    pub fn qkv_width(&self) -> usize {
+        (self.heads + 2 * self.kv_heads) * self.head_dim
+    }
+
+    pub fn kv_width(&self) -> usize {
+        self.kv_heads * self.head_dim
+    }
+}
+
+/// Where a token's keys and values live in a KV cache: the shared prefix of a prompt group, or the private part
+/// of one generated sequence (which reads its group's prefix first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Prefix(usize),
+    Sequence(usize),
+}
+
+/// One query row of a cached attention call: its stream and its position in the full sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CachedRow {
+    pub stream: Stream,
+    pub position: usize,
+}
+
+/// The shape of a KV cache, fixed when it is allocated: one shared prefix per prompt group and one private part
+/// per sequence, for every layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvLayout {
+    pub layers: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// Token capacity of each group's shared prefix.
+    pub prefixes: Vec<usize>,
+    /// Per sequence: its group, and the capacity of its private part.
+    pub sequences: Vec<(usize, usize)>,
+}
+
+impl KvLayout {
+    /// Keys plus values, in elements, over all layers.
+    pub fn elements(&self) -> usize {
+        let tokens: usize = self.prefixes.iter().sum::<usize>() + self.sequences.iter().map(|s| s.1).sum::<usize>();
+        2 * self.layers * tokens * self.kv_heads * self.head_dim
+    }
+
+    /// Bytes of the cache with `element_size`-byte elements (4 on the CPU backend, 2 for bf16 on the GPU).
+    pub fn bytes(&self, element_size: usize) -> usize {
+        self.elements() * element_size
+    }
 }
 
 /// Correct-prediction counts of one template (or ensemble) over a set of labelled images.
@@ -62,6 +131,10 @@ pub struct TemplateCounts {
 pub trait Backend: Send + Sync {
     type Tensor: Send + Sync;
     type Weight: Send + Sync;
+    type KvCache: Send;
+
+    /// The backend's name (`cpu`, `cuda`), which keys caches of computed values.
+    fn kind(&self) -> &'static str;
 
     /// A short description of the device, for logs and `inspect`.
     fn describe(&self) -> String;
@@ -97,6 +170,37 @@ pub trait Backend: Send + Sync {
     /// `[batch * seq, heads * head_dim]`.
     fn attention(&self, qkv: &Self::Tensor, shape: AttentionShape) -> Result<Self::Tensor>;
 
+    /// Root-mean-square normalisation of each row, times the gain (Llama's RMSNorm).
+    fn rms_norm(&self, x: &Self::Tensor, gain: &Self::Weight, eps: f32) -> Result<Self::Tensor>;
+
+    /// The gated MLP activation: `[m, 2f]` (gate columns, then up columns) to `silu(gate) * up`, `[m, f]`.
+    fn silu_mul(&self, gate_up: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// Rotary position embedding of the query and key heads of packed QKV rows (rotate-half layout), row `i` at
+    /// `positions[i]`, with per-pair inverse frequencies `inv_freq` (`head_dim / 2` values).
+    fn rope(&self, qkv: &Self::Tensor, positions: &[usize], heads: HeadShape, inv_freq: &[f32]) -> Result<Self::Tensor>;
+
+    /// Adds `offsets` row `j` to row `rows[j]` of `x` (the steering offset add).
+    fn add_rows(&self, x: &Self::Tensor, rows: &[usize], offsets: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// The mean of each `(start, len)` run of rows: `[segments, cols]`.
+    fn mean_rows(&self, x: &Self::Tensor, segments: &[(usize, usize)]) -> Result<Self::Tensor>;
+
+    /// Allocates a KV cache once for a whole batch.
+    fn kv_cache(&self, layout: &KvLayout) -> Result<Self::KvCache>;
+
+    /// Causal attention through the cache: each row's keys and values (already rotated) are written to its
+    /// stream at its position, then each row attends to every cached position up to its own (a sequence row reads
+    /// its group's prefix, then its own part). Returns `[rows, heads * head_dim]`.
+    fn attention_cached(
+        &self,
+        qkv: &Self::Tensor,
+        cache: &mut Self::KvCache,
+        layer: usize,
+        rows: &[CachedRow],
+        heads: HeadShape,
+    ) -> Result<Self::Tensor>;
+
     /// Token embeddings plus position embeddings for a `[batch, seq]` grid of ids; returns `[batch * seq, dim]`.
     fn embed_tokens(
         &self,
@@ -119,6 +223,9 @@ pub trait Backend: Send + Sync {
         class_embedding: &Self::Weight,
         positions: &Self::Weight,
     ) -> Result<Self::Tensor>;
+
+    /// Rows of an embedding table for a list of token ids, `[ids, dim]`.
+    fn embed(&self, ids: &[u32], table: &Self::Weight) -> Result<Self::Tensor>;
 
     /// The rows at the given indices, in order.
     fn gather_rows(&self, x: &Self::Tensor, rows: &[usize]) -> Result<Self::Tensor>;

@@ -21,6 +21,10 @@ pub fn hub_cache_dir() -> Option<PathBuf> {
 /// A directory when `model` names one; otherwise the snapshot of `org/name` in the local HF cache (the revision
 /// `refs/main` points at, else the most recently modified snapshot).
 pub fn resolve_model(model: &str) -> Result<PathBuf> {
+    resolve_model_in(model, hub_cache_dir())
+}
+
+fn resolve_model_in(model: &str, cache: Option<PathBuf>) -> Result<PathBuf> {
     let path = Path::new(model);
     if path.is_dir() {
         return Ok(path.to_path_buf());
@@ -33,7 +37,7 @@ pub fn resolve_model(model: &str) -> Result<PathBuf> {
     if !is_id {
         bail!("model directory {model} does not exist");
     }
-    let Some(cache) = hub_cache_dir() else {
+    let Some(cache) = cache else {
         bail!("model {model} is not a directory, and no HF cache folder is known (set HF_HOME or HF_HUB_CACHE)");
     };
     let repo = cache.join(format!("models--{}--{}", parts[0], parts[1]));
@@ -73,13 +77,11 @@ mod tests {
         std::fs::create_dir_all(repo.join("snapshots").join("old999")).unwrap();
         std::fs::create_dir_all(repo.join("refs")).unwrap();
         std::fs::write(repo.join("refs").join("main"), "abc123\n").unwrap();
-        // SAFETY: this test alone reads HF_HUB_CACHE; no other thread of this test binary sets it.
-        unsafe { std::env::set_var("HF_HUB_CACHE", cache.path()) };
-        let dir = resolve_model("acme/tiny-clip").unwrap();
+        let root = Some(cache.path().to_path_buf());
+        let dir = resolve_model_in("acme/tiny-clip", root.clone()).unwrap();
         assert_eq!(dir, repo.join("snapshots").join("abc123"));
-        let err = resolve_model("acme/absent").unwrap_err().to_string();
+        let err = resolve_model_in("acme/absent", root).unwrap_err().to_string();
         assert!(err.contains("not in the HF cache"), "{err}");
-        unsafe { std::env::remove_var("HF_HUB_CACHE") };
     }
 
     #[test]

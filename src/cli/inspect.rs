@@ -2,6 +2,7 @@
 
 use crate::checkpoint::Checkpoint;
 use crate::models::clip::ClipConfig;
+use crate::models::llm::LlmConfig;
 use anyhow::Result;
 use clap::Args;
 
@@ -36,6 +37,15 @@ pub fn run(args: InspectArgs) -> Result<()> {
         .collect();
     files.sort();
     let clip = ClipConfig::from_json(config).ok();
+    let llm = LlmConfig::from_json(config).ok();
+    let llm_sizes = llm.as_ref().map(|c| {
+        serde_json::json!({
+            "hidden": c.hidden_size, "intermediate": c.intermediate_size, "layers": c.num_layers, "heads": c.num_heads,
+            "kv_heads": c.num_kv_heads, "head_dim": c.head_dim, "vocab": c.vocab_size, "context": c.max_positions,
+            "rope_theta": c.rope_theta, "rope_scaling": format!("{:?}", c.rope_scaling), "tied_embeddings": c.tie_word_embeddings,
+            "qkv_bias": c.qkv_bias,
+        })
+    });
     let sizes = clip.as_ref().map(|c| {
         serde_json::json!({
             "projection_dim": c.projection_dim,
@@ -54,7 +64,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
             "architectures": architectures,
             "parameters": parameters,
             "dtypes": dtypes,
-            "sizes": sizes,
+            "sizes": sizes.or(llm_sizes),
             "files": files.iter().map(|(n, s)| serde_json::json!({"name": n, "bytes": s})).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -77,6 +87,13 @@ pub fn run(args: InspectArgs) -> Result<()> {
             v.num_layers, v.hidden_size, v.num_heads, v.intermediate_size, v.activation, c.vision.image_size, c.vision.patch_size
         );
         println!("projection:    {}", c.projection_dim);
+    }
+    if let Some(c) = &llm {
+        println!(
+            "decoder:       {} blocks, width {}, {} heads / {} key-value heads of {}, MLP {}, vocab {}, context {}",
+            c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim, c.intermediate_size, c.vocab_size, c.max_positions
+        );
+        println!("rope:          theta {}, {:?}; tied embeddings: {}; qkv bias: {}", c.rope_theta, c.rope_scaling, c.tie_word_embeddings, c.qkv_bias);
     }
     println!("files:");
     for (name, size) in &files {

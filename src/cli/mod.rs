@@ -1,9 +1,12 @@
 //! The `glov-cuda` command line.
 
+mod generate;
 mod inspect;
 mod output;
 mod probe;
 mod score;
+mod steer_vector;
+mod steering_args;
 
 use crate::backend::Device;
 use crate::backend::cpu::CpuBackend;
@@ -27,7 +30,7 @@ pub struct Cli {
     #[arg(long, global = true, default_value = "cpu", value_name = "DEVICE")]
     device: Device,
 
-    /// CPU worker threads (default: all cores).
+    /// CPU worker threads (default, or 0: all cores).
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
 
@@ -47,6 +50,10 @@ pub struct Cli {
 enum Command {
     /// Zero-shot accuracy of each template in a file (and of their ensemble) on a dataset split.
     Score(score::ScoreArgs),
+    /// Sample continuations of a prompt with an LLM, optionally steered by a vector in its residual stream.
+    Generate(generate::GenerateArgs),
+    /// Save alpha * (H(positive) - H(negative)): mean block-L outputs of two texts, a steering vector.
+    SteerVector(steer_vector::SteerVectorArgs),
     /// Print raw model outputs as JSON, for checking against other implementations.
     #[command(subcommand)]
     Probe(probe::ProbeCommand),
@@ -78,16 +85,29 @@ fn cpu_backend(device: Device) -> Result<CpuBackend> {
 
 fn run(cli: Cli) -> Result<()> {
     if let Some(threads) = cli.threads {
-        rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build_global()?;
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build_global()?;
     }
     match cli.command {
         Command::Score(args) => score::run(&cpu_backend(cli.device)?, args),
         Command::Probe(command) => probe::run(&cpu_backend(cli.device)?, command),
         Command::Inspect(args) => inspect::run(args),
+        Command::Generate(args) => generate::run(&cpu_backend(cli.device)?, args),
+        Command::SteerVector(args) => steer_vector::run(&cpu_backend(cli.device)?, args),
+    }
+}
+
+/// Output piped into a program that stops reading (`| head`) ends the process quietly, as for other command-line
+/// tools, instead of failing on the next print.
+fn restore_default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any other thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
 pub fn main() -> ExitCode {
+    restore_default_sigpipe();
     let cli = Cli::parse();
     init_logging(&cli);
     match run(cli) {

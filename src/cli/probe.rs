@@ -2,7 +2,11 @@
 //! `get_image_features` return (not normalised).
 
 use crate::backend::Backend;
+use super::steering_args::SteerArgs;
+use crate::generation::hidden::block_output_means;
+use crate::generation::prompt_logits::{Steer, last_logits};
 use crate::models::clip::ClipModel;
+use crate::models::llm::LlmModel;
 use crate::preprocess;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -13,6 +17,23 @@ use std::path::PathBuf;
 pub enum ProbeCommand {
     /// Text and image features of a CLIP model.
     Clip(ClipProbeArgs),
+    /// Last-position logits and a block's mean hidden state of an LLM on a plain-text prompt.
+    Llm(LlmProbeArgs),
+}
+
+#[derive(Args)]
+pub struct LlmProbeArgs {
+    /// LLM directory or org/name in the HF cache.
+    #[arg(long, value_name = "MODEL")]
+    model: String,
+    /// Plain-text prompt (the tokenizer's own special tokens are added; no chat template).
+    #[arg(long, value_name = "TEXT")]
+    prompt: String,
+    /// Report the mean over the prompt's tokens of this block's output (0-based).
+    #[arg(long, value_name = "L")]
+    layer: Option<usize>,
+    #[command(flatten)]
+    steer: SteerArgs,
 }
 
 #[derive(Args)]
@@ -31,6 +52,7 @@ pub struct ClipProbeArgs {
 pub fn run<B: Backend>(backend: &B, command: ProbeCommand) -> Result<()> {
     match command {
         ProbeCommand::Clip(args) => probe_clip(backend, args),
+        ProbeCommand::Llm(args) => probe_llm(backend, args),
     }
 }
 
@@ -62,6 +84,22 @@ fn probe_clip<B: Backend>(backend: &B, args: ClipProbeArgs) -> Result<()> {
         "image_features": image_features,
         "logit_scale": model.clip.logit_scale,
     });
+    println!("{}", serde_json::to_string(&out)?);
+    Ok(())
+}
+
+/// Logits of the prompt's last position (steered when asked) and, with `--layer`, block L's mean output.
+fn probe_llm<B: Backend>(backend: &B, args: LlmProbeArgs) -> Result<()> {
+    let model = LlmModel::open(backend, &args.model)?;
+    let ids = model.tokenizer.encode_plain(&args.prompt)?;
+    let steer = args.steer.load()?;
+    let steer = steer.as_ref().map(|(vector, layer)| Steer { vector, layer: *layer, mode: args.steer.steer_mode });
+    let logits = last_logits(backend, &model.llm, &ids, steer)?;
+    let hidden_mean = match args.layer {
+        Some(layer) => Some(block_output_means(backend, &model.llm, std::slice::from_ref(&ids), layer)?),
+        None => None,
+    };
+    let out = json!({"token_ids": ids, "last_logits": logits, "hidden_mean": hidden_mean});
     println!("{}", serde_json::to_string(&out)?);
     Ok(())
 }

@@ -7,6 +7,7 @@ use crate::models::clip::ClipModel;
 use crate::scoring::{EncodeOptions, Scorer, default_cache_dir, encode_images, read_templates};
 use anyhow::{Result, bail};
 use clap::Args;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -39,13 +40,14 @@ pub struct ScoreArgs {
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
     /// Images per vision-tower batch.
-    #[arg(long, default_value_t = 64, value_name = "N")]
-    image_batch: usize,
+    #[arg(long, default_value = "64", value_name = "N")]
+    image_batch: NonZeroUsize,
     /// Most texts per text-tower pass.
-    #[arg(long, default_value_t = 1024, value_name = "N")]
-    text_batch: usize,
-    /// Folder of the image-feature cache (default: $GLOV_CUDA_CACHE or ~/.cache/glov-cuda).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, default_value = "1024", value_name = "N")]
+    text_batch: NonZeroUsize,
+    /// Folder of the image-feature cache (default: $GLOV_CUDA_CACHE, else $XDG_CACHE_HOME/glov-cuda, else
+    /// ~/.cache/glov-cuda).
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
     cache_dir: Option<PathBuf>,
     /// Compute image features without reading or writing the cache.
     #[arg(long)]
@@ -67,13 +69,13 @@ pub fn run<B: Backend>(backend: &B, args: ScoreArgs) -> Result<()> {
     let model = ClipModel::open(backend, &args.clip)?;
     let paths: Vec<PathBuf> = data.samples.iter().map(|s| s.path.clone()).collect();
     let options = EncodeOptions {
-        batch_size: args.image_batch,
+        batch_size: args.image_batch.get(),
         cache_dir: if args.no_cache { None } else { args.cache_dir.clone().or_else(default_cache_dir) },
         skip_bad_images: args.skip_bad_images,
     };
     let features = encode_images(backend, &model, &paths, &options)?;
     let labels: Vec<u32> = features.kept.iter().map(|&i| data.samples[i].label as u32).collect();
-    let scorer = Scorer::new(backend, &model.clip, &model.tokenizer, &features.features, labels, data.classnames.clone(), args.text_batch)?;
+    let scorer = Scorer::new(backend, &model.clip, &model.tokenizer, &features.features, labels, data.classnames.clone(), args.text_batch.get())?;
     let accuracies = scorer.score_templates(&templates)?;
     let ensemble = if args.ensemble { Some(scorer.score_ensemble(&templates)?) } else { None };
     let report = ScoreReport {

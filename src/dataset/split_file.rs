@@ -134,12 +134,14 @@ fn gather_classnames(splits: &[(Split, Vec<Entry<'_>>)], file: &Path) -> Result<
             }
         }
     }
-    let count = names.keys().next_back().map_or(0, |&max| max + 1);
+    let Some(count) = names.keys().next_back().map_or(Some(0), |&max| max.checked_add(1)) else {
+        bail!("{}: label {} is too large", file.display(), usize::MAX);
+    };
     if names.len() != count {
         let missing: Vec<String> =
             (0..count).filter(|l| !names.contains_key(l)).take(10).map(|l| l.to_string()).collect();
         bail!(
-            "{}: labels must be 0..{} with every label used, but {} of them have no entry in any split: {}{}",
+            "{}: labels must be 0 to {} with every label used, but {} of them have no entry in any split: {}{}",
             file.display(),
             count - 1,
             count - names.len(),
@@ -282,7 +284,7 @@ mod tests {
         let json = r#"{"train": [["a/1.jpg", 0, "cat"], ["b/2.jpg", 3, "dog"]]}"#;
         let dir = setup(&["a/1.jpg", "b/2.jpg"], json);
         let err = load_in(&dir, Split::Train).unwrap_err().to_string();
-        assert!(err.contains("labels must be 0..3") && err.contains("2 of them have no entry in any split: 1, 2"));
+        assert!(err.contains("labels must be 0 to 3") && err.contains("2 of them have no entry in any split: 1, 2"));
     }
 
     #[test]

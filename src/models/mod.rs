@@ -1,3 +1,5 @@
 //! Models written once against the backend trait.
 
 pub mod clip;
+pub mod llm;
+pub mod random;

@@ -22,7 +22,7 @@
 
 use anyhow::anyhow;
 use image::{DynamicImage, ImageReader, RgbImage};
-use std::io::{BufReader, Cursor};
+use std::io::BufReader;
 use std::path::Path;
 
 /// Decodes the image file at `path` to 8-bit RGB (see the module documentation for the conversions). Errors name
@@ -36,17 +36,6 @@ pub fn decode_rgb8(path: &Path) -> anyhow::Result<RgbImage> {
         return Err(anyhow!("cannot decode image {}: unrecognised image format", path.display()));
     }
     let img = reader.decode().map_err(|e| anyhow!("cannot decode image {}: {e}", path.display()))?;
-    Ok(to_rgb8(img))
-}
-
-/// Decodes an encoded image held in memory (format recognised from its content) to 8-bit RGB.
-pub fn decode_rgb8_from_memory(bytes: &[u8]) -> anyhow::Result<RgbImage> {
-    let reader =
-        ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| anyhow!("cannot decode image: {e}"))?;
-    if reader.format().is_none() {
-        return Err(anyhow!("cannot decode image: unrecognised image format"));
-    }
-    let img = reader.decode().map_err(|e| anyhow!("cannot decode image: {e}"))?;
     Ok(to_rgb8(img))
 }
 

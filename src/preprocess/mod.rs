@@ -13,7 +13,7 @@ mod decode;
 mod resample;
 
 pub use config::{ConfigError, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PreprocessConfig, ResizeSize};
-pub use decode::{decode_rgb8, decode_rgb8_from_memory, to_rgb8};
+pub use decode::{decode_rgb8, to_rgb8};
 pub use resample::{Resample, resize_rgb8};
 
 use image::RgbImage;
@@ -83,8 +83,24 @@ pub fn preprocess(img: &RgbImage, cfg: &PreprocessConfig) -> Vec<f32> {
 /// Decodes and preprocesses one image file.
 pub fn load_image(path: &Path, cfg: &PreprocessConfig) -> anyhow::Result<Vec<f32>> {
     let img = decode_rgb8(path)?;
+    if cfg.do_resize && img.width() > 0 && img.height() > 0 {
+        // A resize by the shortest edge blows up extreme aspect ratios (1 x 20000 becomes 224 x 4480000) before the
+        // crop throws most of it away; refuse those instead of exhausting memory.
+        let (h, w) = cfg.resize_output_size(img.height(), img.width());
+        if h as u64 * w as u64 > MAX_RESIZED_PIXELS {
+            anyhow::bail!(
+                "image {} ({}x{}) would be resized to {w}x{h} before cropping; its aspect ratio is too extreme",
+                path.display(),
+                img.width(),
+                img.height()
+            );
+        }
+    }
     Ok(preprocess(&img, cfg))
 }
+
+/// The largest intermediate resize accepted (about 1 GB of RGB bytes).
+const MAX_RESIZED_PIXELS: u64 = 1 << 28;
 
 /// Decodes and preprocesses image files in parallel. Results are in the order of `paths`, one per file, so a
 /// caller can report and skip the images that fail.

@@ -52,11 +52,6 @@ impl Resample {
         })
     }
 
-    /// Pillow's number for this filter.
-    pub fn pil_code(self) -> u8 {
-        self as u8
-    }
-
     /// The convolution kernel and its support radius (in input pixels, before widening for downscaling).
     fn kernel(self) -> Option<(Kernel, f64)> {
         match self {

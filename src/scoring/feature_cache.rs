@@ -23,6 +23,10 @@ fn key_path(key: &str) -> &str {
     key.split('\t').next().unwrap_or(key)
 }
 
+/// Bumped whenever decoding, preprocessing or the vision tower changes what features an image gets, so that older
+/// cache files are not read.
+const FORMAT_VERSION: u32 = 1;
+
 pub struct FeatureCache {
     file: PathBuf,
     dim: usize,
@@ -30,9 +34,11 @@ pub struct FeatureCache {
 }
 
 impl FeatureCache {
-    /// Opens (or starts) the cache of one model in `dir`. An unreadable cache file is reported and ignored.
-    pub fn open(dir: &Path, model_checksum: &str, dim: usize) -> Self {
-        let file = dir.join(format!("image-features-{}.safetensors", &model_checksum[..model_checksum.len().min(32)]));
+    /// Opens (or starts) the cache of one model in `dir`, for features computed by `backend` (`cpu`, `cuda`: their
+    /// roundings differ). An unreadable cache file is reported and ignored.
+    pub fn open(dir: &Path, model_checksum: &str, backend: &str, dim: usize) -> Self {
+        let checksum = &model_checksum[..model_checksum.len().min(32)];
+        let file = dir.join(format!("image-features-v{FORMAT_VERSION}-{backend}-{checksum}.safetensors"));
         let rows = match read_rows(&file, dim) {
             Ok(rows) => rows,
             Err(e) => {
@@ -43,10 +49,6 @@ impl FeatureCache {
             }
         };
         Self { file, dim, rows }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.file
     }
 
     pub fn get(&self, key: &str) -> Option<&[f32]> {
@@ -73,11 +75,8 @@ impl FeatureCache {
         let bytes: &[u8] = bytemuck::cast_slice(&values);
         let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![keys.len(), self.dim], bytes)?;
         let metadata = HashMap::from([("keys".to_string(), serde_json::to_string(&keys)?)]);
-        let tmp = self.file.with_extension(format!("tmp{}", std::process::id()));
-        safetensors::serialize_to_file([("features", view)], Some(metadata), &tmp)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &self.file).with_context(|| format!("cannot replace {}", self.file.display()))?;
-        Ok(())
+        let data = safetensors::serialize([("features", view)], Some(metadata))?;
+        crate::atomic_file::write(&self.file, &data)
     }
 }
 
@@ -107,11 +106,11 @@ mod tests {
         let image = dir.path().join("a.png");
         std::fs::write(&image, b"one").unwrap();
         let key = image_key(&image).unwrap();
-        let mut cache = FeatureCache::open(dir.path(), "abc", 2);
+        let mut cache = FeatureCache::open(dir.path(), "abc", "cpu", 2);
         assert!(cache.get(&key).is_none());
         cache.insert(vec![(key.clone(), vec![1.0, 2.0])]);
         cache.save().unwrap();
-        let cache = FeatureCache::open(dir.path(), "abc", 2);
+        let cache = FeatureCache::open(dir.path(), "abc", "cpu", 2);
         assert_eq!(cache.get(&key), Some(&[1.0, 2.0][..]));
         std::fs::write(&image, b"changed content").unwrap();
         let new_key = image_key(&image).unwrap();
@@ -121,7 +120,8 @@ mod tests {
         cache.insert(vec![(new_key.clone(), vec![3.0, 4.0])]);
         assert!(cache.get(&key).is_none(), "the stale row of the same file is dropped");
         // Another model's cache is separate; a corrupt file is ignored.
-        std::fs::write(dir.path().join("image-features-zzz.safetensors"), b"garbage").unwrap();
-        assert!(FeatureCache::open(dir.path(), "zzz", 2).get(&key).is_none());
+        std::fs::write(dir.path().join(format!("image-features-v{FORMAT_VERSION}-cpu-zzz.safetensors")), b"garbage").unwrap();
+        assert!(FeatureCache::open(dir.path(), "zzz", "cpu", 2).get(&key).is_none());
+        assert!(FeatureCache::open(dir.path(), "abc", "cuda", 2).get(&key).is_none(), "another backend has its own file");
     }
 }

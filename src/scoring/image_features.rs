@@ -51,7 +51,7 @@ pub fn encode_images<B: Backend>(backend: &B, model: &ClipModel<B>, paths: &[Pat
     let _span = tracing::info_span!("image_features", images = paths.len()).entered();
     let dim = model.clip.config.projection_dim;
     let mut cache = match &options.cache_dir {
-        Some(dir) => Some(FeatureCache::open(dir, &model.checkpoint.checksum()?, dim)),
+        Some(dir) => Some(FeatureCache::open(dir, &model.checkpoint.checksum()?, backend.kind(), dim)),
         None => None,
     };
     let mut rows: Vec<Option<Vec<f32>>> = vec![None; paths.len()];

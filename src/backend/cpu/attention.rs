@@ -1,39 +1,67 @@
-//! Multi-head attention on a packed QKV tensor: each query row is handled on its own, with a numerically stable
-//! softmax over the keys it may see.
+//! Multi-head attention, one query row at a time, with a numerically stable softmax over the keys the row may
+//! see. Grouped-query attention: query head `h` reads key/value head `h / (heads / kv_heads)`.
 
-use crate::backend::AttentionShape;
+use crate::backend::{AttentionShape, HeadShape};
 use rayon::prelude::*;
 
-/// `qkv` is `[batch * seq, 3 * heads * head_dim]` (Q, then K, then V, each head-major); returns
-/// `[batch * seq, heads * head_dim]`.
-pub fn attention(qkv: &[f32], shape: AttentionShape) -> Vec<f32> {
-    let AttentionShape { batch: _, seq, heads, head_dim, causal } = shape;
-    let width = heads * head_dim;
+/// Keys and values visible to one query row, as up to two runs of rows (a shared prefix, then a sequence's own
+/// part); each row is `kv_heads * head_dim` wide.
+pub struct Visible<'a> {
+    pub keys: [&'a [f32]; 2],
+    pub values: [&'a [f32]; 2],
+}
+
+/// Attention of one query row (`heads * head_dim`) over the visible keys, written to `out`.
+pub fn attend_row(q: &[f32], visible: &Visible, heads: HeadShape, out: &mut [f32]) {
+    let HeadShape { heads: n_heads, kv_heads, head_dim } = heads;
+    let kv_width = kv_heads * head_dim;
+    let group = n_heads / kv_heads;
     let scale = 1.0 / (head_dim as f32).sqrt();
-    let mut out = vec![0.0f32; shape.batch * seq * width];
+    let count: usize = visible.keys.iter().map(|k| k.len() / kv_width).sum();
+    let mut scores = vec![0.0f32; count];
+    for h in 0..n_heads {
+        let kv = (h / group) * head_dim;
+        let q = &q[h * head_dim..(h + 1) * head_dim];
+        let keys = visible.keys.iter().flat_map(|run| run.chunks_exact(kv_width));
+        for (s, k) in scores.iter_mut().zip(keys) {
+            *s = q.iter().zip(&k[kv..kv + head_dim]).map(|(a, b)| a * b).sum::<f32>() * scale;
+        }
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut total = 0.0f32;
+        for s in scores.iter_mut() {
+            *s = (*s - max).exp();
+            total += *s;
+        }
+        let o = &mut out[h * head_dim..(h + 1) * head_dim];
+        o.fill(0.0);
+        let values = visible.values.iter().flat_map(|run| run.chunks_exact(kv_width));
+        for (&p, v) in scores.iter().zip(values) {
+            let w = p / total;
+            o.iter_mut().zip(&v[kv..kv + head_dim]).for_each(|(acc, &x)| *acc += w * x);
+        }
+    }
+}
+
+/// Attention without a cache over packed QKV rows `[batch * seq, qkv_width]`; returns `[batch * seq, heads *
+/// head_dim]`.
+pub fn attention(qkv: &[f32], shape: AttentionShape) -> Vec<f32> {
+    let AttentionShape { batch, seq, heads, kv_heads, head_dim, causal } = shape;
+    let heads_shape = HeadShape { heads, kv_heads, head_dim };
+    let (width, kv_width, qkv_width) = (heads * head_dim, kv_heads * head_dim, shape.qkv_width());
+    // Keys and values of every row, contiguous, so that a row's visible run is one slice.
+    let mut keys = Vec::with_capacity(batch * seq * kv_width);
+    let mut values = Vec::with_capacity(batch * seq * kv_width);
+    for row in qkv.chunks_exact(qkv_width) {
+        keys.extend_from_slice(&row[width..width + kv_width]);
+        values.extend_from_slice(&row[width + kv_width..]);
+    }
+    let mut out = vec![0.0f32; batch * seq * width];
     out.par_chunks_mut(width).enumerate().for_each(|(row, out_row)| {
         let (b, i) = (row / seq, row % seq);
-        let visible = if causal { i + 1 } else { seq };
-        let mut scores = vec![0.0f32; visible];
-        for h in 0..heads {
-            let q = &qkv[row * 3 * width + h * head_dim..][..head_dim];
-            for (j, s) in scores.iter_mut().enumerate() {
-                let k = &qkv[(b * seq + j) * 3 * width + width + h * head_dim..][..head_dim];
-                *s = q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>() * scale;
-            }
-            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut total = 0.0f32;
-            for s in scores.iter_mut() {
-                *s = (*s - max).exp();
-                total += *s;
-            }
-            let o = &mut out_row[h * head_dim..(h + 1) * head_dim];
-            for (j, &p) in scores.iter().enumerate() {
-                let v = &qkv[(b * seq + j) * 3 * width + 2 * width + h * head_dim..][..head_dim];
-                let w = p / total;
-                o.iter_mut().zip(v).for_each(|(acc, &x)| *acc += w * x);
-            }
-        }
+        let end = if causal { i + 1 } else { seq };
+        let run = (b * seq * kv_width)..((b * seq + end) * kv_width);
+        let visible = Visible { keys: [&keys[run.clone()], &[]], values: [&values[run], &[]] };
+        attend_row(&qkv[row * qkv_width..row * qkv_width + width], &visible, heads_shape, out_row);
     });
     out
 }
@@ -49,7 +77,7 @@ mod tests {
             1.0, 0.0, 1.0, 0.0, 10.0, 20.0, // position 0: q, k, v
             0.0, 1.0, 0.0, 1.0, 30.0, 40.0, // position 1
         ];
-        let shape = AttentionShape { batch: 1, seq: 2, heads: 1, head_dim: 2, causal: true };
+        let shape = AttentionShape { batch: 1, seq: 2, heads: 1, kv_heads: 1, head_dim: 2, causal: true };
         let out = attention(&qkv, shape);
         assert_eq!(&out[..2], &[10.0, 20.0], "position 0 sees only itself");
         // Position 1: scores 0 and 1/sqrt(2); weights by softmax.
@@ -58,5 +86,20 @@ mod tests {
         assert!((out[2] - expect[0]).abs() < 1e-4 && (out[3] - expect[1]).abs() < 1e-4);
         let full = attention(&qkv, AttentionShape { causal: false, ..shape });
         assert!(full[0] > 10.0, "without the mask position 0 sees position 1");
+    }
+
+    #[test]
+    fn grouped_query_heads_share_their_key_value_head() {
+        // Two query heads over one key/value head equal two separate single-head attentions with copied K/V.
+        let (q0, q1, k, v) = ([0.3, -1.0], [1.2, 0.4], [[0.5, 0.1], [-0.7, 0.9]], [[1.0, 2.0], [3.0, -4.0]]);
+        let row = |i: usize| [q0[0], q0[1], q1[0], q1[1], k[i][0], k[i][1], v[i][0], v[i][1]];
+        let qkv: Vec<f32> = [row(0), row(1)].concat();
+        let gqa = attention(&qkv, AttentionShape { batch: 1, seq: 2, heads: 2, kv_heads: 1, head_dim: 2, causal: false });
+        for (h, q) in [q0, q1].iter().enumerate() {
+            let single: Vec<f32> = (0..2).flat_map(|i| [q[0], q[1], k[i][0], k[i][1], v[i][0], v[i][1]]).collect();
+            let want = attention(&single, AttentionShape { batch: 1, seq: 2, heads: 1, kv_heads: 1, head_dim: 2, causal: false });
+            assert_eq!(&gqa[h * 2..h * 2 + 2], &want[..2]);
+            assert_eq!(&gqa[4 + h * 2..4 + h * 2 + 2], &want[2..4]);
+        }
     }
 }

@@ -3,6 +3,7 @@
 /// Writes `a [m, k] x b[n, k]^T` into the first `n` columns of `out`, whose rows are `out_stride` apart.
 pub fn matmul_nt_into(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, out: &mut [f32], out_stride: usize) {
     assert!(a.len() >= m * k && b.len() >= n * k, "matmul operands are smaller than [{m}, {k}] and [{n}, {k}]");
+    assert!(n <= out_stride, "matmul output rows of {n} values overlap at stride {out_stride}");
     assert!(m == 0 || out.len() >= (m - 1) * out_stride + n, "matmul output is too small");
     if m == 0 || n == 0 {
         return;

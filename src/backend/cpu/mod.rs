@@ -3,12 +3,16 @@
 //! obviously right; every CUDA kernel is compared against it.
 
 mod attention;
+mod decoder;
 mod elementwise;
 mod embed;
+mod kv_cache;
 mod matmul;
 mod score;
 
-use super::{Activation, AttentionShape, Backend, TemplateCounts};
+pub use kv_cache::CpuKvCache;
+
+use super::{Activation, AttentionShape, Backend, CachedRow, HeadShape, KvLayout, TemplateCounts};
 use crate::checkpoint::StoredTensor;
 use anyhow::{Result, bail, ensure};
 use std::borrow::Cow;
@@ -91,6 +95,11 @@ fn check_cols(what: &str, x: &CpuTensor, cols: usize) -> Result<()> {
 impl Backend for CpuBackend {
     type Tensor = CpuTensor;
     type Weight = CpuWeight;
+    type KvCache = CpuKvCache;
+
+    fn kind(&self) -> &'static str {
+        "cpu"
+    }
 
     fn describe(&self) -> String {
         format!("cpu ({} threads)", rayon::current_num_threads())
@@ -179,16 +188,88 @@ impl Backend for CpuBackend {
     }
 
     fn attention(&self, qkv: &CpuTensor, shape: AttentionShape) -> Result<CpuTensor> {
-        let width = shape.heads * shape.head_dim;
         ensure!(
-            qkv.rows == shape.batch * shape.seq && qkv.cols == 3 * width,
+            shape.kv_heads > 0 && shape.heads % shape.kv_heads == 0,
+            "attention: {} query heads cannot share {} key/value heads",
+            shape.heads,
+            shape.kv_heads
+        );
+        ensure!(
+            qkv.rows == shape.batch * shape.seq && qkv.cols == shape.qkv_width(),
             "attention: qkv is [{}, {}], expected [{}, {}]",
             qkv.rows,
             qkv.cols,
             shape.batch * shape.seq,
-            3 * width
+            shape.qkv_width()
         );
-        Ok(CpuTensor::new(attention::attention(&qkv.data, shape), qkv.rows, width))
+        Ok(CpuTensor::new(attention::attention(&qkv.data, shape), qkv.rows, shape.heads * shape.head_dim))
+    }
+
+    fn rms_norm(&self, x: &CpuTensor, gain: &CpuWeight, eps: f32) -> Result<CpuTensor> {
+        ensure!(gain.rows * gain.cols == x.cols, "RMS norm {}: width {} != {}", gain.names(), gain.rows * gain.cols, x.cols);
+        let mut out = x.data.clone();
+        decoder::rms_norm(&mut out, x.cols, &gain.values(), eps);
+        Ok(CpuTensor::new(out, x.rows, x.cols))
+    }
+
+    fn silu_mul(&self, gate_up: &CpuTensor) -> Result<CpuTensor> {
+        ensure!(gate_up.cols % 2 == 0, "silu_mul: {} columns do not split into gate and up halves", gate_up.cols);
+        Ok(CpuTensor::new(decoder::silu_mul(&gate_up.data, gate_up.cols / 2), gate_up.rows, gate_up.cols / 2))
+    }
+
+    fn rope(&self, qkv: &CpuTensor, positions: &[usize], heads: HeadShape, inv_freq: &[f32]) -> Result<CpuTensor> {
+        check_cols("rope", qkv, heads.qkv_width())?;
+        ensure!(positions.len() == qkv.rows, "rope: {} positions for {} rows", positions.len(), qkv.rows);
+        ensure!(inv_freq.len() * 2 == heads.head_dim, "rope: {} frequencies for head size {}", inv_freq.len(), heads.head_dim);
+        let mut out = qkv.data.clone();
+        decoder::rope(&mut out, positions, heads, inv_freq);
+        Ok(CpuTensor::new(out, qkv.rows, qkv.cols))
+    }
+
+    fn add_rows(&self, x: &CpuTensor, rows: &[usize], offsets: &CpuTensor) -> Result<CpuTensor> {
+        ensure!(offsets.rows == rows.len() && offsets.cols == x.cols, "add_rows: offsets are [{}, {}], expected [{}, {}]", offsets.rows, offsets.cols, rows.len(), x.cols);
+        let mut out = x.clone();
+        for (j, &r) in rows.iter().enumerate() {
+            ensure!(r < x.rows, "add_rows: row {r} is outside a tensor of {} rows", x.rows);
+            out.data[r * x.cols..(r + 1) * x.cols].iter_mut().zip(offsets.row(j)).for_each(|(v, o)| *v += o);
+        }
+        Ok(out)
+    }
+
+    fn mean_rows(&self, x: &CpuTensor, segments: &[(usize, usize)]) -> Result<CpuTensor> {
+        let mut data = Vec::with_capacity(segments.len() * x.cols);
+        for &(start, len) in segments {
+            ensure!(len > 0 && start + len <= x.rows, "mean_rows: rows {start}..{} of a tensor of {} rows", start + len, x.rows);
+            let mut mean = vec![0.0f64; x.cols];
+            for r in start..start + len {
+                mean.iter_mut().zip(x.row(r)).for_each(|(m, &v)| *m += v as f64);
+            }
+            data.extend(mean.iter().map(|m| (m / len as f64) as f32));
+        }
+        Ok(CpuTensor::new(data, segments.len(), x.cols))
+    }
+
+    fn kv_cache(&self, layout: &KvLayout) -> Result<CpuKvCache> {
+        ensure!(layout.sequences.iter().all(|&(g, _)| g < layout.prefixes.len()), "KV layout names a group it does not have");
+        Ok(CpuKvCache::new(layout))
+    }
+
+    fn attention_cached(&self, qkv: &CpuTensor, cache: &mut CpuKvCache, layer: usize, rows: &[CachedRow], heads: HeadShape) -> Result<CpuTensor> {
+        check_cols("cached attention", qkv, heads.qkv_width())?;
+        ensure!(heads.kv_heads > 0 && heads.heads % heads.kv_heads == 0, "{} query heads cannot share {} key/value heads", heads.heads, heads.kv_heads);
+        let out = cache.attention(&qkv.data, layer, rows, heads)?;
+        Ok(CpuTensor::new(out, qkv.rows, heads.heads * heads.head_dim))
+    }
+
+    fn embed(&self, ids: &[u32], table: &CpuWeight) -> Result<CpuTensor> {
+        if let Some(bad) = ids.iter().find(|&&id| id as usize >= table.rows) {
+            bail!("token id {bad} is outside the vocabulary of {} ({} entries)", table.names(), table.rows);
+        }
+        let mut data = vec![0.0f32; ids.len() * table.cols];
+        for (&id, row) in ids.iter().zip(data.chunks_exact_mut(table.cols.max(1))) {
+            table.read_row(id as usize, row);
+        }
+        Ok(CpuTensor::new(data, ids.len(), table.cols))
     }
 
     fn embed_tokens(&self, ids: &[u32], batch: usize, seq: usize, table: &CpuWeight, positions: &CpuWeight) -> Result<CpuTensor> {

@@ -87,6 +87,7 @@ fn tower(map: &serde_json::Map<String, Value>, section: &str, defaults: (usize, 
         activation: Activation::from_hf(act).with_context(|| format!("config.json: {section}.hidden_act"))?,
         layer_norm_eps: get_f32(map, section, "layer_norm_eps", 1e-5)?,
     };
+    ensure!(config.hidden_size > 0 && config.intermediate_size > 0, "config.json: {section} sizes must be positive");
     ensure!(
         config.num_heads > 0 && config.hidden_size % config.num_heads == 0,
         "config.json: {section}.hidden_size {} is not divisible by num_attention_heads {}",
@@ -113,7 +114,8 @@ impl ClipConfig {
             tower: tower(&text, "text_config", (512, 2048, 8, 12))?,
             vocab_size: get_usize(&text, "text_config", "vocab_size", 49408)?,
             max_positions: get_usize(&text, "text_config", "max_position_embeddings", 77)?,
-            eos_token_id: get_usize(&text, "text_config", "eos_token_id", 49407)? as u32,
+            eos_token_id: u32::try_from(get_usize(&text, "text_config", "eos_token_id", 49407)?)
+                .context("config.json: text_config.eos_token_id does not fit 32 bits")?,
         };
         let vision = VisionConfig {
             tower: tower(&vision, "vision_config", (768, 3072, 12, 12))?,
@@ -128,6 +130,8 @@ impl ClipConfig {
         );
         let top = config.as_object().cloned().unwrap_or_default();
         let projection_dim = get_usize(&top, "config", "projection_dim", 512)?;
+        ensure!(projection_dim > 0, "config.json: projection_dim must be positive");
+        ensure!(text.vocab_size > 0 && text.max_positions > 0, "config.json: text_config.vocab_size and max_position_embeddings must be positive");
         Ok(Self { text, vision, projection_dim })
     }
 }

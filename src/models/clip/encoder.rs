@@ -60,7 +60,7 @@ impl<B: Backend> Encoder<B> {
     /// Runs every layer on `[batch * seq, hidden]` hidden states.
     pub fn forward(&self, backend: &B, mut x: B::Tensor, batch: usize, seq: usize, causal: bool) -> Result<B::Tensor> {
         let c = &self.config;
-        let shape = AttentionShape { batch, seq, heads: c.num_heads, head_dim: c.head_dim(), causal };
+        let shape = AttentionShape { batch, seq, heads: c.num_heads, kv_heads: c.num_heads, head_dim: c.head_dim(), causal };
         for layer in &self.layers {
             let h = backend.layer_norm(&x, &layer.norm1.0, &layer.norm1.1, c.layer_norm_eps)?;
             let qkv = backend.linear(&h, &layer.qkv, Some(&layer.qkv_bias), Activation::None, None)?;

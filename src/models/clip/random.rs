@@ -1,82 +1,50 @@
-//! Randomly initialised CLIP weights of any shape, in memory: for benchmarks of real model sizes without a
-//! checkpoint on disk.
+//! Randomly initialised CLIP weights of any shape, for benchmarks.
 
 use super::config::{ClipConfig, TowerConfig};
-use crate::checkpoint::{DType, StoredTensor, WeightStore};
+use crate::checkpoint::{DType, WeightStore};
+use crate::models::random::RandomWeights;
 
-/// SplitMix64 turned into roughly normal values (sum of four uniforms), enough for benchmark weights.
-struct Values(u64);
-
-impl Values {
-    fn next_uniform(&mut self) -> f32 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    fn normal(&mut self, count: usize, mean: f32, std: f32) -> Vec<f32> {
-        // The sum of four uniforms has variance 4/12.
-        let scale = std / (4.0f32 / 12.0).sqrt();
-        (0..count).map(|_| mean + scale * ((0..4).map(|_| self.next_uniform()).sum::<f32>() - 2.0)).collect()
-    }
+fn norm(b: &mut RandomWeights, prefix: &str, dim: usize) {
+    b.add(&format!("{prefix}.weight"), &[dim], 1.0, 0.02);
+    b.add(&format!("{prefix}.bias"), &[dim], 0.0, 0.02);
 }
 
-struct Builder {
-    values: Values,
-    dtype: DType,
-    tensors: Vec<StoredTensor>,
-}
-
-impl Builder {
-    fn add(&mut self, name: &str, shape: &[usize], mean: f32, std: f32) {
-        let values = self.values.normal(shape.iter().product(), mean, std);
-        self.tensors.push(StoredTensor::from_f32_as(name, shape, &values, self.dtype));
-    }
-
-    fn norm(&mut self, prefix: &str, dim: usize) {
-        self.add(&format!("{prefix}.weight"), &[dim], 1.0, 0.02);
-        self.add(&format!("{prefix}.bias"), &[dim], 0.0, 0.02);
-    }
-
-    fn encoder(&mut self, prefix: &str, c: &TowerConfig) {
-        let (d, f) = (c.hidden_size, c.intermediate_size);
-        for i in 0..c.num_layers {
-            let p = format!("{prefix}.layers.{i}");
-            for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
-                self.add(&format!("{p}.self_attn.{proj}.weight"), &[d, d], 0.0, 0.02);
-                self.add(&format!("{p}.self_attn.{proj}.bias"), &[d], 0.0, 0.02);
-            }
-            self.norm(&format!("{p}.layer_norm1"), d);
-            self.norm(&format!("{p}.layer_norm2"), d);
-            self.add(&format!("{p}.mlp.fc1.weight"), &[f, d], 0.0, 0.02);
-            self.add(&format!("{p}.mlp.fc1.bias"), &[f], 0.0, 0.02);
-            self.add(&format!("{p}.mlp.fc2.weight"), &[d, f], 0.0, 0.02);
-            self.add(&format!("{p}.mlp.fc2.bias"), &[d], 0.0, 0.02);
+fn encoder(b: &mut RandomWeights, prefix: &str, c: &TowerConfig) {
+    let (d, f) = (c.hidden_size, c.intermediate_size);
+    for i in 0..c.num_layers {
+        let p = format!("{prefix}.layers.{i}");
+        for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
+            b.add(&format!("{p}.self_attn.{proj}.weight"), &[d, d], 0.0, 0.02);
+            b.add(&format!("{p}.self_attn.{proj}.bias"), &[d], 0.0, 0.02);
         }
+        norm(b, &format!("{p}.layer_norm1"), d);
+        norm(b, &format!("{p}.layer_norm2"), d);
+        b.add(&format!("{p}.mlp.fc1.weight"), &[f, d], 0.0, 0.02);
+        b.add(&format!("{p}.mlp.fc1.bias"), &[f], 0.0, 0.02);
+        b.add(&format!("{p}.mlp.fc2.weight"), &[d, f], 0.0, 0.02);
+        b.add(&format!("{p}.mlp.fc2.bias"), &[d], 0.0, 0.02);
     }
 }
 
 /// A weight store with every tensor a CLIP of this config needs, drawn from `seed`, stored as `dtype`.
 pub fn random_weights(config: &ClipConfig, dtype: DType, seed: u64) -> WeightStore {
-    let mut b = Builder { values: Values(seed), dtype, tensors: Vec::new() };
+    let mut b = RandomWeights::new(dtype, seed);
     let (t, v) = (&config.text, &config.vision);
     let (td, vd, p) = (t.tower.hidden_size, v.tower.hidden_size, v.patch_size);
     b.add("text_model.embeddings.token_embedding.weight", &[t.vocab_size, td], 0.0, 0.02);
     b.add("text_model.embeddings.position_embedding.weight", &[t.max_positions, td], 0.0, 0.01);
-    b.encoder("text_model.encoder", &t.tower);
-    b.norm("text_model.final_layer_norm", td);
+    encoder(&mut b, "text_model.encoder", &t.tower);
+    norm(&mut b, "text_model.final_layer_norm", td);
     b.add("text_projection.weight", &[config.projection_dim, td], 0.0, 0.02);
     b.add("vision_model.embeddings.patch_embedding.weight", &[vd, 3, p, p], 0.0, 0.02);
     b.add("vision_model.embeddings.class_embedding", &[vd], 0.0, 0.02);
     b.add("vision_model.embeddings.position_embedding.weight", &[v.num_patches() + 1, vd], 0.0, 0.01);
-    b.norm("vision_model.pre_layrnorm", vd);
-    b.encoder("vision_model.encoder", &v.tower);
-    b.norm("vision_model.post_layernorm", vd);
+    norm(&mut b, "vision_model.pre_layrnorm", vd);
+    encoder(&mut b, "vision_model.encoder", &v.tower);
+    norm(&mut b, "vision_model.post_layernorm", vd);
     b.add("visual_projection.weight", &[config.projection_dim, vd], 0.0, 0.02);
     b.add("logit_scale", &[], 100f32.ln(), 0.0);
-    WeightStore::from_tensors("random weights", b.tensors)
+    b.into_store()
 }
 
 /// The configuration of OpenAI's ViT-B/32 CLIP (`openai/clip-vit-base-patch32`).

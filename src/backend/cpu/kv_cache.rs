@@ -1,0 +1,106 @@
+//! The CPU KV cache: for every layer, one key and one value buffer per stream (group prefixes and sequence parts),
+//! allocated once at their full capacity.
+
+use super::attention::{Visible, attend_row};
+use crate::backend::{CachedRow, HeadShape, KvLayout, Stream};
+use anyhow::{Result, bail, ensure};
+use rayon::prelude::*;
+
+struct Buffers {
+    keys: Vec<f32>,
+    values: Vec<f32>,
+    /// Rows written so far (the highest written slot + 1).
+    filled: usize,
+}
+
+impl Buffers {
+    fn new(capacity: usize, width: usize) -> Self {
+        Self { keys: vec![0.0; capacity * width], values: vec![0.0; capacity * width], filled: 0 }
+    }
+}
+
+pub struct CpuKvCache {
+    layout: KvLayout,
+    /// `[layer][group]`.
+    prefixes: Vec<Vec<Buffers>>,
+    /// `[layer][sequence]`.
+    sequences: Vec<Vec<Buffers>>,
+}
+
+impl CpuKvCache {
+    pub fn new(layout: &KvLayout) -> Self {
+        let width = layout.kv_heads * layout.head_dim;
+        let prefixes = (0..layout.layers).map(|_| layout.prefixes.iter().map(|&c| Buffers::new(c, width)).collect()).collect();
+        let sequences = (0..layout.layers).map(|_| layout.sequences.iter().map(|&(_, c)| Buffers::new(c, width)).collect()).collect();
+        Self { layout: layout.clone(), prefixes, sequences }
+    }
+
+    /// The slot of a row in its stream's buffers, checked against the layout.
+    fn slot(&self, row: &CachedRow) -> Result<usize> {
+        match row.stream {
+            Stream::Prefix(g) => {
+                let Some(&capacity) = self.layout.prefixes.get(g) else { bail!("KV cache has no prefix group {g}") };
+                ensure!(row.position < capacity, "position {} is past the {capacity}-token prefix of group {g}", row.position);
+                Ok(row.position)
+            }
+            Stream::Sequence(s) => {
+                let Some(&(group, capacity)) = self.layout.sequences.get(s) else { bail!("KV cache has no sequence {s}") };
+                let start = self.layout.prefixes[group];
+                ensure!(
+                    row.position >= start && row.position - start < capacity,
+                    "position {} of sequence {s} is outside its cache part (positions {start}..{})",
+                    row.position,
+                    start + capacity
+                );
+                Ok(row.position - start)
+            }
+        }
+    }
+
+    pub fn attention(&mut self, qkv: &[f32], layer: usize, rows: &[CachedRow], heads: HeadShape) -> Result<Vec<f32>> {
+        ensure!(layer < self.layout.layers, "KV cache has {} layers, not {}", self.layout.layers, layer + 1);
+        ensure!(
+            heads.kv_heads == self.layout.kv_heads && heads.head_dim == self.layout.head_dim,
+            "KV cache holds {}x{} heads, attention asks for {}x{}",
+            self.layout.kv_heads,
+            self.layout.head_dim,
+            heads.kv_heads,
+            heads.head_dim
+        );
+        let (width, kv_width, qkv_width) = (heads.heads * heads.head_dim, heads.kv_width(), heads.qkv_width());
+        ensure!(qkv.len() == rows.len() * qkv_width, "cached attention: {} values for {} rows of {qkv_width}", qkv.len(), rows.len());
+        let slots: Vec<usize> = rows.iter().map(|r| self.slot(r)).collect::<Result<_>>()?;
+        for ((row, &slot), values) in rows.iter().zip(&slots).zip(qkv.chunks_exact(qkv_width)) {
+            let buffers = match row.stream {
+                Stream::Prefix(g) => &mut self.prefixes[layer][g],
+                Stream::Sequence(s) => &mut self.sequences[layer][s],
+            };
+            buffers.keys[slot * kv_width..(slot + 1) * kv_width].copy_from_slice(&values[width..width + kv_width]);
+            buffers.values[slot * kv_width..(slot + 1) * kv_width].copy_from_slice(&values[width + kv_width..]);
+            buffers.filled = buffers.filled.max(slot + 1);
+        }
+        let mut out = vec![0.0f32; rows.len() * width];
+        let cache = &*self;
+        out.par_chunks_mut(width).zip(rows.par_iter().zip(slots.par_iter())).enumerate().try_for_each(|(i, (out_row, (row, &slot)))| {
+            let visible = match row.stream {
+                Stream::Prefix(g) => {
+                    let b = &cache.prefixes[layer][g];
+                    Visible { keys: [&b.keys[..(slot + 1) * kv_width], &[]], values: [&b.values[..(slot + 1) * kv_width], &[]] }
+                }
+                Stream::Sequence(s) => {
+                    let group = cache.layout.sequences[s].0;
+                    let (p, own) = (&cache.prefixes[layer][group], &cache.sequences[layer][s]);
+                    let prefix_len = cache.layout.prefixes[group];
+                    ensure!(p.filled == prefix_len, "sequence {s} reads the prefix of group {group} before it is complete");
+                    Visible {
+                        keys: [&p.keys[..prefix_len * kv_width], &own.keys[..(slot + 1) * kv_width]],
+                        values: [&p.values[..prefix_len * kv_width], &own.values[..(slot + 1) * kv_width]],
+                    }
+                }
+            };
+            attend_row(&qkv[i * qkv_width..i * qkv_width + width], &visible, heads, out_row);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}

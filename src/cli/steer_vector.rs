@@ -1,0 +1,51 @@
+//! `glov-cuda steer-vector`: alpha * (H(positive) - H(negative)), the mean block-L outputs of two texts, saved as
+//! safetensors.
+
+use crate::backend::Backend;
+use crate::generation::hidden::block_output_means;
+use crate::models::llm::LlmModel;
+use anyhow::Result;
+use clap::Args;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct SteerVectorArgs {
+    /// LLM directory or org/name in the HF cache.
+    #[arg(long, value_name = "MODEL")]
+    llm: String,
+    /// The text to steer towards.
+    #[arg(long, value_name = "TEXT")]
+    positive: String,
+    /// The text to steer away from.
+    #[arg(long, value_name = "TEXT")]
+    negative: String,
+    /// The decoder block (0-based) whose output is averaged.
+    #[arg(long, value_name = "L")]
+    layer: usize,
+    #[arg(long, default_value_t = 1.0, value_name = "A")]
+    alpha: f32,
+    /// Output safetensors file (one tensor, `steer`).
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+}
+
+pub fn run<B: Backend>(backend: &B, args: SteerVectorArgs) -> Result<()> {
+    let model = LlmModel::open(backend, &args.llm)?;
+    let texts = [model.tokenizer.encode_plain(&args.positive)?, model.tokenizer.encode_plain(&args.negative)?];
+    let means = block_output_means(backend, &model.llm, &texts, args.layer)?;
+    let hidden = model.llm.config.hidden_size;
+    let vector: Vec<f32> = (0..hidden).map(|i| args.alpha * (means[i] - means[hidden + i])).collect();
+    let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
+    let metadata = HashMap::from([
+        ("layer".to_string(), args.layer.to_string()),
+        ("alpha".to_string(), args.alpha.to_string()),
+        ("positive".to_string(), args.positive.clone()),
+        ("negative".to_string(), args.negative.clone()),
+        ("model".to_string(), model.checkpoint.dir.display().to_string()),
+    ]);
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![hidden], bytemuck::cast_slice(&vector))?;
+    crate::atomic_file::write(&args.output, &safetensors::serialize([("steer", view)], Some(metadata))?)?;
+    tracing::info!(norm, hidden, file = %args.output.display(), "steering vector saved");
+    Ok(())
+}

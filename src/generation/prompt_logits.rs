@@ -1,0 +1,42 @@
+//! Logits of a prompt's last position in one prefill, optionally steered: what `probe llm` prints and what the
+//! golden tests compare with HF.
+
+use super::steering::SteerMode;
+use crate::backend::{Backend, CachedRow, KvLayout, Stream};
+use crate::models::llm::{BlockOffset, Llm};
+use anyhow::{Result, ensure};
+
+/// A steering vector (already scaled) added after block `layer`.
+pub struct Steer<'a> {
+    pub vector: &'a [f32],
+    pub layer: usize,
+    pub mode: SteerMode,
+}
+
+/// `[vocab]` logits of the last position of `ids`, with the vector added to block `layer`'s output at the last
+/// position (`last`) or at every position (`all`).
+pub fn last_logits<B: Backend>(backend: &B, llm: &Llm<B>, ids: &[u32], steer: Option<Steer>) -> Result<Vec<f32>> {
+    let c = &llm.config;
+    ensure!(!ids.is_empty(), "the prompt has no tokens");
+    ensure!(ids.len() <= c.max_positions, "the prompt has {} tokens, past the model's context of {}", ids.len(), c.max_positions);
+    let layout = KvLayout { layers: c.num_layers, kv_heads: c.num_kv_heads, head_dim: c.head_dim, prefixes: vec![ids.len()], sequences: vec![] };
+    let mut cache = backend.kv_cache(&layout)?;
+    let rows: Vec<CachedRow> = (0..ids.len()).map(|p| CachedRow { stream: Stream::Prefix(0), position: p }).collect();
+    let (steered_rows, offsets, layer) = match &steer {
+        Some(s) => {
+            ensure!(s.vector.len() == c.hidden_size, "the steering vector has width {}, the model's hidden size is {}", s.vector.len(), c.hidden_size);
+            ensure!(s.layer < c.num_layers, "steering layer {} is out of range: the model has blocks 0..{}", s.layer, c.num_layers - 1);
+            let rows: Vec<usize> = match s.mode {
+                SteerMode::Last => vec![ids.len() - 1],
+                SteerMode::All => (0..ids.len()).collect(),
+            };
+            let values: Vec<f32> = rows.iter().flat_map(|_| s.vector.iter().copied()).collect();
+            let offsets = backend.upload(&values, rows.len(), c.hidden_size)?;
+            (rows, Some(offsets), s.layer)
+        }
+        None => (Vec::new(), None, 0),
+    };
+    let offset = offsets.as_ref().map(|t| BlockOffset { layer, rows: &steered_rows, offsets: t, clean_cache: false });
+    let hidden = llm.forward_hidden(backend, &mut cache, ids, &rows, c.num_layers, offset.as_ref())?;
+    backend.download(&llm.logits(backend, &hidden, &[ids.len() - 1])?)
+}
