@@ -128,3 +128,63 @@ fn steered_greedy_matches_hf_in_both_cache_modes() {
         }
     }
 }
+
+#[test]
+fn chat_templates_render_as_hf() {
+    for name in MODELS {
+        let g = golden(name);
+        let chat = g.model.chat.as_ref().unwrap_or_else(|| panic!("{name} has a chat template"));
+        for case in g.json["chat"].as_array().unwrap() {
+            let messages: Vec<glov_cuda::chat::Message> = serde_json::from_value(case["messages"].clone()).unwrap();
+            let add = case["add_generation_prompt"].as_bool().unwrap();
+            let result = chat.render(&messages, add);
+            if case.get("error").is_some_and(|e| e.as_bool() == Some(true)) {
+                let err = format!("{:#}", result.unwrap_err());
+                assert!(err.contains("conversation roles must alternate"), "{name}: {err}");
+                continue;
+            }
+            let rendered = result.unwrap();
+            assert_eq!(rendered, case["rendered"].as_str().unwrap(), "{name}: rendering of {messages:?}");
+            assert_eq!(g.model.tokenizer.encode_rendered(&rendered).unwrap(), ids(&case["ids"]), "{name}: ids of the rendering");
+        }
+        let eos = ids(&g.json["eos_ids"]);
+        assert!(eos.iter().all(|t| g.model.stop_tokens.contains(t)), "{name}: stop tokens {:?} miss some of {eos:?}", g.model.stop_tokens);
+    }
+}
+
+#[test]
+fn sampled_sequences_do_not_depend_on_their_batch() {
+    let g = golden("llm-tiny-llama");
+    let prompts = prompts(&g);
+    let sampling = SamplingParams { temperature: 1.0, top_k: 50, top_p: 0.9, greedy: false };
+    let options = GenerateOptions { max_new_tokens: 12, sampling, seed: 7, stop_tokens: vec![], steer: None };
+    let run = |requests: &[Request]| generate(&CpuBackend::new(), &g.model.llm, requests, &options).unwrap().sequences;
+    let alone = run(&[Request { prompt: prompts[0].clone(), n: 3, steer: None }]);
+    let together = run(&[
+        Request { prompt: prompts[0].clone(), n: 3, steer: None },
+        Request { prompt: prompts[2].clone(), n: 4, steer: None },
+    ]);
+    for s in 0..3 {
+        assert_eq!(alone[s].tokens, together[s].tokens, "sequence {s} changed when another prompt joined the batch");
+    }
+    assert_ne!(alone[0].tokens, alone[1].tokens, "sequences of one prompt draw different tokens");
+    let reseeded = generate(&CpuBackend::new(), &g.model.llm, &[Request { prompt: prompts[0].clone(), n: 3, steer: None }], &GenerateOptions { seed: 8, ..options.clone() }).unwrap();
+    assert_ne!(reseeded.sequences[0].tokens, alone[0].tokens);
+}
+
+#[test]
+fn stop_tokens_end_a_sequence_and_say_why() {
+    let g = golden("llm-tiny-llama");
+    let prompt = prompts(&g)[0].clone();
+    let greedy_tokens = ids(&g.json["greedy"][0]);
+    let stop = greedy_tokens[4];
+    let first = greedy_tokens.iter().position(|&t| t == stop).unwrap();
+    let options = GenerateOptions { max_new_tokens: 32, sampling: SamplingParams::greedy(), seed: 0, stop_tokens: vec![stop], steer: None };
+    let out = generate(&CpuBackend::new(), &g.model.llm, &[Request { prompt, n: 2, steer: None }], &options).unwrap();
+    for s in &out.sequences {
+        assert_eq!(s.finish, FinishReason::Stop);
+        assert_eq!(s.tokens, greedy_tokens[..=first].to_vec());
+    }
+    // The cache holds one shared prefix and two private parts: (6 + 2 * 33) positions x 4 layers x K and V x 2 heads x 8.
+    assert_eq!(out.kv_cache_bytes, (6 + 2 * 33) * 4 * 2 * 2 * 8 * 4);
+}
