@@ -36,16 +36,19 @@ fn openai_tokenizer() -> ClipTokenizer {
 
 /// Made-up class names of one to three words, like real label sets.
 fn class_names() -> Vec<String> {
-    let words = ["red", "spotted", "mountain", "river", "golden", "wild", "desert", "sea", "giant", "small", "night", "garden"];
+    let words =
+        ["red", "spotted", "mountain", "river", "golden", "wild", "desert", "sea", "giant", "small", "night", "garden"];
     let things = ["fox", "owl", "bicycle", "lighthouse", "tulip", "beetle", "canoe", "harp", "cactus", "truck"];
-    (0..CLASSES).map(|i| {
-        let thing = things[i % things.len()];
-        match i % 3 {
-            0 => thing.to_string(),
-            1 => format!("{} {thing}", words[i % words.len()]),
-            _ => format!("{} {} {thing}", words[i % words.len()], words[(i / 3) % words.len()]),
-        }
-    }).collect()
+    (0..CLASSES)
+        .map(|i| {
+            let thing = things[i % things.len()];
+            match i % 3 {
+                0 => thing.to_string(),
+                1 => format!("{} {thing}", words[i % words.len()]),
+                _ => format!("{} {} {thing}", words[i % words.len()], words[(i / 3) % words.len()]),
+            }
+        })
+        .collect()
 }
 
 fn report(name: &str, count: usize, unit: &str, seconds: f64) {
@@ -63,7 +66,8 @@ fn main() {
     let clip = Clip::from_store(&backend, &store, config.clone()).unwrap();
 
     let size = config.vision.image_size;
-    let pixels: Vec<f32> = (0..IMAGES_PER_BATCH * 3 * size * size).map(|i| ((i * 7919) % 255) as f32 / 128.0 - 1.0).collect();
+    let pixels: Vec<f32> =
+        (0..IMAGES_PER_BATCH * 3 * size * size).map(|i| ((i * 7919) % 255) as f32 / 128.0 - 1.0).collect();
     let batch = backend.upload(&pixels, IMAGES_PER_BATCH, 3 * size * size).unwrap();
     clip.encode_images(&backend, &batch).unwrap();
     let start = Instant::now();

@@ -28,10 +28,19 @@ fn main() {
     let start = Instant::now();
     last_logits(&backend, &llm, &prompt, None).unwrap();
     let seconds = start.elapsed().as_secs_f64();
-    println!("{{\"bench\": \"llm_small_100m_prefill\", \"parameters\": {params}, \"tokens\": {PROMPT}, \"seconds\": {seconds:.3}, \"tokens_per_s\": {:.1}, \"threads\": {threads}}}", PROMPT as f64 / seconds);
+    println!(
+        "{{\"bench\": \"llm_small_100m_prefill\", \"parameters\": {params}, \"tokens\": {PROMPT}, \"seconds\": {seconds:.3}, \"tokens_per_s\": {:.1}, \"threads\": {threads}}}",
+        PROMPT as f64 / seconds
+    );
 
     for batch in [1, 10] {
-        let options = GenerateOptions { max_new_tokens: NEW_TOKENS, sampling: SamplingParams::default(), seed: 1, stop_tokens: vec![], steer: None };
+        let options = GenerateOptions {
+            max_new_tokens: NEW_TOKENS,
+            sampling: SamplingParams::default(),
+            seed: 1,
+            stop_tokens: vec![],
+            steer: None,
+        };
         let request = Request { prompt: prompt.clone(), n: batch, steer: None };
         // Prefill alone, then prefill plus decode: the difference is the decode time.
         let prefill_only = GenerateOptions { max_new_tokens: 1, ..options.clone() };
@@ -49,7 +58,13 @@ fn main() {
     }
 
     let big = shape_config("llama3-8b").unwrap();
-    let independent = KvLayout { layers: big.num_layers, kv_heads: big.num_kv_heads, head_dim: big.head_dim, prefixes: vec![0; 40], sequences: (0..40).map(|g| (g, 1024)).collect() };
+    let independent = KvLayout {
+        layers: big.num_layers,
+        kv_heads: big.num_kv_heads,
+        head_dim: big.head_dim,
+        prefixes: vec![0; 40],
+        sequences: (0..40).map(|g| (g, 1024)).collect(),
+    };
     let shared = KvLayout { prefixes: vec![1000], sequences: vec![(0, 24); 40], ..independent.clone() };
     println!(
         "{{\"kv_cache\": \"llama3-8b, 40 sequences x 1024 tokens\", \"bf16_bytes\": {}, \"f32_bytes\": {}, \"bf16_bytes_sharing_a_1000_token_prefix\": {}}}",

@@ -60,7 +60,8 @@ fn assert_close(got: &Value, want: &Value, what: &str) {
 #[test]
 fn score_matches_hf_and_reuses_the_cache() {
     let expected: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join("scoring").join("expected.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("scoring").join("expected.json")).unwrap())
+            .unwrap();
     let cache = tempfile::tempdir().unwrap();
     let dataset = fixtures().join("scoring").join("dataset");
     let (report, log) = score_json(&dataset, cache.path(), &[]);
@@ -109,7 +110,10 @@ fn csv_and_table_formats() {
     let templates = fixtures().join("scoring").join("templates.txt").display().to_string();
     for (format, first) in [("csv", "template,top1,top5,mean_per_class"), ("table", "")] {
         let model = model();
-        let out = glov(&["score", "--clip", &model, "--dataset", &dataset, "--templates", &templates, "--format", format], cache.path());
+        let out = glov(
+            &["score", "--clip", &model, "--dataset", &dataset, "--templates", &templates, "--format", format],
+            cache.path(),
+        );
         assert!(out.status.success(), "{}", stderr(&out));
         let text = String::from_utf8(out.stdout).unwrap();
         assert!(text.starts_with(first), "{text}");
@@ -132,7 +136,10 @@ fn bad_input_gets_clear_errors() {
 
     let bad_templates = data.path().join("templates.txt");
     std::fs::write(&bad_templates, "a photo of a {}.\n\nno slot\n").unwrap();
-    let out = glov(&["score", "--clip", &model, "--dataset", &dataset, "--templates", bad_templates.to_str().unwrap()], cache.path());
+    let out = glov(
+        &["score", "--clip", &model, "--dataset", &dataset, "--templates", bad_templates.to_str().unwrap()],
+        cache.path(),
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("line 3"), "{}", stderr(&out));
 
@@ -155,7 +162,10 @@ fn bad_input_gets_clear_errors() {
     assert!(stderr(&out).contains("empty_class"), "{}", stderr(&out));
     std::fs::remove_dir(data.path().join("empty_class")).unwrap();
 
-    let out = glov(&["score", "--clip", "/no/such/model", "--dataset", &dataset, "--templates", &good_templates], cache.path());
+    let out = glov(
+        &["score", "--clip", "/no/such/model", "--dataset", &dataset, "--templates", &good_templates],
+        cache.path(),
+    );
     assert!(stderr(&out).contains("/no/such/model"), "{}", stderr(&out));
 }
 
@@ -175,19 +185,36 @@ fn probe_clip_prints_hf_features() {
     let dir = fixtures().join("clip-tiny-gelu");
     let image = fixtures().join("images").join("rgb.png").display().to_string();
     let out = glov(
-        &["probe", "clip", "--model", dir.to_str().unwrap(), "--text", "a photo of a cat.", "--text", "a photo of a dog.", "--image", &image],
+        &[
+            "probe",
+            "clip",
+            "--model",
+            dir.to_str().unwrap(),
+            "--text",
+            "a photo of a cat.",
+            "--text",
+            "a photo of a dog.",
+            "--image",
+            &image,
+        ],
         cache.path(),
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let got: Vec<f32> = json["text_features"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32)).collect();
+    let got: Vec<f32> = json["text_features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32))
+        .collect();
     let (shape, want) = read_tensor(&dir.join("golden.safetensors"), "text_features");
     // The golden texts start with these two.
     let err = max_row_relative_error(&got, &want[..2 * shape[1]], shape[1]);
     assert!(err < 1e-4, "probe text features differ from HF by {err:e}");
     assert_eq!(json["image_features"].as_array().unwrap().len(), 1);
     let (_, image_want) = read_tensor(&dir.join("golden.safetensors"), "image_features");
-    let image_got: Vec<f32> = json["image_features"][0].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    let image_got: Vec<f32> =
+        json["image_features"][0].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
     let err = max_row_relative_error(&image_got, &image_want[..shape[1]], shape[1]);
     assert!(err < 1e-4, "probe image features of rgb.png differ from HF by {err:e}");
     assert!((json["logit_scale"].as_f64().unwrap() - 2.765625).abs() < 1e-6);
@@ -227,11 +254,13 @@ fn split_file_selects_its_split() {
     let entries = |image: &str| -> Vec<Value> {
         classes.iter().enumerate().map(|(label, c)| serde_json::json!([format!("{c}/{image}"), label, c])).collect()
     };
-    let split = serde_json::json!({"train": entries("img0.png"), "val": entries("img1.png"), "test": entries("img1.png")});
+    let split =
+        serde_json::json!({"train": entries("img0.png"), "val": entries("img1.png"), "test": entries("img1.png")});
     let dir = tempfile::tempdir().unwrap();
     let split_file = dir.path().join("split.json");
     std::fs::write(&split_file, split.to_string()).unwrap();
-    let (report, _) = score_json(&root, cache.path(), &["--split-file", split_file.to_str().unwrap(), "--split", "val"]);
+    let (report, _) =
+        score_json(&root, cache.path(), &["--split-file", split_file.to_str().unwrap(), "--split", "val"]);
     assert_eq!(report["images"], 6);
     assert_eq!(report["split"], "val");
 
@@ -240,7 +269,19 @@ fn split_file_selects_its_split() {
     let model = model();
     let templates = fixtures().join("scoring").join("templates.txt").display().to_string();
     let out = glov(
-        &["score", "--clip", &model, "--dataset", root.to_str().unwrap(), "--split-file", split_file.to_str().unwrap(), "--split", "train", "--templates", &templates],
+        &[
+            "score",
+            "--clip",
+            &model,
+            "--dataset",
+            root.to_str().unwrap(),
+            "--split-file",
+            split_file.to_str().unwrap(),
+            "--split",
+            "train",
+            "--templates",
+            &templates,
+        ],
         cache.path(),
     );
     assert_eq!(out.status.code(), Some(1));

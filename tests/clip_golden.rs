@@ -68,8 +68,12 @@ fn check_images(name: &str) {
     assert_eq!(g.model.clip.logit_scale, scale[0], "{name}: logit scale");
 
     // Our own decoding and preprocessing of the same files.
-    let images: Vec<PathBuf> =
-        g.json["images"].as_array().unwrap().iter().map(|n| fixtures().join("images").join(n.as_str().unwrap())).collect();
+    let images: Vec<PathBuf> = g.json["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| fixtures().join("images").join(n.as_str().unwrap()))
+        .collect();
     let mut ours = Vec::new();
     for (path, result) in images.iter().zip(preprocess::load_images(&images, &g.model.preprocess)) {
         ours.extend(result.unwrap_or_else(|e| panic!("{}: {e:#}", path.display())));

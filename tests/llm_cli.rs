@@ -9,7 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn glov(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_glov-cuda")).args(args).env_remove("RUST_LOG").output().expect("the glov-cuda binary runs")
+    Command::new(env!("CARGO_BIN_EXE_glov-cuda"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the glov-cuda binary runs")
 }
 
 fn stderr(out: &Output) -> String {
@@ -33,7 +37,9 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn write_vector(path: &Path, values: &[f32]) {
-    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![values.len()], bytemuck::cast_slice(values)).unwrap();
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![values.len()], bytemuck::cast_slice(values))
+            .unwrap();
     safetensors::serialize_to_file([("steer", view)], None, path).unwrap();
 }
 
@@ -49,7 +55,20 @@ fn generate_greedy_follows_hf_until_a_stop_token() {
     let g = golden();
     let prompt = g["prompts"][0].as_str().unwrap();
     let model = llama().display().to_string();
-    let out = glov(&["generate", "--llm", &model, "--prompt", prompt, "--greedy", "--max-new-tokens", "12", "-n", "2", "--format", "json"]);
+    let out = glov(&[
+        "generate",
+        "--llm",
+        &model,
+        "--prompt",
+        prompt,
+        "--greedy",
+        "--max-new-tokens",
+        "12",
+        "-n",
+        "2",
+        "--format",
+        "json",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     let want: Vec<u64> = g["greedy"][0].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
@@ -68,14 +87,47 @@ fn generate_with_a_chat_template_and_steering() {
     let dir = tempfile::tempdir().unwrap();
     let vector = dir.path().join("v.safetensors");
     let model = llama().display().to_string();
-    let out = glov(&["steer-vector", "--llm", &model, "--positive", "a sharp photo", "--negative", "a blurry photo", "--layer", "1", "--alpha", "2", "-o", vector.to_str().unwrap()]);
+    let out = glov(&[
+        "steer-vector",
+        "--llm",
+        &model,
+        "--positive",
+        "a sharp photo",
+        "--negative",
+        "a blurry photo",
+        "--layer",
+        "1",
+        "--alpha",
+        "2",
+        "-o",
+        vector.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (shape, _) = read_tensor(&vector, "steer");
     assert_eq!(shape, vec![64]);
     for cache in ["steered", "clean"] {
         let out = glov(&[
-            "generate", "--llm", &model, "--system", "You write prompts.", "--user", "Write one.", "-n", "3", "--max-new-tokens", "6",
-            "--seed", "4", "--steer", vector.to_str().unwrap(), "--steer-layer", "1", "--steer-cache", cache, "--format", "json",
+            "generate",
+            "--llm",
+            &model,
+            "--system",
+            "You write prompts.",
+            "--user",
+            "Write one.",
+            "-n",
+            "3",
+            "--max-new-tokens",
+            "6",
+            "--seed",
+            "4",
+            "--steer",
+            vector.to_str().unwrap(),
+            "--steer-layer",
+            "1",
+            "--steer-cache",
+            cache,
+            "--format",
+            "json",
         ]);
         assert!(out.status.success(), "{}", stderr(&out));
         let json: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -107,7 +159,18 @@ fn probe_llm_matches_hf_with_and_without_steering() {
     let vector = dir.path().join("steer.safetensors");
     write_vector(&vector, &read_tensor(&tensors, "steer").1);
     let (_, steered) = read_tensor(&tensors, "steered_last_logits");
-    let out = glov(&["probe", "llm", "--model", &model, "--prompt", prompt, "--steer", vector.to_str().unwrap(), "--steer-layer", "1"]);
+    let out = glov(&[
+        "probe",
+        "llm",
+        "--model",
+        &model,
+        "--prompt",
+        prompt,
+        "--steer",
+        vector.to_str().unwrap(),
+        "--steer-layer",
+        "1",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(max_row_relative_error(&floats(&json["last_logits"]), &steered[v..2 * v], v) < 1e-4);
@@ -117,23 +180,54 @@ fn probe_llm_matches_hf_with_and_without_steering() {
 #[test]
 fn bad_llm_input_gets_clear_errors() {
     let model = llama().display().to_string();
-    expect_error(&["generate", "--llm", &model, "--prompt", "a photo", "--max-new-tokens", "600"], "context of 512 tokens");
+    expect_error(
+        &["generate", "--llm", &model, "--prompt", "a photo", "--max-new-tokens", "600"],
+        "context of 512 tokens",
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let narrow = dir.path().join("narrow.safetensors");
     write_vector(&narrow, &[0.5; 48]);
     let narrow = narrow.to_str().unwrap();
-    expect_error(&["generate", "--llm", &model, "--prompt", "a photo", "--steer", narrow, "--steer-layer", "1"], "width 48");
-    expect_error(&["probe", "llm", "--model", &model, "--prompt", "a photo", "--steer", narrow, "--steer-layer", "1"], "width 48");
+    expect_error(
+        &["generate", "--llm", &model, "--prompt", "a photo", "--steer", narrow, "--steer-layer", "1"],
+        "width 48",
+    );
+    expect_error(
+        &["probe", "llm", "--model", &model, "--prompt", "a photo", "--steer", narrow, "--steer-layer", "1"],
+        "width 48",
+    );
     let wide = dir.path().join("wide.safetensors");
     write_vector(&wide, &[0.5; 64]);
-    expect_error(&["generate", "--llm", &model, "--prompt", "a photo", "--steer", wide.to_str().unwrap(), "--steer-layer", "4"], "out of range");
+    expect_error(
+        &["generate", "--llm", &model, "--prompt", "a photo", "--steer", wide.to_str().unwrap(), "--steer-layer", "4"],
+        "out of range",
+    );
     expect_error(&["probe", "llm", "--model", &model, "--prompt", "a photo", "--layer", "9"], "out of range");
-    expect_error(&["steer-vector", "--llm", &model, "--positive", "a", "--negative", "b", "--layer", "4", "-o", "/tmp/never.safetensors"], "out of range");
+    expect_error(
+        &[
+            "steer-vector",
+            "--llm",
+            &model,
+            "--positive",
+            "a",
+            "--negative",
+            "b",
+            "--layer",
+            "4",
+            "-o",
+            "/tmp/never.safetensors",
+        ],
+        "out of range",
+    );
 
     let plain = dir.path().join("no-template");
     copy_dir(&llama(), &plain);
-    std::fs::write(plain.join("tokenizer_config.json"), r#"{"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}"#).unwrap();
+    std::fs::write(
+        plain.join("tokenizer_config.json"),
+        r#"{"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}"#,
+    )
+    .unwrap();
     expect_error(&["generate", "--llm", plain.to_str().unwrap(), "--user", "hello"], "no chat template");
 
     let truncated = dir.path().join("truncated");
@@ -141,7 +235,10 @@ fn bad_llm_input_gets_clear_errors() {
     let shard = truncated.join("model-00002-of-00002.safetensors");
     let bytes = std::fs::read(&shard).unwrap();
     std::fs::write(&shard, &bytes[..bytes.len() / 2]).unwrap();
-    expect_error(&["generate", "--llm", truncated.to_str().unwrap(), "--prompt", "hi"], "model-00002-of-00002.safetensors");
+    expect_error(
+        &["generate", "--llm", truncated.to_str().unwrap(), "--prompt", "hi"],
+        "model-00002-of-00002.safetensors",
+    );
 
     expect_error(&["inspect", fixtures().join("images").to_str().unwrap()], "config.json");
 }

@@ -44,7 +44,13 @@ fn prompts(g: &Golden) -> Vec<Vec<u32>> {
 }
 
 fn greedy(g: &Golden, requests: Vec<Request>, tokens: usize, steer: Option<SteerConfig>) -> Vec<Vec<u32>> {
-    let options = GenerateOptions { max_new_tokens: tokens, sampling: SamplingParams::greedy(), seed: 0, stop_tokens: vec![], steer };
+    let options = GenerateOptions {
+        max_new_tokens: tokens,
+        sampling: SamplingParams::greedy(),
+        seed: 0,
+        stop_tokens: vec![],
+        steer,
+    };
     let out = generate(&CpuBackend::new(), &g.model.llm, &requests, &options).unwrap();
     assert!(out.sequences.iter().all(|s| s.finish == FinishReason::Length));
     out.sequences.into_iter().map(|s| s.tokens).collect()
@@ -97,7 +103,9 @@ fn steered_logits_match_hf_in_both_modes() {
         for (mode, key) in [(SteerMode::Last, "steered_last_logits"), (SteerMode::All, "steered_all_logits")] {
             let (shape, want) = read_tensor(&g.tensors, key);
             for (i, prompt) in prompts(&g).iter().enumerate() {
-                let got = last_logits(&CpuBackend::new(), &g.model.llm, prompt, Some(Steer { vector: &vector, layer, mode })).unwrap();
+                let got =
+                    last_logits(&CpuBackend::new(), &g.model.llm, prompt, Some(Steer { vector: &vector, layer, mode }))
+                        .unwrap();
                 let err = max_row_relative_error(&got, &want[i * shape[1]..(i + 1) * shape[1]], shape[1]);
                 assert!(err < TOLERANCE, "{name} prompt {i} {mode}: steered logits differ from HF by {err:e}");
             }
@@ -111,7 +119,9 @@ fn steered_greedy_matches_hf_in_both_cache_modes() {
         let g = golden(name);
         let layer = g.json["layer"].as_u64().unwrap() as usize;
         let (_, vector) = read_tensor(&g.tensors, "steer");
-        for (cache, key) in [(SteerCache::Steered, "steered_greedy_steered_cache"), (SteerCache::Clean, "steered_greedy_clean_cache")] {
+        for (cache, key) in
+            [(SteerCache::Steered, "steered_greedy_steered_cache"), (SteerCache::Clean, "steered_greedy_clean_cache")]
+        {
             // Steered and unsteered sequences side by side in one batch.
             let mut requests = Vec::new();
             for prompt in prompts(&g) {
@@ -145,10 +155,18 @@ fn chat_templates_render_as_hf() {
             }
             let rendered = result.unwrap();
             assert_eq!(rendered, case["rendered"].as_str().unwrap(), "{name}: rendering of {messages:?}");
-            assert_eq!(g.model.tokenizer.encode_rendered(&rendered).unwrap(), ids(&case["ids"]), "{name}: ids of the rendering");
+            assert_eq!(
+                g.model.tokenizer.encode_rendered(&rendered).unwrap(),
+                ids(&case["ids"]),
+                "{name}: ids of the rendering"
+            );
         }
         let eos = ids(&g.json["eos_ids"]);
-        assert!(eos.iter().all(|t| g.model.stop_tokens.contains(t)), "{name}: stop tokens {:?} miss some of {eos:?}", g.model.stop_tokens);
+        assert!(
+            eos.iter().all(|t| g.model.stop_tokens.contains(t)),
+            "{name}: stop tokens {:?} miss some of {eos:?}",
+            g.model.stop_tokens
+        );
     }
 }
 
@@ -168,7 +186,13 @@ fn sampled_sequences_do_not_depend_on_their_batch() {
         assert_eq!(alone[s].tokens, together[s].tokens, "sequence {s} changed when another prompt joined the batch");
     }
     assert_ne!(alone[0].tokens, alone[1].tokens, "sequences of one prompt draw different tokens");
-    let reseeded = generate(&CpuBackend::new(), &g.model.llm, &[Request { prompt: prompts[0].clone(), n: 3, steer: None }], &GenerateOptions { seed: 8, ..options.clone() }).unwrap();
+    let reseeded = generate(
+        &CpuBackend::new(),
+        &g.model.llm,
+        &[Request { prompt: prompts[0].clone(), n: 3, steer: None }],
+        &GenerateOptions { seed: 8, ..options.clone() },
+    )
+    .unwrap();
     assert_ne!(reseeded.sequences[0].tokens, alone[0].tokens);
 }
 
@@ -179,7 +203,13 @@ fn stop_tokens_end_a_sequence_and_say_why() {
     let greedy_tokens = ids(&g.json["greedy"][0]);
     let stop = greedy_tokens[4];
     let first = greedy_tokens.iter().position(|&t| t == stop).unwrap();
-    let options = GenerateOptions { max_new_tokens: 32, sampling: SamplingParams::greedy(), seed: 0, stop_tokens: vec![stop], steer: None };
+    let options = GenerateOptions {
+        max_new_tokens: 32,
+        sampling: SamplingParams::greedy(),
+        seed: 0,
+        stop_tokens: vec![stop],
+        steer: None,
+    };
     let out = generate(&CpuBackend::new(), &g.model.llm, &[Request { prompt, n: 2, steer: None }], &options).unwrap();
     for s in &out.sequences {
         assert_eq!(s.finish, FinishReason::Stop);

@@ -163,8 +163,7 @@ pub trait Backend: Send + Sync {
     ) -> Result<Self::Tensor>;
 
     /// Layer normalisation over each row, with gain and bias.
-    fn layer_norm(&self, x: &Self::Tensor, gain: &Self::Weight, bias: &Self::Weight, eps: f32)
-    -> Result<Self::Tensor>;
+    fn layer_norm(&self, x: &Self::Tensor, gain: &Self::Weight, bias: &Self::Weight, eps: f32) -> Result<Self::Tensor>;
 
     /// Scaled dot-product attention, `softmax(q k^T / sqrt(d)) v` per head, on a packed QKV tensor; returns
     /// `[batch * seq, heads * head_dim]`.
@@ -178,7 +177,8 @@ pub trait Backend: Send + Sync {
 
     /// Rotary position embedding of the query and key heads of packed QKV rows (rotate-half layout), row `i` at
     /// `positions[i]`, with per-pair inverse frequencies `inv_freq` (`head_dim / 2` values).
-    fn rope(&self, qkv: &Self::Tensor, positions: &[usize], heads: HeadShape, inv_freq: &[f32]) -> Result<Self::Tensor>;
+    fn rope(&self, qkv: &Self::Tensor, positions: &[usize], heads: HeadShape, inv_freq: &[f32])
+    -> Result<Self::Tensor>;
 
     /// Adds `offsets` row `j` to row `rows[j]` of `x` (the steering offset add).
     fn add_rows(&self, x: &Self::Tensor, rows: &[usize], offsets: &Self::Tensor) -> Result<Self::Tensor>;

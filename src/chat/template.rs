@@ -322,7 +322,8 @@ fn build_environment(name: &str, source: &str, clock: Arc<AtomicI64>) -> anyhow:
     });
 
     let prepared = rewrite_generation_tags(source).into_owned();
-    env.add_template_owned(name.to_string(), prepared).map_err(|e| anyhow!("syntax error in chat template {name}: {e}"))?;
+    env.add_template_owned(name.to_string(), prepared)
+        .map_err(|e| anyhow!("syntax error in chat template {name}: {e}"))?;
     Ok(env)
 }
 
@@ -582,7 +583,11 @@ mod tests {
         let err = ChatTemplate::compile("dir/chat_template.jinja", "{% if %}", vec![]).unwrap_err().to_string();
         assert!(err.contains("syntax error in chat template dir/chat_template.jinja"), "{err}");
         let t = ChatTemplate::new("{% for m in messages %}{{ m.content }}{% break %}{% endfor %}", None, None).unwrap();
-        assert_eq!(t.render(&msgs(&[("user", "a"), ("user", "b")]), false).unwrap(), "a", "loop controls work as in Jinja2");
+        assert_eq!(
+            t.render(&msgs(&[("user", "a"), ("user", "b")]), false).unwrap(),
+            "a",
+            "loop controls work as in Jinja2"
+        );
         let t = ChatTemplate::new("{{ messages[0].content.nope.deeper }}", None, None).unwrap();
         let err = t.render(&msgs(&[("user", "u")]), false).unwrap_err().to_string();
         assert!(err.contains("failed to render chat template chat_template"), "{err}");

@@ -167,7 +167,8 @@ mod tests {
     fn reads_sharded_mixed_dtypes() {
         let dir = tempfile::tempdir().unwrap();
         let a: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
-        let b: Vec<u8> = [half::bf16::from_f32(0.5), half::bf16::from_f32(3.0)].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let b: Vec<u8> =
+            [half::bf16::from_f32(0.5), half::bf16::from_f32(3.0)].iter().flat_map(|v| v.to_le_bytes()).collect();
         write_safetensors(&dir.path().join("s1.safetensors"), &[("a", safetensors::Dtype::F32, vec![2], a)]);
         write_safetensors(&dir.path().join("s2.safetensors"), &[("b", safetensors::Dtype::BF16, vec![1, 2], b)]);
         std::fs::write(
@@ -207,7 +208,10 @@ mod tests {
     #[test]
     fn unsupported_dtype_is_named() {
         let dir = tempfile::tempdir().unwrap();
-        write_safetensors(&dir.path().join("model.safetensors"), &[("ids", safetensors::Dtype::I64, vec![1], vec![0; 8])]);
+        write_safetensors(
+            &dir.path().join("model.safetensors"),
+            &[("ids", safetensors::Dtype::I64, vec![1], vec![0; 8])],
+        );
         let store = WeightStore::open(dir.path()).unwrap();
         let err = store.get("ids").unwrap_err().to_string();
         assert!(err.contains("tensor ids") && err.contains("unsupported dtype I64"), "{err}");

@@ -28,19 +28,30 @@ impl DType {
         match self {
             DType::F32 => match bytemuck::try_cast_slice::<u8, f32>(bytes) {
                 Ok(values) => out.copy_from_slice(values),
-                Err(_) => out.iter_mut().zip(bytes.chunks_exact(4)).for_each(|(o, c)| *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+                Err(_) => out
+                    .iter_mut()
+                    .zip(bytes.chunks_exact(4))
+                    .for_each(|(o, c)| *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
             },
             // bf16 is the top half of an f32: a shift, which the compiler vectorises.
             DType::BF16 => match bytemuck::try_cast_slice::<u8, u16>(bytes) {
-                Ok(bits) => out.iter_mut().zip(bits).for_each(|(o, &b)| *o = f32::from_bits((u16::from_le(b) as u32) << 16)),
-                Err(_) => out.iter_mut().zip(bytes.chunks_exact(2)).for_each(|(o, c)| *o = bf16::from_le_bytes([c[0], c[1]]).to_f32()),
+                Ok(bits) => {
+                    out.iter_mut().zip(bits).for_each(|(o, &b)| *o = f32::from_bits((u16::from_le(b) as u32) << 16))
+                }
+                Err(_) => out
+                    .iter_mut()
+                    .zip(bytes.chunks_exact(2))
+                    .for_each(|(o, c)| *o = bf16::from_le_bytes([c[0], c[1]]).to_f32()),
             },
             DType::F16 => match bytemuck::try_cast_slice::<u8, f16>(bytes) {
                 Ok(halves) if cfg!(target_endian = "little") => {
                     use half::slice::HalfFloatSliceExt;
                     halves.convert_to_f32_slice(out);
                 }
-                _ => out.iter_mut().zip(bytes.chunks_exact(2)).for_each(|(o, c)| *o = f16::from_le_bytes([c[0], c[1]]).to_f32()),
+                _ => out
+                    .iter_mut()
+                    .zip(bytes.chunks_exact(2))
+                    .for_each(|(o, c)| *o = f16::from_le_bytes([c[0], c[1]]).to_f32()),
             },
         }
     }

@@ -68,10 +68,19 @@ pub fn run<B: Backend>(backend: &B, args: GenerateArgs) -> Result<()> {
     let steer = args.steer.load()?;
     let options = GenerateOptions {
         max_new_tokens: args.max_new_tokens,
-        sampling: SamplingParams { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, greedy: args.greedy },
+        sampling: SamplingParams {
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            greedy: args.greedy,
+        },
         seed: args.seed,
         stop_tokens: model.stop_tokens.clone(),
-        steer: steer.as_ref().map(|(_, layer)| SteerConfig { layer: *layer, mode: args.steer.steer_mode, cache: args.steer.steer_cache }),
+        steer: steer.as_ref().map(|(_, layer)| SteerConfig {
+            layer: *layer,
+            mode: args.steer.steer_mode,
+            cache: args.steer.steer_cache,
+        }),
     };
     let request = Request { prompt: prompt.clone(), n: args.n, steer: steer.map(|(v, _)| v) };
     let result = generate(backend, &model.llm, &[request], &options)?;
@@ -90,7 +99,8 @@ pub fn run<B: Backend>(backend: &B, args: GenerateArgs) -> Result<()> {
                 .iter()
                 .map(|s| Ok(json!({"index": s.index, "text": model.tokenizer.decode(&s.tokens)?, "token_ids": s.tokens, "finish_reason": s.finish})))
                 .collect::<Result<Vec<_>>>()?;
-            let out = json!({"prompt_token_ids": prompt, "sequences": sequences, "kv_cache_bytes": result.kv_cache_bytes});
+            let out =
+                json!({"prompt_token_ids": prompt, "sequences": sequences, "kv_cache_bytes": result.kv_cache_bytes});
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
     }

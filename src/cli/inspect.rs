@@ -80,20 +80,42 @@ pub fn run(args: InspectArgs) -> Result<()> {
         let v = &c.vision.tower;
         println!(
             "text tower:    {} layers, width {}, {} heads, MLP {}, {:?}, vocab {}, context {}",
-            t.num_layers, t.hidden_size, t.num_heads, t.intermediate_size, t.activation, c.text.vocab_size, c.text.max_positions
+            t.num_layers,
+            t.hidden_size,
+            t.num_heads,
+            t.intermediate_size,
+            t.activation,
+            c.text.vocab_size,
+            c.text.max_positions
         );
         println!(
             "vision tower:  {} layers, width {}, {} heads, MLP {}, {:?}, {}px images in {}px patches",
-            v.num_layers, v.hidden_size, v.num_heads, v.intermediate_size, v.activation, c.vision.image_size, c.vision.patch_size
+            v.num_layers,
+            v.hidden_size,
+            v.num_heads,
+            v.intermediate_size,
+            v.activation,
+            c.vision.image_size,
+            c.vision.patch_size
         );
         println!("projection:    {}", c.projection_dim);
     }
     if let Some(c) = &llm {
         println!(
             "decoder:       {} blocks, width {}, {} heads / {} key-value heads of {}, MLP {}, vocab {}, context {}",
-            c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim, c.intermediate_size, c.vocab_size, c.max_positions
+            c.num_layers,
+            c.hidden_size,
+            c.num_heads,
+            c.num_kv_heads,
+            c.head_dim,
+            c.intermediate_size,
+            c.vocab_size,
+            c.max_positions
         );
-        println!("rope:          theta {}, {:?}; tied embeddings: {}; qkv bias: {}", c.rope_theta, c.rope_scaling, c.tie_word_embeddings, c.qkv_bias);
+        println!(
+            "rope:          theta {}, {:?}; tied embeddings: {}; qkv bias: {}",
+            c.rope_theta, c.rope_scaling, c.tie_word_embeddings, c.qkv_bias
+        );
     }
     println!("files:");
     for (name, size) in &files {

@@ -49,7 +49,8 @@ impl ScoreReport {
     }
 
     fn rows(&self) -> Vec<(String, &Accuracy)> {
-        let mut rows: Vec<(String, &Accuracy)> = self.templates.iter().map(|r| (r.template.clone(), &r.accuracy)).collect();
+        let mut rows: Vec<(String, &Accuracy)> =
+            self.templates.iter().map(|r| (r.template.clone(), &r.accuracy)).collect();
         if let Some(e) = &self.ensemble {
             rows.push((format!("ensemble of {} templates", self.templates.len()), e));
         }
@@ -73,7 +74,11 @@ impl ScoreReport {
             self.split,
             self.images,
             self.classes,
-            if self.skipped_images > 0 { format!(", {} unreadable left out", self.skipped_images) } else { String::new() }
+            if self.skipped_images > 0 {
+                format!(", {} unreadable left out", self.skipped_images)
+            } else {
+                String::new()
+            }
         );
         let rows = self.rows();
         let width = rows.iter().map(|(n, _)| n.chars().count()).max().unwrap_or(8).max(8);
@@ -82,7 +87,13 @@ impl ScoreReport {
             if self.ensemble.is_some() && i == rows.len() - 1 {
                 out += &format!("{}\n", "-".repeat(width + 31));
             }
-            out += &format!("{:<width$}  {:>7}  {:>7}  {:>10}\n", name, percent(Some(a.top1)), percent(a.top5), percent(Some(a.mean_per_class)));
+            out += &format!(
+                "{:<width$}  {:>7}  {:>7}  {:>10}\n",
+                name,
+                percent(Some(a.top1)),
+                percent(a.top5),
+                percent(Some(a.mean_per_class))
+            );
         }
         out
     }

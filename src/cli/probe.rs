@@ -1,8 +1,8 @@
 //! `glov-cuda probe clip`: projected CLIP features as JSON, exactly what HF's `get_text_features` and
 //! `get_image_features` return (not normalised).
 
-use crate::backend::Backend;
 use super::steering_args::SteerArgs;
+use crate::backend::Backend;
 use crate::generation::hidden::block_output_means;
 use crate::generation::prompt_logits::{Steer, last_logits};
 use crate::models::clip::ClipModel;

@@ -75,7 +75,15 @@ pub fn run<B: Backend>(backend: &B, args: ScoreArgs) -> Result<()> {
     };
     let features = encode_images(backend, &model, &paths, &options)?;
     let labels: Vec<u32> = features.kept.iter().map(|&i| data.samples[i].label as u32).collect();
-    let scorer = Scorer::new(backend, &model.clip, &model.tokenizer, &features.features, labels, data.classnames.clone(), args.text_batch.get())?;
+    let scorer = Scorer::new(
+        backend,
+        &model.clip,
+        &model.tokenizer,
+        &features.features,
+        labels,
+        data.classnames.clone(),
+        args.text_batch.get(),
+    )?;
     let accuracies = scorer.score_templates(&templates)?;
     let ensemble = if args.ensemble { Some(scorer.score_ensemble(&templates)?) } else { None };
     let report = ScoreReport {
@@ -85,7 +93,11 @@ pub fn run<B: Backend>(backend: &B, args: ScoreArgs) -> Result<()> {
         images: scorer.num_images(),
         skipped_images: features.skipped.len(),
         classes: data.classnames.len(),
-        templates: templates.into_iter().zip(accuracies).map(|(template, accuracy)| TemplateRow { template, accuracy }).collect(),
+        templates: templates
+            .into_iter()
+            .zip(accuracies)
+            .map(|(template, accuracy)| TemplateRow { template, accuracy })
+            .collect(),
         ensemble,
     };
     print!("{}", report.render(args.format)?);

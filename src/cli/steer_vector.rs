@@ -44,7 +44,8 @@ pub fn run<B: Backend>(backend: &B, args: SteerVectorArgs) -> Result<()> {
         ("negative".to_string(), args.negative.clone()),
         ("model".to_string(), model.checkpoint.dir.display().to_string()),
     ]);
-    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![hidden], bytemuck::cast_slice(&vector))?;
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![hidden], bytemuck::cast_slice(&vector))?;
     crate::atomic_file::write(&args.output, &safetensors::serialize([("steer", view)], Some(metadata))?)?;
     tracing::info!(norm, hidden, file = %args.output.display(), "steering vector saved");
     Ok(())

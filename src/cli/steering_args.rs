@@ -38,14 +38,18 @@ impl SteerArgs {
 /// The vector of a steering file: its only tensor, or the tensor named `steer`.
 pub fn read_vector(path: &Path) -> Result<Vec<f32>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read steering vector {}", path.display()))?;
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| anyhow::anyhow!("{} is not a valid safetensors file: {e}", path.display()))?;
+    let tensors = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| anyhow::anyhow!("{} is not a valid safetensors file: {e}", path.display()))?;
     let names = tensors.names();
     let name = if names.len() == 1 { names[0].to_string() } else { "steer".to_string() };
-    let view = tensors.tensor(&name).with_context(|| format!("{} has {} tensors and none named steer", path.display(), names.len()))?;
+    let view = tensors
+        .tensor(&name)
+        .with_context(|| format!("{} has {} tensors and none named steer", path.display(), names.len()))?;
     if view.shape().len() != 1 && !(view.shape().len() == 2 && view.shape()[0] == 1) {
         bail!("steering vector {name} in {} has shape {:?}; expected one vector", path.display(), view.shape());
     }
-    let dtype = DType::from_safetensors(view.dtype()).with_context(|| format!("tensor {name} in {}", path.display()))?;
+    let dtype =
+        DType::from_safetensors(view.dtype()).with_context(|| format!("tensor {name} in {}", path.display()))?;
     let mut out = vec![0.0f32; view.shape().iter().product()];
     dtype.convert(view.data(), &mut out);
     Ok(out)

@@ -65,7 +65,11 @@ pub fn kv_layout<B: Backend>(llm: &Llm<B>, requests: &[Request], max_new_tokens:
         kv_heads: c.num_kv_heads,
         head_dim: c.head_dim,
         prefixes: requests.iter().map(|r| r.prompt.len().saturating_sub(1)).collect(),
-        sequences: requests.iter().enumerate().flat_map(|(g, r)| std::iter::repeat_n((g, 1 + max_new_tokens), r.n)).collect(),
+        sequences: requests
+            .iter()
+            .enumerate()
+            .flat_map(|(g, r)| std::iter::repeat_n((g, 1 + max_new_tokens), r.n))
+            .collect(),
     }
 }
 
@@ -83,9 +87,21 @@ fn validate<B: Backend>(llm: &Llm<B>, requests: &[Request], options: &GenerateOp
             c.max_positions
         );
         if let Some(v) = &r.steer {
-            ensure!(v.len() == c.hidden_size, "steering vector of prompt {i} has width {}, the model's hidden size is {}", v.len(), c.hidden_size);
-            let Some(steer) = options.steer else { bail!("prompt {i} has a steering vector but no steering layer was given") };
-            ensure!(steer.layer < c.num_layers, "steering layer {} is out of range: the model has blocks 0..{}", steer.layer, c.num_layers - 1);
+            ensure!(
+                v.len() == c.hidden_size,
+                "steering vector of prompt {i} has width {}, the model's hidden size is {}",
+                v.len(),
+                c.hidden_size
+            );
+            let Some(steer) = options.steer else {
+                bail!("prompt {i} has a steering vector but no steering layer was given")
+            };
+            ensure!(
+                steer.layer < c.num_layers,
+                "steering layer {} is out of range: the model has blocks 0..{}",
+                steer.layer,
+                c.num_layers - 1
+            );
         }
     }
     Ok(())
@@ -104,9 +120,15 @@ fn offsets_for(rows_request: &[usize], requests: &[Request]) -> (Vec<usize>, Vec
     (rows, values)
 }
 
-pub fn generate<B: Backend>(backend: &B, llm: &Llm<B>, requests: &[Request], options: &GenerateOptions) -> Result<Generation> {
+pub fn generate<B: Backend>(
+    backend: &B,
+    llm: &Llm<B>,
+    requests: &[Request],
+    options: &GenerateOptions,
+) -> Result<Generation> {
     validate(llm, requests, options)?;
-    let _span = tracing::info_span!("generate", requests = requests.len(), max_new_tokens = options.max_new_tokens).entered();
+    let _span =
+        tracing::info_span!("generate", requests = requests.len(), max_new_tokens = options.max_new_tokens).entered();
     let layout = kv_layout(llm, requests, options.max_new_tokens);
     let kv_cache_bytes = layout.bytes(4);
     let mut cache = backend.kv_cache(&layout)?;
@@ -134,7 +156,12 @@ pub fn generate<B: Backend>(backend: &B, llm: &Llm<B>, requests: &[Request], opt
                 None => (Vec::new(), Vec::new()),
             };
             let offsets = backend.upload(&values, steered_rows.len(), hidden)?;
-            let offset = steer_all.map(|s| BlockOffset { layer: s.layer, rows: &steered_rows, offsets: &offsets, clean_cache: false });
+            let offset = steer_all.map(|s| BlockOffset {
+                layer: s.layer,
+                rows: &steered_rows,
+                offsets: &offsets,
+                clean_cache: false,
+            });
             llm.forward_hidden(backend, &mut cache, &ids, &rows, layers, offset.as_ref())?;
         }
     }
@@ -150,7 +177,12 @@ pub fn generate<B: Backend>(backend: &B, llm: &Llm<B>, requests: &[Request], opt
         if live.is_empty() {
             break;
         }
-        let ids: Vec<u32> = live.iter().map(|&s| *tokens[s].last().unwrap_or_else(|| requests[owners[s]].prompt.last().expect("prompts are not empty"))).collect();
+        let ids: Vec<u32> = live
+            .iter()
+            .map(|&s| {
+                *tokens[s].last().unwrap_or_else(|| requests[owners[s]].prompt.last().expect("prompts are not empty"))
+            })
+            .collect();
         let rows: Vec<CachedRow> = live
             .iter()
             .map(|&s| CachedRow { stream: Stream::Sequence(s), position: requests[owners[s]].prompt.len() - 1 + step })
@@ -184,7 +216,12 @@ pub fn generate<B: Backend>(backend: &B, llm: &Llm<B>, requests: &[Request], opt
         .into_iter()
         .zip(finish)
         .enumerate()
-        .map(|(index, (tokens, finish))| Sequence { request: owners[index], index, tokens, finish: finish.unwrap_or(FinishReason::Length) })
+        .map(|(index, (tokens, finish))| Sequence {
+            request: owners[index],
+            index,
+            tokens,
+            finish: finish.unwrap_or(FinishReason::Length),
+        })
         .collect();
     Ok(Generation { sequences, kv_cache_bytes })
 }

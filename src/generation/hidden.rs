@@ -15,7 +15,12 @@ pub fn block_output_means<B: Backend>(backend: &B, llm: &Llm<B>, texts: &[Vec<u3
     let mut segments = Vec::new();
     for (i, text) in texts.iter().enumerate() {
         ensure!(!text.is_empty(), "text {i} has no tokens");
-        ensure!(text.len() <= c.max_positions, "text {i} has {} tokens, past the model's context of {}", text.len(), c.max_positions);
+        ensure!(
+            text.len() <= c.max_positions,
+            "text {i} has {} tokens, past the model's context of {}",
+            text.len(),
+            c.max_positions
+        );
         segments.push((ids.len(), text.len()));
         ids.extend_from_slice(text);
         rows.extend((0..text.len()).map(|p| CachedRow { stream: Stream::Prefix(i), position: p }));

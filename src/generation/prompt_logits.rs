@@ -18,14 +18,35 @@ pub struct Steer<'a> {
 pub fn last_logits<B: Backend>(backend: &B, llm: &Llm<B>, ids: &[u32], steer: Option<Steer>) -> Result<Vec<f32>> {
     let c = &llm.config;
     ensure!(!ids.is_empty(), "the prompt has no tokens");
-    ensure!(ids.len() <= c.max_positions, "the prompt has {} tokens, past the model's context of {}", ids.len(), c.max_positions);
-    let layout = KvLayout { layers: c.num_layers, kv_heads: c.num_kv_heads, head_dim: c.head_dim, prefixes: vec![ids.len()], sequences: vec![] };
+    ensure!(
+        ids.len() <= c.max_positions,
+        "the prompt has {} tokens, past the model's context of {}",
+        ids.len(),
+        c.max_positions
+    );
+    let layout = KvLayout {
+        layers: c.num_layers,
+        kv_heads: c.num_kv_heads,
+        head_dim: c.head_dim,
+        prefixes: vec![ids.len()],
+        sequences: vec![],
+    };
     let mut cache = backend.kv_cache(&layout)?;
     let rows: Vec<CachedRow> = (0..ids.len()).map(|p| CachedRow { stream: Stream::Prefix(0), position: p }).collect();
     let (steered_rows, offsets, layer) = match &steer {
         Some(s) => {
-            ensure!(s.vector.len() == c.hidden_size, "the steering vector has width {}, the model's hidden size is {}", s.vector.len(), c.hidden_size);
-            ensure!(s.layer < c.num_layers, "steering layer {} is out of range: the model has blocks 0..{}", s.layer, c.num_layers - 1);
+            ensure!(
+                s.vector.len() == c.hidden_size,
+                "the steering vector has width {}, the model's hidden size is {}",
+                s.vector.len(),
+                c.hidden_size
+            );
+            ensure!(
+                s.layer < c.num_layers,
+                "steering layer {} is out of range: the model has blocks 0..{}",
+                s.layer,
+                c.num_layers - 1
+            );
             let rows: Vec<usize> = match s.mode {
                 SteerMode::Last => vec![ids.len() - 1],
                 SteerMode::All => (0..ids.len()).collect(),

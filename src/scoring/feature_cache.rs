@@ -10,11 +10,8 @@ use std::path::{Path, PathBuf};
 pub fn image_key(path: &Path) -> Result<String> {
     let canonical = path.canonicalize().with_context(|| format!("cannot open image {}", path.display()))?;
     let meta = std::fs::metadata(&canonical).with_context(|| format!("cannot stat image {}", path.display()))?;
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
+    let mtime =
+        meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
     Ok(format!("{}\t{}\t{}", canonical.display(), meta.len(), mtime))
 }
 
@@ -57,7 +54,8 @@ impl FeatureCache {
 
     /// Adds rows, replacing older rows of the same files.
     pub fn insert(&mut self, entries: Vec<(String, Vec<f32>)>) {
-        let replaced: std::collections::HashSet<String> = entries.iter().map(|(k, _)| key_path(k).to_string()).collect();
+        let replaced: std::collections::HashSet<String> =
+            entries.iter().map(|(k, _)| key_path(k).to_string()).collect();
         self.rows.retain(|k, _| !replaced.contains(key_path(k)));
         self.rows.extend(entries);
     }
@@ -92,7 +90,8 @@ fn read_rows(file: &Path, dim: usize) -> Result<HashMap<String, Vec<f32>>> {
     if features.dtype() != safetensors::Dtype::F32 || features.shape() != [keys.len(), dim] {
         bail!("features are {:?} {:?}, expected F32 [{}, {dim}]", features.dtype(), features.shape(), keys.len());
     }
-    let values: Vec<f32> = features.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let values: Vec<f32> =
+        features.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     Ok(keys.into_iter().zip(values.chunks_exact(dim).map(<[f32]>::to_vec)).collect())
 }
 
@@ -120,8 +119,12 @@ mod tests {
         cache.insert(vec![(new_key.clone(), vec![3.0, 4.0])]);
         assert!(cache.get(&key).is_none(), "the stale row of the same file is dropped");
         // Another model's cache is separate; a corrupt file is ignored.
-        std::fs::write(dir.path().join(format!("image-features-v{FORMAT_VERSION}-cpu-zzz.safetensors")), b"garbage").unwrap();
+        std::fs::write(dir.path().join(format!("image-features-v{FORMAT_VERSION}-cpu-zzz.safetensors")), b"garbage")
+            .unwrap();
         assert!(FeatureCache::open(dir.path(), "zzz", "cpu", 2).get(&key).is_none());
-        assert!(FeatureCache::open(dir.path(), "abc", "cuda", 2).get(&key).is_none(), "another backend has its own file");
+        assert!(
+            FeatureCache::open(dir.path(), "abc", "cuda", 2).get(&key).is_none(),
+            "another backend has its own file"
+        );
     }
 }

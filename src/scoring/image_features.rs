@@ -47,7 +47,12 @@ fn progress(len: usize, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
-pub fn encode_images<B: Backend>(backend: &B, model: &ClipModel<B>, paths: &[PathBuf], options: &EncodeOptions) -> Result<ImageFeatures> {
+pub fn encode_images<B: Backend>(
+    backend: &B,
+    model: &ClipModel<B>,
+    paths: &[PathBuf],
+    options: &EncodeOptions,
+) -> Result<ImageFeatures> {
     let _span = tracing::info_span!("image_features", images = paths.len()).entered();
     let dim = model.clip.config.projection_dim;
     let mut cache = match &options.cache_dir {
@@ -108,7 +113,11 @@ pub fn encode_images<B: Backend>(backend: &B, model: &ClipModel<B>, paths: &[Pat
     }
     if !bad.is_empty() {
         if !options.skip_bad_images {
-            bail!("{} image(s) could not be read (use --skip-bad-images to leave them out):\n{}", bad.len(), describe_bad(&bad));
+            bail!(
+                "{} image(s) could not be read (use --skip-bad-images to leave them out):\n{}",
+                bad.len(),
+                describe_bad(&bad)
+            );
         }
         tracing::warn!("left out {} unreadable image(s):\n{}", bad.len(), describe_bad(&bad));
     }

@@ -4,8 +4,8 @@
 
 use crate::backend::{Backend, TemplateCounts};
 use crate::models::clip::Clip;
-use crate::tokenizer::ClipTokenizer;
 use crate::scoring::templates::fill;
+use crate::tokenizer::ClipTokenizer;
 use anyhow::{Result, ensure};
 use serde::Serialize;
 
@@ -45,7 +45,12 @@ impl<'a, B: Backend> Scorer<'a, B> {
     ) -> Result<Self> {
         let dim = clip.config.projection_dim;
         ensure!(!labels.is_empty(), "there are no images to score against");
-        ensure!(features.len() == labels.len() * dim, "{} feature values for {} images of width {dim}", features.len(), labels.len());
+        ensure!(
+            features.len() == labels.len() * dim,
+            "{} feature values for {} images of width {dim}",
+            features.len(),
+            labels.len()
+        );
         let images = backend.l2_normalize(&backend.upload(features, labels.len(), dim)?)?;
         let mut class_sizes = vec![0; classnames.len()];
         for &l in &labels {
@@ -100,7 +105,8 @@ impl<'a, B: Backend> Scorer<'a, B> {
 
     /// The accuracy of each template on its own.
     pub fn score_templates(&self, templates: &[String]) -> Result<Vec<Accuracy>> {
-        let _span = tracing::info_span!("score", templates = templates.len(), classes = self.classnames.len()).entered();
+        let _span =
+            tracing::info_span!("score", templates = templates.len(), classes = self.classnames.len()).entered();
         let classes = self.classnames.len();
         let per_pass = (self.max_texts / classes.max(1)).max(1);
         let mut scores = Vec::with_capacity(templates.len());

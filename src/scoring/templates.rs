@@ -14,7 +14,8 @@ pub fn fill(template: &str, class: &str) -> String {
 /// Reads a templates file: one template per line, blank lines skipped. A line without `{}` is an error naming its
 /// line number.
 pub fn read_templates(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read templates file {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read templates file {}", path.display()))?;
     let templates = parse_templates(&text).with_context(|| format!("templates file {}", path.display()))?;
     if templates.is_empty() {
         bail!("templates file {} holds no templates", path.display());

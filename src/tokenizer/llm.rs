@@ -12,7 +12,8 @@ pub struct LlmTokenizer {
 impl LlmTokenizer {
     pub fn from_file(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let mut inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| anyhow!("cannot parse {}: {e}", path.display()))?;
+        let mut inner =
+            tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| anyhow!("cannot parse {}: {e}", path.display()))?;
         inner.with_padding(None);
         inner.with_truncation(None).map_err(|e| anyhow!("{e}"))?;
         Ok(Self { inner })
@@ -25,7 +26,12 @@ impl LlmTokenizer {
 
     /// Ids of text that already holds its special tokens (a rendered chat template).
     pub fn encode_rendered(&self, text: &str) -> Result<Vec<u32>> {
-        Ok(self.inner.encode(text, false).map_err(|e| anyhow!("cannot tokenise the rendered prompt: {e}"))?.get_ids().to_vec())
+        Ok(self
+            .inner
+            .encode(text, false)
+            .map_err(|e| anyhow!("cannot tokenise the rendered prompt: {e}"))?
+            .get_ids()
+            .to_vec())
     }
 
     /// Text of generated ids, special tokens left out.

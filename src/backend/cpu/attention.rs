@@ -94,10 +94,14 @@ mod tests {
         let (q0, q1, k, v) = ([0.3, -1.0], [1.2, 0.4], [[0.5, 0.1], [-0.7, 0.9]], [[1.0, 2.0], [3.0, -4.0]]);
         let row = |i: usize| [q0[0], q0[1], q1[0], q1[1], k[i][0], k[i][1], v[i][0], v[i][1]];
         let qkv: Vec<f32> = [row(0), row(1)].concat();
-        let gqa = attention(&qkv, AttentionShape { batch: 1, seq: 2, heads: 2, kv_heads: 1, head_dim: 2, causal: false });
+        let gqa =
+            attention(&qkv, AttentionShape { batch: 1, seq: 2, heads: 2, kv_heads: 1, head_dim: 2, causal: false });
         for (h, q) in [q0, q1].iter().enumerate() {
             let single: Vec<f32> = (0..2).flat_map(|i| [q[0], q[1], k[i][0], k[i][1], v[i][0], v[i][1]]).collect();
-            let want = attention(&single, AttentionShape { batch: 1, seq: 2, heads: 1, kv_heads: 1, head_dim: 2, causal: false });
+            let want = attention(
+                &single,
+                AttentionShape { batch: 1, seq: 2, heads: 1, kv_heads: 1, head_dim: 2, causal: false },
+            );
             assert_eq!(&gqa[h * 2..h * 2 + 2], &want[..2]);
             assert_eq!(&gqa[4 + h * 2..4 + h * 2 + 2], &want[2..4]);
         }

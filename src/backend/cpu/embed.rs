@@ -22,7 +22,14 @@ pub fn im2col(pixels: &[f32], batch: usize, size: usize, patch: usize) -> Vec<f3
 }
 
 /// `[batch * (1 + patches), dim]`: per image the class token then its projected patches, plus positions.
-pub fn assemble_vit_tokens(projected: &[f32], batch: usize, patches: usize, class: &[f32], positions: &[f32], dim: usize) -> Vec<f32> {
+pub fn assemble_vit_tokens(
+    projected: &[f32],
+    batch: usize,
+    patches: usize,
+    class: &[f32],
+    positions: &[f32],
+    dim: usize,
+) -> Vec<f32> {
     let tokens = patches + 1;
     let mut out = Vec::with_capacity(batch * tokens * dim);
     for b in 0..batch {
@@ -43,7 +50,8 @@ mod tests {
     #[test]
     fn im2col_orders_patches_in_raster_order() {
         // One 4x4 image with 2x2 patches; channel c, pixel (y, x) holds 100c + 10y + x.
-        let pixels: Vec<f32> = (0..3).flat_map(|c| (0..4).flat_map(move |y| (0..4).map(move |x| (100 * c + 10 * y + x) as f32))).collect();
+        let pixels: Vec<f32> =
+            (0..3).flat_map(|c| (0..4).flat_map(move |y| (0..4).map(move |x| (100 * c + 10 * y + x) as f32))).collect();
         let cols = im2col(&pixels, 1, 4, 2);
         assert_eq!(cols.len(), 4 * 12);
         // Second patch (top right): channel 0 rows 0-1, columns 2-3.

@@ -30,8 +30,11 @@ pub struct CpuKvCache {
 impl CpuKvCache {
     pub fn new(layout: &KvLayout) -> Self {
         let width = layout.kv_heads * layout.head_dim;
-        let prefixes = (0..layout.layers).map(|_| layout.prefixes.iter().map(|&c| Buffers::new(c, width)).collect()).collect();
-        let sequences = (0..layout.layers).map(|_| layout.sequences.iter().map(|&(_, c)| Buffers::new(c, width)).collect()).collect();
+        let prefixes =
+            (0..layout.layers).map(|_| layout.prefixes.iter().map(|&c| Buffers::new(c, width)).collect()).collect();
+        let sequences = (0..layout.layers)
+            .map(|_| layout.sequences.iter().map(|&(_, c)| Buffers::new(c, width)).collect())
+            .collect();
         Self { layout: layout.clone(), prefixes, sequences }
     }
 
@@ -40,11 +43,17 @@ impl CpuKvCache {
         match row.stream {
             Stream::Prefix(g) => {
                 let Some(&capacity) = self.layout.prefixes.get(g) else { bail!("KV cache has no prefix group {g}") };
-                ensure!(row.position < capacity, "position {} is past the {capacity}-token prefix of group {g}", row.position);
+                ensure!(
+                    row.position < capacity,
+                    "position {} is past the {capacity}-token prefix of group {g}",
+                    row.position
+                );
                 Ok(row.position)
             }
             Stream::Sequence(s) => {
-                let Some(&(group, capacity)) = self.layout.sequences.get(s) else { bail!("KV cache has no sequence {s}") };
+                let Some(&(group, capacity)) = self.layout.sequences.get(s) else {
+                    bail!("KV cache has no sequence {s}")
+                };
                 let start = self.layout.prefixes[group];
                 ensure!(
                     row.position >= start && row.position - start < capacity,
@@ -68,7 +77,12 @@ impl CpuKvCache {
             heads.head_dim
         );
         let (width, kv_width, qkv_width) = (heads.heads * heads.head_dim, heads.kv_width(), heads.qkv_width());
-        ensure!(qkv.len() == rows.len() * qkv_width, "cached attention: {} values for {} rows of {qkv_width}", qkv.len(), rows.len());
+        ensure!(
+            qkv.len() == rows.len() * qkv_width,
+            "cached attention: {} values for {} rows of {qkv_width}",
+            qkv.len(),
+            rows.len()
+        );
         let slots: Vec<usize> = rows.iter().map(|r| self.slot(r)).collect::<Result<_>>()?;
         for ((row, &slot), values) in rows.iter().zip(&slots).zip(qkv.chunks_exact(qkv_width)) {
             let buffers = match row.stream {
@@ -81,26 +95,34 @@ impl CpuKvCache {
         }
         let mut out = vec![0.0f32; rows.len() * width];
         let cache = &*self;
-        out.par_chunks_mut(width).zip(rows.par_iter().zip(slots.par_iter())).enumerate().try_for_each(|(i, (out_row, (row, &slot)))| {
-            let visible = match row.stream {
-                Stream::Prefix(g) => {
-                    let b = &cache.prefixes[layer][g];
-                    Visible { keys: [&b.keys[..(slot + 1) * kv_width], &[]], values: [&b.values[..(slot + 1) * kv_width], &[]] }
-                }
-                Stream::Sequence(s) => {
-                    let group = cache.layout.sequences[s].0;
-                    let (p, own) = (&cache.prefixes[layer][group], &cache.sequences[layer][s]);
-                    let prefix_len = cache.layout.prefixes[group];
-                    ensure!(p.filled == prefix_len, "sequence {s} reads the prefix of group {group} before it is complete");
-                    Visible {
-                        keys: [&p.keys[..prefix_len * kv_width], &own.keys[..(slot + 1) * kv_width]],
-                        values: [&p.values[..prefix_len * kv_width], &own.values[..(slot + 1) * kv_width]],
+        out.par_chunks_mut(width).zip(rows.par_iter().zip(slots.par_iter())).enumerate().try_for_each(
+            |(i, (out_row, (row, &slot)))| {
+                let visible = match row.stream {
+                    Stream::Prefix(g) => {
+                        let b = &cache.prefixes[layer][g];
+                        Visible {
+                            keys: [&b.keys[..(slot + 1) * kv_width], &[]],
+                            values: [&b.values[..(slot + 1) * kv_width], &[]],
+                        }
                     }
-                }
-            };
-            attend_row(&qkv[i * qkv_width..i * qkv_width + width], &visible, heads, out_row);
-            Ok(())
-        })?;
+                    Stream::Sequence(s) => {
+                        let group = cache.layout.sequences[s].0;
+                        let (p, own) = (&cache.prefixes[layer][group], &cache.sequences[layer][s]);
+                        let prefix_len = cache.layout.prefixes[group];
+                        ensure!(
+                            p.filled == prefix_len,
+                            "sequence {s} reads the prefix of group {group} before it is complete"
+                        );
+                        Visible {
+                            keys: [&p.keys[..prefix_len * kv_width], &own.keys[..(slot + 1) * kv_width]],
+                            values: [&p.values[..prefix_len * kv_width], &own.values[..(slot + 1) * kv_width]],
+                        }
+                    }
+                };
+                attend_row(&qkv[i * qkv_width..i * qkv_width + width], &visible, heads, out_row);
+                Ok(())
+            },
+        )?;
         Ok(out)
     }
 }

@@ -155,7 +155,13 @@ impl Backend for CpuBackend {
             None => None,
         };
         if let Some(r) = residual {
-            ensure!(r.rows == x.rows && r.cols == n, "residual is [{}, {}], expected [{}, {n}]", r.rows, r.cols, x.rows);
+            ensure!(
+                r.rows == x.rows && r.cols == n,
+                "residual is [{}, {}], expected [{}, {n}]",
+                r.rows,
+                r.cols,
+                x.rows
+            );
         }
         let k = x.cols;
         let mut out = vec![0.0f32; x.rows * n];
@@ -181,7 +187,13 @@ impl Backend for CpuBackend {
     }
 
     fn layer_norm(&self, x: &CpuTensor, gain: &CpuWeight, bias: &CpuWeight, eps: f32) -> Result<CpuTensor> {
-        ensure!(gain.rows == x.cols && bias.rows == x.cols, "layer norm {}: width {} != {}", gain.names(), gain.rows, x.cols);
+        ensure!(
+            gain.rows == x.cols && bias.rows == x.cols,
+            "layer norm {}: width {} != {}",
+            gain.names(),
+            gain.rows,
+            x.cols
+        );
         let mut out = x.data.clone();
         elementwise::layer_norm(&mut out, x.cols, &gain.values(), &bias.values(), eps);
         Ok(CpuTensor::new(out, x.rows, x.cols))
@@ -206,7 +218,13 @@ impl Backend for CpuBackend {
     }
 
     fn rms_norm(&self, x: &CpuTensor, gain: &CpuWeight, eps: f32) -> Result<CpuTensor> {
-        ensure!(gain.rows * gain.cols == x.cols, "RMS norm {}: width {} != {}", gain.names(), gain.rows * gain.cols, x.cols);
+        ensure!(
+            gain.rows * gain.cols == x.cols,
+            "RMS norm {}: width {} != {}",
+            gain.names(),
+            gain.rows * gain.cols,
+            x.cols
+        );
         let mut out = x.data.clone();
         decoder::rms_norm(&mut out, x.cols, &gain.values(), eps);
         Ok(CpuTensor::new(out, x.rows, x.cols))
@@ -220,14 +238,26 @@ impl Backend for CpuBackend {
     fn rope(&self, qkv: &CpuTensor, positions: &[usize], heads: HeadShape, inv_freq: &[f32]) -> Result<CpuTensor> {
         check_cols("rope", qkv, heads.qkv_width())?;
         ensure!(positions.len() == qkv.rows, "rope: {} positions for {} rows", positions.len(), qkv.rows);
-        ensure!(inv_freq.len() * 2 == heads.head_dim, "rope: {} frequencies for head size {}", inv_freq.len(), heads.head_dim);
+        ensure!(
+            inv_freq.len() * 2 == heads.head_dim,
+            "rope: {} frequencies for head size {}",
+            inv_freq.len(),
+            heads.head_dim
+        );
         let mut out = qkv.data.clone();
         decoder::rope(&mut out, positions, heads, inv_freq);
         Ok(CpuTensor::new(out, qkv.rows, qkv.cols))
     }
 
     fn add_rows(&self, x: &CpuTensor, rows: &[usize], offsets: &CpuTensor) -> Result<CpuTensor> {
-        ensure!(offsets.rows == rows.len() && offsets.cols == x.cols, "add_rows: offsets are [{}, {}], expected [{}, {}]", offsets.rows, offsets.cols, rows.len(), x.cols);
+        ensure!(
+            offsets.rows == rows.len() && offsets.cols == x.cols,
+            "add_rows: offsets are [{}, {}], expected [{}, {}]",
+            offsets.rows,
+            offsets.cols,
+            rows.len(),
+            x.cols
+        );
         let mut out = x.clone();
         for (j, &r) in rows.iter().enumerate() {
             ensure!(r < x.rows, "add_rows: row {r} is outside a tensor of {} rows", x.rows);
@@ -239,7 +269,12 @@ impl Backend for CpuBackend {
     fn mean_rows(&self, x: &CpuTensor, segments: &[(usize, usize)]) -> Result<CpuTensor> {
         let mut data = Vec::with_capacity(segments.len() * x.cols);
         for &(start, len) in segments {
-            ensure!(len > 0 && start + len <= x.rows, "mean_rows: rows {start}..{} of a tensor of {} rows", start + len, x.rows);
+            ensure!(
+                len > 0 && start + len <= x.rows,
+                "mean_rows: rows {start}..{} of a tensor of {} rows",
+                start + len,
+                x.rows
+            );
             let mut mean = vec![0.0f64; x.cols];
             for r in start..start + len {
                 mean.iter_mut().zip(x.row(r)).for_each(|(m, &v)| *m += v as f64);
@@ -250,13 +285,28 @@ impl Backend for CpuBackend {
     }
 
     fn kv_cache(&self, layout: &KvLayout) -> Result<CpuKvCache> {
-        ensure!(layout.sequences.iter().all(|&(g, _)| g < layout.prefixes.len()), "KV layout names a group it does not have");
+        ensure!(
+            layout.sequences.iter().all(|&(g, _)| g < layout.prefixes.len()),
+            "KV layout names a group it does not have"
+        );
         Ok(CpuKvCache::new(layout))
     }
 
-    fn attention_cached(&self, qkv: &CpuTensor, cache: &mut CpuKvCache, layer: usize, rows: &[CachedRow], heads: HeadShape) -> Result<CpuTensor> {
+    fn attention_cached(
+        &self,
+        qkv: &CpuTensor,
+        cache: &mut CpuKvCache,
+        layer: usize,
+        rows: &[CachedRow],
+        heads: HeadShape,
+    ) -> Result<CpuTensor> {
         check_cols("cached attention", qkv, heads.qkv_width())?;
-        ensure!(heads.kv_heads > 0 && heads.heads % heads.kv_heads == 0, "{} query heads cannot share {} key/value heads", heads.heads, heads.kv_heads);
+        ensure!(
+            heads.kv_heads > 0 && heads.heads % heads.kv_heads == 0,
+            "{} query heads cannot share {} key/value heads",
+            heads.heads,
+            heads.kv_heads
+        );
         let out = cache.attention(&qkv.data, layer, rows, heads)?;
         Ok(CpuTensor::new(out, qkv.rows, heads.heads * heads.head_dim))
     }
@@ -272,10 +322,22 @@ impl Backend for CpuBackend {
         Ok(CpuTensor::new(data, ids.len(), table.cols))
     }
 
-    fn embed_tokens(&self, ids: &[u32], batch: usize, seq: usize, table: &CpuWeight, positions: &CpuWeight) -> Result<CpuTensor> {
+    fn embed_tokens(
+        &self,
+        ids: &[u32],
+        batch: usize,
+        seq: usize,
+        table: &CpuWeight,
+        positions: &CpuWeight,
+    ) -> Result<CpuTensor> {
         ensure!(ids.len() == batch * seq, "embed: {} ids do not make a [{batch}, {seq}] grid", ids.len());
         ensure!(table.cols == positions.cols, "embed: token width {} != position width {}", table.cols, positions.cols);
-        ensure!(seq <= positions.rows, "sequence of {seq} tokens is longer than the {} positions of {}", positions.rows, positions.names());
+        ensure!(
+            seq <= positions.rows,
+            "sequence of {seq} tokens is longer than the {} positions of {}",
+            positions.rows,
+            positions.names()
+        );
         if let Some(bad) = ids.iter().find(|&&id| id as usize >= table.rows) {
             bail!("token id {bad} is outside the vocabulary of {} ({} entries)", table.names(), table.rows);
         }
@@ -299,18 +361,44 @@ impl Backend for CpuBackend {
         class_embedding: &CpuWeight,
         positions: &CpuWeight,
     ) -> Result<CpuTensor> {
-        ensure!(patch > 0 && image_size % patch == 0, "image size {image_size} is not a multiple of the patch size {patch}");
+        ensure!(
+            patch > 0 && image_size % patch == 0,
+            "image size {image_size} is not a multiple of the patch size {patch}"
+        );
         check_cols("patch embedding", pixels, 3 * image_size * image_size)?;
         let dim = weight.rows;
-        ensure!(weight.cols == 3 * patch * patch, "patch weight {} has rows of {}, expected {}", weight.names(), weight.cols, 3 * patch * patch);
+        ensure!(
+            weight.cols == 3 * patch * patch,
+            "patch weight {} has rows of {}, expected {}",
+            weight.names(),
+            weight.cols,
+            3 * patch * patch
+        );
         let grid = image_size / patch;
         let tokens = 1 + grid * grid;
-        ensure!(class_embedding.rows * class_embedding.cols == dim, "class embedding {} is not of width {dim}", class_embedding.names());
-        ensure!(positions.rows == tokens && positions.cols == dim, "position embedding {} is [{}, {}], expected [{tokens}, {dim}]", positions.names(), positions.rows, positions.cols);
+        ensure!(
+            class_embedding.rows * class_embedding.cols == dim,
+            "class embedding {} is not of width {dim}",
+            class_embedding.names()
+        );
+        ensure!(
+            positions.rows == tokens && positions.cols == dim,
+            "position embedding {} is [{}, {}], expected [{tokens}, {dim}]",
+            positions.names(),
+            positions.rows,
+            positions.cols
+        );
         let columns = embed::im2col(&pixels.data, pixels.rows, image_size, patch);
         let patches = CpuTensor::new(columns, pixels.rows * grid * grid, 3 * patch * patch);
         let projected = self.linear(&patches, weight, None, Activation::None, None)?;
-        let data = embed::assemble_vit_tokens(&projected.data, pixels.rows, grid * grid, &class_embedding.values(), &positions.values(), dim);
+        let data = embed::assemble_vit_tokens(
+            &projected.data,
+            pixels.rows,
+            grid * grid,
+            &class_embedding.values(),
+            &positions.values(),
+            dim,
+        );
         Ok(CpuTensor::new(data, pixels.rows * tokens, dim))
     }
 
@@ -330,7 +418,11 @@ impl Backend for CpuBackend {
     }
 
     fn average_templates(&self, features: &CpuTensor, templates: usize, classes: usize) -> Result<CpuTensor> {
-        ensure!(templates > 0 && features.rows == templates * classes, "ensemble: {} rows are not {templates} templates x {classes} classes", features.rows);
+        ensure!(
+            templates > 0 && features.rows == templates * classes,
+            "ensemble: {} rows are not {templates} templates x {classes} classes",
+            features.rows
+        );
         let mut data = vec![0.0f32; classes * features.cols];
         for t in 0..templates {
             let block = &features.data[t * classes * features.cols..(t + 1) * classes * features.cols];
@@ -341,9 +433,25 @@ impl Backend for CpuBackend {
         Ok(CpuTensor::new(data, classes, features.cols))
     }
 
-    fn score(&self, images: &CpuTensor, class_features: &CpuTensor, labels: &[u32], templates: usize, classes: usize) -> Result<Vec<TemplateCounts>> {
-        ensure!(images.cols == class_features.cols, "score: image width {} != text width {}", images.cols, class_features.cols);
-        ensure!(class_features.rows == templates * classes, "score: {} text rows are not {templates} x {classes}", class_features.rows);
+    fn score(
+        &self,
+        images: &CpuTensor,
+        class_features: &CpuTensor,
+        labels: &[u32],
+        templates: usize,
+        classes: usize,
+    ) -> Result<Vec<TemplateCounts>> {
+        ensure!(
+            images.cols == class_features.cols,
+            "score: image width {} != text width {}",
+            images.cols,
+            class_features.cols
+        );
+        ensure!(
+            class_features.rows == templates * classes,
+            "score: {} text rows are not {templates} x {classes}",
+            class_features.rows
+        );
         ensure!(labels.len() == images.rows, "score: {} labels for {} images", labels.len(), images.rows);
         if let Some(bad) = labels.iter().find(|&&l| l as usize >= classes) {
             bail!("score: label {bad} is outside the {classes} classes");
@@ -362,15 +470,19 @@ mod tests {
         // Enough rows that the bf16 part is converted in several blocks.
         let k = 3;
         let rows = CONVERT_BLOCK_VALUES / k + 5;
-        let values: Vec<f32> = (0..rows * k).map(|i| half::bf16::from_f32(((i * 37 % 101) as f32 - 50.0) / 64.0).to_f32()).collect();
+        let values: Vec<f32> =
+            (0..rows * k).map(|i| half::bf16::from_f32(((i * 37 % 101) as f32 - 50.0) / 64.0).to_f32()).collect();
         let small: Vec<f32> = (0..2 * k).map(|i| i as f32 - 2.5).collect();
         let backend = CpuBackend::new();
         let as_bf16 = StoredTensor::from_f32_as("w", &[rows, k], &values, DType::BF16);
         let as_f32 = StoredTensor::from_f32("w", &[rows, k], &values);
         let tail = StoredTensor::from_f32("t", &[2, k], &small);
         let x = backend.upload(&[1.0, -2.0, 0.5, 0.25, 4.0, -1.0], 2, k).unwrap();
-        let got = backend.linear(&x, &backend.load_weight(&[&as_bf16, &tail]).unwrap(), None, Activation::None, None).unwrap();
-        let want = backend.linear(&x, &backend.load_weight(&[&as_f32, &tail]).unwrap(), None, Activation::None, None).unwrap();
+        let got = backend
+            .linear(&x, &backend.load_weight(&[&as_bf16, &tail]).unwrap(), None, Activation::None, None)
+            .unwrap();
+        let want =
+            backend.linear(&x, &backend.load_weight(&[&as_f32, &tail]).unwrap(), None, Activation::None, None).unwrap();
         assert_eq!((got.rows, got.cols), (2, rows + 2));
         let n = rows + 2;
         for (i, (g, w)) in got.data.iter().zip(&want.data).enumerate() {

@@ -4,7 +4,14 @@
 use super::matmul::matmul_nt_into;
 use crate::backend::TemplateCounts;
 
-pub fn score(images: &[f32], classes: &[f32], labels: &[u32], templates: usize, num_classes: usize, dim: usize) -> Vec<TemplateCounts> {
+pub fn score(
+    images: &[f32],
+    classes: &[f32],
+    labels: &[u32],
+    templates: usize,
+    num_classes: usize,
+    dim: usize,
+) -> Vec<TemplateCounts> {
     let n = labels.len();
     let mut sims = vec![0.0f32; n * num_classes];
     (0..templates)

@@ -61,18 +61,27 @@ fn section(config: &Value, key: &str) -> serde_json::Map<String, Value> {
 fn get_usize(map: &serde_json::Map<String, Value>, section: &str, key: &str, default: usize) -> Result<usize> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(default),
-        Some(v) => v.as_u64().map(|v| v as usize).with_context(|| format!("config.json: {section}.{key} is not a non-negative integer: {v}")),
+        Some(v) => v
+            .as_u64()
+            .map(|v| v as usize)
+            .with_context(|| format!("config.json: {section}.{key} is not a non-negative integer: {v}")),
     }
 }
 
 fn get_f32(map: &serde_json::Map<String, Value>, section: &str, key: &str, default: f32) -> Result<f32> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(default),
-        Some(v) => v.as_f64().map(|v| v as f32).with_context(|| format!("config.json: {section}.{key} is not a number: {v}")),
+        Some(v) => {
+            v.as_f64().map(|v| v as f32).with_context(|| format!("config.json: {section}.{key} is not a number: {v}"))
+        }
     }
 }
 
-fn tower(map: &serde_json::Map<String, Value>, section: &str, defaults: (usize, usize, usize, usize)) -> Result<TowerConfig> {
+fn tower(
+    map: &serde_json::Map<String, Value>,
+    section: &str,
+    defaults: (usize, usize, usize, usize),
+) -> Result<TowerConfig> {
     let (hidden, intermediate, heads, layers) = defaults;
     let act = match map.get("hidden_act") {
         None | Some(Value::Null) => "quick_gelu",
@@ -100,8 +109,11 @@ fn tower(map: &serde_json::Map<String, Value>, section: &str, defaults: (usize, 
 impl ClipConfig {
     pub fn from_json(config: &Value) -> Result<Self> {
         let model_type = config.get("model_type").and_then(Value::as_str).unwrap_or("");
-        let architectures: Vec<&str> =
-            config.get("architectures").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+        let architectures: Vec<&str> = config
+            .get("architectures")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
         if model_type != "clip" && !architectures.contains(&"CLIPModel") {
             bail!(
                 "config.json describes model_type {model_type:?} (architectures {architectures:?}); supported: CLIP \
@@ -131,7 +143,10 @@ impl ClipConfig {
         let top = config.as_object().cloned().unwrap_or_default();
         let projection_dim = get_usize(&top, "config", "projection_dim", 512)?;
         ensure!(projection_dim > 0, "config.json: projection_dim must be positive");
-        ensure!(text.vocab_size > 0 && text.max_positions > 0, "config.json: text_config.vocab_size and max_position_embeddings must be positive");
+        ensure!(
+            text.vocab_size > 0 && text.max_positions > 0,
+            "config.json: text_config.vocab_size and max_position_embeddings must be positive"
+        );
         Ok(Self { text, vision, projection_dim })
     }
 }
@@ -164,9 +179,14 @@ mod tests {
     fn errors_name_the_field() {
         let err = ClipConfig::from_json(&json!({"model_type": "siglip"})).unwrap_err().to_string();
         assert!(err.contains("siglip") && err.contains("supported"), "{err}");
-        let err = format!("{:#}", ClipConfig::from_json(&json!({"model_type": "clip", "text_config": {"hidden_act": "swish"}})).unwrap_err());
+        let err = format!(
+            "{:#}",
+            ClipConfig::from_json(&json!({"model_type": "clip", "text_config": {"hidden_act": "swish"}})).unwrap_err()
+        );
         assert!(err.contains("text_config.hidden_act") && err.contains("swish"), "{err}");
-        let err = ClipConfig::from_json(&json!({"model_type": "clip", "vision_config": {"hidden_size": "big"}})).unwrap_err().to_string();
+        let err = ClipConfig::from_json(&json!({"model_type": "clip", "vision_config": {"hidden_size": "big"}}))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("vision_config.hidden_size"), "{err}");
     }
 }

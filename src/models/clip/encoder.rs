@@ -24,7 +24,12 @@ pub struct Encoder<B: Backend> {
 }
 
 /// Loads a `[dim]` layer-norm gain and bias.
-pub fn load_norm<B: Backend>(backend: &B, store: &WeightStore, prefix: &str, dim: usize) -> Result<(B::Weight, B::Weight)> {
+pub fn load_norm<B: Backend>(
+    backend: &B,
+    store: &WeightStore,
+    prefix: &str,
+    dim: usize,
+) -> Result<(B::Weight, B::Weight)> {
     let gain = store.get_shaped(&format!("{prefix}.weight"), &[dim])?;
     let bias = store.get_shaped(&format!("{prefix}.bias"), &[dim])?;
     Ok((backend.load_weight(&[gain])?, backend.load_weight(&[bias])?))
@@ -39,8 +44,16 @@ impl<B: Backend> Encoder<B> {
             let p = format!("{prefix}.layers.{i}");
             let w = |name: &str, shape: &[usize]| store.get_shaped(&format!("{p}.{name}"), shape);
             let load = |name: &str, shape: &[usize]| -> Result<B::Weight> { backend.load_weight(&[w(name, shape)?]) };
-            let qkv = [w("self_attn.q_proj.weight", &[d, d])?, w("self_attn.k_proj.weight", &[d, d])?, w("self_attn.v_proj.weight", &[d, d])?];
-            let qkv_bias = [w("self_attn.q_proj.bias", &[d])?, w("self_attn.k_proj.bias", &[d])?, w("self_attn.v_proj.bias", &[d])?];
+            let qkv = [
+                w("self_attn.q_proj.weight", &[d, d])?,
+                w("self_attn.k_proj.weight", &[d, d])?,
+                w("self_attn.v_proj.weight", &[d, d])?,
+            ];
+            let qkv_bias = [
+                w("self_attn.q_proj.bias", &[d])?,
+                w("self_attn.k_proj.bias", &[d])?,
+                w("self_attn.v_proj.bias", &[d])?,
+            ];
             layers.push(Layer {
                 norm1: load_norm(backend, store, &format!("{p}.layer_norm1"), d)?,
                 qkv: backend.load_weight(&qkv)?,
@@ -60,7 +73,8 @@ impl<B: Backend> Encoder<B> {
     /// Runs every layer on `[batch * seq, hidden]` hidden states.
     pub fn forward(&self, backend: &B, mut x: B::Tensor, batch: usize, seq: usize, causal: bool) -> Result<B::Tensor> {
         let c = &self.config;
-        let shape = AttentionShape { batch, seq, heads: c.num_heads, kv_heads: c.num_heads, head_dim: c.head_dim(), causal };
+        let shape =
+            AttentionShape { batch, seq, heads: c.num_heads, kv_heads: c.num_heads, head_dim: c.head_dim(), causal };
         for layer in &self.layers {
             let h = backend.layer_norm(&x, &layer.norm1.0, &layer.norm1.1, c.layer_norm_eps)?;
             let qkv = backend.linear(&h, &layer.qkv, Some(&layer.qkv_bias), Activation::None, None)?;

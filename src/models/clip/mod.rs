@@ -32,9 +32,8 @@ impl<B: Backend> Clip<B> {
         let _span = tracing::info_span!("load_clip").entered();
         let text = TextTower::load(backend, store, &config.text, config.projection_dim)?;
         let vision = VisionTower::load(backend, store, &config.vision, config.projection_dim)?;
-        let logit_scale = store.get_shaped("logit_scale", &[])
-            .or_else(|_| store.get_shaped("logit_scale", &[1]))?
-            .to_f32()[0];
+        let logit_scale =
+            store.get_shaped("logit_scale", &[]).or_else(|_| store.get_shaped("logit_scale", &[1]))?.to_f32()[0];
         Ok(Self { config, text, vision, logit_scale })
     }
 
@@ -58,8 +57,13 @@ pub struct ClipModel<B: Backend> {
 impl<B: Backend> ClipModel<B> {
     pub fn open(backend: &B, model: &str) -> Result<Self> {
         let checkpoint = Checkpoint::open(model)?;
-        let config = ClipConfig::from_json(&checkpoint.config).with_context(|| format!("model {}", checkpoint.dir.display()))?;
-        let tokenizer = ClipTokenizer::from_file(&checkpoint.file("tokenizer.json")?, Some(config.text.eos_token_id), config.text.max_positions)?;
+        let config =
+            ClipConfig::from_json(&checkpoint.config).with_context(|| format!("model {}", checkpoint.dir.display()))?;
+        let tokenizer = ClipTokenizer::from_file(
+            &checkpoint.file("tokenizer.json")?,
+            Some(config.text.eos_token_id),
+            config.text.max_positions,
+        )?;
         let preprocess = PreprocessConfig::from_file(&checkpoint.file("preprocessor_config.json")?)?;
         let size = config.vision.image_size;
         if preprocess.output_size() != (size, size) {

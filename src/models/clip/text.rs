@@ -20,7 +20,9 @@ pub struct TextTower<B: Backend> {
 impl<B: Backend> TextTower<B> {
     pub fn load(backend: &B, store: &WeightStore, config: &TextConfig, projection_dim: usize) -> Result<Self> {
         let d = config.tower.hidden_size;
-        let get = |name: &str, shape: &[usize]| -> Result<B::Weight> { backend.load_weight(&[store.get_shaped(name, shape)?]) };
+        let get = |name: &str, shape: &[usize]| -> Result<B::Weight> {
+            backend.load_weight(&[store.get_shaped(name, shape)?])
+        };
         Ok(Self {
             config: config.clone(),
             tokens: get("text_model.embeddings.token_embedding.weight", &[config.vocab_size, d])?,
@@ -45,7 +47,8 @@ impl<B: Backend> TextTower<B> {
         let x = self.encoder.forward(backend, x, batch.len(), batch.seq, true)?;
         let rows: Vec<usize> = batch.pooled.iter().enumerate().map(|(i, &p)| i * batch.seq + p).collect();
         let pooled = backend.gather_rows(&x, &rows)?;
-        let pooled = backend.layer_norm(&pooled, &self.final_norm.0, &self.final_norm.1, self.config.tower.layer_norm_eps)?;
+        let pooled =
+            backend.layer_norm(&pooled, &self.final_norm.0, &self.final_norm.1, self.config.tower.layer_norm_eps)?;
         backend.linear(&pooled, &self.projection, None, Activation::None, None)
     }
 }

@@ -22,7 +22,9 @@ impl<B: Backend> VisionTower<B> {
     pub fn load(backend: &B, store: &WeightStore, config: &VisionConfig, projection_dim: usize) -> Result<Self> {
         let d = config.tower.hidden_size;
         let p = config.patch_size;
-        let get = |name: &str, shape: &[usize]| -> Result<B::Weight> { backend.load_weight(&[store.get_shaped(name, shape)?]) };
+        let get = |name: &str, shape: &[usize]| -> Result<B::Weight> {
+            backend.load_weight(&[store.get_shaped(name, shape)?])
+        };
         Ok(Self {
             config: config.clone(),
             patch: get("vision_model.embeddings.patch_embedding.weight", &[d, 3, p, p])?,

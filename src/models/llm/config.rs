@@ -12,7 +12,12 @@ pub const SUPPORTED: [&str; 3] = ["LlamaForCausalLM", "MistralForCausalLM", "Qwe
 pub enum RopeScaling {
     None,
     /// Llama 3.1's scheme: low frequencies divided by `factor`, high ones kept, a smooth blend between.
-    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_positions: f64 },
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_positions: f64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -37,7 +42,9 @@ pub struct LlmConfig {
 fn usize_of(map: &Map<String, Value>, key: &str) -> Result<Option<usize>> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => Ok(Some(v.as_u64().with_context(|| format!("config.json: {key} is not a non-negative integer: {v}"))? as usize)),
+        Some(v) => Ok(Some(
+            v.as_u64().with_context(|| format!("config.json: {key} is not a non-negative integer: {v}"))? as usize,
+        )),
     }
 }
 
@@ -63,7 +70,9 @@ fn rope(map: &Map<String, Value>) -> Result<(f64, RopeScaling)> {
     let scaling = parameters.or(map.get("rope_scaling").and_then(Value::as_object));
     let Some(scaling) = scaling else { return Ok((theta, RopeScaling::None)) };
     let kind = scaling.get("rope_type").or(scaling.get("type")).and_then(Value::as_str).unwrap_or("default");
-    let field = |key: &str| -> Result<f64> { f64_of(scaling, key)?.with_context(|| format!("config.json: rope scaling of type {kind} has no {key}")) };
+    let field = |key: &str| -> Result<f64> {
+        f64_of(scaling, key)?.with_context(|| format!("config.json: rope scaling of type {kind} has no {key}"))
+    };
     Ok(match kind {
         "default" => (theta, RopeScaling::None),
         "llama3" => (
@@ -82,16 +91,29 @@ fn rope(map: &Map<String, Value>) -> Result<(f64, RopeScaling)> {
 impl LlmConfig {
     pub fn from_json(config: &Value) -> Result<Self> {
         let map = config.as_object().context("config.json is not a JSON object")?;
-        let architectures: Vec<&str> = map.get("architectures").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+        let architectures: Vec<&str> = map
+            .get("architectures")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
         let Some(architecture) = architectures.iter().find(|a| SUPPORTED.contains(a)) else {
-            bail!("config.json describes architectures {architectures:?}; supported LLM architectures: {}", SUPPORTED.join(", "));
+            bail!(
+                "config.json describes architectures {architectures:?}; supported LLM architectures: {}",
+                SUPPORTED.join(", ")
+            );
         };
         let hidden_size = required(map, "hidden_size")?;
         let num_heads = required(map, "num_attention_heads")?;
         let num_kv_heads = usize_of(map, "num_key_value_heads")?.unwrap_or(num_heads);
-        ensure!(num_heads > 0 && num_kv_heads > 0 && num_heads % num_kv_heads == 0, "config.json: {num_heads} attention heads cannot share {num_kv_heads} key/value heads");
+        ensure!(
+            num_heads > 0 && num_kv_heads > 0 && num_heads % num_kv_heads == 0,
+            "config.json: {num_heads} attention heads cannot share {num_kv_heads} key/value heads"
+        );
         let head_dim = usize_of(map, "head_dim")?.unwrap_or(hidden_size / num_heads);
-        ensure!(head_dim > 0 && head_dim % 2 == 0, "config.json: head size {head_dim} must be even for rotary embeddings");
+        ensure!(
+            head_dim > 0 && head_dim % 2 == 0,
+            "config.json: head size {head_dim} must be even for rotary embeddings"
+        );
         let act = map.get("hidden_act").and_then(Value::as_str).unwrap_or("silu");
         ensure!(act == "silu", "config.json: hidden_act {act:?} is not supported (the Llama family uses silu)");
         let (rope_theta, rope_scaling) = rope(map)?;
@@ -132,7 +154,8 @@ impl LlmConfig {
                         } else if wavelen > low_freq_wavelen {
                             base / factor
                         } else {
-                            let smooth = (original_max_positions / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                            let smooth = (original_max_positions / wavelen - low_freq_factor)
+                                / (high_freq_factor - low_freq_factor);
                             (1.0 - smooth) * base / factor + smooth * base
                         }
                     }

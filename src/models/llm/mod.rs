@@ -48,14 +48,24 @@ impl<B: Backend> Llm<B> {
         let _span = tracing::info_span!("load_llm", architecture = %config.architecture).entered();
         let (d, f, v) = (config.hidden_size, config.intermediate_size, config.vocab_size);
         let (q, kv) = (config.num_heads * config.head_dim, config.num_kv_heads * config.head_dim);
-        let load = |name: &str, shape: &[usize]| -> Result<B::Weight> { backend.load_weight(&[store.get_shaped(name, shape)?]) };
+        let load = |name: &str, shape: &[usize]| -> Result<B::Weight> {
+            backend.load_weight(&[store.get_shaped(name, shape)?])
+        };
         let mut blocks = Vec::with_capacity(config.num_layers);
         for i in 0..config.num_layers {
             let p = format!("model.layers.{i}");
             let get = |name: &str, shape: &[usize]| store.get_shaped(&format!("{p}.{name}"), shape);
-            let qkv = [get("self_attn.q_proj.weight", &[q, d])?, get("self_attn.k_proj.weight", &[kv, d])?, get("self_attn.v_proj.weight", &[kv, d])?];
+            let qkv = [
+                get("self_attn.q_proj.weight", &[q, d])?,
+                get("self_attn.k_proj.weight", &[kv, d])?,
+                get("self_attn.v_proj.weight", &[kv, d])?,
+            ];
             let qkv_bias = if config.qkv_bias {
-                let parts = [get("self_attn.q_proj.bias", &[q])?, get("self_attn.k_proj.bias", &[kv])?, get("self_attn.v_proj.bias", &[kv])?];
+                let parts = [
+                    get("self_attn.q_proj.bias", &[q])?,
+                    get("self_attn.k_proj.bias", &[kv])?,
+                    get("self_attn.v_proj.bias", &[kv])?,
+                ];
                 Some(backend.load_weight(&parts)?)
             } else {
                 None
@@ -66,11 +76,16 @@ impl<B: Backend> Llm<B> {
                 qkv_bias,
                 out: load(&format!("{p}.self_attn.o_proj.weight"), &[d, q])?,
                 post_norm: load(&format!("{p}.post_attention_layernorm.weight"), &[d])?,
-                gate_up: backend.load_weight(&[get("mlp.gate_proj.weight", &[f, d])?, get("mlp.up_proj.weight", &[f, d])?])?,
+                gate_up: backend
+                    .load_weight(&[get("mlp.gate_proj.weight", &[f, d])?, get("mlp.up_proj.weight", &[f, d])?])?,
                 down: load(&format!("{p}.mlp.down_proj.weight"), &[d, f])?,
             });
         }
-        let head_name = if config.tie_word_embeddings || !store.contains("lm_head.weight") { "model.embed_tokens.weight" } else { "lm_head.weight" };
+        let head_name = if config.tie_word_embeddings || !store.contains("lm_head.weight") {
+            "model.embed_tokens.weight"
+        } else {
+            "lm_head.weight"
+        };
         if !config.tie_word_embeddings && head_name != "lm_head.weight" {
             // Untied by config but saved without a head: a truncated or mislabelled checkpoint.
             store.get("lm_head.weight")?;
@@ -89,7 +104,14 @@ impl<B: Backend> Llm<B> {
         HeadShape { heads: self.config.num_heads, kv_heads: self.config.num_kv_heads, head_dim: self.config.head_dim }
     }
 
-    fn run_blocks(&self, backend: &B, mut x: B::Tensor, range: std::ops::Range<usize>, cache: &mut B::KvCache, rows: &[CachedRow]) -> Result<B::Tensor> {
+    fn run_blocks(
+        &self,
+        backend: &B,
+        mut x: B::Tensor,
+        range: std::ops::Range<usize>,
+        cache: &mut B::KvCache,
+        rows: &[CachedRow],
+    ) -> Result<B::Tensor> {
         let eps = self.config.rms_norm_eps;
         let positions: Vec<usize> = rows.iter().map(|r| r.position).collect();
         for layer in range {
@@ -121,7 +143,11 @@ impl<B: Backend> Llm<B> {
         ensure!(ids.len() == rows.len(), "{} token ids for {} cache rows", ids.len(), rows.len());
         ensure!(blocks <= self.config.num_layers, "the model has {} blocks, not {blocks}", self.config.num_layers);
         if let Some(bad) = rows.iter().find(|r| r.position >= self.config.max_positions) {
-            anyhow::bail!("position {} is past the model's context of {} tokens", bad.position, self.config.max_positions);
+            anyhow::bail!(
+                "position {} is past the model's context of {} tokens",
+                bad.position,
+                self.config.max_positions
+            );
         }
         let x = backend.embed(ids, &self.embed)?;
         let Some(offset) = offset.filter(|o| o.layer < blocks && !o.rows.is_empty()) else {
@@ -157,11 +183,13 @@ impl<B: Backend> LlmModel<B> {
     pub fn open(backend: &B, model: &str) -> Result<Self> {
         use anyhow::Context;
         let checkpoint = crate::checkpoint::Checkpoint::open(model)?;
-        let config = LlmConfig::from_json(&checkpoint.config).with_context(|| format!("model {}", checkpoint.dir.display()))?;
+        let config =
+            LlmConfig::from_json(&checkpoint.config).with_context(|| format!("model {}", checkpoint.dir.display()))?;
         let tokenizer = crate::tokenizer::LlmTokenizer::from_file(&checkpoint.file("tokenizer.json")?)?;
         let chat = crate::chat::ChatTemplate::from_model_dir(&checkpoint.dir)?;
         let stop_tokens = crate::chat::stop_token_ids(&checkpoint.dir, |t| tokenizer.token_to_id(t))?;
-        let llm = Llm::from_store(backend, &checkpoint.weights, config).with_context(|| format!("loading the LLM from {}", checkpoint.dir.display()))?;
+        let llm = Llm::from_store(backend, &checkpoint.weights, config)
+            .with_context(|| format!("loading the LLM from {}", checkpoint.dir.display()))?;
         Ok(Self { checkpoint, llm, tokenizer, chat, stop_tokens })
     }
 
