@@ -1,8 +1,8 @@
 //! glov-cuda: GLOV (LLM-guided prompt-template optimisation for CLIP) on a GPU-native engine.
 //!
 //! Layers, bottom to top: `checkpoint` (HF model directories), `backend` (coarse tensor operations with a CPU
-//! reference and a CUDA implementation), `models` (CLIP), the engine services (`tokenizer`, `preprocess`,
-//! `dataset`, `scoring`) and the `cli`.
+//! reference and a CUDA implementation), `models` (CLIP and Llama-family LLMs), the engine services (`tokenizer`,
+//! `chat`, `preprocess`, `dataset`, `scoring`, `generation`) and the `cli`.
 
 pub mod atomic_file;
 pub mod backend;
