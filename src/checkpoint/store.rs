@@ -73,10 +73,6 @@ impl WeightStore {
         self.get(name)?.expect_shape(shape).with_context(|| format!("in the weights of {}", self.origin))
     }
 
-    pub fn contains(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
-    }
-
     /// All tensors, sorted by name.
     pub fn tensors(&self) -> Vec<&StoredTensor> {
         let mut all: Vec<&StoredTensor> = self.tensors.values().collect();

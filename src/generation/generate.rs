@@ -59,18 +59,10 @@ pub struct Generation {
 /// The cache layout of a batch: each group's prefix is its prompt less the last token; each sequence holds the
 /// last prompt token and its new tokens.
 pub fn kv_layout<B: Backend>(llm: &Llm<B>, requests: &[Request], max_new_tokens: usize) -> KvLayout {
-    let c = &llm.config;
-    KvLayout {
-        layers: c.num_layers,
-        kv_heads: c.num_kv_heads,
-        head_dim: c.head_dim,
-        prefixes: requests.iter().map(|r| r.prompt.len().saturating_sub(1)).collect(),
-        sequences: requests
-            .iter()
-            .enumerate()
-            .flat_map(|(g, r)| std::iter::repeat_n((g, 1 + max_new_tokens), r.n))
-            .collect(),
-    }
+    llm.kv_layout(
+        requests.iter().map(|r| r.prompt.len().saturating_sub(1)).collect(),
+        requests.iter().enumerate().flat_map(|(g, r)| std::iter::repeat_n((g, 1 + max_new_tokens), r.n)).collect(),
+    )
 }
 
 fn validate<B: Backend>(llm: &Llm<B>, requests: &[Request], options: &GenerateOptions) -> Result<()> {

@@ -1,7 +1,7 @@
 //! Hidden states for guidance: the mean over a text's real tokens of the output of block L, for a batch of texts
 //! (each in its own cache stream, so no padding enters the mean).
 
-use crate::backend::{Backend, CachedRow, KvLayout, Stream};
+use crate::backend::{Backend, CachedRow, Stream};
 use crate::models::llm::Llm;
 use anyhow::{Result, ensure};
 
@@ -25,14 +25,7 @@ pub fn block_output_means<B: Backend>(backend: &B, llm: &Llm<B>, texts: &[Vec<u3
         ids.extend_from_slice(text);
         rows.extend((0..text.len()).map(|p| CachedRow { stream: Stream::Prefix(i), position: p }));
     }
-    let layout = KvLayout {
-        layers: c.num_layers,
-        kv_heads: c.num_kv_heads,
-        head_dim: c.head_dim,
-        prefixes: texts.iter().map(Vec::len).collect(),
-        sequences: Vec::new(),
-    };
-    let mut cache = backend.kv_cache(&layout)?;
+    let mut cache = backend.kv_cache(&llm.kv_layout(texts.iter().map(Vec::len).collect(), Vec::new()))?;
     let hidden = llm.forward_hidden(backend, &mut cache, &ids, &rows, layer + 1, None)?;
     backend.download(&backend.mean_rows(&hidden, &segments)?)
 }

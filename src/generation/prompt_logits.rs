@@ -2,7 +2,7 @@
 //! golden tests compare with HF.
 
 use super::steering::SteerMode;
-use crate::backend::{Backend, CachedRow, KvLayout, Stream};
+use crate::backend::{Backend, CachedRow, Stream};
 use crate::models::llm::{BlockOffset, Llm};
 use anyhow::{Result, ensure};
 
@@ -24,14 +24,7 @@ pub fn last_logits<B: Backend>(backend: &B, llm: &Llm<B>, ids: &[u32], steer: Op
         ids.len(),
         c.max_positions
     );
-    let layout = KvLayout {
-        layers: c.num_layers,
-        kv_heads: c.num_kv_heads,
-        head_dim: c.head_dim,
-        prefixes: vec![ids.len()],
-        sequences: vec![],
-    };
-    let mut cache = backend.kv_cache(&layout)?;
+    let mut cache = backend.kv_cache(&llm.kv_layout(vec![ids.len()], Vec::new()))?;
     let rows: Vec<CachedRow> = (0..ids.len()).map(|p| CachedRow { stream: Stream::Prefix(0), position: p }).collect();
     let (steered_rows, offsets, layer) = match &steer {
         Some(s) => {

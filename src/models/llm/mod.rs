@@ -9,7 +9,7 @@ mod random;
 pub use config::{LlmConfig, RopeScaling, SUPPORTED};
 pub use random::{parameter_count, random_weights, shape_config};
 
-use crate::backend::{Activation, Backend, CachedRow, HeadShape};
+use crate::backend::{Activation, Backend, CachedRow, HeadShape, KvLayout};
 use crate::checkpoint::WeightStore;
 use anyhow::{Result, ensure};
 
@@ -81,15 +81,7 @@ impl<B: Backend> Llm<B> {
                 down: load(&format!("{p}.mlp.down_proj.weight"), &[d, f])?,
             });
         }
-        let head_name = if config.tie_word_embeddings || !store.contains("lm_head.weight") {
-            "model.embed_tokens.weight"
-        } else {
-            "lm_head.weight"
-        };
-        if !config.tie_word_embeddings && head_name != "lm_head.weight" {
-            // Untied by config but saved without a head: a truncated or mislabelled checkpoint.
-            store.get("lm_head.weight")?;
-        }
+        let head_name = if config.tie_word_embeddings { "model.embed_tokens.weight" } else { "lm_head.weight" };
         Ok(Self {
             embed: load("model.embed_tokens.weight", &[v, d])?,
             final_norm: load("model.norm.weight", &[d])?,
@@ -98,6 +90,13 @@ impl<B: Backend> Llm<B> {
             blocks,
             config,
         })
+    }
+
+    /// A KV cache layout for this model: group prefixes of the given capacities, and sequences as (group,
+    /// capacity).
+    pub fn kv_layout(&self, prefixes: Vec<usize>, sequences: Vec<(usize, usize)>) -> KvLayout {
+        let c = &self.config;
+        KvLayout { layers: c.num_layers, kv_heads: c.num_kv_heads, head_dim: c.head_dim, prefixes, sequences }
     }
 
     pub fn heads(&self) -> HeadShape {
