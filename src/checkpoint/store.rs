@@ -117,9 +117,12 @@ fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// A tensor left out of a store, with the reason.
+type Unsupported = (String, String);
+
 /// Maps one safetensors file and describes its tensors without reading their data. Tensors of unsupported dtypes
 /// are returned apart, with the reason.
-fn map_file(path: &Path) -> Result<(Vec<StoredTensor>, Vec<(String, String)>)> {
+fn map_file(path: &Path) -> Result<(Vec<StoredTensor>, Vec<Unsupported>)> {
     let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     // SAFETY: the weights are read-only for the life of the process; a file truncated or rewritten by another
     // process while mapped is outside what any mmap-based loader can guard against.

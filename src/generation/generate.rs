@@ -191,7 +191,7 @@ pub fn generate<B: Backend>(
         let out = llm.forward_hidden(backend, &mut cache, &ids, &rows, layers, offset.as_ref())?;
         let all_rows: Vec<usize> = (0..live.len()).collect();
         let logits = backend.download(&llm.logits(backend, &out, &all_rows)?)?;
-        let mut live_rngs: Vec<SequenceRng> = live.iter().map(|&s| rngs[s].clone()).collect();
+        let mut live_rngs: Vec<SequenceRng> = live.iter().map(|&s| rngs[s]).collect();
         let steps = vec![step as u64; live.len()];
         let next = sample_batch(&logits, llm.config.vocab_size, &options.sampling, &mut live_rngs, &steps);
         for ((&s, token), rng) in live.iter().zip(next).zip(live_rngs) {

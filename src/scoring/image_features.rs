@@ -103,12 +103,12 @@ pub fn encode_images<B: Backend>(
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
-    if let Some(cache) = cache.as_mut() {
-        if !fresh.is_empty() {
-            cache.insert(fresh);
-            if let Err(e) = cache.save() {
-                tracing::warn!("could not save the image feature cache: {e:#}");
-            }
+    if let Some(cache) = cache.as_mut()
+        && !fresh.is_empty()
+    {
+        cache.insert(fresh);
+        if let Err(e) = cache.save() {
+            tracing::warn!("could not save the image feature cache: {e:#}");
         }
     }
     if !bad.is_empty() {

@@ -50,10 +50,10 @@ pub struct CpuWeight {
 impl CpuWeight {
     /// All values as f32, borrowed when a single part is stored as aligned f32.
     fn values(&self) -> Cow<'_, [f32]> {
-        if let [single] = self.parts.as_slice() {
-            if let Some(values) = single.as_f32_slice() {
-                return Cow::Borrowed(values);
-            }
+        if let [single] = self.parts.as_slice()
+            && let Some(values) = single.as_f32_slice()
+        {
+            return Cow::Borrowed(values);
         }
         Cow::Owned(self.parts.iter().flat_map(|p| p.to_f32()).collect())
     }
@@ -201,7 +201,7 @@ impl Backend for CpuBackend {
 
     fn attention(&self, qkv: &CpuTensor, shape: AttentionShape) -> Result<CpuTensor> {
         ensure!(
-            shape.kv_heads > 0 && shape.heads % shape.kv_heads == 0,
+            shape.kv_heads > 0 && shape.heads.is_multiple_of(shape.kv_heads),
             "attention: {} query heads cannot share {} key/value heads",
             shape.heads,
             shape.kv_heads
@@ -231,7 +231,11 @@ impl Backend for CpuBackend {
     }
 
     fn silu_mul(&self, gate_up: &CpuTensor) -> Result<CpuTensor> {
-        ensure!(gate_up.cols % 2 == 0, "silu_mul: {} columns do not split into gate and up halves", gate_up.cols);
+        ensure!(
+            gate_up.cols.is_multiple_of(2),
+            "silu_mul: {} columns do not split into gate and up halves",
+            gate_up.cols
+        );
         Ok(CpuTensor::new(decoder::silu_mul(&gate_up.data, gate_up.cols / 2), gate_up.rows, gate_up.cols / 2))
     }
 
@@ -302,7 +306,7 @@ impl Backend for CpuBackend {
     ) -> Result<CpuTensor> {
         check_cols("cached attention", qkv, heads.qkv_width())?;
         ensure!(
-            heads.kv_heads > 0 && heads.heads % heads.kv_heads == 0,
+            heads.kv_heads > 0 && heads.heads.is_multiple_of(heads.kv_heads),
             "{} query heads cannot share {} key/value heads",
             heads.heads,
             heads.kv_heads
@@ -362,7 +366,7 @@ impl Backend for CpuBackend {
         positions: &CpuWeight,
     ) -> Result<CpuTensor> {
         ensure!(
-            patch > 0 && image_size % patch == 0,
+            patch > 0 && image_size.is_multiple_of(patch),
             "image size {image_size} is not a multiple of the patch size {patch}"
         );
         check_cols("patch embedding", pixels, 3 * image_size * image_size)?;

@@ -98,7 +98,7 @@ fn tower(
     };
     ensure!(config.hidden_size > 0 && config.intermediate_size > 0, "config.json: {section} sizes must be positive");
     ensure!(
-        config.num_heads > 0 && config.hidden_size % config.num_heads == 0,
+        config.num_heads > 0 && config.hidden_size.is_multiple_of(config.num_heads),
         "config.json: {section}.hidden_size {} is not divisible by num_attention_heads {}",
         config.hidden_size,
         config.num_heads
@@ -135,7 +135,7 @@ impl ClipConfig {
             patch_size: get_usize(&vision, "vision_config", "patch_size", 32)?,
         };
         ensure!(
-            vision.patch_size > 0 && vision.image_size % vision.patch_size == 0,
+            vision.patch_size > 0 && vision.image_size.is_multiple_of(vision.patch_size),
             "config.json: vision_config.image_size {} is not a multiple of patch_size {}",
             vision.image_size,
             vision.patch_size
