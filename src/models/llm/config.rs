@@ -59,6 +59,16 @@ fn required(map: &Map<String, Value>, key: &str) -> Result<usize> {
     usize_of(map, key)?.with_context(|| format!("config.json has no {key}"))
 }
 
+/// The usable context: `max_position_embeddings`, capped at the sliding attention window where one is in force
+/// (Mistral's `sliding_window`; Qwen2's only with `use_sliding_window`), since windowed attention is not
+/// implemented and within the window it equals full attention.
+fn context_length(map: &Map<String, Value>, is_qwen2: bool) -> Result<usize> {
+    let positions = usize_of(map, "max_position_embeddings")?.unwrap_or(2048);
+    let windowed = !is_qwen2 || map.get("use_sliding_window").and_then(Value::as_bool).unwrap_or(false);
+    let window = if windowed { usize_of(map, "sliding_window")? } else { None };
+    Ok(window.map_or(positions, |w| w.min(positions)))
+}
+
 fn rope(map: &Map<String, Value>) -> Result<(f64, RopeScaling)> {
     // transformers 5 folds theta and scaling into `rope_parameters`; 4.x has `rope_theta` and `rope_scaling`.
     let parameters = map.get("rope_parameters").and_then(Value::as_object);
@@ -128,7 +138,7 @@ impl LlmConfig {
             num_kv_heads,
             head_dim,
             vocab_size: required(map, "vocab_size")?,
-            max_positions: usize_of(map, "max_position_embeddings")?.unwrap_or(2048),
+            max_positions: context_length(map, is_qwen2)?,
             rms_norm_eps: f64_of(map, "rms_norm_eps")?.unwrap_or(1e-6) as f32,
             rope_theta,
             rope_scaling,
@@ -191,6 +201,15 @@ mod tests {
         let scaled = c.inv_freq();
         assert_eq!(scaled[0], plain[0]);
         assert!((scaled[3] - plain[3] / 8.0).abs() < 1e-12);
+
+        let mut mistral = old.clone();
+        mistral["architectures"] = json!(["MistralForCausalLM"]);
+        mistral["max_position_embeddings"] = json!(32768);
+        mistral["sliding_window"] = json!(4096);
+        assert_eq!(LlmConfig::from_json(&mistral).unwrap().max_positions, 4096, "the window caps the context");
+        let mut qwen = mistral.clone();
+        qwen["architectures"] = json!(["Qwen2ForCausalLM"]);
+        assert_eq!(LlmConfig::from_json(&qwen).unwrap().max_positions, 32768, "Qwen2's window is off by default");
 
         let err = LlmConfig::from_json(&json!({"architectures": ["GPT2LMHeadModel"]})).unwrap_err().to_string();
         assert!(err.contains("GPT2LMHeadModel") && err.contains("Qwen2ForCausalLM"), "{err}");
