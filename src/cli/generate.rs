@@ -33,8 +33,10 @@ pub struct GenerateArgs {
     /// Number of sequences, sharing the prompt's prefill.
     #[arg(short = 'n', long = "num-sequences", default_value_t = 1, value_name = "N")]
     n: usize,
+    /// Most tokens generated per sequence (a stop token ends a sequence earlier).
     #[arg(long, default_value_t = 50, value_name = "T")]
     max_new_tokens: usize,
+    /// Softmax temperature of sampling (ignored with --greedy).
     #[arg(long, default_value_t = 1.0)]
     temperature: f32,
     /// Keep the k most likely tokens (0: off).
