@@ -162,7 +162,7 @@ pub fn generate<B: Backend>(
     let owners: Vec<usize> = requests.iter().enumerate().flat_map(|(g, r)| std::iter::repeat_n(g, r.n)).collect();
     let mut tokens: Vec<Vec<u32>> = vec![Vec::new(); owners.len()];
     let mut finish: Vec<Option<FinishReason>> = vec![None; owners.len()];
-    let mut rngs: Vec<SequenceRng> = (0..owners.len()).map(|s| SequenceRng::new(options.seed, s as u64)).collect();
+    let rngs: Vec<SequenceRng> = (0..owners.len()).map(|s| SequenceRng::new(options.seed, s as u64)).collect();
     let _span = tracing::info_span!("decode", sequences = owners.len()).entered();
     for step in 0..options.max_new_tokens {
         let live: Vec<usize> = (0..owners.len()).filter(|&s| finish[s].is_none()).collect();
@@ -191,11 +191,10 @@ pub fn generate<B: Backend>(
         let out = llm.forward_hidden(backend, &mut cache, &ids, &rows, layers, offset.as_ref())?;
         let all_rows: Vec<usize> = (0..live.len()).collect();
         let logits = backend.download(&llm.logits(backend, &out, &all_rows)?)?;
-        let mut live_rngs: Vec<SequenceRng> = live.iter().map(|&s| rngs[s]).collect();
+        let live_rngs: Vec<SequenceRng> = live.iter().map(|&s| rngs[s]).collect();
         let steps = vec![step as u64; live.len()];
-        let next = sample_batch(&logits, llm.config.vocab_size, &options.sampling, &mut live_rngs, &steps);
-        for ((&s, token), rng) in live.iter().zip(next).zip(live_rngs) {
-            rngs[s] = rng;
+        let next = sample_batch(&logits, llm.config.vocab_size, &options.sampling, &live_rngs, &steps);
+        for (&s, token) in live.iter().zip(next) {
             tokens[s].push(token);
             if options.stop_tokens.contains(&token) {
                 finish[s] = Some(FinishReason::Stop);

@@ -125,7 +125,7 @@ impl SequenceRng {
 
     /// The uniform in [0, 1) used at `step`.
     #[inline]
-    pub fn uniform(&mut self, step: u64) -> f64 {
+    pub fn uniform(&self, step: u64) -> f64 {
         const TWO_POW_MINUS_53: f64 = 1.0 / (1u64 << 53) as f64;
         (self.bits(step) >> 11) as f64 * TWO_POW_MINUS_53
     }
@@ -303,7 +303,7 @@ pub fn sample_from_probabilities(probs: &[f32], u: f64) -> u32 {
 ///
 /// Greedy: [`argmax`]. Otherwise [`sample_from_probabilities`] over [`filtered_probabilities`] with
 /// `rng.uniform(step)`. NaN logits count as -inf; a row with nothing above -inf gives 0.
-pub fn sample(logits: &[f32], params: &SamplingParams, rng: &mut SequenceRng, step: u64) -> u32 {
+pub fn sample(logits: &[f32], params: &SamplingParams, rng: &SequenceRng, step: u64) -> u32 {
     if params.greedy || logits.is_empty() {
         return argmax(logits);
     }
@@ -318,7 +318,7 @@ pub fn sample_batch(
     logits: &[f32],
     vocab: usize,
     params: &SamplingParams,
-    rngs: &mut [SequenceRng],
+    rngs: &[SequenceRng],
     steps: &[u64],
 ) -> Vec<u32> {
     let batch = rngs.len();
@@ -334,7 +334,7 @@ pub fn sample_batch(
     }
     logits
         .par_chunks(vocab)
-        .zip(rngs.par_iter_mut())
+        .zip(rngs.par_iter())
         .zip(steps.par_iter())
         .map(|((row, rng), &step)| sample(row, params, rng, step))
         .collect()
@@ -422,18 +422,18 @@ mod tests {
     #[test]
     fn greedy_picks_the_first_maximum() {
         let greedy = SamplingParams::greedy();
-        let mut rng = SequenceRng::new(1, 2);
+        let rng = SequenceRng::new(1, 2);
         let logits = [0.5, 3.0, -1.0, 3.0, 2.0];
         for step in 0..20 {
-            assert_eq!(sample(&logits, &greedy, &mut rng, step), 1);
+            assert_eq!(sample(&logits, &greedy, &rng, step), 1);
         }
         assert_eq!(argmax(&[-2.0, -1.0, -1.0]), 1);
         assert_eq!(filtered_probabilities(&logits, &greedy), vec![0.0, 1.0, 0.0, 0.0, 0.0]);
         // Greedy ignores temperature, even an invalid one.
         let cold = SamplingParams { temperature: 0.0, ..greedy };
         cold.validate().unwrap();
-        assert_eq!(sample(&logits, &cold, &mut rng, 0), 1);
-        let batch = sample_batch(&[1.0, 2.0, 2.0, 7.0, 7.0, 0.0], 3, &greedy, &mut [rng, rng], &[0, 0]);
+        assert_eq!(sample(&logits, &cold, &rng, 0), 1);
+        let batch = sample_batch(&[1.0, 2.0, 2.0, 7.0, 7.0, 0.0], 3, &greedy, &[rng, rng], &[0, 0]);
         assert_eq!(batch, vec![1, 0]);
     }
 
@@ -451,10 +451,10 @@ mod tests {
         assert_eq!(probs[0], 0.0);
         assert_eq!(probs[2], 0.0);
         assert!((probs[1] + probs[3] - 1.0).abs() < 1e-6);
-        let mut rng = SequenceRng::new(3, 0);
+        let rng = SequenceRng::new(3, 0);
         for p in [params(1.0, 0, 1.0), params(0.7, 2, 0.9), SamplingParams::default()] {
             for step in 0..500 {
-                let t = sample(&logits, &p, &mut rng, step);
+                let t = sample(&logits, &p, &rng, step);
                 assert!(t == 1 || t == 3, "sampled NaN token {t}");
             }
         }
@@ -462,17 +462,17 @@ mod tests {
 
     #[test]
     fn rows_without_finite_logits_do_not_panic() {
-        let mut rng = SequenceRng::new(9, 9);
+        let rng = SequenceRng::new(9, 9);
         for row in [vec![NEG_INF; 5], vec![f32::NAN; 5], vec![f32::NAN, NEG_INF, f32::NAN]] {
             for p in [SamplingParams::default(), params(0.3, 1, 0.5), params(2.0, 0, 1.0), SamplingParams::greedy()] {
-                assert_eq!(sample(&row, &p, &mut rng, 4), 0);
+                assert_eq!(sample(&row, &p, &rng, 4), 0);
                 let probs = filtered_probabilities(&row, &p);
                 assert_eq!(probs[0], 1.0);
                 assert!(probs[1..].iter().all(|&q| q == 0.0));
             }
         }
-        assert_eq!(sample(&[], &SamplingParams::default(), &mut rng, 0), 0);
-        assert_eq!(sample_batch(&[], 0, &SamplingParams::default(), &mut [rng, rng], &[0, 1]), vec![0, 0]);
+        assert_eq!(sample(&[], &SamplingParams::default(), &rng, 0), 0);
+        assert_eq!(sample_batch(&[], 0, &SamplingParams::default(), &[rng, rng], &[0, 1]), vec![0, 0]);
         // +inf takes all the mass.
         let probs = filtered_probabilities(&[1.0, f32::INFINITY, 0.0, f32::INFINITY], &params(1.0, 0, 0.9));
         assert_eq!(probs, vec![0.0, 0.5, 0.0, 0.5]);
@@ -528,7 +528,7 @@ mod tests {
             ]),
         ];
         for (seed, sequence, key, draws) in pinned {
-            let mut rng = SequenceRng::new(seed, sequence);
+            let rng = SequenceRng::new(seed, sequence);
             assert_eq!(rng.key(), key, "key of ({seed}, {sequence})");
             for (step, bits, uniform) in draws {
                 assert_eq!(rng.bits(step), bits, "bits of ({seed}, {sequence}, {step})");
@@ -539,7 +539,7 @@ mod tests {
 
     #[test]
     fn uniforms_are_in_range_and_streams_differ() {
-        let mut a = SequenceRng::new(5, 0);
+        let a = SequenceRng::new(5, 0);
         let b = SequenceRng::new(5, 1);
         let c = SequenceRng::new(6, 0);
         let n = 100_000u64;
@@ -582,12 +582,12 @@ mod tests {
     /// Decodes `steps` tokens for every sequence in `order` as one batch (row i holds sequence order[i]) and returns
     /// the tokens per sequence.
     fn decode(seed: u64, order: &[u64], steps: u64, vocab: usize, p: &SamplingParams) -> Vec<(u64, Vec<u32>)> {
-        let mut rngs: Vec<SequenceRng> = order.iter().map(|&s| SequenceRng::new(seed, s)).collect();
+        let rngs: Vec<SequenceRng> = order.iter().map(|&s| SequenceRng::new(seed, s)).collect();
         let mut tokens: Vec<(u64, Vec<u32>)> = order.iter().map(|&s| (s, Vec::new())).collect();
         for step in 0..steps {
             let logits: Vec<f32> = order.iter().flat_map(|&s| synthetic_logits(s, step, vocab)).collect();
             let steps_now = vec![step; order.len()];
-            let out = sample_batch(&logits, vocab, p, &mut rngs, &steps_now);
+            let out = sample_batch(&logits, vocab, p, &rngs, &steps_now);
             for (t, &tok) in tokens.iter_mut().zip(&out) {
                 t.1.push(tok);
             }
@@ -619,12 +619,12 @@ mod tests {
                 assert_eq!(toks, &alone[*s as usize].1, "sequence {s}");
             }
             // Rows are per-sequence streams, not one shared stream: two sequences with identical logits diverge.
-            let mut same_rows = vec![SequenceRng::new(seed, 0), SequenceRng::new(seed, 1)];
+            let same_rows = vec![SequenceRng::new(seed, 0), SequenceRng::new(seed, 1)];
             let row = synthetic_logits(99, 0, vocab);
             let both: Vec<f32> = row.iter().chain(&row).copied().collect();
             let mut differ = 0;
             for step in 0..steps {
-                let out = sample_batch(&both, vocab, &p, &mut same_rows, &[step, step]);
+                let out = sample_batch(&both, vocab, &p, &same_rows, &[step, step]);
                 differ += (out[0] != out[1]) as u32;
             }
             assert!(differ > steps as u32 / 2, "sequences 0 and 1 agree on {} of {steps} steps", steps as u32 - differ);
@@ -641,11 +641,11 @@ mod tests {
         let p = params(1.0, 0, 1.0);
         let n = 20_000u64;
         // One sequence over many steps, and many sequences at one step.
-        let mut rng = SequenceRng::new(2024, 3);
-        let over_steps: Vec<u32> = (0..n).map(|step| sample(&logits, &p, &mut rng, step)).collect();
-        let mut rngs: Vec<SequenceRng> = (0..n).map(|s| SequenceRng::new(2024, s)).collect();
+        let rng = SequenceRng::new(2024, 3);
+        let over_steps: Vec<u32> = (0..n).map(|step| sample(&logits, &p, &rng, step)).collect();
+        let rngs: Vec<SequenceRng> = (0..n).map(|s| SequenceRng::new(2024, s)).collect();
         let batch_logits: Vec<f32> = (0..n).flat_map(|_| logits.iter().copied()).collect();
-        let over_sequences = sample_batch(&batch_logits, logits.len(), &p, &mut rngs, &vec![7; n as usize]);
+        let over_sequences = sample_batch(&batch_logits, logits.len(), &p, &rngs, &vec![7; n as usize]);
         for draws in [over_steps, over_sequences] {
             let mut counts = [0u64; 5];
             for &t in &draws {
@@ -665,13 +665,13 @@ mod tests {
     #[test]
     fn filtered_tokens_are_never_sampled() {
         let vocab = 64;
-        let mut rng = SequenceRng::new(77, 0);
+        let rng = SequenceRng::new(77, 0);
         for (k, top_p) in [(1usize, 1.0f32), (5, 1.0), (0, 0.5), (10, 0.8)] {
             let p = params(0.9, k, top_p);
             for step in 0..2000 {
                 let logits = synthetic_logits(5, step, vocab);
                 let probs = filtered_probabilities(&logits, &p);
-                let t = sample(&logits, &p, &mut rng, step) as usize;
+                let t = sample(&logits, &p, &rng, step) as usize;
                 assert!(probs[t] > 0.0, "step {step}: token {t} was filtered out");
                 if k == 1 {
                     assert_eq!(t, argmax(&logits) as usize);
