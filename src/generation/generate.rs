@@ -8,7 +8,7 @@ use super::sampling::{SamplingParams, SequenceRng, sample_batch};
 use super::steering::{SteerCache, SteerConfig, SteerMode};
 use crate::backend::{Backend, CachedRow, KvLayout, Stream};
 use crate::models::llm::{BlockOffset, Llm};
-use anyhow::{Result, bail, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use serde::Serialize;
 
 /// One prompt group.
@@ -79,21 +79,10 @@ fn validate<B: Backend>(llm: &Llm<B>, requests: &[Request], options: &GenerateOp
             c.max_positions
         );
         if let Some(v) = &r.steer {
-            ensure!(
-                v.len() == c.hidden_size,
-                "steering vector of prompt {i} has width {}, the model's hidden size is {}",
-                v.len(),
-                c.hidden_size
-            );
             let Some(steer) = options.steer else {
                 bail!("prompt {i} has a steering vector but no steering layer was given")
             };
-            ensure!(
-                steer.layer < c.num_layers,
-                "steering layer {} is out of range: the model has blocks 0..{}",
-                steer.layer,
-                c.num_layers - 1
-            );
+            c.check_steering(v.len(), steer.layer).with_context(|| format!("prompt {i}"))?;
         }
     }
     Ok(())

@@ -8,7 +8,7 @@ use anyhow::{Result, ensure};
 /// `[texts, hidden]` means of block `layer`'s output over each text's tokens.
 pub fn block_output_means<B: Backend>(backend: &B, llm: &Llm<B>, texts: &[Vec<u32>], layer: usize) -> Result<Vec<f32>> {
     let c = &llm.config;
-    ensure!(layer < c.num_layers, "layer {layer} is out of range: the model has blocks 0..{}", c.num_layers - 1);
+    c.check_block(layer)?;
     let _span = tracing::info_span!("hidden_means", texts = texts.len(), layer).entered();
     let mut ids = Vec::new();
     let mut rows = Vec::new();

@@ -28,18 +28,7 @@ pub fn last_logits<B: Backend>(backend: &B, llm: &Llm<B>, ids: &[u32], steer: Op
     let rows: Vec<CachedRow> = (0..ids.len()).map(|p| CachedRow { stream: Stream::Prefix(0), position: p }).collect();
     let (steered_rows, offsets, layer) = match &steer {
         Some(s) => {
-            ensure!(
-                s.vector.len() == c.hidden_size,
-                "the steering vector has width {}, the model's hidden size is {}",
-                s.vector.len(),
-                c.hidden_size
-            );
-            ensure!(
-                s.layer < c.num_layers,
-                "steering layer {} is out of range: the model has blocks 0..{}",
-                s.layer,
-                c.num_layers - 1
-            );
+            c.check_steering(s.vector.len(), s.layer)?;
             let rows: Vec<usize> = match s.mode {
                 SteerMode::Last => vec![ids.len() - 1],
                 SteerMode::All => (0..ids.len()).collect(),

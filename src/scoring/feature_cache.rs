@@ -90,8 +90,8 @@ fn read_rows(file: &Path, dim: usize) -> Result<HashMap<String, Vec<f32>>> {
     if features.dtype() != safetensors::Dtype::F32 || features.shape() != [keys.len(), dim] {
         bail!("features are {:?} {:?}, expected F32 [{}, {dim}]", features.dtype(), features.shape(), keys.len());
     }
-    let values: Vec<f32> =
-        features.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let mut values = vec![0.0f32; keys.len() * dim];
+    crate::checkpoint::DType::F32.convert(features.data(), &mut values);
     Ok(keys.into_iter().zip(values.chunks_exact(dim).map(<[f32]>::to_vec)).collect())
 }
 

@@ -147,6 +147,26 @@ impl LlmConfig {
         })
     }
 
+    /// Checks that `layer` names one of the model's blocks.
+    pub fn check_block(&self, layer: usize) -> Result<()> {
+        ensure!(
+            layer < self.num_layers,
+            "layer {layer} is out of range: the model has blocks 0..{}",
+            self.num_layers - 1
+        );
+        Ok(())
+    }
+
+    /// Checks a steering vector's width against the hidden size, and its layer.
+    pub fn check_steering(&self, width: usize, layer: usize) -> Result<()> {
+        ensure!(
+            width == self.hidden_size,
+            "the steering vector has width {width}, the model's hidden size is {}",
+            self.hidden_size
+        );
+        self.check_block(layer).context("steering")
+    }
+
     /// Rotary inverse frequencies, one per pair of a head, with the configured scaling applied.
     pub fn inv_freq(&self) -> Vec<f32> {
         let dim = self.head_dim as f64;
