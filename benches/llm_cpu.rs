@@ -7,7 +7,7 @@
 use glov_cuda::backend::KvLayout;
 use glov_cuda::backend::cpu::CpuBackend;
 use glov_cuda::checkpoint::DType;
-use glov_cuda::generation::generate::{GenerateOptions, Request, generate};
+use glov_cuda::generation::generate::{GenerateOptions, Request, Streams, generate};
 use glov_cuda::generation::prompt_logits::last_logits;
 use glov_cuda::generation::sampling::SamplingParams;
 use glov_cuda::models::llm::{Llm, parameter_count, random_weights, shape_config};
@@ -40,6 +40,7 @@ fn main() {
             seed: 1,
             stop_tokens: vec![],
             steer: None,
+            streams: Streams::Batch,
         };
         let request = Request { prompt: prompt.clone(), n: batch, steer: None };
         // Prefill alone, then prefill plus decode: the difference is the decode time.

@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod dataset;
 pub mod generation;
+pub mod glov;
 pub mod models;
 pub mod preprocess;
 pub mod scoring;

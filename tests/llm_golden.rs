@@ -6,7 +6,7 @@ mod common;
 
 use common::{fixtures, max_row_relative_error, read_tensor};
 use glov_cuda::backend::cpu::CpuBackend;
-use glov_cuda::generation::generate::{FinishReason, GenerateOptions, Request, generate};
+use glov_cuda::generation::generate::{FinishReason, GenerateOptions, Request, Streams, generate};
 use glov_cuda::generation::hidden::block_output_means;
 use glov_cuda::generation::prompt_logits::{Steer, last_logits};
 use glov_cuda::generation::sampling::SamplingParams;
@@ -50,6 +50,7 @@ fn greedy(g: &Golden, requests: Vec<Request>, tokens: usize, steer: Option<Steer
         seed: 0,
         stop_tokens: vec![],
         steer,
+        streams: Streams::Batch,
     };
     let out = generate(&CpuBackend::new(), &g.model.llm, &requests, &options).unwrap();
     assert!(out.sequences.iter().all(|s| s.finish == FinishReason::Length));
@@ -175,7 +176,14 @@ fn sampled_sequences_do_not_depend_on_their_batch() {
     let g = golden("llm-tiny-llama");
     let prompts = prompts(&g);
     let sampling = SamplingParams { temperature: 1.0, top_k: 50, top_p: 0.9, greedy: false };
-    let options = GenerateOptions { max_new_tokens: 12, sampling, seed: 7, stop_tokens: vec![], steer: None };
+    let options = GenerateOptions {
+        max_new_tokens: 12,
+        sampling,
+        seed: 7,
+        stop_tokens: vec![],
+        steer: None,
+        streams: Streams::Batch,
+    };
     let run = |requests: &[Request]| generate(&CpuBackend::new(), &g.model.llm, requests, &options).unwrap().sequences;
     let alone = run(&[Request { prompt: prompts[0].clone(), n: 3, steer: None }]);
     let together = run(&[
@@ -209,6 +217,7 @@ fn stop_tokens_end_a_sequence_and_say_why() {
         seed: 0,
         stop_tokens: vec![stop],
         steer: None,
+        streams: Streams::Batch,
     };
     let out = generate(&CpuBackend::new(), &g.model.llm, &[Request { prompt, n: 2, steer: None }], &options).unwrap();
     for s in &out.sequences {

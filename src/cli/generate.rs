@@ -2,7 +2,7 @@
 
 use super::steering_args::SteerArgs;
 use crate::backend::Backend;
-use crate::generation::generate::{GenerateOptions, Request, generate};
+use crate::generation::generate::{GenerateOptions, Request, Streams, generate};
 use crate::generation::sampling::SamplingParams;
 use crate::generation::steering::SteerConfig;
 use crate::models::llm::LlmModel;
@@ -83,6 +83,7 @@ pub fn run<B: Backend>(backend: &B, args: GenerateArgs) -> Result<()> {
             mode: args.steer.steer_mode,
             cache: args.steer.steer_cache,
         }),
+        streams: Streams::Batch,
     };
     let request = Request { prompt: prompt.clone(), n: args.n, steer: steer.map(|(v, _)| v) };
     let result = generate(backend, &model.llm, &[request], &options)?;

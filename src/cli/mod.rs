@@ -2,6 +2,7 @@
 
 mod generate;
 mod inspect;
+mod optimize;
 mod output;
 mod probe;
 mod score;
@@ -48,6 +49,8 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Search prompt templates with GLOV: a steered LLM proposes, CLIP scores, over a sweep of guidance strengths.
+    Optimize(Box<optimize::OptimizeArgs>),
     /// Zero-shot accuracy of each template in a file (and of their ensemble) on a dataset split.
     Score(score::ScoreArgs),
     /// Sample continuations of a prompt with an LLM, optionally steered by a vector in its residual stream.
@@ -91,6 +94,7 @@ fn run(cli: Cli) -> Result<()> {
         rayon::ThreadPoolBuilder::new().num_threads(threads).build_global()?;
     }
     match cli.command {
+        Command::Optimize(args) => optimize::run(&cpu_backend(cli.device)?, *args, cli.quiet),
         Command::Score(args) => score::run(&cpu_backend(cli.device)?, args),
         Command::Probe(command) => probe::run(&cpu_backend(cli.device)?, command),
         Command::Inspect(args) => inspect::run(args),
@@ -115,6 +119,10 @@ pub fn main() -> ExitCode {
     init_logging(&cli);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<optimize::Interrupted>() => {
+            eprintln!("{e}");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

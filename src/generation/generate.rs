@@ -30,6 +30,17 @@ pub struct GenerateOptions {
     pub stop_tokens: Vec<u32>,
     /// Required when any request carries an offset.
     pub steer: Option<SteerConfig>,
+    pub streams: Streams,
+}
+
+/// How sequences are assigned random streams (each stream is keyed by the seed and its number).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Streams {
+    /// Streams are numbered across the batch in request order: every sequence has its own.
+    Batch,
+    /// Sequence `j` of every request draws from stream `j`: requests that differ only in their offset see the same
+    /// randomness (common random numbers), so their outputs differ only through the offset.
+    PerRequest,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -113,7 +124,7 @@ pub fn generate<B: Backend>(
     let layout = kv_layout(llm, requests, options.max_new_tokens);
     let kv_cache_bytes = layout.bytes(4);
     let mut cache = backend.kv_cache(&layout)?;
-    tracing::info!(bytes = kv_cache_bytes, "KV cache allocated");
+    tracing::debug!(bytes = kv_cache_bytes, "KV cache allocated");
     let hidden = llm.config.hidden_size;
     let layers = llm.config.num_layers;
     let steer_all = options.steer.filter(|s| s.mode == SteerMode::All);
@@ -151,7 +162,12 @@ pub fn generate<B: Backend>(
     let owners: Vec<usize> = requests.iter().enumerate().flat_map(|(g, r)| std::iter::repeat_n(g, r.n)).collect();
     let mut tokens: Vec<Vec<u32>> = vec![Vec::new(); owners.len()];
     let mut finish: Vec<Option<FinishReason>> = vec![None; owners.len()];
-    let rngs: Vec<SequenceRng> = (0..owners.len()).map(|s| SequenceRng::new(options.seed, s as u64)).collect();
+    let rngs: Vec<SequenceRng> = match options.streams {
+        Streams::Batch => (0..owners.len()).map(|s| SequenceRng::new(options.seed, s as u64)).collect(),
+        Streams::PerRequest => {
+            requests.iter().flat_map(|r| (0..r.n).map(|j| SequenceRng::new(options.seed, j as u64))).collect()
+        }
+    };
     let _span = tracing::info_span!("decode", sequences = owners.len()).entered();
     for step in 0..options.max_new_tokens {
         let live: Vec<usize> = (0..owners.len()).filter(|&s| finish[s].is_none()).collect();

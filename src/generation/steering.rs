@@ -15,7 +15,7 @@ pub enum SteerMode {
 }
 
 /// What the KV cache keeps for a steered position in `last` mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SteerCache {
     /// The keys and values computed with the offset (one pass per token).

@@ -1,0 +1,343 @@
+//! `glov-cuda optimize`: the GLOV search, its run directory, resume, and the final report.
+
+use crate::backend::Backend;
+use crate::dataset::{self, Dataset, Split};
+use crate::generation::sampling::SamplingParams;
+use crate::glov::engine::{ClipJudge, LlmProposer};
+use crate::glov::meta_prompt::{self, MetaPrompt};
+use crate::glov::optimizer::{LoopConfig, Optimizer, Outcome};
+use crate::glov::run_dir::RunDir;
+use crate::glov::settings::{Overrides, Settings};
+use crate::glov::{datasets, report};
+use crate::models::clip::ClipModel;
+use crate::models::llm::LlmModel;
+use crate::scoring::{EncodeOptions, Scorer, default_cache_dir, encode_images};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+#[derive(Args)]
+#[command(after_long_help = "Every setting can also sit in a TOML file given with --config, under the flag's name \
+    (e.g. `max-new-tokens = 50`, `alphas = [1.0, 0.0]`); flags override the file. A resumed run keeps the settings it \
+    was started with: give --out and --resume alone, or the same settings again.\n\n\
+    The run directory holds config.json, history.jsonl (every scored template), steps.jsonl (every step of every \
+    alpha), state.json, plot.png, and at the end results.json, results.csv and best_templates.txt.")]
+pub struct OptimizeArgs {
+    #[command(flatten)]
+    settings: Overrides,
+    /// A TOML file of settings (flags override it).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The run directory (created; must not hold another run unless --resume).
+    #[arg(long, value_name = "DIR", required_unless_present = "print_meta_prompt")]
+    out: Option<PathBuf>,
+    /// Continue the run in --out from its last completed step.
+    #[arg(long)]
+    resume: bool,
+    /// Print the built-in meta-prompt template (a starting point for --meta-prompt) and exit.
+    #[arg(long, exclusive = true)]
+    print_meta_prompt: bool,
+}
+
+/// What fixes a run's results, as `config.json` records it.
+#[derive(Deserialize, Serialize)]
+struct RunConfig {
+    format: u32,
+    engine: String,
+    device: String,
+    settings: Settings,
+    layer_used: usize,
+    dataset_name_shown: String,
+    description_shown: String,
+    meta_prompt: String,
+    llm: ModelRecord,
+    clip: ModelRecord,
+    images: SplitSizes,
+}
+
+#[derive(Deserialize, PartialEq, Serialize)]
+struct ModelRecord {
+    dir: PathBuf,
+    checksum: String,
+}
+
+#[derive(Deserialize, Serialize)]
+struct SplitSizes {
+    classes: usize,
+    train: usize,
+    val: usize,
+    test: usize,
+}
+
+const FORMAT: u32 = 1;
+
+/// Raised when the run stopped on Ctrl-C after saving; the process then exits with 130.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped after step {steps} of {total} on request; continue with: glov-cuda optimize --out {} --resume", out.display())]
+pub struct Interrupted {
+    steps: usize,
+    total: usize,
+    out: PathBuf,
+}
+
+fn open_split(settings: &Settings, split: Split) -> Result<Dataset> {
+    let data = dataset::open(&settings.dataset, settings.split_file.as_deref(), split)
+        .with_context(|| format!("the {split} split"))?;
+    if data.samples.is_empty() {
+        bail!("the {split} split of {} has no images", settings.dataset.display());
+    }
+    Ok(data)
+}
+
+fn scorer<'a, B: Backend>(
+    backend: &'a B,
+    clip: &'a ClipModel<B>,
+    data: &Dataset,
+    settings: &Settings,
+    what: &str,
+) -> Result<Scorer<'a, B>> {
+    let _span = tracing::info_span!("split_features", split = what, images = data.samples.len()).entered();
+    let paths: Vec<PathBuf> = data.samples.iter().map(|s| s.path.clone()).collect();
+    let options = EncodeOptions {
+        batch_size: settings.image_batch,
+        cache_dir: if settings.no_cache { None } else { settings.cache_dir.clone().or_else(default_cache_dir) },
+        skip_bad_images: false,
+    };
+    let features = encode_images(backend, clip, &paths, &options).with_context(|| format!("the {what} images"))?;
+    let labels = features.kept.iter().map(|&i| data.samples[i].label as u32).collect();
+    Scorer::new(
+        backend,
+        &clip.clip,
+        &clip.tokenizer,
+        &features.features,
+        labels,
+        data.classnames.clone(),
+        settings.text_batch,
+    )
+}
+
+/// Ctrl-C asks the loop to stop after the step in progress; a second Ctrl-C ends the process at once (the run
+/// directory is consistent at every moment, so nothing saved is lost).
+fn install_interrupt(quiet: bool) -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        if !quiet {
+            eprintln!(
+                "\nstopping after the current step (Ctrl-C again to stop now; the run resumes from its last saved step)"
+            );
+        }
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    Ok(stop)
+}
+
+fn progress_bar(quiet: bool, total: usize, done: usize) -> indicatif::ProgressBar {
+    let target = if quiet { indicatif::ProgressDrawTarget::hidden() } else { indicatif::ProgressDrawTarget::stderr() };
+    let bar = indicatif::ProgressBar::with_draw_target(Some(total as u64), target);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("step {pos}/{len} [{bar:25}] {elapsed_precise} (ETA {eta}) {msg}")
+    {
+        bar.set_style(style);
+    }
+    bar.set_position(done as u64);
+    bar
+}
+
+fn best_per_alpha(optimizer: &Optimizer) -> String {
+    let parts: Vec<String> =
+        optimizer.trajectories.iter().map(|t| format!("a={}: {:.1}%", t.alpha, t.history.best().accuracy)).collect();
+    format!("best {}", parts.join(", "))
+}
+
+pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, quiet: bool) -> Result<()> {
+    if args.print_meta_prompt {
+        print!("{}", meta_prompt::DEFAULT);
+        return Ok(());
+    }
+    let out = args.out.clone().expect("clap requires --out");
+    let file = match &args.config {
+        Some(path) => Overrides::from_toml_file(path)?,
+        None => Overrides::default(),
+    };
+    let overrides = args.settings.or(file).absolute()?;
+    let stored = if args.resume {
+        let (run, resumed) = RunDir::open::<RunConfig>(&out)?;
+        if resumed.config.format != FORMAT {
+            bail!("{} was written by another version of glov-cuda (format {})", out.display(), resumed.config.format);
+        }
+        Some((run, resumed))
+    } else {
+        None
+    };
+    let settings = match &stored {
+        Some((_, resumed)) => overrides.check_resume(resumed.config.settings.clone())?,
+        None => overrides.resolve()?,
+    };
+    let (dataset_name, description) = datasets::resolve(&settings.dataset_name, settings.description.as_deref())?;
+    let meta = match &settings.meta_prompt {
+        Some(path) => MetaPrompt::from_file(path)?,
+        None => MetaPrompt::parse(meta_prompt::DEFAULT)?,
+    };
+
+    let started = Instant::now();
+    let llm = LlmModel::open(backend, &settings.llm)?;
+    let clip = ClipModel::open(backend, &settings.clip)?;
+    let layer = settings.layer_for(llm.llm.config.num_layers);
+    llm.llm.config.check_steering(llm.llm.config.hidden_size, layer).context("--layer")?;
+    let models = [&llm.checkpoint, &clip.checkpoint]
+        .map(|c| -> Result<ModelRecord> { Ok(ModelRecord { dir: c.dir.clone(), checksum: c.checksum()? }) });
+    let [llm_record, clip_record] = models;
+    let (llm_record, clip_record) = (llm_record?, clip_record?);
+
+    let train = open_split(&settings, Split::Train)?.k_shot(settings.shots, settings.seed);
+    let val = open_split(&settings, Split::Val)?;
+    let test = open_split(&settings, Split::Test)?;
+    if settings.split_file.is_none() && !settings.dataset.join("train").is_dir() {
+        tracing::warn!(
+            "{} has no train/val/test layout and no --split-file: the validation and test splits are the whole \
+             dataset, and the train shots are drawn from it too",
+            settings.dataset.display()
+        );
+    }
+    let config = RunConfig {
+        format: FORMAT,
+        engine: format!("glov-cuda {} ({})", env!("CARGO_PKG_VERSION"), env!("GLOV_CUDA_COMMIT")),
+        device: backend.describe(),
+        settings: settings.clone(),
+        layer_used: layer,
+        dataset_name_shown: dataset_name.clone(),
+        description_shown: description.clone(),
+        meta_prompt: meta.source().to_string(),
+        llm: llm_record,
+        clip: clip_record,
+        images: SplitSizes {
+            classes: train.classnames.len(),
+            train: train.samples.len(),
+            val: val.samples.len(),
+            test: test.samples.len(),
+        },
+    };
+    if let Some((_, resumed)) = &stored {
+        check_same_run(&resumed.config, &config)?;
+    }
+
+    let mut judge = ClipJudge {
+        train: scorer(backend, &clip, &train, &settings, "train")?,
+        val: scorer(backend, &clip, &val, &settings, "val")?,
+        test: scorer(backend, &clip, &test, &settings, "test")?,
+    };
+    let mut proposer = LlmProposer {
+        backend,
+        model: &llm,
+        layer,
+        cache: settings.steer_cache,
+        sampling: SamplingParams {
+            temperature: settings.temperature,
+            top_k: settings.top_k,
+            top_p: settings.top_p,
+            greedy: false,
+        },
+        max_new_tokens: settings.max_new_tokens,
+        seed: settings.seed,
+        kv_cache_bytes: 0,
+    };
+    let loop_config = LoopConfig {
+        dataset_name,
+        description,
+        baseline: settings.baseline.clone(),
+        alphas: settings.alphas.clone(),
+        steps: settings.steps,
+        samples: settings.samples,
+        top_bottom: settings.top_bottom,
+        ensemble_size: settings.ensemble_size,
+    };
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "models and image features ready");
+
+    let mut optimizer = match stored {
+        Some((run, resumed)) if !resumed.history.is_empty() => {
+            tracing::info!(completed = resumed.completed_steps, "resuming");
+            Optimizer::resume(loop_config, &meta, run, resumed, &mut proposer)?
+        }
+        Some((run, _)) => Optimizer::start(loop_config, &meta, run, &mut judge)?,
+        None => Optimizer::start(loop_config, &meta, RunDir::create(&out, &config)?, &mut judge)?,
+    };
+
+    let stop = install_interrupt(quiet)?;
+    let bar = progress_bar(quiet, settings.steps, optimizer.completed_steps());
+    bar.set_message(best_per_alpha(&optimizer));
+    let outcome = optimizer.run(&mut proposer, &mut judge, &stop, &mut |o: &Optimizer| {
+        bar.set_position(o.completed_steps() as u64);
+        bar.set_message(best_per_alpha(o));
+        let last = &o.trajectories[0].steps.last().expect("a step was just recorded");
+        tracing::debug!(
+            step = last.step,
+            generate_seconds = last.generate_seconds,
+            score_seconds = last.score_seconds,
+            "step done"
+        );
+        match report::plot(o) {
+            Ok(png) => {
+                if let Err(e) = o.run_dir().write("plot.png", &png) {
+                    tracing::warn!("cannot write the plot: {e:#}");
+                }
+            }
+            Err(e) => tracing::warn!("cannot draw the plot: {e:#}"),
+        }
+    })?;
+    bar.finish_and_clear();
+    if let Outcome::Interrupted(steps) = outcome {
+        return Err(Interrupted { steps, total: settings.steps, out }.into());
+    }
+
+    let results = report::results(&mut optimizer, &mut judge)?;
+    let run = optimizer.run_dir();
+    run.write("results.json", (serde_json::to_string_pretty(&results)? + "\n").as_bytes())?;
+    run.write("results.csv", report::results_csv(&results).as_bytes())?;
+    run.write("best_templates.txt", report::best_templates(&results).as_bytes())?;
+    run.write("plot.png", &report::plot(&optimizer)?)?;
+    print!("{}", report::summary_table(&results));
+    println!("run directory: {}", run.path().display());
+    Ok(())
+}
+
+/// A resumed run must see the same models, meta-prompt and dataset as it started with.
+fn check_same_run(stored: &RunConfig, now: &RunConfig) -> Result<()> {
+    let mut differences = Vec::new();
+    for (what, before, after) in [("LLM", &stored.llm, &now.llm), ("CLIP model", &stored.clip, &now.clip)] {
+        if before.checksum != after.checksum {
+            differences.push(format!("the {what} {} has other weights than when the run started", after.dir.display()));
+        }
+    }
+    if stored.meta_prompt != now.meta_prompt {
+        differences.push("the meta-prompt template file has changed".to_string());
+    }
+    if stored.layer_used != now.layer_used {
+        differences.push(format!("steered block: the run used {}, now {}", stored.layer_used, now.layer_used));
+    }
+    let (a, b) = (&stored.images, &now.images);
+    if (a.classes, a.train, a.val, a.test) != (b.classes, b.train, b.val, b.test) {
+        differences.push(format!(
+            "the dataset has changed: classes/train/val/test images were {}/{}/{}/{}, now {}/{}/{}/{}",
+            a.classes, a.train, a.val, a.test, b.classes, b.train, b.val, b.test
+        ));
+    }
+    if stored.device != now.device {
+        tracing::warn!(
+            before = stored.device,
+            now = now.device,
+            "resuming on another device: results may differ in the last bits"
+        );
+    }
+    if !differences.is_empty() {
+        bail!("cannot resume this run:\n  {}", differences.join("\n  "));
+    }
+    Ok(())
+}

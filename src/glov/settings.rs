@@ -1,0 +1,351 @@
+//! The settings of an optimisation run: from flags, from a TOML file (the same names as the flags, e.g.
+//! `max-new-tokens = 50`), and from the defaults of GLOV.md, in that order of precedence. A resumed run takes its
+//! stored settings; a setting given again must equal the stored one.
+
+use crate::generation::steering::SteerCache;
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
+/// Every setting of a run, each optional: what flags or a config file give.
+#[derive(Args, Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Overrides {
+    /// The LLM that proposes templates: a model directory or org/name in the HF cache (e.g.
+    /// meta-llama/Meta-Llama-3-8B-Instruct).
+    #[arg(long, value_name = "MODEL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm: Option<String>,
+    /// The CLIP model that scores them (e.g. openai/clip-vit-base-patch32).
+    #[arg(long, value_name = "MODEL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip: Option<String>,
+    /// The dataset: class folders with train/val/test subfolders, or the image root of --split-file.
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<PathBuf>,
+    /// CoOp split file (split_zhou_*.json) with the train, val and test lists.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split_file: Option<PathBuf>,
+    /// The dataset's name, shown to the LLM; one of the 16 of GLOV (ImageNet, EuroSAT, ...) also brings a
+    /// built-in description.
+    #[arg(long, value_name = "NAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset_name: Option<String>,
+    /// One sentence describing the images, shown to the LLM (replaces the built-in one).
+    #[arg(long, value_name = "TEXT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Optimisation steps [default: 100].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    /// Answers sampled per step and trajectory (K) [default: 10].
+    #[arg(long, value_name = "K")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub samples: Option<usize>,
+    /// Train images per class for the fitness [default: 1].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shots: Option<usize>,
+    /// Seed of the few-shot draw and of sampling [default: 1].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Guidance strengths, one trajectory each; 0 is GLOV without guidance [default: 1,0.75,0.5,0.25,0].
+    #[arg(long, value_delimiter = ',', value_name = "A,B,...")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alphas: Option<Vec<f32>>,
+    /// The decoder block (0-based) whose output is steered [default: 17 for a 32-block model, the same relative
+    /// depth for others].
+    #[arg(long, value_name = "L")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<usize>,
+    /// Best and worst templates shown to the LLM, each (k = min(this, history / 2)) [default: 5].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_bottom: Option<usize>,
+    /// Most tokens per answer [default: 50].
+    #[arg(long, value_name = "T")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_new_tokens: Option<usize>,
+    /// Sampling temperature [default: 1].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// Top-k filter of sampling, 0 for none [default: 50].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<usize>,
+    /// Top-p (nucleus) filter of sampling, 1 for none [default: 0.9].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    /// What the KV cache keeps of a steered position: steered (cheap), or clean (as the original code, which
+    /// recomputes every position unsteered) [default: steered].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steer_cache: Option<SteerCache>,
+    /// Meta-prompt template file ([system] and [user] sections; see README) [default: the built-in one].
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta_prompt: Option<PathBuf>,
+    /// The starting template, `{}` where the class name goes [default: "a photo of a {}."].
+    #[arg(long, value_name = "TEMPLATE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<String>,
+    /// Templates per ensemble (a step's best, and the result) [default: 3].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ensemble_size: Option<usize>,
+    /// Images per vision-tower batch [default: 64].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_batch: Option<usize>,
+    /// Most texts per text-tower pass [default: 1024].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_batch: Option<usize>,
+    /// Folder of the image-feature cache [default: as for `score`].
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compute image features without the disk cache.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_cache: Option<bool>,
+}
+
+/// The resolved settings of a run, as `config.json` records them.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Settings {
+    pub llm: String,
+    pub clip: String,
+    pub dataset: PathBuf,
+    pub split_file: Option<PathBuf>,
+    pub dataset_name: String,
+    pub description: Option<String>,
+    pub steps: usize,
+    pub samples: usize,
+    pub shots: usize,
+    pub seed: u64,
+    pub alphas: Vec<f32>,
+    /// `None`: chosen from the model's depth when the run starts (recorded in `config.json` as `layer-used`).
+    pub layer: Option<usize>,
+    pub top_bottom: usize,
+    pub max_new_tokens: usize,
+    pub temperature: f32,
+    pub top_k: usize,
+    pub top_p: f32,
+    pub steer_cache: SteerCache,
+    pub meta_prompt: Option<PathBuf>,
+    pub baseline: String,
+    pub ensemble_size: usize,
+    pub image_batch: usize,
+    pub text_batch: usize,
+    pub cache_dir: Option<PathBuf>,
+    pub no_cache: bool,
+}
+
+fn defaults() -> Map<String, Value> {
+    let Value::Object(map) = serde_json::json!({
+        "split-file": null, "description": null, "steps": 100, "samples": 10, "shots": 1, "seed": 1,
+        "alphas": [1.0, 0.75, 0.5, 0.25, 0.0], "layer": null, "top-bottom": 5, "max-new-tokens": 50,
+        "temperature": 1.0, "top-k": 50, "top-p": 0.9, "steer-cache": "steered", "meta-prompt": null,
+        "baseline": "a photo of a {}.", "ensemble-size": 3, "image-batch": 64, "text-batch": 1024,
+        "cache-dir": null, "no-cache": false,
+    }) else {
+        unreachable!("an object literal")
+    };
+    map
+}
+
+/// The settings that change what a run computes; the others (batch sizes, the cache) may differ on resume.
+const NOT_COMPARED: [&str; 4] = ["image-batch", "text-batch", "cache-dir", "no-cache"];
+
+impl Overrides {
+    pub fn from_toml_file(path: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read the config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// `self` where set, else `other`.
+    pub fn or(self, other: Overrides) -> Overrides {
+        let mut map = other.to_map();
+        map.extend(self.to_map());
+        serde_json::from_value(Value::Object(map)).expect("the union of two valid override sets is valid")
+    }
+
+    fn to_map(&self) -> Map<String, Value> {
+        match serde_json::to_value(self).expect("overrides serialise") {
+            Value::Object(map) => map,
+            _ => unreachable!("a struct serialises to an object"),
+        }
+    }
+
+    /// Paths made absolute, and model arguments that name an existing folder too, so that a run reads the same
+    /// files when resumed from another working directory.
+    pub fn absolute(mut self) -> Result<Self> {
+        let abs = |p: &Path| -> Result<PathBuf> {
+            std::path::absolute(p).with_context(|| format!("cannot make {} absolute", p.display()))
+        };
+        for path in
+            [&mut self.dataset, &mut self.split_file, &mut self.meta_prompt, &mut self.cache_dir].into_iter().flatten()
+        {
+            *path = abs(path)?;
+        }
+        for model in [&mut self.llm, &mut self.clip].into_iter().flatten() {
+            if Path::new(model.as_str()).is_dir() {
+                *model = abs(Path::new(model.as_str()))?.display().to_string();
+            }
+        }
+        Ok(self)
+    }
+
+    /// New settings: these overrides on the defaults.
+    pub fn resolve(self) -> Result<Settings> {
+        for (name, given) in [
+            ("--llm", self.llm.is_some()),
+            ("--clip", self.clip.is_some()),
+            ("--dataset", self.dataset.is_some()),
+            ("--dataset-name", self.dataset_name.is_some()),
+        ] {
+            if !given {
+                bail!("{name} is required (as a flag, or as {} = ... in --config)", &name[2..]);
+            }
+        }
+        let mut map = defaults();
+        map.extend(self.to_map());
+        let settings: Settings = serde_json::from_value(Value::Object(map)).context("resolving the settings")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// A resumed run's settings: the stored ones, where every setting given again must be equal.
+    pub fn check_resume(self, stored: Settings) -> Result<Settings> {
+        let stored_map = match serde_json::to_value(&stored)? {
+            Value::Object(map) => map,
+            _ => unreachable!("a struct serialises to an object"),
+        };
+        let mut merged = stored_map.clone();
+        let mut differences = Vec::new();
+        for (key, value) in self.to_map() {
+            let before = stored_map.get(&key).cloned().unwrap_or(Value::Null);
+            if before != value && !NOT_COMPARED.contains(&key.as_str()) {
+                differences.push(format!("{key}: the run has {before}, now {value}"));
+            }
+            merged.insert(key, value);
+        }
+        if !differences.is_empty() {
+            bail!(
+                "the run was started with other settings; resume it with its own (or start a new run with another \
+                 --out):\n  {}",
+                differences.join("\n  ")
+            );
+        }
+        Ok(serde_json::from_value(Value::Object(merged))?)
+    }
+}
+
+impl Settings {
+    fn validate(&self) -> Result<()> {
+        let positive = [
+            ("steps", self.steps),
+            ("samples", self.samples),
+            ("shots", self.shots),
+            ("max-new-tokens", self.max_new_tokens),
+            ("ensemble-size", self.ensemble_size),
+            ("image-batch", self.image_batch),
+            ("text-batch", self.text_batch),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                bail!("{name} must be at least 1");
+            }
+        }
+        if self.alphas.is_empty() {
+            bail!("alphas: give at least one guidance strength");
+        }
+        for (i, a) in self.alphas.iter().enumerate() {
+            if !a.is_finite() || *a < 0.0 {
+                bail!("alphas: {a} is not a finite, non-negative strength");
+            }
+            if self.alphas[..i].contains(a) {
+                bail!("alphas: {a} is given twice");
+            }
+        }
+        if !self.baseline.contains(crate::scoring::templates::SLOT) {
+            bail!("baseline: {:?} has no {{}} class slot", self.baseline);
+        }
+        crate::generation::sampling::SamplingParams {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            greedy: false,
+        }
+        .validate()
+    }
+
+    /// The steered block: the configured one, or block 17 of 32 scaled to the model's depth.
+    pub fn layer_for(&self, num_layers: usize) -> usize {
+        self.layer.unwrap_or(17 * num_layers / 32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn required() -> Overrides {
+        Overrides {
+            llm: Some("m/llm".into()),
+            clip: Some("m/clip".into()),
+            dataset: Some("/data/x".into()),
+            dataset_name: Some("DTD".into()),
+            ..Overrides::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_method_s() {
+        let s = required().resolve().unwrap();
+        assert_eq!((s.steps, s.samples, s.shots, s.top_bottom, s.max_new_tokens), (100, 10, 1, 5, 50));
+        assert_eq!(s.alphas, [1.0, 0.75, 0.5, 0.25, 0.0]);
+        assert_eq!((s.temperature, s.top_k, s.top_p), (1.0, 50, 0.9));
+        assert_eq!((s.steer_cache, s.ensemble_size, s.baseline.as_str()), (SteerCache::Steered, 3, "a photo of a {}."));
+        assert_eq!((s.layer_for(32), s.layer_for(16), s.layer_for(80)), (17, 8, 42));
+    }
+
+    #[test]
+    fn flags_override_the_file_and_the_file_the_defaults() {
+        let file: Overrides =
+            toml::from_str("steps = 7\nsamples = 4\nalphas = [1.0, 0.0]\nsteer-cache = \"clean\"\n").unwrap();
+        let flags = Overrides { steps: Some(3), ..required() };
+        let s = flags.or(file).resolve().unwrap();
+        assert_eq!((s.steps, s.samples, s.alphas.clone(), s.steer_cache), (3, 4, vec![1.0, 0.0], SteerCache::Clean));
+        let err = toml::from_str::<Overrides>("stepz = 3\n").unwrap_err().to_string();
+        assert!(err.contains("stepz"), "{err}");
+        let err = Overrides { llm: None, ..required() }.resolve().unwrap_err().to_string();
+        assert!(err.contains("--llm is required"), "{err}");
+        let err = Overrides { alphas: Some(vec![1.0, 1.0]), ..required() }.resolve().unwrap_err().to_string();
+        assert!(err.contains("twice"), "{err}");
+        let err = Overrides { baseline: Some("a photo".into()), ..required() }.resolve().unwrap_err().to_string();
+        assert!(err.contains("class slot"), "{err}");
+    }
+
+    #[test]
+    fn resume_keeps_the_stored_settings_and_names_differences() {
+        let stored = Overrides { steps: Some(5), ..required() }.resolve().unwrap();
+        assert_eq!(Overrides::default().check_resume(stored.clone()).unwrap(), stored);
+        let same = Overrides { steps: Some(5), text_batch: Some(8), ..Overrides::default() };
+        assert_eq!(same.check_resume(stored.clone()).unwrap().text_batch, 8);
+        let other = Overrides { steps: Some(6), top_p: Some(0.5), ..Overrides::default() };
+        let err = other.check_resume(stored).unwrap_err().to_string();
+        assert!(err.contains("steps: the run has 5, now 6") && err.contains("top-p"), "{err}");
+    }
+}
