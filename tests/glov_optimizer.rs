@@ -13,18 +13,14 @@ use std::sync::atomic::AtomicBool;
 struct Script {
     plain: Vec<Vec<&'static str>>,
     steered: Vec<Vec<&'static str>>,
-    /// Every call: (step, the proposals' offsets, the user messages).
-    calls: Vec<(usize, Vec<Option<Vec<f32>>>, Vec<String>)>,
+    /// Every call: the step and its proposals.
+    calls: Vec<(usize, Vec<Proposal>)>,
     directions: Vec<(String, String)>,
 }
 
 impl Proposer for Script {
     fn propose(&mut self, step: usize, proposals: &[Proposal], samples: usize) -> anyhow::Result<Vec<Vec<String>>> {
-        self.calls.push((
-            step,
-            proposals.iter().map(|p| p.offset.clone()).collect(),
-            proposals.iter().map(|p| p.messages.user.clone()).collect(),
-        ));
+        self.calls.push((step, proposals.to_vec()));
         Ok(proposals
             .iter()
             .map(|p| {
@@ -122,7 +118,8 @@ fn bookkeeping_follows_the_method() {
 
     // Step 0: every trajectory is in the same state, so one prompt group; after it, alphas 1 and 0.5 are guided
     // (different offsets) and alpha 0 is not: three groups.
-    let offsets: Vec<Vec<Option<Vec<f32>>>> = proposer.calls.iter().map(|c| c.1.clone()).collect();
+    let offsets: Vec<Vec<Option<Vec<f32>>>> =
+        proposer.calls.iter().map(|c| c.1.iter().map(|p| p.offset.clone()).collect()).collect();
     let d = ["a <category> photo acc=60".len() as f32, -("a photo of a <category> acc=50".len() as f32)];
     assert_eq!(offsets[0], vec![None]);
     assert_eq!(offsets[1], vec![Some(d.to_vec()), Some(vec![0.5 * d[0], 0.5 * d[1]]), None]);
@@ -261,13 +258,11 @@ fn a_resumed_run_writes_what_an_uninterrupted_one_writes() {
             .collect();
         assert!(!before.is_empty());
         assert!(judge.train_calls.iter().flatten().all(|t| !before.contains(t)), "{:?}", judge.train_calls);
-        for file in [HISTORY] {
-            assert_eq!(
-                std::fs::read(dir.path().join(file)).unwrap(),
-                std::fs::read(whole.path().join(file)).unwrap(),
-                "{file} after stopping at step {stop_after}"
-            );
-        }
+        assert_eq!(
+            std::fs::read(dir.path().join(HISTORY)).unwrap(),
+            std::fs::read(whole.path().join(HISTORY)).unwrap(),
+            "history.jsonl after stopping at step {stop_after}"
+        );
         let strip_times = |path: &Path| -> Vec<serde_json::Value> {
             std::fs::read_to_string(path)
                 .unwrap()
