@@ -177,6 +177,9 @@ pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, quiet: bool) -> Result<(
     } else {
         None
     };
+    if !args.resume && out.join(crate::glov::run_dir::CONFIG).exists() {
+        bail!("{} already holds a run: continue it with --resume, or choose another --out", out.display());
+    }
     let settings = match &stored {
         Some((_, resumed)) => overrides.check_resume(resumed.config.settings.clone())?,
         None => overrides.resolve()?,

@@ -92,9 +92,9 @@ fn norm(v: &[f32]) -> f64 {
     v.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt()
 }
 
-/// Seconds since `start`, rounded to milliseconds (they are reported, not computed with).
-fn seconds(start: Instant) -> f64 {
-    (start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
+/// Seconds rounded to milliseconds (they are reported, not computed with).
+fn seconds(time: std::time::Duration) -> f64 {
+    (time.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
 impl<'a> Optimizer<'a> {
@@ -267,8 +267,8 @@ impl<'a> Optimizer<'a> {
             answers.len(),
             proposals.len()
         );
-        let mut generate_seconds = seconds(started);
-        tracing::debug!(groups = proposals.len(), seconds = generate_seconds, "answers sampled");
+        let mut generating = started.elapsed();
+        tracing::debug!(groups = proposals.len(), seconds = seconds(generating), "answers sampled");
 
         // Parse: each trajectory keeps the templates new to it, in answer order.
         let scoring = Instant::now();
@@ -345,14 +345,15 @@ impl<'a> Optimizer<'a> {
             let accuracy = if top.is_empty() { None } else { Some(self.ensemble(judge, EvalSplit::Val, &top)?) };
             ensembles.push((top, accuracy));
         }
-        let score_seconds = seconds(scoring);
+        let score_seconds = seconds(scoring.elapsed());
 
         let guidance_started = Instant::now();
         let used_offsets: Vec<Option<f64>> = self.trajectories.iter().map(|t| t.offset.as_deref().map(norm)).collect();
         for &t in &changed {
             self.update_offset(t, proposer)?;
         }
-        generate_seconds += seconds(guidance_started);
+        generating += guidance_started.elapsed();
+        let generate_seconds = seconds(generating);
 
         let step_records: Vec<StepRecord> = self
             .trajectories
