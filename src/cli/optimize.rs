@@ -7,7 +7,7 @@ use crate::glov::engine::{ClipJudge, LlmProposer};
 use crate::glov::meta_prompt::{self, MetaPrompt};
 use crate::glov::optimizer::{LoopConfig, Optimizer, Outcome};
 use crate::glov::run_dir::RunDir;
-use crate::glov::settings::{Overrides, Settings};
+use crate::glov::settings::{ConfigFile, Overrides, Settings};
 use crate::glov::{datasets, report};
 use crate::models::clip::ClipModel;
 use crate::models::llm::LlmModel;
@@ -32,8 +32,8 @@ pub struct OptimizeArgs {
     /// A TOML file of settings (flags override it).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The run directory (created; must not hold another run unless --resume).
-    #[arg(long, value_name = "DIR", required_unless_present = "print_meta_prompt")]
+    /// The run directory (created; must not hold another run unless --resume). Required.
+    #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Continue the run in --out from its last completed step.
     #[arg(long)]
@@ -162,13 +162,16 @@ pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, quiet: bool) -> Result<(
         print!("{}", meta_prompt::DEFAULT);
         return Ok(());
     }
-    let out = args.out.clone().expect("clap requires --out");
     let file = match &args.config {
-        Some(path) => Overrides::from_toml_file(path)?,
-        None => Overrides::default(),
+        Some(path) => ConfigFile::read(path)?,
+        None => ConfigFile::default(),
     };
-    let overrides = args.settings.or(file).absolute()?;
-    let stored = if args.resume {
+    let Some(out) = args.out.clone().or(file.out) else {
+        bail!("--out is required (as a flag, or as out = ... in --config): the run directory")
+    };
+    let resume = args.resume || file.resume == Some(true);
+    let overrides = args.settings.or(file.settings).absolute()?;
+    let stored = if resume {
         let (run, resumed) = RunDir::open::<RunConfig>(&out)?;
         if resumed.config.format != FORMAT {
             bail!("{} was written by another version of glov-cuda (format {})", out.display(), resumed.config.format);
@@ -177,7 +180,7 @@ pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, quiet: bool) -> Result<(
     } else {
         None
     };
-    if !args.resume && out.join(crate::glov::run_dir::CONFIG).exists() {
+    if !resume && out.join(crate::glov::run_dir::CONFIG).exists() {
         bail!("{} already holds a run: continue it with --resume, or choose another --out", out.display());
     }
     let settings = match &stored {

@@ -167,13 +167,38 @@ fn defaults() -> Map<String, Value> {
 /// The settings that change what a run computes; the others (batch sizes, the cache) may differ on resume.
 const NOT_COMPARED: [&str; 4] = ["image-batch", "text-batch", "cache-dir", "no-cache"];
 
-impl Overrides {
-    pub fn from_toml_file(path: &Path) -> Result<Self> {
+/// A `--config` file: every setting, and the run's `out` and `resume` too.
+#[derive(Debug, Default)]
+pub struct ConfigFile {
+    pub settings: Overrides,
+    pub out: Option<PathBuf>,
+    pub resume: Option<bool>,
+}
+
+impl ConfigFile {
+    pub fn read(path: &Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read the config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+        Self::parse(&text).with_context(|| format!("config file {}", path.display()))
     }
 
+    pub fn parse(text: &str) -> Result<Self> {
+        let mut table: toml::Table = toml::from_str(text)?;
+        let out = match table.remove("out") {
+            Some(toml::Value::String(dir)) => Some(PathBuf::from(dir)),
+            Some(other) => bail!("out must be a string (a folder), not {other}"),
+            None => None,
+        };
+        let resume = match table.remove("resume") {
+            Some(toml::Value::Boolean(b)) => Some(b),
+            Some(other) => bail!("resume must be true or false, not {other}"),
+            None => None,
+        };
+        Ok(Self { settings: table.try_into()?, out, resume })
+    }
+}
+
+impl Overrides {
     /// `self` where set, else `other`.
     pub fn or(self, other: Overrides) -> Overrides {
         let mut map = other.to_map();
@@ -328,7 +353,7 @@ mod tests {
         let flags = Overrides { steps: Some(3), ..required() };
         let s = flags.or(file).resolve().unwrap();
         assert_eq!((s.steps, s.samples, s.alphas.clone(), s.steer_cache), (3, 4, vec![1.0, 0.0], SteerCache::Clean));
-        let err = toml::from_str::<Overrides>("stepz = 3\n").unwrap_err().to_string();
+        let err = format!("{:#}", ConfigFile::parse("stepz = 3\n").unwrap_err());
         assert!(err.contains("stepz"), "{err}");
         let err = Overrides { llm: None, ..required() }.resolve().unwrap_err().to_string();
         assert!(err.contains("--llm is required"), "{err}");
