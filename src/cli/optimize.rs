@@ -65,6 +65,12 @@ struct ModelRecord {
     checksum: String,
 }
 
+impl ModelRecord {
+    fn of(checkpoint: &crate::checkpoint::Checkpoint) -> Result<Self> {
+        Ok(Self { dir: checkpoint.dir.clone(), checksum: checkpoint.checksum()? })
+    }
+}
+
 #[derive(Deserialize, Serialize)]
 struct SplitSizes {
     classes: usize,
@@ -198,10 +204,6 @@ pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, quiet: bool) -> Result<(
     let clip = ClipModel::open(backend, &settings.clip)?;
     let layer = settings.layer_for(llm.llm.config.num_layers);
     llm.llm.config.check_steering(llm.llm.config.hidden_size, layer).context("--layer")?;
-    let models = [&llm.checkpoint, &clip.checkpoint]
-        .map(|c| -> Result<ModelRecord> { Ok(ModelRecord { dir: c.dir.clone(), checksum: c.checksum()? }) });
-    let [llm_record, clip_record] = models;
-    let (llm_record, clip_record) = (llm_record?, clip_record?);
 
     let train = open_split(&settings, Split::Train)?.k_shot(settings.shots, settings.seed);
     let val = open_split(&settings, Split::Val)?;
@@ -222,8 +224,8 @@ pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, quiet: bool) -> Result<(
         dataset_name_shown: dataset_name.clone(),
         description_shown: description.clone(),
         meta_prompt: meta.source().to_string(),
-        llm: llm_record,
-        clip: clip_record,
+        llm: ModelRecord::of(&llm.checkpoint)?,
+        clip: ModelRecord::of(&clip.checkpoint)?,
         images: SplitSizes {
             classes: train.classnames.len(),
             train: train.samples.len(),
@@ -282,21 +284,7 @@ pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, quiet: bool) -> Result<(
     let outcome = optimizer.run(&mut proposer, &mut judge, &stop, &mut |o: &Optimizer| {
         bar.set_position(o.completed_steps() as u64);
         bar.set_message(best_per_alpha(o));
-        let last = &o.trajectories[0].steps.last().expect("a step was just recorded");
-        tracing::debug!(
-            step = last.step,
-            generate_seconds = last.generate_seconds,
-            score_seconds = last.score_seconds,
-            "step done"
-        );
-        match report::plot(o) {
-            Ok(png) => {
-                if let Err(e) = o.run_dir().write("plot.png", &png) {
-                    tracing::warn!("cannot write the plot: {e:#}");
-                }
-            }
-            Err(e) => tracing::warn!("cannot draw the plot: {e:#}"),
-        }
+        after_step(o);
     })?;
     bar.finish_and_clear();
     if let Outcome::Interrupted(steps) = outcome {
@@ -304,14 +292,33 @@ pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, quiet: bool) -> Result<(
     }
 
     let results = report::results(&mut optimizer, &mut judge)?;
-    let run = optimizer.run_dir();
-    run.write("results.json", (serde_json::to_string_pretty(&results)? + "\n").as_bytes())?;
-    run.write("results.csv", report::results_csv(&results).as_bytes())?;
-    run.write("best_templates.txt", report::best_templates(&results).as_bytes())?;
-    run.write("plot.png", &report::plot(&optimizer)?)?;
+    write_results(&optimizer, &results)?;
     print!("{}", report::summary_table(&results));
-    println!("run directory: {}", run.path().display());
+    println!("run directory: {}", optimizer.run_dir().path().display());
     Ok(())
+}
+
+/// Logs a finished step and redraws the plot (a plot that cannot be drawn or written is a warning, not an error).
+fn after_step(optimizer: &Optimizer) {
+    let last = &optimizer.trajectories[0].steps.last().expect("a step was just recorded");
+    tracing::debug!(
+        step = last.step,
+        generate_seconds = last.generate_seconds,
+        score_seconds = last.score_seconds,
+        "step done"
+    );
+    let written = report::plot(optimizer).and_then(|png| optimizer.run_dir().write("plot.png", &png));
+    if let Err(e) = written {
+        tracing::warn!("cannot draw or write the plot: {e:#}");
+    }
+}
+
+fn write_results(optimizer: &Optimizer, results: &report::Results) -> Result<()> {
+    let run = optimizer.run_dir();
+    run.write("results.json", (serde_json::to_string_pretty(results)? + "\n").as_bytes())?;
+    run.write("results.csv", report::results_csv(results).as_bytes())?;
+    run.write("best_templates.txt", report::best_templates(results).as_bytes())?;
+    run.write("plot.png", &report::plot(optimizer)?)
 }
 
 /// A resumed run must see the same models, meta-prompt and dataset as it started with.
