@@ -78,6 +78,35 @@ pub enum Outcome {
     Interrupted(usize),
 }
 
+/// One trajectory's answers of a step, parsed: the templates new to it in answer order (with their raw answers),
+/// and the count of answers without a template and of templates it already had.
+struct Parsed {
+    new: Vec<(String, String)>,
+    rejected: usize,
+    duplicates: usize,
+}
+
+impl Parsed {
+    fn new(trajectory: &Trajectory, answers: &[String]) -> Self {
+        let mut parsed = Parsed { new: Vec::new(), rejected: 0, duplicates: 0 };
+        for raw in answers {
+            match parse_answer(raw) {
+                Err(why) => {
+                    parsed.rejected += 1;
+                    tracing::debug!(alpha = trajectory.alpha, %why, raw, "answer rejected");
+                }
+                Ok(template)
+                    if trajectory.history.contains(&template) || parsed.new.iter().any(|(n, _)| *n == template) =>
+                {
+                    parsed.duplicates += 1
+                }
+                Ok(template) => parsed.new.push((template, raw.clone())),
+            }
+        }
+        parsed
+    }
+}
+
 pub struct Optimizer<'a> {
     config: LoopConfig,
     meta: &'a MetaPrompt,
@@ -245,21 +274,8 @@ impl<'a> Optimizer<'a> {
         let step = self.completed_steps();
         let _span = tracing::info_span!("glov_step", step).entered();
 
-        // Prompt groups: trajectories in the same state share one.
         let started = Instant::now();
-        let mut proposals: Vec<Proposal> = Vec::new();
-        let mut group_of = Vec::with_capacity(self.trajectories.len());
-        for t in 0..self.trajectories.len() {
-            let proposal = Proposal { messages: self.messages(t, step)?, offset: self.trajectories[t].offset.clone() };
-            let group = match proposals.iter().position(|p| *p == proposal) {
-                Some(g) => g,
-                None => {
-                    proposals.push(proposal);
-                    proposals.len() - 1
-                }
-            };
-            group_of.push(group);
-        }
+        let (proposals, group_of) = self.prompt_groups(step)?;
         let answers = proposer.propose(step, &proposals, self.config.samples)?;
         ensure!(
             answers.len() == proposals.len() && answers.iter().all(|a| a.len() == self.config.samples),
@@ -270,56 +286,19 @@ impl<'a> Optimizer<'a> {
         let mut generating = started.elapsed();
         tracing::debug!(groups = proposals.len(), seconds = seconds(generating), "answers sampled");
 
-        // Parse: each trajectory keeps the templates new to it, in answer order.
         let scoring = Instant::now();
-        let mut counts = Vec::new();
-        let mut fresh: Vec<Vec<(String, String)>> = Vec::new();
-        for (t, trajectory) in self.trajectories.iter().enumerate() {
-            let (mut rejected, mut duplicates) = (0, 0);
-            let mut new: Vec<(String, String)> = Vec::new();
-            for raw in &answers[group_of[t]] {
-                match parse_answer(raw) {
-                    Err(why) => {
-                        rejected += 1;
-                        tracing::debug!(alpha = trajectory.alpha, %why, raw, "answer rejected");
-                    }
-                    Ok(template)
-                        if trajectory.history.contains(&template) || new.iter().any(|(n, _)| *n == template) =>
-                    {
-                        duplicates += 1
-                    }
-                    Ok(template) => new.push((template, raw.clone())),
-                }
-            }
-            counts.push((rejected, duplicates));
-            fresh.push(new);
-        }
-
-        // Score every template no trajectory has scored before, in one batch.
-        let mut unscored: Vec<String> = Vec::new();
-        for (template, _) in fresh.iter().flatten() {
-            if !self.scores.contains_key(template) && !unscored.contains(template) {
-                unscored.push(template.clone());
-            }
-        }
-        if !unscored.is_empty() {
-            let accuracies = judge.train_accuracies(&unscored)?;
-            ensure!(
-                accuracies.len() == unscored.len(),
-                "the judge scored {} of {} templates",
-                accuracies.len(),
-                unscored.len()
-            );
-            self.scores.extend(unscored.into_iter().zip(accuracies));
-        }
+        let parsed: Vec<Parsed> =
+            self.trajectories.iter().zip(&group_of).map(|(t, &g)| Parsed::new(t, &answers[g])).collect();
+        self.score_new(judge, &parsed)?;
 
         // Histories, guidance and the step's ensembles.
         let mut history_records = Vec::new();
         let mut changed = Vec::new();
         let mut ensembles = Vec::new();
-        for (t, new) in fresh.iter().enumerate() {
+        for (t, p) in parsed.iter().enumerate() {
             let alpha = self.trajectories[t].alpha;
-            let entries: Vec<Entry> = new
+            let entries: Vec<Entry> = p
+                .new
                 .iter()
                 .map(|(template, raw)| {
                     let accuracy = self.scores[template];
@@ -364,9 +343,9 @@ impl<'a> Optimizer<'a> {
                 step,
                 alpha: trajectory.alpha,
                 answers: self.config.samples,
-                new_templates: fresh[t].len(),
-                rejected: counts[t].0,
-                duplicates: counts[t].1,
+                new_templates: parsed[t].new.len(),
+                rejected: parsed[t].rejected,
+                duplicates: parsed[t].duplicates,
                 best_template: trajectory.history.best().template.clone(),
                 best_train_accuracy: trajectory.history.best().accuracy,
                 ensemble,
@@ -381,6 +360,46 @@ impl<'a> Optimizer<'a> {
         for (trajectory, record) in self.trajectories.iter_mut().zip(step_records) {
             trajectory.steps.push(record);
         }
+        Ok(())
+    }
+
+    /// The proposals of a step, and the proposal of each trajectory: trajectories in the same state share one.
+    fn prompt_groups(&self, step: usize) -> Result<(Vec<Proposal>, Vec<usize>)> {
+        let mut proposals: Vec<Proposal> = Vec::new();
+        let mut group_of = Vec::with_capacity(self.trajectories.len());
+        for (t, trajectory) in self.trajectories.iter().enumerate() {
+            let proposal = Proposal { messages: self.messages(t, step)?, offset: trajectory.offset.clone() };
+            let group = match proposals.iter().position(|p| *p == proposal) {
+                Some(g) => g,
+                None => {
+                    proposals.push(proposal);
+                    proposals.len() - 1
+                }
+            };
+            group_of.push(group);
+        }
+        Ok((proposals, group_of))
+    }
+
+    /// Scores, in one batch, every new template that no trajectory has scored before.
+    fn score_new(&mut self, judge: &mut dyn Judge, parsed: &[Parsed]) -> Result<()> {
+        let mut unscored: Vec<String> = Vec::new();
+        for (template, _) in parsed.iter().flat_map(|p| &p.new) {
+            if !self.scores.contains_key(template) && !unscored.contains(template) {
+                unscored.push(template.clone());
+            }
+        }
+        if unscored.is_empty() {
+            return Ok(());
+        }
+        let accuracies = judge.train_accuracies(&unscored)?;
+        ensure!(
+            accuracies.len() == unscored.len(),
+            "the judge scored {} of {} templates",
+            accuracies.len(),
+            unscored.len()
+        );
+        self.scores.extend(unscored.into_iter().zip(accuracies));
         Ok(())
     }
 
