@@ -6,6 +6,7 @@ mod optimize;
 mod output;
 mod probe;
 mod score;
+mod selftest;
 mod steer_vector;
 mod steering_args;
 
@@ -60,6 +61,8 @@ enum Command {
     /// Print raw model outputs as JSON, for checking against other implementations.
     #[command(subcommand)]
     Probe(probe::ProbeCommand),
+    /// Check the CUDA kernels against the CPU reference (`--list`: name the kernels in this binary).
+    Selftest(selftest::SelftestArgs),
     /// Describe a model directory: architecture, sizes, dtypes, parameters, files.
     Inspect(inspect::InspectArgs),
 }
@@ -98,6 +101,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Score(args) => score::run(&cpu_backend(cli.device)?, args),
         Command::Probe(command) => probe::run(&cpu_backend(cli.device)?, command),
         Command::Inspect(args) => inspect::run(args),
+        Command::Selftest(args) => selftest::run(cli.device, args),
         Command::Generate(args) => generate::run(&cpu_backend(cli.device)?, args),
         Command::SteerVector(args) => steer_vector::run(&cpu_backend(cli.device)?, args),
     }

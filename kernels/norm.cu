@@ -1,0 +1,70 @@
+// Row normalisations: layer norm (bf16 in and out, gain and bias) and L2 normalisation (f32), each twice: one
+// thread per row (plain), and one block per row with block-wide reductions (fast). Both compute the mean first and
+// the variance around it, as the CPU backend does.
+#include "common.cuh"
+
+extern "C" __global__ void layer_norm_plain(const bf16* __restrict__ x, const bf16* __restrict__ gain,
+                                            const bf16* __restrict__ bias, bf16* __restrict__ y, int rows, int cols,
+                                            float eps) {
+    const int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= rows) return;
+    const bf16* xr = x + r * cols;
+    float mean = 0.0f;
+    for (int c = 0; c < cols; ++c) mean += to_f32(xr[c]);
+    mean /= cols;
+    float var = 0.0f;
+    for (int c = 0; c < cols; ++c) {
+        const float d = to_f32(xr[c]) - mean;
+        var += d * d;
+    }
+    const float inv = rsqrtf(var / cols + eps);
+    for (int c = 0; c < cols; ++c)
+        y[r * cols + c] = to_bf16((to_f32(xr[c]) - mean) * inv * to_f32(gain[c]) + to_f32(bias[c]));
+}
+
+// One block (a multiple of 32 threads) per row.
+extern "C" __global__ void layer_norm(const bf16* __restrict__ x, const bf16* __restrict__ gain,
+                                      const bf16* __restrict__ bias, bf16* __restrict__ y, int rows, int cols,
+                                      float eps) {
+    __shared__ float scratch[32];
+    const int64_t r = blockIdx.x;
+    const bf16* xr = x + r * cols;
+    float sum = 0.0f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) sum += to_f32(xr[c]);
+    const float mean = block_sum(sum, scratch) / cols;
+    float sq = 0.0f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+        const float d = to_f32(xr[c]) - mean;
+        sq += d * d;
+    }
+    const float inv = rsqrtf(block_sum(sq, scratch) / cols + eps);
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+        y[r * cols + c] = to_bf16((to_f32(xr[c]) - mean) * inv * to_f32(gain[c]) + to_f32(bias[c]));
+}
+
+extern "C" __global__ void l2_normalize_plain(const float* __restrict__ x, float* __restrict__ y, int rows,
+                                              int cols) {
+    const int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= rows) return;
+    float sq = 0.0f;
+    for (int c = 0; c < cols; ++c) sq += x[r * cols + c] * x[r * cols + c];
+    const float inv = sq > 0.0f ? 1.0f / sqrtf(sq) : 1.0f;  // a zero row stays zero, as on the CPU
+    for (int c = 0; c < cols; ++c) y[r * cols + c] = x[r * cols + c] * inv;
+}
+
+// One block per row.
+extern "C" __global__ void l2_normalize(const float* __restrict__ x, float* __restrict__ y, int rows, int cols) {
+    __shared__ float scratch[32];
+    const int64_t r = blockIdx.x;
+    float sq = 0.0f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) sq += x[r * cols + c] * x[r * cols + c];
+    sq = block_sum(sq, scratch);
+    const float inv = sq > 0.0f ? 1.0f / sqrtf(sq) : 1.0f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) y[r * cols + c] = x[r * cols + c] * inv;
+}
+
+// bf16 to f32, elementwise (projected features leave the towers in bf16; scoring works in f32).
+extern "C" __global__ void bf16_to_f32(const bf16* __restrict__ x, float* __restrict__ y, int64_t n) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = to_f32(x[i]);
+}

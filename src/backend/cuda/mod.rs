@@ -1,0 +1,59 @@
+//! The CUDA backend. Its kernels (`kernels/*.cu`) are compiled by `build.rs` and embedded in the binary; the
+//! runtime that loads and launches them is not part of this version yet. Selecting the backend checks, in order,
+//! that the binary has kernels and that an NVIDIA driver can be loaded, and answers with an error that says what
+//! is missing, never a panic.
+
+pub mod kernels;
+
+use super::Device;
+use anyhow::{Result, bail};
+
+/// The driver library, looked up before any driver call (cudarc would panic on a missing library).
+const DRIVER_LIBRARIES: [&str; 2] = ["libcuda.so.1", "libcuda.so"];
+
+/// Whether the NVIDIA driver library can be loaded, or the loader's message for the first name tried.
+pub fn driver_library() -> std::result::Result<&'static str, String> {
+    let mut first_error = None;
+    for name in DRIVER_LIBRARIES {
+        let c_name = std::ffi::CString::new(name).expect("no NUL in a library name");
+        // SAFETY: dlopen with a valid C string; the handle is closed at once (the runtime opens its own).
+        let handle = unsafe { libc::dlopen(c_name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        if !handle.is_null() {
+            // SAFETY: a handle dlopen just returned.
+            unsafe { libc::dlclose(handle) };
+            return Ok(name);
+        }
+        // SAFETY: dlerror returns null or a valid C string owned by the loader.
+        let message = unsafe {
+            let e = libc::dlerror();
+            if e.is_null() {
+                String::from("not found")
+            } else {
+                std::ffi::CStr::from_ptr(e).to_string_lossy().into_owned()
+            }
+        };
+        first_error.get_or_insert(message);
+    }
+    Err(first_error.unwrap_or_default())
+}
+
+/// Opens the CUDA backend on device `ordinal`.
+pub fn open(ordinal: usize) -> Result<std::convert::Infallible> {
+    let device = Device::Cuda(ordinal);
+    if !kernels::built_with_kernels() {
+        bail!(
+            "--device {device}: this glov-cuda was built without CUDA kernels: run scripts/setup-cuda.sh and rebuild"
+        );
+    }
+    if let Err(e) = driver_library() {
+        bail!(
+            "--device {device}: no NVIDIA driver on this machine ({} cannot be loaded: {e}); the CUDA backend needs an \
+             NVIDIA GPU (compute capability 8.0 or newer) with a CUDA 13.0 or newer driver",
+            DRIVER_LIBRARIES[0]
+        );
+    }
+    bail!(
+        "--device {device}: this version of glov-cuda carries its CUDA kernels (`glov-cuda selftest --list`) but not \
+         yet the runtime that launches them; use --device cpu"
+    )
+}

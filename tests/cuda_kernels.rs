@@ -1,0 +1,58 @@
+//! The kernels compiled into the binary: `selftest --list` names exactly the `extern "C" __global__` functions of
+//! `kernels/*.cu` (read here from the sources, independently of build.rs's PTX parsing). CI builds with
+//! `GLOV_REQUIRE_KERNELS=1`, where a binary without kernels is a failure.
+
+use std::process::Command;
+
+fn kernel_entries_in_sources() -> Vec<(String, Vec<String>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cu"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            let mut names = Vec::new();
+            for piece in text.split("extern \"C\" __global__").skip(1) {
+                // `void name(`, possibly `void __launch_bounds__(...) name(`.
+                let mut rest = piece.split_once("void").unwrap().1.trim_start();
+                if let Some(bounded) = rest.strip_prefix("__launch_bounds__") {
+                    rest = bounded.split_once(')').unwrap().1;
+                }
+                names.push(rest.split('(').next().unwrap().trim().to_string());
+            }
+            (path.file_stem().unwrap().to_string_lossy().into_owned(), names)
+        })
+        .collect()
+}
+
+#[test]
+fn selftest_list_names_every_kernel() {
+    let out = Command::new(env!("CARGO_BIN_EXE_glov-cuda")).args(["selftest", "--list"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    if text.starts_with("built without CUDA kernels") {
+        assert_ne!(std::env::var("GLOV_REQUIRE_KERNELS").as_deref(), Ok("1"), "kernels are required: {text}");
+        return;
+    }
+    assert!(text.starts_with("kernels compiled by Cuda compilation tools, release 13.0"), "{text}");
+    let listed: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("  ")).collect();
+    let mut declared = Vec::new();
+    for (module, names) in kernel_entries_in_sources() {
+        assert!(!names.is_empty(), "{module}.cu declares no kernel");
+        assert!(text.contains(&format!("\n{module} (")), "module {module} is not listed:\n{text}");
+        declared.extend(names);
+    }
+    assert_eq!(listed, declared, "the kernels listed are those the sources declare, in order");
+}
+
+#[test]
+fn selftest_needs_the_cuda_device() {
+    let out = Command::new(env!("CARGO_BIN_EXE_glov-cuda")).args(["selftest"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--device cuda"));
+}
