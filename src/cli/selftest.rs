@@ -1,8 +1,11 @@
-//! `glov-cuda selftest`: the CUDA kernels against the CPU reference backend; `--list` names the kernels in the
-//! binary (no GPU needed).
+//! `glov-cuda selftest`: every CUDA kernel, plain and fast, against the CPU reference backend; `--list` names the
+//! kernels in the binary (no GPU needed); `--device cpu` runs the harness against the reference itself.
 
 use crate::backend::Device;
+use crate::backend::cpu::CpuBackend;
 use crate::backend::cuda::kernels::{MODULES, NVCC};
+use crate::backend::cuda::runtime::Gpu;
+use crate::backend::cuda::selftest::{self, CaseResult};
 use anyhow::{Result, bail};
 use clap::Args;
 
@@ -11,9 +14,15 @@ pub struct SelftestArgs {
     /// Name the kernel modules and entries compiled into this binary, and exit.
     #[arg(long)]
     list: bool,
-    /// Fewer shapes (for compute-sanitizer runs).
+    /// The small shapes only (for compute-sanitizer runs).
     #[arg(long)]
     quick: bool,
+    /// Seed of the random inputs (each case draws fresh ones from it).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write the results as JSON to this file too.
+    #[arg(long, value_name = "FILE")]
+    json: Option<std::path::PathBuf>,
 }
 
 pub fn run(device: Device, args: SelftestArgs) -> Result<()> {
@@ -21,11 +30,33 @@ pub fn run(device: Device, args: SelftestArgs) -> Result<()> {
         print!("{}", list());
         return Ok(());
     }
-    let _ = args.quick;
-    match device {
-        Device::Cpu => bail!("selftest compares the CUDA backend with the CPU reference: give --device cuda[:N]"),
-        Device::Cuda(ordinal) => match crate::backend::cuda::open(ordinal)? {},
+    let results: Vec<CaseResult> = match device {
+        Device::Cpu => {
+            eprintln!("--device cpu: the harness against the CPU reference itself (every error must be 0)");
+            selftest::run(&CpuBackend::new(), args.quick, args.seed)?
+        }
+        Device::Cuda(ordinal) => {
+            let gpu = Gpu::open(ordinal, Some(1 << 30))?;
+            println!(
+                "{} (compute capability {}.{}), kernels by {}",
+                gpu.name,
+                gpu.capability.0,
+                gpu.capability.1,
+                NVCC.unwrap_or("?")
+            );
+            selftest::run_cuda(&gpu, args.quick, args.seed)?
+        }
+    };
+    print!("{}", selftest::table(&results));
+    if let Some(path) = &args.json {
+        crate::atomic_file::write(path, (serde_json::to_string_pretty(&results)? + "\n").as_bytes())?;
     }
+    let failed = results.iter().filter(|r| !r.passed).count();
+    if failed > 0 {
+        bail!("{failed} of {} selftest cases failed", results.len());
+    }
+    println!("all {} cases passed", results.len());
+    Ok(())
 }
 
 fn list() -> String {

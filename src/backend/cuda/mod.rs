@@ -3,7 +3,11 @@
 //! that the binary has kernels and that an NVIDIA driver can be loaded, and answers with an error that says what
 //! is missing, never a panic.
 
+pub mod arena;
 pub mod kernels;
+pub mod ops;
+pub mod runtime;
+pub mod selftest;
 
 use super::Device;
 use anyhow::{Result, bail};
@@ -37,23 +41,14 @@ pub fn driver_library() -> std::result::Result<&'static str, String> {
     Err(first_error.unwrap_or_default())
 }
 
-/// Opens the CUDA backend on device `ordinal`.
+/// Opens the CUDA backend on device `ordinal`: the device opens (every check of [`runtime::Gpu::open`]), but the
+/// models do not run on it yet.
 pub fn open(ordinal: usize) -> Result<std::convert::Infallible> {
-    let device = Device::Cuda(ordinal);
-    if !kernels::built_with_kernels() {
-        bail!(
-            "--device {device}: this glov-cuda was built without CUDA kernels: run scripts/setup-cuda.sh and rebuild"
-        );
-    }
-    if let Err(e) = driver_library() {
-        bail!(
-            "--device {device}: no NVIDIA driver on this machine ({} cannot be loaded: {e}); the CUDA backend needs an \
-             NVIDIA GPU (compute capability 8.0 or newer) with a CUDA 13.0 or newer driver",
-            DRIVER_LIBRARIES[0]
-        );
-    }
+    let gpu = runtime::Gpu::open(ordinal, Some(1 << 20))?;
     bail!(
-        "--device {device}: this version of glov-cuda carries its CUDA kernels (`glov-cuda selftest --list`) but not \
-         yet the runtime that launches them; use --device cpu"
+        "--device {}: {} opened, but this version of glov-cuda runs only `selftest` on the GPU; the models run with \
+         --device cpu",
+        Device::Cuda(ordinal),
+        gpu.name
     )
 }

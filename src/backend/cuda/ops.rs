@@ -1,0 +1,423 @@
+//! One launch wrapper per kernel: shapes checked at the boundary, the output allocated from the arena, the
+//! launch geometry the kernel expects. Each computing op has a `Variant`: the plain kernel or the fast one.
+
+use super::runtime::{DeviceBlock, Gpu};
+use crate::backend::{Activation, AttentionShape};
+use anyhow::{Result, ensure};
+use std::ffi::c_void;
+
+/// Which kernel of a pair runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Variant {
+    /// Obviously right, slow.
+    Plain,
+    /// Tiled, tensor cores where there are any.
+    Fast,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    Bf16,
+    F32,
+    U32,
+}
+
+impl DType {
+    pub fn size(self) -> usize {
+        match self {
+            DType::Bf16 => 2,
+            DType::F32 | DType::U32 => 4,
+        }
+    }
+}
+
+/// A 2-D row-major tensor in the arena.
+pub struct DTensor {
+    pub block: DeviceBlock,
+    pub rows: usize,
+    pub cols: usize,
+    pub dtype: DType,
+}
+
+impl DTensor {
+    pub fn new(gpu: &Gpu, rows: usize, cols: usize, dtype: DType, what: &str) -> Result<Self> {
+        let block = gpu.arena().alloc(rows * cols * dtype.size(), what)?;
+        Ok(Self { block, rows, cols, dtype })
+    }
+
+    pub fn upload_f32(gpu: &Gpu, data: &[f32], rows: usize, cols: usize, what: &str) -> Result<Self> {
+        ensure!(data.len() == rows * cols, "{what}: {} values for [{rows}, {cols}]", data.len());
+        let t = Self::new(gpu, rows, cols, DType::F32, what)?;
+        gpu.upload(&t.block, data)?;
+        Ok(t)
+    }
+
+    /// Rounds to bf16 on the host (round to nearest even, as the kernels' conversions do).
+    pub fn upload_bf16(gpu: &Gpu, data: &[f32], rows: usize, cols: usize, what: &str) -> Result<Self> {
+        ensure!(data.len() == rows * cols, "{what}: {} values for [{rows}, {cols}]", data.len());
+        let values: Vec<half::bf16> = data.iter().map(|&v| half::bf16::from_f32(v)).collect();
+        let t = Self::new(gpu, rows, cols, DType::Bf16, what)?;
+        gpu.upload(&t.block, &values)?;
+        Ok(t)
+    }
+
+    pub fn upload_u32(gpu: &Gpu, data: &[u32], what: &str) -> Result<Self> {
+        let t = Self::new(gpu, 1, data.len(), DType::U32, what)?;
+        gpu.upload(&t.block, data)?;
+        Ok(t)
+    }
+
+    /// The values as f32 (bf16 widened exactly).
+    pub fn download_f32(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        let n = self.rows * self.cols;
+        Ok(match self.dtype {
+            DType::F32 => {
+                let mut out = vec![0f32; n];
+                gpu.download(&self.block, &mut out)?;
+                out
+            }
+            DType::Bf16 => {
+                let mut out = vec![half::bf16::ZERO; n];
+                gpu.download(&self.block, &mut out)?;
+                out.into_iter().map(f32::from).collect()
+            }
+            DType::U32 => {
+                let mut out = vec![0u32; n];
+                gpu.download(&self.block, &mut out)?;
+                out.into_iter().map(|v| v as f32).collect()
+            }
+        })
+    }
+
+    pub fn download_u32(&self, gpu: &Gpu) -> Result<Vec<u32>> {
+        ensure!(self.dtype == DType::U32, "not a u32 tensor");
+        let mut out = vec![0u32; self.rows * self.cols];
+        gpu.download(&self.block, &mut out)?;
+        Ok(out)
+    }
+
+    fn expect(&self, what: &str, dtype: DType) -> Result<()> {
+        ensure!(self.dtype == dtype, "{what}: expected {dtype:?}, got {:?}", self.dtype);
+        Ok(())
+    }
+}
+
+/// A kernel parameter: a pointer to the value, as cuLaunchKernel takes them.
+fn arg<T>(value: &T) -> *mut c_void {
+    value as *const T as *mut c_void
+}
+
+fn null() -> u64 {
+    0
+}
+
+const fn blocks(n: usize, per: usize) -> u32 {
+    n.div_ceil(per) as u32
+}
+
+pub fn activation_code(a: Activation) -> i32 {
+    match a {
+        Activation::None => 0,
+        Activation::QuickGelu => 1,
+        Activation::Gelu => 2,
+        Activation::GeluTanh => 3,
+    }
+}
+
+/// `act(x W^T + bias) + residual`, all bf16: x [m, k], W [n, k], bias [n], residual [m, n].
+pub fn linear(
+    gpu: &Gpu,
+    x: &DTensor,
+    w: &DTensor,
+    bias: Option<&DTensor>,
+    act: Activation,
+    residual: Option<&DTensor>,
+    variant: Variant,
+) -> Result<DTensor> {
+    for (name, t) in [("x", Some(x)), ("weight", Some(w)), ("bias", bias), ("residual", residual)] {
+        if let Some(t) = t {
+            t.expect(name, DType::Bf16)?;
+        }
+    }
+    let (m, k, n) = (x.rows, x.cols, w.rows);
+    ensure!(w.cols == k, "linear: x is [{m}, {k}] but the weight is [{n}, {}]", w.cols);
+    if let Some(b) = bias {
+        ensure!(b.rows * b.cols == n, "linear: bias of {} values for {n} outputs", b.rows * b.cols);
+    }
+    if let Some(r) = residual {
+        ensure!((r.rows, r.cols) == (m, n), "linear: residual [{}, {}] for output [{m}, {n}]", r.rows, r.cols);
+    }
+    let y = DTensor::new(gpu, m, n, DType::Bf16, "linear output")?;
+    let (bias_ptr, residual_ptr) = (bias.map_or(null(), |b| b.block.ptr), residual.map_or(null(), |r| r.block.ptr));
+    let (mi, ni, ki, code) = (m as i32, n as i32, k as i32, activation_code(act));
+    let mut args = [
+        arg(&x.block.ptr),
+        arg(&w.block.ptr),
+        arg(&bias_ptr),
+        arg(&residual_ptr),
+        arg(&y.block.ptr),
+        arg(&mi),
+        arg(&ni),
+        arg(&ki),
+        arg(&code),
+    ];
+    // SAFETY: the arguments match gemm_plain / gemm_mma's parameters; every buffer was checked for its shape.
+    unsafe {
+        match variant {
+            Variant::Plain => gpu.launch("gemm_plain", (m as u32, blocks(n, 128), 1), (128, 1, 1), 0, &mut args)?,
+            Variant::Fast => gpu.launch("gemm_mma", (blocks(m, 64), blocks(n, 64), 1), (128, 1, 1), 0, &mut args)?,
+        }
+    }
+    Ok(y)
+}
+
+/// Layer norm of each row of x (bf16), with gain and bias (bf16, `cols` values each).
+pub fn layer_norm(
+    gpu: &Gpu,
+    x: &DTensor,
+    gain: &DTensor,
+    bias: &DTensor,
+    eps: f32,
+    variant: Variant,
+) -> Result<DTensor> {
+    x.expect("x", DType::Bf16)?;
+    ensure!(
+        gain.rows * gain.cols == x.cols && bias.rows * bias.cols == x.cols,
+        "layer_norm: gain and bias must have {} values",
+        x.cols
+    );
+    let y = DTensor::new(gpu, x.rows, x.cols, DType::Bf16, "layer norm output")?;
+    let (rows, cols) = (x.rows as i32, x.cols as i32);
+    let mut args = [
+        arg(&x.block.ptr),
+        arg(&gain.block.ptr),
+        arg(&bias.block.ptr),
+        arg(&y.block.ptr),
+        arg(&rows),
+        arg(&cols),
+        arg(&eps),
+    ];
+    // SAFETY: the arguments match layer_norm_plain / layer_norm.
+    unsafe {
+        match variant {
+            Variant::Plain => gpu.launch("layer_norm_plain", (blocks(x.rows, 128), 1, 1), (128, 1, 1), 0, &mut args)?,
+            Variant::Fast => gpu.launch("layer_norm", (x.rows as u32, 1, 1), (256, 1, 1), 0, &mut args)?,
+        }
+    }
+    Ok(y)
+}
+
+/// Each row of x (f32) over its L2 norm; a zero row stays zero.
+pub fn l2_normalize(gpu: &Gpu, x: &DTensor, variant: Variant) -> Result<DTensor> {
+    x.expect("x", DType::F32)?;
+    let y = DTensor::new(gpu, x.rows, x.cols, DType::F32, "normalised rows")?;
+    let (rows, cols) = (x.rows as i32, x.cols as i32);
+    let mut args = [arg(&x.block.ptr), arg(&y.block.ptr), arg(&rows), arg(&cols)];
+    // SAFETY: the arguments match l2_normalize_plain / l2_normalize.
+    unsafe {
+        match variant {
+            Variant::Plain => {
+                gpu.launch("l2_normalize_plain", (blocks(x.rows, 128), 1, 1), (128, 1, 1), 0, &mut args)?
+            }
+            Variant::Fast => gpu.launch("l2_normalize", (x.rows as u32, 1, 1), (256, 1, 1), 0, &mut args)?,
+        }
+    }
+    Ok(y)
+}
+
+pub fn bf16_to_f32(gpu: &Gpu, x: &DTensor) -> Result<DTensor> {
+    x.expect("x", DType::Bf16)?;
+    let y = DTensor::new(gpu, x.rows, x.cols, DType::F32, "f32 copy")?;
+    let n = (x.rows * x.cols) as i64;
+    let mut args = [arg(&x.block.ptr), arg(&y.block.ptr), arg(&n)];
+    // SAFETY: the arguments match bf16_to_f32.
+    unsafe { gpu.launch("bf16_to_f32", (blocks(n as usize, 256), 1, 1), (256, 1, 1), 0, &mut args)? };
+    Ok(y)
+}
+
+/// Attention over packed QKV rows (bf16); returns [batch * seq, heads * head_dim].
+pub fn attention(gpu: &Gpu, qkv: &DTensor, shape: AttentionShape, variant: Variant) -> Result<DTensor> {
+    qkv.expect("qkv", DType::Bf16)?;
+    let AttentionShape { batch, seq, heads, kv_heads, head_dim, causal } = shape;
+    ensure!(
+        qkv.rows == batch * seq && qkv.cols == shape.qkv_width(),
+        "attention: qkv is [{}, {}], the shape needs [{}, {}]",
+        qkv.rows,
+        qkv.cols,
+        batch * seq,
+        shape.qkv_width()
+    );
+    ensure!(kv_heads > 0 && heads % kv_heads == 0, "attention: {heads} heads over {kv_heads} key/value heads");
+    let limit = if variant == Variant::Fast { 128 } else { 256 };
+    ensure!(head_dim <= limit, "attention: head_dim {head_dim} is over the {variant:?} kernel's limit of {limit}");
+    let out = DTensor::new(gpu, batch * seq, heads * head_dim, DType::Bf16, "attention output")?;
+    let (b, s, h, kvh, d, c) =
+        (batch as i32, seq as i32, heads as i32, kv_heads as i32, head_dim as i32, causal as i32);
+    let scale = 1.0f32 / (head_dim as f32).sqrt();
+    let mut args =
+        [arg(&qkv.block.ptr), arg(&out.block.ptr), arg(&b), arg(&s), arg(&h), arg(&kvh), arg(&d), arg(&c), arg(&scale)];
+    // SAFETY: the arguments match attention_plain / attention.
+    unsafe {
+        match variant {
+            Variant::Plain => {
+                gpu.launch("attention_plain", (blocks(batch * seq, 64), heads as u32, 1), (64, 1, 1), 0, &mut args)?
+            }
+            Variant::Fast => {
+                gpu.launch("attention", (blocks(seq, 16), heads as u32, batch as u32), (128, 1, 1), 0, &mut args)?
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Token rows plus position rows (bf16 tables); ids form a [batch, seq] grid.
+pub fn embed_tokens(gpu: &Gpu, ids: &DTensor, seq: usize, table: &DTensor, positions: &DTensor) -> Result<DTensor> {
+    ids.expect("ids", DType::U32)?;
+    let rows = ids.rows * ids.cols;
+    ensure!(seq > 0 && rows.is_multiple_of(seq) && seq <= positions.rows, "embed_tokens: {rows} ids in rows of {seq}");
+    ensure!(table.cols == positions.cols, "embed_tokens: table and positions differ in width");
+    let out = DTensor::new(gpu, rows, table.cols, DType::Bf16, "token embeddings")?;
+    let (r, s, dim) = (rows as i32, seq as i32, table.cols as i32);
+    let mut args = [
+        arg(&ids.block.ptr),
+        arg(&table.block.ptr),
+        arg(&positions.block.ptr),
+        arg(&out.block.ptr),
+        arg(&r),
+        arg(&s),
+        arg(&dim),
+    ];
+    // SAFETY: the arguments match embed_tokens.
+    unsafe { gpu.launch("embed_tokens", (blocks(table.cols, 256), rows as u32, 1), (256, 1, 1), 0, &mut args)? };
+    Ok(out)
+}
+
+/// The parameters of a ViT's input layer (bf16): the patch projection [dim, 3 * patch * patch] (no bias), the class
+/// token [dim] and the positions [1 + patches, dim].
+pub struct PatchEmbedding<'a> {
+    pub size: usize,
+    pub patch: usize,
+    pub weight: &'a DTensor,
+    pub class_embedding: &'a DTensor,
+    pub positions: &'a DTensor,
+}
+
+/// ViT input: pixels [batch, 3 * size * size] (f32) through the patch projection, class token prepended,
+/// positions added: [batch * (1 + patches), dim].
+pub fn patch_embed(gpu: &Gpu, pixels: &DTensor, p: &PatchEmbedding, variant: Variant) -> Result<DTensor> {
+    let PatchEmbedding { size, patch, weight, class_embedding, positions } = *p;
+    pixels.expect("pixels", DType::F32)?;
+    ensure!(
+        size.is_multiple_of(patch) && pixels.cols == 3 * size * size,
+        "patch_embed: pixels [_, {}] for size {size}",
+        pixels.cols
+    );
+    let (batch, grid, width) = (pixels.rows, size / patch, 3 * patch * patch);
+    let patches = grid * grid;
+    ensure!(
+        weight.cols == width,
+        "patch_embed: the projection is [{}, {}], patches have {width}",
+        weight.rows,
+        weight.cols
+    );
+    ensure!(positions.rows == patches + 1, "patch_embed: {} positions for {} tokens", positions.rows, patches + 1);
+    let rows = DTensor::new(gpu, batch * patches, width, DType::Bf16, "patch rows")?;
+    let (b, s, pi) = (batch as i32, size as i32, patch as i32);
+    let mut args = [arg(&pixels.block.ptr), arg(&rows.block.ptr), arg(&b), arg(&s), arg(&pi)];
+    // SAFETY: the arguments match patch_rows.
+    unsafe { gpu.launch("patch_rows", (blocks(batch * patches * width, 256), 1, 1), (256, 1, 1), 0, &mut args)? };
+    let projected = linear(gpu, &rows, weight, None, Activation::None, None, variant)?;
+    let dim = weight.rows;
+    let out = DTensor::new(gpu, batch * (patches + 1), dim, DType::Bf16, "vision tokens")?;
+    let (pc, d) = (patches as i32, dim as i32);
+    let mut args = [
+        arg(&projected.block.ptr),
+        arg(&class_embedding.block.ptr),
+        arg(&positions.block.ptr),
+        arg(&out.block.ptr),
+        arg(&b),
+        arg(&pc),
+        arg(&d),
+    ];
+    // SAFETY: the arguments match vision_tokens.
+    unsafe {
+        gpu.launch("vision_tokens", (blocks(batch * (patches + 1) * dim, 256), 1, 1), (256, 1, 1), 0, &mut args)?
+    };
+    Ok(out)
+}
+
+/// Per class, the mean over templates of normalised features [templates * classes, dim] (f32), normalised again.
+pub fn average_templates(
+    gpu: &Gpu,
+    features: &DTensor,
+    templates: usize,
+    classes: usize,
+    variant: Variant,
+) -> Result<DTensor> {
+    features.expect("features", DType::F32)?;
+    ensure!(
+        features.rows == templates * classes,
+        "average_templates: {} rows for {templates} x {classes}",
+        features.rows
+    );
+    let mean = DTensor::new(gpu, classes, features.cols, DType::F32, "ensemble features")?;
+    let (t, c, d) = (templates as i32, classes as i32, features.cols as i32);
+    let mut args = [arg(&features.block.ptr), arg(&mean.block.ptr), arg(&t), arg(&c), arg(&d)];
+    // SAFETY: the arguments match average_templates.
+    unsafe {
+        gpu.launch("average_templates", (blocks(classes * features.cols, 256), 1, 1), (256, 1, 1), 0, &mut args)?
+    };
+    l2_normalize(gpu, &mean, variant)
+}
+
+/// Top-1, top-5 and per-class top-1 counts of every template: `(top1, top5, per_class)` with `per_class` of
+/// `templates * classes` values.
+pub fn score(
+    gpu: &Gpu,
+    images: &DTensor,
+    class_features: &DTensor,
+    labels: &DTensor,
+    templates: usize,
+    classes: usize,
+    variant: Variant,
+) -> Result<(Vec<u32>, Vec<u32>, Vec<u32>)> {
+    images.expect("images", DType::F32)?;
+    class_features.expect("class features", DType::F32)?;
+    labels.expect("labels", DType::U32)?;
+    let (n, dim) = (images.rows, images.cols);
+    ensure!(labels.rows * labels.cols == n, "score: {} labels for {n} images", labels.rows * labels.cols);
+    ensure!(
+        class_features.rows == templates * classes && class_features.cols == dim,
+        "score: class features [{}, {}] for {templates} x {classes} of width {dim}",
+        class_features.rows,
+        class_features.cols
+    );
+    let counts = DTensor::upload_u32(gpu, &vec![0u32; 2 * templates + templates * classes], "score counts")?;
+    let (top1, top5, per_class) =
+        (counts.block.ptr, counts.block.ptr + 4 * templates as u64, counts.block.ptr + 8 * templates as u64);
+    let (ni, ci, di) = (n as i32, classes as i32, dim as i32);
+    let mut args = [
+        arg(&images.block.ptr),
+        arg(&class_features.block.ptr),
+        arg(&labels.block.ptr),
+        arg(&ni),
+        arg(&ci),
+        arg(&di),
+        arg(&top1),
+        arg(&top5),
+        arg(&per_class),
+    ];
+    // SAFETY: the arguments match score_plain / score; the counts buffer holds 2 t + t c values.
+    unsafe {
+        match variant {
+            Variant::Plain => {
+                gpu.launch("score_plain", (blocks(n, 128), templates as u32, 1), (128, 1, 1), 0, &mut args)?
+            }
+            Variant::Fast => {
+                gpu.launch("score", (n as u32, templates as u32, 1), (128, 1, 1), (dim * 4) as u32, &mut args)?
+            }
+        }
+    }
+    let all = counts.download_u32(gpu)?;
+    Ok((all[..templates].to_vec(), all[templates..2 * templates].to_vec(), all[2 * templates..].to_vec()))
+}

@@ -1,0 +1,240 @@
+//! The CUDA runtime of the backend: the driver (checked before the first driver call), one context and one stream
+//! on the chosen device, the embedded kernel modules loaded once, the arena, and kernel launches that name the
+//! kernel in their errors. Built on cudarc's thin driver layer (`cudarc::driver::result`): device memory is raw
+//! addresses inside the arena, so tensors are plain (address, shape) values.
+
+use super::arena::{Blocks, OutOfMemory};
+use super::kernels::{self, MODULES};
+use anyhow::{Context, Result, bail};
+use cudarc::driver::{result, sys};
+use std::collections::HashMap;
+use std::ffi::{CString, c_void};
+use std::sync::{Arc, Mutex};
+
+/// The oldest driver the embedded PTX (ISA 9.0, nvcc 13.0) loads on.
+const MIN_DRIVER: i32 = 13000;
+
+pub struct Gpu {
+    pub ordinal: usize,
+    pub name: String,
+    /// Compute capability (major, minor).
+    pub capability: (i32, i32),
+    pub total_memory: usize,
+    stream: sys::CUstream,
+    functions: HashMap<&'static str, sys::CUfunction>,
+    arena: Arena,
+}
+
+// SAFETY: the context is made current on every thread that calls into the driver (`bind`); the stream and function
+// handles are plain driver handles, valid for the context's lifetime, and the arena is behind a mutex.
+unsafe impl Send for Gpu {}
+unsafe impl Sync for Gpu {}
+
+/// One device allocation, handed out in blocks.
+#[derive(Clone)]
+pub struct Arena {
+    base: sys::CUdeviceptr,
+    blocks: Arc<Mutex<Blocks>>,
+}
+
+/// A block of the arena; returned to it when dropped.
+pub struct DeviceBlock {
+    pub ptr: sys::CUdeviceptr,
+    pub bytes: usize,
+    offset: usize,
+    blocks: Arc<Mutex<Blocks>>,
+}
+
+impl Drop for DeviceBlock {
+    fn drop(&mut self) {
+        if let Ok(mut blocks) = self.blocks.lock() {
+            blocks.free(self.offset);
+        }
+    }
+}
+
+fn check(what: &str, r: std::result::Result<(), result::DriverError>) -> Result<()> {
+    r.map_err(|e| anyhow::anyhow!("{what}: {e:?}"))
+}
+
+fn mib(bytes: usize) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
+impl Arena {
+    pub fn alloc(&self, bytes: usize, what: &str) -> Result<DeviceBlock> {
+        let mut blocks = self.blocks.lock().expect("the arena lock");
+        match blocks.alloc(bytes) {
+            Ok(offset) => {
+                Ok(DeviceBlock { ptr: self.base + offset as u64, bytes, offset, blocks: self.blocks.clone() })
+            }
+            Err(OutOfMemory { requested, free, largest_free, capacity }) => bail!(
+                "out of device memory: {what} needs {} but the arena of {} has {} free (largest block {}); use a \
+                 smaller batch (--image-batch, --text-batch)",
+                mib(requested),
+                mib(capacity),
+                mib(free),
+                mib(largest_free)
+            ),
+        }
+    }
+
+    /// The most bytes in use at once so far.
+    pub fn peak(&self) -> usize {
+        self.blocks.lock().expect("the arena lock").peak()
+    }
+}
+
+impl Gpu {
+    /// Opens device `ordinal` with an arena of `arena_bytes` (`None`: 90% of the memory free at start).
+    pub fn open(ordinal: usize, arena_bytes: Option<usize>) -> Result<Self> {
+        let device = format!("cuda:{ordinal}");
+        if !kernels::built_with_kernels() {
+            bail!(
+                "--device {device}: this glov-cuda was built without CUDA kernels: run scripts/setup-cuda.sh and rebuild"
+            );
+        }
+        if let Err(e) = super::driver_library() {
+            bail!(
+                "--device {device}: no NVIDIA driver on this machine (libcuda.so.1 cannot be loaded: {e}); the CUDA \
+                 backend needs an NVIDIA GPU (compute capability 8.0 or newer) with a CUDA 13.0 or newer driver"
+            );
+        }
+        check("cuInit", result::init())
+            .with_context(|| format!("--device {device}: the NVIDIA driver did not start"))?;
+        let mut version = 0;
+        // SAFETY: the driver is initialised; the out-pointer is valid.
+        check("cuDriverGetVersion", unsafe { sys::cuDriverGetVersion(&mut version) }.result())?;
+        if version < MIN_DRIVER {
+            bail!(
+                "--device {device}: the NVIDIA driver supports CUDA {}.{}, too old for this glov-cuda's kernels (built \
+                 by nvcc 13.0); update the driver to CUDA 13.0 or newer",
+                version / 1000,
+                version % 1000 / 10
+            );
+        }
+        let count = result::device::get_count().map_err(|e| anyhow::anyhow!("cuDeviceGetCount: {e:?}"))?;
+        if ordinal >= count as usize {
+            bail!("--device {device}: this machine has {count} CUDA device(s) (cuda:0 to cuda:{})", count.max(1) - 1);
+        }
+        let dev = result::device::get(ordinal as i32).map_err(|e| anyhow::anyhow!("cuDeviceGet: {e:?}"))?;
+        let name = result::device::get_name(dev).unwrap_or_else(|_| "unknown GPU".into());
+        // SAFETY: `dev` is a valid device handle.
+        let capability = unsafe {
+            (
+                result::device::get_attribute(
+                    dev,
+                    sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+                )
+                .unwrap_or(0),
+                result::device::get_attribute(
+                    dev,
+                    sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+                )
+                .unwrap_or(0),
+            )
+        };
+        if capability.0 < 8 {
+            bail!(
+                "--device {device}: {name} has compute capability {}.{}; glov-cuda's kernels need 8.0 or newer \
+                 (Ampere, Ada, Hopper)",
+                capability.0,
+                capability.1
+            );
+        }
+        // SAFETY: `dev` is valid; the primary context is retained for the process's life and made current here.
+        let total_memory = unsafe {
+            let ctx =
+                result::primary_ctx::retain(dev).map_err(|e| anyhow::anyhow!("cuDevicePrimaryCtxRetain: {e:?}"))?;
+            check("cuCtxSetCurrent", result::ctx::set_current(ctx))?;
+            result::device::total_mem(dev).unwrap_or(0)
+        };
+        let stream = result::stream::create(result::stream::StreamKind::NonBlocking)
+            .map_err(|e| anyhow::anyhow!("cuStreamCreate: {e:?}"))?;
+        let functions = load_kernels(capability)?;
+        let (free, _) = result::mem_get_info().map_err(|e| anyhow::anyhow!("cuMemGetInfo: {e:?}"))?;
+        let bytes = arena_bytes.unwrap_or(free / 10 * 9);
+        if bytes > free {
+            bail!("an arena of {} does not fit: {name} has {} free", mib(bytes), mib(free));
+        }
+        // SAFETY: the context is current; the allocation lives as long as the process (the arena is never freed).
+        let base = unsafe { result::malloc_sync(bytes) }
+            .map_err(|e| anyhow::anyhow!("allocating the device arena of {}: {e:?}", mib(bytes)))?;
+        // Poison the arena (0xFF bytes are NaN in f32 and bf16), so that an output a kernel fails to write shows.
+        // SAFETY: the range is the allocation just made.
+        check("poisoning the arena", unsafe { result::memset_d8_async(base, 0xFF, bytes, stream) })?;
+        tracing::info!(%name, capability = ?capability, arena = %mib(bytes), "CUDA device opened");
+        let arena = Arena { base, blocks: Arc::new(Mutex::new(Blocks::new(bytes))) };
+        Ok(Self { ordinal, name, capability, total_memory, stream, functions, arena })
+    }
+
+    pub fn arena(&self) -> &Arena {
+        &self.arena
+    }
+
+    /// Launches kernel `name` on the stream. `args` are pointers to the kernel's parameters, in order.
+    ///
+    /// # Safety
+    /// `args` must match the kernel's parameter list in number, order and types, and every device address among
+    /// them must be valid for what the kernel reads and writes at this grid.
+    pub unsafe fn launch(
+        &self,
+        name: &str,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        shared_bytes: u32,
+        args: &mut [*mut c_void],
+    ) -> Result<()> {
+        let Some(&function) = self.functions.get(name) else { bail!("kernel {name} is not in this binary") };
+        // SAFETY: the caller guarantees the arguments; the function and stream belong to the current context.
+        check(&format!("launching {name} (grid {grid:?}, block {block:?})"), unsafe {
+            result::launch_kernel(function, grid, block, shared_bytes, self.stream, args)
+        })
+    }
+
+    /// Host to device, ordered on the stream (the host slice must outlive the copy: `synchronize` before reuse).
+    pub fn upload<T: Copy>(&self, dst: &DeviceBlock, src: &[T]) -> Result<()> {
+        assert!(std::mem::size_of_val(src) <= dst.bytes, "upload larger than its block");
+        // SAFETY: the block holds at least the bytes copied; the copy completes before `synchronize` returns.
+        check("copy to the device", unsafe { result::memcpy_htod_async(dst.ptr, src, self.stream) })
+    }
+
+    /// Device to host; waits for the stream.
+    pub fn download<T: Copy>(&self, src: &DeviceBlock, dst: &mut [T]) -> Result<()> {
+        assert!(std::mem::size_of_val(dst) <= src.bytes, "download larger than its block");
+        // SAFETY: the block holds at least the bytes copied; the stream is synchronised before `dst` is read.
+        check("copy from the device", unsafe { result::memcpy_dtoh_async(dst, src.ptr, self.stream) })?;
+        self.synchronize()
+    }
+
+    /// Waits for all work on the stream; a kernel fault surfaces here.
+    pub fn synchronize(&self) -> Result<()> {
+        // SAFETY: the stream belongs to the current context.
+        check("waiting for the GPU", unsafe { result::stream::synchronize(self.stream) })
+    }
+}
+
+/// Loads every embedded module (the sm_90a cubin on a Hopper card when there is one, the PTX otherwise) and looks
+/// up every entry.
+fn load_kernels(capability: (i32, i32)) -> Result<HashMap<&'static str, sys::CUfunction>> {
+    let mut functions = HashMap::new();
+    for module in MODULES {
+        let ptx = CString::new(module.ptx).expect("PTX has no NUL");
+        // SAFETY: the image is a NUL-terminated PTX text or a cubin, alive during the call (the driver copies it).
+        let handle = unsafe {
+            match module.sm_90a {
+                Some(cubin) if capability == (9, 0) => result::module::load_data(cubin.as_ptr() as *const c_void),
+                _ => result::module::load_data(ptx.as_ptr() as *const c_void),
+            }
+        }
+        .map_err(|e| anyhow::anyhow!("loading the {} kernels: {e:?}", module.name))?;
+        for &entry in module.entries {
+            let name = CString::new(entry).expect("entry names have no NUL");
+            // SAFETY: `handle` is a loaded module.
+            let function = unsafe { result::module::get_function(handle, name) }
+                .map_err(|e| anyhow::anyhow!("finding kernel {entry} in {}: {e:?}", module.name))?;
+            functions.insert(entry, function);
+        }
+    }
+    Ok(functions)
+}
