@@ -9,8 +9,7 @@ use glov_cuda::backend::cpu::CpuBackend;
 use glov_cuda::checkpoint::DType;
 use glov_cuda::models::clip::{Clip, random_weights, vit_b32_config};
 use glov_cuda::scoring::Scorer;
-use glov_cuda::tokenizer::ClipTokenizer;
-use std::io::Read;
+use glov_cuda::tokenizer::openai_clip_tokenizer;
 use std::time::Instant;
 
 const IMAGES_PER_BATCH: usize = 32;
@@ -26,13 +25,6 @@ const TEMPLATES: [&str; 8] = [
     "a sculpture of the {}.",
     "a drawing of a {}, in a children's book.",
 ];
-
-fn openai_tokenizer() -> ClipTokenizer {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tokenizer/openai-clip-tokenizer.json.gz");
-    let mut json = Vec::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(path).expect("tokenizer fixture")).read_to_end(&mut json).unwrap();
-    ClipTokenizer::from_bytes(&json, Some(2), 77).unwrap()
-}
 
 /// Made-up class names of one to three words, like real label sets.
 fn class_names() -> Vec<String> {
@@ -74,7 +66,7 @@ fn main() {
     clip.encode_images(&backend, &batch).unwrap();
     report("clip_b32_image_encoding", IMAGES_PER_BATCH, "images", start.elapsed().as_secs_f64());
 
-    let tokenizer = openai_tokenizer();
+    let tokenizer = openai_clip_tokenizer(2).unwrap();
     let dim = config.projection_dim;
     let features: Vec<f32> = (0..SCORED_IMAGES * dim).map(|i| ((i * 104_729) % 1000) as f32 / 500.0 - 1.0).collect();
     let labels: Vec<u32> = (0..SCORED_IMAGES).map(|i| (i % CLASSES) as u32).collect();

@@ -42,3 +42,25 @@ extern "C" __global__ void vision_tokens(const bf16* __restrict__ projected, con
     const float v = j == 0 ? to_f32(class_embedding[c]) : to_f32(projected[((int64_t)b * patches + j - 1) * dim + c]);
     out[idx] = to_bf16(v + to_f32(positions[(int64_t)j * dim + c]));
 }
+
+// out[j, :] = x[rows[j], :] for 2-byte (bf16) elements. Grid (ceil(cols / blockDim.x), n).
+extern "C" __global__ void gather_rows_bf16(const bf16* __restrict__ x, const uint32_t* __restrict__ rows,
+                                            bf16* __restrict__ out, int n, int cols) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t j = blockIdx.y;
+    if (c < cols && j < n) out[j * cols + c] = x[(int64_t)rows[j] * cols + c];
+}
+
+// The same for 4-byte (f32) elements.
+extern "C" __global__ void gather_rows_f32(const float* __restrict__ x, const uint32_t* __restrict__ rows,
+                                           float* __restrict__ out, int n, int cols) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t j = blockIdx.y;
+    if (c < cols && j < n) out[j * cols + c] = x[(int64_t)rows[j] * cols + c];
+}
+
+// f32 to bf16, rounding to nearest even.
+extern "C" __global__ void f32_to_bf16(const float* __restrict__ x, bf16* __restrict__ y, int64_t n) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = to_bf16(x[i]);
+}

@@ -1,5 +1,6 @@
 //! The `glov-cuda` command line.
 
+mod bench;
 mod generate;
 mod inspect;
 mod optimize;
@@ -12,6 +13,8 @@ mod steering_args;
 
 use crate::backend::Device;
 use crate::backend::cpu::CpuBackend;
+use crate::backend::cuda::backend::CudaBackend;
+use crate::backend::cuda::ops::Variant;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
@@ -31,6 +34,10 @@ pub struct Cli {
     /// Where to compute: cpu, or cuda / cuda:N.
     #[arg(long, global = true, default_value = "cpu", value_name = "DEVICE")]
     device: Device,
+
+    /// Which CUDA kernel of each pair runs: fast (tiled, tensor cores), or plain (simple, for checking).
+    #[arg(long, global = true, value_enum, default_value = "fast")]
+    kernels: Variant,
 
     /// CPU worker threads (default, or 0: all cores).
     #[arg(long, global = true, value_name = "N")]
@@ -61,6 +68,9 @@ enum Command {
     /// Print raw model outputs as JSON, for checking against other implementations.
     #[command(subcommand)]
     Probe(probe::ProbeCommand),
+    /// Benchmarks on randomly initialised models of named shapes (JSON on stdout).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Check the CUDA kernels against the CPU reference (`--list`: name the kernels in this binary).
     Selftest(selftest::SelftestArgs),
     /// Describe a model directory: architecture, sizes, dtypes, parameters, files.
@@ -84,12 +94,22 @@ fn init_logging(cli: &Cli) {
         .try_init();
 }
 
-/// The backend for `--device`. CUDA answers with an error until its backend is built.
-fn cpu_backend(device: Device) -> Result<CpuBackend> {
+/// The backend for commands that run an LLM: the CPU (the CUDA backend does not run the LLM yet, and says so).
+fn llm_backend(device: Device) -> Result<CpuBackend> {
     match device {
         Device::Cpu => Ok(CpuBackend::new()),
-        Device::Cuda(ordinal) => match crate::backend::cuda::open(ordinal)? {},
+        Device::Cuda(ordinal) => match crate::backend::cuda::open_for_llm(ordinal)? {},
     }
+}
+
+/// Runs a CLIP-only command on the chosen backend.
+macro_rules! on_device {
+    ($cli:expr, $run:expr) => {
+        match $cli.device {
+            Device::Cpu => $run(&CpuBackend::new()),
+            Device::Cuda(ordinal) => $run(&CudaBackend::open(ordinal, $cli.kernels)?),
+        }
+    };
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -97,13 +117,15 @@ fn run(cli: Cli) -> Result<()> {
         rayon::ThreadPoolBuilder::new().num_threads(threads).build_global()?;
     }
     match cli.command {
-        Command::Optimize(args) => optimize::run(&cpu_backend(cli.device)?, *args, cli.quiet),
-        Command::Score(args) => score::run(&cpu_backend(cli.device)?, args),
-        Command::Probe(command) => probe::run(&cpu_backend(cli.device)?, command),
+        Command::Score(args) => on_device!(cli, |b| score::run(b, args)),
+        Command::Probe(command) if command.uses_llm() => probe::run(&llm_backend(cli.device)?, command),
+        Command::Probe(command) => on_device!(cli, |b| probe::run(b, command)),
         Command::Inspect(args) => inspect::run(args),
+        Command::Bench(command) => on_device!(cli, |b| bench::run(b, command)),
         Command::Selftest(args) => selftest::run(cli.device, args),
-        Command::Generate(args) => generate::run(&cpu_backend(cli.device)?, args),
-        Command::SteerVector(args) => steer_vector::run(&cpu_backend(cli.device)?, args),
+        Command::Optimize(args) => optimize::run(&llm_backend(cli.device)?, *args, cli.quiet),
+        Command::Generate(args) => generate::run(&llm_backend(cli.device)?, args),
+        Command::SteerVector(args) => steer_vector::run(&llm_backend(cli.device)?, args),
     }
 }
 

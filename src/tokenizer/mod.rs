@@ -2,6 +2,8 @@
 
 mod clip;
 mod llm;
+mod openai;
 
 pub use clip::{ClipTokenizer, Pooling, TokenBatch};
 pub use llm::LlmTokenizer;
+pub use openai::openai_clip_tokenizer;

@@ -4,6 +4,7 @@
 //! is missing, never a panic.
 
 pub mod arena;
+pub mod backend;
 pub mod kernels;
 pub mod ops;
 pub mod runtime;
@@ -41,13 +42,13 @@ pub fn driver_library() -> std::result::Result<&'static str, String> {
     Err(first_error.unwrap_or_default())
 }
 
-/// Opens the CUDA backend on device `ordinal`: the device opens (every check of [`runtime::Gpu::open`]), but the
-/// models do not run on it yet.
-pub fn open(ordinal: usize) -> Result<std::convert::Infallible> {
+/// For commands whose models do not run on the GPU yet (the LLM): checks the device as [`runtime::Gpu::open`] does
+/// and answers with an error that says what runs where.
+pub fn open_for_llm(ordinal: usize) -> Result<std::convert::Infallible> {
     let gpu = runtime::Gpu::open(ordinal, Some(1 << 20))?;
     bail!(
-        "--device {}: {} opened, but this version of glov-cuda runs only `selftest` on the GPU; the models run with \
-         --device cpu",
+        "--device {}: {} opened, but the LLM does not run on the CUDA backend yet; CLIP (score, probe clip) and \
+         selftest do, and LLM commands run with --device cpu",
         Device::Cuda(ordinal),
         gpu.name
     )

@@ -421,3 +421,39 @@ pub fn score(
     let all = counts.download_u32(gpu)?;
     Ok((all[..templates].to_vec(), all[templates..2 * templates].to_vec(), all[2 * templates..].to_vec()))
 }
+
+/// The rows at the given indices, in order (bf16 or f32).
+pub fn gather_rows(gpu: &Gpu, x: &DTensor, rows: &[usize]) -> Result<DTensor> {
+    if let Some(bad) = rows.iter().find(|&&r| r >= x.rows) {
+        anyhow::bail!("gather: row {bad} is outside a tensor of {} rows", x.rows);
+    }
+    let (kernel, dtype) = match x.dtype {
+        DType::Bf16 => ("gather_rows_bf16", DType::Bf16),
+        DType::F32 => ("gather_rows_f32", DType::F32),
+        DType::U32 => anyhow::bail!("gather: u32 tensors are not gathered"),
+    };
+    let indices: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+    let indices = DTensor::upload_u32(gpu, &indices, "gathered row indices")?;
+    let out = DTensor::new(gpu, rows.len(), x.cols, dtype, "gathered rows")?;
+    let (n, cols) = (rows.len() as i32, x.cols as i32);
+    let mut args = [arg(&x.block.ptr), arg(&indices.block.ptr), arg(&out.block.ptr), arg(&n), arg(&cols)];
+    // SAFETY: the arguments match gather_rows_bf16 / gather_rows_f32; every index was checked.
+    unsafe { gpu.launch(kernel, (blocks(x.cols, 256), rows.len() as u32, 1), (256, 1, 1), 0, &mut args)? };
+    Ok(out)
+}
+
+/// A bf16 tensor as f32, or an f32 one rounded to bf16; a tensor already of `dtype` is copied through unchanged.
+pub fn convert(gpu: &Gpu, x: &DTensor, dtype: DType) -> Result<DTensor> {
+    match (x.dtype, dtype) {
+        (DType::Bf16, DType::F32) => bf16_to_f32(gpu, x),
+        (DType::F32, DType::Bf16) => {
+            let y = DTensor::new(gpu, x.rows, x.cols, DType::Bf16, "bf16 copy")?;
+            let n = (x.rows * x.cols) as i64;
+            let mut args = [arg(&x.block.ptr), arg(&y.block.ptr), arg(&n)];
+            // SAFETY: the arguments match f32_to_bf16.
+            unsafe { gpu.launch("f32_to_bf16", (blocks(n as usize, 256), 1, 1), (256, 1, 1), 0, &mut args)? };
+            Ok(y)
+        }
+        (from, to) => anyhow::bail!("no conversion from {from:?} to {to:?}"),
+    }
+}

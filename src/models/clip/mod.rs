@@ -8,7 +8,7 @@ mod text;
 mod vision;
 
 pub use config::{ClipConfig, TextConfig, TowerConfig, VisionConfig};
-pub use random::{random_weights, vit_b32_config};
+pub use random::{SHAPES, random_weights, shape_config, vit_b32_config};
 
 use crate::backend::Backend;
 use crate::checkpoint::{Checkpoint, WeightStore};

@@ -58,11 +58,40 @@ pub fn vit_b32_config() -> ClipConfig {
     ClipConfig::from_json(&json).expect("the built-in ViT-B/32 config is valid")
 }
 
+/// The shapes `bench clip --shape` knows: OpenAI's ViT-B/32, ViT-B/16 and ViT-L/14 (224 px).
+pub const SHAPES: [&str; 3] = ["vit-b-32", "vit-b-16", "vit-l-14"];
+
+/// The configuration of a named shape (see [`SHAPES`]).
+pub fn shape_config(name: &str) -> anyhow::Result<ClipConfig> {
+    let (text, vision, projection) = match name {
+        "vit-b-32" => ((512, 2048, 8), (768, 3072, 12, 12, 32), 512),
+        "vit-b-16" => ((512, 2048, 8), (768, 3072, 12, 12, 16), 512),
+        "vit-l-14" => ((768, 3072, 12), (1024, 4096, 16, 24, 14), 768),
+        other => anyhow::bail!("unknown CLIP shape {other:?} (known: {})", SHAPES.join(", ")),
+    };
+    let json = serde_json::json!({
+        "model_type": "clip",
+        "projection_dim": projection,
+        "text_config": {"hidden_size": text.0, "intermediate_size": text.1, "num_attention_heads": text.2, "num_hidden_layers": 12, "eos_token_id": 2},
+        "vision_config": {"hidden_size": vision.0, "intermediate_size": vision.1, "num_attention_heads": vision.2, "num_hidden_layers": vision.3, "patch_size": vision.4, "image_size": 224}
+    });
+    ClipConfig::from_json(&json)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::backend::cpu::CpuBackend;
     use crate::models::clip::Clip;
+
+    #[test]
+    fn named_shapes_have_their_published_sizes() {
+        assert_eq!(shape_config("vit-b-32").unwrap(), vit_b32_config());
+        let l14 = shape_config("vit-l-14").unwrap();
+        assert_eq!((l14.vision.num_patches(), l14.vision.tower.num_layers, l14.projection_dim), (256, 24, 768));
+        assert_eq!(shape_config("vit-b-16").unwrap().vision.num_patches(), 196);
+        assert!(shape_config("vit-h-14").unwrap_err().to_string().contains("vit-l-14"));
+    }
 
     #[test]
     fn random_weights_build_a_model_of_the_config() {

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The one script a GPU server runs, given a stripped release binary built elsewhere (no cargo needed there; Python
+# with torch and transformers is):
+#
+#   bash scripts/device-check.sh BINARY [RESULTS_DIR]
+#
+# It runs, each step under a time limit so the whole fits in 8 minutes:
+#   1. selftest: every kernel, plain and fast, against the CPU reference (JSON kept);
+#   2. compute-sanitizer memcheck on selftest --quick (when compute-sanitizer is installed);
+#   3. the ceilings: device-to-device copy bandwidth and torch's bf16 matmul (scripts/ceilings.py);
+#   4. glov-cuda bench clip and, on the same card, HF transformers' CLIPModel (bf16, SDPA) at batch 256 and 1024
+#      (scripts/bench_hf_clip.py);
+# then writes one JSON file with everything (card, driver, date, binary version) to RESULTS_DIR (default
+# bench/results/) and prints a summary table last. A failing step is recorded and the script goes on; the exit
+# status is non-zero if any step failed.
+set -uo pipefail
+bin="${1:?usage: scripts/device-check.sh BINARY [RESULTS_DIR]}"
+results="${2:-bench/results}"
+here="$(cd "$(dirname "$0")" && pwd)"
+mkdir -p "$results"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+stamp="$(date -u +%Y-%m-%dT%H%M%SZ)"
+status=0
+
+step() {  # step NAME SECONDS COMMAND...: runs COMMAND, output to $work/NAME.out, records the exit status
+    local name="$1" limit="$2"
+    shift 2
+    echo "== $name"
+    timeout "$limit" "$@" >"$work/$name.out" 2>"$work/$name.err"
+    local rc=$?
+    echo "$rc" >"$work/$name.rc"
+    tail -n 40 "$work/$name.out"
+    if [ "$rc" -ne 0 ]; then
+        status=1
+        echo "$name failed (exit $rc):"
+        tail -n 20 "$work/$name.err"
+    fi
+}
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"$work/card.txt" 2>/dev/null || echo "unknown" >"$work/card.txt"
+"$bin" --version >"$work/version.txt" 2>&1 || true
+
+step selftest 120 "$bin" --device cuda selftest --json "$work/selftest.json"
+if command -v compute-sanitizer >/dev/null; then
+    step memcheck 150 compute-sanitizer --tool memcheck --error-exitcode 1 "$bin" --device cuda selftest --quick
+else
+    echo "== memcheck skipped: compute-sanitizer not found" | tee "$work/memcheck.out"
+    echo "skipped" >"$work/memcheck.rc"
+fi
+step ceilings 60 python3 "$here/ceilings.py"
+step bench_clip 90 "$bin" --device cuda bench clip --shape vit-b-32 --batch 256,1024
+step bench_hf_clip 120 python3 "$here/bench_hf_clip.py" --device cuda --shape vit-b-32 --batch 256 1024
+
+python3 - "$work" "$results/device-check-$stamp.json" <<'PY'
+import json, os, sys
+work, target = sys.argv[1], sys.argv[2]
+def read(name):
+    try:
+        return open(os.path.join(work, name)).read().strip()
+    except OSError:
+        return None
+def load(name):
+    text = read(name)
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
+steps = ["selftest", "memcheck", "ceilings", "bench_clip", "bench_hf_clip"]
+report = {
+    "date": os.path.basename(target)[len("device-check-"):-len(".json")],
+    "card": read("card.txt"),
+    "binary": read("version.txt"),
+    "exit": {s: read(f"{s}.rc") for s in steps},
+    "selftest": load("selftest.json"),
+    "ceilings": load("ceilings.out"),
+    "bench_clip": load("bench_clip.out"),
+    "bench_hf_clip": load("bench_hf_clip.out"),
+}
+with open(target, "w") as f:
+    json.dump(report, f, indent=2)
+print(f"\nresults: {target}")
+print(f"card: {report['card']}; binary: {report['binary']}")
+for s in steps:
+    print(f"  {s:<14} exit {report['exit'][s]}")
+st = report["selftest"] or []
+if st:
+    bad = [r for r in st if not r["passed"]]
+    print(f"  selftest: {len(st) - len(bad)}/{len(st)} cases passed" + "".join(f"\n    FAILED {r['kernel']} {r['subject']} {r['shape']}: {r['error']:.3e}" for r in bad))
+c = report["ceilings"] or {}
+if c:
+    mm = c.get("matmul_bf16", {})
+    print(f"  ceilings: copy {c.get('copy_gb_per_s', 0):.0f} GB/s; bf16 matmul " + ", ".join(f"{k} {v['tflop_per_s']:.0f} TFLOP/s" for k, v in mm.items()))
+ours, hf = report["bench_clip"] or {}, report["bench_hf_clip"] or {}
+print(f"  {'measure':<28} {'glov-cuda':>12} {'HF':>12} {'ratio':>7}")
+def row(label, o, h):
+    cell = lambda v: f"{v:>12.2f}" if v else f"{'-':>12}"
+    ratio = f"{o / h:>6.2f}x" if o and h else f"{'-':>7}"
+    print(f"  {label:<28} {cell(o)} {cell(h)} {ratio}")
+hf_vision = {v["batch"]: v["images_per_s"] for v in hf.get("vision", [])}
+for batch in sorted({v["batch"] for v in ours.get("vision", [])} | set(hf_vision)):
+    o = next((v["images_per_s"] for v in ours.get("vision", []) if v["batch"] == batch), None)
+    row(f"vision images/s, batch {batch}", o, hf_vision.get(batch))
+row("scoring templates/s", (ours.get("scoring") or {}).get("templates_per_s"), (hf.get("scoring") or {}).get("templates_per_s"))
+PY
+exit "$status"
