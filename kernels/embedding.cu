@@ -3,12 +3,13 @@
 // thread per output element, so each has a single version.
 #include "common.cuh"
 
-// out[r, :] = table[ids[r], :] + positions[r % seq, :]. Grid (ceil(dim / blockDim.x), rows).
+// out[r, :] = table[ids[r], :] + positions[r % seq, :]. Grid (rows, ceil(dim / blockDim.x)): rows on x, whose
+// limit is 2^31 - 1.
 extern "C" __global__ void embed_tokens(const uint32_t* __restrict__ ids, const bf16* __restrict__ table,
                                         const bf16* __restrict__ positions, bf16* __restrict__ out, int rows,
                                         int seq, int dim) {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    const int64_t r = blockIdx.y;
+    const int c = blockIdx.y * blockDim.x + threadIdx.x;
+    const int64_t r = blockIdx.x;
     if (c >= dim || r >= rows) return;
     float v = to_f32(table[(int64_t)ids[r] * dim + c]);
     if (positions) v += to_f32(positions[(int64_t)(r % seq) * dim + c]);
@@ -43,19 +44,19 @@ extern "C" __global__ void vision_tokens(const bf16* __restrict__ projected, con
     out[idx] = to_bf16(v + to_f32(positions[(int64_t)j * dim + c]));
 }
 
-// out[j, :] = x[rows[j], :] for 2-byte (bf16) elements. Grid (ceil(cols / blockDim.x), n).
+// out[j, :] = x[rows[j], :] for 2-byte (bf16) elements. Grid (n, ceil(cols / blockDim.x)).
 extern "C" __global__ void gather_rows_bf16(const bf16* __restrict__ x, const uint32_t* __restrict__ rows,
                                             bf16* __restrict__ out, int n, int cols) {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    const int64_t j = blockIdx.y;
+    const int c = blockIdx.y * blockDim.x + threadIdx.x;
+    const int64_t j = blockIdx.x;
     if (c < cols && j < n) out[j * cols + c] = x[(int64_t)rows[j] * cols + c];
 }
 
 // The same for 4-byte (f32) elements.
 extern "C" __global__ void gather_rows_f32(const float* __restrict__ x, const uint32_t* __restrict__ rows,
                                            float* __restrict__ out, int n, int cols) {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    const int64_t j = blockIdx.y;
+    const int c = blockIdx.y * blockDim.x + threadIdx.x;
+    const int64_t j = blockIdx.x;
     if (c < cols && j < n) out[j * cols + c] = x[(int64_t)rows[j] * cols + c];
 }
 

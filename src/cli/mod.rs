@@ -122,7 +122,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Probe(command) => on_device!(cli, |b| probe::run(b, command)),
         Command::Inspect(args) => inspect::run(args),
         Command::Bench(command) => on_device!(cli, |b| bench::run(b, command)),
-        Command::Selftest(args) => selftest::run(cli.device, args),
+        Command::Selftest(args) => selftest::run(cli.device, cli.kernels, args),
         Command::Optimize(args) => optimize::run(&llm_backend(cli.device)?, *args, cli.quiet),
         Command::Generate(args) => generate::run(&llm_backend(cli.device)?, args),
         Command::SteerVector(args) => steer_vector::run(&llm_backend(cli.device)?, args),

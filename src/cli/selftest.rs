@@ -1,10 +1,12 @@
 //! `glov-cuda selftest`: every CUDA kernel, plain and fast, against the CPU reference backend; `--list` names the
 //! kernels in the binary (no GPU needed); `--device cpu` runs the harness against the reference itself.
 
+use crate::backend::Backend;
 use crate::backend::Device;
 use crate::backend::cpu::CpuBackend;
+use crate::backend::cuda::backend::CudaBackend;
 use crate::backend::cuda::kernels::{MODULES, NVCC};
-use crate::backend::cuda::runtime::Gpu;
+use crate::backend::cuda::ops::Variant;
 use crate::backend::cuda::selftest::{self, CaseResult};
 use anyhow::{Result, bail};
 use clap::Args;
@@ -25,7 +27,7 @@ pub struct SelftestArgs {
     json: Option<std::path::PathBuf>,
 }
 
-pub fn run(device: Device, args: SelftestArgs) -> Result<()> {
+pub fn run(device: Device, kernels: Variant, args: SelftestArgs) -> Result<()> {
     if args.list {
         print!("{}", list());
         return Ok(());
@@ -33,18 +35,15 @@ pub fn run(device: Device, args: SelftestArgs) -> Result<()> {
     let results: Vec<CaseResult> = match device {
         Device::Cpu => {
             eprintln!("--device cpu: the harness against the CPU reference itself (every error must be 0)");
-            selftest::run(&CpuBackend::new(), args.quick, args.seed)?
+            let cpu = CpuBackend::new();
+            let mut results = selftest::run(&cpu, args.quick, args.seed)?;
+            results.extend(selftest::clip_parity(&cpu, "cpu", args.seed)?);
+            results
         }
         Device::Cuda(ordinal) => {
-            let gpu = Gpu::open(ordinal, Some(1 << 30))?;
-            println!(
-                "{} (compute capability {}.{}), kernels by {}",
-                gpu.name,
-                gpu.capability.0,
-                gpu.capability.1,
-                NVCC.unwrap_or("?")
-            );
-            selftest::run_cuda(&gpu, args.quick, args.seed)?
+            let backend = CudaBackend::open(ordinal, kernels)?;
+            println!("{}, kernels by {}", backend.describe(), NVCC.unwrap_or("?"));
+            selftest::run_cuda(&backend, args.quick, args.seed)?
         }
     };
     print!("{}", selftest::table(&results));

@@ -19,6 +19,13 @@ impl CudaBackend {
         Ok(Self { gpu: Gpu::open(ordinal, None)?, variant })
     }
 
+    pub fn variant_name(&self) -> &'static str {
+        match self.variant {
+            Variant::Plain => "plain",
+            Variant::Fast => "fast",
+        }
+    }
+
     fn as_dtype(&self, x: &DTensor, dtype: DType) -> Result<Option<DTensor>> {
         if x.dtype == dtype { Ok(None) } else { ops::convert(&self.gpu, x, dtype).map(Some) }
     }

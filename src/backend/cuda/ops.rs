@@ -248,6 +248,7 @@ pub fn attention(gpu: &Gpu, qkv: &DTensor, shape: AttentionShape, variant: Varia
         shape.qkv_width()
     );
     ensure!(kv_heads > 0 && heads % kv_heads == 0, "attention: {heads} heads over {kv_heads} key/value heads");
+    ensure!(batch <= 65535 && heads <= 65535, "attention: batch {batch} and heads {heads} must each be at most 65535");
     let limit = if variant == Variant::Fast { 128 } else { 256 };
     ensure!(head_dim <= limit, "attention: head_dim {head_dim} is over the {variant:?} kernel's limit of {limit}");
     let out = DTensor::new(gpu, batch * seq, heads * head_dim, DType::Bf16, "attention output")?;
@@ -288,7 +289,7 @@ pub fn embed_tokens(gpu: &Gpu, ids: &DTensor, seq: usize, table: &DTensor, posit
         arg(&dim),
     ];
     // SAFETY: the arguments match embed_tokens.
-    unsafe { gpu.launch("embed_tokens", (blocks(table.cols, 256), rows as u32, 1), (256, 1, 1), 0, &mut args)? };
+    unsafe { gpu.launch("embed_tokens", (rows as u32, blocks(table.cols, 256), 1), (256, 1, 1), 0, &mut args)? };
     Ok(out)
 }
 
@@ -392,6 +393,7 @@ pub fn score(
         class_features.rows,
         class_features.cols
     );
+    ensure!(templates <= 65535, "score: at most 65535 templates per call, not {templates}");
     let counts = DTensor::upload_u32(gpu, &vec![0u32; 2 * templates + templates * classes], "score counts")?;
     let (top1, top5, per_class) =
         (counts.block.ptr, counts.block.ptr + 4 * templates as u64, counts.block.ptr + 8 * templates as u64);
@@ -438,7 +440,7 @@ pub fn gather_rows(gpu: &Gpu, x: &DTensor, rows: &[usize]) -> Result<DTensor> {
     let (n, cols) = (rows.len() as i32, x.cols as i32);
     let mut args = [arg(&x.block.ptr), arg(&indices.block.ptr), arg(&out.block.ptr), arg(&n), arg(&cols)];
     // SAFETY: the arguments match gather_rows_bf16 / gather_rows_f32; every index was checked.
-    unsafe { gpu.launch(kernel, (blocks(x.cols, 256), rows.len() as u32, 1), (256, 1, 1), 0, &mut args)? };
+    unsafe { gpu.launch(kernel, (rows.len() as u32, blocks(x.cols, 256), 1), (256, 1, 1), 0, &mut args)? };
     Ok(out)
 }
 

@@ -3,11 +3,14 @@
 //! ||out - ref|| / ||ref||. The implementation under test is a [`Subject`]: the CUDA kernels, or the CPU backend
 //! itself, which checks the harness without a GPU (every error must then be zero).
 
+use super::backend::CudaBackend;
 use super::ops::{self, DTensor, Variant};
 use super::runtime::Gpu;
 use crate::backend::cpu::CpuBackend;
 use crate::backend::{Activation, AttentionShape, Backend, TemplateCounts};
-use crate::checkpoint::StoredTensor;
+use crate::checkpoint::{DType, StoredTensor};
+use crate::models::clip::{Clip, random_weights, shape_config};
+use crate::tokenizer::openai_clip_tokenizer;
 use anyhow::Result;
 
 /// An implementation of the kernels' operations on host inputs and outputs.
@@ -451,13 +454,75 @@ pub fn table(results: &[CaseResult]) -> String {
     out
 }
 
-/// The device half of `selftest`: both variants of every kernel.
-pub fn run_cuda(gpu: &Gpu, quick: bool, seed: u64) -> Result<Vec<CaseResult>> {
+/// The device half of `selftest`: both variants of every kernel, then CLIP on the backend against the reference.
+pub fn run_cuda(backend: &CudaBackend, quick: bool, seed: u64) -> Result<Vec<CaseResult>> {
     let mut results = Vec::new();
     for variant in [Variant::Plain, Variant::Fast] {
-        results.extend(run(&CudaKernels { gpu, variant }, quick, seed)?);
+        results.extend(run(&CudaKernels { gpu: &backend.gpu, variant }, quick, seed)?);
     }
+    results.extend(clip_parity(backend, &format!("cuda {}", backend.variant_name()), seed)?);
     Ok(results)
+}
+
+/// Features of a random-weight CLIP (ViT-B/32 widths, 2 layers per tower) on `subject` against the reference:
+/// relative error of image and text features, and the share of images whose best-matching text (argmax of the
+/// cosine) is the same on both.
+pub fn clip_parity<B: Backend>(subject: &B, label: &str, seed: u64) -> Result<Vec<CaseResult>> {
+    let mut config = shape_config("vit-b-32")?;
+    config.text.tower.num_layers = 2;
+    config.vision.tower.num_layers = 2;
+    let store = random_weights(&config, DType::BF16, seed);
+    let tokenizer = openai_clip_tokenizer(config.text.eos_token_id)?;
+    let subjects = ["cat", "dog", "fire truck", "oak tree", "sail boat", "red house", "tabby cat", "golden retriever"];
+    let styles = ["a photo of a {}.", "a blurry photo of the {}.", "itap of a {}.", "a drawing of a {} in a book."];
+    let texts: Vec<String> = styles.iter().flat_map(|t| subjects.iter().map(move |c| t.replace("{}", c))).collect();
+    let tokens = tokenizer.encode_batch(&texts)?;
+    let images = 32;
+    let size = 3 * config.vision.image_size * config.vision.image_size;
+    let pixels = Inputs { state: seed ^ 0xC11B }.values(images * size, 2.0);
+
+    fn features<B: Backend>(
+        b: &B,
+        store: &crate::checkpoint::WeightStore,
+        config: &crate::models::clip::ClipConfig,
+        pixels: &[f32],
+        images: usize,
+        tokens: &crate::tokenizer::TokenBatch,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let clip = Clip::from_store(b, store, config.clone())?;
+        let batch = b.upload(pixels, images, pixels.len() / images)?;
+        let image = b.download(&b.l2_normalize(&clip.encode_images(b, &batch)?)?)?;
+        let text = b.download(&b.l2_normalize(&clip.encode_text(b, tokens)?)?)?;
+        Ok((image, text))
+    }
+    let (want_images, want_texts) = features(&CpuBackend::new(), &store, &config, &pixels, images, &tokens)?;
+    let (got_images, got_texts) = features(subject, &store, &config, &pixels, images, &tokens)?;
+    let dim = config.projection_dim;
+    let best = |image: &[f32], texts: &[f32]| -> usize {
+        let sims: Vec<f32> = texts.chunks_exact(dim).map(|t| t.iter().zip(image).map(|(a, b)| a * b).sum()).collect();
+        crate::generation::sampling::argmax(&sims) as usize
+    };
+    let agree = (0..images)
+        .filter(|&i| {
+            let (w, g) = (&want_images[i * dim..(i + 1) * dim], &got_images[i * dim..(i + 1) * dim]);
+            best(w, &want_texts) == best(g, &got_texts)
+        })
+        .count();
+    let shape = format!("vit-b-32 widths, 2 layers, {images} images, {} texts", texts.len());
+    let case = |kernel, error: f64, tolerance| CaseResult {
+        kernel,
+        subject: label.to_string(),
+        shape: shape.clone(),
+        error,
+        tolerance,
+        passed: error <= tolerance,
+    };
+    Ok(vec![
+        case("clip_images", relative_error(&got_images, &want_images), 2e-2),
+        case("clip_texts", relative_error(&got_texts, &want_texts), 2e-2),
+        // Reported as the share of disagreeing images.
+        case("clip_top1", 1.0 - agree as f64 / images as f64, 0.01),
+    ])
 }
 
 #[cfg(test)]
@@ -558,6 +623,13 @@ mod tests {
             let broken = r.kernel == "linear" || r.kernel == "score";
             assert_eq!(r.passed, !broken, "{r:?}");
         }
+    }
+
+    #[test]
+    fn clip_parity_of_the_reference_with_itself_is_exact() {
+        let results = clip_parity(&CpuBackend::new(), "cpu", 3).unwrap();
+        assert_eq!(results.len(), 3);
+        assert!(results.iter().all(|r| r.passed && r.error == 0.0), "{results:?}");
     }
 
     #[test]
