@@ -1,5 +1,6 @@
 //! Image features of a list of files: read from the disk cache where present, otherwise decoded and preprocessed
-//! on CPU threads, encoded by the vision tower in batches, and added to the cache.
+//! on CPU threads (one batch ahead of the vision tower), encoded by the vision tower in batches, and added to the
+//! cache.
 
 use super::feature_cache::{FeatureCache, image_key};
 use crate::backend::Backend;
@@ -75,33 +76,47 @@ pub fn encode_images<B: Backend>(
     tracing::info!(cached, to_encode = todo.len(), "image features");
     let bar = progress(todo.len(), "encoding images");
     let mut fresh: Vec<(String, Vec<f32>)> = Vec::new();
-    for chunk in todo.chunks(options.batch_size.max(1)) {
-        let chunk_paths: Vec<PathBuf> = chunk.iter().map(|(i, _)| paths[*i].clone()).collect();
-        let decoded = {
-            let _span = tracing::info_span!("preprocess", images = chunk.len()).entered();
-            preprocess::load_images(&chunk_paths, &model.preprocess)
-        };
-        let mut pixels = Vec::new();
-        let mut good = Vec::new();
-        for ((i, key), result) in chunk.iter().zip(decoded) {
-            match result {
-                Ok(values) => {
-                    pixels.extend_from_slice(&values);
-                    good.push((*i, key.clone()));
+    // Decoding and preprocessing run one batch ahead on another thread (itself using the CPU pool), so that the
+    // next batch is ready when the towers finish the current one.
+    let chunks: Vec<&[(usize, String)]> = todo.chunks(options.batch_size.max(1)).collect();
+    std::thread::scope(|scope| -> Result<()> {
+        let (sender, batches) = std::sync::mpsc::sync_channel(1);
+        scope.spawn(move || {
+            for chunk in &chunks {
+                let chunk_paths: Vec<PathBuf> = chunk.iter().map(|(i, _)| paths[*i].clone()).collect();
+                let decoded = {
+                    let _span = tracing::info_span!("preprocess", images = chunk.len()).entered();
+                    preprocess::load_images(&chunk_paths, &model.preprocess)
+                };
+                if sender.send((*chunk, decoded)).is_err() {
+                    break;
                 }
-                Err(e) => bad.push((paths[*i].clone(), format!("{e:#}"))),
             }
-        }
-        if !good.is_empty() {
-            let batch = backend.upload(&pixels, good.len(), pixels.len() / good.len())?;
-            let features = backend.download(&model.clip.encode_images(backend, &batch)?)?;
-            for ((i, key), row) in good.into_iter().zip(features.chunks_exact(dim)) {
-                rows[i] = Some(row.to_vec());
-                fresh.push((key, row.to_vec()));
+        });
+        for (chunk, decoded) in batches {
+            let mut pixels = Vec::new();
+            let mut good = Vec::new();
+            for ((i, key), result) in chunk.iter().zip(decoded) {
+                match result {
+                    Ok(values) => {
+                        pixels.extend_from_slice(&values);
+                        good.push((*i, key.clone()));
+                    }
+                    Err(e) => bad.push((paths[*i].clone(), format!("{e:#}"))),
+                }
             }
+            if !good.is_empty() {
+                let batch = backend.upload(&pixels, good.len(), pixels.len() / good.len())?;
+                let features = backend.download(&model.clip.encode_images(backend, &batch)?)?;
+                for ((i, key), row) in good.into_iter().zip(features.chunks_exact(dim)) {
+                    rows[i] = Some(row.to_vec());
+                    fresh.push((key, row.to_vec()));
+                }
+            }
+            bar.inc(chunk.len() as u64);
         }
-        bar.inc(chunk.len() as u64);
-    }
+        Ok(())
+    })?;
     bar.finish_and_clear();
     if let Some(cache) = cache.as_mut()
         && !fresh.is_empty()
