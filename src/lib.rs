@@ -13,6 +13,7 @@ pub mod dataset;
 pub mod generation;
 pub mod glov;
 pub mod models;
+pub mod nvtx;
 pub mod preprocess;
 pub mod scoring;
 pub mod tokenizer;

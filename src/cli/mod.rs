@@ -77,7 +77,10 @@ enum Command {
     Inspect(inspect::InspectArgs),
 }
 
+/// Logs on stderr, filtered by `-q`/`-v` or `RUST_LOG`; and, under a profiler, every info-level span (image
+/// features, towers, scoring, each GLOV step, ...) as an NVTX range whatever the log filter.
 fn init_logging(cli: &Cli) {
+    use tracing_subscriber::prelude::*;
     let default = match (cli.quiet, cli.verbose) {
         (true, _) => "warn",
         (false, 0) => "info",
@@ -86,12 +89,13 @@ fn init_logging(cli: &Cli) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
-        .try_init();
+        .with_filter(filter);
+    let ranges = crate::nvtx::NvtxLayer.with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+    let _ = tracing_subscriber::registry().with(logs).with(ranges).try_init();
 }
 
 /// The backend for commands that run an LLM: the CPU (the CUDA backend does not run the LLM yet, and says so).

@@ -106,7 +106,10 @@ pub fn encode_images<B: Backend>(
                 }
             }
             if !good.is_empty() {
-                let batch = backend.upload(&pixels, good.len(), pixels.len() / good.len())?;
+                let batch = {
+                    let _span = tracing::info_span!("upload", images = good.len()).entered();
+                    backend.upload(&pixels, good.len(), pixels.len() / good.len())?
+                };
                 let features = backend.download(&model.clip.encode_images(backend, &batch)?)?;
                 for ((i, key), row) in good.into_iter().zip(features.chunks_exact(dim)) {
                     rows[i] = Some(row.to_vec());

@@ -38,10 +38,12 @@ impl<B: Backend> Clip<B> {
     }
 
     pub fn encode_text(&self, backend: &B, batch: &TokenBatch) -> Result<B::Tensor> {
+        let _span = tracing::info_span!("text", texts = batch.len(), seq = batch.seq).entered();
         self.text.forward(backend, batch)
     }
 
     pub fn encode_images(&self, backend: &B, pixels: &B::Tensor) -> Result<B::Tensor> {
+        let _span = tracing::info_span!("vision", images = backend.dims(pixels).0).entered();
         self.vision.forward(backend, pixels)
     }
 }
