@@ -23,6 +23,29 @@ pub struct Gpu {
     stream: sys::CUstream,
     functions: HashMap<&'static str, sys::CUfunction>,
     arena: Arena,
+    staging: [Mutex<Option<Pinned>>; 2],
+    next_staging: std::sync::atomic::AtomicUsize,
+}
+
+/// Uploads of at least this many bytes go through pinned host memory (faster copies that do not block the host).
+const STAGED_UPLOAD: usize = 1 << 20;
+
+/// A pinned host buffer and the event recorded after the last copy that read it.
+struct Pinned {
+    ptr: *mut u8,
+    bytes: usize,
+    copied: sys::CUevent,
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        // SAFETY: both were created by the driver for this buffer; the event is waited on before the memory goes.
+        unsafe {
+            let _ = result::event::synchronize(self.copied);
+            let _ = result::event::destroy(self.copied);
+            let _ = result::free_host(self.ptr as *mut c_void);
+        }
+    }
 }
 
 // SAFETY: the context is made current on every thread that calls into the driver (`bind`); the stream and function
@@ -165,7 +188,9 @@ impl Gpu {
         check("poisoning the arena", unsafe { result::memset_d8_async(base, 0xFF, bytes, stream) })?;
         tracing::info!(%name, capability = ?capability, arena = %mib(bytes), "CUDA device opened");
         let arena = Arena { base, blocks: Arc::new(Mutex::new(Blocks::new(bytes))) };
-        Ok(Self { ordinal, name, capability, total_memory, stream, functions, arena })
+        let staging = [Mutex::new(None), Mutex::new(None)];
+        let next_staging = std::sync::atomic::AtomicUsize::new(0);
+        Ok(Self { ordinal, name, capability, total_memory, stream, functions, arena, staging, next_staging })
     }
 
     pub fn arena(&self) -> &Arena {
@@ -192,10 +217,45 @@ impl Gpu {
         })
     }
 
-    /// Host to device, ordered on the stream (the host slice must outlive the copy: `synchronize` before reuse).
+    /// Host to device, ordered on the stream. Large uploads are copied into one of two pinned buffers, used in
+    /// turn, and go to the device from there asynchronously: the host returns at once and prepares the next batch
+    /// while the copy and the previous batch's kernels run; a buffer is refilled only after its last copy ended.
     pub fn upload<T: Copy>(&self, dst: &DeviceBlock, src: &[T]) -> Result<()> {
-        assert!(std::mem::size_of_val(src) <= dst.bytes, "upload larger than its block");
-        // SAFETY: the block holds at least the bytes copied; the copy completes before `synchronize` returns.
+        let bytes = std::mem::size_of_val(src);
+        assert!(bytes <= dst.bytes, "upload larger than its block");
+        if bytes >= STAGED_UPLOAD {
+            let turn = self.next_staging.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2;
+            let mut slot = self.staging[turn].lock().expect("the staging lock");
+            if slot.as_ref().is_none_or(|p| p.bytes < bytes) {
+                *slot = None;
+                // SAFETY: a fresh pinned allocation and event, owned by `Pinned`.
+                let pinned = unsafe { result::malloc_host(bytes, 0) }.and_then(|ptr| {
+                    Ok(Pinned {
+                        ptr: ptr as *mut u8,
+                        bytes,
+                        copied: result::event::create(sys::CUevent_flags::CU_EVENT_DISABLE_TIMING)?,
+                    })
+                });
+                match pinned {
+                    Ok(p) => *slot = Some(p),
+                    Err(e) => tracing::debug!("no pinned staging buffer ({e:?}): a pageable upload"),
+                }
+            }
+            if let Some(p) = slot.as_ref() {
+                // SAFETY: the event belongs to this buffer; after it completes no copy reads the buffer, which holds
+                // at least `bytes`; the slice handed to the copy is the buffer itself, alive until `copied` fires.
+                unsafe {
+                    check("waiting for a staging buffer", result::event::synchronize(p.copied))?;
+                    std::ptr::copy_nonoverlapping(src.as_ptr() as *const u8, p.ptr, bytes);
+                    let staged = std::slice::from_raw_parts(p.ptr, bytes);
+                    check("copy to the device", result::memcpy_htod_async(dst.ptr, staged, self.stream))?;
+                    check("recording a copy", result::event::record(p.copied, self.stream))?;
+                }
+                return Ok(());
+            }
+        }
+        // SAFETY: the block holds at least the bytes copied; from pageable memory the call returns once the source
+        // has been read, so the caller may drop it.
         check("copy to the device", unsafe { result::memcpy_htod_async(dst.ptr, src, self.stream) })
     }
 
