@@ -174,15 +174,15 @@ fn cuda_device_answers_without_panicking() {
     let cache = tempfile::tempdir().unwrap();
     let model = model();
     let out = glov(&["--device", "cuda", "probe", "clip", "--model", &model, "--text", "a cat"], cache.path());
-    assert_eq!(out.status.code(), Some(1));
-    // What is missing depends on the machine: kernels in the binary, an NVIDIA driver, or the runtime.
     let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    if out.status.success() {
+        return; // a machine with a GPU and a binary with kernels: CLIP runs there
+    }
+    // What is missing depends on the machine: kernels in the binary, or an NVIDIA driver.
+    assert_eq!(out.status.code(), Some(1));
     assert!(err.contains("--device cuda:0"), "{err}");
-    assert!(
-        ["built without CUDA kernels", "no NVIDIA driver", "runs only `selftest`"].iter().any(|why| err.contains(why)),
-        "{err}"
-    );
-    assert!(!stderr(&out).contains("panicked"));
+    assert!(["built without CUDA kernels", "no NVIDIA driver"].iter().any(|why| err.contains(why)), "{err}");
 }
 
 #[test]

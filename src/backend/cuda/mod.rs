@@ -1,7 +1,8 @@
-//! The CUDA backend. Its kernels (`kernels/*.cu`) are compiled by `build.rs` and embedded in the binary; the
-//! runtime that loads and launches them is not part of this version yet. Selecting the backend checks, in order,
-//! that the binary has kernels and that an NVIDIA driver can be loaded, and answers with an error that says what
-//! is missing, never a panic.
+//! The CUDA backend: kernels compiled by `build.rs` and embedded (`kernels`), the driver, context, stream and
+//! arena (`runtime`, `arena`), one launch wrapper per kernel (`ops`), the `Backend` implementation for CLIP and
+//! scoring (`backend`), and the kernel parity harness (`selftest`). Opening it checks, in order, that the binary
+//! has kernels, that an NVIDIA driver can be loaded, its version, the device and its compute capability, and
+//! answers with an error that says what is missing, never a panic.
 
 pub mod arena;
 pub mod backend;
