@@ -498,17 +498,37 @@ pub fn clip_parity<B: Backend>(subject: &B, label: &str, seed: u64) -> Result<Ve
     let (want_images, want_texts) = features(&CpuBackend::new(), &store, &config, &pixels, images, &tokens)?;
     let (got_images, got_texts) = features(subject, &store, &config, &pixels, images, &tokens)?;
     let dim = config.projection_dim;
-    let best = |image: &[f32], texts: &[f32]| -> usize {
-        let sims: Vec<f32> = texts.chunks_exact(dim).map(|t| t.iter().zip(image).map(|(a, b)| a * b).sum()).collect();
-        crate::generation::sampling::argmax(&sims) as usize
+    // Random weights give every image nearly the same direction, so the cosine's argmax would pick one text for
+    // all of them; with each side's mean removed the choice varies from image to image and the check means
+    // something.
+    let centred = |rows: &[f32]| -> Vec<f32> {
+        let n = rows.len() / dim;
+        let mean: Vec<f32> = (0..dim).map(|d| rows.iter().skip(d).step_by(dim).sum::<f32>() / n as f32).collect();
+        rows.chunks_exact(dim).flat_map(|r| r.iter().zip(&mean).map(|(v, m)| v - m).collect::<Vec<_>>()).collect()
     };
-    let agree = (0..images)
-        .filter(|&i| {
-            let (w, g) = (&want_images[i * dim..(i + 1) * dim], &got_images[i * dim..(i + 1) * dim]);
-            best(w, &want_texts) == best(g, &got_texts)
-        })
-        .count();
-    let shape = format!("vit-b-32 widths, 2 layers, {images} images, {} texts", texts.len());
+    // Per image: the best text and its lead over the runner-up, relative to the spread of its scores.
+    let best_texts = |images_f: &[f32], texts_f: &[f32]| -> Vec<(usize, f32)> {
+        let (images_c, texts_c) = (centred(images_f), centred(texts_f));
+        images_c
+            .chunks_exact(dim)
+            .map(|image| {
+                let sims: Vec<f32> =
+                    texts_c.chunks_exact(dim).map(|t| t.iter().zip(image).map(|(a, b)| a * b).sum()).collect();
+                let best = crate::generation::sampling::argmax(&sims) as usize;
+                let runner_up =
+                    sims.iter().enumerate().filter(|&(j, _)| j != best).map(|(_, &v)| v).fold(f32::MIN, f32::max);
+                let spread =
+                    sims.iter().copied().fold(f32::MIN, f32::max) - sims.iter().copied().fold(f32::MAX, f32::min);
+                (best, (sims[best] - runner_up) / spread.max(f32::MIN_POSITIVE))
+            })
+            .collect()
+    };
+    // Images whose best text leads by less than 5% of the spread are near ties that bf16 rounding may flip; the
+    // agreement is taken over the others.
+    let (want_best, got_best) = (best_texts(&want_images, &want_texts), best_texts(&got_images, &got_texts));
+    let clear: Vec<usize> = (0..images).filter(|&i| want_best[i].1 >= 0.05).collect();
+    let agree = clear.iter().filter(|&&i| want_best[i].0 == got_best[i].0).count();
+    let shape = format!("vit-b-32 widths, 2 layers, {images} images ({} clear), {} texts", clear.len(), texts.len());
     let case = |kernel, error: f64, tolerance| CaseResult {
         kernel,
         subject: label.to_string(),
@@ -520,8 +540,9 @@ pub fn clip_parity<B: Backend>(subject: &B, label: &str, seed: u64) -> Result<Ve
     Ok(vec![
         case("clip_images", relative_error(&got_images, &want_images), 2e-2),
         case("clip_texts", relative_error(&got_texts, &want_texts), 2e-2),
-        // Reported as the share of disagreeing images.
-        case("clip_top1", 1.0 - agree as f64 / images as f64, 0.01),
+        // Reported as the share of disagreeing images among the clear ones (all of them when fewer than a quarter
+        // are clear: the check would say nothing).
+        case("clip_top1", if clear.len() * 4 < images { 1.0 } else { 1.0 - agree as f64 / clear.len() as f64 }, 0.01),
     ])
 }
 
