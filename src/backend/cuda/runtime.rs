@@ -211,6 +211,9 @@ impl Gpu {
         args: &mut [*mut c_void],
     ) -> Result<()> {
         let Some(&function) = self.functions.get(name) else { bail!("kernel {name} is not in this binary") };
+        if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
+            return Ok(()); // an empty tensor: nothing to compute
+        }
         // SAFETY: the caller guarantees the arguments; the function and stream belong to the current context.
         check(&format!("launching {name} (grid {grid:?}, block {block:?})"), unsafe {
             result::launch_kernel(function, grid, block, shared_bytes, self.stream, args)
