@@ -197,14 +197,6 @@ impl Backend for CudaBackend {
             bail!("label {bad} is outside the {classes} classes");
         }
         let labels_t = DTensor::upload_u32(&self.gpu, labels, "labels")?;
-        let (top1, top5, per_class) =
-            ops::score(&self.gpu, images, class_features, &labels_t, templates, classes, self.variant)?;
-        Ok((0..templates)
-            .map(|t| TemplateCounts {
-                top1: top1[t] as usize,
-                top5: top5[t] as usize,
-                top1_per_class: per_class[t * classes..(t + 1) * classes].iter().map(|&c| c as usize).collect(),
-            })
-            .collect())
+        ops::score(&self.gpu, images, class_features, &labels_t, templates, classes, self.variant)
     }
 }

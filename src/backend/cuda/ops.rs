@@ -2,7 +2,7 @@
 //! launch geometry the kernel expects. Each computing op has a `Variant`: the plain kernel or the fast one.
 
 use super::runtime::{DeviceBlock, Gpu};
-use crate::backend::{Activation, AttentionShape};
+use crate::backend::{Activation, AttentionShape, TemplateCounts};
 use anyhow::{Result, ensure};
 use std::ffi::c_void;
 
@@ -81,11 +81,7 @@ impl DTensor {
                 gpu.download(&self.block, &mut out)?;
                 out.into_iter().map(f32::from).collect()
             }
-            DType::U32 => {
-                let mut out = vec![0u32; n];
-                gpu.download(&self.block, &mut out)?;
-                out.into_iter().map(|v| v as f32).collect()
-            }
+            DType::U32 => self.download_u32(gpu)?.into_iter().map(|v| v as f32).collect(),
         })
     }
 
@@ -371,8 +367,7 @@ pub fn average_templates(
     l2_normalize(gpu, &mean, variant)
 }
 
-/// Top-1, top-5 and per-class top-1 counts of every template: `(top1, top5, per_class)` with `per_class` of
-/// `templates * classes` values.
+/// Top-1, top-5 and per-class top-1 counts of every template.
 pub fn score(
     gpu: &Gpu,
     images: &DTensor,
@@ -381,7 +376,7 @@ pub fn score(
     templates: usize,
     classes: usize,
     variant: Variant,
-) -> Result<(Vec<u32>, Vec<u32>, Vec<u32>)> {
+) -> Result<Vec<TemplateCounts>> {
     images.expect("images", DType::F32)?;
     class_features.expect("class features", DType::F32)?;
     labels.expect("labels", DType::U32)?;
@@ -421,7 +416,14 @@ pub fn score(
         }
     }
     let all = counts.download_u32(gpu)?;
-    Ok((all[..templates].to_vec(), all[templates..2 * templates].to_vec(), all[2 * templates..].to_vec()))
+    let (top1, top5, per_class) = (&all[..templates], &all[templates..2 * templates], &all[2 * templates..]);
+    Ok((0..templates)
+        .map(|t| TemplateCounts {
+            top1: top1[t] as usize,
+            top5: top5[t] as usize,
+            top1_per_class: per_class[t * classes..(t + 1) * classes].iter().map(|&c| c as usize).collect(),
+        })
+        .collect())
 }
 
 /// The rows at the given indices, in order (bf16 or f32).

@@ -213,14 +213,7 @@ impl Subject for CudaKernels<'_> {
         let images = DTensor::upload_f32(g, images, labels.len(), dim, "images")?;
         let features = DTensor::upload_f32(g, features, templates * classes, dim, "class features")?;
         let labels_t = DTensor::upload_u32(g, labels, "labels")?;
-        let (top1, top5, per_class) = ops::score(g, &images, &features, &labels_t, templates, classes, self.variant)?;
-        Ok((0..templates)
-            .map(|t| TemplateCounts {
-                top1: top1[t] as usize,
-                top5: top5[t] as usize,
-                top1_per_class: per_class[t * classes..(t + 1) * classes].iter().map(|&c| c as usize).collect(),
-            })
-            .collect())
+        ops::score(g, &images, &features, &labels_t, templates, classes, self.variant)
     }
 
     fn embed_tokens(&self, ids: &[u32], seq: usize, table: &[f32], positions: &[f32], dim: usize) -> Result<Vec<f32>> {
