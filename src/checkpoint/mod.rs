@@ -16,6 +16,8 @@ pub struct Checkpoint {
     pub dir: PathBuf,
     pub config: serde_json::Value,
     pub weights: WeightStore,
+    /// [`Checkpoint::checksum`], computed on first use.
+    checksum: std::sync::OnceLock<String>,
 }
 
 impl Checkpoint {
@@ -25,7 +27,7 @@ impl Checkpoint {
         let _span = tracing::info_span!("checkpoint", dir = %dir.display()).entered();
         let config = read_json(&dir.join("config.json"))?;
         let weights = WeightStore::open(&dir)?;
-        Ok(Self { dir, config, weights })
+        Ok(Self { dir, config, weights, checksum: std::sync::OnceLock::new() })
     }
 
     /// The path of a file inside the model directory, or an error naming it when it is absent.
@@ -38,8 +40,16 @@ impl Checkpoint {
     }
 
     /// A content checksum of the model: BLAKE3 over config.json, preprocessor_config.json (when present) and
-    /// every weight file. Used to key caches of computed features.
+    /// every weight file. Used to key caches of computed features. Hashed once per opened checkpoint.
     pub fn checksum(&self) -> Result<String> {
+        if let Some(sum) = self.checksum.get() {
+            return Ok(sum.clone());
+        }
+        let sum = self.hash_files()?;
+        Ok(self.checksum.get_or_init(|| sum).clone())
+    }
+
+    fn hash_files(&self) -> Result<String> {
         let _span = tracing::info_span!("checksum").entered();
         let mut hasher = blake3::Hasher::new();
         let mut files = vec![self.dir.join("config.json")];
