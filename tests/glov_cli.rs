@@ -70,6 +70,15 @@ impl Sandbox {
         output
     }
 
+    /// A 30-step run into `out`, in the background (stderr kept for the tests to read).
+    fn spawn_thirty_steps(&self, out: &Path) -> Child {
+        self.command(&optimize_args(out, &["--steps", "30"]))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the glov-cuda binary starts")
+    }
+
     fn assert_no_cache_written(&self) {
         assert!(!self.cache().exists(), "a run with --no-cache wrote the feature cache {}", self.cache().display());
     }
@@ -419,12 +428,7 @@ fn a_three_step_run_writes_its_directory_and_report() {
 fn kill_and_resume(sandbox: &Sandbox, a: &Path, kill_after: usize, delay: Duration, torn: bool) {
     let what = format!("killed after {kill_after} steps (+{delay:?}{}) and resumed", if torn { ", torn" } else { "" });
     let b = sandbox.path(&format!("killed-{kill_after}"));
-    let mut child = sandbox
-        .command(&optimize_args(&b, &["--steps", "30"]))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the glov-cuda binary starts");
+    let mut child = sandbox.spawn_thirty_steps(&b);
     wait_for_steps(&mut child, &b, kill_after);
     std::thread::sleep(delay);
     child.kill().expect("SIGKILL");
@@ -472,12 +476,7 @@ fn a_killed_run_resumes_to_what_an_uninterrupted_run_writes() {
 fn ctrl_c_stops_after_a_step_and_the_run_resumes() {
     let sandbox = Sandbox::new();
     let b = sandbox.path("interrupted");
-    let mut child = sandbox
-        .command(&optimize_args(&b, &["--steps", "30"]))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the glov-cuda binary starts");
+    let mut child = sandbox.spawn_thirty_steps(&b);
     let seen = wait_for_steps(&mut child, &b, 2);
     let pid = libc::pid_t::try_from(child.id()).expect("a pid");
     // SAFETY: kill(2) with the pid of our own child, not yet reaped, and a valid signal number.
