@@ -68,3 +68,60 @@ extern "C" __global__ void bf16_to_f32(const bf16* __restrict__ x, float* __rest
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) y[i] = to_f32(x[i]);
 }
+
+// RMS norm (Llama's), optionally fused with the residual add before it: s = x + delta is rounded to bf16 (the
+// residual stream is stored in bf16) and written to `sum`, then y = s / sqrt(mean(s^2) + eps) * gain. With `delta`
+// null, s = x and `sum` is not written. One thread per row (plain).
+extern "C" __global__ void rms_norm_plain(const bf16* __restrict__ x, const bf16* __restrict__ delta,
+                                          const bf16* __restrict__ gain, bf16* __restrict__ sum,
+                                          bf16* __restrict__ y, int rows, int cols, float eps) {
+    const int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= rows) return;
+    float sq = 0.0f;
+    for (int c = 0; c < cols; ++c) {
+        float s = to_f32(x[r * cols + c]);
+        if (delta) {
+            s = to_f32(to_bf16(s + to_f32(delta[r * cols + c])));
+            sum[r * cols + c] = to_bf16(s);
+        }
+        sq += s * s;
+    }
+    const float inv = rsqrtf(sq / cols + eps);
+    for (int c = 0; c < cols; ++c) {
+        const float s = delta ? to_f32(sum[r * cols + c]) : to_f32(x[r * cols + c]);
+        y[r * cols + c] = to_bf16(s * inv * to_f32(gain[c]));
+    }
+}
+
+// The same, one block per row: each thread keeps its columns' sums in registers between the reduction and the
+// scaling (up to RMS_MAX_PER_THREAD columns each, so a row of up to 8,192 columns with 256 threads).
+#define RMS_MAX_PER_THREAD 32
+extern "C" __global__ void __launch_bounds__(256) rms_norm(const bf16* __restrict__ x, const bf16* __restrict__ delta,
+                                                           const bf16* __restrict__ gain, bf16* __restrict__ sum,
+                                                           bf16* __restrict__ y, int rows, int cols, float eps) {
+    __shared__ float scratch[32];
+    const int64_t r = blockIdx.x;
+    float s[RMS_MAX_PER_THREAD];
+    float sq = 0.0f;
+#pragma unroll
+    for (int i = 0; i < RMS_MAX_PER_THREAD; ++i) {
+        const int c = threadIdx.x + i * blockDim.x;
+        s[i] = 0.0f;
+        if (c < cols) {
+            float v = to_f32(x[r * cols + c]);
+            if (delta) {
+                const bf16 rounded = to_bf16(v + to_f32(delta[r * cols + c]));
+                sum[r * cols + c] = rounded;
+                v = to_f32(rounded);
+            }
+            s[i] = v;
+            sq += v * v;
+        }
+    }
+    const float inv = rsqrtf(block_sum(sq, scratch) / cols + eps);
+#pragma unroll
+    for (int i = 0; i < RMS_MAX_PER_THREAD; ++i) {
+        const int c = threadIdx.x + i * blockDim.x;
+        if (c < cols) y[r * cols + c] = to_bf16(s[i] * inv * to_f32(gain[c]));
+    }
+}

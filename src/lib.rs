@@ -15,5 +15,7 @@ pub mod glov;
 pub mod models;
 pub mod nvtx;
 pub mod preprocess;
+pub mod random_normal;
+pub mod sampling;
 pub mod scoring;
 pub mod tokenizer;

@@ -10,6 +10,7 @@ mod device;
 pub use device::Device;
 
 use crate::checkpoint::StoredTensor;
+use crate::sampling::{SamplingParams, SequenceRng};
 use anyhow::Result;
 
 /// The activation applied in a linear layer's epilogue.
@@ -118,6 +119,17 @@ impl KvLayout {
     }
 }
 
+/// Device memory use of a backend, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MemoryUse {
+    /// Bytes allocated now.
+    pub in_use: usize,
+    /// The most bytes allocated at once since the backend opened.
+    pub peak: usize,
+    /// Bytes the backend may allocate in all (its arena).
+    pub capacity: usize,
+}
+
 /// Correct-prediction counts of one template (or ensemble) over a set of labelled images.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TemplateCounts {
@@ -132,6 +144,10 @@ pub trait Backend: Send + Sync {
     type Tensor: Send + Sync;
     type Weight: Send + Sync;
     type KvCache: Send;
+    /// The cache rows of one forward call, prepared once and read by every layer's rope and cached attention.
+    type Rows: Send + Sync;
+    /// Device work recorded once and replayed on the same buffers (a CUDA graph).
+    type Recording: Send;
 
     /// The backend's name (`cpu`, `cuda`), which keys caches of computed values.
     fn kind(&self) -> &'static str;
@@ -142,6 +158,27 @@ pub trait Backend: Send + Sync {
     /// Prepares a parameter for use: the rows of every part concatenated in order (several parts make a fused
     /// weight, such as Q, K and V projections into one QKV projection). 1-D parts (biases) are concatenated too.
     fn load_weight(&self, parts: &[&StoredTensor]) -> Result<Self::Weight>;
+
+    /// A `[rows, cols]` parameter of roughly normal values (mean, std) drawn from `seed`, made where the backend
+    /// keeps its weights (on the device for CUDA): for benchmarks of real shapes without a checkpoint.
+    fn random_weight(&self, rows: usize, cols: usize, mean: f32, std: f32, seed: u64) -> Result<Self::Weight>;
+
+    /// Records the work `f` enqueues, without running it, for [`Backend::replay`]. `None` (and `f` not called)
+    /// where the backend does not record, or recording is turned off. Work recorded must not move data between
+    /// host and device; the tensors it allocates keep their memory until the recording is dropped.
+    fn record<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<Option<(Self::Recording, T)>>;
+
+    /// Runs recorded work again, on the buffers it was recorded with.
+    fn replay(&self, recording: &Self::Recording) -> Result<()>;
+
+    /// Copies `src` over `dst` in place (same shape), so that recorded work reading `dst` sees the new values.
+    fn overwrite(&self, dst: &mut Self::Tensor, src: &Self::Tensor) -> Result<()>;
+
+    /// Waits until all queued work is done (for timing).
+    fn synchronize(&self) -> Result<()>;
+
+    /// Device memory use, where the backend manages its own memory.
+    fn memory(&self) -> Option<MemoryUse>;
 
     /// Copies host values into a new tensor of shape `[rows, cols]`.
     fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<Self::Tensor>;
@@ -172,13 +209,27 @@ pub trait Backend: Send + Sync {
     /// Root-mean-square normalisation of each row, times the gain (Llama's RMSNorm).
     fn rms_norm(&self, x: &Self::Tensor, gain: &Self::Weight, eps: f32) -> Result<Self::Tensor>;
 
+    /// The residual add fused with the next RMS norm: returns `(x + delta, rms_norm(x + delta))`.
+    fn add_rms_norm(
+        &self,
+        x: &Self::Tensor,
+        delta: &Self::Tensor,
+        gain: &Self::Weight,
+        eps: f32,
+    ) -> Result<(Self::Tensor, Self::Tensor)>;
+
     /// The gated MLP activation: `[m, 2f]` (gate columns, then up columns) to `silu(gate) * up`, `[m, f]`.
     fn silu_mul(&self, gate_up: &Self::Tensor) -> Result<Self::Tensor>;
 
-    /// Rotary position embedding of the query and key heads of packed QKV rows (rotate-half layout), row `i` at
-    /// `positions[i]`, with per-pair inverse frequencies `inv_freq` (`head_dim / 2` values).
-    fn rope(&self, qkv: &Self::Tensor, positions: &[usize], heads: HeadShape, inv_freq: &[f32])
-    -> Result<Self::Tensor>;
+    /// Rotary position embedding of the query and key heads of packed QKV rows (rotate-half layout), each row at
+    /// its cache row's position, with per-pair inverse frequencies `inv_freq` (`[1, head_dim / 2]`, as uploaded).
+    fn rope(
+        &self,
+        qkv: &Self::Tensor,
+        rows: &Self::Rows,
+        heads: HeadShape,
+        inv_freq: &Self::Tensor,
+    ) -> Result<Self::Tensor>;
 
     /// Adds `offsets` row `j` to row `rows[j]` of `x` (the steering offset add).
     fn add_rows(&self, x: &Self::Tensor, rows: &[usize], offsets: &Self::Tensor) -> Result<Self::Tensor>;
@@ -186,8 +237,18 @@ pub trait Backend: Send + Sync {
     /// The mean of each `(start, len)` run of rows: `[segments, cols]`.
     fn mean_rows(&self, x: &Self::Tensor, segments: &[(usize, usize)]) -> Result<Self::Tensor>;
 
+    /// Bytes of one cached key or value element (4 for f32 on the CPU, 2 for bf16 on the GPU).
+    fn kv_element_bytes(&self) -> usize;
+
     /// Allocates a KV cache once for a whole batch.
     fn kv_cache(&self, layout: &KvLayout) -> Result<Self::KvCache>;
+
+    /// Checks the rows of a forward call against the cache's layout and prepares them for rope and attention.
+    fn cache_rows(&self, cache: &Self::KvCache, rows: &[CachedRow]) -> Result<Self::Rows>;
+
+    /// Prepares new rows (as many, of the same streams) in place of `rows`, so that recorded work reading them sees
+    /// the new ones.
+    fn update_rows(&self, cache: &Self::KvCache, rows: &mut Self::Rows, new: &[CachedRow]) -> Result<()>;
 
     /// Causal attention through the cache: each row's keys and values (already rotated) are written to its
     /// stream at its position, then each row attends to every cached position up to its own (a sequence row reads
@@ -197,9 +258,19 @@ pub trait Backend: Send + Sync {
         qkv: &Self::Tensor,
         cache: &mut Self::KvCache,
         layer: usize,
-        rows: &[CachedRow],
+        rows: &Self::Rows,
         heads: HeadShape,
     ) -> Result<Self::Tensor>;
+
+    /// The next token of each row of `logits` (`[rows, vocab]`), row `i` drawn with `rngs[i]` at `steps[i]`, exactly
+    /// as [`crate::sampling::sample`] defines it; only the tokens come back to the host.
+    fn sample(
+        &self,
+        logits: &Self::Tensor,
+        params: &SamplingParams,
+        rngs: &[SequenceRng],
+        steps: &[u64],
+    ) -> Result<Vec<u32>>;
 
     /// Token embeddings plus position embeddings for a `[batch, seq]` grid of ids; returns `[batch * seq, dim]`.
     fn embed_tokens(

@@ -1,7 +1,12 @@
-//! `glov-cuda bench clip`: images/s of the vision tower and templates/s of scoring for a randomly initialised CLIP
-//! of a named shape (no model files: the weights are drawn with a seed, the tokenizer is OpenAI's, built in), on
-//! the chosen backend; JSON on stdout.
+//! `glov-cuda bench`: benchmarks of randomly initialised models of named shapes (no model files: the weights are
+//! drawn with a seed, CLIP's tokenizer is OpenAI's, built in), on the chosen backend; JSON on stdout.
+//!
+//! - `bench clip`: images/s of the vision tower and templates/s of scoring;
+//! - `bench llm`: prefill and decode tokens/s of an LLM, against the memory-bandwidth roofline (`bench_llm`);
+//! - `bench glov-step`: one whole GLOV step, steered generation then scoring, with both models (`bench_glov`).
 
+use super::bench_glov::{self, GlovStepBenchArgs};
+use super::bench_llm::{self, BenchDevice, LlmBenchArgs};
 use crate::backend::Backend;
 use crate::checkpoint::DType;
 use crate::models::clip::{Clip, SHAPES, random_weights, shape_config};
@@ -16,6 +21,11 @@ use std::time::Instant;
 pub enum BenchCommand {
     /// The vision tower's images/s and zero-shot scoring's templates/s.
     Clip(ClipBenchArgs),
+    /// An LLM's prefill and decode tokens/s (one shared prompt, n sequences), against the memory-bandwidth
+    /// roofline of decoding.
+    Llm(LlmBenchArgs),
+    /// One whole GLOV step: steered generation of several prompt groups, then scoring of the new templates.
+    GlovStep(GlovStepBenchArgs),
 }
 
 #[derive(Args)]
@@ -57,23 +67,23 @@ fn median_seconds(repeat: usize, mut f: impl FnMut() -> Result<()>) -> Result<f6
 }
 
 /// Deterministic pseudo-random values in [-1, 1).
-fn values(n: usize, seed: u64) -> Vec<f32> {
+pub(super) fn values(n: usize, seed: u64) -> Vec<f32> {
     (0..n as u64)
         .map(|i| {
-            let bits = crate::generation::sampling::mix64(seed ^ crate::generation::sampling::mix64(i));
+            let bits = crate::sampling::mix64(seed ^ crate::sampling::mix64(i));
             (bits >> 40) as f32 / (1u64 << 23) as f32 - 1.0
         })
         .collect()
 }
 
 /// Class names and templates that tokenise to realistic lengths.
-fn class_names(n: usize) -> Vec<String> {
+pub(super) fn class_names(n: usize) -> Vec<String> {
     let adjectives = ["red", "spotted", "mountain", "river", "golden", "wild", "desert", "sea", "giant", "night"];
     let things = ["fox", "owl", "bicycle", "lighthouse", "tulip", "beetle", "canoe", "harp", "cactus", "truck"];
     (0..n).map(|i| format!("{} {} {}", adjectives[i % 10], adjectives[(i / 10) % 10], things[(i / 100) % 10])).collect()
 }
 
-fn templates(n: usize) -> Vec<String> {
+pub(super) fn templates(n: usize) -> Vec<String> {
     let styles = [
         "a photo of a {}.",
         "a blurry photo of the {}.",
@@ -87,8 +97,15 @@ fn templates(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{} (variant {i})", styles[i % styles.len()])).collect()
 }
 
-pub fn run<B: Backend>(backend: &B, command: BenchCommand) -> Result<()> {
-    let BenchCommand::Clip(args) = command;
+pub fn run<B: BenchDevice>(backend: &B, command: BenchCommand) -> Result<()> {
+    match command {
+        BenchCommand::Clip(args) => clip(backend, args),
+        BenchCommand::Llm(args) => bench_llm::run(backend, args),
+        BenchCommand::GlovStep(args) => bench_glov::run(backend, args),
+    }
+}
+
+fn clip<B: Backend>(backend: &B, args: ClipBenchArgs) -> Result<()> {
     ensure!(
         args.classes > 0 && args.images > 0 && args.templates > 0,
         "--classes, --images and --templates must be positive"

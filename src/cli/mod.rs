@@ -1,6 +1,8 @@
 //! The `glov-cuda` command line.
 
 mod bench;
+mod bench_glov;
+mod bench_llm;
 mod generate;
 mod inspect;
 mod optimize;
@@ -38,6 +40,10 @@ pub struct Cli {
     /// Which CUDA kernel of each pair runs: fast (tiled, tensor cores), or plain (simple, for checking).
     #[arg(long, global = true, value_enum, default_value = "fast")]
     kernels: Variant,
+
+    /// Run every CUDA decode step eagerly instead of recording it once as a CUDA graph and replaying it.
+    #[arg(long, global = true)]
+    no_cuda_graphs: bool,
 
     /// CPU worker threads (default, or 0: all cores).
     #[arg(long, global = true, value_name = "N")]
@@ -98,20 +104,12 @@ fn init_logging(cli: &Cli) {
     let _ = tracing_subscriber::registry().with(logs).with(ranges).try_init();
 }
 
-/// The backend for commands that run an LLM: the CPU (the CUDA backend does not run the LLM yet, and says so).
-fn llm_backend(device: Device) -> Result<CpuBackend> {
-    match device {
-        Device::Cpu => Ok(CpuBackend::new()),
-        Device::Cuda(ordinal) => match crate::backend::cuda::open_for_llm(ordinal)? {},
-    }
-}
-
-/// Runs a CLIP-only command on the chosen backend.
+/// Runs a command on the chosen backend.
 macro_rules! on_device {
     ($cli:expr, $run:expr) => {
         match $cli.device {
             Device::Cpu => $run(&CpuBackend::new()),
-            Device::Cuda(ordinal) => $run(&CudaBackend::open(ordinal, $cli.kernels)?),
+            Device::Cuda(ordinal) => $run(&CudaBackend::open(ordinal, $cli.kernels)?.with_graphs(!$cli.no_cuda_graphs)),
         }
     };
 }
@@ -122,14 +120,13 @@ fn run(cli: Cli) -> Result<()> {
     }
     match cli.command {
         Command::Score(args) => on_device!(cli, |b| score::run(b, args)),
-        Command::Probe(command) if command.uses_llm() => probe::run(&llm_backend(cli.device)?, command),
         Command::Probe(command) => on_device!(cli, |b| probe::run(b, command)),
         Command::Inspect(args) => inspect::run(args),
         Command::Bench(command) => on_device!(cli, |b| bench::run(b, command)),
         Command::Selftest(args) => selftest::run(cli.device, cli.kernels, args),
-        Command::Optimize(args) => optimize::run(&llm_backend(cli.device)?, *args, cli.quiet),
-        Command::Generate(args) => generate::run(&llm_backend(cli.device)?, args),
-        Command::SteerVector(args) => steer_vector::run(&llm_backend(cli.device)?, args),
+        Command::Optimize(args) => on_device!(cli, |b| optimize::run(b, *args, cli.quiet)),
+        Command::Generate(args) => on_device!(cli, |b| generate::run(b, args)),
+        Command::SteerVector(args) => on_device!(cli, |b| steer_vector::run(b, args)),
     }
 }
 

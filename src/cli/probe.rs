@@ -49,13 +49,6 @@ pub struct ClipProbeArgs {
     images: Vec<PathBuf>,
 }
 
-impl ProbeCommand {
-    /// Whether the command runs an LLM (which the CUDA backend does not run yet).
-    pub fn uses_llm(&self) -> bool {
-        matches!(self, ProbeCommand::Llm(_))
-    }
-}
-
 pub fn run<B: Backend>(backend: &B, command: ProbeCommand) -> Result<()> {
     match command {
         ProbeCommand::Clip(args) => probe_clip(backend, args),

@@ -1,4 +1,5 @@
-//! `glov-cuda selftest`: every CUDA kernel, plain and fast, against the CPU reference backend; `--list` names the
+//! `glov-cuda selftest`: every CUDA kernel, plain and fast, then CLIP and the LLM on the device, against the CPU
+//! reference backend; `--list` names the
 //! kernels in the binary (no GPU needed); `--device cpu` runs the harness against the reference itself.
 
 use crate::backend::Backend;
@@ -8,6 +9,7 @@ use crate::backend::cuda::backend::CudaBackend;
 use crate::backend::cuda::kernels::{MODULES, NVCC};
 use crate::backend::cuda::ops::Variant;
 use crate::backend::cuda::selftest::{self, CaseResult};
+use crate::backend::cuda::selftest_llm;
 use anyhow::{Result, bail};
 use clap::Args;
 
@@ -37,7 +39,9 @@ pub fn run(device: Device, kernels: Variant, args: SelftestArgs) -> Result<()> {
             eprintln!("--device cpu: the harness against the CPU reference itself (every error must be 0)");
             let cpu = CpuBackend::new();
             let mut results = selftest::run(&cpu, args.quick, args.seed)?;
+            results.extend(selftest_llm::op_cases(&cpu, "cpu", args.quick, args.seed)?);
             results.extend(selftest::clip_parity(&cpu, "cpu", args.seed)?);
+            results.extend(selftest_llm::model_cases(&cpu, "cpu", args.seed)?);
             results
         }
         Device::Cuda(ordinal) => {

@@ -4,7 +4,7 @@
 //! that samples the first token. Groups never pad against each other, so a sequence's output does not depend on
 //! the batch it sits in; with sampling seeded per (seed, sequence index), neither does its randomness.
 
-use super::sampling::{SamplingParams, SequenceRng, sample_batch};
+use super::sampling::{SamplingParams, SequenceRng};
 use super::steering::{SteerCache, SteerConfig, SteerMode};
 use crate::backend::{Backend, CachedRow, KvLayout, Stream};
 use crate::models::llm::{BlockOffset, Llm};
@@ -122,7 +122,7 @@ pub fn generate<B: Backend>(
     let _span =
         tracing::info_span!("generate", requests = requests.len(), max_new_tokens = options.max_new_tokens).entered();
     let layout = kv_layout(llm, requests, options.max_new_tokens);
-    let kv_cache_bytes = layout.bytes(4);
+    let kv_cache_bytes = layout.bytes(backend.kv_element_bytes());
     let mut cache = backend.kv_cache(&layout)?;
     tracing::debug!(bytes = kv_cache_bytes, "KV cache allocated");
     let hidden = llm.config.hidden_size;
@@ -158,56 +158,26 @@ pub fn generate<B: Backend>(
         }
     }
 
-    // Decode: every live sequence advances one token per step.
     let owners: Vec<usize> = requests.iter().enumerate().flat_map(|(g, r)| std::iter::repeat_n(g, r.n)).collect();
-    let mut tokens: Vec<Vec<u32>> = vec![Vec::new(); owners.len()];
-    let mut finish: Vec<Option<FinishReason>> = vec![None; owners.len()];
     let rngs: Vec<SequenceRng> = match options.streams {
         Streams::Batch => (0..owners.len()).map(|s| SequenceRng::new(options.seed, s as u64)).collect(),
         Streams::PerRequest => {
             requests.iter().flat_map(|r| (0..r.n).map(|j| SequenceRng::new(options.seed, j as u64))).collect()
         }
     };
-    let _span = tracing::info_span!("decode", sequences = owners.len()).entered();
-    for step in 0..options.max_new_tokens {
-        let live: Vec<usize> = (0..owners.len()).filter(|&s| finish[s].is_none()).collect();
-        if live.is_empty() {
-            break;
-        }
-        let ids: Vec<u32> = live
-            .iter()
-            .map(|&s| {
-                *tokens[s].last().unwrap_or_else(|| requests[owners[s]].prompt.last().expect("prompts are not empty"))
-            })
-            .collect();
-        let rows: Vec<CachedRow> = live
-            .iter()
-            .map(|&s| CachedRow { stream: Stream::Sequence(s), position: requests[owners[s]].prompt.len() - 1 + step })
-            .collect();
-        let live_owners: Vec<usize> = live.iter().map(|&s| owners[s]).collect();
-        let (steered_rows, values) = offsets_for(&live_owners, requests);
-        let offsets = backend.upload(&values, steered_rows.len(), hidden)?;
-        let offset = options.steer.map(|s| BlockOffset {
-            layer: s.layer,
-            rows: &steered_rows,
-            offsets: &offsets,
-            clean_cache: s.mode == SteerMode::Last && s.cache == SteerCache::Clean,
-        });
-        let out = llm.forward_hidden(backend, &mut cache, &ids, &rows, layers, offset.as_ref())?;
-        let all_rows: Vec<usize> = (0..live.len()).collect();
-        let logits = backend.download(&llm.logits(backend, &out, &all_rows)?)?;
-        let live_rngs: Vec<SequenceRng> = live.iter().map(|&s| rngs[s]).collect();
-        let steps = vec![step as u64; live.len()];
-        let next = sample_batch(&logits, llm.config.vocab_size, &options.sampling, &live_rngs, &steps);
-        for (&s, token) in live.iter().zip(next) {
-            tokens[s].push(token);
-            if options.stop_tokens.contains(&token) {
-                finish[s] = Some(FinishReason::Stop);
-            } else if tokens[s].len() == options.max_new_tokens {
-                finish[s] = Some(FinishReason::Length);
-            }
-        }
+    let mut decoder = Decoder {
+        requests,
+        options,
+        owners,
+        rngs,
+        tokens: vec![Vec::new(); requests.iter().map(|r| r.n).sum()],
+        finish: vec![None; requests.iter().map(|r| r.n).sum()],
+    };
+    let _span = tracing::info_span!("decode", sequences = decoder.owners.len()).entered();
+    if !decoder.recorded(backend, llm, &mut cache)? {
+        decoder.eager(backend, llm, &mut cache)?;
     }
+    let Decoder { tokens, finish, owners, .. } = decoder;
     let sequences = tokens
         .into_iter()
         .zip(finish)
@@ -220,4 +190,139 @@ pub fn generate<B: Backend>(
         })
         .collect();
     Ok(Generation { sequences, kv_cache_bytes })
+}
+
+/// The decode loop's state: every sequence's tokens so far and why it finished.
+struct Decoder<'a> {
+    requests: &'a [Request],
+    options: &'a GenerateOptions,
+    /// Per sequence: its request.
+    owners: Vec<usize>,
+    rngs: Vec<SequenceRng>,
+    tokens: Vec<Vec<u32>>,
+    finish: Vec<Option<FinishReason>>,
+}
+
+impl Decoder<'_> {
+    /// The token that sequence `s` feeds at its next step.
+    fn next_input(&self, s: usize) -> u32 {
+        let prompt = &self.requests[self.owners[s]].prompt;
+        *self.tokens[s].last().unwrap_or_else(|| prompt.last().expect("prompts are not empty"))
+    }
+
+    fn row(&self, s: usize, step: usize) -> CachedRow {
+        CachedRow { stream: Stream::Sequence(s), position: self.requests[self.owners[s]].prompt.len() - 1 + step }
+    }
+
+    /// The offset rows and values for the sequences `batch` (positions in the call), from their requests' vectors.
+    fn offsets(&self, batch: &[usize]) -> (Vec<usize>, Vec<f32>) {
+        let owners: Vec<usize> = batch.iter().map(|&s| self.owners[s]).collect();
+        offsets_for(&owners, self.requests)
+    }
+
+    fn block_offset<'t, B: Backend>(&self, rows: &'t [usize], offsets: &'t B::Tensor) -> Option<BlockOffset<'t, B>> {
+        self.options.steer.map(|s| BlockOffset {
+            layer: s.layer,
+            rows,
+            offsets,
+            clean_cache: s.mode == SteerMode::Last && s.cache == SteerCache::Clean,
+        })
+    }
+
+    /// Records the tokens sampled for the sequences `batch` at `step` (a finished sequence's are dropped).
+    fn accept(&mut self, batch: &[usize], next: &[u32]) {
+        for (&s, &token) in batch.iter().zip(next) {
+            if self.finish[s].is_some() {
+                continue;
+            }
+            self.tokens[s].push(token);
+            if self.options.stop_tokens.contains(&token) {
+                self.finish[s] = Some(FinishReason::Stop);
+            } else if self.tokens[s].len() == self.options.max_new_tokens {
+                self.finish[s] = Some(FinishReason::Length);
+            }
+        }
+    }
+
+    fn sample<B: Backend>(
+        &self,
+        backend: &B,
+        llm: &Llm<B>,
+        hidden: &B::Tensor,
+        batch: &[usize],
+        step: usize,
+    ) -> Result<Vec<u32>> {
+        let all_rows: Vec<usize> = (0..batch.len()).collect();
+        let logits = llm.logits(backend, hidden, &all_rows)?;
+        let rngs: Vec<SequenceRng> = batch.iter().map(|&s| self.rngs[s]).collect();
+        backend.sample(&logits, &self.options.sampling, &rngs, &vec![step as u64; batch.len()])
+    }
+
+    /// Every live sequence advances one token per step; finished ones leave the batch.
+    fn eager<B: Backend>(&mut self, backend: &B, llm: &Llm<B>, cache: &mut B::KvCache) -> Result<()> {
+        let (hidden, layers) = (llm.config.hidden_size, llm.config.num_layers);
+        for step in 0..self.options.max_new_tokens {
+            let live: Vec<usize> = (0..self.owners.len()).filter(|&s| self.finish[s].is_none()).collect();
+            if live.is_empty() {
+                break;
+            }
+            let ids: Vec<u32> = live.iter().map(|&s| self.next_input(s)).collect();
+            let rows: Vec<CachedRow> = live.iter().map(|&s| self.row(s, step)).collect();
+            let (steered_rows, values) = self.offsets(&live);
+            let offsets = backend.upload(&values, steered_rows.len(), hidden)?;
+            let offset = self.block_offset::<B>(&steered_rows, &offsets);
+            let out = llm.forward_hidden(backend, cache, &ids, &rows, layers, offset.as_ref())?;
+            let next = self.sample(backend, llm, &out, &live, step)?;
+            self.accept(&live, &next);
+        }
+        Ok(())
+    }
+
+    /// The decode step recorded once (embeddings to final hidden states, steering included) and replayed at every
+    /// step, where the backend records (CUDA graphs); `false` where it does not, with nothing done. The batch keeps
+    /// every sequence until the last one finishes, so its shape, and with it the recording, never changes; tokens
+    /// a finished sequence goes on producing are dropped. Each row's result does not depend on the others, so the
+    /// tokens are those of the eager loop.
+    fn recorded<B: Backend>(&mut self, backend: &B, llm: &Llm<B>, cache: &mut B::KvCache) -> Result<bool> {
+        if self.options.max_new_tokens == 0 || self.owners.is_empty() {
+            return Ok(false);
+        }
+        let (hidden, layers) = (llm.config.hidden_size, llm.config.num_layers);
+        let batch: Vec<usize> = (0..self.owners.len()).collect();
+        // Offsets for every row (zeros where a request has none), so that the steering add needs no row list.
+        let (steered_rows, values) = self.offsets(&batch);
+        let any_offset = !steered_rows.is_empty();
+        let mut full = vec![0.0f32; if any_offset { batch.len() * hidden } else { 0 }];
+        for (j, &row) in steered_rows.iter().enumerate() {
+            full[row * hidden..(row + 1) * hidden].copy_from_slice(&values[j * hidden..(j + 1) * hidden]);
+        }
+        let offset_rows: Vec<usize> = if any_offset { batch.clone() } else { Vec::new() };
+        let offsets = backend.upload(&full, offset_rows.len(), hidden)?;
+        let offset = self.block_offset::<B>(&offset_rows, &offsets);
+
+        let rows_at = |me: &Self, step: usize| -> Vec<CachedRow> { batch.iter().map(|&s| me.row(s, step)).collect() };
+        let mut rows = backend.cache_rows(cache, &rows_at(self, 0))?;
+        let ids: Vec<u32> = batch.iter().map(|&s| self.next_input(s)).collect();
+        let mut input = llm.embed(backend, &ids)?;
+        let Some((step_work, output)) =
+            backend.record(|| llm.forward_embedded(backend, cache, &input, &rows, layers, offset.as_ref()))?
+        else {
+            return Ok(false);
+        };
+        tracing::debug!(sequences = batch.len(), "decode step recorded for replay");
+        for step in 0..self.options.max_new_tokens {
+            if step > 0 {
+                backend.update_rows(cache, &mut rows, &rows_at(self, step))?;
+                let ids: Vec<u32> = batch.iter().map(|&s| self.next_input(s)).collect();
+                backend.overwrite(&mut input, &llm.embed(backend, &ids)?)?;
+            }
+            backend.replay(&step_work)?;
+            let next = self.sample(backend, llm, &output, &batch, step)?;
+            self.accept(&batch, &next);
+            if self.finish.iter().all(Option::is_some) {
+                break;
+            }
+        }
+        Ok(true)
+    }
 }

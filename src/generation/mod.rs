@@ -4,5 +4,5 @@
 pub mod generate;
 pub mod hidden;
 pub mod prompt_logits;
-pub mod sampling;
+pub use crate::sampling;
 pub mod steering;

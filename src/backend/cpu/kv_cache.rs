@@ -39,7 +39,7 @@ impl CpuKvCache {
     }
 
     /// The slot of a row in its stream's buffers, checked against the layout.
-    fn slot(&self, row: &CachedRow) -> Result<usize> {
+    pub fn slot(&self, row: &CachedRow) -> Result<usize> {
         match row.stream {
             Stream::Prefix(g) => {
                 let Some(&capacity) = self.layout.prefixes.get(g) else { bail!("KV cache has no prefix group {g}") };

@@ -12,8 +12,9 @@ mod score;
 
 pub use kv_cache::CpuKvCache;
 
-use super::{Activation, AttentionShape, Backend, CachedRow, HeadShape, KvLayout, TemplateCounts};
+use super::{Activation, AttentionShape, Backend, CachedRow, HeadShape, KvLayout, MemoryUse, TemplateCounts};
 use crate::checkpoint::StoredTensor;
+use crate::sampling::{SamplingParams, SequenceRng, sample_batch};
 use anyhow::{Result, bail, ensure};
 use std::borrow::Cow;
 
@@ -96,6 +97,8 @@ impl Backend for CpuBackend {
     type Tensor = CpuTensor;
     type Weight = CpuWeight;
     type KvCache = CpuKvCache;
+    type Rows = Vec<CachedRow>;
+    type Recording = std::convert::Infallible;
 
     fn kind(&self) -> &'static str {
         "cpu"
@@ -122,6 +125,41 @@ impl Backend for CpuBackend {
             rows += part.shape.first().copied().unwrap_or(1);
         }
         Ok(CpuWeight { parts: parts.iter().map(|p| (*p).clone()).collect(), rows, cols })
+    }
+
+    fn random_weight(&self, rows: usize, cols: usize, mean: f32, std: f32, seed: u64) -> Result<CpuWeight> {
+        let values = crate::random_normal::normal_values(seed, 0, rows * cols, mean, std);
+        let part = StoredTensor::from_f32_as("random weight", &[rows, cols], &values, crate::checkpoint::DType::BF16);
+        Ok(CpuWeight { parts: vec![part], rows, cols })
+    }
+
+    fn record<T>(&self, _: impl FnOnce() -> Result<T>) -> Result<Option<(Self::Recording, T)>> {
+        Ok(None)
+    }
+
+    fn replay(&self, recording: &Self::Recording) -> Result<()> {
+        match *recording {}
+    }
+
+    fn overwrite(&self, dst: &mut CpuTensor, src: &CpuTensor) -> Result<()> {
+        ensure!(
+            (dst.rows, dst.cols) == (src.rows, src.cols),
+            "overwrite: [{}, {}] over [{}, {}]",
+            src.rows,
+            src.cols,
+            dst.rows,
+            dst.cols
+        );
+        dst.data.copy_from_slice(&src.data);
+        Ok(())
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn memory(&self) -> Option<MemoryUse> {
+        None
     }
 
     fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<CpuTensor> {
@@ -230,6 +268,26 @@ impl Backend for CpuBackend {
         Ok(CpuTensor::new(out, x.rows, x.cols))
     }
 
+    fn add_rms_norm(
+        &self,
+        x: &CpuTensor,
+        delta: &CpuTensor,
+        gain: &CpuWeight,
+        eps: f32,
+    ) -> Result<(CpuTensor, CpuTensor)> {
+        ensure!(
+            x.rows == delta.rows && x.cols == delta.cols,
+            "add_rms_norm: x is [{}, {}] but delta is [{}, {}]",
+            x.rows,
+            x.cols,
+            delta.rows,
+            delta.cols
+        );
+        let sum = CpuTensor::new(x.data.iter().zip(&delta.data).map(|(a, b)| a + b).collect(), x.rows, x.cols);
+        let normed = self.rms_norm(&sum, gain, eps)?;
+        Ok((sum, normed))
+    }
+
     fn silu_mul(&self, gate_up: &CpuTensor) -> Result<CpuTensor> {
         ensure!(
             gate_up.cols.is_multiple_of(2),
@@ -239,17 +297,24 @@ impl Backend for CpuBackend {
         Ok(CpuTensor::new(decoder::silu_mul(&gate_up.data, gate_up.cols / 2), gate_up.rows, gate_up.cols / 2))
     }
 
-    fn rope(&self, qkv: &CpuTensor, positions: &[usize], heads: HeadShape, inv_freq: &[f32]) -> Result<CpuTensor> {
+    fn rope(
+        &self,
+        qkv: &CpuTensor,
+        rows: &Vec<CachedRow>,
+        heads: HeadShape,
+        inv_freq: &CpuTensor,
+    ) -> Result<CpuTensor> {
         check_cols("rope", qkv, heads.qkv_width())?;
-        ensure!(positions.len() == qkv.rows, "rope: {} positions for {} rows", positions.len(), qkv.rows);
+        ensure!(rows.len() == qkv.rows, "rope: {} cache rows for {} rows", rows.len(), qkv.rows);
         ensure!(
-            inv_freq.len() * 2 == heads.head_dim,
+            inv_freq.data.len() * 2 == heads.head_dim,
             "rope: {} frequencies for head size {}",
-            inv_freq.len(),
+            inv_freq.data.len(),
             heads.head_dim
         );
+        let positions: Vec<usize> = rows.iter().map(|r| r.position).collect();
         let mut out = qkv.data.clone();
-        decoder::rope(&mut out, positions, heads, inv_freq);
+        decoder::rope(&mut out, &positions, heads, &inv_freq.data);
         Ok(CpuTensor::new(out, qkv.rows, qkv.cols))
     }
 
@@ -288,6 +353,10 @@ impl Backend for CpuBackend {
         Ok(CpuTensor::new(data, segments.len(), x.cols))
     }
 
+    fn kv_element_bytes(&self) -> usize {
+        4
+    }
+
     fn kv_cache(&self, layout: &KvLayout) -> Result<CpuKvCache> {
         ensure!(
             layout.sequences.iter().all(|&(g, _)| g < layout.prefixes.len()),
@@ -296,12 +365,25 @@ impl Backend for CpuBackend {
         Ok(CpuKvCache::new(layout))
     }
 
+    fn cache_rows(&self, cache: &CpuKvCache, rows: &[CachedRow]) -> Result<Vec<CachedRow>> {
+        for row in rows {
+            cache.slot(row)?;
+        }
+        Ok(rows.to_vec())
+    }
+
+    fn update_rows(&self, cache: &CpuKvCache, rows: &mut Vec<CachedRow>, new: &[CachedRow]) -> Result<()> {
+        ensure!(new.len() == rows.len(), "update_rows: {} rows in place of {}", new.len(), rows.len());
+        *rows = self.cache_rows(cache, new)?;
+        Ok(())
+    }
+
     fn attention_cached(
         &self,
         qkv: &CpuTensor,
         cache: &mut CpuKvCache,
         layer: usize,
-        rows: &[CachedRow],
+        rows: &Vec<CachedRow>,
         heads: HeadShape,
     ) -> Result<CpuTensor> {
         check_cols("cached attention", qkv, heads.qkv_width())?;
@@ -313,6 +395,24 @@ impl Backend for CpuBackend {
         );
         let out = cache.attention(&qkv.data, layer, rows, heads)?;
         Ok(CpuTensor::new(out, qkv.rows, heads.heads * heads.head_dim))
+    }
+
+    fn sample(
+        &self,
+        logits: &CpuTensor,
+        params: &SamplingParams,
+        rngs: &[SequenceRng],
+        steps: &[u64],
+    ) -> Result<Vec<u32>> {
+        ensure!(
+            rngs.len() == logits.rows && steps.len() == logits.rows,
+            "sample: {} rows of logits, {} random streams, {} steps",
+            logits.rows,
+            rngs.len(),
+            steps.len()
+        );
+        params.validate()?;
+        Ok(sample_batch(&logits.data, logits.cols, params, rngs, steps))
     }
 
     fn embed(&self, ids: &[u32], table: &CpuWeight) -> Result<CpuTensor> {

@@ -18,6 +18,9 @@ pub struct Blocks {
     /// Used ranges: offset -> length.
     used: BTreeMap<usize, usize>,
     peak: usize,
+    /// While recording device work for replay, blocks freed are parked here instead of returned: the recorded
+    /// work will write them again at every replay, so nothing else may have them until the recording is dropped.
+    parked: Option<Vec<usize>>,
 }
 
 /// Why an allocation failed: the request and the state of the arena, for the error message.
@@ -33,7 +36,7 @@ impl Blocks {
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity / ALIGN * ALIGN;
         let free = if capacity > 0 { BTreeMap::from([(0, capacity)]) } else { BTreeMap::new() };
-        Self { capacity, free, used: BTreeMap::new(), peak: 0 }
+        Self { capacity, free, used: BTreeMap::new(), peak: 0, parked: None }
     }
 
     pub fn capacity(&self) -> usize {
@@ -69,8 +72,26 @@ impl Blocks {
         Ok(offset)
     }
 
-    /// Returns the block at `offset` (which `alloc` gave and was not yet freed).
+    /// From now on, freed blocks are parked instead of returned, until [`Blocks::stop_parking`].
+    pub fn start_parking(&mut self) {
+        assert!(self.parked.is_none(), "arena: parking started twice");
+        self.parked = Some(Vec::new());
+    }
+
+    /// The blocks parked since [`Blocks::start_parking`]; they stay in use until each is passed to
+    /// [`Blocks::free`] again (after parking stopped).
+    pub fn stop_parking(&mut self) -> Vec<usize> {
+        self.parked.take().unwrap_or_default()
+    }
+
+    /// Returns the block at `offset` (which `alloc` gave and was not yet freed), or parks it while parking.
     pub fn free(&mut self, offset: usize) {
+        if let Some(parked) = &mut self.parked
+            && self.used.contains_key(&offset)
+        {
+            parked.push(offset);
+            return;
+        }
         let Some(mut size) = self.used.remove(&offset) else {
             panic!("arena: freeing offset {offset}, which is not an allocated block");
         };
@@ -92,6 +113,29 @@ impl Blocks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parked_blocks_stay_in_use_until_freed_again() {
+        let mut blocks = Blocks::new(4 * ALIGN);
+        let before = blocks.alloc(ALIGN).unwrap();
+        blocks.start_parking();
+        let during = blocks.alloc(ALIGN).unwrap();
+        blocks.free(during);
+        blocks.free(before);
+        assert_eq!(blocks.in_use(), 2 * ALIGN);
+        let parked = blocks.stop_parking();
+        assert_eq!(parked, vec![during, before]);
+        // Neither block is handed out again while parked.
+        let other = blocks.alloc(2 * ALIGN).unwrap();
+        assert!(other != during && other != before);
+        for offset in parked {
+            blocks.free(offset);
+        }
+        assert_eq!(blocks.in_use(), 2 * ALIGN);
+        blocks.free(other);
+        assert_eq!(blocks.in_use(), 0);
+        assert!(blocks.alloc(4 * ALIGN).is_ok());
+    }
 
     #[test]
     fn blocks_are_aligned_reused_and_merged() {

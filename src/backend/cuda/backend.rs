@@ -1,22 +1,38 @@
-//! The CUDA implementation of the backend trait, for the operations CLIP and scoring use: parameters and
-//! activations in bf16, features and scores in f32, every buffer in the arena. The decoder-LLM operations (RMS
-//! norm, rope, SiLU gate, KV cache) are not on the GPU yet and answer with an error that says so.
+//! The CUDA implementation of the backend trait: parameters and activations in bf16 (the LLM's residual stream
+//! too), features, scores and steering offsets in f32, every buffer in the arena, the KV cache in one block of it,
+//! and the next tokens sampled on the device.
 
+use super::kv_cache::{CudaKvCache, CudaRows};
+use super::llm_ops;
 use super::ops::{self, DTensor, DType, PatchEmbedding, Variant};
 use super::runtime::Gpu;
-use crate::backend::{Activation, AttentionShape, Backend, CachedRow, HeadShape, KvLayout, TemplateCounts};
+use crate::backend::{Activation, AttentionShape, Backend, CachedRow, HeadShape, KvLayout, MemoryUse, TemplateCounts};
 use crate::checkpoint::StoredTensor;
+use crate::sampling::{SamplingParams, SequenceRng};
 use anyhow::{Result, bail, ensure};
 
 pub struct CudaBackend {
-    pub gpu: Gpu,
+    /// Shared by the views of one device with different kernel variants.
+    pub gpu: std::sync::Arc<Gpu>,
     /// Which kernel of each pair runs (`--kernels`).
     pub variant: Variant,
+    /// Whether decode steps are recorded once and replayed as CUDA graphs (`--no-cuda-graphs` turns it off).
+    pub graphs: bool,
 }
 
 impl CudaBackend {
     pub fn open(ordinal: usize, variant: Variant) -> Result<Self> {
-        Ok(Self { gpu: Gpu::open(ordinal, None)?, variant })
+        Ok(Self { gpu: std::sync::Arc::new(Gpu::open(ordinal, None)?), variant, graphs: true })
+    }
+
+    /// The same backend, recording decode steps as CUDA graphs or not.
+    pub fn with_graphs(self, graphs: bool) -> Self {
+        Self { graphs, ..self }
+    }
+
+    /// The same device and arena, running the other kernel of each pair.
+    pub fn with_variant(&self, variant: Variant) -> Self {
+        Self { gpu: self.gpu.clone(), variant, graphs: self.graphs }
     }
 
     pub fn variant_name(&self) -> &'static str {
@@ -31,14 +47,12 @@ impl CudaBackend {
     }
 }
 
-fn not_yet<T>(op: &str) -> Result<T> {
-    bail!("{op} does not run on the CUDA backend yet: the LLM runs with --device cpu in this version")
-}
-
 impl Backend for CudaBackend {
     type Tensor = DTensor;
     type Weight = DTensor;
-    type KvCache = ();
+    type KvCache = CudaKvCache;
+    type Rows = CudaRows;
+    type Recording = super::runtime::Graph;
 
     fn kind(&self) -> &'static str {
         "cuda"
@@ -76,6 +90,44 @@ impl Backend for CudaBackend {
         DTensor::upload_bf16(&self.gpu, &values, rows, cols, &first.name)
     }
 
+    fn random_weight(&self, rows: usize, cols: usize, mean: f32, std: f32, seed: u64) -> Result<DTensor> {
+        llm_ops::random_normal(&self.gpu, rows, cols, mean, std, seed)
+    }
+
+    fn record<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<Option<(Self::Recording, T)>> {
+        if !self.graphs {
+            return Ok(None);
+        }
+        self.gpu.record(f).map(Some)
+    }
+
+    fn replay(&self, recording: &Self::Recording) -> Result<()> {
+        self.gpu.replay(recording)
+    }
+
+    fn overwrite(&self, dst: &mut DTensor, src: &DTensor) -> Result<()> {
+        ensure!(
+            (dst.rows, dst.cols, dst.dtype) == (src.rows, src.cols, src.dtype),
+            "overwrite: [{}, {}] {:?} over [{}, {}] {:?}",
+            src.rows,
+            src.cols,
+            src.dtype,
+            dst.rows,
+            dst.cols,
+            dst.dtype
+        );
+        self.gpu.copy(&src.block, &dst.block, src.rows * src.cols * src.dtype.size())
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.gpu.synchronize()
+    }
+
+    fn memory(&self) -> Option<MemoryUse> {
+        let arena = self.gpu.arena();
+        Some(MemoryUse { in_use: arena.in_use(), peak: arena.peak(), capacity: arena.capacity() })
+    }
+
     fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<DTensor> {
         DTensor::upload_f32(&self.gpu, data, rows, cols, "uploaded values")
     }
@@ -111,32 +163,78 @@ impl Backend for CudaBackend {
         ops::attention(&self.gpu, qkv, shape, self.variant)
     }
 
-    fn rms_norm(&self, _: &DTensor, _: &DTensor, _: f32) -> Result<DTensor> {
-        not_yet("RMS norm")
+    fn rms_norm(&self, x: &DTensor, gain: &DTensor, eps: f32) -> Result<DTensor> {
+        let x_bf16 = self.as_dtype(x, DType::Bf16)?;
+        Ok(llm_ops::rms_norm(&self.gpu, x_bf16.as_ref().unwrap_or(x), None, gain, eps, self.variant)?.1)
     }
 
-    fn silu_mul(&self, _: &DTensor) -> Result<DTensor> {
-        not_yet("the SiLU gate")
+    fn add_rms_norm(&self, x: &DTensor, delta: &DTensor, gain: &DTensor, eps: f32) -> Result<(DTensor, DTensor)> {
+        let x_bf16 = self.as_dtype(x, DType::Bf16)?;
+        let delta_bf16 = self.as_dtype(delta, DType::Bf16)?;
+        let x = x_bf16.as_ref().unwrap_or(x);
+        let (sum, normed) =
+            llm_ops::rms_norm(&self.gpu, x, Some(delta_bf16.as_ref().unwrap_or(delta)), gain, eps, self.variant)?;
+        Ok((sum.expect("a fused add returns its sum"), normed))
     }
 
-    fn rope(&self, _: &DTensor, _: &[usize], _: HeadShape, _: &[f32]) -> Result<DTensor> {
-        not_yet("rotary embedding")
+    fn silu_mul(&self, gate_up: &DTensor) -> Result<DTensor> {
+        llm_ops::silu_mul(&self.gpu, gate_up)
     }
 
-    fn add_rows(&self, _: &DTensor, _: &[usize], _: &DTensor) -> Result<DTensor> {
-        not_yet("the steering offset add")
+    fn rope(&self, qkv: &DTensor, rows: &CudaRows, heads: HeadShape, inv_freq: &DTensor) -> Result<DTensor> {
+        let qkv_bf16 = self.as_dtype(qkv, DType::Bf16)?;
+        llm_ops::rope(&self.gpu, qkv_bf16.as_ref().unwrap_or(qkv), rows, heads, inv_freq)
     }
 
-    fn mean_rows(&self, _: &DTensor, _: &[(usize, usize)]) -> Result<DTensor> {
-        not_yet("mean pooling")
+    fn add_rows(&self, x: &DTensor, rows: &[usize], offsets: &DTensor) -> Result<DTensor> {
+        let x_bf16 = self.as_dtype(x, DType::Bf16)?;
+        llm_ops::add_rows(&self.gpu, x_bf16.as_ref().unwrap_or(x), rows, offsets)
     }
 
-    fn kv_cache(&self, _: &KvLayout) -> Result<()> {
-        not_yet("the KV cache")
+    fn mean_rows(&self, x: &DTensor, segments: &[(usize, usize)]) -> Result<DTensor> {
+        let x_bf16 = self.as_dtype(x, DType::Bf16)?;
+        llm_ops::mean_rows(&self.gpu, x_bf16.as_ref().unwrap_or(x), segments)
     }
 
-    fn attention_cached(&self, _: &DTensor, _: &mut (), _: usize, _: &[CachedRow], _: HeadShape) -> Result<DTensor> {
-        not_yet("cached attention")
+    fn kv_element_bytes(&self) -> usize {
+        2
+    }
+
+    fn kv_cache(&self, layout: &KvLayout) -> Result<CudaKvCache> {
+        CudaKvCache::new(&self.gpu, layout)
+    }
+
+    fn cache_rows(&self, cache: &CudaKvCache, rows: &[CachedRow]) -> Result<CudaRows> {
+        cache.rows(&self.gpu, rows)
+    }
+
+    fn update_rows(&self, cache: &CudaKvCache, rows: &mut CudaRows, new: &[CachedRow]) -> Result<()> {
+        cache.update_rows(&self.gpu, rows, new)
+    }
+
+    fn attention_cached(
+        &self,
+        qkv: &DTensor,
+        cache: &mut CudaKvCache,
+        layer: usize,
+        rows: &CudaRows,
+        heads: HeadShape,
+    ) -> Result<DTensor> {
+        let qkv_bf16 = self.as_dtype(qkv, DType::Bf16)?;
+        cache.attention(&self.gpu, qkv_bf16.as_ref().unwrap_or(qkv), layer, rows, heads, self.variant)
+    }
+
+    fn sample(
+        &self,
+        logits: &DTensor,
+        params: &SamplingParams,
+        rngs: &[SequenceRng],
+        steps: &[u64],
+    ) -> Result<Vec<u32>> {
+        params.validate()?;
+        ensure!(rngs.len() == logits.rows && steps.len() == logits.rows, "sample: rows, streams and steps differ");
+        let values = logits.download_f32(&self.gpu)?;
+        Ok(crate::sampling::sample_batch(&values, logits.cols, params, rngs, steps))
     }
 
     fn embed_tokens(
@@ -168,8 +266,8 @@ impl Backend for CudaBackend {
         ops::patch_embed(&self.gpu, pixels, &p, self.variant)
     }
 
-    fn embed(&self, _: &[u32], _: &DTensor) -> Result<DTensor> {
-        not_yet("token embedding without positions")
+    fn embed(&self, ids: &[u32], table: &DTensor) -> Result<DTensor> {
+        llm_ops::embed(&self.gpu, ids, table)
     }
 
     fn gather_rows(&self, x: &DTensor, rows: &[usize]) -> Result<DTensor> {

@@ -1,18 +1,21 @@
 //! The CUDA backend: kernels compiled by `build.rs` and embedded (`kernels`), the driver, context, stream and
-//! arena (`runtime`, `arena`), one launch wrapper per kernel (`ops`), the `Backend` implementation for CLIP and
-//! scoring (`backend`), and the kernel parity harness (`selftest`). Opening it checks, in order, that the binary
+//! arena (`runtime`, `arena`), one launch wrapper per kernel (`ops` for CLIP and scoring, `llm_ops`, `kv_cache`
+//! and `sampling` for the LLM), the `Backend` implementation (`backend`), and the parity harness (`selftest`,
+//! `selftest_llm`). Opening it checks, in order, that the binary
 //! has kernels, that an NVIDIA driver can be loaded, its version, the device and its compute capability, and
 //! answers with an error that says what is missing, never a panic.
 
 pub mod arena;
 pub mod backend;
+pub mod bandwidth;
 pub mod kernels;
+pub mod kv_cache;
+pub mod llm_ops;
 pub mod ops;
 pub mod runtime;
+pub mod sampling;
 pub mod selftest;
-
-use super::Device;
-use anyhow::{Result, bail};
+pub mod selftest_llm;
 
 /// The driver library, looked up before any driver call (cudarc would panic on a missing library).
 const DRIVER_LIBRARIES: [&str; 2] = ["libcuda.so.1", "libcuda.so"];
@@ -41,16 +44,4 @@ pub fn driver_library() -> std::result::Result<&'static str, String> {
         first_error.get_or_insert(message);
     }
     Err(first_error.unwrap_or_default())
-}
-
-/// For commands whose models do not run on the GPU yet (the LLM): checks the device as [`runtime::Gpu::open`] does
-/// and answers with an error that says what runs where.
-pub fn open_for_llm(ordinal: usize) -> Result<std::convert::Infallible> {
-    let gpu = runtime::Gpu::open(ordinal, Some(1 << 20))?;
-    bail!(
-        "--device {}: {} opened, but the LLM does not run on the CUDA backend yet; CLIP (score, probe clip) and \
-         selftest do, and LLM commands run with --device cpu",
-        Device::Cuda(ordinal),
-        gpu.name
-    )
 }

@@ -92,22 +92,22 @@ impl DTensor {
         Ok(out)
     }
 
-    fn expect(&self, what: &str, dtype: DType) -> Result<()> {
+    pub(super) fn expect(&self, what: &str, dtype: DType) -> Result<()> {
         ensure!(self.dtype == dtype, "{what}: expected {dtype:?}, got {:?}", self.dtype);
         Ok(())
     }
 }
 
 /// A kernel parameter: a pointer to the value, as cuLaunchKernel takes them.
-fn arg<T>(value: &T) -> *mut c_void {
+pub(super) fn arg<T>(value: &T) -> *mut c_void {
     value as *const T as *mut c_void
 }
 
-fn null() -> u64 {
+pub(super) fn null() -> u64 {
     0
 }
 
-const fn blocks(n: usize, per: usize) -> u32 {
+pub(super) const fn blocks(n: usize, per: usize) -> u32 {
     n.div_ceil(per) as u32
 }
 

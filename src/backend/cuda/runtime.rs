@@ -68,6 +68,31 @@ pub struct DeviceBlock {
     blocks: Arc<Mutex<Blocks>>,
 }
 
+/// Device work recorded once and replayed (a CUDA graph), with the arena blocks its work writes.
+pub struct Graph {
+    exec: Option<sys::CUgraphExec>,
+    parked: Vec<usize>,
+    blocks: Arc<Mutex<Blocks>>,
+}
+
+// SAFETY: a graph handle may be launched and destroyed from any thread of the process (the context is current on
+// the threads that use the backend).
+unsafe impl Send for Graph {}
+
+impl Drop for Graph {
+    fn drop(&mut self) {
+        if let Some(exec) = self.exec {
+            // SAFETY: an instantiated graph, destroyed once; the driver waits for its running launches.
+            unsafe { result::graph::exec_destroy(exec).ok() };
+        }
+        if let Ok(mut blocks) = self.blocks.lock() {
+            for offset in self.parked.drain(..) {
+                blocks.free(offset);
+            }
+        }
+    }
+}
+
 impl Drop for DeviceBlock {
     fn drop(&mut self) {
         if let Ok(mut blocks) = self.blocks.lock() {
@@ -105,6 +130,16 @@ impl Arena {
     /// The most bytes in use at once so far.
     pub fn peak(&self) -> usize {
         self.blocks.lock().expect("the arena lock").peak()
+    }
+
+    /// Bytes in use now.
+    pub fn in_use(&self) -> usize {
+        self.blocks.lock().expect("the arena lock").in_use()
+    }
+
+    /// Bytes of the whole arena.
+    pub fn capacity(&self) -> usize {
+        self.blocks.lock().expect("the arena lock").capacity()
     }
 }
 
@@ -260,6 +295,57 @@ impl Gpu {
         // SAFETY: the block holds at least the bytes copied; from pageable memory the call returns once the source
         // has been read, so the caller may drop it.
         check("copy to the device", unsafe { result::memcpy_htod_async(dst.ptr, src, self.stream) })
+    }
+
+    /// Records the work `f` enqueues on the stream as a CUDA graph instead of running it. Blocks freed while
+    /// recording stay reserved for the graph (the replays write them again) until the graph is dropped. On an error
+    /// the recording is abandoned and the stream is usable again.
+    pub fn record<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(Graph, T)> {
+        self.arena.blocks.lock().expect("the arena lock").start_parking();
+        // SAFETY: the stream belongs to the current context; thread-local mode forbids only this thread's unsafe
+        // calls (synchronisation, pageable copies) while recording, and the work recorded never runs them.
+        let begun = check("starting a CUDA graph recording", unsafe {
+            result::stream::begin_capture(self.stream, sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+        });
+        let out = begun.and_then(|()| f());
+        // SAFETY: ends the recording begun above (an error if it never began, which is ignored then).
+        let graph = unsafe { result::stream::end_capture(self.stream) };
+        let parked = self.arena.blocks.lock().expect("the arena lock").stop_parking();
+        let mut recorded = Graph { exec: None, parked, blocks: self.arena.blocks.clone() };
+        let (out, graph) = match (out, graph) {
+            (Ok(out), Ok(graph)) => (out, graph),
+            (Err(e), graph) => {
+                if let Ok(g) = graph {
+                    // SAFETY: a graph the recording just produced, not instantiated.
+                    unsafe { result::graph::destroy(g).ok() };
+                }
+                return Err(e.context("recording the decode step as a CUDA graph (--no-cuda-graphs runs without)"));
+            }
+            (Ok(_), Err(e)) => bail!("ending the CUDA graph recording: {e:?} (--no-cuda-graphs runs without)"),
+        };
+        // SAFETY: `graph` is the valid graph just recorded; it is destroyed once instantiated.
+        let exec = unsafe {
+            let exec = result::graph::instantiate(graph, sys::CUgraphInstantiate_flags(0));
+            result::graph::destroy(graph).ok();
+            exec
+        }
+        .map_err(|e| anyhow::anyhow!("instantiating the recorded CUDA graph: {e:?} (--no-cuda-graphs runs without)"))?;
+        recorded.exec = Some(exec);
+        Ok((recorded, out))
+    }
+
+    /// Runs a recorded graph on the stream.
+    pub fn replay(&self, graph: &Graph) -> Result<()> {
+        let Some(exec) = graph.exec else { bail!("replaying a CUDA graph that was not instantiated") };
+        // SAFETY: an instantiated graph of this context, launched on its stream.
+        check("replaying a CUDA graph", unsafe { result::graph::launch(exec, self.stream) })
+    }
+
+    /// Device to device, ordered on the stream.
+    pub fn copy(&self, src: &DeviceBlock, dst: &DeviceBlock, bytes: usize) -> Result<()> {
+        assert!(bytes <= src.bytes && bytes <= dst.bytes, "copy larger than its blocks");
+        // SAFETY: both blocks hold at least `bytes`; the copy is ordered on the stream like the kernels.
+        check("copy on the device", unsafe { result::memcpy_dtod_async(dst.ptr, src.ptr, bytes, self.stream) })
     }
 
     /// Device to host; waits for the stream.

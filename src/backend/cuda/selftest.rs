@@ -265,12 +265,12 @@ pub struct CaseResult {
 
 /// Inputs drawn from a counter-based generator, fresh for every case; values rounded to bf16 so that the
 /// reference sees exactly what the kernels read.
-struct Inputs {
-    state: u64,
+pub(super) struct Inputs {
+    pub(super) state: u64,
 }
 
 impl Inputs {
-    fn values(&mut self, n: usize, scale: f32) -> Vec<f32> {
+    pub(super) fn values(&mut self, n: usize, scale: f32) -> Vec<f32> {
         (0..n)
             .map(|_| {
                 self.state = crate::generation::sampling::mix64(self.state.wrapping_add(0x9E37_79B9_7F4A_7C15));
@@ -281,7 +281,7 @@ impl Inputs {
     }
 }
 
-fn relative_error(out: &[f32], reference: &[f32]) -> f64 {
+pub(super) fn relative_error(out: &[f32], reference: &[f32]) -> f64 {
     if out.len() != reference.len() {
         return f64::INFINITY;
     }
@@ -432,10 +432,10 @@ pub fn run(subject: &dyn Subject, quick: bool, seed: u64) -> Result<Vec<CaseResu
 /// The table printed by `selftest`.
 pub fn table(results: &[CaseResult]) -> String {
     let mut out =
-        format!("{:<13} {:<11} {:>11} {:>9}  {:<4} shape\n", "kernel", "subject", "rel. error", "tolerance", "ok");
+        format!("{:<22} {:<11} {:>11} {:>9}  {:<4} shape\n", "kernel", "subject", "rel. error", "tolerance", "ok");
     for r in results {
         out.push_str(&format!(
-            "{:<13} {:<11} {:>11.3e} {:>9.0e}  {:<4} {}\n",
+            "{:<22} {:<11} {:>11.3e} {:>9.0e}  {:<4} {}\n",
             r.kernel,
             r.subject,
             r.error,
@@ -447,13 +447,25 @@ pub fn table(results: &[CaseResult]) -> String {
     out
 }
 
-/// The device half of `selftest`: both variants of every kernel, then CLIP on the backend against the reference.
+/// The device half of `selftest`: both variants of every kernel (the LLM operations through the backend trait),
+/// then CLIP and the LLM on the backend against the reference.
 pub fn run_cuda(backend: &CudaBackend, quick: bool, seed: u64) -> Result<Vec<CaseResult>> {
     let mut results = Vec::new();
     for variant in [Variant::Plain, Variant::Fast] {
         results.extend(run(&CudaKernels { gpu: &backend.gpu, variant }, quick, seed)?);
+        let view = backend.with_variant(variant);
+        results.extend(super::selftest_llm::op_cases(&view, &format!("cuda {}", view.variant_name()), quick, seed)?);
     }
-    results.extend(clip_parity(backend, &format!("cuda {}", backend.variant_name()), seed)?);
+    let label = format!("cuda {}", backend.variant_name());
+    results.extend(clip_parity(backend, &label, seed)?);
+    results.extend(super::selftest_llm::model_cases(
+        &backend.with_variant(backend.variant).with_graphs(false),
+        &label,
+        seed,
+    )?);
+    let recorded = backend.with_variant(backend.variant).with_graphs(true);
+    let eager = backend.with_variant(backend.variant).with_graphs(false);
+    results.extend(super::selftest_llm::recording_cases(&recorded, &eager, &label, seed)?);
     Ok(results)
 }
 

@@ -7,7 +7,7 @@ mod config;
 mod random;
 
 pub use config::{LlmConfig, RopeScaling, SUPPORTED};
-pub use random::{parameter_count, random_weights, shape_config};
+pub use random::{initialisation, parameter_count, random_weights, shape_config};
 
 use crate::backend::{Activation, Backend, CachedRow, HeadShape, KvLayout};
 use crate::checkpoint::WeightStore;
@@ -40,53 +40,79 @@ pub struct Llm<B: Backend> {
     blocks: Vec<Block<B>>,
     final_norm: B::Weight,
     lm_head: B::Weight,
-    inv_freq: Vec<f32>,
+    /// Per-pair inverse frequencies of the rotary embedding, `[1, head_dim / 2]`.
+    inv_freq: B::Tensor,
 }
+
+/// One parameter of the model: the stored tensors whose rows it concatenates, with their shapes.
+type Parts<'a> = &'a [(String, Vec<usize>)];
 
 impl<B: Backend> Llm<B> {
     pub fn from_store(backend: &B, store: &WeightStore, config: LlmConfig) -> Result<Self> {
         let _span = tracing::info_span!("load_llm", architecture = %config.architecture).entered();
+        Self::build(backend, config, |parts| {
+            let stored = parts.iter().map(|(name, shape)| store.get_shaped(name, shape)).collect::<Result<Vec<_>>>()?;
+            backend.load_weight(&stored)
+        })
+    }
+
+    /// A model of this config with random weights made by the backend itself (on the device for CUDA), each
+    /// parameter initialised as [`random_weights`] does; for benchmarks of real shapes.
+    pub fn random(backend: &B, config: LlmConfig, seed: u64) -> Result<Self> {
+        let _span = tracing::info_span!("random_llm", architecture = %config.architecture).entered();
+        let mut index = 0u64;
+        Self::build(backend, config, |parts| {
+            let (name, shape) = &parts[0];
+            let rows: usize = parts.iter().map(|(_, shape)| shape[0]).sum();
+            let cols: usize = shape.iter().skip(1).product();
+            let (mean, std) = random::initialisation(name, cols);
+            index += 1;
+            backend.random_weight(rows, cols, mean, std, crate::sampling::mix64(seed ^ index))
+        })
+    }
+
+    /// Builds the model from a loader of parameters (names as in HF checkpoints).
+    fn build(backend: &B, config: LlmConfig, mut load: impl FnMut(Parts) -> Result<B::Weight>) -> Result<Self> {
         let (d, f, v) = (config.hidden_size, config.intermediate_size, config.vocab_size);
         let (q, kv) = (config.num_heads * config.head_dim, config.num_kv_heads * config.head_dim);
-        let load = |name: &str, shape: &[usize]| -> Result<B::Weight> {
-            backend.load_weight(&[store.get_shaped(name, shape)?])
-        };
+        let part = |name: String, shape: &[usize]| (name, shape.to_vec());
         let mut blocks = Vec::with_capacity(config.num_layers);
         for i in 0..config.num_layers {
             let p = format!("model.layers.{i}");
-            let get = |name: &str, shape: &[usize]| store.get_shaped(&format!("{p}.{name}"), shape);
             let qkv = [
-                get("self_attn.q_proj.weight", &[q, d])?,
-                get("self_attn.k_proj.weight", &[kv, d])?,
-                get("self_attn.v_proj.weight", &[kv, d])?,
+                part(format!("{p}.self_attn.q_proj.weight"), &[q, d]),
+                part(format!("{p}.self_attn.k_proj.weight"), &[kv, d]),
+                part(format!("{p}.self_attn.v_proj.weight"), &[kv, d]),
             ];
             let qkv_bias = if config.qkv_bias {
-                let parts = [
-                    get("self_attn.q_proj.bias", &[q])?,
-                    get("self_attn.k_proj.bias", &[kv])?,
-                    get("self_attn.v_proj.bias", &[kv])?,
-                ];
-                Some(backend.load_weight(&parts)?)
+                Some(load(&[
+                    part(format!("{p}.self_attn.q_proj.bias"), &[q]),
+                    part(format!("{p}.self_attn.k_proj.bias"), &[kv]),
+                    part(format!("{p}.self_attn.v_proj.bias"), &[kv]),
+                ])?)
             } else {
                 None
             };
             blocks.push(Block {
-                input_norm: load(&format!("{p}.input_layernorm.weight"), &[d])?,
-                qkv: backend.load_weight(&qkv)?,
+                input_norm: load(&[part(format!("{p}.input_layernorm.weight"), &[d])])?,
+                qkv: load(&qkv)?,
                 qkv_bias,
-                out: load(&format!("{p}.self_attn.o_proj.weight"), &[d, q])?,
-                post_norm: load(&format!("{p}.post_attention_layernorm.weight"), &[d])?,
-                gate_up: backend
-                    .load_weight(&[get("mlp.gate_proj.weight", &[f, d])?, get("mlp.up_proj.weight", &[f, d])?])?,
-                down: load(&format!("{p}.mlp.down_proj.weight"), &[d, f])?,
+                out: load(&[part(format!("{p}.self_attn.o_proj.weight"), &[d, q])])?,
+                post_norm: load(&[part(format!("{p}.post_attention_layernorm.weight"), &[d])])?,
+                gate_up: load(&[
+                    part(format!("{p}.mlp.gate_proj.weight"), &[f, d]),
+                    part(format!("{p}.mlp.up_proj.weight"), &[f, d]),
+                ])?,
+                down: load(&[part(format!("{p}.mlp.down_proj.weight"), &[d, f])])?,
             });
         }
         let head_name = if config.tie_word_embeddings { "model.embed_tokens.weight" } else { "lm_head.weight" };
+        let inv_freq = config.inv_freq();
         Ok(Self {
-            embed: load("model.embed_tokens.weight", &[v, d])?,
-            final_norm: load("model.norm.weight", &[d])?,
-            lm_head: load(head_name, &[v, d])?,
-            inv_freq: config.inv_freq(),
+            embed: load(&[part("model.embed_tokens.weight".into(), &[v, d])])?,
+            final_norm: load(&[part("model.norm.weight".into(), &[d])])?,
+            lm_head: load(&[part(head_name.into(), &[v, d])])?,
+            inv_freq: backend.upload(&inv_freq, 1, inv_freq.len())?,
             blocks,
             config,
         })
@@ -103,29 +129,46 @@ impl<B: Backend> Llm<B> {
         HeadShape { heads: self.config.num_heads, kv_heads: self.config.num_kv_heads, head_dim: self.config.head_dim }
     }
 
+    /// Blocks `range` (not empty) over the hidden states `input`. Each residual add is fused with the RMS norm
+    /// that follows it; the last block's MLP output is added in its projection's epilogue.
     fn run_blocks(
         &self,
         backend: &B,
-        mut x: B::Tensor,
+        input: &B::Tensor,
         range: std::ops::Range<usize>,
         cache: &mut B::KvCache,
-        rows: &[CachedRow],
+        rows: &B::Rows,
     ) -> Result<B::Tensor> {
         let eps = self.config.rms_norm_eps;
-        let positions: Vec<usize> = rows.iter().map(|r| r.position).collect();
+        let last = range.end.saturating_sub(1);
+        // The residual stream: `input` until the first residual add.
+        let mut x: Option<B::Tensor> = None;
+        let mut pending = None::<B::Tensor>;
         for layer in range {
             let block = &self.blocks[layer];
-            let h = backend.rms_norm(&x, &block.input_norm, eps)?;
+            let h = match pending.take() {
+                Some(delta) => {
+                    let (sum, h) = backend.add_rms_norm(x.as_ref().unwrap_or(input), &delta, &block.input_norm, eps)?;
+                    x = Some(sum);
+                    h
+                }
+                None => backend.rms_norm(x.as_ref().unwrap_or(input), &block.input_norm, eps)?,
+            };
             let qkv = backend.linear(&h, &block.qkv, block.qkv_bias.as_ref(), Activation::None, None)?;
-            let qkv = backend.rope(&qkv, &positions, self.heads(), &self.inv_freq)?;
+            let qkv = backend.rope(&qkv, rows, self.heads(), &self.inv_freq)?;
             let attended = backend.attention_cached(&qkv, cache, layer, rows, self.heads())?;
-            x = backend.linear(&attended, &block.out, None, Activation::None, Some(&x))?;
-            let h = backend.rms_norm(&x, &block.post_norm, eps)?;
+            let delta = backend.linear(&attended, &block.out, None, Activation::None, None)?;
+            let (sum, h) = backend.add_rms_norm(x.as_ref().unwrap_or(input), &delta, &block.post_norm, eps)?;
+            x = Some(sum);
             let gate_up = backend.linear(&h, &block.gate_up, None, Activation::None, None)?;
             let h = backend.silu_mul(&gate_up)?;
-            x = backend.linear(&h, &block.down, None, Activation::None, Some(&x))?;
+            if layer == last {
+                x = Some(backend.linear(&h, &block.down, None, Activation::None, x.as_ref())?);
+            } else {
+                pending = Some(backend.linear(&h, &block.down, None, Activation::None, None)?);
+            }
         }
-        Ok(x)
+        x.ok_or_else(|| anyhow::anyhow!("no block to run"))
     }
 
     /// Runs `ids` (one per row, placed by `rows` in the cache) through the first `blocks` blocks, with an optional
@@ -148,15 +191,43 @@ impl<B: Backend> Llm<B> {
                 self.config.max_positions
             );
         }
-        let x = backend.embed(ids, &self.embed)?;
-        let Some(offset) = offset.filter(|o| o.layer < blocks && !o.rows.is_empty()) else {
-            return self.run_blocks(backend, x, 0..blocks, cache, rows);
-        };
-        let x = self.run_blocks(backend, x, 0..offset.layer + 1, cache, rows)?;
+        let rows = &backend.cache_rows(cache, rows)?;
+        let x = self.embed(backend, ids)?;
+        self.forward_embedded(backend, cache, &x, rows, blocks, offset)
+    }
+
+    /// The token embeddings of `ids`, `[ids, hidden]`.
+    pub fn embed(&self, backend: &B, ids: &[u32]) -> Result<B::Tensor> {
+        backend.embed(ids, &self.embed)
+    }
+
+    /// [`Llm::forward_hidden`] from embeddings `x` and prepared cache rows. It moves no data between host and
+    /// device, so a backend can record it once and replay it (a decode step).
+    pub fn forward_embedded(
+        &self,
+        backend: &B,
+        cache: &mut B::KvCache,
+        x: &B::Tensor,
+        rows: &B::Rows,
+        blocks: usize,
+        offset: Option<&BlockOffset<B>>,
+    ) -> Result<B::Tensor> {
+        ensure!(
+            (1..=self.config.num_layers).contains(&blocks),
+            "the model has {} blocks, not {blocks}",
+            self.config.num_layers
+        );
+        let offset = offset.filter(|o| o.layer < blocks && !o.rows.is_empty());
+        let first = offset.map_or(blocks, |o| o.layer + 1);
+        let x = self.run_blocks(backend, x, 0..first, cache, rows)?;
+        let Some(offset) = offset else { return Ok(x) };
         let steered = backend.add_rows(&x, offset.rows, offset.offsets)?;
-        let out = self.run_blocks(backend, steered, offset.layer + 1..blocks, cache, rows)?;
+        if first == blocks {
+            return Ok(steered);
+        }
+        let out = self.run_blocks(backend, &steered, first..blocks, cache, rows)?;
         if offset.clean_cache {
-            self.run_blocks(backend, x, offset.layer + 1..blocks, cache, rows)?;
+            self.run_blocks(backend, &x, first..blocks, cache, rows)?;
         }
         Ok(out)
     }

@@ -41,28 +41,43 @@ pub fn random_weights(config: &LlmConfig, dtype: DType, seed: u64) -> WeightStor
     let mut b = RandomWeights::new(dtype, seed);
     let (d, f, v) = (config.hidden_size, config.intermediate_size, config.vocab_size);
     let (q, kv) = (config.num_heads * config.head_dim, config.num_kv_heads * config.head_dim);
-    let std = 1.0 / (d as f32).sqrt();
-    b.add("model.embed_tokens.weight", &[v, d], 0.0, 0.02);
+    let mut add = |name: String, shape: &[usize]| {
+        let (mean, std) = initialisation(&name, shape.iter().skip(1).product());
+        b.add(&name, shape, mean, std);
+    };
+    add("model.embed_tokens.weight".into(), &[v, d]);
     for i in 0..config.num_layers {
         let p = format!("model.layers.{i}");
-        b.add(&format!("{p}.input_layernorm.weight"), &[d], 1.0, 0.02);
-        b.add(&format!("{p}.post_attention_layernorm.weight"), &[d], 1.0, 0.02);
+        add(format!("{p}.input_layernorm.weight"), &[d]);
+        add(format!("{p}.post_attention_layernorm.weight"), &[d]);
         for (name, rows) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
-            b.add(&format!("{p}.self_attn.{name}.weight"), &[rows, d], 0.0, std);
+            add(format!("{p}.self_attn.{name}.weight"), &[rows, d]);
             if config.qkv_bias {
-                b.add(&format!("{p}.self_attn.{name}.bias"), &[rows], 0.0, 0.02);
+                add(format!("{p}.self_attn.{name}.bias"), &[rows]);
             }
         }
-        b.add(&format!("{p}.self_attn.o_proj.weight"), &[d, q], 0.0, std);
-        b.add(&format!("{p}.mlp.gate_proj.weight"), &[f, d], 0.0, std);
-        b.add(&format!("{p}.mlp.up_proj.weight"), &[f, d], 0.0, std);
-        b.add(&format!("{p}.mlp.down_proj.weight"), &[d, f], 0.0, 1.0 / (f as f32).sqrt());
+        add(format!("{p}.self_attn.o_proj.weight"), &[d, q]);
+        add(format!("{p}.mlp.gate_proj.weight"), &[f, d]);
+        add(format!("{p}.mlp.up_proj.weight"), &[f, d]);
+        add(format!("{p}.mlp.down_proj.weight"), &[d, f]);
     }
-    b.add("model.norm.weight", &[d], 1.0, 0.02);
+    add("model.norm.weight".into(), &[d]);
     if !config.tie_word_embeddings {
-        b.add("lm_head.weight", &[v, d], 0.0, std);
+        add("lm_head.weight".into(), &[v, d]);
     }
     b.into_store()
+}
+
+/// The (mean, std) that [`random_weights`] gives the parameter `name` whose rows have `cols` values: norms centre
+/// on 1, embeddings and biases have std 0.02, projections `1 / sqrt(fan in)`.
+pub fn initialisation(name: &str, cols: usize) -> (f32, f32) {
+    if name.ends_with("norm.weight") {
+        (1.0, 0.02)
+    } else if name.ends_with(".bias") || name == "model.embed_tokens.weight" {
+        (0.0, 0.02)
+    } else {
+        (0.0, 1.0 / (cols as f32).sqrt())
+    }
 }
 
 /// Parameters of a config (embeddings counted once when tied).

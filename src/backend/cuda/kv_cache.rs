@@ -1,0 +1,317 @@
+//! The KV cache on the device and cached attention. One arena block holds every layer's keys and values; in each
+//! layer every stream (a prompt group's shared prefix, a sequence's private part) owns a fixed range of token
+//! slots, so sequences read their group's prefix in place. A forward call's rows become records (see
+//! `kernels/attention_cached.cu`) uploaded once and read by every layer's rope, store and attention kernels.
+
+use super::ops::{DTensor, DType, Variant, arg, blocks};
+use super::runtime::{DeviceBlock, Gpu};
+use crate::backend::{CachedRow, HeadShape, KvLayout, Stream};
+use anyhow::{Result, bail, ensure};
+
+/// u32 fields of a row record: position, slot, a_start, a_len, b_start, b_len.
+pub const ROW_FIELDS: usize = 6;
+
+/// Keys per split of the fast attention: a row that sees more keys is spread over several blocks.
+const SPLIT_KEYS: usize = 256;
+
+pub struct CudaKvCache {
+    layout: KvLayout,
+    /// `[layer][keys, values][tokens][kv_heads * head_dim]` bf16.
+    block: DeviceBlock,
+    /// Token slots per layer.
+    tokens: usize,
+    prefix_start: Vec<usize>,
+    sequence_start: Vec<usize>,
+    /// Per layer and group: prefix positions written so far (the highest + 1).
+    prefix_filled: Vec<Vec<usize>>,
+}
+
+/// The rows of one forward call, checked against the cache layout.
+pub struct CudaRows {
+    rows: Vec<CachedRow>,
+    /// `[rows, ROW_FIELDS]` u32.
+    pub records: DTensor,
+    /// The most keys any row's stream can ever see (its capacity, not its current length): it fixes the number of
+    /// attention splits, so that work recorded for one decode step stays valid for all later ones.
+    max_visible: usize,
+}
+
+impl CudaRows {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+impl CudaKvCache {
+    pub fn new(gpu: &Gpu, layout: &KvLayout) -> Result<Self> {
+        ensure!(
+            layout.sequences.iter().all(|&(g, _)| g < layout.prefixes.len()),
+            "KV layout names a group it does not have"
+        );
+        let mut next = 0;
+        let mut starts = |capacities: &mut dyn Iterator<Item = usize>| -> Vec<usize> {
+            capacities
+                .map(|c| {
+                    let start = next;
+                    next += c;
+                    start
+                })
+                .collect()
+        };
+        let prefix_start = starts(&mut layout.prefixes.iter().copied());
+        let sequence_start = starts(&mut layout.sequences.iter().map(|s| s.1));
+        let tokens = next;
+        ensure!(tokens < u32::MAX as usize, "a KV cache of {tokens} token slots is too large");
+        let bytes = layout.bytes(2).max(1);
+        let block = gpu.arena().alloc(bytes, "the KV cache")?;
+        tracing::info!(bytes, tokens, layers = layout.layers, "KV cache allocated on the device");
+        Ok(Self {
+            layout: layout.clone(),
+            block,
+            tokens,
+            prefix_start,
+            sequence_start,
+            prefix_filled: vec![vec![0; layout.prefixes.len()]; layout.layers],
+        })
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.block.bytes
+    }
+
+    fn kv_width(&self) -> usize {
+        self.layout.kv_heads * self.layout.head_dim
+    }
+
+    /// Device addresses of a layer's key and value buffers.
+    fn layer(&self, layer: usize) -> (u64, u64) {
+        let per = (self.tokens * self.kv_width() * 2) as u64;
+        let keys = self.block.ptr + 2 * layer as u64 * per;
+        (keys, keys + per)
+    }
+
+    /// The record of one row, checked against the layout (the same checks and messages as the CPU cache).
+    fn record(&self, row: &CachedRow) -> Result<[u32; ROW_FIELDS]> {
+        let p = row.position;
+        let fields = match row.stream {
+            Stream::Prefix(g) => {
+                let Some(&capacity) = self.layout.prefixes.get(g) else { bail!("KV cache has no prefix group {g}") };
+                ensure!(p < capacity, "position {p} is past the {capacity}-token prefix of group {g}");
+                let start = self.prefix_start[g];
+                [p, start + p, start, p + 1, 0, 0]
+            }
+            Stream::Sequence(s) => {
+                let Some(&(group, capacity)) = self.layout.sequences.get(s) else {
+                    bail!("KV cache has no sequence {s}")
+                };
+                let prefix = self.layout.prefixes[group];
+                ensure!(
+                    p >= prefix && p - prefix < capacity,
+                    "position {p} of sequence {s} is outside its cache part (positions {prefix}..{})",
+                    prefix + capacity
+                );
+                let own = self.sequence_start[s];
+                [p, own + p - prefix, self.prefix_start[group], prefix, own, p - prefix + 1]
+            }
+        };
+        Ok(fields.map(|v| v as u32))
+    }
+
+    /// The records of `rows` and the most keys their streams can hold.
+    fn records(&self, rows: &[CachedRow]) -> Result<(Vec<u32>, usize)> {
+        let mut records = Vec::with_capacity(rows.len() * ROW_FIELDS);
+        let mut max_visible = 0;
+        for row in rows {
+            records.extend(self.record(row)?);
+            let capacity = match row.stream {
+                Stream::Prefix(g) => self.layout.prefixes[g],
+                Stream::Sequence(s) => {
+                    let (group, own) = self.layout.sequences[s];
+                    self.layout.prefixes[group] + own
+                }
+            };
+            max_visible = max_visible.max(capacity);
+        }
+        Ok((records, max_visible))
+    }
+
+    pub fn rows(&self, gpu: &Gpu, rows: &[CachedRow]) -> Result<CudaRows> {
+        let (records, max_visible) = self.records(rows)?;
+        let records = DTensor::upload_u32(gpu, &records, "KV cache row records")?;
+        Ok(CudaRows { rows: rows.to_vec(), records, max_visible })
+    }
+
+    /// New rows written over `prepared`'s records on the device (as many rows, streams of no larger capacity).
+    pub fn update_rows(&self, gpu: &Gpu, prepared: &mut CudaRows, rows: &[CachedRow]) -> Result<()> {
+        ensure!(rows.len() == prepared.len(), "update_rows: {} rows in place of {}", rows.len(), prepared.len());
+        let (records, max_visible) = self.records(rows)?;
+        ensure!(
+            max_visible <= prepared.max_visible,
+            "update_rows: the new rows can see {max_visible} keys, more than the {} prepared for",
+            prepared.max_visible
+        );
+        gpu.upload(&prepared.records.block, &records)?;
+        prepared.rows = rows.to_vec();
+        Ok(())
+    }
+
+    /// Writes the rows' keys and values to the cache, then attends each row to every key it sees.
+    pub fn attention(
+        &mut self,
+        gpu: &Gpu,
+        qkv: &DTensor,
+        layer: usize,
+        rows: &CudaRows,
+        heads: HeadShape,
+        variant: Variant,
+    ) -> Result<DTensor> {
+        ensure!(layer < self.layout.layers, "KV cache has {} layers, not {}", self.layout.layers, layer + 1);
+        ensure!(
+            heads.kv_heads == self.layout.kv_heads && heads.head_dim == self.layout.head_dim,
+            "KV cache holds {}x{} heads, attention asks for {}x{}",
+            self.layout.kv_heads,
+            self.layout.head_dim,
+            heads.kv_heads,
+            heads.head_dim
+        );
+        ensure!(
+            heads.kv_heads > 0 && heads.heads.is_multiple_of(heads.kv_heads),
+            "{} query heads cannot share {} key/value heads",
+            heads.heads,
+            heads.kv_heads
+        );
+        qkv.expect("cached attention input", DType::Bf16)?;
+        ensure!(
+            qkv.rows == rows.len() && qkv.cols == heads.qkv_width(),
+            "cached attention: qkv is [{}, {}], expected [{}, {}]",
+            qkv.rows,
+            qkv.cols,
+            rows.len(),
+            heads.qkv_width()
+        );
+        ensure!(heads.head_dim <= 256, "cached attention supports head sizes up to 256, not {}", heads.head_dim);
+        self.note_writes(layer, &rows.rows)?;
+        let (keys, values) = self.layer(layer);
+        let (n, h, kv, d) = (rows.len() as i32, heads.heads as i32, heads.kv_heads as i32, heads.head_dim as i32);
+        let mut store_args = [
+            arg(&qkv.block.ptr),
+            arg(&rows.records.block.ptr),
+            arg(&keys),
+            arg(&values),
+            arg(&n),
+            arg(&h),
+            arg(&kv),
+            arg(&d),
+        ];
+        // SAFETY: the arguments match kv_store; every record's slot was checked to lie in this layer's buffers.
+        unsafe {
+            gpu.launch(
+                "kv_store",
+                (rows.len() as u32, blocks(self.kv_width(), 128), 1),
+                (128, 1, 1),
+                0,
+                &mut store_args,
+            )?
+        };
+        let out = DTensor::new(gpu, rows.len(), heads.heads * heads.head_dim, DType::Bf16, "attention output")?;
+        let scale = 1.0 / (heads.head_dim as f32).sqrt();
+        let fast = match heads.head_dim {
+            64 | 128 | 256 if variant == Variant::Fast => Some(format!("attention_cached_{}", heads.head_dim)),
+            _ => None,
+        };
+        let Some(kernel) = fast else {
+            let mut args = [
+                arg(&qkv.block.ptr),
+                arg(&rows.records.block.ptr),
+                arg(&keys),
+                arg(&values),
+                arg(&out.block.ptr),
+                arg(&n),
+                arg(&h),
+                arg(&kv),
+                arg(&d),
+                arg(&scale),
+            ];
+            // SAFETY: the arguments match attention_cached_plain; the records' visible runs were checked.
+            unsafe {
+                gpu.launch(
+                    "attention_cached_plain",
+                    (blocks(rows.len() * heads.heads, 64), 1, 1),
+                    (64, 1, 1),
+                    0,
+                    &mut args,
+                )?
+            };
+            return Ok(out);
+        };
+        let splits = rows.max_visible.div_ceil(SPLIT_KEYS).max(1);
+        let groups = (heads.heads / heads.kv_heads).div_ceil(4);
+        let partials = if splits > 1 {
+            let pairs = rows.len() * heads.heads * splits;
+            Some((
+                DTensor::new(gpu, pairs, 2, DType::F32, "attention split maxima and sums")?,
+                DTensor::new(gpu, pairs, heads.head_dim, DType::F32, "attention split accumulators")?,
+            ))
+        } else {
+            None
+        };
+        let (ml, acc) = partials.as_ref().map_or((0, 0), |(ml, acc)| (ml.block.ptr, acc.block.ptr));
+        let split_len = SPLIT_KEYS as i32;
+        let mut args = [
+            arg(&qkv.block.ptr),
+            arg(&rows.records.block.ptr),
+            arg(&keys),
+            arg(&values),
+            arg(&out.block.ptr),
+            arg(&ml),
+            arg(&acc),
+            arg(&h),
+            arg(&kv),
+            arg(&scale),
+            arg(&split_len),
+        ];
+        let grid = (rows.len() as u32, (heads.kv_heads * groups) as u32, splits as u32);
+        // SAFETY: the arguments match attention_cached_<head_dim>; the partial buffers hold rows x heads x splits.
+        unsafe { gpu.launch(&kernel, grid, (128, 1, 1), 0, &mut args)? };
+        if splits > 1 {
+            let splits_i = splits as i32;
+            let mut args = [arg(&ml), arg(&acc), arg(&out.block.ptr), arg(&h), arg(&d), arg(&splits_i)];
+            // SAFETY: the arguments match attention_combine, over the partials just written.
+            unsafe {
+                gpu.launch(
+                    "attention_combine",
+                    (rows.len() as u32, heads.heads as u32, 1),
+                    (heads.head_dim as u32, 1, 1),
+                    0,
+                    &mut args,
+                )?
+            };
+        }
+        Ok(out)
+    }
+
+    /// Records the prefix positions these rows write, and refuses a sequence row that would read a prefix not yet
+    /// complete in this layer (as the CPU cache does).
+    fn note_writes(&mut self, layer: usize, rows: &[CachedRow]) -> Result<()> {
+        for row in rows {
+            if let Stream::Prefix(g) = row.stream {
+                let filled = &mut self.prefix_filled[layer][g];
+                *filled = (*filled).max(row.position + 1);
+            }
+        }
+        for row in rows {
+            if let Stream::Sequence(s) = row.stream {
+                let group = self.layout.sequences[s].0;
+                ensure!(
+                    self.prefix_filled[layer][group] == self.layout.prefixes[group],
+                    "sequence {s} reads the prefix of group {group} before it is complete"
+                );
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,147 @@
+//! `glov-cuda bench llm` and `bench glov-step` end to end on the CPU, with tiny settings: the JSON they print has
+//! every field, with sane values.
+
+use serde_json::Value;
+use std::process::Command;
+
+fn bench(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_glov-cuda"))
+        .args(["--device", "cpu", "-q", "bench"])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the glov-cuda binary runs");
+    assert!(out.status.success(), "bench {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("bench prints JSON")
+}
+
+fn f64_at(v: &Value, path: &str) -> f64 {
+    v.pointer(path).and_then(Value::as_f64).unwrap_or_else(|| panic!("no number at {path} in {v:#}"))
+}
+
+fn usize_at(v: &Value, path: &str) -> usize {
+    v.pointer(path).and_then(Value::as_u64).unwrap_or_else(|| panic!("no count at {path} in {v:#}")) as usize
+}
+
+fn positive(v: &Value, path: &str) -> f64 {
+    let x = f64_at(v, path);
+    assert!(x.is_finite() && x > 0.0, "{path} = {x}");
+    x
+}
+
+#[test]
+fn bench_llm_reports_prefill_decode_and_the_roofline() {
+    let (prompt, new_tokens) = (16, 4);
+    let v = bench(&[
+        "llm",
+        "--shape",
+        "small-100m",
+        "--layers",
+        "1",
+        "--vocab",
+        "512",
+        "--prompt-tokens",
+        "16",
+        "--new-tokens",
+        "4",
+        "--batch",
+        "1,3",
+        "--repeat",
+        "1",
+    ]);
+    assert_eq!(v["bench"], "llm");
+    assert_eq!(v["shape"], "small-100m");
+    assert_eq!((usize_at(&v, "/config/layers"), usize_at(&v, "/config/vocab")), (1, 512));
+    assert!(v["backend"].as_str().unwrap().starts_with("cpu"));
+    assert!(v["memory"].is_null(), "the CPU backend reports no device memory");
+    assert_eq!(usize_at(&v, "/kv_element_bytes"), 4);
+    positive(&v, "/copy_bandwidth/bytes_per_s");
+    assert!(v["copy_bandwidth"]["counting"].as_str().unwrap().contains("read + bytes written"));
+    assert_eq!(usize_at(&v, "/prefill/tokens"), prompt);
+    positive(&v, "/prefill/tokens_per_s");
+
+    let decode = v["decode"].as_array().unwrap();
+    assert_eq!(decode.len(), 2);
+    let config = &v["config"];
+    let (hidden, params) = (usize_at(config, "/hidden"), usize_at(config, "/parameters"));
+    let kv_per_position = 2 * usize_at(config, "/kv_heads") * usize_at(config, "/head_dim") * 4;
+    for (d, batch) in decode.iter().zip([1, 3]) {
+        assert_eq!(usize_at(d, "/batch"), batch);
+        assert_eq!(usize_at(d, "/tokens"), batch * new_tokens, "decode tokens = batch x new tokens");
+        let seconds = positive(d, "/seconds");
+        let rate = positive(d, "/tokens_per_s");
+        assert!((rate * seconds - (batch * new_tokens) as f64).abs() < 1e-6);
+        assert!(f64_at(d, "/generate_seconds") > f64_at(d, "/prefix_seconds"));
+        positive(d, "/kv_cache_bytes");
+        // Tied embeddings: the table is read whole as the LM head; batch rows of it as the input embedding.
+        assert_eq!(f64_at(d, "/roofline/weight_bytes_per_step"), (2 * (params + batch * hidden)) as f64);
+        let mean_positions = prompt as f64 + (new_tokens as f64 - 1.0) / 2.0;
+        assert_eq!(f64_at(d, "/roofline/kv_bytes_per_step"), batch as f64 * mean_positions * kv_per_position as f64);
+        let fraction = f64_at(d, "/roofline/fraction");
+        assert!(fraction > 0.0 && fraction < 1.5, "batch {batch}: fraction of the roofline {fraction}");
+        let unique = f64_at(d, "/roofline/fraction_unique");
+        assert!(unique > 0.0 && unique <= fraction, "batch {batch}: {unique} vs {fraction}");
+        positive(d, "/roofline/tokens_per_s");
+    }
+}
+
+#[test]
+fn bench_glov_step_times_generation_encoding_and_scoring() {
+    let v = bench(&[
+        "glov-step",
+        "--llm-shape",
+        "small-100m",
+        "--llm-layers",
+        "2",
+        "--vocab",
+        "512",
+        "--clip-layers",
+        "1",
+        "--groups",
+        "2",
+        "--sequences",
+        "6",
+        "--prompt-tokens",
+        "16",
+        "--new-tokens",
+        "4",
+        "--templates",
+        "5",
+        "--classes",
+        "10",
+        "--images",
+        "20",
+        "--text-batch",
+        "25",
+    ]);
+    assert_eq!(v["bench"], "glov_step");
+    assert_eq!((v["llm_shape"].as_str(), v["clip_shape"].as_str()), (Some("small-100m"), Some("vit-b-32")));
+    let g = &v["generation"];
+    assert_eq!((usize_at(g, "/groups"), usize_at(g, "/sequences"), usize_at(g, "/samples_per_group")), (2, 6, 3));
+    assert_eq!(usize_at(g, "/tokens"), 6 * 4, "every answer runs to --new-tokens");
+    assert_eq!(usize_at(g, "/steer/layer"), 1, "block 17 of 32, scaled to 2 blocks");
+    assert_eq!(g["steer"]["mode"], "last");
+    assert_eq!(g["steer"]["alphas"].as_array().unwrap().len(), 2);
+    positive(g, "/tokens_per_s");
+    // 25 texts per pass hold 2 templates of 10 classes: 5 templates take 3 passes.
+    let s = &v["scoring"];
+    assert_eq!((usize_at(s, "/texts"), usize_at(s, "/passes")), (50, 3));
+    let total = positive(&v, "/seconds/total");
+    let parts: f64 =
+        ["generation", "text_encoding", "scoring"].iter().map(|p| positive(&v, &format!("/seconds/{p}"))).sum();
+    assert!(parts <= total * 1.0001, "phases {parts} s within the total {total} s");
+    // The KV cache: per layer, the two 15-token prefixes and six 5-token sequence parts, f32 keys and values.
+    let kv = usize_at(&v, "/llm/kv_heads") * usize_at(&v, "/llm/head_dim");
+    assert_eq!(usize_at(&v, "/kv_cache_bytes"), 2 * (2 * 15 + 6 * 5) * 2 * kv * 4);
+    assert!(v["memory"].is_null());
+}
+
+#[test]
+fn bench_glov_step_rejects_uneven_groups() {
+    let out = Command::new(env!("CARGO_BIN_EXE_glov-cuda"))
+        .args(["--device", "cpu", "bench", "glov-step", "--groups", "3", "--sequences", "10"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("multiple of --groups"));
+}
