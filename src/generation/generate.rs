@@ -2,7 +2,9 @@
 //! share its prompt, whose keys and values (all but the last token) are computed once and read in place by all of
 //! them. The last prompt token is each sequence's first step, so that a per-sequence offset can reach the position
 //! that samples the first token. Groups never pad against each other, so a sequence's output does not depend on
-//! the batch it sits in; with sampling seeded per (seed, sequence index), neither does its randomness.
+//! the batch it sits in; with sampling seeded per (seed, sequence index), neither does its randomness. (On the
+//! CUDA backend a linear layer over at most 64 rows splits its sum along K, one over more rows does not: there a
+//! row's bf16 rounding, and so rarely a token, can differ between a batch of up to 64 sequences and a larger one.)
 
 use super::sampling::{SamplingParams, SequenceRng};
 use super::steering::{SteerCache, SteerConfig, SteerMode};
@@ -282,7 +284,8 @@ impl Decoder<'_> {
     /// step, where the backend records (CUDA graphs); `false` where it does not, with nothing done. The batch keeps
     /// every sequence until the last one finishes, so its shape, and with it the recording, never changes; tokens
     /// a finished sequence goes on producing are dropped. Each row's result does not depend on the others, so the
-    /// tokens are those of the eager loop.
+    /// tokens are those of the eager loop (up to the CUDA rounding note at the top of this file, when the batch
+    /// shrinks from more than 64 sequences to 64 or fewer).
     fn recorded<B: Backend>(&mut self, backend: &B, llm: &Llm<B>, cache: &mut B::KvCache) -> Result<bool> {
         if self.options.max_new_tokens == 0 || self.owners.is_empty() {
             return Ok(false);

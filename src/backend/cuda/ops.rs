@@ -146,6 +146,10 @@ pub fn linear(
     let y = DTensor::new(gpu, m, n, DType::Bf16, "linear output")?;
     let (bias_ptr, residual_ptr) = (bias.map_or(null(), |b| b.block.ptr), residual.map_or(null(), |r| r.block.ptr));
     let (mi, ni, ki, code) = (m as i32, n as i32, k as i32, activation_code(act));
+    let splits = if variant == Variant::Fast { k_splits(m, n, k, gpu.multiprocessors) } else { 1 };
+    let partial =
+        if splits > 1 { Some(DTensor::new(gpu, splits * m, n, DType::F32, "split-K partial sums")?) } else { None };
+    let partial_ptr = partial.as_ref().map_or(null(), |p| p.block.ptr);
     let mut args = [
         arg(&x.block.ptr),
         arg(&w.block.ptr),
@@ -156,15 +160,49 @@ pub fn linear(
         arg(&ni),
         arg(&ki),
         arg(&code),
+        arg(&partial_ptr),
     ];
-    // SAFETY: the arguments match gemm_plain / gemm_mma's parameters; every buffer was checked for its shape.
+    // SAFETY: the arguments match gemm_mma's parameters (gemm_plain's are the first nine); every buffer
+    // was checked for its shape, and the partial buffer holds splits x m x n floats.
     unsafe {
         match variant {
-            Variant::Plain => gpu.launch("gemm_plain", (m as u32, blocks(n, 128), 1), (128, 1, 1), 0, &mut args)?,
-            Variant::Fast => gpu.launch("gemm_mma", (blocks(m, 64), blocks(n, 64), 1), (128, 1, 1), 0, &mut args)?,
+            Variant::Plain => {
+                gpu.launch("gemm_plain", (m as u32, blocks(n, 128), 1), (128, 1, 1), 0, &mut args[..9])?
+            }
+            Variant::Fast => {
+                gpu.launch("gemm_mma", (blocks(m, 64), blocks(n, 64), splits as u32), (128, 1, 1), 0, &mut args)?
+            }
         }
     }
+    if splits > 1 {
+        let splits_i = splits as i32;
+        let mut args = [
+            arg(&partial_ptr),
+            arg(&splits_i),
+            arg(&bias_ptr),
+            arg(&residual_ptr),
+            arg(&y.block.ptr),
+            arg(&mi),
+            arg(&ni),
+            arg(&code),
+        ];
+        // SAFETY: the arguments match gemm_splitk_reduce, over the partials gemm_mma just wrote.
+        unsafe { gpu.launch("gemm_splitk_reduce", (blocks(m * n, 256), 1, 1), (256, 1, 1), 0, &mut args)? };
+    }
     Ok(y)
+}
+
+/// How many blocks share each output tile of `gemm_mma` along K. Only a product of at most 64 rows (a decode
+/// step's batch) is split, and the count depends on N, K and the GPU alone, never on the number of rows: a row's
+/// result is then the same in any batch of up to 64 rows. The aim is about two blocks per SM, each with at least
+/// 16 tiles of K (512 values) to stream.
+pub fn k_splits(m: usize, n: usize, k: usize, multiprocessors: usize) -> usize {
+    if m > 64 {
+        return 1;
+    }
+    let output_tiles = n.div_ceil(64);
+    let wanted = (2 * multiprocessors).div_ceil(output_tiles);
+    wanted.clamp(1, (k / 512).max(1))
 }
 
 /// Layer norm of each row of x (bf16), with gain and bias (bf16, `cols` values each).
@@ -459,5 +497,23 @@ pub fn convert(gpu: &Gpu, x: &DTensor, dtype: DType) -> Result<DTensor> {
             Ok(y)
         }
         (from, to) => anyhow::bail!("no conversion from {from:?} to {to:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::k_splits;
+
+    #[test]
+    fn k_splits_fill_the_gpu_for_decode_batches_only() {
+        // Llama-3-8B's o_proj at a decode batch on 132 SMs: 64 output tiles, five blocks share each.
+        assert_eq!(k_splits(40, 4096, 4096, 132), 5);
+        // The same for every batch of up to 64 rows, none for more.
+        assert!((1..=64).all(|m| k_splits(m, 4096, 4096, 132) == 5));
+        assert_eq!(k_splits(65, 4096, 4096, 132), 1);
+        // Wide outputs fill the GPU alone; short sums are not split below 512 values each.
+        assert_eq!(k_splits(40, 28672, 4096, 132), 1);
+        assert_eq!(k_splits(40, 64, 1000, 132), 1);
+        assert_eq!(k_splits(40, 64, 2048, 132), 4);
     }
 }

@@ -20,6 +20,8 @@ pub struct Gpu {
     /// Compute capability (major, minor).
     pub capability: (i32, i32),
     pub total_memory: usize,
+    /// Streaming multiprocessors (SMs).
+    pub multiprocessors: usize,
     stream: sys::CUstream,
     functions: HashMap<&'static str, sys::CUfunction>,
     arena: Arena,
@@ -192,6 +194,12 @@ impl Gpu {
                 .unwrap_or(0),
             )
         };
+        // SAFETY: `dev` is a valid device handle.
+        let multiprocessors = unsafe {
+            result::device::get_attribute(dev, sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+        }
+        .unwrap_or(1)
+        .max(1) as usize;
         if capability.0 < 8 {
             bail!(
                 "--device {device}: {name} has compute capability {}.{}; glov-cuda's kernels need 8.0 or newer \
@@ -225,7 +233,18 @@ impl Gpu {
         let arena = Arena { base, blocks: Arc::new(Mutex::new(Blocks::new(bytes))) };
         let staging = [Mutex::new(None), Mutex::new(None)];
         let next_staging = std::sync::atomic::AtomicUsize::new(0);
-        Ok(Self { ordinal, name, capability, total_memory, stream, functions, arena, staging, next_staging })
+        Ok(Self {
+            ordinal,
+            name,
+            capability,
+            total_memory,
+            multiprocessors,
+            stream,
+            functions,
+            arena,
+            staging,
+            next_staging,
+        })
     }
 
     pub fn arena(&self) -> &Arena {

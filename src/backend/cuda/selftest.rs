@@ -314,9 +314,9 @@ pub fn run(subject: &dyn Subject, quick: bool, seed: u64) -> Result<Vec<CaseResu
     let bf16_tolerance = 2e-2;
 
     let linear_shapes: &[(usize, usize, usize)] = if quick {
-        &[(1, 8, 8), (37, 77, 61)]
+        &[(1, 8, 8), (37, 77, 61), (5, 2048, 64)]
     } else {
-        &[(1, 8, 8), (37, 77, 61), (64, 64, 64), (130, 768, 200), (257, 512, 2048)]
+        &[(1, 8, 8), (37, 77, 61), (64, 64, 64), (130, 768, 200), (257, 512, 2048), (40, 4096, 200), (3, 2001, 70)]
     };
     for (i, &(m, k, n)) in linear_shapes.iter().enumerate() {
         let act = [Activation::None, Activation::QuickGelu, Activation::Gelu, Activation::GeluTanh][i % 4];
