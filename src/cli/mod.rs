@@ -41,6 +41,11 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value = "fast")]
     kernels: Variant,
 
+    /// Device memory the CUDA backend may use, in GiB (both models, the KV cache and all activations come from
+    /// one arena of this size); default 90% of the memory free at start.
+    #[arg(long, global = true, value_name = "GIB", value_parser = parse_gib)]
+    gpu_memory: Option<usize>,
+
     /// Run every CUDA decode step eagerly instead of recording it once as a CUDA graph and replaying it.
     #[arg(long, global = true)]
     no_cuda_graphs: bool,
@@ -104,12 +109,22 @@ fn init_logging(cli: &Cli) {
     let _ = tracing_subscriber::registry().with(logs).with(ranges).try_init();
 }
 
+/// `--gpu-memory`: a positive number of GiB, in bytes.
+fn parse_gib(text: &str) -> std::result::Result<usize, String> {
+    match text.parse::<f64>() {
+        Ok(gib) if gib > 0.0 && gib.is_finite() => Ok((gib * (1u64 << 30) as f64) as usize),
+        _ => Err(format!("{text:?} is not a positive number of GiB")),
+    }
+}
+
 /// Runs a command on the chosen backend.
 macro_rules! on_device {
     ($cli:expr, $run:expr) => {
         match $cli.device {
             Device::Cpu => $run(&CpuBackend::new()),
-            Device::Cuda(ordinal) => $run(&CudaBackend::open(ordinal, $cli.kernels)?.with_graphs(!$cli.no_cuda_graphs)),
+            Device::Cuda(ordinal) => {
+                $run(&CudaBackend::open(ordinal, $cli.kernels, $cli.gpu_memory)?.with_graphs(!$cli.no_cuda_graphs))
+            }
         }
     };
 }

@@ -45,7 +45,7 @@ pub fn run(device: Device, kernels: Variant, args: SelftestArgs) -> Result<()> {
             results
         }
         Device::Cuda(ordinal) => {
-            let backend = CudaBackend::open(ordinal, kernels)?;
+            let backend = CudaBackend::open(ordinal, kernels, None)?;
             println!("{}, kernels by {}", backend.describe(), NVCC.unwrap_or("?"));
             selftest::run_cuda(&backend, args.quick, args.seed)?
         }

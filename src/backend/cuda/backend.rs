@@ -21,8 +21,9 @@ pub struct CudaBackend {
 }
 
 impl CudaBackend {
-    pub fn open(ordinal: usize, variant: Variant) -> Result<Self> {
-        Ok(Self { gpu: std::sync::Arc::new(Gpu::open(ordinal, None)?), variant, graphs: true })
+    /// Opens device `ordinal` with an arena of `arena_bytes` (`None`: 90% of the memory free at start).
+    pub fn open(ordinal: usize, variant: Variant, arena_bytes: Option<usize>) -> Result<Self> {
+        Ok(Self { gpu: std::sync::Arc::new(Gpu::open(ordinal, arena_bytes)?), variant, graphs: true })
     }
 
     /// The same backend, recording decode steps as CUDA graphs or not.
