@@ -31,7 +31,9 @@ fn positive(v: &Value, path: &str) -> f64 {
 
 #[test]
 fn bench_llm_reports_prefill_decode_and_the_roofline() {
-    let (prompt, new_tokens) = (16, 4);
+    // Enough new tokens that decoding takes far longer than the prefill it is told apart from, even on a loaded
+    // machine.
+    let (prompt, new_tokens) = (16, 32);
     let v = bench(&[
         "llm",
         "--shape",
@@ -43,11 +45,11 @@ fn bench_llm_reports_prefill_decode_and_the_roofline() {
         "--prompt-tokens",
         "16",
         "--new-tokens",
-        "4",
+        "32",
         "--batch",
         "1,3",
         "--repeat",
-        "1",
+        "3",
     ]);
     assert_eq!(v["bench"], "llm");
     assert_eq!(v["shape"], "small-100m");

@@ -41,7 +41,7 @@ pub fn run(device: Device, kernels: Variant, args: SelftestArgs) -> Result<()> {
             let mut results = selftest::run(&cpu, args.quick, args.seed)?;
             results.extend(selftest_llm::op_cases(&cpu, "cpu", args.quick, args.seed)?);
             results.extend(selftest::clip_parity(&cpu, "cpu", args.seed)?);
-            results.extend(selftest_llm::model_cases(&cpu, "cpu", args.seed)?);
+            results.extend(selftest_llm::model_cases(&cpu, "cpu", args.quick, args.seed)?);
             results
         }
         Device::Cuda(ordinal) => {

@@ -461,6 +461,7 @@ pub fn run_cuda(backend: &CudaBackend, quick: bool, seed: u64) -> Result<Vec<Cas
     results.extend(super::selftest_llm::model_cases(
         &backend.with_variant(backend.variant).with_graphs(false),
         &label,
+        quick,
         seed,
     )?);
     let recorded = backend.with_variant(backend.variant).with_graphs(true);
