@@ -11,7 +11,7 @@ __device__ __forceinline__ uint64_t mix64(uint64_t z) {
 
 __device__ __forceinline__ float uniform24(uint64_t seed, uint64_t counter) {
     const uint64_t bits = mix64(seed + (counter + 1) * 0x9E3779B97F4A7C15ull);
-    return (float)(bits >> 40) / 16777216.0f;
+    return (float)(bits >> 40) * 0x1p-24f;  // exact: a 24-bit integer times a power of two
 }
 
 // `scale` is std * sqrt(3), rounded to f32 on the host as the CPU stream does.

@@ -232,10 +232,7 @@ impl Backend for CudaBackend {
         rngs: &[SequenceRng],
         steps: &[u64],
     ) -> Result<Vec<u32>> {
-        params.validate()?;
-        ensure!(rngs.len() == logits.rows && steps.len() == logits.rows, "sample: rows, streams and steps differ");
-        let values = logits.download_f32(&self.gpu)?;
-        Ok(crate::sampling::sample_batch(&values, logits.cols, params, rngs, steps))
+        super::sampling::sample(&self.gpu, logits, params, rngs, steps, self.variant)
     }
 
     fn embed_tokens(
