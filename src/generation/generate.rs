@@ -167,15 +167,10 @@ pub fn generate<B: Backend>(
             requests.iter().flat_map(|r| (0..r.n).map(|j| SequenceRng::new(options.seed, j as u64))).collect()
         }
     };
-    let mut decoder = Decoder {
-        requests,
-        options,
-        owners,
-        rngs,
-        tokens: vec![Vec::new(); requests.iter().map(|r| r.n).sum()],
-        finish: vec![None; requests.iter().map(|r| r.n).sum()],
-    };
-    let _span = tracing::info_span!("decode", sequences = decoder.owners.len()).entered();
+    let sequences = owners.len();
+    let mut decoder =
+        Decoder { requests, options, owners, rngs, tokens: vec![Vec::new(); sequences], finish: vec![None; sequences] };
+    let _span = tracing::info_span!("decode", sequences).entered();
     if !decoder.recorded(backend, llm, &mut cache)? {
         decoder.eager(backend, llm, &mut cache)?;
     }
@@ -231,7 +226,7 @@ impl Decoder<'_> {
         })
     }
 
-    /// Records the tokens sampled for the sequences `batch` at `step` (a finished sequence's are dropped).
+    /// Takes one step's tokens for the sequences `batch` (those of sequences already finished are dropped).
     fn accept(&mut self, batch: &[usize], next: &[u32]) {
         for (&s, &token) in batch.iter().zip(next) {
             if self.finish[s].is_some() {

@@ -360,6 +360,13 @@ impl Gpu {
         check("replaying a CUDA graph", unsafe { result::graph::launch(exec, self.stream) })
     }
 
+    /// Sets the first `count` u32 values of a block to `value`, ordered on the stream.
+    pub fn fill_u32(&self, dst: &DeviceBlock, value: u32, count: usize) -> Result<()> {
+        assert!(count * 4 <= dst.bytes, "fill larger than its block");
+        // SAFETY: the block holds at least `count` u32 values; the fill is ordered on the stream like the kernels.
+        check("filling device memory", unsafe { sys::cuMemsetD32Async(dst.ptr, value, count, self.stream).result() })
+    }
+
     /// Device to device, ordered on the stream.
     pub fn copy(&self, src: &DeviceBlock, dst: &DeviceBlock, bytes: usize) -> Result<()> {
         assert!(bytes <= src.bytes && bytes <= dst.bytes, "copy larger than its blocks");

@@ -79,6 +79,8 @@ pub fn sample(
         element: logits.dtype.size(),
     };
     let out = gpu.arena().alloc(rows * 4, "sampled tokens")?;
+    // A row a kernel failed to write then reads as out of the vocabulary, and `check_tokens` says so.
+    gpu.fill_u32(&out, u32::MAX, rows)?;
     let mut tokens = vec![0u32; rows];
 
     let plain_only = variant == Variant::Plain || config.candidates_may_overflow(params, vocab);
@@ -109,6 +111,7 @@ pub fn sample(
              they are sampled again with sample_plain"
         );
         let again = gpu.arena().alloc(rows * 4, "sampled tokens (plain)")?;
+        gpu.fill_u32(&again, u32::MAX, rows)?;
         run_plain(gpu, &config, &rows_in, &again)?;
         let mut plain = vec![0u32; rows];
         gpu.download(&again, &mut plain)?;
