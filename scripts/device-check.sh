@@ -4,7 +4,7 @@
 #
 #   bash scripts/device-check.sh BINARY [RESULTS_DIR]
 #
-# It runs, each step under a time limit (455 s in all, so the whole fits in 8 minutes):
+# It runs, each step under a time limit (460 s in all, so the whole fits in 8 minutes):
 #   1. selftest: every kernel, plain and fast, against the CPU reference (JSON kept);
 #   2. compute-sanitizer memcheck on selftest --quick (when compute-sanitizer is installed);
 #   3. the ceilings: device-to-device copy bandwidth and torch's bf16 matmul (scripts/ceilings.py);
@@ -47,17 +47,17 @@ step() {  # step NAME SECONDS COMMAND...: runs COMMAND, output to $work/NAME.out
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"$work/card.txt" 2>/dev/null || echo "unknown" >"$work/card.txt"
 "$bin" --version >"$work/version.txt" 2>&1 || true
 
-# Limits: 225 s for the CLIP-era steps, 230 s for the LLM ones; 455 s in all.
-step selftest 55 "$bin" --device cuda selftest --json "$work/selftest.json"
+# Limits: 230 s for selftest, memcheck, the ceilings and the CLIP benches, 230 s for the LLM ones; 460 s in all.
+step selftest 80 "$bin" --device cuda selftest --json "$work/selftest.json"
 if command -v compute-sanitizer >/dev/null; then
-    step memcheck 70 compute-sanitizer --tool memcheck --error-exitcode 1 "$bin" --device cuda selftest --quick
+    step memcheck 60 compute-sanitizer --tool memcheck --error-exitcode 1 "$bin" --device cuda selftest --quick
 else
     echo "== memcheck skipped: compute-sanitizer not found" | tee "$work/memcheck.out"
     echo "skipped" >"$work/memcheck.rc"
 fi
 step ceilings 25 python3 "$here/ceilings.py"
-step bench_clip 30 "$bin" --device cuda bench clip --shape vit-b-32 --batch 256,1024
-step bench_hf_clip 45 python3 "$here/bench_hf_clip.py" --device cuda --shape vit-b-32 --batch 256 1024
+step bench_clip 25 "$bin" --device cuda bench clip --shape vit-b-32 --batch 256,1024
+step bench_hf_clip 40 python3 "$here/bench_hf_clip.py" --device cuda --shape vit-b-32 --batch 256 1024
 step bench_llm_8b 50 "$bin" --device cuda bench llm --shape llama3-8b --batch 1,10,40,64 --repeat 2
 step bench_hf_llm_8b 70 python3 "$here/bench_hf_llm.py" --device cuda --shape llama3-8b --batch 1 10 40 64
 step bench_llm_1b 30 "$bin" --device cuda bench llm --shape llama3-1b --batch 1,10,40,64 --repeat 2
