@@ -4,7 +4,8 @@
 //! that samples the first token. Groups never pad against each other, so a sequence's output does not depend on
 //! the batch it sits in; with sampling seeded per (seed, sequence index), neither does its randomness. (On the
 //! CUDA backend a linear layer over at most 64 rows splits its sum along K, one over more rows does not: there a
-//! row's bf16 rounding, and so rarely a token, can differ between a batch of up to 64 sequences and a larger one.)
+//! row's bf16 rounding, and so rarely a token, can differ between a decode batch of up to 64 sequences and a
+//! larger one, and a group's prefix between a batch whose prefixes total up to 64 tokens and a larger one.)
 
 use super::sampling::{SamplingParams, SequenceRng};
 use super::steering::{SteerCache, SteerConfig, SteerMode};
@@ -302,11 +303,16 @@ impl Decoder<'_> {
         let mut rows = backend.cache_rows(cache, &rows_at(self, 0))?;
         let ids: Vec<u32> = batch.iter().map(|&s| self.next_input(s)).collect();
         let mut input = llm.embed(backend, &ids)?;
-        let Some((step_work, output)) =
-            backend.record(|| llm.forward_embedded(backend, cache, &input, &rows, layers, offset.as_ref()))?
-        else {
-            return Ok(false);
-        };
+        let (step_work, output) =
+            match backend.record(|| llm.forward_embedded(backend, cache, &input, &rows, layers, offset.as_ref())) {
+                Ok(Some(recorded)) => recorded,
+                Ok(None) => return Ok(false),
+                // Nothing has run yet: the eager loop can still do the work.
+                Err(e) => {
+                    tracing::warn!("{e:#}; decoding step by step instead");
+                    return Ok(false);
+                }
+            };
         tracing::debug!(sequences = batch.len(), "decode step recorded for replay");
         for step in 0..self.options.max_new_tokens {
             if step > 0 {

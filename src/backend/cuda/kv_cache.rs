@@ -14,6 +14,9 @@ pub const ROW_FIELDS: usize = 6;
 /// Keys per split of the fast attention: a row that sees more keys is spread over several blocks.
 const SPLIT_KEYS: usize = 256;
 
+/// Most bytes of split partials at once: longer calls run in chunks of rows.
+const PARTIALS_BYTES: usize = 256 << 20;
+
 pub struct CudaKvCache {
     layout: KvLayout,
     /// `[layer][keys, values][tokens][kv_heads * head_dim]` bf16.
@@ -250,8 +253,12 @@ impl CudaKvCache {
         };
         let splits = rows.max_visible.div_ceil(SPLIT_KEYS).max(1);
         let groups = (heads.heads / heads.kv_heads).div_ceil(4);
+        // The split partials grow with rows x splits (a long prefill); they are made for a chunk of rows that fits
+        // PARTIALS_BYTES and reused chunk after chunk.
+        let per_row = heads.heads * splits * (heads.head_dim + 2) * 4;
+        let chunk = if splits > 1 { (PARTIALS_BYTES / per_row).clamp(1, rows.len().max(1)) } else { rows.len().max(1) };
         let partials = if splits > 1 {
-            let pairs = rows.len() * heads.heads * splits;
+            let pairs = chunk * heads.heads * splits;
             Some((
                 DTensor::new(gpu, pairs, 2, DType::F32, "attention split maxima and sums")?,
                 DTensor::new(gpu, pairs, heads.head_dim, DType::F32, "attention split accumulators")?,
@@ -261,35 +268,44 @@ impl CudaKvCache {
         };
         let (ml, acc) = partials.as_ref().map_or((0, 0), |(ml, acc)| (ml.block.ptr, acc.block.ptr));
         let split_len = SPLIT_KEYS as i32;
-        let mut args = [
-            arg(&qkv.block.ptr),
-            arg(&rows.records.block.ptr),
-            arg(&keys),
-            arg(&values),
-            arg(&out.block.ptr),
-            arg(&ml),
-            arg(&acc),
-            arg(&h),
-            arg(&kv),
-            arg(&scale),
-            arg(&split_len),
-        ];
-        let grid = (rows.len() as u32, (heads.kv_heads * groups) as u32, splits as u32);
-        // SAFETY: the arguments match attention_cached_<head_dim>; the partial buffers hold rows x heads x splits.
-        unsafe { gpu.launch(&kernel, grid, (128, 1, 1), 0, &mut args)? };
-        if splits > 1 {
-            let splits_i = splits as i32;
-            let mut args = [arg(&ml), arg(&acc), arg(&out.block.ptr), arg(&h), arg(&d), arg(&splits_i)];
-            // SAFETY: the arguments match attention_combine, over the partials just written.
-            unsafe {
-                gpu.launch(
-                    "attention_combine",
-                    (rows.len() as u32, heads.heads as u32, 1),
-                    (heads.head_dim as u32, 1, 1),
-                    0,
-                    &mut args,
-                )?
-            };
+        let (qkv_row, record_row, out_row) =
+            ((heads.qkv_width() * 2) as u64, (ROW_FIELDS * 4) as u64, (heads.heads * heads.head_dim * 2) as u64);
+        for first in (0..rows.len()).step_by(chunk) {
+            let count = chunk.min(rows.len() - first);
+            let at = first as u64;
+            let (qkv_at, records_at, out_at) =
+                (qkv.block.ptr + at * qkv_row, rows.records.block.ptr + at * record_row, out.block.ptr + at * out_row);
+            let mut args = [
+                arg(&qkv_at),
+                arg(&records_at),
+                arg(&keys),
+                arg(&values),
+                arg(&out_at),
+                arg(&ml),
+                arg(&acc),
+                arg(&h),
+                arg(&kv),
+                arg(&scale),
+                arg(&split_len),
+            ];
+            let grid = (count as u32, (heads.kv_heads * groups) as u32, splits as u32);
+            // SAFETY: the arguments match attention_cached_<head_dim>; rows first..first + count of qkv, records
+            // and out start at the addresses passed; the partial buffers hold count x heads x splits.
+            unsafe { gpu.launch(&kernel, grid, (128, 1, 1), 0, &mut args)? };
+            if splits > 1 {
+                let splits_i = splits as i32;
+                let mut args = [arg(&ml), arg(&acc), arg(&out_at), arg(&h), arg(&d), arg(&splits_i)];
+                // SAFETY: the arguments match attention_combine, over the partials just written for these rows.
+                unsafe {
+                    gpu.launch(
+                        "attention_combine",
+                        (count as u32, heads.heads as u32, 1),
+                        (heads.head_dim as u32, 1, 1),
+                        0,
+                        &mut args,
+                    )?
+                };
+            }
         }
         Ok(out)
     }

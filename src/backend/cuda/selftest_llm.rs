@@ -61,17 +61,27 @@ fn embedded<B: Backend>(b: &B, table: &[f32], rows: usize, ids: &[u32]) -> Resul
     b.download(&b.embed(ids, &table)?)
 }
 
-/// The cached-attention script: two prompt groups (prefixes of 300 and 17 tokens, prefilled in one call), three
-/// sequences (two on the long prefix), two decode steps; rope applied first, as the model does. Returns every
-/// call's output, concatenated.
-fn cached_attention<B: Backend>(b: &B, heads: HeadShape, qkv_rows: &[Vec<f32>], inv_freq: &[f32]) -> Result<Vec<f32>> {
+/// Decode steps of the cached-attention script.
+const DECODE_STEPS: usize = 4;
+
+/// The cached-attention script: two prompt groups (prefixes of 300 and 17 tokens, prefilled in one call), four
+/// sequences (two on each prefix, so that a sequence reading its sibling's part would show), four decode steps;
+/// rope applied first, as the model does. Returns the rotated prefill rows, the prefill's attention, and the
+/// decode steps' attention (all steps, row after row).
+fn cached_attention<B: Backend>(
+    b: &B,
+    heads: HeadShape,
+    qkv_rows: &[Vec<f32>],
+    inv_freq: &[f32],
+) -> Result<[Vec<f32>; 3]> {
     let prefixes = vec![300, 17];
+    let sequences = [(0, 0), (1, 0), (2, 1), (3, 1)];
     let layout = KvLayout {
         layers: 2,
         kv_heads: heads.kv_heads,
         head_dim: heads.head_dim,
         prefixes: prefixes.clone(),
-        sequences: vec![(0, 4), (0, 4), (1, 4)],
+        sequences: sequences.iter().map(|&(_, g)| (g, DECODE_STEPS)).collect(),
     };
     let mut cache = b.kv_cache(&layout)?;
     let inv_freq = b.upload(inv_freq, 1, inv_freq.len())?;
@@ -81,23 +91,35 @@ fn cached_attention<B: Backend>(b: &B, heads: HeadShape, qkv_rows: &[Vec<f32>], 
         .flat_map(|(g, &n)| (0..n).map(move |p| CachedRow { stream: Stream::Prefix(g), position: p }))
         .collect();
     let decode = |step: usize| -> Vec<CachedRow> {
-        [(0, 0), (1, 0), (2, 1)]
+        sequences
             .iter()
             .map(|&(s, g)| CachedRow { stream: Stream::Sequence(s), position: prefixes[g] + step })
             .collect()
     };
-    let mut out = Vec::new();
-    for (call, rows) in [prefill, decode(0), decode(1)].iter().enumerate() {
+    let calls: Vec<Vec<CachedRow>> = std::iter::once(prefill).chain((0..DECODE_STEPS).map(decode)).collect();
+    let mut parts = [Vec::new(), Vec::new(), Vec::new()];
+    for (call, rows) in calls.iter().enumerate() {
         let prepared = b.cache_rows(&cache, rows)?;
         let qkv = b.upload(&qkv_rows[call], rows.len(), heads.qkv_width())?;
         let rotated = b.rope(&qkv, &prepared, heads, &inv_freq)?;
         // Layer 1 of the cache, so that the layer offset is exercised.
-        out.extend(b.download(&b.attention_cached(&rotated, &mut cache, 1, &prepared, heads)?)?);
+        let attended = b.download(&b.attention_cached(&rotated, &mut cache, 1, &prepared, heads)?)?;
         if call == 0 {
-            out.extend(b.download(&rotated)?);
+            parts[0] = b.download(&rotated)?;
+            parts[1] = attended;
+        } else {
+            parts[2].extend(attended);
         }
     }
-    Ok(out)
+    Ok(parts)
+}
+
+/// The largest relative error of any one row of `width` values: a wrong row among many right ones shows in full.
+fn worst_row_error(out: &[f32], reference: &[f32], width: usize) -> f64 {
+    if out.len() != reference.len() {
+        return f64::INFINITY;
+    }
+    out.chunks(width).zip(reference.chunks(width)).map(|(o, r)| relative_error(o, r)).fold(0.0, f64::max)
 }
 
 /// Every LLM operation against the reference; `quick` keeps the small shapes only.
@@ -137,12 +159,27 @@ pub fn op_cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64) ->
     };
     for &(heads, kv_heads, head_dim) in head_shapes {
         let shape = HeadShape { heads, kv_heads, head_dim };
-        let qkv: Vec<Vec<f32>> = [317, 3, 3].iter().map(|&n| inputs.values(n * shape.qkv_width(), 2.0)).collect();
+        let calls = std::iter::once(317).chain(std::iter::repeat_n(4, DECODE_STEPS));
+        let qkv: Vec<Vec<f32>> = calls.map(|n| inputs.values(n * shape.qkv_width(), 2.0)).collect();
         let inv_freq: Vec<f32> = (0..head_dim / 2).map(|i| 500000f32.powf(-2.0 * i as f32 / head_dim as f32)).collect();
         let want = cached_attention(&cpu, shape, &qkv, &inv_freq)?;
         let got = cached_attention(subject, shape, &qkv, &inv_freq)?;
-        let described = format!("{heads} heads, {kv_heads} kv, d {head_dim}; prefixes 300+17, 3 sequences x 2 steps");
-        cases.push("rope_attention_cached", described, relative_error(&got, &want), OP_TOLERANCE);
+        let described = format!("{heads} heads, {kv_heads} kv, d {head_dim}");
+        let width = heads * head_dim;
+        let rope_error = worst_row_error(&got[0], &want[0], shape.qkv_width());
+        cases.push("rope", format!("{described}; 317 rows, worst row"), rope_error, OP_TOLERANCE);
+        cases.push(
+            "attention_cached_prefill",
+            format!("{described}; prefixes of 300 and 17 tokens in one call, worst row"),
+            worst_row_error(&got[1], &want[1], width),
+            OP_TOLERANCE,
+        );
+        cases.push(
+            "attention_cached_decode",
+            format!("{described}; 4 sequences, 2 per prefix, {DECODE_STEPS} steps, worst row"),
+            worst_row_error(&got[2], &want[2], width),
+            OP_TOLERANCE,
+        );
     }
 
     let vocab = if quick { 5000 } else { 128_256 };
@@ -277,8 +314,12 @@ pub fn model_cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64)
     // Where a sequence departs from the reference, the reference's logits at that point tell whether bf16
     // rounding could have decided it (a near tie) or the subject is wrong.
     let mut matched = 16;
-    let mut real_departures = 0;
+    // A missing sequence or token is a departure no tie explains.
+    let mut real_departures = want.len().abs_diff(got.len());
     for ((w, g), prompt) in want.iter().zip(&got).zip([a, a, c]) {
+        if w.len() != g.len() {
+            real_departures += 1;
+        }
         let Some(k) = w.iter().zip(g).position(|(x, y)| x != y) else { continue };
         matched = matched.min(k);
         let context: Vec<u32> = prompt.iter().chain(&w[..k]).copied().collect();
@@ -317,7 +358,9 @@ pub fn recording_cases<B: Backend>(recorded: &B, eager: &B, label: &str, seed: u
     let (with, without) =
         (Llm::from_store(recorded, &store, config.clone())?, Llm::from_store(eager, &store, config.clone())?);
     let vocab = config.vocab_size as u64;
-    let ids: Vec<u32> = (0..60u64).map(|i| (crate::sampling::mix64(seed ^ (i + 1000)) % vocab) as u32).collect();
+    // The first prompt is longer than one attention split (256 keys), so the recorded step holds the split and
+    // combine kernels.
+    let ids: Vec<u32> = (0..320u64).map(|i| (crate::sampling::mix64(seed ^ (i + 1000)) % vocab) as u32).collect();
     let vector = Inputs { state: seed ^ 0x6A4F }.values(config.hidden_size, 1.0);
     let steer = crate::generation::steering::SteerConfig {
         layer: 0,
@@ -330,23 +373,30 @@ pub fn recording_cases<B: Backend>(recorded: &B, eager: &B, label: &str, seed: u
         ("decode_recorded_steered", SamplingParams::default(), true),
     ] {
         let requests = [
-            Request { prompt: ids[..40].to_vec(), n: 3, steer: steered.then(|| vector.clone()) },
-            Request { prompt: ids[40..].to_vec(), n: 2, steer: None },
+            Request { prompt: ids[..300].to_vec(), n: 3, steer: steered.then(|| vector.clone()) },
+            Request { prompt: ids[300..].to_vec(), n: 2, steer: None },
         ];
-        let options = GenerateOptions {
+        let mut options = GenerateOptions {
             max_new_tokens: 12,
             sampling,
             seed,
-            stop_tokens: vec![ids[5], ids[17]],
+            stop_tokens: Vec::new(),
             steer: steered.then_some(steer),
             streams: Streams::Batch,
         };
-        let run = |b: &B, llm: &Llm<B>| -> Result<Vec<Vec<u32>>> {
-            Ok(generate(b, llm, &requests, &options)?.sequences.into_iter().map(|s| s.tokens).collect())
+        let run = |b: &B, llm: &Llm<B>, options: &GenerateOptions| -> Result<Vec<Vec<u32>>> {
+            Ok(generate(b, llm, &requests, options)?.sequences.into_iter().map(|s| s.tokens).collect())
         };
-        let (want, got) = (run(eager, &without)?, run(recorded, &with)?);
+        // Stop tokens taken from an eager run (the 4th token of the first sequence, the 7th of the last), so that
+        // sequences finish at different steps while the recorded batch keeps them.
+        let free = run(eager, &without, &options)?;
+        options.stop_tokens = vec![free[0][3], free[4][6]];
+        let (want, got) = (run(eager, &without, &options)?, run(recorded, &with, &options)?);
         let differ = want.iter().zip(&got).filter(|(a, b)| a != b).count() + want.len().abs_diff(got.len());
-        cases.push(kernel, "2 prompts, 5 sequences x 12 tokens".into(), differ as f64, 0.0);
+        let lengths: Vec<usize> = want.iter().map(Vec::len).collect();
+        let described =
+            format!("prompts of 300 and 20 tokens, 5 sequences of up to 12 tokens (eager lengths {lengths:?})");
+        cases.push(kernel, described, differ as f64, 0.0);
     }
     Ok(cases.results)
 }
