@@ -75,6 +75,12 @@ CLIP_TEXTS = [
     " ".join("a satellite image of a river crossing a forest next to a highway and a church".split() * 8),
 ]
 N_IMAGES = 4
+IMAGE_RANGES = [  # per image, (low, high) of each channel
+    [(0.0, 0.9), (0.1, 0.4), (0.5, 1.0)],
+    [(0.6, 1.0), (0.5, 0.9), (0.0, 0.3)],
+    [(0.0, 0.3), (0.6, 1.0), (0.2, 0.6)],
+    [(0.0, 1.0), (0.0, 1.0), (0.0, 1.0)],
+]
 
 SHORT_PROMPT = "Please propose a new prompt template for the tabby cat dataset, using the <category> slot."
 LONG_SENTENCES = [
@@ -214,7 +220,7 @@ def clip_preprocessor_json() -> dict:
 
 
 def make_images(folder: str, n: int, seed: int) -> list[str]:
-    """n smooth random 224x224 RGB pictures with pixel noise, each channel in its own random range, as PNGs."""
+    """n smooth random 224x224 RGB pictures with pixel noise, each in its own colour ranges, as PNG files."""
     rng = np.random.default_rng(seed)
     y = np.linspace(0.0, 1.0, 224)[:, None]
     x = np.linspace(0.0, 1.0, 224)[None, :]
@@ -229,9 +235,9 @@ def make_images(folder: str, n: int, seed: int) -> list[str]:
                 field += rng.uniform(0.3, 1.0) * np.sin(2 * math.pi * fx * x + px) * np.cos(2 * math.pi * fy * y + py)
             field += rng.normal(0.0, 0.3, size=(224, 224))
             field = (field - field.min()) / (field.max() - field.min())
-            # a random range per channel: images differ in colour and contrast, not only in texture, so that a
-            # random vision tower's features differ clearly between them (cosines ~0.6, not ~0.98)
-            lo, hi = sorted(rng.uniform(0.0, 1.0, size=2))
+            # each image its own colour range per channel, so that the images differ in colour and contrast, not
+            # only in texture, and a random vision tower's features differ clearly between them
+            lo, hi = IMAGE_RANGES[k % len(IMAGE_RANGES)][c]
             img[..., c] = lo + (hi - lo) * field
         path = os.path.join(folder, f"image{k}.png")
         Image.fromarray(np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8), "RGB").save(path)
