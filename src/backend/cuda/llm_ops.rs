@@ -86,8 +86,9 @@ pub fn rope(gpu: &Gpu, qkv: &DTensor, rows: &CudaRows, heads: HeadShape, inv_fre
         arg(&kv),
         arg(&d),
     ];
-    // SAFETY: the arguments match rope; qkv and out are [rows, qkv_width], the records hold one record per row.
-    unsafe { gpu.launch("rope", (blocks(qkv.rows * qkv.cols, 256), 1, 1), (256, 1, 1), 0, &mut args)? };
+    // SAFETY: the arguments match rope (one thread per row and rotation pair); qkv and out are [rows, qkv_width],
+    // the records hold one record per row.
+    unsafe { gpu.launch("rope", (blocks(qkv.rows * heads.head_dim / 2, 128), 1, 1), (128, 1, 1), 0, &mut args)? };
     Ok(out)
 }
 
