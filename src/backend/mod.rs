@@ -117,6 +117,81 @@ impl KvLayout {
     pub fn bytes(&self, element_size: usize) -> usize {
         self.elements() * element_size
     }
+
+    /// A row's slot within its stream's part of the cache (in a prefix, its position; in a sequence's part, its
+    /// position less the group's prefix), checked against the layout.
+    pub fn slot(&self, row: &CachedRow) -> Result<usize> {
+        let p = row.position;
+        match row.stream {
+            Stream::Prefix(g) => {
+                let Some(&capacity) = self.prefixes.get(g) else { anyhow::bail!("KV cache has no prefix group {g}") };
+                anyhow::ensure!(p < capacity, "position {p} is past the {capacity}-token prefix of group {g}");
+                Ok(p)
+            }
+            Stream::Sequence(s) => {
+                let Some(&(group, capacity)) = self.sequences.get(s) else {
+                    anyhow::bail!("KV cache has no sequence {s}")
+                };
+                let start = self.prefixes[group];
+                anyhow::ensure!(
+                    p >= start && p - start < capacity,
+                    "position {p} of sequence {s} is outside its cache part (positions {start}..{})",
+                    start + capacity
+                );
+                Ok(p - start)
+            }
+        }
+    }
+
+    /// Checks that attention at `layer` with `heads` fits this cache: the layer exists, the key/value heads are
+    /// the cache's, and the query heads share them evenly.
+    pub fn check_attention(&self, layer: usize, heads: HeadShape) -> Result<()> {
+        anyhow::ensure!(layer < self.layers, "KV cache has {} layers, not {}", self.layers, layer + 1);
+        anyhow::ensure!(
+            heads.kv_heads == self.kv_heads && heads.head_dim == self.head_dim,
+            "KV cache holds {}x{} heads, attention asks for {}x{}",
+            self.kv_heads,
+            self.head_dim,
+            heads.kv_heads,
+            heads.head_dim
+        );
+        anyhow::ensure!(
+            heads.kv_heads > 0 && heads.heads.is_multiple_of(heads.kv_heads),
+            "{} query heads cannot share {} key/value heads",
+            heads.heads,
+            heads.kv_heads
+        );
+        Ok(())
+    }
+}
+
+/// Checks an offset add over `x` (`[rows, cols]`): `offsets` is `[rows_added.len(), cols]` and every row added to
+/// is inside `x`.
+pub fn check_add_rows(x: (usize, usize), rows_added: &[usize], offsets: (usize, usize)) -> Result<()> {
+    anyhow::ensure!(
+        offsets == (rows_added.len(), x.1),
+        "add_rows: offsets are [{}, {}], expected [{}, {}]",
+        offsets.0,
+        offsets.1,
+        rows_added.len(),
+        x.1
+    );
+    if let Some(bad) = rows_added.iter().find(|&&r| r >= x.0) {
+        anyhow::bail!("add_rows: row {bad} is outside a tensor of {} rows", x.0);
+    }
+    Ok(())
+}
+
+/// Checks mean-pooling segments `(start, len)`: none empty, all inside a tensor of `rows` rows.
+pub fn check_segments(segments: &[(usize, usize)], rows: usize) -> Result<()> {
+    for &(start, len) in segments {
+        anyhow::ensure!(
+            len > 0 && start + len <= rows,
+            "mean_rows: rows {start}..{} of a tensor of {rows} rows",
+            start + len
+        );
+    }
+    Ok(())
 }
 
 /// Device memory use of a backend, in bytes.

@@ -3,7 +3,7 @@
 
 use super::attention::{Visible, attend_row};
 use crate::backend::{CachedRow, HeadShape, KvLayout, Stream};
-use anyhow::{Result, bail, ensure};
+use anyhow::{Result, ensure};
 use rayon::prelude::*;
 
 struct Buffers {
@@ -38,44 +38,12 @@ impl CpuKvCache {
         Self { layout: layout.clone(), prefixes, sequences }
     }
 
-    /// The slot of a row in its stream's buffers, checked against the layout.
-    pub fn slot(&self, row: &CachedRow) -> Result<usize> {
-        match row.stream {
-            Stream::Prefix(g) => {
-                let Some(&capacity) = self.layout.prefixes.get(g) else { bail!("KV cache has no prefix group {g}") };
-                ensure!(
-                    row.position < capacity,
-                    "position {} is past the {capacity}-token prefix of group {g}",
-                    row.position
-                );
-                Ok(row.position)
-            }
-            Stream::Sequence(s) => {
-                let Some(&(group, capacity)) = self.layout.sequences.get(s) else {
-                    bail!("KV cache has no sequence {s}")
-                };
-                let start = self.layout.prefixes[group];
-                ensure!(
-                    row.position >= start && row.position - start < capacity,
-                    "position {} of sequence {s} is outside its cache part (positions {start}..{})",
-                    row.position,
-                    start + capacity
-                );
-                Ok(row.position - start)
-            }
-        }
+    pub fn layout(&self) -> &KvLayout {
+        &self.layout
     }
 
     pub fn attention(&mut self, qkv: &[f32], layer: usize, rows: &[CachedRow], heads: HeadShape) -> Result<Vec<f32>> {
-        ensure!(layer < self.layout.layers, "KV cache has {} layers, not {}", self.layout.layers, layer + 1);
-        ensure!(
-            heads.kv_heads == self.layout.kv_heads && heads.head_dim == self.layout.head_dim,
-            "KV cache holds {}x{} heads, attention asks for {}x{}",
-            self.layout.kv_heads,
-            self.layout.head_dim,
-            heads.kv_heads,
-            heads.head_dim
-        );
+        self.layout.check_attention(layer, heads)?;
         let (width, kv_width, qkv_width) = (heads.heads * heads.head_dim, heads.kv_width(), heads.qkv_width());
         ensure!(
             qkv.len() == rows.len() * qkv_width,
@@ -83,7 +51,7 @@ impl CpuKvCache {
             qkv.len(),
             rows.len()
         );
-        let slots: Vec<usize> = rows.iter().map(|r| self.slot(r)).collect::<Result<_>>()?;
+        let slots: Vec<usize> = rows.iter().map(|r| self.layout.slot(r)).collect::<Result<_>>()?;
         for ((row, &slot), values) in rows.iter().zip(&slots).zip(qkv.chunks_exact(qkv_width)) {
             let buffers = match row.stream {
                 Stream::Prefix(g) => &mut self.prefixes[layer][g],

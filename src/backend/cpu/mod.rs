@@ -12,7 +12,10 @@ mod score;
 
 pub use kv_cache::CpuKvCache;
 
-use super::{Activation, AttentionShape, Backend, CachedRow, HeadShape, KvLayout, MemoryUse, TemplateCounts};
+use super::{
+    Activation, AttentionShape, Backend, CachedRow, HeadShape, KvLayout, MemoryUse, TemplateCounts, check_add_rows,
+    check_segments,
+};
 use crate::checkpoint::StoredTensor;
 use crate::sampling::{SamplingParams, SequenceRng, sample_batch};
 use anyhow::{Result, bail, ensure};
@@ -319,31 +322,18 @@ impl Backend for CpuBackend {
     }
 
     fn add_rows(&self, x: &CpuTensor, rows: &[usize], offsets: &CpuTensor) -> Result<CpuTensor> {
-        ensure!(
-            offsets.rows == rows.len() && offsets.cols == x.cols,
-            "add_rows: offsets are [{}, {}], expected [{}, {}]",
-            offsets.rows,
-            offsets.cols,
-            rows.len(),
-            x.cols
-        );
+        check_add_rows((x.rows, x.cols), rows, (offsets.rows, offsets.cols))?;
         let mut out = x.clone();
         for (j, &r) in rows.iter().enumerate() {
-            ensure!(r < x.rows, "add_rows: row {r} is outside a tensor of {} rows", x.rows);
             out.data[r * x.cols..(r + 1) * x.cols].iter_mut().zip(offsets.row(j)).for_each(|(v, o)| *v += o);
         }
         Ok(out)
     }
 
     fn mean_rows(&self, x: &CpuTensor, segments: &[(usize, usize)]) -> Result<CpuTensor> {
+        check_segments(segments, x.rows)?;
         let mut data = Vec::with_capacity(segments.len() * x.cols);
         for &(start, len) in segments {
-            ensure!(
-                len > 0 && start + len <= x.rows,
-                "mean_rows: rows {start}..{} of a tensor of {} rows",
-                start + len,
-                x.rows
-            );
             let mut mean = vec![0.0f64; x.cols];
             for r in start..start + len {
                 mean.iter_mut().zip(x.row(r)).for_each(|(m, &v)| *m += v as f64);
@@ -367,7 +357,7 @@ impl Backend for CpuBackend {
 
     fn cache_rows(&self, cache: &CpuKvCache, rows: &[CachedRow]) -> Result<Vec<CachedRow>> {
         for row in rows {
-            cache.slot(row)?;
+            cache.layout().slot(row)?;
         }
         Ok(rows.to_vec())
     }
@@ -387,12 +377,6 @@ impl Backend for CpuBackend {
         heads: HeadShape,
     ) -> Result<CpuTensor> {
         check_cols("cached attention", qkv, heads.qkv_width())?;
-        ensure!(
-            heads.kv_heads > 0 && heads.heads.is_multiple_of(heads.kv_heads),
-            "{} query heads cannot share {} key/value heads",
-            heads.heads,
-            heads.kv_heads
-        );
         let out = cache.attention(&qkv.data, layer, rows, heads)?;
         Ok(CpuTensor::new(out, qkv.rows, heads.heads * heads.head_dim))
     }

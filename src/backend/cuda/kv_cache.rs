@@ -6,7 +6,7 @@
 use super::ops::{DTensor, DType, Variant, arg, blocks};
 use super::runtime::{DeviceBlock, Gpu};
 use crate::backend::{CachedRow, HeadShape, KvLayout, Stream};
-use anyhow::{Result, bail, ensure};
+use anyhow::{Result, ensure};
 
 /// u32 fields of a row record: position, slot, a_start, a_len, b_start, b_len.
 pub const ROW_FIELDS: usize = 6;
@@ -99,26 +99,16 @@ impl CudaKvCache {
 
     /// The record of one row, checked against the layout (the same checks and messages as the CPU cache).
     fn record(&self, row: &CachedRow) -> Result<[u32; ROW_FIELDS]> {
-        let p = row.position;
+        let (p, slot) = (row.position, self.layout.slot(row)?);
         let fields = match row.stream {
             Stream::Prefix(g) => {
-                let Some(&capacity) = self.layout.prefixes.get(g) else { bail!("KV cache has no prefix group {g}") };
-                ensure!(p < capacity, "position {p} is past the {capacity}-token prefix of group {g}");
                 let start = self.prefix_start[g];
-                [p, start + p, start, p + 1, 0, 0]
+                [p, start + slot, start, p + 1, 0, 0]
             }
             Stream::Sequence(s) => {
-                let Some(&(group, capacity)) = self.layout.sequences.get(s) else {
-                    bail!("KV cache has no sequence {s}")
-                };
-                let prefix = self.layout.prefixes[group];
-                ensure!(
-                    p >= prefix && p - prefix < capacity,
-                    "position {p} of sequence {s} is outside its cache part (positions {prefix}..{})",
-                    prefix + capacity
-                );
+                let group = self.layout.sequences[s].0;
                 let own = self.sequence_start[s];
-                [p, own + p - prefix, self.prefix_start[group], prefix, own, p - prefix + 1]
+                [p, own + slot, self.prefix_start[group], self.layout.prefixes[group], own, slot + 1]
             }
         };
         Ok(fields.map(|v| v as u32))
@@ -172,21 +162,7 @@ impl CudaKvCache {
         heads: HeadShape,
         variant: Variant,
     ) -> Result<DTensor> {
-        ensure!(layer < self.layout.layers, "KV cache has {} layers, not {}", self.layout.layers, layer + 1);
-        ensure!(
-            heads.kv_heads == self.layout.kv_heads && heads.head_dim == self.layout.head_dim,
-            "KV cache holds {}x{} heads, attention asks for {}x{}",
-            self.layout.kv_heads,
-            self.layout.head_dim,
-            heads.kv_heads,
-            heads.head_dim
-        );
-        ensure!(
-            heads.kv_heads > 0 && heads.heads.is_multiple_of(heads.kv_heads),
-            "{} query heads cannot share {} key/value heads",
-            heads.heads,
-            heads.kv_heads
-        );
+        self.layout.check_attention(layer, heads)?;
         qkv.expect("cached attention input", DType::Bf16)?;
         ensure!(
             qkv.rows == rows.len() && qkv.cols == heads.qkv_width(),

@@ -5,7 +5,7 @@
 use super::kv_cache::CudaRows;
 use super::ops::{DTensor, DType, Variant, arg, blocks, null};
 use super::runtime::Gpu;
-use crate::backend::HeadShape;
+use crate::backend::{HeadShape, check_add_rows, check_segments};
 use anyhow::{Result, bail, ensure};
 
 /// The widest row the fast RMS norm keeps in registers (256 threads x 32 columns).
@@ -108,17 +108,7 @@ pub fn silu_mul(gpu: &Gpu, gate_up: &DTensor) -> Result<DTensor> {
 /// A copy of `x` (bf16) with `offsets` row j (f32) added to row `rows[j]`.
 pub fn add_rows(gpu: &Gpu, x: &DTensor, rows: &[usize], offsets: &DTensor) -> Result<DTensor> {
     x.expect("steered hidden states", DType::Bf16)?;
-    ensure!(
-        offsets.rows == rows.len() && offsets.cols == x.cols,
-        "add_rows: offsets are [{}, {}], expected [{}, {}]",
-        offsets.rows,
-        offsets.cols,
-        rows.len(),
-        x.cols
-    );
-    if let Some(bad) = rows.iter().find(|&&r| r >= x.rows) {
-        bail!("add_rows: row {bad} is outside a tensor of {} rows", x.rows);
-    }
+    check_add_rows((x.rows, x.cols), rows, (offsets.rows, offsets.cols))?;
     let mut seen = rows.to_vec();
     seen.sort_unstable();
     ensure!(seen.windows(2).all(|w| w[0] != w[1]), "add_rows: a row is named twice");
@@ -148,16 +138,8 @@ pub fn add_rows(gpu: &Gpu, x: &DTensor, rows: &[usize], offsets: &DTensor) -> Re
 /// The mean of each `(start, len)` run of rows of a bf16 tensor, as f32 `[segments, cols]`.
 pub fn mean_rows(gpu: &Gpu, x: &DTensor, segments: &[(usize, usize)]) -> Result<DTensor> {
     x.expect("pooled hidden states", DType::Bf16)?;
-    let mut flat = Vec::with_capacity(2 * segments.len());
-    for &(start, len) in segments {
-        ensure!(
-            len > 0 && start + len <= x.rows,
-            "mean_rows: rows {start}..{} of a tensor of {} rows",
-            start + len,
-            x.rows
-        );
-        flat.extend([start as u32, len as u32]);
-    }
+    check_segments(segments, x.rows)?;
+    let flat: Vec<u32> = segments.iter().flat_map(|&(start, len)| [start as u32, len as u32]).collect();
     let segments_t = DTensor::upload_u32(gpu, &flat, "pooled segments")?;
     let out = DTensor::new(gpu, segments.len(), x.cols, DType::F32, "mean-pooled rows")?;
     let (n, cols) = (segments.len() as i32, x.cols as i32);
