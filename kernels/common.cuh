@@ -44,3 +44,12 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
     v = lane < warps ? scratch[lane] : 0.0f;
     return warp_sum(v);
 }
+
+// SplitMix64's increment and output function, as src/sampling.rs defines them (the random streams of sampling and
+// of benchmark weights).
+#define SPLITMIX_GAMMA 0x9E3779B97F4A7C15ull
+__device__ __forceinline__ uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}

@@ -3,14 +3,8 @@
 // 2^24. The additions and products are written with explicit rounding so that no fused multiply-add changes a bit.
 #include "common.cuh"
 
-__device__ __forceinline__ uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 __device__ __forceinline__ float uniform24(uint64_t seed, uint64_t counter) {
-    const uint64_t bits = mix64(seed + (counter + 1) * 0x9E3779B97F4A7C15ull);
+    const uint64_t bits = mix64(seed + (counter + 1) * SPLITMIX_GAMMA);
     return (float)(bits >> 40) * 0x1p-24f;  // exact: a 24-bit integer times a power of two
 }
 

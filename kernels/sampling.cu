@@ -82,15 +82,9 @@ __device__ __forceinline__ int next_pow2(int n) { return n <= 1 ? 1 : 1 << (32 -
 
 // ---- the random stream (SequenceRng) ----
 
-__device__ __forceinline__ u64 mix64(u64 z) {
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 // SequenceRng::uniform: the top 53 bits of mix(key + (step + 1) * G) times 2^-53 (both steps exact).
 __device__ __forceinline__ double uniform(u64 key, u64 step) {
-    const u64 bits = mix64(key + (step + 1) * 0x9E3779B97F4A7C15ull);
+    const u64 bits = mix64(key + (step + 1) * SPLITMIX_GAMMA);
     return (double)(bits >> 11) * 0x1.0p-53;
 }
 
