@@ -18,6 +18,7 @@ use super::ops::{DTensor, DType, Variant, arg};
 use super::runtime::{DeviceBlock, Gpu};
 use crate::sampling::{SamplingParams, SequenceRng, top_p_threshold};
 use anyhow::{Result, bail, ensure};
+use std::ffi::c_void;
 
 /// Threads of `sample`'s block (`SAMPLE_THREADS` in sampling.cu; the kernel depends on it).
 const FAST_THREADS: u32 = 512;
@@ -171,21 +172,26 @@ struct RowsIn {
     element: usize,
 }
 
-fn run_fast(gpu: &Gpu, c: &Config, rows: &RowsIn, out: &DeviceBlock) -> Result<()> {
-    let mut args = [
-        arg(&rows.logits),
+/// The parameters both kernels begin with: the rows' logits, keys and steps (device addresses) and the settings.
+fn row_args(logits: &u64, keys: &u64, steps: &u64, c: &Config) -> Vec<*mut c_void> {
+    vec![
+        arg(logits),
         arg(&c.is_bf16),
         arg(&c.vocab),
-        arg(&rows.keys),
-        arg(&rows.steps),
+        arg(keys),
+        arg(steps),
         arg(&c.apply_temperature),
         arg(&c.temperature),
         arg(&c.top_k),
         arg(&c.top_p_on),
         arg(&c.threshold),
         arg(&c.greedy),
-        arg(&out.ptr),
-    ];
+    ]
+}
+
+fn run_fast(gpu: &Gpu, c: &Config, rows: &RowsIn, out: &DeviceBlock) -> Result<()> {
+    let mut args = row_args(&rows.logits, &rows.keys, &rows.steps, c);
+    args.push(arg(&out.ptr));
     // SAFETY: the arguments match `sample`'s parameters; the logits hold rows x vocab values (checked), keys and
     // steps one u64 per row, the output one u32 per row.
     unsafe { gpu.launch("sample", (rows.rows as u32, 1, 1), (FAST_THREADS, 1, 1), 0, &mut args) }
@@ -216,24 +222,8 @@ fn run_plain(gpu: &Gpu, c: &Config, rows: &RowsIn, out: &DeviceBlock) -> Result<
         let logits = rows.logits + (start * vocab * rows.element) as u64;
         let (keys, steps) = (rows.keys + 8 * start as u64, rows.steps + 8 * start as u64);
         let out_ptr = out.ptr + 4 * start as u64;
-        let mut args = [
-            arg(&logits),
-            arg(&c.is_bf16),
-            arg(&c.vocab),
-            arg(&keys),
-            arg(&steps),
-            arg(&c.apply_temperature),
-            arg(&c.temperature),
-            arg(&c.top_k),
-            arg(&c.top_p_on),
-            arg(&c.threshold),
-            arg(&c.greedy),
-            arg(&scores_ptr),
-            arg(&order_ptr),
-            arg(&order_len_i),
-            arg(&work_ptr),
-            arg(&out_ptr),
-        ];
+        let mut args = row_args(&logits, &keys, &steps, c);
+        args.extend([arg(&scores_ptr), arg(&order_ptr), arg(&order_len_i), arg(&work_ptr), arg(&out_ptr)]);
         // SAFETY: the arguments match `sample_plain`'s parameters; the chunk's rows lie inside the logits, keys,
         // steps and output; the scratch holds `chunk` rows of vocab f32, vocab f64 and order_len u64 (greedy reads
         // none of it).
