@@ -58,6 +58,8 @@ from PIL import Image
 from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
+from make_llm_fixtures import Steer  # the same forward hook the golden fixtures are made with
+
 import transformers
 from transformers import CLIPConfig, CLIPModel, GenerationConfig, LlamaConfig, LlamaForCausalLM
 
@@ -396,27 +398,6 @@ def llm_config_json(layers: int, bos: int, eos: int) -> dict:
     }
 
 
-class Steer:
-    """Forward hook on a decoder block adding a vector to its output (last or every position)."""
-
-    def __init__(self, block: torch.nn.Module, vec: torch.Tensor, mode: str):
-        self.vec, self.mode = vec, mode
-        self.handle = block.register_forward_hook(self.hook)
-
-    def hook(self, module, args, output):
-        hs = output[0] if isinstance(output, tuple) else output
-        hs = hs.clone()
-        if self.mode == "last":
-            hs[:, -1, :] += self.vec
-        else:
-            hs += self.vec
-        return (hs,) + tuple(output[1:]) if isinstance(output, tuple) else hs
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.handle.remove()
 
 
 def block_output(model, ids: list[int], layer: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -481,6 +481,12 @@ class Steer:
     def remove(self) -> None:
         self.handle.remove()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
 
 def logits_of(model, ids: list[int]) -> torch.Tensor:
     with torch.no_grad():
