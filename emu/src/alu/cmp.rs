@@ -1,0 +1,120 @@
+//! `setp`'s comparison (0 or 1) on integer, bit and floating-point types.
+//!
+//! PTX rules applied here: for floats, the ordered comparisons `eq ne lt le gt ge` are false when either operand
+//! is NaN, the unordered `equ neu ltu leu gtu geu` are true then; `num` is true when neither is NaN and `nan`
+//! when either is; -0.0 equals +0.0; `.ftz` reads subnormal inputs as zeros. Integers compare as signed for
+//! `.sN` and unsigned for `.uN`/`.bN` (`lo ls hi hs` are the unsigned spellings; `.bN` allows `eq`/`ne` only).
+
+use super::Spec;
+use super::fp::{self, F64, Fmt};
+use super::int::mask;
+use crate::ir::{AluFn, Ty};
+
+const EQ: u8 = 0;
+const NE: u8 = 1;
+const LT: u8 = 2;
+const LE: u8 = 3;
+const GT: u8 = 4;
+const GE: u8 = 5;
+const NUM: u8 = 6;
+const NAN: u8 = 7;
+/// Added to `EQ..GE` for the unordered forms.
+const UNORDERED: u8 = 8;
+
+fn int<const W: u32, const S: bool, const OP: u8>(s: &[u64; 4], _: &mut bool) -> u64 {
+    let v = |x: u64| if S { super::int::sx::<W>(x) as i128 } else { (x & mask(W)) as i128 };
+    let (a, b) = (v(s[0]), v(s[1]));
+    (match OP {
+        EQ => a == b,
+        NE => a != b,
+        LT => a < b,
+        LE => a <= b,
+        GT => a > b,
+        _ => a >= b,
+    }) as u64
+}
+
+/// The exact value of a float of format `F` (every format here widens exactly to `f64`).
+fn value<F: Fmt>(x: u64, ftz: bool) -> f64 {
+    f64::from_bits(fp::convert::<F, F64>(fp::flush::<F>(x, ftz), fp::RN, false))
+}
+
+fn float<F: Fmt, const OP: u8, const FTZ: bool>(s: &[u64; 4], _: &mut bool) -> u64 {
+    let (a, b) = (value::<F>(s[0], FTZ), value::<F>(s[1], FTZ));
+    let unordered = a.is_nan() || b.is_nan();
+    (match OP {
+        NUM => !unordered,
+        NAN => unordered,
+        _ if unordered => OP >= UNORDERED,
+        _ => match OP % UNORDERED {
+            EQ => a == b,
+            NE => a != b,
+            LT => a < b,
+            LE => a <= b,
+            GT => a > b,
+            _ => a >= b,
+        },
+    }) as u64
+}
+
+pub(crate) fn resolve(s: &Spec) -> Result<AluFn, String> {
+    let ty = s.ty()?;
+    let (cmp, rest) = s.mods.split_first().ok_or_else(|| s.err("comparison missing"))?;
+    let ftz = rest == ["ftz"];
+    if !(rest.is_empty() || ftz && ty == Ty::F32) {
+        return Err(s.unsupported());
+    }
+    let op = match *cmp {
+        "eq" => EQ,
+        "ne" => NE,
+        "lt" | "lo" => LT,
+        "le" | "ls" => LE,
+        "gt" | "hi" => GT,
+        "ge" | "hs" => GE,
+        "equ" => EQ + UNORDERED,
+        "neu" => NE + UNORDERED,
+        "ltu" => LT + UNORDERED,
+        "leu" => LE + UNORDERED,
+        "gtu" => GT + UNORDERED,
+        "geu" => GE + UNORDERED,
+        "num" => NUM,
+        "nan" => NAN,
+        _ => return Err(s.err("unknown comparison")),
+    };
+    let unsupported = || Err(s.unsupported());
+    let unsigned_only = matches!(*cmp, "lo" | "ls" | "hi" | "hs");
+    macro_rules! by_op {
+        ($f:ident::<$($p:ty),*>; $($c:ident),*) => {
+            Ok(match op {
+                EQ => $f::<$($p,)* EQ $(, $c)*> as AluFn,
+                NE => $f::<$($p,)* NE $(, $c)*> as AluFn,
+                LT => $f::<$($p,)* LT $(, $c)*> as AluFn,
+                LE => $f::<$($p,)* LE $(, $c)*> as AluFn,
+                GT => $f::<$($p,)* GT $(, $c)*> as AluFn,
+                GE => $f::<$($p,)* GE $(, $c)*> as AluFn,
+                NUM => $f::<$($p,)* NUM $(, $c)*> as AluFn,
+                NAN => $f::<$($p,)* NAN $(, $c)*> as AluFn,
+                8 => $f::<$($p,)* 8 $(, $c)*> as AluFn,
+                9 => $f::<$($p,)* 9 $(, $c)*> as AluFn,
+                10 => $f::<$($p,)* 10 $(, $c)*> as AluFn,
+                11 => $f::<$($p,)* 11 $(, $c)*> as AluFn,
+                12 => $f::<$($p,)* 12 $(, $c)*> as AluFn,
+                _ => $f::<$($p,)* 13 $(, $c)*> as AluFn,
+            })
+        };
+    }
+    if ty.is_float() {
+        return with_float!(ty, F => with_bool!(ftz, Z => by_op!(float::<F>; Z)), _ => unsupported());
+    }
+    if op > GE || (unsigned_only && ty.is_signed()) || (matches!(ty, Ty::B16 | Ty::B32 | Ty::B64) && op > NE) {
+        return unsupported();
+    }
+    with_int!(ty, W, S => match op {
+        EQ => Ok(int::<W, S, EQ> as AluFn),
+        NE => Ok(int::<W, S, NE> as AluFn),
+        LT => Ok(int::<W, S, LT> as AluFn),
+        LE => Ok(int::<W, S, LE> as AluFn),
+        GT => Ok(int::<W, S, GT> as AluFn),
+        _ => Ok(int::<W, S, GE> as AluFn),
+    }, _ => unsupported())
+}

@@ -1,0 +1,165 @@
+//! Integer arithmetic on `.u16/.s16/.u32/.s32/.u64/.s64` (and the same-width `.bN`): `add sub mul mad div rem
+//! min max abs neg sad` and the extended-precision `add.cc addc sub.cc subc mad.cc madc`.
+//!
+//! PTX rules applied here: results wrap modulo 2^width unless `.sat` (`.s32` only) clamps them to the signed
+//! range; `mul/mad .hi` keep the upper half of the double-width product and `.wide` all of it; `.cc` writes the
+//! carry out of the (final) addition into the lane's carry flag, `addc/madc` add the flag in; for subtraction
+//! the flag is the borrow: `sub.cc` sets it when `a < b` (unsigned), `subc` computes `a - (b + CF)`.
+//! Division by zero is undefined in the ISA; here `div` gives all ones and `rem` gives `a`, as the hardware does
+//! for unsigned operands. `abs`/`neg` of the most negative value wrap to itself.
+
+use super::Spec;
+use crate::ir::{AluFn, Ty};
+
+pub(crate) const fn mask(w: u32) -> u64 {
+    if w >= 64 { !0 } else { (1 << w) - 1 }
+}
+
+/// `x` sign-extended from its low `W` bits.
+pub(crate) fn sx<const W: u32>(x: u64) -> i64 {
+    ((x << (64 - W)) as i64) >> (64 - W)
+}
+
+/// The value of the `W`-bit operand `x`, signed or not.
+fn val<const W: u32, const S: bool>(x: u64) -> i128 {
+    if S { sx::<W>(x) as i128 } else { (x & mask(W)) as i128 }
+}
+
+fn add<const W: u32, const CIN: bool, const COUT: bool>(s: &[u64; 4], cf: &mut bool) -> u64 {
+    let sum = (s[0] & mask(W)) as u128 + (s[1] & mask(W)) as u128 + (CIN && *cf) as u128;
+    if COUT {
+        *cf = (sum >> W) & 1 == 1;
+    }
+    sum as u64 & mask(W)
+}
+
+fn sub<const W: u32, const CIN: bool, const COUT: bool>(s: &[u64; 4], cf: &mut bool) -> u64 {
+    let diff = (s[0] & mask(W)) as i128 - (s[1] & mask(W)) as i128 - (CIN && *cf) as i128;
+    if COUT {
+        *cf = diff < 0;
+    }
+    diff as u64 & mask(W)
+}
+
+/// `add.sat.s32` / `sub.sat.s32`: the exact signed result clamped to the range of `.s32`.
+fn addsub_sat<const W: u32, const SUB: bool>(s: &[u64; 4], _: &mut bool) -> u64 {
+    let (a, b) = (val::<W, true>(s[0]), val::<W, true>(s[1]));
+    let r = if SUB { a - b } else { a + b };
+    let lim = 1i128 << (W - 1);
+    r.clamp(-lim, lim - 1) as u64 & mask(W)
+}
+
+const LO: u8 = 0;
+const HI: u8 = 1;
+const WIDE: u8 = 2;
+
+/// The part `MODE` of the double-width product, and the width of that part.
+fn product<const W: u32, const S: bool, const MODE: u8>(a: u64, b: u64) -> (u64, u32) {
+    let p = val::<W, S>(a).wrapping_mul(val::<W, S>(b)) as u128;
+    match MODE {
+        LO => (p as u64 & mask(W), W),
+        HI => ((p >> W) as u64 & mask(W), W),
+        _ => (p as u64 & mask(2 * W), 2 * W),
+    }
+}
+
+fn mul<const W: u32, const S: bool, const MODE: u8>(s: &[u64; 4], _: &mut bool) -> u64 {
+    product::<W, S, MODE>(s[0], s[1]).0
+}
+
+fn mad<const W: u32, const S: bool, const MODE: u8, const CIN: bool, const COUT: bool>(
+    s: &[u64; 4],
+    cf: &mut bool,
+) -> u64 {
+    let (p, dw) = product::<W, S, MODE>(s[0], s[1]);
+    let sum = p as u128 + (s[2] & mask(dw)) as u128 + (CIN && *cf) as u128;
+    if COUT {
+        *cf = (sum >> dw) & 1 == 1;
+    }
+    sum as u64 & mask(dw)
+}
+
+fn div<const W: u32, const S: bool>(s: &[u64; 4], _: &mut bool) -> u64 {
+    let (a, b) = (val::<W, S>(s[0]), val::<W, S>(s[1]));
+    if b == 0 { mask(W) } else { (a / b) as u64 & mask(W) }
+}
+
+fn rem<const W: u32, const S: bool>(s: &[u64; 4], _: &mut bool) -> u64 {
+    let (a, b) = (val::<W, S>(s[0]), val::<W, S>(s[1]));
+    if b == 0 { s[0] & mask(W) } else { (a % b) as u64 & mask(W) }
+}
+
+fn minmax<const W: u32, const S: bool, const MAX: bool>(s: &[u64; 4], _: &mut bool) -> u64 {
+    let (a, b) = (val::<W, S>(s[0]), val::<W, S>(s[1]));
+    (if (a < b) != MAX { a } else { b }) as u64 & mask(W)
+}
+
+fn abs<const W: u32>(s: &[u64; 4], _: &mut bool) -> u64 {
+    val::<W, true>(s[0]).unsigned_abs() as u64 & mask(W)
+}
+
+fn neg<const W: u32>(s: &[u64; 4], _: &mut bool) -> u64 {
+    s[0].wrapping_neg() & mask(W)
+}
+
+/// `sad`: `c + |a - b|`.
+fn sad<const W: u32, const S: bool>(s: &[u64; 4], _: &mut bool) -> u64 {
+    let d = (val::<W, S>(s[0]) - val::<W, S>(s[1])).unsigned_abs() as u64;
+    s[2].wrapping_add(d) & mask(W)
+}
+
+pub(crate) fn resolve(s: &Spec) -> Result<AluFn, String> {
+    let ty = s.ty()?;
+    if matches!(ty, Ty::Pred | Ty::U8 | Ty::S8 | Ty::B8) {
+        return Err(s.unsupported());
+    }
+    let cc = s.has("cc");
+    let sat = s.has("sat");
+    if sat && ty != Ty::S32 {
+        return Err(s.err(".sat applies to .s32 only"));
+    }
+    let mode = match (s.has("lo"), s.has("hi"), s.has("wide")) {
+        (_, false, false) => LO,
+        (false, true, false) => HI,
+        (false, false, true) if matches!(ty, Ty::U16 | Ty::S16 | Ty::U32 | Ty::S32) => WIDE,
+        _ => return Err(s.err("bad .lo/.hi/.wide")),
+    };
+    let unsupported = || Err(s.unsupported());
+    match s.op {
+        "add" | "sub" | "addc" | "subc" => s.only(&["cc", "sat"])?,
+        "mul" => s.only(&["lo", "hi", "wide"])?,
+        "mad" | "madc" => s.only(&["lo", "hi", "wide", "cc"])?,
+        _ => s.only(&[])?,
+    }
+    if (s.op == "mul" || s.op.starts_with("mad")) && !(s.has("lo") || s.has("hi") || s.has("wide")) {
+        return Err(s.err(".lo, .hi or .wide required"));
+    }
+    if sat && cc {
+        return Err(s.err(".sat with .cc"));
+    }
+    let cin = matches!(s.op, "addc" | "subc" | "madc");
+    with_int!(ty, W, S => with_bool!(cin, I => with_bool!(cc, O => match s.op {
+        "add" | "addc" if sat => Ok(addsub_sat::<W, false> as AluFn),
+        "sub" | "subc" if sat => Ok(addsub_sat::<W, true> as AluFn),
+        "add" | "addc" => Ok(add::<W, I, O> as AluFn),
+        "sub" | "subc" => Ok(sub::<W, I, O> as AluFn),
+        "mul" => Ok(match mode {
+            LO => mul::<W, S, LO> as AluFn,
+            HI => mul::<W, S, HI> as AluFn,
+            _ => mul::<W, S, WIDE> as AluFn,
+        }),
+        "mad" | "madc" => Ok(match mode {
+            LO => mad::<W, S, LO, I, O> as AluFn,
+            HI => mad::<W, S, HI, I, O> as AluFn,
+            _ => mad::<W, S, WIDE, I, O> as AluFn,
+        }),
+        "div" => Ok(div::<W, S> as AluFn),
+        "rem" => Ok(rem::<W, S> as AluFn),
+        "min" => Ok(minmax::<W, S, false> as AluFn),
+        "max" => Ok(minmax::<W, S, true> as AluFn),
+        "abs" if S => Ok(abs::<W> as AluFn),
+        "neg" if S => Ok(neg::<W> as AluFn),
+        "sad" => Ok(sad::<W, S> as AluFn),
+        _ => unsupported(),
+    })), _ => unsupported())
+}
