@@ -6,6 +6,7 @@ use crate::ir::{
     AddrBase, Address, AtomOp, BoolOp, Class, Function, Module, Op, Operand, ShflMode, Space, Special, Ty,
 };
 use crate::ir::{AluFn, VoteMode};
+use crate::memory::SHARED_WINDOW;
 use std::cell::RefCell;
 
 fn zero(_: &[u64; 4], _: &mut bool) -> u64 {
@@ -307,6 +308,7 @@ fn shared_local_and_global_layout() {
 \tmov.u64 %rd1, table;
 \tld.global.u8 %r1, [table+2];
 \tld.local.u32 %r1, [__local_depot0+8];
+\tld.u32 %r1, [counts+4];
 \tret;
 }
 ",
@@ -335,6 +337,8 @@ fn shared_local_and_global_layout() {
         matches!(&ops[7], Op::Ld { space: Space::Global, ty: Ty::U8, addr, .. } if *addr == at(AddrBase::Global(0), 2))
     );
     assert!(matches!(&ops[8], Op::Ld { space: Space::Local, addr, .. } if *addr == at(AddrBase::None, 8)));
+    let generic = SHARED_WINDOW as i64 + 4;
+    assert!(matches!(&ops[9], Op::Ld { space: Space::Generic, addr, .. } if *addr == at(AddrBase::None, generic)));
 }
 
 #[test]
@@ -567,47 +571,59 @@ fn check(f: &Function) {
     }
 }
 
-/// Every PTX module the build produced, with every kernel entry `kernels.rs` lists for it.
-#[test]
-fn every_built_module_loads() {
+/// Every PTX module the build produced, as (path, text, the kernel entries `kernels.rs` lists for it); empty
+/// (with a message) when nothing has been built.
+fn built_modules() -> Vec<(std::path::PathBuf, String, Vec<String>)> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/build");
     let dirs: Vec<_> = std::fs::read_dir(&root)
         .into_iter()
         .flatten()
         .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("glov-cuda-"))
         .map(|e| e.path().join("out"))
-        .filter(|p| p.file_name().is_some() && p.join("kernels.rs").is_file())
-        .filter(|p| {
-            p.parent().and_then(|d| d.file_name()).is_some_and(|n| n.to_string_lossy().starts_with("glov-cuda-"))
-        })
+        .filter(|p| p.join("kernels.rs").is_file())
         .collect();
     if dirs.is_empty() {
         eprintln!("no built PTX under {}: skipped", root.display());
-        return;
     }
+    let mut modules = Vec::new();
     for dir in dirs {
         let listing = std::fs::read_to_string(dir.join("kernels.rs")).unwrap();
-        let mut modules = 0;
+        let before = modules.len();
         for line in listing.lines().filter(|l| l.contains("KernelModule {")) {
-            let field = |key: &str| line.split(key).nth(1).and_then(|rest| rest.split('"').nth(1)).map(str::to_owned);
-            let name = field("name: ").expect("a module name");
+            let name = line.split("name: \"").nth(1).and_then(|rest| rest.split('"').next()).expect("a module name");
             let entries: Vec<String> = line
                 .split("entries: &[")
                 .nth(1)
                 .and_then(|rest| rest.split(']').next())
                 .map(|list| list.split('"').skip(1).step_by(2).map(str::to_owned).collect())
                 .unwrap_or_default();
+            assert!(!entries.is_empty(), "{name}: no entries listed");
             let path = dir.join(format!("{name}.ptx"));
             let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            let module = load_with(&text, &permissive).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            assert_eq!((module.version, module.target.as_str()), ((9, 0), "sm_80"));
-            assert!(!entries.is_empty(), "{name}: no entries listed");
-            for entry in &entries {
-                let k = module.kernel(entry).unwrap_or_else(|| panic!("{name}: kernel {entry} missing"));
-                check(&module.kernels[k]);
-            }
-            modules += 1;
+            modules.push((path, text, entries));
         }
-        assert!(modules > 0, "{}: no modules listed", dir.display());
+        assert!(modules.len() > before, "{}: no modules listed", dir.display());
+    }
+    modules
+}
+
+#[test]
+fn every_built_module_loads() {
+    for (path, text, entries) in built_modules() {
+        let module = load_with(&text, &permissive).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!((module.version, module.target.as_str()), ((9, 0), "sm_80"));
+        for entry in &entries {
+            let k = module.kernel(entry).unwrap_or_else(|| panic!("{}: kernel {entry} missing", path.display()));
+            check(&module.kernels[k]);
+        }
+    }
+}
+
+/// The same through `alu::resolve`: every arithmetic instruction the kernels use has its function.
+#[test]
+fn every_built_module_resolves_through_the_alu() {
+    for (path, text, _) in built_modules() {
+        super::load(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
 }
