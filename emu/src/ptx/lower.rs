@@ -3,13 +3,10 @@
 
 use super::ast::{self, Operand, RegDecl, Stmt};
 use super::layout::{self, Layout, Linked, Symbol};
-use super::{Error, Resolver, value};
+use super::{Error, Failure, Resolver, value};
 use crate::ir::{self, AddrBase, Address, Reg, Space, Special, Ty};
 use crate::memory::{LOCAL_WINDOW, SHARED_WINDOW};
 use std::collections::HashMap;
-
-/// A lowering error and the function it happened in.
-pub type Failure = (Error, Option<String>);
 
 pub fn lower(module: &ast::Module, resolve: Resolver<'_>) -> Result<ir::Module, Failure> {
     let globals = module

@@ -58,6 +58,9 @@ impl Error {
     }
 }
 
+/// An error and the function it happened in.
+pub(crate) type Failure = (Error, Option<String>);
+
 /// What gives each arithmetic instruction its function: `alu::resolve` in production.
 pub(crate) type Resolver<'a> = &'a dyn Fn(&str) -> Result<(AluFn, Class), String>;
 
@@ -68,8 +71,9 @@ pub fn load(text: &str) -> Result<Module, LoadError> {
 
 /// `load` with the arithmetic instructions resolved by `resolve`.
 pub(crate) fn load_with(text: &str, resolve: Resolver<'_>) -> Result<Module, LoadError> {
-    let module = parse::parse(text).map_err(|e| e.in_text(text, None))?;
-    lower::lower(&module, resolve).map_err(|(e, function)| e.in_text(text, function.as_deref()))
+    let in_text = |(e, function): Failure| e.in_text(text, function.as_deref());
+    let module = parse::parse(text).map_err(in_text)?;
+    lower::lower(&module, resolve).map_err(in_text)
 }
 
 /// The instruction spelling as a `&'static str` for `ir::Op::Alu::name`: each distinct spelling is leaked once.

@@ -2,20 +2,24 @@
 //! a flat statement list with `{`/`}` scope markers. Debug sections are skipped; anything else not understood is
 //! an error at its line.
 
-use super::Error;
 use super::ast::{Func, Inst, Literal, Module, Operand, ParamDecl, RegDecl, Stmt, VarDecl};
 use super::lexer::{Tok, Token, tokenize};
 use super::value;
+use super::{Error, Failure};
 use crate::ir::{Space, Ty};
 
-pub fn parse(text: &str) -> Result<Module, Error> {
-    let tokens = tokenize(text)?;
-    Parser { tokens, pos: 0 }.module()
+/// The module, or an error with the function it is in.
+pub fn parse(text: &str) -> Result<Module, Failure> {
+    let tokens = tokenize(text).map_err(|e| (e, None))?;
+    let mut parser = Parser { tokens, pos: 0, function: None };
+    parser.module().map_err(|e| (e, parser.function.take()))
 }
 
 struct Parser {
     tokens: Vec<Token>,
     pos: usize,
+    /// The function being read.
+    function: Option<String>,
 }
 
 impl Parser {
@@ -125,7 +129,7 @@ impl Parser {
         w.strip_prefix('.').and_then(value::ty).ok_or_else(|| Error::new(line, format!("expected a type, found `{w}`")))
     }
 
-    fn module(mut self) -> Result<Module, Error> {
+    fn module(&mut self) -> Result<Module, Error> {
         let mut module = Module { version: (0, 0), target: String::new(), vars: Vec::new(), funcs: Vec::new() };
         while let Some(tok) = self.peek().cloned() {
             let line = self.line();
@@ -300,6 +304,7 @@ impl Parser {
     fn function(&mut self, module: &mut Module, entry: bool, line: u32) -> Result<(), Error> {
         let rets = if !entry && self.is_punct('(') { self.param_list()? } else { Vec::new() };
         let name = self.word()?;
+        self.function = Some(name.clone());
         let params = if self.is_punct('(') { self.param_list()? } else { Vec::new() };
         let mut func = Func { name, entry, params, rets, body: None, max_threads: None, req_threads: None, line };
         loop {
@@ -321,6 +326,7 @@ impl Parser {
             self.expect_punct('{')?;
             func.body = Some(self.body()?);
         }
+        self.function = None;
         match module.funcs.iter_mut().find(|f| f.name == func.name) {
             Some(prev) if prev.body.is_some() && func.body.is_some() => {
                 Err(Error::new(line, format!("`{}` is defined twice", func.name)))

@@ -480,7 +480,7 @@ fn unsupported_instructions_and_forms_name_the_line() {
         ("\tmov.u32 %r1, 5000000000;", "does not fit"),
     ] {
         let err = error(body);
-        assert_eq!(err.line, 7, "{body}: {err}");
+        assert_eq!((err.line, err.function.as_deref()), (7, Some("k")), "{body}: {err}");
         assert!(err.message.contains(needle), "{body}: {err}");
     }
     let err = load(".visible .entry k()\n{\n\tret;\n}\n.weird 3;\n").unwrap_err();
