@@ -143,3 +143,104 @@ pub(crate) fn resolve(s: &Spec) -> Result<AluFn, String> {
         _ => unsupported(),
     }, _ => unsupported())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::alu::tests::run;
+
+    #[test]
+    fn shifts_clamp_at_the_width() {
+        assert_eq!(run("shr.s32", &[0x8000_0000, 4]), 0xF800_0000);
+        assert_eq!(run("shr.u32", &[0x8000_0000, 4]), 0x0800_0000);
+        assert_eq!(run("shr.b32", &[0x8000_0000, 4]), 0x0800_0000);
+        assert_eq!(run("shr.s32", &[0x8000_0000, 40]), 0xFFFF_FFFF);
+        assert_eq!(run("shr.s32", &[0x7FFF_FFFF, 32]), 0);
+        assert_eq!(run("shr.u32", &[0xFFFF_FFFF, 32]), 0);
+        assert_eq!(run("shl.b32", &[1, 31]), 0x8000_0000);
+        assert_eq!(run("shl.b32", &[1, 32]), 0);
+        assert_eq!(run("shl.b32", &[0xFFFF_FFFF, 0xFFFF_FFFF]), 0);
+        assert_eq!(run("shl.b64", &[1, 63]), 1 << 63);
+        assert_eq!(run("shl.b64", &[1, 64]), 0);
+        assert_eq!(run("shr.s64", &[1 << 63, 63]), u64::MAX);
+        assert_eq!(run("shr.u64", &[1 << 63, 63]), 1);
+        assert_eq!(run("shr.s16", &[0x8000, 1]), 0xC000);
+        assert_eq!(run("shl.b16", &[0x8001, 1]), 0x0002);
+    }
+
+    #[test]
+    fn counting_and_reversal() {
+        assert_eq!(run("clz.b32", &[0]), 32);
+        assert_eq!(run("clz.b32", &[1]), 31);
+        assert_eq!(run("clz.b32", &[0x8000_0000]), 0);
+        assert_eq!(run("clz.b64", &[0]), 64);
+        assert_eq!(run("clz.b64", &[0x1_0000_0000]), 31);
+        assert_eq!(run("popc.b32", &[0xFFFF_FFFF]), 32);
+        assert_eq!(run("popc.b64", &[0x8000_0000_0000_0001]), 2);
+        assert_eq!(run("brev.b32", &[1]), 0x8000_0000);
+        assert_eq!(run("brev.b32", &[0x1234_5678]), 0x1E6A_2C48);
+        assert_eq!(run("brev.b64", &[1]), 1 << 63);
+    }
+
+    #[test]
+    fn bfind_finds_the_top_non_sign_bit() {
+        assert_eq!(run("bfind.u32", &[0]), 0xFFFF_FFFF);
+        assert_eq!(run("bfind.shiftamt.u32", &[0]), 0xFFFF_FFFF);
+        assert_eq!(run("bfind.u32", &[1]), 0);
+        assert_eq!(run("bfind.shiftamt.u32", &[1]), 31);
+        assert_eq!(run("bfind.u32", &[0x8000_0000]), 31);
+        assert_eq!(run("bfind.shiftamt.u32", &[0x0001_0000]), 15);
+        assert_eq!(run("bfind.s32", &[0xFFFF_FFFF]), 0xFFFF_FFFF);
+        assert_eq!(run("bfind.s32", &[0xFFFF_0000]), 15);
+        assert_eq!(run("bfind.s32", &[0x7FFF_FFFF]), 30);
+        assert_eq!(run("bfind.u64", &[1 << 40]), 40);
+        assert_eq!(run("bfind.shiftamt.s64", &[1]), 63);
+    }
+
+    #[test]
+    fn bit_fields() {
+        assert_eq!(run("bfe.u32", &[0xF0F0_F0F0, 4, 8]), 0x0F);
+        assert_eq!(run("bfe.s32", &[0xF0, 4, 4]), 0xFFFF_FFFF);
+        assert_eq!(run("bfe.s32", &[0x70, 4, 4]), 7);
+        assert_eq!(run("bfe.u32", &[0xFFFF_FFFF, 4, 0]), 0);
+        assert_eq!(run("bfe.s32", &[0x8000_0000, 31, 5]), 0xFFFF_FFFF);
+        assert_eq!(run("bfe.u32", &[0x8000_0000, 31, 5]), 1);
+        assert_eq!(run("bfe.s32", &[0x8000_0000, 40, 5]), 0xFFFF_FFFF);
+        assert_eq!(run("bfe.u32", &[0x8000_0000, 40, 5]), 0);
+        // Only the low 8 bits of the position and length count.
+        assert_eq!(run("bfe.u32", &[0xF0F0_F0F0, 0x104, 0x108]), 0x0F);
+        assert_eq!(run("bfe.s64", &[0x0000_8000_0000_0000, 32, 16]), 0xFFFF_FFFF_FFFF_8000);
+        assert_eq!(run("bfi.b32", &[0xF, 0, 4, 4]), 0xF0);
+        assert_eq!(run("bfi.b32", &[0xFF, 0xFFFF_0000, 28, 8]), 0xFFFF_0000 | 0xF000_0000);
+        assert_eq!(run("bfi.b32", &[0xF, 0x1234, 4, 0]), 0x1234);
+        assert_eq!(run("bfi.b32", &[0xF, 0x1234, 32, 4]), 0x1234);
+        assert_eq!(run("bfi.b64", &[0xFFFF, 0, 56, 16]), 0xFF00_0000_0000_0000);
+    }
+
+    #[test]
+    fn prmt_selects_bytes() {
+        let (a, b) = (0x3322_1100, 0x7766_5544);
+        assert_eq!(run("prmt.b32", &[a, b, 0x3210]), a);
+        assert_eq!(run("prmt.b32", &[a, b, 0x7654]), b);
+        assert_eq!(run("prmt.b32", &[a, b, 0x0123]), 0x0011_2233);
+        assert_eq!(run("prmt.b32", &[a, b, 0x5140]), 0x5511_4400);
+        // Bit 3 of a selector replicates the selected byte's sign.
+        assert_eq!(run("prmt.b32", &[0x80, 0, 0x0008]), 0x8080_80FF);
+    }
+
+    #[test]
+    fn logic() {
+        assert_eq!(run("not.b32", &[0]), 0xFFFF_FFFF);
+        assert_eq!(run("not.b16", &[0x00FF]), 0xFF00);
+        assert_eq!(run("not.b64", &[0]), u64::MAX);
+        assert_eq!(run("not.pred", &[1]), 0);
+        assert_eq!(run("not.pred", &[0]), 1);
+        assert_eq!(run("cnot.b32", &[5]), 0);
+        assert_eq!(run("cnot.b32", &[0]), 1);
+        assert_eq!(run("and.pred", &[1, 0]), 0);
+        assert_eq!(run("or.pred", &[1, 0]), 1);
+        assert_eq!(run("xor.pred", &[1, 1]), 0);
+        assert_eq!(run("and.b32", &[0xF0F0, 0xFF00]), 0xF000);
+        assert_eq!(run("or.b64", &[1 << 63, 1]), (1 << 63) | 1);
+        assert_eq!(run("xor.b32", &[0xFFFF_FFFF, 0x0F0F_0F0F]), 0xF0F0_F0F0);
+    }
+}

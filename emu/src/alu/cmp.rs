@@ -118,3 +118,71 @@ pub(crate) fn resolve(s: &Spec) -> Result<AluFn, String> {
         _ => Ok(int::<W, S, GE> as AluFn),
     }, _ => unsupported())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::alu::tests::run;
+
+    const NAN: u64 = 0x7FC0_0000;
+    const ONE: u64 = 0x3F80_0000;
+
+    #[test]
+    fn integer_comparisons_by_signedness() {
+        assert_eq!(run("setp.lt.s32", &[0xFFFF_FFFF, 0]), 1);
+        assert_eq!(run("setp.lt.u32", &[0xFFFF_FFFF, 0]), 0);
+        assert_eq!(run("setp.lo.u32", &[0, 0xFFFF_FFFF]), 1);
+        assert_eq!(run("setp.hs.u64", &[u64::MAX, 1]), 1);
+        assert_eq!(run("setp.ge.s64", &[u64::MAX, 0]), 0);
+        assert_eq!(run("setp.lt.s16", &[0x8000, 0]), 1);
+        assert_eq!(run("setp.eq.s16", &[0xFFFF, 0xFFFF]), 1);
+        assert_eq!(run("setp.ne.s16", &[0xFFFF, 0x7FFF]), 1);
+        assert_eq!(run("setp.eq.b32", &[5, 5]), 1);
+        assert_eq!(run("setp.le.u32", &[3, 3]), 1);
+        assert_eq!(run("setp.gt.s32", &[3, 3]), 0);
+        assert!(crate::alu::resolve("setp.lt.b32").is_err());
+    }
+
+    #[test]
+    fn float_comparisons_with_nan() {
+        for (cmp, expect) in [
+            ("eq", 0),
+            ("ne", 0),
+            ("lt", 0),
+            ("le", 0),
+            ("gt", 0),
+            ("ge", 0),
+            ("equ", 1),
+            ("neu", 1),
+            ("ltu", 1),
+            ("leu", 1),
+            ("gtu", 1),
+            ("geu", 1),
+            ("num", 0),
+            ("nan", 1),
+        ] {
+            assert_eq!(run(&format!("setp.{cmp}.f32"), &[NAN, ONE]), expect, "{cmp} NaN, 1");
+            assert_eq!(run(&format!("setp.{cmp}.f32"), &[ONE, NAN]), expect, "{cmp} 1, NaN");
+            assert_eq!(run(&format!("setp.{cmp}.f64"), &[0xFFF8_0000_0000_0001, 0]), expect, "{cmp} f64 NaN");
+        }
+        assert_eq!(run("setp.ltu.f32", &[ONE, 0x4000_0000]), 1);
+        assert_eq!(run("setp.ltu.f32", &[0x4000_0000, ONE]), 0);
+        assert_eq!(run("setp.num.f32", &[ONE, ONE]), 1);
+        assert_eq!(run("setp.neu.f32", &[ONE, ONE]), 0);
+    }
+
+    #[test]
+    fn zeros_infinities_and_subnormals() {
+        assert_eq!(run("setp.eq.f32", &[0, 0x8000_0000]), 1);
+        assert_eq!(run("setp.lt.f32", &[0x8000_0000, 0]), 0);
+        assert_eq!(run("setp.lt.f32", &[0xFF80_0000, 0xFF7F_FFFF]), 1);
+        assert_eq!(run("setp.gt.f64", &[0x7FF0_0000_0000_0000, 0x7FEF_FFFF_FFFF_FFFF]), 1);
+        // The smallest subnormal is above zero unless .ftz reads it as zero.
+        assert_eq!(run("setp.lt.f32", &[0, 1]), 1);
+        assert_eq!(run("setp.lt.ftz.f32", &[0, 1]), 0);
+        assert_eq!(run("setp.geu.ftz.f32", &[0x8000_0001, 0]), 1);
+        assert_eq!(run("setp.ge.f32", &[0x8000_0001, 0]), 0);
+        assert_eq!(run("setp.lt.f32", &[0xBF80_0000, ONE]), 1);
+        assert_eq!(run("setp.gt.bf16", &[0x3F80, 0x3F7F]), 1);
+        assert_eq!(run("setp.lt.f16", &[0xBC00, 0x3C00]), 1);
+    }
+}

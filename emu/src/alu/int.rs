@@ -163,3 +163,111 @@ pub(crate) fn resolve(s: &Spec) -> Result<AluFn, String> {
         _ => unsupported(),
     })), _ => unsupported())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::alu::tests::{run, run_cc};
+
+    #[test]
+    fn wrap_and_saturate() {
+        assert_eq!(run("add.s32", &[0x7FFF_FFFF, 1]), 0x8000_0000);
+        assert_eq!(run("add.u16", &[0xFFFF, 1]), 0);
+        assert_eq!(run("sub.s64", &[0, 1]), u64::MAX);
+        assert_eq!(run("add.sat.s32", &[0x7FFF_FFFF, 1]), 0x7FFF_FFFF);
+        assert_eq!(run("sub.sat.s32", &[0x8000_0000, 1]), 0x8000_0000);
+        assert_eq!(run("add.sat.s32", &[0xFFFF_FFFF, 0xFFFF_FFFF]), 0xFFFF_FFFE);
+        assert_eq!(run("abs.s32", &[0x8000_0000]), 0x8000_0000);
+        assert_eq!(run("abs.s16", &[0xFFFF]), 1);
+        assert_eq!(run("neg.s64", &[1]), u64::MAX);
+        assert_eq!(run("neg.s32", &[0x8000_0000]), 0x8000_0000);
+    }
+
+    #[test]
+    fn carry_chains_compute_wide_sums() {
+        // 0x1_FFFFFFFF + 0x2_00000001 = 0x4_00000000, in two 32-bit halves.
+        let mut cf = false;
+        assert_eq!(run_cc("add.cc.u32", &[0xFFFF_FFFF, 0x0000_0001], &mut cf), 0);
+        assert!(cf);
+        assert_eq!(run_cc("addc.u32", &[0x1, 0x2], &mut cf), 4);
+        // A three-limb chain through addc.cc: 0xFFFFFFFF_FFFFFFFF_FFFFFFFF + 1 carries into the fourth limb.
+        let mut cf = false;
+        assert_eq!(run_cc("add.cc.u32", &[0xFFFF_FFFF, 1], &mut cf), 0);
+        assert_eq!(run_cc("addc.cc.u32", &[0xFFFF_FFFF, 0], &mut cf), 0);
+        assert_eq!(run_cc("addc.cc.u32", &[0xFFFF_FFFF, 0], &mut cf), 0);
+        assert!(cf);
+        assert_eq!(run_cc("addc.u32", &[0, 0], &mut cf), 1);
+        // 0x1_00000000 - 1 = 0x0_FFFFFFFF: the low half borrows.
+        let mut cf = false;
+        assert_eq!(run_cc("sub.cc.u32", &[0, 1], &mut cf), 0xFFFF_FFFF);
+        assert!(cf);
+        assert_eq!(run_cc("subc.u32", &[1, 0], &mut cf), 0);
+        let mut cf = true;
+        assert_eq!(run_cc("subc.cc.u32", &[5, 2], &mut cf), 2);
+        assert!(!cf);
+        // 64-bit carry out.
+        let mut cf = false;
+        assert_eq!(run_cc("add.cc.u64", &[u64::MAX, 2], &mut cf), 1);
+        assert!(cf);
+        // Plain add leaves the flag alone.
+        assert_eq!(run_cc("add.u32", &[0xFFFF_FFFF, 1], &mut cf), 0);
+        assert!(cf);
+    }
+
+    #[test]
+    fn mad_carry_chain_computes_a_wide_product_sum() {
+        // 0xFFFFFFFF * 0xFFFFFFFF + 0xFFFFFFFF = 0xFFFFFFFE_00000001 + 0xFFFFFFFF = 0xFFFFFFFF_00000000.
+        let mut cf = false;
+        assert_eq!(run_cc("mad.lo.cc.u32", &[0xFFFF_FFFF, 0xFFFF_FFFF, 0xFFFF_FFFF], &mut cf), 0);
+        assert!(cf);
+        assert_eq!(run_cc("madc.hi.u32", &[0xFFFF_FFFF, 0xFFFF_FFFF, 0], &mut cf), 0xFFFF_FFFF);
+        let mut cf = true;
+        assert_eq!(run_cc("madc.hi.cc.u32", &[0xFFFF_FFFF, 0xFFFF_FFFF, 1], &mut cf), 0);
+        assert!(cf);
+        let mut cf = true;
+        assert_eq!(run_cc("madc.lo.cc.u32", &[2, 3, 4], &mut cf), 11);
+        assert!(!cf);
+    }
+
+    #[test]
+    fn products_of_signed_negatives() {
+        // -2 * 3 = -6 = 0xFFFFFFFF_FFFFFFFA.
+        assert_eq!(run("mul.lo.s32", &[0xFFFF_FFFE, 3]), 0xFFFF_FFFA);
+        assert_eq!(run("mul.hi.s32", &[0xFFFF_FFFE, 3]), 0xFFFF_FFFF);
+        assert_eq!(run("mul.wide.s32", &[0xFFFF_FFFE, 3]), 0xFFFF_FFFF_FFFF_FFFA);
+        // The same bits read unsigned: 0xFFFFFFFE * 3 = 0x2_FFFFFFFA.
+        assert_eq!(run("mul.hi.u32", &[0xFFFF_FFFE, 3]), 2);
+        assert_eq!(run("mul.wide.u32", &[0xFFFF_FFFF, 0xFFFF_FFFF]), 0xFFFF_FFFE_0000_0001);
+        assert_eq!(run("mul.wide.s16", &[0x8000, 0x8000]), 0x4000_0000);
+        assert_eq!(run("mul.hi.u64", &[1 << 63, 4]), 2);
+        // -2^63 * 2 = -2^64: high half all ones, low half zero.
+        assert_eq!(run("mul.hi.s64", &[1 << 63, 2]), u64::MAX);
+        assert_eq!(run("mul.lo.s64", &[1 << 63, 2]), 0);
+        assert_eq!(run("mul.hi.s64", &[u64::MAX, u64::MAX]), 0);
+        assert_eq!(run("mad.lo.s32", &[0xFFFF_FFFF, 5, 10]), 5);
+        assert_eq!(run("mad.wide.s32", &[0xFFFF_FFFF, 5, 10]), 5);
+        assert_eq!(run("mad.hi.s32", &[0xFFFF_FFFF, 5, 10]), 9);
+    }
+
+    #[test]
+    fn division_truncates_toward_zero() {
+        assert_eq!(run("div.s32", &[(-7i32) as u32 as u64, 2]), (-3i32) as u32 as u64);
+        assert_eq!(run("rem.s32", &[(-7i32) as u32 as u64, 2]), 0xFFFF_FFFF);
+        assert_eq!(run("div.u32", &[(-7i32) as u32 as u64, 2]), 0x7FFF_FFFC);
+        assert_eq!(run("div.s32", &[0x8000_0000, 0xFFFF_FFFF]), 0x8000_0000);
+        assert_eq!(run("rem.s32", &[0x8000_0000, 0xFFFF_FFFF]), 0);
+        assert_eq!(run("div.u32", &[7, 0]), 0xFFFF_FFFF);
+        assert_eq!(run("rem.u64", &[7, 0]), 7);
+        assert_eq!(run("div.s64", &[(-9i64) as u64, 4]), (-2i64) as u64);
+        assert_eq!(run("rem.s64", &[9, (-4i64) as u64]), 1);
+    }
+
+    #[test]
+    fn min_max_by_signedness() {
+        assert_eq!(run("min.s32", &[0xFFFF_FFFF, 1]), 0xFFFF_FFFF);
+        assert_eq!(run("min.u32", &[0xFFFF_FFFF, 1]), 1);
+        assert_eq!(run("max.s64", &[u64::MAX, 0]), 0);
+        assert_eq!(run("max.u64", &[u64::MAX, 0]), u64::MAX);
+        assert_eq!(run("max.s16", &[0x8000, 0x7FFF]), 0x7FFF);
+        assert_eq!(run("sad.s32", &[0xFFFF_FFFF, 2, 10]), 13);
+    }
+}

@@ -51,3 +51,47 @@ fn every_spec_of_the_built_kernels_resolves() {
     assert!(failed.is_empty(), "{} of {} specs unsupported:\n{}", failed.len(), specs.len(), failed.join("\n"));
     eprintln!("{} distinct ALU specs resolve", specs.len());
 }
+
+/// Runs the resolved `spec` on `srcs` with carry flag `cf`.
+pub(super) fn run_cc(spec: &str, srcs: &[u64], cf: &mut bool) -> u64 {
+    let (f, _) = resolve(spec).unwrap_or_else(|e| panic!("{e}"));
+    let mut s = [0; 4];
+    s[..srcs.len()].copy_from_slice(srcs);
+    f(&s, cf)
+}
+
+pub(super) fn run(spec: &str, srcs: &[u64]) -> u64 {
+    run_cc(spec, srcs, &mut false)
+}
+
+/// A small deterministic generator (xorshift64*) for property tests.
+pub(super) struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+#[test]
+fn unknown_specs_are_refused_by_name() {
+    for spec in ["frobnicate.f32", "add.f32.f32", "fma.f32", "add.ftz.f64", "cvt.f32.s32", "cvt.s32.f32", "setp.lo.s32"]
+    {
+        let err = resolve(spec).err().unwrap_or_else(|| panic!("{spec} resolved"));
+        assert!(err.starts_with(spec), "{err}");
+    }
+}
+
+#[test]
+fn counter_classes() {
+    use crate::ir::Class;
+    for spec in ["ex2.approx.ftz.f32", "tanh.approx.f32", "div.approx.ftz.f32", "div.full.f32", "rsqrt.approx.f32"] {
+        assert_eq!(resolve(spec).unwrap().1, Class::SpecialFn, "{spec}");
+    }
+    for spec in ["div.rn.f32", "sqrt.rn.f32", "add.s64", "cvt.rn.bf16.f32", "setp.lt.u32"] {
+        assert_eq!(resolve(spec).unwrap().1, Class::Arith, "{spec}");
+    }
+}
