@@ -7,11 +7,6 @@ use super::lower::FuncLowering;
 use super::{Error, intern, value};
 use crate::ir::{self, AtomOp, BoolOp, Class, Op, Reg, ShflMode, Space, Ty, VoteMode};
 
-/// The type a part names (`u32`), if it names one.
-fn part_ty(part: &str) -> Option<Ty> {
-    value::ty(part)
-}
-
 fn space_of(part: &str) -> Option<Space> {
     Some(match part {
         "global" => Space::Global,
@@ -38,7 +33,7 @@ fn bits_ty(bits: u32) -> Option<Ty> {
 /// The source operand types of an arithmetic instruction: mostly its (last) type, but shift amounts, bit-field
 /// positions and the like are `.u32`, and `mad.wide`'s addend is twice as wide.
 fn alu_src_tys(parts: &[&str], n: usize) -> Option<Vec<Ty>> {
-    let tys: Vec<Ty> = parts.iter().filter_map(|p| part_ty(p)).collect();
+    let tys: Vec<Ty> = parts.iter().filter_map(|p| value::ty(p)).collect();
     let t = *tys.last()?;
     let mut out = match parts[0] {
         "shl" | "shr" => vec![t, Ty::U32],
@@ -108,7 +103,7 @@ impl FuncLowering<'_, '_> {
 
     fn mov(&self, parts: &[&str], ops: &[Operand], line: u32) -> Result<Op, Error> {
         let [_, t] = parts else { return Err(bad_modifiers(parts, line)) };
-        let ty = part_ty(t).ok_or_else(|| bad_modifiers(parts, line))?;
+        let ty = value::ty(t).ok_or_else(|| bad_modifiers(parts, line))?;
         let [dst, src] = ops else { return Err(operand_count(parts, 2, line)) };
         let elem = |n: usize| {
             let bits = ty.bits() / n as u32;
@@ -134,7 +129,7 @@ impl FuncLowering<'_, '_> {
 
     fn selp(&self, parts: &[&str], ops: &[Operand], line: u32) -> Result<Op, Error> {
         let [_, t] = parts else { return Err(bad_modifiers(parts, line)) };
-        let ty = part_ty(t).ok_or_else(|| bad_modifiers(parts, line))?;
+        let ty = value::ty(t).ok_or_else(|| bad_modifiers(parts, line))?;
         let [d, a, b, p] = ops else { return Err(operand_count(parts, 4, line)) };
         Ok(Op::Selp {
             dst: self.dst(d, line)?,
@@ -157,7 +152,7 @@ impl FuncLowering<'_, '_> {
             }
             _ => (parts.to_vec(), None),
         };
-        let ty = cmp_parts.last().and_then(|t| part_ty(t)).ok_or_else(|| bad_modifiers(parts, line))?;
+        let ty = cmp_parts.last().and_then(|t| value::ty(t)).ok_or_else(|| bad_modifiers(parts, line))?;
         let spec = cmp_parts.join(".");
         let (cmp, _) = (self.resolve)(&spec).map_err(|m| Error::new(line, m))?;
         let (dst, a, b, c) = match (ops, combine) {
@@ -196,7 +191,7 @@ impl FuncLowering<'_, '_> {
     fn ld_st(&self, parts: &[&str], ops: &[Operand], line: u32) -> Result<Op, Error> {
         let load = parts[0] == "ld";
         let (t, mods) = parts[1..].split_last().ok_or_else(|| bad_modifiers(parts, line))?;
-        let ty = part_ty(t).filter(|t| *t != Ty::Pred).ok_or_else(|| bad_modifiers(parts, line))?;
+        let ty = value::ty(t).filter(|t| *t != Ty::Pred).ok_or_else(|| bad_modifiers(parts, line))?;
         let mut space = None;
         let mut count = 1;
         for m in mods {
@@ -241,7 +236,7 @@ impl FuncLowering<'_, '_> {
     fn atom(&self, parts: &[&str], ops: &[Operand], line: u32) -> Result<Op, Error> {
         let is_atom = parts[0] == "atom";
         let (t, mods) = parts[1..].split_last().ok_or_else(|| bad_modifiers(parts, line))?;
-        let ty = part_ty(t).filter(|t| *t != Ty::Pred).ok_or_else(|| bad_modifiers(parts, line))?;
+        let ty = value::ty(t).filter(|t| *t != Ty::Pred).ok_or_else(|| bad_modifiers(parts, line))?;
         let mut space = None;
         let mut op = None;
         for m in mods {
@@ -367,7 +362,7 @@ impl FuncLowering<'_, '_> {
 
     fn match_(&self, parts: &[&str], ops: &[Operand], line: u32) -> Result<Op, Error> {
         let (all, ty) = match parts {
-            ["match", m @ ("any" | "all"), "sync", t @ ("b32" | "b64")] => (*m == "all", part_ty(t)),
+            ["match", m @ ("any" | "all"), "sync", t @ ("b32" | "b64")] => (*m == "all", value::ty(t)),
             _ => return Err(bad_modifiers(parts, line)),
         };
         let ty = ty.ok_or_else(|| bad_modifiers(parts, line))?;
