@@ -2,7 +2,8 @@
 //!
 //! Layers, bottom to top: `checkpoint` (HF model directories), `backend` (coarse tensor operations with a CPU
 //! reference and a CUDA implementation), `models` (CLIP and Llama-family LLMs), the engine services (`tokenizer`,
-//! `chat`, `preprocess`, `dataset`, `scoring`, `generation`) and the `cli`.
+//! `chat`, `preprocess`, `dataset`, `scoring`, `generation`), the parity harness of the kernels and models
+//! (`selftest`), `glov` and the `cli`.
 
 pub mod atomic_file;
 pub mod backend;
@@ -18,4 +19,5 @@ pub mod preprocess;
 pub mod random_normal;
 pub mod sampling;
 pub mod scoring;
+pub mod selftest;
 pub mod tokenizer;

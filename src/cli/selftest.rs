@@ -4,12 +4,10 @@
 
 use crate::backend::Backend;
 use crate::backend::Device;
-use crate::backend::cpu::CpuBackend;
 use crate::backend::cuda::backend::CudaBackend;
 use crate::backend::cuda::kernels::{MODULES, NVCC};
 use crate::backend::cuda::ops::Variant;
-use crate::backend::cuda::selftest::{self, CaseResult};
-use crate::backend::cuda::selftest_llm;
+use crate::selftest::{self, CaseResult};
 use anyhow::{Result, bail};
 use clap::Args;
 
@@ -37,12 +35,7 @@ pub fn run(device: Device, kernels: Variant, args: SelftestArgs) -> Result<()> {
     let results: Vec<CaseResult> = match device {
         Device::Cpu => {
             eprintln!("--device cpu: the harness against the CPU reference itself (every error must be 0)");
-            let cpu = CpuBackend::new();
-            let mut results = selftest::run(&cpu, args.quick, args.seed)?;
-            results.extend(selftest_llm::op_cases(&cpu, "cpu", args.quick, args.seed)?);
-            results.extend(selftest::clip_parity(&cpu, "cpu", args.seed)?);
-            results.extend(selftest_llm::model_cases(&cpu, "cpu", args.quick, args.seed)?);
-            results
+            selftest::run_reference(args.quick, args.seed)?
         }
         Device::Cuda(ordinal) => {
             let backend = CudaBackend::open(ordinal, kernels, None)?;

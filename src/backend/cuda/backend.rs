@@ -36,6 +36,7 @@ impl CudaBackend {
         Self { gpu: self.gpu.clone(), variant, graphs: self.graphs }
     }
 
+    /// `plain` or `fast`: the kernels this view runs.
     pub fn variant_name(&self) -> &'static str {
         match self.variant {
             Variant::Plain => "plain",

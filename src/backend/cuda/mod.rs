@@ -1,9 +1,13 @@
 //! The CUDA backend: kernels compiled by `build.rs` and embedded (`kernels`), the driver, context, stream and
 //! arena (`runtime`, `arena`), one launch wrapper per kernel (`ops` for CLIP and scoring, `llm_ops`, `kv_cache`
-//! and `sampling` for the LLM), the `Backend` implementation (`backend`), and the parity harness (`selftest`,
-//! `selftest_llm`). Opening it checks, in order, that the binary
-//! has kernels, that an NVIDIA driver can be loaded, its version, the device and its compute capability, and
-//! answers with an error that says what is missing, never a panic.
+//! and `sampling` for the LLM), and the `Backend` implementation (`backend`). Opening it checks, in order, that the
+//! binary has kernels, that an NVIDIA driver can be loaded, its version, the device and its compute capability,
+//! and answers with an error that says what is missing, never a panic.
+//!
+//! Besides `CudaBackend` and its views (`with_variant`, `with_graphs`), the parity harness above the models
+//! (`crate::selftest`) uses two things of this module to test single kernels: `runtime::Gpu`, and the launch
+//! wrappers of `ops` with their `Variant` (each takes the GPU, its tensors and the variant to run). This module
+//! imports nothing from the layers above it (`tests/layering.rs` checks).
 
 pub mod arena;
 pub mod backend;
@@ -14,8 +18,6 @@ pub mod llm_ops;
 pub mod ops;
 pub mod runtime;
 pub mod sampling;
-pub mod selftest;
-pub mod selftest_llm;
 
 /// The driver library, looked up before any driver call (cudarc would panic on a missing library).
 const DRIVER_LIBRARIES: [&str; 2] = ["libcuda.so.1", "libcuda.so"];

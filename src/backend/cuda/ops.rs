@@ -40,11 +40,13 @@ pub struct DTensor {
 }
 
 impl DTensor {
+    /// A tensor of `[rows, cols]` values of `dtype`, unwritten, from the arena (`what` names it in errors).
     pub fn new(gpu: &Gpu, rows: usize, cols: usize, dtype: DType, what: &str) -> Result<Self> {
         let block = gpu.arena().alloc(rows * cols * dtype.size(), what)?;
         Ok(Self { block, rows, cols, dtype })
     }
 
+    /// A tensor of f32 values copied from the host.
     pub fn upload_f32(gpu: &Gpu, data: &[f32], rows: usize, cols: usize, what: &str) -> Result<Self> {
         ensure!(data.len() == rows * cols, "{what}: {} values for [{rows}, {cols}]", data.len());
         let t = Self::new(gpu, rows, cols, DType::F32, what)?;
@@ -61,6 +63,7 @@ impl DTensor {
         Ok(t)
     }
 
+    /// A `[1, n]` tensor of u32 values copied from the host.
     pub fn upload_u32(gpu: &Gpu, data: &[u32], what: &str) -> Result<Self> {
         let t = Self::new(gpu, 1, data.len(), DType::U32, what)?;
         gpu.upload(&t.block, data)?;
