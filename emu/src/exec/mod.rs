@@ -1,7 +1,29 @@
 //! Kernel execution: a grid of blocks run in parallel on host threads; each block's warps as lane arrays with a
 //! program counter per lane; the checks (memcheck, racecheck, synccheck, initcheck) and the counters.
+//!
+//! Files, bottom to top: `warp` (a warp's lanes, registers and operand reads), `step` (runs a group of lanes that
+//! share a program counter through consecutive instructions), `access` and `atomics` (memory instructions),
+//! `traffic` (coalescing and bank-conflict counting), `racecheck` (the shared-memory race shadow), `collectives`
+//! and `mma` (instructions a warp's lanes execute together), `barrier` (`bar.sync` across a block's warps),
+//! `block` (scheduling a block's warps and lanes), `grid` (blocks on host threads), `report` (fault texts),
+//! `counters` (what a launch counted).
 
+mod access;
+mod atomics;
+mod barrier;
+mod block;
+mod collectives;
 pub mod counters;
+mod grid;
+mod mma;
+mod racecheck;
+mod report;
+mod step;
+mod traffic;
+mod warp;
+
+#[cfg(test)]
+mod tests;
 
 use crate::ir::Module;
 use crate::memory::DeviceMemory;
@@ -28,6 +50,22 @@ pub struct Options {
     pub threads: usize,
     /// Streaming multiprocessors the device reports (`%nsmid`, `%smid`).
     pub sm_count: u32,
+}
+
+impl Default for Options {
+    /// Every check on, the fixed (lowest program counter first) schedule, one host thread per core, 108
+    /// multiprocessors (an A100's).
+    fn default() -> Self {
+        Options {
+            memcheck: true,
+            racecheck: true,
+            synccheck: true,
+            initcheck: true,
+            schedule_seed: None,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            sm_count: 108,
+        }
+    }
 }
 
 /// What stopped a kernel: the driver turns `kind` into its error code and prints `report`.
@@ -63,6 +101,5 @@ pub fn launch(
     memory: &DeviceMemory,
     options: &Options,
 ) -> Result<Stats, Fault> {
-    let _ = (module, kernel, globals, launch, memory, options);
-    Err(Fault { kind: FaultKind::Undefined, report: "the executor is not built yet".into() })
+    grid::run(module, kernel, globals, launch, memory, options)
 }

@@ -1,0 +1,69 @@
+//! `mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}.{bf16,f16}.f32`: the warp's fragments gathered into A
+//! (16 x 16), B (16 x 8) and C (16 x 8) by the PTX ISA's layouts, `D = C + A B` with every product exact in f32
+//! and the products of a dot summed in f32 in k order before C is added, then D scattered back.
+//!
+//! Layouts (groupID g = lane >> 2, threadID_in_group t = lane % 4; a register's low half is the lower column or
+//! row): A's registers hold (row g, cols 2t..2t+1), (row g+8, cols 2t..2t+1), (row g, cols 2t+8..2t+9), (row g+8,
+//! cols 2t+8..2t+9); B's hold (rows 2t..2t+1, col g) and (rows 2t+8..2t+9, col g); C and D hold (row g, cols 2t,
+//! 2t+1) and (row g+8, cols 2t, 2t+1), one f32 each.
+
+use super::grid::Ctx;
+use super::warp::{LANES, Warp};
+use crate::ir::{Inst, Op};
+
+pub fn execute(ctx: &Ctx<'_>, w: &mut Warp<'_>, inst: &Inst) {
+    let Op::Mma { bf16, d, a, b, c } = &inst.op else { return };
+    let half = |bits: u64| if *bf16 { f32::from_bits((bits as u32 & 0xFFFF) << 16) } else { f16_to_f32(bits as u16) };
+    let mut ma = [[0f32; 16]; 16];
+    let mut mb = [[0f32; 8]; 16];
+    let mut mc = [[0f32; 8]; 16];
+    for lane in 0..LANES {
+        let (g, t) = (lane >> 2, lane % 4);
+        let reg = |r: u32| w.regs[Warp::dst(r) + lane];
+        for (i, (row, col)) in [(g, 2 * t), (g + 8, 2 * t), (g, 2 * t + 8), (g + 8, 2 * t + 8)].into_iter().enumerate()
+        {
+            let v = reg(a[i]);
+            ma[row][col] = half(v);
+            ma[row][col + 1] = half(v >> 16);
+        }
+        for (i, row) in [2 * t, 2 * t + 8].into_iter().enumerate() {
+            let v = reg(b[i]);
+            mb[row][g] = half(v);
+            mb[row + 1][g] = half(v >> 16);
+        }
+        for (i, (row, col)) in [(g, 2 * t), (g, 2 * t + 1), (g + 8, 2 * t), (g + 8, 2 * t + 1)].into_iter().enumerate()
+        {
+            mc[row][col] = f32::from_bits(w.read_lane(c[i], lane, ctx) as u32);
+        }
+    }
+    for lane in 0..LANES {
+        let (g, t) = (lane >> 2, lane % 4);
+        for (i, (row, col)) in [(g, 2 * t), (g, 2 * t + 1), (g + 8, 2 * t), (g + 8, 2 * t + 1)].into_iter().enumerate()
+        {
+            let mut dot = 0f32;
+            for k in 0..16 {
+                dot += ma[row][k] * mb[k][col];
+            }
+            w.regs[Warp::dst(d[i]) + lane] = (mc[row][col] + dot).to_bits() as u64;
+        }
+    }
+}
+
+/// IEEE binary16 to f32 (exact).
+pub fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) as u32) << 31;
+    let exp = ((h >> 10) & 0x1F) as u32;
+    let frac = (h & 0x3FF) as u32;
+    let bits = match (exp, frac) {
+        (0, 0) => sign,
+        (0, _) => {
+            // Subnormal: normalise the fraction.
+            let shift = frac.leading_zeros() - 21;
+            sign | ((113 - shift) << 23) | ((frac << shift) & 0x3FF) << 13
+        }
+        (31, 0) => sign | 0x7F80_0000,
+        (31, _) => sign | 0x7FC0_0000 | frac << 13,
+        _ => sign | ((exp + 112) << 23) | frac << 13,
+    };
+    f32::from_bits(bits)
+}
