@@ -95,3 +95,78 @@ fn counter_classes() {
         assert_eq!(resolve(spec).unwrap().1, Class::Arith, "{spec}");
     }
 }
+
+/// A finite float as `m * 2^e` with a signed integer `m` (`bits` wide format with `prec` significand bits).
+pub(super) fn exact(x: u64, bits: u32, prec: u32) -> (i128, i32) {
+    let ebits = bits - prec;
+    let bias = (1i32 << (ebits - 1)) - 1;
+    let field = ((x >> (prec - 1)) & ((1 << ebits) - 1)) as i32;
+    let frac = (x & ((1 << (prec - 1)) - 1)) as i128;
+    let (m, e) = if field == 0 {
+        (frac, 2 - bias - prec as i32)
+    } else {
+        (frac | 1 << (prec - 1), field - bias - (prec as i32 - 1))
+    };
+    (if x >> (bits - 1) == 1 { -m } else { m }, e)
+}
+
+/// The sign of `sum(m_i * 2^e_i)`, computed exactly (the test inputs keep it within 127 bits).
+pub(super) fn sum_sign(terms: &[(i128, i32)]) -> std::cmp::Ordering {
+    let terms: Vec<_> = terms.iter().filter(|t| t.0 != 0).collect();
+    let Some(emin) = terms.iter().map(|t| t.1).min() else {
+        return std::cmp::Ordering::Equal;
+    };
+    let total = terms.iter().fold(0i128, |acc, &(m, e)| {
+        let shifted = m
+            .checked_mul(1i128.checked_shl((e - emin) as u32).expect("test term too wide"))
+            .expect("test term too wide");
+        acc.checked_add(shifted).expect("test sum too wide")
+    });
+    total.cmp(&0)
+}
+
+/// The result in rounding direction `rm` ("rn", "rz", "rm", "rp"), given the correctly rounded-to-nearest result
+/// `rn` of a format with sign bit `sign` and how `rn` compares with the exact value: the directed result is `rn`
+/// or its neighbour on the exact value's side.
+pub(super) fn directed(rn: u64, rn_vs_exact: std::cmp::Ordering, rm: &str, sign: u64) -> u64 {
+    use std::cmp::Ordering::*;
+    let neg = rn & sign != 0;
+    let down = |x: u64| {
+        if x == 0 {
+            sign | 1
+        } else if x & sign != 0 {
+            x + 1
+        } else {
+            x - 1
+        }
+    };
+    let up = |x: u64| {
+        if x == sign {
+            1
+        } else if x & sign != 0 {
+            x - 1
+        } else {
+            x + 1
+        }
+    };
+    match (rn_vs_exact, rm) {
+        (Equal, _) | (_, "rn") => rn,
+        (Greater, "rp") | (Less, "rm") => rn,
+        (Greater, "rm") => down(rn),
+        (Less, "rp") => up(rn),
+        (Greater, _) => {
+            if neg {
+                rn
+            } else {
+                down(rn)
+            }
+        }
+        (Less, _) => {
+            if neg {
+                up(rn)
+            } else {
+                rn
+            }
+        }
+    }
+}
