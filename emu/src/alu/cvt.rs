@@ -71,7 +71,7 @@ fn float_int<F: Fmt, const DW: u32, const DS: bool, const RM: u8, const FTZ: boo
             }
         }
         Some((neg, n)) => {
-            let n = n.min(1 << 127) as i128;
+            let n = n.min(i128::MAX as u128) as i128;
             (if neg { -n } else { n }).clamp(lo, hi)
         }
     };
@@ -205,6 +205,200 @@ pub(crate) fn resolve(s: &Spec) -> Result<AluFn, String> {
             let rm = if widens(src, dst) { frnd.unwrap_or(fp::RN) } else { need(frnd, "floating-point")? };
             with_float!(dst, B => with_float!(src, A => with_rm!(rm, R => with_bool!(ftz, Z => with_post!(P =>
                 Ok(float_float::<A, B, R, Z, P> as AluFn)))), _ => unsupported()), _ => unsupported())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::alu::tests::run;
+
+    const ONE: u64 = 0x3F80_0000;
+
+    fn f32b(x: f32) -> u64 {
+        x.to_bits() as u64
+    }
+
+    #[test]
+    fn f32_to_bf16_rounds_ties_to_even_and_canonicalises_nan() {
+        assert_eq!(run("cvt.rn.bf16.f32", &[0x3F80_8000]), 0x3F80);
+        assert_eq!(run("cvt.rn.bf16.f32", &[0x3F81_8000]), 0x3F82);
+        assert_eq!(run("cvt.rn.bf16.f32", &[0x3F80_8001]), 0x3F81);
+        assert_eq!(run("cvt.rn.bf16.f32", &[0x3F80_7FFF]), 0x3F80);
+        // NaN results are the canonical 0x7FFF, whatever the payload or sign.
+        assert_eq!(run("cvt.rn.bf16.f32", &[0x7FC0_0000]), 0x7FFF);
+        assert_eq!(run("cvt.rn.bf16.f32", &[0xFF80_0001]), 0x7FFF);
+        assert_eq!(run("cvt.rn.bf16.f32", &[0x7F80_0000]), 0x7F80);
+        // The largest f32 is beyond bf16's largest finite value plus half a unit: infinity to nearest.
+        assert_eq!(run("cvt.rn.bf16.f32", &[0x7F7F_FFFF]), 0x7F80);
+        assert_eq!(run("cvt.rz.bf16.f32", &[0x7F7F_FFFF]), 0x7F7F);
+        assert_eq!(run("cvt.rn.satfinite.bf16.f32", &[0x7F80_0000]), 0x7F7F);
+        assert_eq!(run("cvt.rn.satfinite.bf16.f32", &[0xFF7F_FFFF]), 0xFF7F);
+        assert_eq!(run("cvt.rn.satfinite.bf16.f32", &[0x7FC0_0000]), 0x7FFF);
+        // bf16 keeps f32's exponent range: subnormal f32 inputs round to bf16 subnormals.
+        assert_eq!(run("cvt.rn.bf16.f32", &[0x0001_0000]), 0x0001);
+        assert_eq!(run("cvt.rn.bf16.f32", &[0x0000_8000]), 0x0000);
+        assert_eq!(run("cvt.rn.bf16.f32", &[0x0001_8000]), 0x0002);
+    }
+
+    #[test]
+    fn directed_rounding_of_negative_values() {
+        // -(1 + 2^-8) lies half-way between bf16 -1.0 (0xBF80) and -(1 + 2^-7) (0xBF81).
+        let x = 0xBF80_8000;
+        assert_eq!(run("cvt.rn.bf16.f32", &[x]), 0xBF80);
+        assert_eq!(run("cvt.rz.bf16.f32", &[x]), 0xBF80);
+        assert_eq!(run("cvt.rm.bf16.f32", &[x]), 0xBF81);
+        assert_eq!(run("cvt.rp.bf16.f32", &[x]), 0xBF80);
+        // -0.1 in f64 to f32: 0xBDCCCCCD is nearest (and below), 0xBDCCCCCC above.
+        let d = (-0.1f64).to_bits();
+        assert_eq!(run("cvt.rn.f32.f64", &[d]), 0xBDCC_CCCD);
+        assert_eq!(run("cvt.rz.f32.f64", &[d]), 0xBDCC_CCCC);
+        assert_eq!(run("cvt.rm.f32.f64", &[d]), 0xBDCC_CCCD);
+        assert_eq!(run("cvt.rp.f32.f64", &[d]), 0xBDCC_CCCC);
+        assert_eq!(run("cvt.rzi.s32.f32", &[f32b(-1.5)]), 0xFFFF_FFFF);
+        assert_eq!(run("cvt.rmi.s32.f32", &[f32b(-1.5)]), 0xFFFF_FFFE);
+        assert_eq!(run("cvt.rpi.s32.f32", &[f32b(-1.5)]), 0xFFFF_FFFF);
+        assert_eq!(run("cvt.rni.s32.f32", &[f32b(-1.5)]), 0xFFFF_FFFE);
+        assert_eq!(run("cvt.rni.s32.f32", &[f32b(-2.5)]), 0xFFFF_FFFE);
+        assert_eq!(run("cvt.rni.s32.f32", &[f32b(2.5)]), 2);
+        assert_eq!(run("cvt.rni.s32.f32", &[f32b(3.5)]), 4);
+        assert_eq!(run("cvt.rni.s32.f64", &[(-2.5f64).to_bits()]), 0xFFFF_FFFE);
+        assert_eq!(run("cvt.rni.s64.f64", &[(0.5f64).to_bits()]), 0);
+        assert_eq!(run("cvt.rpi.s64.f64", &[(0.000001f64).to_bits()]), 1);
+    }
+
+    #[test]
+    fn float_to_integer_saturates_and_maps_nan() {
+        assert_eq!(run("cvt.rzi.s32.f32", &[0x7FC0_0000]), 0);
+        assert_eq!(run("cvt.rzi.u16.f32", &[0x7FC0_0000]), 0);
+        assert_eq!(run("cvt.rzi.s64.f32", &[0x7FC0_0000]), 1 << 63);
+        assert_eq!(run("cvt.rzi.u64.f32", &[0x7FC0_0000]), 1 << 63);
+        assert_eq!(run("cvt.rzi.s32.f64", &[0x7FF8_0000_0000_0000]), 0x8000_0000);
+        assert_eq!(run("cvt.rzi.u32.f64", &[0x7FF8_0000_0000_0000]), 0x8000_0000);
+        assert_eq!(run("cvt.rzi.s32.f32", &[f32b(3e9)]), 0x7FFF_FFFF);
+        assert_eq!(run("cvt.rzi.s32.f32", &[f32b(-3e9)]), 0x8000_0000);
+        assert_eq!(run("cvt.rzi.u32.f32", &[f32b(-1.0)]), 0);
+        assert_eq!(run("cvt.rzi.u32.f32", &[0x7F80_0000]), 0xFFFF_FFFF);
+        assert_eq!(run("cvt.rzi.s32.f32", &[0xFF80_0000]), 0x8000_0000);
+        assert_eq!(run("cvt.rzi.u8.f32", &[f32b(300.0)]), 0xFF);
+        assert_eq!(run("cvt.rzi.s8.f32", &[f32b(-300.0)]), 0x80);
+        assert_eq!(run("cvt.rzi.s16.f32", &[f32b(-2.0)]), 0xFFFE);
+        assert_eq!(run("cvt.rzi.u64.f64", &[(1e300f64).to_bits()]), u64::MAX);
+        assert_eq!(run("cvt.rzi.s64.f64", &[(-1e300f64).to_bits()]), 1 << 63);
+        assert_eq!(run("cvt.rzi.s64.f32", &[f32b(-(2f32.powi(62)))]), (-(1i64 << 62)) as u64);
+        // The smallest subnormal rounds up to 1 toward +inf, unless .ftz reads it as zero.
+        assert_eq!(run("cvt.rpi.s32.f32", &[1]), 1);
+        assert_eq!(run("cvt.rpi.ftz.s32.f32", &[1]), 0);
+        assert_eq!(run("cvt.rmi.s32.f32", &[0x8000_0001]), 0xFFFF_FFFF);
+    }
+
+    #[test]
+    fn integer_conversions() {
+        assert_eq!(run("cvt.s64.s32", &[0xFFFF_FFFF]), u64::MAX);
+        assert_eq!(run("cvt.u64.u32", &[0xFFFF_FFFF]), 0xFFFF_FFFF);
+        assert_eq!(run("cvt.u64.s32", &[0xFFFF_FFFF]), u64::MAX);
+        assert_eq!(run("cvt.u32.u64", &[0x1_0000_0005]), 5);
+        assert_eq!(run("cvt.u32.u16", &[0xFFFF]), 0xFFFF);
+        assert_eq!(run("cvt.s32.s16", &[0x8000]), 0xFFFF_8000);
+        assert_eq!(run("cvt.s32.s8", &[0x80]), 0xFFFF_FF80);
+        assert_eq!(run("cvt.u8.u32", &[0x1FF]), 0xFF);
+        assert_eq!(run("cvt.sat.u8.s32", &[(-5i32) as u32 as u64]), 0);
+        assert_eq!(run("cvt.sat.s8.s32", &[200]), 0x7F);
+        assert_eq!(run("cvt.sat.u32.s64", &[u64::MAX]), 0);
+        assert_eq!(run("cvt.sat.s32.u32", &[0xFFFF_FFFF]), 0x7FFF_FFFF);
+        assert_eq!(run("cvt.sat.u64.s64", &[1 << 63]), 0);
+    }
+
+    #[test]
+    fn integer_to_float_rounds() {
+        // 2^31 - 1 needs 31 bits: to nearest it is 2^31, toward zero 2^31 - 128.
+        assert_eq!(run("cvt.rn.f32.s32", &[0x7FFF_FFFF]), 0x4F00_0000);
+        assert_eq!(run("cvt.rz.f32.s32", &[0x7FFF_FFFF]), 0x4EFF_FFFF);
+        assert_eq!(run("cvt.rm.f32.s32", &[0x8000_0001]), 0xCF00_0000);
+        assert_eq!(run("cvt.rz.f32.s32", &[0x8000_0001]), 0xCEFF_FFFF);
+        assert_eq!(run("cvt.rn.f32.s32", &[0xFFFF_FFFF]), 0xBF80_0000);
+        assert_eq!(run("cvt.rn.f32.u32", &[0xFFFF_FFFF]), 0x4F80_0000);
+        // 2^24 + 1 and 2^24 + 3 are ties: even significands 2^24 and 2^24 + 4.
+        assert_eq!(run("cvt.rn.f32.u32", &[16_777_217]), 0x4B80_0000);
+        assert_eq!(run("cvt.rn.f32.u32", &[16_777_219]), 0x4B80_0002);
+        assert_eq!(run("cvt.rn.f32.u64", &[u64::MAX]), 0x5F80_0000);
+        assert_eq!(run("cvt.rn.f64.u64", &[u64::MAX]), 0x43F0_0000_0000_0000);
+        assert_eq!(run("cvt.rz.f64.u64", &[u64::MAX]), 0x43EF_FFFF_FFFF_FFFF);
+        assert_eq!(run("cvt.rn.f64.s32", &[0x8000_0000]), (-2147483648f64).to_bits());
+        assert_eq!(run("cvt.rn.f64.u32", &[0xFFFF_FFFF]), 4294967295f64.to_bits());
+        assert_eq!(run("cvt.rn.f32.s64", &[1 << 63]), 0xDF00_0000);
+        assert_eq!(run("cvt.rn.f16.s32", &[70_000]), 0x7C00);
+        assert_eq!(run("cvt.rz.f16.s32", &[70_000]), 0x7BFF);
+        assert_eq!(run("cvt.rn.bf16.s32", &[0xFFFF_FFFF]), 0xBF80);
+        assert_eq!(run("cvt.rn.sat.f32.s32", &[5]), ONE);
+        assert_eq!(run("cvt.rn.f32.s32", &[0]), 0);
+    }
+
+    #[test]
+    fn float_to_float() {
+        assert_eq!(run("cvt.rn.f32.f64", &[(0.1f64).to_bits()]), 0x3DCC_CCCD);
+        assert_eq!(run("cvt.rz.f32.f64", &[(0.1f64).to_bits()]), 0x3DCC_CCCC);
+        assert_eq!(run("cvt.rn.f32.f64", &[(1e-50f64).to_bits()]), 0);
+        assert_eq!(run("cvt.rp.f32.f64", &[(1e-50f64).to_bits()]), 1);
+        assert_eq!(run("cvt.rm.f32.f64", &[(-1e-50f64).to_bits()]), 0x8000_0001);
+        assert_eq!(run("cvt.rn.f32.f64", &[(1e300f64).to_bits()]), 0x7F80_0000);
+        assert_eq!(run("cvt.rz.f32.f64", &[(1e300f64).to_bits()]), 0x7F7F_FFFF);
+        // 1e-40 = 71362.38 units of 2^-149: a subnormal f32, flushed with .ftz (sign kept).
+        assert_eq!(run("cvt.rn.f32.f64", &[(1e-40f64).to_bits()]), 0x0001_16C2);
+        assert_eq!(run("cvt.rn.ftz.f32.f64", &[(1e-40f64).to_bits()]), 0);
+        assert_eq!(run("cvt.rn.ftz.f32.f64", &[(-1e-40f64).to_bits()]), 0x8000_0000);
+        assert_eq!(run("cvt.f64.f32", &[1]), (2f64.powi(-149)).to_bits());
+        assert_eq!(run("cvt.ftz.f64.f32", &[0x8000_0001]), 1 << 63);
+        assert_eq!(run("cvt.f64.f32", &[0xFFC0_0001]), 0x7FFF_FFFF_FFFF_FFFF);
+        assert_eq!(run("cvt.f64.f32", &[0xFF80_0000]), 0xFFF0_0000_0000_0000);
+        assert_eq!(run("cvt.f32.f32", &[1]), 1);
+        assert_eq!(run("cvt.ftz.f32.f32", &[1]), 0);
+        assert_eq!(run("cvt.sat.f32.f32", &[f32b(2.0)]), ONE);
+        assert_eq!(run("cvt.sat.f32.f32", &[0x7FC0_0000]), 0);
+        // f16: 65520 is half-way between the largest finite 65504 and 2^16: ties to even overflows.
+        assert_eq!(run("cvt.rn.f16.f32", &[f32b(65520.0)]), 0x7C00);
+        assert_eq!(run("cvt.rz.f16.f32", &[f32b(65520.0)]), 0x7BFF);
+        assert_eq!(run("cvt.rn.f16.f32", &[ONE]), 0x3C00);
+        assert_eq!(run("cvt.rn.f16.f32", &[0x3380_0000]), 0x0001);
+        assert_eq!(run("cvt.rn.f16.f32", &[0x3300_0000]), 0x0000);
+        assert_eq!(run("cvt.rn.f16.f32", &[0x3340_0000]), 0x0001);
+        assert_eq!(run("cvt.rn.f16.f32", &[0x7FC0_0000]), 0x7FFF);
+        assert_eq!(run("cvt.f32.f16", &[0x0001]), 0x3380_0000);
+        assert_eq!(run("cvt.f32.f16", &[0xFC00]), 0xFF80_0000);
+        assert_eq!(run("cvt.f32.bf16", &[0xBF80]), 0xBF80_0000);
+        assert_eq!(run("cvt.rn.bf16.f16", &[0x3C01]), 0x3F80);
+        assert_eq!(run("cvt.rn.f16.bf16", &[0x4780]), 0x7C00);
+        assert_eq!(run("cvt.rn.relu.bf16.f32", &[f32b(-1.0)]), 0);
+        assert_eq!(run("cvt.rn.relu.bf16.f32", &[0xFFC0_0000]), 0x7FFF);
+        assert_eq!(run("cvt.rn.relu.f16.f32", &[f32b(2.0)]), 0x4000);
+        assert_eq!(run("cvt.rn.f16x2.f32", &[ONE, f32b(2.0)]), 0x3C00_4000);
+        assert_eq!(run("cvt.rz.bf16x2.f32", &[0x3F80_FFFF, 0xBF80_FFFF]), 0x3F80_BF80);
+        assert_eq!(run("cvt.rn.relu.bf16x2.f32", &[f32b(-3.0), f32b(3.0)]), 0x0000_4040);
+    }
+
+    #[test]
+    fn round_to_integral_in_the_same_format() {
+        assert_eq!(run("cvt.rni.f32.f32", &[f32b(2.5)]), f32b(2.0));
+        assert_eq!(run("cvt.rni.f32.f32", &[f32b(-0.5)]), 0x8000_0000);
+        assert_eq!(run("cvt.rmi.f32.f32", &[f32b(-0.5)]), f32b(-1.0));
+        assert_eq!(run("cvt.rpi.f32.f32", &[f32b(0.2)]), ONE);
+        assert_eq!(run("cvt.rzi.f32.f32", &[f32b(-7.9)]), f32b(-7.0));
+        assert_eq!(run("cvt.rni.f32.f32", &[f32b(8388609.0)]), f32b(8388609.0));
+        assert_eq!(run("cvt.rni.f32.f32", &[0x7F80_0000]), 0x7F80_0000);
+        assert_eq!(run("cvt.rni.f32.f32", &[0x7FC0_0001]), 0x7FFF_FFFF);
+        assert_eq!(run("cvt.rpi.f32.f32", &[1]), ONE);
+        assert_eq!(run("cvt.rpi.ftz.f32.f32", &[1]), 0);
+        assert_eq!(run("cvt.rni.f64.f64", &[(4503599627370497.5f64).to_bits()]), 4503599627370498f64.to_bits());
+        assert_eq!(run("cvt.rmi.f64.f64", &[(-1e-300f64).to_bits()]), (-1f64).to_bits());
+    }
+
+    #[test]
+    fn mandatory_rounding_is_enforced() {
+        for spec in ["cvt.f32.s32", "cvt.s32.f32", "cvt.f32.f64", "cvt.bf16.f32", "cvt.f16.bf16", "cvt.rn.s32.f32"] {
+            assert!(crate::alu::resolve(spec).is_err(), "{spec}");
+        }
+        for spec in ["cvt.f64.f32", "cvt.f32.f16", "cvt.f32.bf16", "cvt.rn.f64.f32", "cvt.u32.s8"] {
+            assert!(crate::alu::resolve(spec).is_ok(), "{spec}");
         }
     }
 }
