@@ -73,3 +73,32 @@ pub(crate) fn resolve(s: &Spec) -> Result<AluFn, String> {
     }
     Ok(if ty == Ty::F16x2 { pick!(fp::F16) } else { pick!(fp::Bf16) })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::alu::tests::run;
+
+    #[test]
+    fn halves_are_independent() {
+        // f16: (1 + 1, 2 + 1) = (2, 3).
+        assert_eq!(run("add.f16x2", &[0x3C00_4000, 0x3C00_3C00]), 0x4000_4200);
+        assert_eq!(run("add.rn.bf16x2", &[0x3F80_4000, 0x3F80_3F80]), 0x4000_4040);
+        assert_eq!(run("sub.f16x2", &[0x3C00_3C00, 0x3C00_4000]), 0x0000_BC00);
+        assert_eq!(run("mul.rn.bf16x2", &[0x4000_C000, 0x4040_3F00]), 0x40C0_BF80);
+        assert_eq!(run("fma.rn.f16x2", &[0x4000_4000, 0x4000_4200, 0x3C00_BC00]), 0x4500_4500);
+        // Overflow in one half only.
+        assert_eq!(run("add.f16x2", &[0x7BFF_3C00, 0x7BFF_3C00]), 0x7C00_4000);
+        assert_eq!(run("add.sat.f16x2", &[0x3C00_BC00, 0x3C00_3800]), 0x3C00_0000);
+        assert_eq!(run("add.ftz.f16x2", &[0x0001_0001, 0x0001_0000]), 0);
+        assert_eq!(run("add.f16x2", &[0x0001_0001, 0x0001_0000]), 0x0002_0001);
+    }
+
+    #[test]
+    fn min_max_neg_abs() {
+        assert_eq!(run("min.f16x2", &[0x7E00_3C00, 0x4000_4000]), 0x4000_3C00);
+        assert_eq!(run("min.NaN.bf16x2", &[0x7FC0_3F80, 0x4000_4000]), 0x7FFF_3F80);
+        assert_eq!(run("max.bf16x2", &[0x8000_3F80, 0x0000_BF80]), 0x0000_3F80);
+        assert_eq!(run("neg.f16x2", &[0x3C00_BC00]), 0xBC00_3C00);
+        assert_eq!(run("abs.bf16x2", &[0xBF80_3F80]), 0x3F80_3F80);
+    }
+}

@@ -132,3 +132,128 @@ pub(crate) fn resolve(s: &Spec) -> Result<AluFn, String> {
         _ => return Err(s.unsupported()),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::alu::tests::run;
+
+    const ONE: u64 = 0x3F80_0000;
+    const INF: u64 = 0x7F80_0000;
+    const NAN: u64 = 0x7FFF_FFFF;
+
+    fn f32b(x: f32) -> u64 {
+        x.to_bits() as u64
+    }
+
+    /// Distance in units in the last place between two finite `.f32` values of the same sign.
+    fn ulps(a: u64, b: u64) -> u64 {
+        a.abs_diff(b)
+    }
+
+    #[test]
+    fn special_values_follow_the_isa_tables() {
+        for ftz in ["", ".ftz"] {
+            let ex2 = format!("ex2.approx{ftz}.f32");
+            assert_eq!(run(&ex2, &[0xFF80_0000]), 0);
+            assert_eq!(run(&ex2, &[0x8000_0000]), ONE);
+            assert_eq!(run(&ex2, &[0]), ONE);
+            assert_eq!(run(&ex2, &[INF]), INF);
+            assert_eq!(run(&ex2, &[0x7FC0_0000]), NAN);
+            let lg2 = format!("lg2.approx{ftz}.f32");
+            assert_eq!(run(&lg2, &[0]), 0xFF80_0000);
+            assert_eq!(run(&lg2, &[0x8000_0000]), 0xFF80_0000);
+            assert_eq!(run(&lg2, &[0xBF80_0000]), NAN);
+            assert_eq!(run(&lg2, &[0xFF80_0000]), NAN);
+            assert_eq!(run(&lg2, &[INF]), INF);
+            let rsqrt = format!("rsqrt.approx{ftz}.f32");
+            assert_eq!(run(&rsqrt, &[0]), INF);
+            assert_eq!(run(&rsqrt, &[0x8000_0000]), 0xFF80_0000);
+            assert_eq!(run(&rsqrt, &[f32b(-4.0)]), NAN);
+            assert_eq!(run(&rsqrt, &[0xFF80_0000]), NAN);
+            assert_eq!(run(&rsqrt, &[INF]), 0);
+            for f in ["sin", "cos"] {
+                assert_eq!(run(&format!("{f}.approx{ftz}.f32"), &[INF]), NAN);
+                assert_eq!(run(&format!("{f}.approx{ftz}.f32"), &[0xFF80_0000]), NAN);
+            }
+            assert_eq!(run(&format!("sin.approx{ftz}.f32"), &[0x8000_0000]), 0x8000_0000);
+            assert_eq!(run(&format!("cos.approx{ftz}.f32"), &[0x8000_0000]), ONE);
+            assert_eq!(run(&format!("sqrt.approx{ftz}.f32"), &[0x8000_0000]), 0x8000_0000);
+            assert_eq!(run(&format!("sqrt.approx{ftz}.f32"), &[0xBF80_0000]), NAN);
+            assert_eq!(run(&format!("rcp.approx{ftz}.f32"), &[0x8000_0000]), 0xFF80_0000);
+            assert_eq!(run(&format!("rcp.approx{ftz}.f32"), &[0xFF80_0000]), 0x8000_0000);
+        }
+        assert_eq!(run("tanh.approx.f32", &[INF]), ONE);
+        assert_eq!(run("tanh.approx.f32", &[0xFF80_0000]), 0xBF80_0000);
+        assert_eq!(run("tanh.approx.f32", &[0x8000_0000]), 0x8000_0000);
+        assert_eq!(run("tanh.approx.f32", &[0x7FC0_0000]), NAN);
+    }
+
+    #[test]
+    fn subnormals_with_and_without_ftz() {
+        // 2^-149 is the smallest subnormal: kept by default, flushed with .ftz.
+        assert_eq!(run("ex2.approx.f32", &[f32b(-149.0)]), 1);
+        assert_eq!(run("ex2.approx.ftz.f32", &[f32b(-149.0)]), 0);
+        assert_eq!(run("lg2.approx.f32", &[1]), f32b(-149.0));
+        assert_eq!(run("lg2.approx.ftz.f32", &[1]), 0xFF80_0000);
+        assert_eq!(run("rsqrt.approx.ftz.f32", &[0x8000_0001]), 0xFF80_0000);
+        assert_eq!(run("sin.approx.f32", &[1]), 1);
+        assert_eq!(run("sin.approx.ftz.f32", &[1]), 0);
+        // tanh passes subnormals through (it has no .ftz).
+        assert_eq!(run("tanh.approx.f32", &[0x8000_0003]), 0x8000_0003);
+        assert_eq!(run("rcp.approx.f32", &[0x7F00_0000]), 0x0040_0000);
+        assert_eq!(run("rcp.approx.ftz.f32", &[0x7F00_0000]), 0);
+    }
+
+    #[test]
+    fn values_within_the_stated_error() {
+        assert_eq!(run("ex2.approx.f32", &[ONE]), f32b(2.0));
+        assert_eq!(run("ex2.approx.ftz.f32", &[f32b(-3.0)]), f32b(0.125));
+        // 2^0.5 = sqrt(2): 0x3FB504F3 correctly rounded; the ISA allows 2 ulp.
+        assert!(ulps(run("ex2.approx.f32", &[f32b(0.5)]), 0x3FB5_04F3) <= 2);
+        assert_eq!(run("lg2.approx.f32", &[f32b(8.0)]), f32b(3.0));
+        assert!(ulps(run("rsqrt.approx.f32", &[f32b(2.0)]), 0x3F35_04F3) <= 1);
+        assert_eq!(run("rsqrt.approx.f32", &[f32b(4.0)]), f32b(0.5));
+        assert_eq!(run("sqrt.approx.f32", &[f32b(9.0)]), f32b(3.0));
+        assert_eq!(run("rcp.approx.f32", &[f32b(4.0)]), f32b(0.25));
+        // sin(pi/6) = 0.5 and cos(pi/3) = 0.5 within 2^-20.5 absolute.
+        let half = 0.5f32;
+        for (f, x) in [("sin", std::f32::consts::FRAC_PI_6), ("cos", std::f32::consts::FRAC_PI_3)] {
+            let r = f32::from_bits(run(&format!("{f}.approx.f32"), &[f32b(x)]) as u32);
+            assert!((r - half).abs() <= 2f32.powf(-20.5), "{f}: {r}");
+        }
+        // tanh(0.5) = 0.46211715726... within relative 2^-11.
+        let t = f32::from_bits(run("tanh.approx.f32", &[f32b(0.5)]) as u32) as f64;
+        assert!((t - 0.46211715726000974).abs() <= 0.46211715726000974 * 2f64.powi(-11));
+    }
+
+    #[test]
+    fn approximate_and_full_division() {
+        assert_eq!(run("div.approx.f32", &[f32b(6.0), f32b(3.0)]), f32b(2.0));
+        assert_eq!(run("div.full.f32", &[f32b(6.0), f32b(3.0)]), f32b(2.0));
+        assert_eq!(run("div.full.ftz.f32", &[ONE, f32b(3.0)]), 0x3EAA_AAAB);
+        // For 2^126 < |b| < 2^128 div.approx gives a sign-preserving zero, NaN for an infinite dividend.
+        let big = 0x7F00_0000;
+        assert_eq!(run("div.approx.f32", &[ONE, big]), 0);
+        assert_eq!(run("div.approx.f32", &[0xBF80_0000, big]), 0x8000_0000);
+        assert_eq!(run("div.approx.f32", &[ONE, big | 1 << 31]), 0x8000_0000);
+        assert_eq!(run("div.approx.f32", &[INF, big]), NAN);
+        assert_eq!(run("div.approx.ftz.f32", &[f32b(1e30), 0x7F7F_FFFF]), 0);
+        // |b| = 2^126 is still in the accurate range: 2^127 / 2^126 = 2.
+        assert_eq!(run("div.approx.f32", &[0x7F00_0000, 0x7E80_0000]), f32b(2.0));
+        assert_eq!(run("div.approx.f32", &[ONE, 0x7E80_0000]), 0x0080_0000);
+        assert_eq!(run("div.approx.f32", &[ONE, 0]), INF);
+        assert_eq!(run("div.approx.f32", &[0, 0]), NAN);
+        assert_eq!(run("div.full.f32", &[ONE, 0x7F00_0000]), 0x0040_0000);
+    }
+
+    #[test]
+    fn gross_f64_approximations() {
+        assert_eq!(run("rcp.approx.ftz.f64", &[2f64.to_bits()]), 0.5f64.to_bits());
+        assert_eq!(run("rcp.approx.ftz.f64", &[3f64.to_bits()]) & 0xFFFF_FFFF, 0);
+        assert_eq!(run("rcp.approx.ftz.f64", &[0x7FF8_0000_0000_0000]), 0x7FFF_FFFF_0000_0000);
+        assert_eq!(run("rcp.approx.ftz.f64", &[0x8000_0001_0000_0000]), 0xFFF0_0000_0000_0000);
+        assert_eq!(run("rsqrt.approx.ftz.f64", &[4f64.to_bits()]), 0.5f64.to_bits());
+        assert_eq!(run("rsqrt.approx.ftz.f64", &[(-1f64).to_bits()]), 0x7FFF_FFFF_0000_0000);
+        assert_eq!(run("rsqrt.approx.f64", &[4f64.to_bits()]), 0.5f64.to_bits());
+    }
+}
