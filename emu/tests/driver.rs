@@ -279,3 +279,24 @@ fn a_graph_replays_fills_and_copies_in_order() {
     ok(unsafe { cuMemFreeHost(out) });
     assert_eq!(unsafe { cuMemFreeHost(out) }, CUresult::INVALID_VALUE);
 }
+
+#[test]
+fn modules_the_device_cannot_run_are_refused() {
+    use glov_emu::driver::module::cuModuleLoadData;
+    setup();
+    let load = |image: &[u8]| {
+        let mut module = null_mut();
+        unsafe { cuModuleLoadData(&mut module, image.as_ptr() as *const c_void) }
+    };
+    let elf = b"\x7fELF\x02\x01\x01\0\0\0\0\0";
+    assert_eq!(load(elf), CUresult::NO_BINARY_FOR_GPU, "a cubin");
+    let newer_isa = b".version 9.1\n.target sm_80\n.address_size 64\n\0";
+    assert_eq!(load(newer_isa), CUresult::UNSUPPORTED_PTX_VERSION);
+    let newer_target = b".version 9.0\n.target sm_100\n.address_size 64\n\0";
+    assert_eq!(load(newer_target), CUresult::NO_BINARY_FOR_GPU);
+    let other_arch = b".version 8.0\n.target sm_86a\n.address_size 64\n\0";
+    assert_eq!(load(other_arch), CUresult::NO_BINARY_FOR_GPU);
+    assert_eq!(load(b"\0"), CUresult::INVALID_PTX, "no .version");
+    let mut module = null_mut();
+    assert_eq!(unsafe { cuModuleLoadData(&mut module, std::ptr::null()) }, CUresult::INVALID_VALUE);
+}

@@ -7,24 +7,36 @@ use super::state::{initialized, lock};
 use crate::exec::Stats;
 use std::collections::BTreeMap;
 
-/// Each kernel's merged counters and the host seconds its launches took.
+/// Each kernel's counters, merged over its launches.
 #[derive(Default)]
 pub struct Counters {
-    kernels: BTreeMap<String, (Stats, f64)>,
+    kernels: BTreeMap<String, Stats>,
+}
+
+/// What all launches of all kernels counted.
+struct Totals {
+    launches: u64,
+    thread_insts: u64,
+    seconds: f64,
+}
+
+impl Totals {
+    fn rate(&self) -> f64 {
+        if self.seconds > 0.0 { self.thread_insts as f64 / self.seconds } else { 0.0 }
+    }
 }
 
 impl Counters {
-    pub fn add(&mut self, kernel: &str, stats: &Stats, seconds: f64) {
-        let (merged, total) = self.kernels.entry(kernel.to_string()).or_default();
-        merged.merge(stats);
-        *total += seconds;
+    pub fn add(&mut self, kernel: &str, stats: &Stats) {
+        self.kernels.entry(kernel.to_string()).or_default().merge(stats);
     }
 
     fn totals(&self) -> Totals {
-        let mut t = Totals::default();
-        for (stats, seconds) in self.kernels.values() {
+        let mut t = Totals { launches: 0, thread_insts: 0, seconds: 0.0 };
+        for stats in self.kernels.values() {
             t.launches += stats.launches;
-            t.seconds += seconds;
+            t.thread_insts += stats.total_thread_insts();
+            t.seconds += stats.seconds;
         }
         t
     }
@@ -48,22 +60,31 @@ impl Counters {
         let kernels: Vec<String> = self
             .kernels
             .iter()
-            .map(|(name, (stats, _))| format!("    {}: {}", json_string(name), stats.to_json()))
+            .map(|(name, stats)| format!("    {}: {}", json_string(name), stats.to_json()))
             .collect();
         let t = self.totals();
         format!(
-            "{{\n  \"device\": {device},\n  \"kernels\": {{\n{}\n  }},\n  \"totals\": {{\"launches\": {}, \"seconds\": {}}}\n}}\n",
+            "{{\n  \"device\": {device},\n  \"kernels\": {{\n{}\n  }},\n  \"totals\": {{\"launches\": {}, \
+             \"thread_insts\": {}, \"seconds\": {:.6}, \"thread_insts_per_second\": {:.0}}}\n}}\n",
             kernels.join(",\n"),
             t.launches,
-            t.seconds
+            t.thread_insts,
+            t.seconds,
+            t.rate()
         )
     }
-}
 
-#[derive(Default)]
-struct Totals {
-    launches: u64,
-    seconds: f64,
+    /// The one-line summary.
+    pub fn summary(&self) -> String {
+        let t = self.totals();
+        format!(
+            "glov-emu: {} launches, {} thread instructions in {:.3} s ({:.3e} thread instructions/s)",
+            t.launches,
+            t.thread_insts,
+            t.seconds,
+            t.rate()
+        )
+    }
 }
 
 fn json_string(s: &str) -> String {
@@ -99,8 +120,7 @@ extern "C" fn write_at_exit() {
             eprintln!("glov-emu: writing the counters to {}: {e}", path.display());
         }
         if d.config.summary {
-            let t = counters.totals();
-            eprintln!("glov-emu: {} launches, {:.3} s in kernels", t.launches, t.seconds);
+            eprintln!("{}", counters.summary());
         }
     });
 }
@@ -110,5 +130,29 @@ pub fn at_exit() {
     // SAFETY: registers a function with no arguments that the C runtime calls at `exit`; the library stays loaded.
     if unsafe { libc::atexit(write_at_exit) } != 0 {
         eprintln!("glov-emu: the counters cannot be written at exit (atexit failed)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_counters_file_is_json_with_device_kernels_and_totals() {
+        let config = Config::from_vars(|_| None).unwrap();
+        let mut counters = Counters::default();
+        let mut one = Stats { launches: 1, seconds: 0.5, ..Stats::default() };
+        one.thread_insts[1] = 1000;
+        counters.add("vadd", &one);
+        counters.add("vadd", &one);
+        counters.add("odd \"name\"", &one);
+        let json: serde_json::Value = serde_json::from_str(&counters.to_json(&config)).unwrap();
+        assert_eq!(json["device"]["compute_capability"], "9.0");
+        assert_eq!(json["kernels"]["vadd"]["launches"], 2);
+        assert_eq!(json["kernels"]["odd \"name\""]["launches"], 1);
+        assert_eq!(json["totals"]["launches"], 3);
+        assert_eq!(json["totals"]["thread_insts"], 3000);
+        assert_eq!(json["totals"]["thread_insts_per_second"], 2000.0);
+        assert!(counters.summary().contains("3 launches, 3000 thread instructions"));
     }
 }

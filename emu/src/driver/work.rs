@@ -135,13 +135,11 @@ fn mem_error(e: MemError) -> CUresult {
 
 fn launch(d: &Driver, k: &KernelWork) -> Result {
     let geometry = Launch { grid: k.grid, block: k.block, dynamic_shared: k.dynamic_shared, params: &k.params };
-    let start = Instant::now();
     let outcome = exec::launch(&k.module.module, k.kernel, &k.module.globals, &geometry, &d.memory, &d.config.options);
-    let seconds = start.elapsed().as_secs_f64();
     let name = &k.module.module.kernels[k.kernel].name;
     match outcome {
         Ok(stats) => {
-            lock(&d.counters).add(name, &stats, seconds);
+            lock(&d.counters).add(name, &stats);
             Ok(())
         }
         Err(fault) => {
