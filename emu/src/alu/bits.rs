@@ -1,5 +1,5 @@
 //! Logic and bit manipulation: `and or xor not cnot` (also on `.pred`), `shl shr`, `popc clz brev bfind bfe bfi`
-//! and `prmt` (default mode).
+//! `prmt` (default mode) and `lop3`.
 //!
 //! PTX rules applied here: shift amounts are unsigned and amounts of the register width or more are clamped to
 //! the width (`shl`/`shr.u` give 0, `shr.s` gives the sign fill); `popc`/`clz`/`bfind` results are `.u32`, with
@@ -112,6 +112,16 @@ fn prmt(s: &[u64; 4], _: &mut bool) -> u64 {
     })
 }
 
+/// `lop3.b32 d, a, b, c, immLut`: bit `i` of `d` is bit `(a_i << 2) | (b_i << 1) | c_i` of `immLut` (the table
+/// `immLut = F(0xF0, 0xCC, 0xAA)` of the ISA).
+fn lop3(s: &[u64; 4], _: &mut bool) -> u64 {
+    let (a, b, c, lut) = (s[0], s[1], s[2], s[3]);
+    (0..8).filter(|i| (lut >> i) & 1 == 1).fold(0, |d, i| {
+        let pick = |x: u64, bit: u32| if i & bit != 0 { x } else { !x };
+        d | (pick(a, 4) & pick(b, 2) & pick(c, 1))
+    }) & 0xFFFF_FFFF
+}
+
 pub(crate) fn resolve(s: &Spec) -> Result<AluFn, String> {
     let ty = s.ty()?;
     s.only(if s.op == "bfind" { &["shiftamt"] } else { &[] })?;
@@ -128,6 +138,7 @@ pub(crate) fn resolve(s: &Spec) -> Result<AluFn, String> {
         "not" if ty == Ty::Pred => return Ok(not::<1>),
         "popc" if matches!(ty, Ty::B32 | Ty::B64) => return Ok(popc),
         "prmt" if ty == Ty::B32 => return Ok(prmt),
+        "lop3" if ty == Ty::B32 => return Ok(lop3),
         _ => {}
     }
     let shiftamt = s.has("shiftamt");
@@ -242,5 +253,18 @@ mod tests {
         assert_eq!(run("and.b32", &[0xF0F0, 0xFF00]), 0xF000);
         assert_eq!(run("or.b64", &[1 << 63, 1]), (1 << 63) | 1);
         assert_eq!(run("xor.b32", &[0xFFFF_FFFF, 0x0F0F_0F0F]), 0xF0F0_F0F0);
+    }
+
+    #[test]
+    fn lop3_applies_its_truth_table() {
+        let (a, b, c) = (0xF0F0_F0F0, 0xCCCC_CCCC, 0xAAAA_AAAA);
+        // Fed the ISA's canonical operands, lop3 returns its table replicated.
+        for lut in [0x00, 0xFF, 0x80, 0x96, 0xE8, 0x1E] {
+            assert_eq!(run("lop3.b32", &[a, b, c, lut]), lut * 0x0101_0101, "{lut:#x}");
+        }
+        // 0x80 = a & b & c, 0xFE = a | b | c, 0x96 = a ^ b ^ c.
+        assert_eq!(run("lop3.b32", &[0b1100, 0b1010, 0b1111, 0x80]), 0b1000);
+        assert_eq!(run("lop3.b32", &[0b1000, 0b0100, 0b0001, 0xFE]), 0b1101);
+        assert_eq!(run("lop3.b32", &[0b1100, 0b1010, 0b0110, 0x96]), 0b0000);
     }
 }

@@ -4,6 +4,7 @@
 //! is NaN, the unordered `equ neu ltu leu gtu geu` are true then; `num` is true when neither is NaN and `nan`
 //! when either is; -0.0 equals +0.0; `.ftz` reads subnormal inputs as zeros. Integers compare as signed for
 //! `.sN` and unsigned for `.uN`/`.bN` (`lo ls hi hs` are the unsigned spellings; `.bN` allows `eq`/`ne` only).
+//! `testp` classifies one float: `finite infinite number notanumber normal subnormal` (sign ignored).
 
 use super::Spec;
 use super::fp::{self, F64, Fmt};
@@ -55,6 +56,55 @@ fn float<F: Fmt, const OP: u8, const FTZ: bool>(s: &[u64; 4], _: &mut bool) -> u
             _ => a >= b,
         },
     }) as u64
+}
+
+const FINITE: u8 = 0;
+const INFINITE: u8 = 1;
+const NUMBER: u8 = 2;
+const NOTANUMBER: u8 = 3;
+const NORMAL: u8 = 4;
+const SUBNORMAL: u8 = 5;
+
+fn testp<F: Fmt, const OP: u8>(s: &[u64; 4], _: &mut bool) -> u64 {
+    let mag = s[0] & !F::SIGN;
+    (match OP {
+        FINITE => mag < F::INF,
+        INFINITE => mag == F::INF,
+        NUMBER => mag <= F::INF,
+        NOTANUMBER => mag > F::INF,
+        NORMAL => mag < F::INF && mag & F::INF != 0,
+        _ => fp::is_subnormal::<F>(mag),
+    }) as u64
+}
+
+pub(crate) fn resolve_testp(s: &Spec) -> Result<AluFn, String> {
+    let ty = s.ty()?;
+    let op = match s.mods[..] {
+        ["finite"] => FINITE,
+        ["infinite"] => INFINITE,
+        ["number"] => NUMBER,
+        ["notanumber"] => NOTANUMBER,
+        ["normal"] => NORMAL,
+        ["subnormal"] => SUBNORMAL,
+        _ => return Err(s.unsupported()),
+    };
+    macro_rules! pick {
+        ($F:ty) => {
+            match op {
+                FINITE => testp::<$F, FINITE> as AluFn,
+                INFINITE => testp::<$F, INFINITE> as AluFn,
+                NUMBER => testp::<$F, NUMBER> as AluFn,
+                NOTANUMBER => testp::<$F, NOTANUMBER> as AluFn,
+                NORMAL => testp::<$F, NORMAL> as AluFn,
+                _ => testp::<$F, SUBNORMAL> as AluFn,
+            }
+        };
+    }
+    match ty {
+        Ty::F32 => Ok(pick!(fp::F32)),
+        Ty::F64 => Ok(pick!(F64)),
+        _ => Err(s.unsupported()),
+    }
 }
 
 pub(crate) fn resolve(s: &Spec) -> Result<AluFn, String> {
@@ -184,5 +234,25 @@ mod tests {
         assert_eq!(run("setp.lt.f32", &[0xBF80_0000, ONE]), 1);
         assert_eq!(run("setp.gt.bf16", &[0x3F80, 0x3F7F]), 1);
         assert_eq!(run("setp.lt.f16", &[0xBC00, 0x3C00]), 1);
+    }
+
+    #[test]
+    fn testp_classifies() {
+        let cases =
+            [(0x3F80_0000, "normal"), (0x8000_0001, "subnormal"), (0xFF80_0000, "infinite"), (NAN, "notanumber")];
+        for (x, class) in cases {
+            for op in ["finite", "infinite", "number", "notanumber", "normal", "subnormal"] {
+                let expect = match op {
+                    "finite" => class == "normal" || class == "subnormal",
+                    "number" => class != "notanumber",
+                    _ => op == class,
+                };
+                assert_eq!(run(&format!("testp.{op}.f32"), &[x]), expect as u64, "testp.{op} of {class}");
+            }
+        }
+        assert_eq!(run("testp.finite.f32", &[0x8000_0000]), 1);
+        assert_eq!(run("testp.normal.f32", &[0]), 0);
+        assert_eq!(run("testp.subnormal.f64", &[1]), 1);
+        assert_eq!(run("testp.notanumber.f64", &[0x7FF0_0000_0000_0001]), 1);
     }
 }

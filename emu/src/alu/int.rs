@@ -1,5 +1,5 @@
 //! Integer arithmetic on `.u16/.s16/.u32/.s32/.u64/.s64` (and the same-width `.bN`): `add sub mul mad div rem
-//! min max abs neg sad` and the extended-precision `add.cc addc sub.cc subc mad.cc madc`.
+//! min max abs neg sad mul24 mad24` and the extended-precision `add.cc addc sub.cc subc mad.cc madc`.
 //!
 //! PTX rules applied here: results wrap modulo 2^width unless `.sat` (`.s32` only) clamps them to the signed
 //! range; `mul/mad .hi` keep the upper half of the double-width product and `.wide` all of it; `.cc` writes the
@@ -102,6 +102,14 @@ fn neg<const W: u32>(s: &[u64; 4], _: &mut bool) -> u64 {
     s[0].wrapping_neg() & mask(W)
 }
 
+/// `mul24/mad24 .lo/.hi`: the 48-bit product of the low 24 bits of `a` and `b` (sign-extended for `.s32`),
+/// `.lo` its bits 31..0 and `.hi` its bits 47..16, plus `c` for `mad24`.
+fn mul24<const S: bool, const HI: bool, const MAD: bool>(s: &[u64; 4], _: &mut bool) -> u64 {
+    let p = val::<24, S>(s[0]) * val::<24, S>(s[1]);
+    let part = if HI { (p >> 16) as u64 } else { p as u64 };
+    (if MAD { part.wrapping_add(s[2]) } else { part }) & mask(32)
+}
+
 /// `sad`: `c + |a - b|`.
 fn sad<const W: u32, const S: bool>(s: &[u64; 4], _: &mut bool) -> u64 {
     let d = (val::<W, S>(s[0]) - val::<W, S>(s[1])).unsigned_abs() as u64;
@@ -127,15 +135,24 @@ pub(crate) fn resolve(s: &Spec) -> Result<AluFn, String> {
     let unsupported = || Err(s.unsupported());
     match s.op {
         "add" | "sub" | "addc" | "subc" => s.only(&["cc", "sat"])?,
-        "mul" => s.only(&["lo", "hi", "wide"])?,
+        "mul" | "mul24" | "mad24" => s.only(&["lo", "hi", "wide"])?,
         "mad" | "madc" => s.only(&["lo", "hi", "wide", "cc"])?,
         _ => s.only(&[])?,
     }
-    if (s.op == "mul" || s.op.starts_with("mad")) && !(s.has("lo") || s.has("hi") || s.has("wide")) {
+    if (s.op.starts_with("mul") || s.op.starts_with("mad")) && !(s.has("lo") || s.has("hi") || s.has("wide")) {
         return Err(s.err(".lo, .hi or .wide required"));
     }
     if sat && cc {
         return Err(s.err(".sat with .cc"));
+    }
+    if matches!(s.op, "mul24" | "mad24") {
+        s.only(&["lo", "hi"])?;
+        let hi = s.has("hi");
+        return with_bool!(hi, H => match ty {
+            Ty::U32 => Ok(if s.op == "mad24" { mul24::<false, H, true> } else { mul24::<false, H, false> }),
+            Ty::S32 => Ok(if s.op == "mad24" { mul24::<true, H, true> } else { mul24::<true, H, false> }),
+            _ => unsupported(),
+        });
     }
     let cin = matches!(s.op, "addc" | "subc" | "madc");
     with_int!(ty, W, S => with_bool!(cin, I => with_bool!(cc, O => match s.op {
@@ -269,5 +286,16 @@ mod tests {
         assert_eq!(run("max.u64", &[u64::MAX, 0]), u64::MAX);
         assert_eq!(run("max.s16", &[0x8000, 0x7FFF]), 0x7FFF);
         assert_eq!(run("sad.s32", &[0xFFFF_FFFF, 2, 10]), 13);
+    }
+
+    #[test]
+    fn mul24_uses_the_low_24_bits() {
+        // 0x00FFFFFF * 0x00FFFFFF = 0xFFFFFE000001 (48 bits); the top byte of each operand is ignored.
+        assert_eq!(run("mul24.lo.u32", &[0xABFF_FFFF, 0x00FF_FFFF]), 0xFE00_0001);
+        assert_eq!(run("mul24.hi.u32", &[0xABFF_FFFF, 0x00FF_FFFF]), 0xFFFF_FE00);
+        // As .s32 the operands are -1: the product is 1.
+        assert_eq!(run("mul24.lo.s32", &[0x00FF_FFFF, 0x00FF_FFFF]), 1);
+        assert_eq!(run("mul24.hi.s32", &[0x00FF_FFFF, 2]), 0xFFFF_FFFF);
+        assert_eq!(run("mad24.lo.s32", &[0x00FF_FFFF, 3, 5]), 2);
     }
 }

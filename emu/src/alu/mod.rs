@@ -238,9 +238,10 @@ pub fn resolve(spec: &str) -> Result<(AluFn, Class), String> {
     let float = s.tys.iter().any(|t| t.is_float());
     let f = match s.op {
         "setp" => cmp::resolve(&s)?,
+        "testp" => cmp::resolve_testp(&s)?,
         "cvt" => cvt::resolve(&s)?,
         "and" | "or" | "xor" | "not" | "cnot" | "shl" | "shr" | "popc" | "clz" | "brev" | "bfind" | "bfe" | "bfi"
-        | "prmt" => bits::resolve(&s)?,
+        | "prmt" | "lop3" => bits::resolve(&s)?,
         "ex2" | "lg2" | "sin" | "cos" | "tanh" | "rsqrt" => return Ok((special::resolve(&s)?, Class::SpecialFn)),
         "rcp" | "sqrt" | "div" if s.has("approx") || s.has("full") => {
             return Ok((special::resolve(&s)?, Class::SpecialFn));
