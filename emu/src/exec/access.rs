@@ -189,7 +189,8 @@ pub fn load<'c>(
         }
         for (e, d) in dsts.iter().enumerate() {
             if let Some(r) = d {
-                w.regs[Warp::dst(*r) + l] = extend(vals[e], ty);
+                let row = w.row(*r);
+                w.regs[row + l] = extend(vals[e], ty);
             }
         }
     }

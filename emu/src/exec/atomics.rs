@@ -102,7 +102,8 @@ pub fn atom<'c>(
             }
         };
         if let Some(d) = dst {
-            w.regs[Warp::dst(d) + l] = old;
+            let row = w.row(d);
+            w.regs[row + l] = old;
         }
     }
     bs.stats.atomic_requests += 1;

@@ -140,9 +140,11 @@ fn shfl(ctx: &Ctx<'_>, w: &mut Warp<'_>, mask: u32) -> Result<(), String> {
     }
     for l in Lanes(mask) {
         let Op::Shfl { dst, dst_pred, .. } = ctx.func.insts[w.pc[l] as usize].op else { continue };
-        w.regs[Warp::dst(dst) + l] = source[from[l]];
+        let d = w.row(dst);
+        w.regs[d + l] = source[from[l]];
         if let Some(p) = dst_pred {
-            w.regs[Warp::dst(p) + l] = in_range[l] as u64;
+            let p = w.row(p);
+            w.regs[p + l] = in_range[l] as u64;
         }
     }
     Ok(())
@@ -157,7 +159,8 @@ fn vote(ctx: &Ctx<'_>, w: &mut Warp<'_>, mask: u32) {
     }
     for l in Lanes(mask) {
         let Op::Vote { mode, dst, .. } = ctx.func.insts[w.pc[l] as usize].op else { continue };
-        w.regs[Warp::dst(dst) + l] = match mode {
+        let d = w.row(dst);
+        w.regs[d + l] = match mode {
             VoteMode::All => (ballot == mask) as u64,
             VoteMode::Any => (ballot != 0) as u64,
             VoteMode::Uni => (ballot == mask || ballot == 0) as u64,
@@ -182,9 +185,11 @@ fn matching(ctx: &Ctx<'_>, w: &mut Warp<'_>, mask: u32) {
             true if same == mask => (mask, true),
             true => (0, false),
         };
-        w.regs[Warp::dst(dst) + l] = d as u64;
+        let row = w.row(dst);
+        w.regs[row + l] = d as u64;
         if let Some(q) = dst_pred {
-            w.regs[Warp::dst(q) + l] = p as u64;
+            let q = w.row(q);
+            w.regs[q + l] = p as u64;
         }
     }
 }

@@ -2,11 +2,12 @@
 //! next block index from a shared counter, and merges what they counted. The first fault stops every thread.
 
 use super::block::Runner;
+use super::slots::{self, Slots};
 use super::{Fault, FaultKind, Launch, Options, Stats};
 use crate::ir::{Function, Module};
 use crate::memory::{DeviceMemory, View};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Most threads a block may have, and shared memory a block may use (an sm_80 multiprocessor's opt-in limit).
@@ -19,6 +20,8 @@ static GRID_IDS: AtomicU64 = AtomicU64::new(1);
 /// What every block of one launch reads.
 pub struct Ctx<'a> {
     pub func: &'a Function,
+    /// The register slots of `func`.
+    pub slots: Arc<Slots>,
     pub globals: &'a [u64],
     pub launch: &'a Launch<'a>,
     pub view: View,
@@ -54,6 +57,7 @@ pub fn run(
     }
     let ctx = Ctx {
         func,
+        slots: slots::slots(func),
         globals,
         launch,
         view: View::new(memory.snapshot()),

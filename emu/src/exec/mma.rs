@@ -13,44 +13,50 @@ use crate::ir::{Inst, Op};
 
 pub fn execute(ctx: &Ctx<'_>, w: &mut Warp<'_>, inst: &Inst) {
     let Op::Mma { bf16, d, a, b, c } = &inst.op else { return };
-    let half = |bits: u64| if *bf16 { f32::from_bits((bits as u32 & 0xFFFF) << 16) } else { f16_to_f32(bits as u16) };
+    let half = |bits: u64| if *bf16 { f32::from_bits((bits as u32 & 0xFFFF) << 16) } else { f32_of_f16(bits as u16) };
+    let c = [0, 1, 2, 3].map(|i| w.src(c[i], i, ctx));
+    let (a, b, d) = (a.map(|r| w.row(r)), b.map(|r| w.row(r)), d.map(|r| w.row(r)));
     let mut ma = [[0f32; 16]; 16];
     let mut mb = [[0f32; 8]; 16];
     let mut mc = [[0f32; 8]; 16];
     for lane in 0..LANES {
         let (g, t) = (lane >> 2, lane % 4);
-        let reg = |r: u32| w.regs[Warp::dst(r) + lane];
         for (i, (row, col)) in [(g, 2 * t), (g + 8, 2 * t), (g, 2 * t + 8), (g + 8, 2 * t + 8)].into_iter().enumerate()
         {
-            let v = reg(a[i]);
+            let v = w.regs[a[i] + lane];
             ma[row][col] = half(v);
             ma[row][col + 1] = half(v >> 16);
         }
         for (i, row) in [2 * t, 2 * t + 8].into_iter().enumerate() {
-            let v = reg(b[i]);
+            let v = w.regs[b[i] + lane];
             mb[row][g] = half(v);
             mb[row + 1][g] = half(v >> 16);
         }
         for (i, (row, col)) in [(g, 2 * t), (g, 2 * t + 1), (g + 8, 2 * t), (g + 8, 2 * t + 1)].into_iter().enumerate()
         {
-            mc[row][col] = f32::from_bits(w.read_lane(c[i], lane, ctx) as u32);
+            mc[row][col] = f32::from_bits(w.rd(c[i], lane) as u32);
+        }
+    }
+    // Row by row, the eight dots advance together through k (each still summed in k order).
+    let mut dots = [[0f32; 8]; 16];
+    for (dot, arow) in dots.iter_mut().zip(&ma) {
+        for (x, brow) in arow.iter().zip(&mb) {
+            for (acc, y) in dot.iter_mut().zip(brow) {
+                *acc += x * y;
+            }
         }
     }
     for lane in 0..LANES {
         let (g, t) = (lane >> 2, lane % 4);
         for (i, (row, col)) in [(g, 2 * t), (g, 2 * t + 1), (g + 8, 2 * t), (g + 8, 2 * t + 1)].into_iter().enumerate()
         {
-            let mut dot = 0f32;
-            for k in 0..16 {
-                dot += ma[row][k] * mb[k][col];
-            }
-            w.regs[Warp::dst(d[i]) + lane] = (mc[row][col] + dot).to_bits() as u64;
+            w.regs[d[i] + lane] = (mc[row][col] + dots[row][col]).to_bits() as u64;
         }
     }
 }
 
 /// IEEE binary16 to f32 (exact).
-pub fn f16_to_f32(h: u16) -> f32 {
+pub fn f32_of_f16(h: u16) -> f32 {
     let sign = ((h >> 15) as u32) << 31;
     let exp = ((h >> 10) & 0x1F) as u32;
     let frac = (h & 0x3FF) as u32;

@@ -1,7 +1,8 @@
 //! Kernel execution: a grid of blocks run in parallel on host threads; each block's warps as lane arrays with a
 //! program counter per lane; the checks (memcheck, racecheck, synccheck, initcheck) and the counters.
 //!
-//! Files, bottom to top: `warp` (a warp's lanes, registers and operand reads), `step` (runs a group of lanes that
+//! Files, bottom to top: `slots` (registers packed by liveness), `warp` (a warp's lanes, registers and operand
+//! reads), `step` (runs a group of lanes that
 //! share a program counter through consecutive instructions), `access` and `atomics` (memory instructions),
 //! `traffic` (coalescing and bank-conflict counting), `racecheck` (the shared-memory race shadow), `collectives`
 //! and `mma` (instructions a warp's lanes execute together), `barrier` (`bar.sync` across a block's warps),
@@ -18,6 +19,7 @@ mod grid;
 mod mma;
 mod racecheck;
 mod report;
+mod slots;
 mod step;
 mod traffic;
 mod warp;

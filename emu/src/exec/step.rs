@@ -83,7 +83,7 @@ fn execute<'c>(
             for i in 0..*nsrc as usize {
                 s[i] = w.src(srcs[i], i, ctx);
             }
-            let d = Warp::dst(*dst);
+            let d = w.row(*dst);
             for l in Lanes(active) {
                 let v = [w.rd(s[0], l), w.rd(s[1], l), w.rd(s[2], l), w.rd(s[3], l)];
                 let mut carry = w.carry[l];
@@ -93,7 +93,7 @@ fn execute<'c>(
         }
         Op::Mov { dst, src } => {
             let s = w.src(*src, 0, ctx);
-            let d = Warp::dst(*dst);
+            let d = w.row(*dst);
             for l in Lanes(active) {
                 w.regs[d + l] = w.rd(s, l);
             }
@@ -101,7 +101,7 @@ fn execute<'c>(
         Op::Setp { cmp, dst, dst_not, a, b, combine } => setp(ctx, w, active, *cmp, *dst, *dst_not, *a, *b, *combine),
         Op::Selp { dst, a, b, pred } => {
             let (a, b, p) = (w.src(*a, 0, ctx), w.src(*b, 1, ctx), w.src(*pred, 2, ctx));
-            let d = Warp::dst(*dst);
+            let d = w.row(*dst);
             for l in Lanes(active) {
                 w.regs[d + l] = if w.rd(p, l) != 0 { w.rd(a, l) } else { w.rd(b, l) };
             }
@@ -109,7 +109,7 @@ fn execute<'c>(
         Op::Pack { dst, srcs, elem_bits } => {
             let (s, n) = sources(ctx, bs, w, pc, group, srcs)?;
             let mask = width_mask(*elem_bits);
-            let d = Warp::dst(*dst);
+            let d = w.row(*dst);
             for l in Lanes(active) {
                 let v =
                     s[..n].iter().enumerate().fold(0, |v, (i, s)| v | (w.rd(*s, l) & mask) << (i as u32 * elem_bits));
@@ -123,7 +123,8 @@ fn execute<'c>(
                 let v = w.rd(s, l);
                 for (i, d) in dsts.iter().enumerate() {
                     if let Some(r) = d {
-                        w.regs[Warp::dst(*r) + l] = (v >> (i as u32 * elem_bits)) & mask;
+                        let row = w.row(*r);
+                        w.regs[row + l] = (v >> (i as u32 * elem_bits)) & mask;
                     }
                 }
             }
@@ -146,7 +147,7 @@ fn execute<'c>(
                 }
             };
             let s = w.src(*src, 0, ctx);
-            let d = Warp::dst(*dst);
+            let d = w.row(*dst);
             let mask = width_mask(*bits);
             for l in Lanes(active) {
                 let v = w.rd(s, l);
@@ -257,7 +258,8 @@ fn setp(
         Some((bop, c)) => (Some(bop), w.src(c, 2, ctx)),
         None => (None, w.zero()),
     };
-    let d = Warp::dst(dst);
+    let d = w.row(dst);
+    let q = dst_not.map(|q| w.row(q));
     for l in Lanes(active) {
         let mut carry = false;
         let t = cmp(&[w.rd(a, l), w.rd(b, l), 0, 0], &mut carry) & 1;
@@ -269,8 +271,8 @@ fn setp(
             Some(BoolOp::Xor) => x ^ c,
         };
         w.regs[d + l] = join(t);
-        if let Some(q) = dst_not {
-            w.regs[Warp::dst(q) + l] = join(t ^ 1);
+        if let Some(q) = q {
+            w.regs[q + l] = join(t ^ 1);
         }
     }
 }

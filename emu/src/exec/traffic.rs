@@ -69,18 +69,33 @@ pub fn wavefronts(offs: &[u32; LANES], lanes: u32, width: u32) -> (u64, u64) {
                 n += 1;
             }
         }
-        let words = &mut words[..n];
-        words.sort_unstable();
-        let mut per_bank = [0u8; 32];
-        let mut last = None;
-        for &w in words.iter() {
-            if last != Some(w) {
-                per_bank[(w % 32) as usize] += 1;
-                last = Some(w);
-            }
-        }
         phases += 1;
-        total += *per_bank.iter().max().unwrap_or(&1) as u64;
+        total += most_per_bank(&mut words[..n]);
     }
     (phases, total)
+}
+
+/// The most distinct words any one bank holds among `words`.
+fn most_per_bank(words: &mut [u32]) -> u64 {
+    // Without conflicts (the common case) each bank sees one word at most: no sort needed.
+    let mut seen = [u32::MAX; 32];
+    let mut conflict = false;
+    for &w in words.iter() {
+        let bank = &mut seen[(w % 32) as usize];
+        conflict |= *bank != u32::MAX && *bank != w;
+        *bank = w;
+    }
+    if !conflict {
+        return 1;
+    }
+    words.sort_unstable();
+    let mut per_bank = [0u64; 32];
+    let mut last = None;
+    for &w in words.iter() {
+        if last != Some(w) {
+            per_bank[(w % 32) as usize] += 1;
+            last = Some(w);
+        }
+    }
+    per_bank.into_iter().max().unwrap_or(1)
 }

@@ -96,12 +96,15 @@ pub struct Warp<'a> {
     pub sync_gen: u32,
     /// Warp instructions issued (`%clock`).
     pub issued: u64,
+    /// Row offset of each kernel register (`slots::Slots::row`).
+    rows: &'a [u32],
+    /// Rows of the kernel's registers (after packing).
     nregs: usize,
 }
 
 impl<'a> Warp<'a> {
-    pub fn new(ctx: &Ctx<'a>) -> Self {
-        let nregs = ctx.func.nregs as usize;
+    pub fn new(ctx: &'a Ctx<'_>) -> Self {
+        let nregs = ctx.slots.count as usize;
         Warp {
             index: 0,
             exists: 0,
@@ -116,13 +119,14 @@ impl<'a> Warp<'a> {
             cache: None,
             sync_gen: 0,
             issued: 0,
+            rows: &ctx.slots.row,
             nregs,
         }
     }
 
     /// Makes this the warp `index` of block `block` (linear index `linear`): all its lanes at the first
     /// instruction, registers and local memory zeroed, special registers set.
-    pub fn reset(&mut self, ctx: &Ctx<'a>, index: u32, block: [u32; 3], linear: u64) {
+    pub fn reset(&mut self, ctx: &Ctx<'_>, index: u32, block: [u32; 3], linear: u64) {
         let first = index * LANES as u32;
         let count = (ctx.block_threads - first).min(LANES as u32);
         self.index = index;
@@ -183,18 +187,18 @@ impl<'a> Warp<'a> {
         (self.nregs + LANE_ROWS) * LANES + slot
     }
 
-    /// The register `r` as a destination: its row's offset.
+    /// The offset of register `r`'s row (lane `l` at `row(r) + l`).
     #[inline(always)]
-    pub fn dst(r: u32) -> usize {
-        r as usize * LANES
+    pub fn row(&self, r: u32) -> usize {
+        self.rows[r as usize] as usize
     }
 
     /// Resolves `op` for the instruction about to run; an immediate takes scratch slot `slot`.
     #[inline]
     pub fn src(&mut self, op: Operand, slot: usize, ctx: &Ctx<'_>) -> Src {
         match op {
-            Operand::Reg(r) => Src { off: r as usize * LANES, lmask: LANES - 1, xor: 0 },
-            Operand::NotPred(r) => Src { off: r as usize * LANES, lmask: LANES - 1, xor: 1 },
+            Operand::Reg(r) => Src { off: self.row(r), lmask: LANES - 1, xor: 0 },
+            Operand::NotPred(r) => Src { off: self.row(r), lmask: LANES - 1, xor: 1 },
             Operand::Imm(v) => self.constant(v, slot),
             Operand::GlobalAddr(i) => self.constant(ctx.globals[i as usize], slot),
             Operand::Special(s) => self.special(s, slot, ctx),
@@ -256,7 +260,8 @@ impl<'a> Warp<'a> {
     /// Lanes of `group` whose guard `@[!]p` holds.
     #[inline(always)]
     pub fn guard(&self, p: u32, negate: bool, group: u32) -> u32 {
-        let row = &self.regs[p as usize * LANES..p as usize * LANES + LANES];
+        let off = self.row(p);
+        let row = &self.regs[off..off + LANES];
         let mut on = 0u32;
         for (l, v) in row.iter().enumerate() {
             on |= ((*v != 0) as u32) << l;

@@ -1,6 +1,7 @@
 //! Executor tests on kernels assembled by hand (`kit`), independent of the PTX loader and the ALU.
 
 mod basic;
+mod kernels;
 mod kit;
 mod sync;
 

@@ -1,0 +1,129 @@
+//! The project's own kernels, from the PTX the root package's build wrote (skipped, with a note, where it has
+//! not been built): `gemm_mma` against a plain product on the host, and the executor's speed on it.
+
+use super::kit::Device;
+use crate::exec::{Launch, Options, Stats, launch};
+use crate::ir::Module;
+use std::path::PathBuf;
+
+/// The text of the built kernel file `name` (e.g. `gemm.ptx`), if the root package was built.
+fn built_ptx(name: &str) -> Option<String> {
+    let build = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/build");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(build)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("glov-cuda-"))
+        .map(|e| e.path().join("out").join(name))
+        .filter(|p| p.is_file())
+        .collect();
+    found.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    let text = found.pop().and_then(|p| std::fs::read_to_string(p).ok());
+    if text.is_none() {
+        eprintln!("skipped: {name} is not built (cargo build --release of the root package with nvcc writes it)");
+    }
+    text
+}
+
+fn bf16(v: f32) -> u16 {
+    let b = v.to_bits();
+    ((b + 0x7FFF + ((b >> 16) & 1)) >> 16) as u16
+}
+
+fn f32_of(h: u16) -> f32 {
+    f32::from_bits((h as u32) << 16)
+}
+
+/// Values in [-1, 1) from a SplitMix64 stream, rounded to bf16.
+fn random_bf16(n: usize, seed: u64) -> Vec<u16> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            bf16(((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0)
+        })
+        .collect()
+}
+
+fn upload(d: &Device, values: &[u16]) -> u64 {
+    let a = d.alloc(values.len() as u64 * 2, false);
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    d.memory.write(a, &bytes).unwrap();
+    a
+}
+
+/// The parameter buffer of `module`'s kernel 0 from one value per parameter (each written at its size).
+fn params(module: &Module, values: &[u64]) -> Vec<u8> {
+    let f = &module.kernels[0];
+    let mut buf = vec![0u8; f.param_bytes as usize];
+    for (p, v) in f.params.iter().zip(values) {
+        let at = p.offset as usize;
+        buf[at..at + p.size as usize].copy_from_slice(&v.to_le_bytes()[..p.size as usize]);
+    }
+    buf
+}
+
+/// Runs `gemm_mma` on an `m x k` by `k x n` product; returns Y and what the launch counted.
+fn gemm_mma(ptx: &str, m: usize, n: usize, k: usize, options: &Options) -> (Vec<f32>, Vec<f32>, Stats) {
+    let mut module = crate::ptx::load(ptx).expect("gemm.ptx loads");
+    let index = module.kernel("gemm_mma").expect("gemm_mma");
+    module.kernels.swap(0, index);
+    let d = Device::new();
+    let (x, w) = (random_bf16(m * k, 1), random_bf16(n * k, 2));
+    let (xa, wa) = (upload(&d, &x), upload(&d, &w));
+    let y = d.alloc((m * n * 2) as u64, false);
+    let p = params(&module, &[xa, wa, 0, 0, y, m as u64, n as u64, k as u64, 0, 0]);
+    let l = Launch {
+        grid: [m.div_ceil(64) as u32, n.div_ceil(64) as u32, 1],
+        block: [128, 1, 1],
+        dynamic_shared: 0,
+        params: &p,
+    };
+    let stats = launch(&module, 0, &[], &l, &d.memory, options).unwrap_or_else(|f| panic!("{}", f.report));
+    let mut bytes = vec![0u8; m * n * 2];
+    d.memory.read(y, &mut bytes).unwrap();
+    let got = bytes.chunks(2).map(|c| f32_of(u16::from_le_bytes([c[0], c[1]]))).collect();
+    let mut want = vec![0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let dot: f64 = (0..k).map(|kk| f32_of(x[i * k + kk]) as f64 * f32_of(w[j * k + kk]) as f64).sum();
+            want[i * n + j] = dot as f32;
+        }
+    }
+    (got, want, stats)
+}
+
+/// Runs `gemm_mma` on an `m x n x k` product, checks it and prints the executor's speed.
+fn check_gemm_mma(m: usize, n: usize, k: usize, options: &Options) {
+    let Some(ptx) = built_ptx("gemm.ptx") else { return };
+    let (got, want, stats) = gemm_mma(&ptx, m, n, k, options);
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        // bf16 output: within a rounding of the exact product.
+        assert!((g - w).abs() <= w.abs() / 128.0 + 1e-3, "y[{i}] = {g}, expected {w}");
+    }
+    assert_eq!(stats.warp_insts[super::class(crate::ir::Class::Tensor)], (m * n * k / (16 * 8 * 16)) as u64);
+    eprintln!(
+        "gemm_mma {m}x{n}x{k}: {} thread instructions in {:.3} s: {:.1} M thread instructions/s on {} host threads",
+        stats.total_thread_insts(),
+        stats.seconds,
+        stats.total_thread_insts() as f64 / stats.seconds / 1e6,
+        options.threads
+    );
+    eprintln!("{}", stats.to_json());
+}
+
+#[test]
+fn gemm_mma_matches_a_host_product() {
+    check_gemm_mma(128, 192, 256, &super::kit::options());
+}
+
+/// The executor's speed on a CLIP-sized product: `cargo test --release -p glov-emu gemm_mma_speed -- --ignored
+/// --nocapture`.
+#[test]
+#[ignore]
+fn gemm_mma_speed() {
+    check_gemm_mma(512, 768, 768, &super::kit::options());
+}
