@@ -106,7 +106,7 @@ pub fn atom<'c>(
             w.regs[row + l] = old;
         }
     }
-    bs.stats.atomic_requests += 1;
+    bs.stats.atomic_requests += (active != 0) as u64;
     bs.stats.atomics += active.count_ones() as u64;
     Ok(())
 }

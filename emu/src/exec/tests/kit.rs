@@ -245,3 +245,9 @@ pub fn expect_fault(result: Result<Stats, Fault>, kind: crate::exec::FaultKind, 
     }
     fault.report
 }
+
+/// A module from the PTX text of its functions (the header added), through the loader and `alu`.
+pub fn ptx(body: &str) -> Module {
+    let text = format!(".version 8.0\n.target sm_80\n.address_size 64\n{body}");
+    crate::ptx::load(&text).unwrap_or_else(|e| panic!("{e}"))
+}

@@ -1,8 +1,13 @@
-//! Executor tests on kernels assembled by hand (`kit`), independent of the PTX loader and the ALU.
+//! Executor tests: kernels assembled by hand (`kit`, independent of the PTX loader and the ALU), kernels written
+//! as PTX text, and the project's own built kernels.
 
+mod atomics;
 mod basic;
+mod collectives;
+mod counters;
 mod kernels;
 mod kit;
+mod mma;
 mod sync;
 
 use crate::exec::counters::class_index;
