@@ -191,10 +191,8 @@ fn vote_and_match_values() {
     }
 }
 
-#[test]
-fn a_ballot_in_divergent_code_counts_its_own_lanes() {
-    // Odd lanes take a branch and vote with their mask 0xaaaaaaaa; the even lanes store 0.
-    let text = "
+/// Odd lanes take a branch and vote with their mask 0xaaaaaaaa; the even lanes store 0.
+pub(super) const ODD_BALLOT: &str = "
 .visible .entry odd_ballot(.param .u64 out)
 {
 \t.reg .pred %p<4>;
@@ -215,9 +213,12 @@ $L__join:
 \tret;
 }
 ";
+
+#[test]
+fn a_ballot_in_divergent_code_counts_its_own_lanes() {
     let d = Device::new();
     let out = d.alloc(32 * 4, false);
-    d.launch(&ptx(text), [1, 1, 1], [32, 1, 1], &[out], &options()).unwrap_or_else(|f| panic!("{}", f.report));
+    d.launch(&ptx(ODD_BALLOT), [1, 1, 1], [32, 1, 1], &[out], &options()).unwrap_or_else(|f| panic!("{}", f.report));
     // Odd lanes below 20: 1, 3, ..., 19.
     let expected: Vec<u32> = (0..32).map(|l| if l % 2 == 1 { 0x000A_AAAA } else { 0 }).collect();
     assert_eq!(d.read_u32(out, 32), expected);

@@ -229,7 +229,17 @@ impl Device {
     ) -> Result<Stats, Fault> {
         let bytes: Vec<u8> = params.iter().flat_map(|v| v.to_le_bytes()).collect();
         let l = Launch { grid, block, dynamic_shared: 0, params: &bytes };
-        launch(module, 0, &[], &l, &self.memory, options)
+        // Module variables, allocated and initialised as a module load does.
+        let globals: Vec<u64> = module
+            .globals
+            .iter()
+            .map(|g| {
+                let at = self.alloc(g.bytes, true);
+                self.memory.write(at, &g.init).unwrap();
+                at
+            })
+            .collect();
+        launch(module, 0, &globals, &l, &self.memory, options)
     }
 }
 

@@ -8,6 +8,7 @@ mod counters;
 mod kernels;
 mod kit;
 mod mma;
+mod spaces;
 mod sync;
 
 use crate::exec::counters::class_index;

@@ -1,0 +1,151 @@
+//! State spaces through PTX: local memory and calls (whose parameters live there), generic addresses of shared
+//! and local memory, vector accesses, sign extension, `.const` variables, the parameter space's read-only rule,
+//! and the randomised schedule.
+
+use super::kit::*;
+use crate::exec::{FaultKind, Options};
+
+/// `out[t] = twice(t) + 1` through a `.func` whose argument and result pass through local memory, plus a
+/// local array written through a generic address and read back through `.local`.
+const CALLS: &str = "
+.func (.param .b32 ret) twice(.param .b32 x)
+{
+\t.reg .b32 %r<3>;
+\tld.param.b32 %r1, [x];
+\tshl.b32 %r2, %r1, 1;
+\tst.param.b32 [ret], %r2;
+\tret;
+}
+.visible .entry calls(.param .u64 out)
+{
+\t.local .align 16 .b8 depot[32];
+\t.reg .b32 %r<12>;
+\t.reg .b64 %rd<8>;
+\tmov.u32 %r1, %tid.x;
+\t{
+\t.param .b32 param0;
+\tst.param.b32 [param0], %r1;
+\t.param .b32 retval0;
+\tcall.uni (retval0), twice, (param0);
+\tld.param.b32 %r2, [retval0];
+\t}
+\tadd.s32 %r3, %r2, 1;
+\tmov.u64 %rd1, depot;
+\tcvta.local.u64 %rd2, %rd1;
+\tst.v4.u32 [%rd2+16], {%r3, %r1, %r1, %r1};
+\tld.local.v2.u32 {%r4, %r5}, [%rd1+16];
+\tld.param.u64 %rd3, [out];
+\tmul.wide.u32 %rd4, %r1, 4;
+\tadd.s64 %rd5, %rd3, %rd4;
+\tst.global.u32 [%rd5], %r4;
+\tret;
+}
+";
+
+#[test]
+fn calls_and_local_memory_through_generic_addresses() {
+    let d = Device::new();
+    let out = d.alloc(64 * 4, false);
+    let stats =
+        d.launch(&ptx(CALLS), [2, 1, 1], [64, 1, 1], &[out], &options()).unwrap_or_else(|f| panic!("{}", f.report));
+    let expected: Vec<u32> = (0..64).map(|t| 2 * t + 1).collect();
+    assert_eq!(d.read_u32(out, 64), expected);
+    assert!(stats.local_bytes >= 2 * 64 * (16 + 8), "{}", stats.to_json());
+}
+
+/// Shared memory through a generic address, a signed byte sign-extended, and a `.const` table.
+const GENERIC: &str = "
+.const .align 4 .b32 table[4] = {10, 20, 30, 40};
+.visible .entry generic(.param .u64 out, .param .u64 bytes)
+{
+\t.reg .b16 %rs<3>;
+\t.reg .b32 %r<12>;
+\t.reg .b64 %rd<12>;
+\t.shared .align 4 .b32 cell[32];
+\tmov.u32 %r1, %tid.x;
+\tmov.u64 %rd1, cell;
+\tcvta.shared.u64 %rd2, %rd1;
+\tmul.wide.u32 %rd3, %r1, 4;
+\tadd.s64 %rd4, %rd2, %rd3;
+\tst.u32 [%rd4], %r1;
+\tld.shared.u32 %r2, [cell+8];
+\tbar.sync 0;
+\tld.param.u64 %rd5, [bytes];
+\tcvt.u64.u32 %rd6, %r1;
+\tadd.s64 %rd7, %rd5, %rd6;
+\tld.global.s8 %rs1, [%rd7];
+\tcvt.s32.s16 %r3, %rs1;
+\tand.b32 %r4, %r1, 3;
+\tmul.wide.u32 %rd8, %r4, 4;
+\tmov.u64 %rd9, table;
+\tadd.s64 %rd10, %rd9, %rd8;
+\tld.const.u32 %r5, [%rd10];
+\tadd.s32 %r6, %r3, %r5;
+\tld.param.u64 %rd11, [out];
+\tadd.s64 %rd11, %rd11, %rd3;
+\tst.global.u32 [%rd11], %r6;
+\tret;
+}
+";
+
+#[test]
+fn generic_shared_signed_bytes_and_const_variables() {
+    let d = Device::new();
+    let out = d.alloc(32 * 4, false);
+    let bytes: Vec<u8> = (0..32).map(|i| (i as i8 - 16) as u8).collect();
+    let b = d.alloc(32, false);
+    d.memory.write(b, &bytes).unwrap();
+    let options = Options { racecheck: false, ..options() };
+    d.launch(&ptx(GENERIC), [1, 1, 1], [32, 1, 1], &[out, b], &options).unwrap_or_else(|f| panic!("{}", f.report));
+    let expected: Vec<u32> = (0..32).map(|t| ((t - 16) + 10 * (t % 4 + 1)) as u32).collect();
+    assert_eq!(d.read_u32(out, 32), expected);
+}
+
+#[test]
+fn a_shared_read_before_the_barrier_that_orders_it_is_a_race() {
+    // GENERIC reads cell[2] before `bar.sync`: lane 2's write and the other lanes' reads race.
+    let d = Device::new();
+    let out = d.alloc(32 * 4, false);
+    let b = d.alloc(32, true);
+    expect_fault(
+        d.launch(&ptx(GENERIC), [1, 1, 1], [32, 1, 1], &[out, b], &options()),
+        FaultKind::Race,
+        &["shared byte 0x8", "st.generic.u32"],
+    );
+}
+
+#[test]
+fn a_store_to_the_parameter_space_is_a_fault() {
+    let text = "
+.visible .entry poke(.param .u64 p)
+{
+\t.reg .b64 %rd<2>;
+\tmov.u64 %rd1, 7;
+\tst.param.u64 [p], %rd1;
+\tret;
+}
+";
+    let d = Device::new();
+    expect_fault(
+        d.launch(&ptx(text), [1, 1, 1], [1, 1, 1], &[0], &options()),
+        FaultKind::IllegalAddress,
+        &["read-only param space"],
+    );
+}
+
+#[test]
+fn the_randomised_schedule_gives_the_same_results() {
+    // Calls, and a ballot in divergent code, complete alike under any order of lane groups and warps.
+    let d = Device::new();
+    let out = d.alloc(64 * 4, false);
+    let (calls, ballot) = (ptx(CALLS), ptx(super::collectives::ODD_BALLOT));
+    for seed in 0..8 {
+        let options = Options { schedule_seed: Some(seed), threads: 3, ..options() };
+        d.launch(&calls, [3, 1, 1], [64, 1, 1], &[out], &options).unwrap_or_else(|f| panic!("{}", f.report));
+        let expected: Vec<u32> = (0..64).map(|t| 2 * t + 1).collect();
+        assert_eq!(d.read_u32(out, 64), expected);
+        d.launch(&ballot, [1, 1, 1], [32, 1, 1], &[out], &options).unwrap_or_else(|f| panic!("{}", f.report));
+        let expected: Vec<u32> = (0..32).map(|l| if l % 2 == 1 { 0x000A_AAAA } else { 0 }).collect();
+        assert_eq!(d.read_u32(out, 32), expected);
+    }
+}
