@@ -1,6 +1,7 @@
 //! The kernels compiled into the binary: `selftest --list` names exactly the `extern "C" __global__` functions of
 //! `kernels/*.cu` (read here from the sources, independently of build.rs's PTX parsing). CI builds with
-//! `GLOV_REQUIRE_KERNELS=1`, where a binary without kernels is a failure.
+//! `GLOV_REQUIRE_KERNELS=1`, where a binary without kernels is a failure. Also: what the CUDA selftest answers
+//! without a GPU, and to a `GLOV_CUDA_DEBUG_ALLOC` that is neither 0 nor 1.
 
 use std::process::Command;
 
@@ -66,4 +67,16 @@ fn selftest_runs_its_harness_on_the_cpu_and_answers_without_a_gpu() {
         assert!(stderr.contains("no NVIDIA driver") || stderr.contains("built without CUDA kernels"), "{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+}
+
+#[test]
+fn a_debug_alloc_setting_other_than_0_or_1_is_an_error_naming_the_variable() {
+    let out = Command::new(env!("CARGO_BIN_EXE_glov-cuda"))
+        .env("GLOV_CUDA_DEBUG_ALLOC", "yes")
+        .args(["--device", "cuda", "selftest", "--quick"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("GLOV_CUDA_DEBUG_ALLOC must be 0 or 1, not \"yes\""), "{stderr}");
 }

@@ -2,7 +2,9 @@
 //! by first fit and returned when a tensor is dropped (neighbouring free blocks merge). All work runs on one
 //! stream, so a block freed on the host and handed out again is only touched by later work on that stream.
 //!
-//! The bookkeeping is plain offsets ([`Blocks`]), independent of the device, and tested without a GPU.
+//! The bookkeeping is plain offsets ([`Blocks`]), independent of the device, and tested without a GPU. The debug
+//! mode (`GLOV_CUDA_DEBUG_ALLOC=1`, `device_arena`) keeps the same books, so that the same work fits or fails the
+//! same way, but gives each block a driver allocation of its own.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +23,15 @@ pub struct Blocks {
     /// While recording device work for replay, blocks freed are parked here instead of returned: the recorded
     /// work will write them again at every replay, so nothing else may have them until the recording is dropped.
     parked: Option<Vec<usize>>,
+}
+
+/// What [`Blocks::free`] did with a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freed {
+    /// Back in the free ranges.
+    Returned,
+    /// Kept in use for the recording in progress.
+    Parked,
 }
 
 /// Why an allocation failed: the request and the state of the arena, for the error message.
@@ -84,14 +95,26 @@ impl Blocks {
         self.parked.take().unwrap_or_default()
     }
 
+    /// Whether freed blocks are parked now (a recording is in progress).
+    pub fn is_parking(&self) -> bool {
+        self.parked.is_some()
+    }
+
     /// Returns the block at `offset` (which `alloc` gave and was not yet freed), or parks it while parking.
-    pub fn free(&mut self, offset: usize) {
+    pub fn free(&mut self, offset: usize) -> Freed {
         if let Some(parked) = &mut self.parked
             && self.used.contains_key(&offset)
         {
             parked.push(offset);
-            return;
+            return Freed::Parked;
         }
+        self.release(offset);
+        Freed::Returned
+    }
+
+    /// Returns the block at `offset` now, parking or not: for a block that nothing has used (its memory could not
+    /// be had).
+    pub fn release(&mut self, offset: usize) {
         let Some(mut size) = self.used.remove(&offset) else {
             panic!("arena: freeing offset {offset}, which is not an allocated block");
         };
@@ -120,21 +143,34 @@ mod tests {
         let before = blocks.alloc(ALIGN).unwrap();
         blocks.start_parking();
         let during = blocks.alloc(ALIGN).unwrap();
-        blocks.free(during);
-        blocks.free(before);
+        assert!(blocks.is_parking());
+        assert_eq!(blocks.free(during), Freed::Parked);
+        assert_eq!(blocks.free(before), Freed::Parked);
         assert_eq!(blocks.in_use(), 2 * ALIGN);
         let parked = blocks.stop_parking();
+        assert!(!blocks.is_parking());
         assert_eq!(parked, vec![during, before]);
         // Neither block is handed out again while parked.
         let other = blocks.alloc(2 * ALIGN).unwrap();
         assert!(other != during && other != before);
         for offset in parked {
-            blocks.free(offset);
+            assert_eq!(blocks.free(offset), Freed::Returned);
         }
         assert_eq!(blocks.in_use(), 2 * ALIGN);
         blocks.free(other);
         assert_eq!(blocks.in_use(), 0);
         assert!(blocks.alloc(4 * ALIGN).is_ok());
+    }
+
+    #[test]
+    fn a_released_block_is_returned_even_while_parking() {
+        let mut blocks = Blocks::new(2 * ALIGN);
+        blocks.start_parking();
+        let offset = blocks.alloc(2 * ALIGN).unwrap();
+        blocks.release(offset);
+        assert_eq!(blocks.in_use(), 0);
+        assert!(blocks.stop_parking().is_empty());
+        assert_eq!(blocks.alloc(2 * ALIGN).unwrap(), offset);
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! slots, so sequences read their group's prefix in place. A forward call's rows become records (see
 //! `kernels/attention_cached.cu`) uploaded once and read by every layer's rope, store and attention kernels.
 
+use super::device_arena::DeviceBlock;
 use super::ops::{DTensor, DType, Variant, arg, blocks};
-use super::runtime::{DeviceBlock, Gpu};
+use super::runtime::Gpu;
 use crate::backend::{CachedRow, HeadShape, KvLayout, Stream};
 use anyhow::{Result, ensure};
 

@@ -1,8 +1,9 @@
-//! The CUDA backend: kernels compiled by `build.rs` and embedded (`kernels`), the driver, context, stream and
-//! arena (`runtime`, `arena`), one launch wrapper per kernel (`ops` for CLIP and scoring, `llm_ops`, `kv_cache`
-//! and `sampling` for the LLM), and the `Backend` implementation (`backend`). Opening it checks, in order, that the
-//! binary has kernels, that an NVIDIA driver can be loaded, its version, the device and its compute capability,
-//! and answers with an error that says what is missing, never a panic.
+//! The CUDA backend: kernels compiled by `build.rs` and embedded (`kernels`), the driver, context and stream
+//! (`runtime`), the arena (`arena` keeps its books, `device_arena` its memory, `debug_alloc` the mode in which every
+//! block is a driver allocation of its own), one launch wrapper per kernel (`ops` for CLIP and scoring, `llm_ops`,
+//! `kv_cache` and `sampling` for the LLM), and the `Backend` implementation (`backend`). Opening it checks, in
+//! order, that the binary has kernels, that an NVIDIA driver can be loaded, its version, the device and its
+//! compute capability, and answers with an error that says what is missing, never a panic.
 //!
 //! Besides `CudaBackend` and its views (`with_variant`, `with_graphs`), the parity harness above the models
 //! (`crate::selftest`) uses two things of this module to test single kernels: `runtime::Gpu`, and the launch
@@ -12,6 +13,8 @@
 pub mod arena;
 pub mod backend;
 pub mod bandwidth;
+pub mod debug_alloc;
+pub mod device_arena;
 pub mod kernels;
 pub mod kv_cache;
 pub mod llm_ops;

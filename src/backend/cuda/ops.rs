@@ -1,7 +1,8 @@
 //! One launch wrapper per kernel: shapes checked at the boundary, the output allocated from the arena, the
 //! launch geometry the kernel expects. Each computing op has a `Variant`: the plain kernel or the fast one.
 
-use super::runtime::{DeviceBlock, Gpu};
+use super::device_arena::DeviceBlock;
+use super::runtime::Gpu;
 use crate::backend::{Activation, AttentionShape, TemplateCounts};
 use anyhow::{Result, ensure};
 use std::ffi::c_void;

@@ -1,15 +1,16 @@
 //! The CUDA runtime of the backend: the driver (checked before the first driver call), one context and one stream
-//! on the chosen device, the embedded kernel modules loaded once, the arena, and kernel launches that name the
-//! kernel in their errors. Built on cudarc's thin driver layer (`cudarc::driver::result`): device memory is raw
-//! addresses inside the arena, so tensors are plain (address, shape) values.
+//! on the chosen device, the embedded kernel modules loaded once, the arena (`device_arena`), and kernel launches
+//! that name the kernel in their errors. Built on cudarc's thin driver layer (`cudarc::driver::result`): device
+//! memory is raw addresses of arena blocks, so tensors are plain (address, shape) values.
 
-use super::arena::{Blocks, OutOfMemory};
+use super::debug_alloc::{self, DriverBlocks};
+use super::device_arena::{Arena, DeviceBlock, ParkedBlocks, mib};
 use super::kernels::{self, MODULES};
 use anyhow::{Context, Result, bail};
 use cudarc::driver::{result, sys};
 use std::collections::HashMap;
 use std::ffi::{CString, c_void};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// The oldest driver the embedded PTX (ISA 9.0, nvcc 13.0) loads on.
 const MIN_DRIVER: i32 = 13000;
@@ -55,26 +56,12 @@ impl Drop for Pinned {
 unsafe impl Send for Gpu {}
 unsafe impl Sync for Gpu {}
 
-/// One device allocation, handed out in blocks.
-#[derive(Clone)]
-pub struct Arena {
-    base: sys::CUdeviceptr,
-    blocks: Arc<Mutex<Blocks>>,
-}
-
-/// A block of the arena; returned to it when dropped.
-pub struct DeviceBlock {
-    pub ptr: sys::CUdeviceptr,
-    pub bytes: usize,
-    offset: usize,
-    blocks: Arc<Mutex<Blocks>>,
-}
-
 /// Device work recorded once and replayed (a CUDA graph), with the arena blocks its work writes.
 pub struct Graph {
     exec: Option<sys::CUgraphExec>,
-    parked: Vec<usize>,
-    blocks: Arc<Mutex<Blocks>>,
+    /// Held for its drop, which returns the blocks to the arena after `exec` is destroyed (fields are dropped after
+    /// `Drop::drop`).
+    _parked: ParkedBlocks,
 }
 
 // SAFETY: a graph handle may be launched and destroyed from any thread of the process (the context is current on
@@ -87,19 +74,6 @@ impl Drop for Graph {
             // SAFETY: an instantiated graph, destroyed once; the driver waits for its running launches.
             unsafe { result::graph::exec_destroy(exec).ok() };
         }
-        if let Ok(mut blocks) = self.blocks.lock() {
-            for offset in self.parked.drain(..) {
-                blocks.free(offset);
-            }
-        }
-    }
-}
-
-impl Drop for DeviceBlock {
-    fn drop(&mut self) {
-        if let Ok(mut blocks) = self.blocks.lock() {
-            blocks.free(self.offset);
-        }
     }
 }
 
@@ -107,48 +81,11 @@ fn check(what: &str, r: std::result::Result<(), result::DriverError>) -> Result<
     r.map_err(|e| anyhow::anyhow!("{what}: {e:?}"))
 }
 
-fn mib(bytes: usize) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
-}
-
-impl Arena {
-    pub fn alloc(&self, bytes: usize, what: &str) -> Result<DeviceBlock> {
-        let mut blocks = self.blocks.lock().expect("the arena lock");
-        match blocks.alloc(bytes) {
-            Ok(offset) => {
-                Ok(DeviceBlock { ptr: self.base + offset as u64, bytes, offset, blocks: self.blocks.clone() })
-            }
-            Err(OutOfMemory { requested, free, largest_free, capacity }) => bail!(
-                "out of device memory: {what} needs {} but the arena of {} has {} free (largest block {}); use a \
-                 smaller batch (--image-batch, --text-batch)",
-                mib(requested),
-                mib(capacity),
-                mib(free),
-                mib(largest_free)
-            ),
-        }
-    }
-
-    /// The most bytes in use at once so far.
-    pub fn peak(&self) -> usize {
-        self.blocks.lock().expect("the arena lock").peak()
-    }
-
-    /// Bytes in use now.
-    pub fn in_use(&self) -> usize {
-        self.blocks.lock().expect("the arena lock").in_use()
-    }
-
-    /// Bytes of the whole arena.
-    pub fn capacity(&self) -> usize {
-        self.blocks.lock().expect("the arena lock").capacity()
-    }
-}
-
 impl Gpu {
     /// Opens device `ordinal` with an arena of `arena_bytes` (`None`: 90% of the memory free at start).
     pub fn open(ordinal: usize, arena_bytes: Option<usize>) -> Result<Self> {
         let device = format!("cuda:{ordinal}");
+        let debug_alloc = debug_alloc::from_env()?;
         if !kernels::built_with_kernels() {
             bail!(
                 "--device {device}: this glov-cuda was built without CUDA kernels: run scripts/setup-cuda.sh and rebuild"
@@ -223,14 +160,22 @@ impl Gpu {
         if bytes > free {
             bail!("an arena of {} does not fit: {name} has {} free", mib(bytes), mib(free));
         }
-        // SAFETY: the context is current; the allocation lives as long as the process (the arena is never freed).
-        let base = unsafe { result::malloc_sync(bytes) }
-            .map_err(|e| anyhow::anyhow!("allocating the device arena of {}: {e:?}", mib(bytes)))?;
-        // Poison the arena (0xFF bytes are NaN in f32 and bf16), so that an output a kernel fails to write shows.
-        // SAFETY: the range is the allocation just made.
-        check("poisoning the arena", unsafe { result::memset_d8_async(base, 0xFF, bytes, stream) })?;
+        let arena = if debug_alloc {
+            tracing::info!(
+                "{}=1: every arena block is a driver allocation of its own, unpoisoned",
+                debug_alloc::VARIABLE
+            );
+            Arena::per_block(bytes, Box::new(DriverBlocks::new(stream)))
+        } else {
+            // SAFETY: the context is current; the allocation lives as long as the process (the arena is never freed).
+            let base = unsafe { result::malloc_sync(bytes) }
+                .map_err(|e| anyhow::anyhow!("allocating the device arena of {}: {e:?}", mib(bytes)))?;
+            // Poison the arena (0xFF bytes are NaN in f32 and bf16), so that an output a kernel fails to write shows.
+            // SAFETY: the range is the allocation just made.
+            check("poisoning the arena", unsafe { result::memset_d8_async(base, 0xFF, bytes, stream) })?;
+            Arena::carved(base, bytes)
+        };
         tracing::info!(%name, capability = ?capability, arena = %mib(bytes), "CUDA device opened");
-        let arena = Arena { base, blocks: Arc::new(Mutex::new(Blocks::new(bytes))) };
         let staging = [Mutex::new(None), Mutex::new(None)];
         let next_staging = std::sync::atomic::AtomicUsize::new(0);
         Ok(Self {
@@ -317,21 +262,22 @@ impl Gpu {
     }
 
     /// Records the work `f` enqueues on the stream as a CUDA graph instead of running it. Blocks freed while
-    /// recording stay reserved for the graph (the replays write them again) until the graph is dropped; the tensors
+    /// recording stay reserved for the graph (the replays write them again), with their driver allocations in the
+    /// debug mode, until the graph is dropped; the tensors
     /// `f` returns are written by every replay too, so the caller keeps them at least as long as the graph. On an
     /// error the recording is abandoned and the stream is usable again.
     pub fn record<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(Graph, T)> {
-        self.arena.blocks.lock().expect("the arena lock").start_parking();
+        self.arena.start_parking();
         // SAFETY: the stream belongs to the current context; thread-local mode forbids only this thread's unsafe
-        // calls (synchronisation, pageable copies) while recording, and the work recorded never runs them.
+        // calls (synchronisation, pageable copies, allocations) while recording, and the work recorded never runs
+        // them (the debug mode's allocations switch this thread to relaxed mode for the call: `debug_alloc`).
         let begun = check("starting a CUDA graph recording", unsafe {
             result::stream::begin_capture(self.stream, sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
         });
         let out = begun.and_then(|()| f());
         // SAFETY: ends the recording begun above (an error if it never began, which is ignored then).
         let graph = unsafe { result::stream::end_capture(self.stream) };
-        let parked = self.arena.blocks.lock().expect("the arena lock").stop_parking();
-        let mut recorded = Graph { exec: None, parked, blocks: self.arena.blocks.clone() };
+        let mut recorded = Graph { exec: None, _parked: self.arena.stop_parking() };
         let (out, graph) = match (out, graph) {
             (Ok(out), Ok(graph)) => (out, graph),
             (Err(e), graph) => {

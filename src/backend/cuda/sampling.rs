@@ -14,8 +14,9 @@
 //! a row over the capacity, the kernel marks the row and it is sampled again with `sample_plain`. Both are logged
 //! at debug level.
 
+use super::device_arena::DeviceBlock;
 use super::ops::{DTensor, DType, Variant, arg};
-use super::runtime::{DeviceBlock, Gpu};
+use super::runtime::Gpu;
 use crate::sampling::{SamplingParams, SequenceRng, top_p_threshold};
 use anyhow::{Result, bail, ensure};
 use std::ffi::c_void;
