@@ -110,10 +110,28 @@ impl Allocation {
     }
 
     fn initialized(&self, off: usize, len: usize) -> bool {
+        // An aligned access of up to 8 bytes lies in one shadow byte: one load.
+        if off % 8 + len <= 8 {
+            let bits = Self::bits(off, len);
+            return self.init[off / 8].load(Ordering::Relaxed) & bits == bits;
+        }
         (off..off + len).all(|b| self.init[b / 8].load(Ordering::Relaxed) & (1 << (b % 8)) != 0)
     }
 
+    /// The shadow bits of bytes `[off, off + len)` within one shadow byte.
+    fn bits(off: usize, len: usize) -> u8 {
+        (((1u16 << len) - 1) << (off % 8)) as u8
+    }
+
     fn mark(&self, off: usize, len: usize) {
+        if off % 8 + len <= 8 {
+            let bits = Self::bits(off, len);
+            let word = &self.init[off / 8];
+            if word.load(Ordering::Relaxed) & bits != bits {
+                word.fetch_or(bits, Ordering::Relaxed);
+            }
+            return;
+        }
         for b in off..off + len {
             let bit = 1u8 << (b % 8);
             let word = &self.init[b / 8];
