@@ -134,35 +134,43 @@ pub fn load<'c>(
     let n = dsts.len();
     let width = vector_width(ctx, bs, w, pc, active, elem, n)?;
     let base = base(ctx, w, addr);
+    // Destination rows (`usize::MAX` for a `_` sink: the element is still read and checked).
+    let mut rows = [usize::MAX; 16];
+    for (row, d) in rows.iter_mut().zip(dsts) {
+        if let Some(r) = d {
+            *row = w.row(*r);
+        }
+    }
+    let rows = &rows[..n];
     let mut traffic = Traffic::new();
     for l in Lanes(active) {
         let a = w.rd(base, l).wrapping_add(addr.offset as u64);
         aligned(ctx, bs, w, l, pc, a, width)?;
-        let mut vals = [0u64; 16];
         match target(space, a) {
             Target::Global(a) => {
                 let alloc = global(ctx, bs, w, l, pc, a, width, "read")?;
-                for (e, v) in vals[..n].iter_mut().enumerate() {
+                for (e, &row) in rows.iter().enumerate() {
                     let (value, init) = alloc.load(a + (e as u32 * elem) as u64, elem);
                     if !init && ctx.options.initcheck {
                         return Err(uninitialized(ctx, bs, w, l, pc, alloc, a, width));
                     }
-                    *v = value;
+                    put(w, row, l, extend(value, ty));
                 }
                 traffic.sectors.add(a);
             }
             Target::Shared(o) => {
                 let o = shared(ctx, bs, w, l, pc, o, width, false, false)?;
-                for (e, v) in vals[..n].iter_mut().enumerate() {
-                    *v = read_le(&bs.shared[o + e * elem as usize..], elem);
+                for (e, &row) in rows.iter().enumerate() {
+                    put(w, row, l, extend(read_le(&bs.shared[o + e * elem as usize..], elem), ty));
                 }
                 traffic.shared_offs[l] = o as u32;
                 traffic.shared_lanes |= 1 << l;
             }
             Target::Local(o) => {
                 let o = local(ctx, bs, w, l, pc, o, width)?;
-                for (e, v) in vals[..n].iter_mut().enumerate() {
-                    *v = read_le(&w.local[o + e * elem as usize..], elem);
+                for (e, &row) in rows.iter().enumerate() {
+                    let v = read_le(&w.local[o + e * elem as usize..], elem);
+                    put(w, row, l, extend(v, ty));
                 }
                 traffic.local_lanes += 1;
             }
@@ -182,15 +190,9 @@ pub fn load<'c>(
                         ),
                     ));
                 }
-                for (e, v) in vals[..n].iter_mut().enumerate() {
-                    *v = read_le(&params[o as usize + e * elem as usize..], elem);
+                for (e, &row) in rows.iter().enumerate() {
+                    put(w, row, l, extend(read_le(&params[o as usize + e * elem as usize..], elem), ty));
                 }
-            }
-        }
-        for (e, d) in dsts.iter().enumerate() {
-            if let Some(r) = d {
-                let row = w.row(*r);
-                w.regs[row + l] = extend(vals[e], ty);
             }
         }
     }
@@ -264,6 +266,14 @@ pub fn store<'c>(
     Ok(())
 }
 
+/// Writes lane `l` of the register at `row` (nothing for a sink).
+#[inline(always)]
+fn put(w: &mut Warp<'_>, row: usize, l: usize, v: u64) {
+    if row != usize::MAX {
+        w.regs[row + l] = v;
+    }
+}
+
 /// A loaded element in its register: `.s8` sign-extended to 16 bits (sub-word loads go to 16-bit registers, as
 /// nvcc writes them: the lowered form does not record register widths); wider elements fill their register.
 #[inline(always)]
@@ -284,7 +294,8 @@ pub fn aligned(
     a: u64,
     width: u32,
 ) -> Result<(), Fault> {
-    if a.is_multiple_of(width as u64) {
+    // `width` is a power of two: a mask, not a division.
+    if a & (width as u64 - 1) == 0 {
         return Ok(());
     }
     Err(report::fault(
