@@ -9,7 +9,7 @@ use super::block::BlockState;
 use super::grid::Ctx;
 use super::warp::{FULL, LANES, Lanes, Wait, Warp};
 use super::{Fault, FaultKind, mma, report};
-use crate::ir::{Inst, Op, ShflMode, VoteMode};
+use crate::ir::{Inst, Op, Operand, ShflMode, VoteMode};
 use std::mem::discriminant;
 
 /// Completes every collective of `w` whose lanes have all arrived; faults on masks that can never complete.
@@ -49,24 +49,28 @@ pub fn try_complete(ctx: &Ctx<'_>, bs: &BlockState, w: &mut Warp<'_>) -> Result<
         if mask & !pending != 0 {
             continue;
         }
-        for l in Lanes(mask) {
-            let other = &insts[w.pc[l] as usize];
-            if !same_kind(inst, other) || (matches!(inst.op, Op::Mma { .. }) && w.pc[l] != pc0) {
+        for (pc, lanes) in groups(w.pc, mask) {
+            let other = &insts[pc as usize];
+            let l = lanes.trailing_zeros() as usize;
+            if !same_kind(inst, other) || (matches!(inst.op, Op::Mma { .. }) && pc != pc0) {
                 return fail(
                     w,
                     format!(
                         "lanes {l0} and {l} meet at different collectives ({} and {})",
                         report::at(ctx, pc0),
-                        report::at(ctx, w.pc[l])
+                        report::at(ctx, pc)
                     ),
                 );
             }
-            let theirs = member_mask(ctx, w, other, l);
-            if theirs != mask {
-                return fail(
-                    w,
-                    format!("lanes {l0} and {l} give different member masks ({mask:#010x}, {theirs:#010x})"),
-                );
+            if let Some(m) = mask_operand(other) {
+                let m = w.src(m, 0, ctx);
+                if let Some(k) = Lanes(lanes).find(|&k| w.rd(m, k) as u32 != mask) {
+                    let theirs = w.rd(m, k) as u32;
+                    return fail(
+                        w,
+                        format!("lanes {l0} and {k} give different member masks ({mask:#010x}, {theirs:#010x})"),
+                    );
+                }
             }
         }
         match &inst.op {
@@ -88,11 +92,32 @@ pub fn try_complete(ctx: &Ctx<'_>, bs: &BlockState, w: &mut Warp<'_>) -> Result<
 
 /// The lanes a collective names: its mask operand, or the whole warp for `mma`.
 fn member_mask(ctx: &Ctx<'_>, w: &mut Warp<'_>, inst: &Inst, l: usize) -> u32 {
-    let mask = match &inst.op {
-        Op::WarpSync { mask } | Op::Shfl { mask, .. } | Op::Vote { mask, .. } | Op::Match { mask, .. } => *mask,
-        _ => return FULL,
-    };
-    w.read_lane(mask, l, ctx) as u32
+    match mask_operand(inst) {
+        Some(mask) => w.read_lane(mask, l, ctx) as u32,
+        None => FULL,
+    }
+}
+
+fn mask_operand(inst: &Inst) -> Option<Operand> {
+    match &inst.op {
+        Op::WarpSync { mask } | Op::Shfl { mask, .. } | Op::Vote { mask, .. } | Op::Match { mask, .. } => Some(*mask),
+        _ => None,
+    }
+}
+
+/// The lanes of `mask` grouped by their program counter in `pcs` (one group when the warp is converged): each group's operands
+/// are resolved once.
+fn groups(pcs: [u32; LANES], mask: u32) -> impl Iterator<Item = (u32, u32)> {
+    let mut rest = mask;
+    std::iter::from_fn(move || {
+        if rest == 0 {
+            return None;
+        }
+        let pc = pcs[rest.trailing_zeros() as usize];
+        let lanes = Lanes(rest).filter(|&l| pcs[l] == pc).fold(0u32, |m, l| m | 1 << l);
+        rest &= !lanes;
+        Some((pc, lanes))
+    })
 }
 
 /// Whether two lanes' collectives may complete together: the same instruction kind and mode.
@@ -112,23 +137,26 @@ fn shfl(ctx: &Ctx<'_>, w: &mut Warp<'_>, mask: u32) -> Result<(), String> {
     let mut source = [0u64; LANES];
     let mut from = [0usize; LANES];
     let mut in_range = [false; LANES];
-    for l in Lanes(mask) {
-        let Op::Shfl { mode, a, b, c, .. } = ctx.func.insts[w.pc[l] as usize].op else { continue };
-        source[l] = w.read_lane(a, l, ctx) & 0xFFFF_FFFF;
-        let bval = (w.read_lane(b, l, ctx) & 31) as i32;
-        let c = w.read_lane(c, l, ctx);
-        let (cval, seg) = ((c & 31) as i32, ((c >> 8) & 31) as i32);
-        let lane = l as i32;
-        let max_lane = (lane & seg) | (cval & !seg);
-        let min_lane = lane & seg;
-        let (j, pval) = match mode {
-            ShflMode::Up => (lane - bval, lane - bval >= max_lane),
-            ShflMode::Down => (lane + bval, lane + bval <= max_lane),
-            ShflMode::Bfly => (lane ^ bval, (lane ^ bval) <= max_lane),
-            ShflMode::Idx => (min_lane | (bval & !seg), (min_lane | (bval & !seg)) <= max_lane),
-        };
-        from[l] = if pval { j as usize } else { l };
-        in_range[l] = pval;
+    for (pc, lanes) in groups(w.pc, mask) {
+        let Op::Shfl { mode, a, b, c, .. } = ctx.func.insts[pc as usize].op else { continue };
+        let (a, b, c) = (w.src(a, 0, ctx), w.src(b, 1, ctx), w.src(c, 2, ctx));
+        for l in Lanes(lanes) {
+            source[l] = w.rd(a, l) & 0xFFFF_FFFF;
+            let bval = (w.rd(b, l) & 31) as i32;
+            let c = w.rd(c, l);
+            let (cval, seg) = ((c & 31) as i32, ((c >> 8) & 31) as i32);
+            let lane = l as i32;
+            let max_lane = (lane & seg) | (cval & !seg);
+            let min_lane = lane & seg;
+            let (j, pval) = match mode {
+                ShflMode::Up => (lane - bval, lane - bval >= max_lane),
+                ShflMode::Down => (lane + bval, lane + bval <= max_lane),
+                ShflMode::Bfly => (lane ^ bval, (lane ^ bval) <= max_lane),
+                ShflMode::Idx => (min_lane | (bval & !seg), (min_lane | (bval & !seg)) <= max_lane),
+            };
+            from[l] = if pval { j as usize } else { l };
+            in_range[l] = pval;
+        }
     }
     for l in Lanes(mask) {
         if mask & (1 << from[l]) == 0 {
@@ -138,13 +166,15 @@ fn shfl(ctx: &Ctx<'_>, w: &mut Warp<'_>, mask: u32) -> Result<(), String> {
             ));
         }
     }
-    for l in Lanes(mask) {
-        let Op::Shfl { dst, dst_pred, .. } = ctx.func.insts[w.pc[l] as usize].op else { continue };
+    for (pc, lanes) in groups(w.pc, mask) {
+        let Op::Shfl { dst, dst_pred, .. } = ctx.func.insts[pc as usize].op else { continue };
         let d = w.row(dst);
-        w.regs[d + l] = source[from[l]];
-        if let Some(p) = dst_pred {
-            let p = w.row(p);
-            w.regs[p + l] = in_range[l] as u64;
+        let p = dst_pred.map(|p| w.row(p));
+        for l in Lanes(lanes) {
+            w.regs[d + l] = source[from[l]];
+            if let Some(p) = p {
+                w.regs[p + l] = in_range[l] as u64;
+            }
         }
     }
     Ok(())
@@ -153,19 +183,25 @@ fn shfl(ctx: &Ctx<'_>, w: &mut Warp<'_>, mask: u32) -> Result<(), String> {
 /// `vote.sync`: `all`, `any`, `uni` (all equal) give a predicate; `ballot` the mask of lanes whose predicate holds.
 fn vote(ctx: &Ctx<'_>, w: &mut Warp<'_>, mask: u32) {
     let mut ballot = 0u32;
-    for l in Lanes(mask) {
-        let Op::Vote { pred, .. } = ctx.func.insts[w.pc[l] as usize].op else { continue };
-        ballot |= ((w.read_lane(pred, l, ctx) & 1) as u32) << l;
+    for (pc, lanes) in groups(w.pc, mask) {
+        let Op::Vote { pred, .. } = ctx.func.insts[pc as usize].op else { continue };
+        let p = w.src(pred, 0, ctx);
+        for l in Lanes(lanes) {
+            ballot |= ((w.rd(p, l) & 1) as u32) << l;
+        }
     }
-    for l in Lanes(mask) {
-        let Op::Vote { mode, dst, .. } = ctx.func.insts[w.pc[l] as usize].op else { continue };
-        let d = w.row(dst);
-        w.regs[d + l] = match mode {
+    for (pc, lanes) in groups(w.pc, mask) {
+        let Op::Vote { mode, dst, .. } = ctx.func.insts[pc as usize].op else { continue };
+        let v = match mode {
             VoteMode::All => (ballot == mask) as u64,
             VoteMode::Any => (ballot != 0) as u64,
             VoteMode::Uni => (ballot == mask || ballot == 0) as u64,
             VoteMode::Ballot => ballot as u64,
         };
+        let d = w.row(dst);
+        for l in Lanes(lanes) {
+            w.regs[d + l] = v;
+        }
     }
 }
 
@@ -173,23 +209,27 @@ fn vote(ctx: &Ctx<'_>, w: &mut Warp<'_>, mask: u32) {
 /// when all values are equal, else 0 and false).
 fn matching(ctx: &Ctx<'_>, w: &mut Warp<'_>, mask: u32) {
     let mut value = [0u64; LANES];
-    for l in Lanes(mask) {
-        let Op::Match { a, bits, .. } = ctx.func.insts[w.pc[l] as usize].op else { continue };
-        value[l] = w.read_lane(a, l, ctx) & super::step::width_mask(bits);
+    for (pc, lanes) in groups(w.pc, mask) {
+        let Op::Match { a, bits, .. } = ctx.func.insts[pc as usize].op else { continue };
+        let a = w.src(a, 0, ctx);
+        for l in Lanes(lanes) {
+            value[l] = w.rd(a, l) & super::step::width_mask(bits);
+        }
     }
-    for l in Lanes(mask) {
-        let Op::Match { all, dst, dst_pred, .. } = ctx.func.insts[w.pc[l] as usize].op else { continue };
-        let same = Lanes(mask).filter(|&k| value[k] == value[l]).fold(0u32, |m, k| m | 1 << k);
-        let (d, p) = match all {
-            false => (same, true),
-            true if same == mask => (mask, true),
-            true => (0, false),
-        };
-        let row = w.row(dst);
-        w.regs[row + l] = d as u64;
-        if let Some(q) = dst_pred {
-            let q = w.row(q);
-            w.regs[q + l] = p as u64;
+    for (pc, lanes) in groups(w.pc, mask) {
+        let Op::Match { all, dst, dst_pred, .. } = ctx.func.insts[pc as usize].op else { continue };
+        let (d, q) = (w.row(dst), dst_pred.map(|q| w.row(q)));
+        for l in Lanes(lanes) {
+            let same = Lanes(mask).filter(|&k| value[k] == value[l]).fold(0u32, |m, k| m | 1 << k);
+            let (v, p) = match all {
+                false => (same, true),
+                true if same == mask => (mask, true),
+                true => (0, false),
+            };
+            w.regs[d + l] = v as u64;
+            if let Some(q) = q {
+                w.regs[q + l] = p as u64;
+            }
         }
     }
 }

@@ -132,3 +132,50 @@ fn gemm_speed() {
     check_gemm("gemm_mma", 512, 768, 768, &super::kit::options());
     check_gemm("gemm_plain", 128, 768, 768, &super::kit::options());
 }
+
+/// Runs `layer_norm` (a block of 256 threads per row, sums by warp shuffles and shared memory) on `rows x cols`
+/// and checks it against the host.
+fn check_layer_norm(rows: usize, cols: usize, options: &Options) {
+    let Some(ptx) = built_ptx("norm.ptx") else { return };
+    let mut module = crate::ptx::load(&ptx).expect("norm.ptx loads");
+    let index = module.kernel("layer_norm").expect("layer_norm");
+    module.kernels.swap(0, index);
+    let d = Device::new();
+    let (x, gain, bias) = (random_bf16(rows * cols, 3), random_bf16(cols, 4), random_bf16(cols, 5));
+    let (xa, ga, ba) = (upload(&d, &x), upload(&d, &gain), upload(&d, &bias));
+    let y = d.alloc((rows * cols * 2) as u64, false);
+    let p = params(&module, &[xa, ga, ba, y, rows as u64, cols as u64, 1e-5f32.to_bits() as u64]);
+    let l = Launch { grid: [rows as u32, 1, 1], block: [256, 1, 1], dynamic_shared: 0, params: &p };
+    let stats = launch(&module, 0, &[], &l, &d.memory, options).unwrap_or_else(|f| panic!("{}", f.report));
+    let mut bytes = vec![0u8; rows * cols * 2];
+    d.memory.read(y, &mut bytes).unwrap();
+    for r in 0..rows {
+        let row: Vec<f64> = (0..cols).map(|c| f32_of(x[r * cols + c]) as f64).collect();
+        let mean = row.iter().sum::<f64>() / cols as f64;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / cols as f64;
+        for c in 0..cols {
+            let want = (row[c] - mean) / (var + 1e-5).sqrt() * f32_of(gain[c]) as f64 + f32_of(bias[c]) as f64;
+            let got = f32_of(u16::from_le_bytes([bytes[(r * cols + c) * 2], bytes[(r * cols + c) * 2 + 1]])) as f64;
+            assert!((got - want).abs() <= want.abs() / 64.0 + 1e-2, "y[{r}][{c}] = {got}, expected {want}");
+        }
+    }
+    eprintln!(
+        "layer_norm {rows}x{cols}: {} thread instructions in {:.3} s: {:.1} M thread instructions/s",
+        stats.total_thread_insts(),
+        stats.seconds,
+        stats.total_thread_insts() as f64 / stats.seconds / 1e6
+    );
+}
+
+#[test]
+fn layer_norm_matches_the_host() {
+    check_layer_norm(8, 768, &super::kit::options());
+}
+
+/// The executor's speed on shuffles and barriers: `cargo test --release -p glov-emu layer_norm_speed -- --ignored
+/// --nocapture`.
+#[test]
+#[ignore]
+fn layer_norm_speed() {
+    check_layer_norm(512, 768, &super::kit::options());
+}
