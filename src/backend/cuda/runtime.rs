@@ -263,9 +263,9 @@ impl Gpu {
 
     /// Records the work `f` enqueues on the stream as a CUDA graph instead of running it. Blocks freed while
     /// recording stay reserved for the graph (the replays write them again), with their driver allocations in the
-    /// debug mode, until the graph is dropped; the tensors
-    /// `f` returns are written by every replay too, so the caller keeps them at least as long as the graph. On an
-    /// error the recording is abandoned and the stream is usable again.
+    /// debug mode, until the graph is dropped; the tensors `f` returns are written by every replay too, so the caller
+    /// keeps them at least as long as the graph. On an error the recording is abandoned and the stream is usable
+    /// again.
     pub fn record<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(Graph, T)> {
         self.arena.start_parking();
         // SAFETY: the stream belongs to the current context; thread-local mode forbids only this thread's unsafe
