@@ -74,28 +74,33 @@ pub fn run(
     let first_fault: Mutex<Option<(u64, Fault)>> = Mutex::new(None);
     let total = Mutex::new(Stats::default());
     let threads = options.threads.max(1).min(blocks.max(1) as usize);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                let mut runner = Runner::new(&ctx);
-                while !stop.load(Ordering::Relaxed) {
-                    let b = next.fetch_add(1, Ordering::Relaxed);
-                    if b >= blocks {
-                        break;
-                    }
-                    if let Err(fault) = runner.run_block(b) {
-                        stop.store(true, Ordering::Relaxed);
-                        let mut first = first_fault.lock().unwrap_or_else(|e| e.into_inner());
-                        // The lowest block's fault is reported, so that one host thread and many agree.
-                        if first.as_ref().is_none_or(|(fb, _)| b < *fb) {
-                            *first = Some((b, fault));
-                        }
-                        break;
-                    }
+    // Each worker takes the next block until none is left or a block faulted.
+    let work = || {
+        let mut runner = Runner::new(&ctx);
+        while !stop.load(Ordering::Relaxed) {
+            let b = next.fetch_add(1, Ordering::Relaxed);
+            if b >= blocks {
+                break;
+            }
+            if let Err(fault) = runner.run_block(b) {
+                stop.store(true, Ordering::Relaxed);
+                let mut first = first_fault.lock().unwrap_or_else(|e| e.into_inner());
+                // The lowest block's fault is reported (blocks start in order and run to their end or fault), so
+                // that one host thread and many agree.
+                if first.as_ref().is_none_or(|(fb, _)| b < *fb) {
+                    *first = Some((b, fault));
                 }
-                total.lock().unwrap_or_else(|e| e.into_inner()).merge(runner.stats());
-            });
+                break;
+            }
         }
+        total.lock().unwrap_or_else(|e| e.into_inner()).merge(runner.stats());
+    };
+    // The calling thread is one of the workers.
+    std::thread::scope(|s| {
+        for _ in 1..threads {
+            s.spawn(work);
+        }
+        work();
     });
     if let Some((_, fault)) = first_fault.into_inner().unwrap_or_else(|e| e.into_inner()) {
         return Err(fault);

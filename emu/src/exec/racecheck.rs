@@ -67,20 +67,15 @@ pub struct Shadow {
     enabled: bool,
     epoch: u32,
     words: Vec<Cell>,
-    bytes: Vec<Cell>,
-    split: Vec<bool>,
+    /// Per word: 0 while whole, else 1 + the index of its byte cells in `bytes`.
+    split: Vec<u32>,
+    bytes: Vec<[Cell; 4]>,
 }
 
 impl Shadow {
     pub fn new(shared_bytes: u32, enabled: bool) -> Self {
         let words = if enabled { shared_bytes.div_ceil(4) as usize } else { 0 };
-        Shadow {
-            enabled,
-            epoch: 0,
-            words: vec![Cell::default(); words],
-            bytes: vec![Cell::default(); words * 4],
-            split: vec![false; words],
-        }
+        Shadow { enabled, epoch: 0, words: vec![Cell::default(); words], split: vec![0; words], bytes: Vec::new() }
     }
 
     /// A new block, or a barrier completed: every access so far is ordered before every later one.
@@ -91,7 +86,10 @@ impl Shadow {
     /// A block begins: its words are whole again.
     pub fn new_block(&mut self) {
         self.new_epoch();
-        self.split.fill(false);
+        if !self.bytes.is_empty() {
+            self.split.fill(0);
+            self.bytes.clear();
+        }
     }
 
     /// Records `a` of bytes `[off, off + len)` (inside the block's shared memory); the access it races with, if any.
@@ -106,16 +104,16 @@ impl Shadow {
             let w = word as usize;
             let (lo, hi) = (word * 4, word * 4 + 4);
             let whole = off <= lo && end >= hi;
-            if whole && !self.split[w] {
+            if whole && self.split[w] == 0 {
                 check(&mut self.words[w], self.epoch, a).map_err(|c| Conflict { offset: lo, ..c })?;
             } else {
-                if !self.split[w] {
-                    self.split[w] = true;
-                    let cell = self.words[w];
-                    self.bytes[w * 4..w * 4 + 4].fill(cell);
+                if self.split[w] == 0 {
+                    self.bytes.push([self.words[w]; 4]);
+                    self.split[w] = self.bytes.len() as u32;
                 }
+                let cells = &mut self.bytes[self.split[w] as usize - 1];
                 for b in off.max(lo)..end.min(hi) {
-                    check(&mut self.bytes[b as usize], self.epoch, a).map_err(|c| Conflict { offset: b, ..c })?;
+                    check(&mut cells[(b - lo) as usize], self.epoch, a).map_err(|c| Conflict { offset: b, ..c })?;
                 }
             }
             word += 1;

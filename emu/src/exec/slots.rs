@@ -7,9 +7,7 @@
 //! flow; it is computed once per distinct kernel and cached under a fingerprint of exactly those.
 
 use crate::ir::{AddrBase, Function, Inst, Op, Operand, Reg};
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BinaryHeap, HashMap};
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Kernels whose packing is kept (the cache is emptied when it would grow past this).
@@ -23,32 +21,73 @@ pub struct Slots {
 }
 
 /// The packing for `func`, from the cache when a kernel with the same registers and control flow was seen.
+///
+/// A kernel is first looked up by where its instructions live (a module stays loaded across its launches) and a
+/// sample of its instructions; only a miss hashes every instruction (a reloaded module finds its packing again).
 pub fn slots(func: &Function) -> Arc<Slots> {
-    static CACHE: OnceLock<Mutex<HashMap<u64, Arc<Slots>>>> = OnceLock::new();
-    let key = fingerprint(func);
+    static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
-    if let Some(s) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+    let place = (func.insts.as_ptr() as usize, func.insts.len(), func.nregs, sample(func));
+    if let Some(s) = cache.lock().unwrap_or_else(|e| e.into_inner()).by_place.get(&place) {
         return s.clone();
     }
-    let s = Arc::new(pack(func));
+    let key = fingerprint(func);
+    let found = cache.lock().unwrap_or_else(|e| e.into_inner()).by_content.get(&key).cloned();
+    let s = found.unwrap_or_else(|| Arc::new(pack(func)));
     let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
-    if c.len() >= CACHED {
-        c.clear();
+    if c.by_content.len() >= CACHED || c.by_place.len() >= CACHED {
+        *c = Cache::default();
     }
-    c.insert(key, s.clone());
+    c.by_content.insert(key, s.clone());
+    c.by_place.insert(place, s.clone());
     s
+}
+
+#[derive(Default)]
+struct Cache {
+    by_content: HashMap<u64, Arc<Slots>>,
+    by_place: HashMap<(usize, usize, u32, u64), Arc<Slots>>,
+}
+
+/// Hash of the registers and control flow of 64 instructions spread over the kernel.
+fn sample(func: &Function) -> u64 {
+    let n = func.insts.len();
+    let mut h = Fx(n as u64);
+    let (mut uses, mut defs) = (Vec::new(), Vec::new());
+    for i in 0..n.min(64) {
+        let inst = &func.insts[i * n / n.min(64)];
+        registers(inst, &mut uses, &mut defs);
+        h.add(&uses, &defs, inst);
+    }
+    h.0
 }
 
 /// Hash of everything the packing depends on.
 fn fingerprint(func: &Function) -> u64 {
-    let mut h = DefaultHasher::new();
-    (func.nregs, func.insts.len()).hash(&mut h);
+    let mut h = Fx(((func.nregs as u64) << 32) | func.insts.len() as u64);
     let (mut uses, mut defs) = (Vec::new(), Vec::new());
     for inst in &func.insts {
         registers(inst, &mut uses, &mut defs);
-        (&uses, &defs, successors_key(&inst.op)).hash(&mut h);
+        h.add(&uses, &defs, inst);
     }
-    h.finish()
+    h.0
+}
+
+/// A fast multiply-rotate hash (a cache key, not a defence against chosen inputs).
+struct Fx(u64);
+
+impl Fx {
+    fn word(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517C_C1B7_2722_0A95);
+    }
+
+    fn add(&mut self, uses: &[Reg], defs: &[Reg], inst: &Inst) {
+        let (kind, target) = successors_key(&inst.op);
+        self.word(((kind as u64) << 32) | target as u64);
+        self.word(uses.len() as u64);
+        uses.iter().for_each(|&r| self.word(r as u64));
+        defs.iter().for_each(|&r| self.word(r as u64 | 1 << 40));
+    }
 }
 
 fn successors_key(op: &Op) -> (u8, u32) {

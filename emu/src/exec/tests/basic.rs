@@ -143,3 +143,15 @@ fn reading_bytes_never_written_is_an_initcheck_fault() {
     let relaxed = crate::exec::Options { initcheck: false, ..options() };
     d.launch(&m, [1, 1, 1], [1, 1, 1], &[src, dst], &relaxed).unwrap();
 }
+
+#[test]
+fn a_kernel_loaded_again_finds_its_register_packing() {
+    let (a, b) = (affine(), affine());
+    let (sa, sb) = (crate::exec::slots::slots(&a.kernels[0]), crate::exec::slots::slots(&b.kernels[0]));
+    assert!(std::sync::Arc::ptr_eq(&sa, &sb));
+    assert!(std::sync::Arc::ptr_eq(&sa, &crate::exec::slots::slots(&a.kernels[0])));
+    // Seven registers; at most four in use at one instruction (`%ctaid.x`, `%ntid.x` and `%tid.x` read where the
+    // global index is written).
+    assert_eq!(a.kernels[0].nregs, 7);
+    assert_eq!(sa.count, 4);
+}

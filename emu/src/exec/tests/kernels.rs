@@ -179,3 +179,26 @@ fn layer_norm_matches_the_host() {
 fn layer_norm_speed() {
     check_layer_norm(512, 768, &super::kit::options());
 }
+
+/// What a launch costs besides its blocks: `cargo test --release -p glov-emu launch_overhead -- --ignored
+/// --nocapture`.
+#[test]
+#[ignore]
+fn launch_overhead() {
+    let Some(ptx) = built_ptx("gemm.ptx") else { return };
+    let module = crate::ptx::load(&ptx).expect("gemm.ptx loads");
+    let f = &module.kernels[module.kernel("gemm_mma").unwrap()];
+    let t = std::time::Instant::now();
+    crate::exec::slots::slots(f);
+    eprintln!("register packing: {:?} ({} instructions, {} registers)", t.elapsed(), f.insts.len(), f.nregs);
+    let t = std::time::Instant::now();
+    crate::exec::slots::slots(f);
+    eprintln!("register packing again: {:?}", t.elapsed());
+    let d = Device::new();
+    let small = super::kit::ptx(".visible .entry nop()\n{\n\tret;\n}\n");
+    let t = std::time::Instant::now();
+    for _ in 0..100 {
+        d.launch(&small, [1, 1, 1], [32, 1, 1], &[], &super::kit::options()).unwrap();
+    }
+    eprintln!("an empty launch: {:?}", t.elapsed() / 100);
+}
