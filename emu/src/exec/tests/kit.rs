@@ -227,8 +227,21 @@ impl Device {
         params: &[u64],
         options: &Options,
     ) -> Result<Stats, Fault> {
+        self.launch_shared(module, grid, block, 0, params, options)
+    }
+
+    /// `launch` with `dynamic_shared` bytes of dynamic shared memory.
+    pub fn launch_shared(
+        &self,
+        module: &Module,
+        grid: [u32; 3],
+        block: [u32; 3],
+        dynamic_shared: u32,
+        params: &[u64],
+        options: &Options,
+    ) -> Result<Stats, Fault> {
         let bytes: Vec<u8> = params.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let l = Launch { grid, block, dynamic_shared: 0, params: &bytes };
+        let l = Launch { grid, block, dynamic_shared, params: &bytes };
         // Module variables, allocated and initialised as a module load does.
         let globals: Vec<u64> = module
             .globals

@@ -149,3 +149,73 @@ fn the_randomised_schedule_gives_the_same_results() {
         assert_eq!(d.read_u32(out, 32), expected);
     }
 }
+
+/// Thread t writes word t of the dynamic shared area (after 16 bytes of static shared memory), then reads word
+/// `t + offset` after the barrier into `out[t]`.
+const DYNAMIC: &str = "
+.extern .shared .align 16 .b8 dyn[];
+.visible .entry dynamic(.param .u64 out, .param .u64 offset)
+{
+\t.reg .b32 %r<8>;
+\t.reg .b64 %rd<6>;
+\t.shared .align 16 .b8 fixed[16];
+\tmov.u32 %r1, %tid.x;
+\tmov.u32 %r2, dyn;
+\tmad.lo.u32 %r3, %r1, 4, %r2;
+\tst.shared.u32 [%r3], %r1;
+\tst.shared.u32 [fixed], 0;
+\tbar.sync 0;
+\tld.param.u64 %rd1, [offset];
+\tcvt.u32.u64 %r4, %rd1;
+\tadd.u32 %r5, %r1, %r4;
+\tmad.lo.u32 %r6, %r5, 4, %r2;
+\tld.shared.u32 %r7, [%r6];
+\tld.param.u64 %rd2, [out];
+\tmul.wide.u32 %rd3, %r1, 4;
+\tadd.s64 %rd4, %rd2, %rd3;
+\tst.global.u32 [%rd4], %r7;
+\tret;
+}
+";
+
+#[test]
+fn dynamic_shared_memory_follows_the_static_and_is_bounded() {
+    let d = Device::new();
+    let out = d.alloc(64 * 4, false);
+    let m = ptx(DYNAMIC);
+    let relaxed = Options { racecheck: false, ..options() };
+    // 64 threads, 80 words of dynamic shared memory: reading 16 ahead stays inside.
+    d.launch_shared(&m, [1, 1, 1], [64, 1, 1], 80 * 4, &[out, 16], &relaxed).unwrap_or_else(|f| panic!("{}", f.report));
+    let got = d.read_u32(out, 64);
+    assert_eq!(got[..48], (16..64).collect::<Vec<u32>>()[..]);
+    // 17 ahead: thread 63 reads word 80, the first byte past the block's 16 + 320 bytes.
+    expect_fault(
+        d.launch_shared(&m, [1, 1, 1], [64, 1, 1], 80 * 4, &[out, 17], &relaxed),
+        FaultKind::IllegalAddress,
+        &[
+            "invalid shared read of 4 bytes at offset 0x150: the block has 336 bytes of shared memory",
+            "thread (63, 0, 0)",
+        ],
+    );
+}
+
+#[test]
+fn a_local_access_past_the_thread_s_local_memory_is_a_fault() {
+    let text = "
+.visible .entry past()
+{
+\t.local .align 4 .b8 depot[8];
+\t.reg .b32 %r<2>;
+\t.reg .b64 %rd<2>;
+\tmov.u64 %rd1, depot;
+\tst.local.u32 [%rd1+8], 1;
+\tret;
+}
+";
+    let d = Device::new();
+    expect_fault(
+        d.launch(&ptx(text), [1, 1, 1], [32, 1, 1], &[], &options()),
+        FaultKind::IllegalAddress,
+        &["invalid local access of 4 bytes at offset 0x8: the thread has 8 bytes of local memory", "st.local.u32"],
+    );
+}

@@ -203,3 +203,36 @@ fn a_barrier_with_a_thread_count_completes_for_that_many() {
     let d = Device::new();
     d.launch(&k.module(), [1, 1, 1], [96, 1, 1], &[], &options()).unwrap();
 }
+
+#[test]
+fn a_shuffle_waiting_for_lanes_held_at_a_barrier_is_reported() {
+    // Lanes 0-15 reach `bar.sync`, lanes 16-31 a full-warp `shfl`: neither can complete.
+    let mut k = Kernel::new("shfl_vs_bar", 0);
+    let tid = k.tid();
+    let (p, v) = (k.reg(), k.reg());
+    k.setp(ge_u32, p, R(tid), Imm(16));
+    let to_shfl = k.when(p, false, Op::Bra { target: 0 });
+    k.bar();
+    k.exit();
+    let shfl = k.here();
+    k.patch(to_shfl, shfl);
+    let mode = crate::ir::ShflMode::Idx;
+    k.op(Op::Shfl { mode, dst: v, dst_pred: None, a: R(tid), b: Imm(0), c: Imm(0x1f), mask: Imm(0xFFFF_FFFF) });
+    k.exit();
+    let d = Device::new();
+    let m = k.module();
+    expect_fault(
+        d.launch(&m, [1, 1, 1], [32, 1, 1], &[], &options()),
+        FaultKind::Sync,
+        &[
+            "lanes 0-15 of warp 0 wait at a barrier but lanes 16-31 of it do not",
+            "lanes 16-31: at PTX line 6 `shfl.sync.idx.b32`, waiting for the lanes its member mask names",
+        ],
+    );
+    let relaxed = crate::exec::Options { synccheck: false, ..options() };
+    expect_fault(
+        d.launch(&m, [1, 1, 1], [32, 1, 1], &[], &relaxed),
+        FaultKind::Sync,
+        &["deadlock", "lanes 0-15: at PTX line 4 `bar.sync`"],
+    );
+}
