@@ -24,8 +24,10 @@ pub fn try_complete(ctx: &Ctx<'_>, bs: &BlockState, w: &mut Warp<'_>) -> Result<
         let mask = member_mask(ctx, w, inst, l0);
         todo &= !(mask | 1 << l0);
         let fail = |w: &Warp<'_>, text: String| {
-            let text = format!("{text}{}", report::positions(ctx, std::slice::from_ref(w)));
-            Err(report::fault(ctx, bs, w, l0, Some(pc0), FaultKind::Sync, text))
+            let mut fault = report::fault(ctx, bs, w, l0, Some(pc0), FaultKind::Sync, text);
+            fault.report +=
+                &format!("; where the warp's lanes are:{}", report::positions(ctx, std::slice::from_ref(w)));
+            Err(fault)
         };
         if mask & (1 << l0) == 0 {
             return fail(w, format!("lane {l0} is not in its own member mask {mask:#010x}"));

@@ -88,12 +88,12 @@ pub fn inst_name(inst: &Inst) -> String {
         Op::Cvta { space, to_generic, bits, .. } => {
             format!("cvta{}.{}.u{bits}", if *to_generic { "" } else { ".to" }, space_name(*space))
         }
-        Op::Ld { space, ty, dsts, .. } => format!("ld.{}{}.{}", space_name(*space), vec(dsts.len()), ty_name(*ty)),
-        Op::St { space, ty, srcs, .. } => format!("st.{}{}.{}", space_name(*space), vec(srcs.len()), ty_name(*ty)),
+        Op::Ld { space, ty, dsts, .. } => format!("ld{}{}.{}", space_suffix(*space), vec(dsts.len()), ty_name(*ty)),
+        Op::St { space, ty, srcs, .. } => format!("st{}{}.{}", space_suffix(*space), vec(srcs.len()), ty_name(*ty)),
         Op::Atom { space, op, ty, dst, .. } => format!(
-            "{}.{}.{}.{}",
+            "{}{}.{}.{}",
             if dst.is_some() { "atom" } else { "red" },
-            space_name(*space),
+            space_suffix(*space),
             format!("{op:?}").to_lowercase(),
             ty_name(*ty)
         ),
@@ -122,6 +122,14 @@ pub fn space_name(space: Space) -> &'static str {
         Space::Param => "param",
         Space::Const => "const",
         Space::Generic => "generic",
+    }
+}
+
+/// ".global" etc.; nothing for a generic access, as PTX writes it.
+fn space_suffix(space: Space) -> String {
+    match space {
+        Space::Generic => String::new(),
+        _ => format!(".{}", space_name(space)),
     }
 }
 

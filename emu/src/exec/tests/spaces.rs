@@ -110,7 +110,7 @@ fn a_shared_read_before_the_barrier_that_orders_it_is_a_race() {
     expect_fault(
         d.launch(&ptx(GENERIC), [1, 1, 1], [32, 1, 1], &[out, b], &options()),
         FaultKind::Race,
-        &["shared byte 0x8", "st.generic.u32"],
+        &["shared byte 0x8", "st.u32"],
     );
 }
 
