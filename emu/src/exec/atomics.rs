@@ -2,9 +2,9 @@
 //! compare-exchange loop, so blocks on other host threads see one order), in shared memory as plain operations
 //! (a block's shared memory belongs to one host thread). The lanes of a warp go in lane order.
 
-use super::access::{self, Target};
 use super::block::BlockState;
 use super::grid::Ctx;
+use super::place::{self, Target};
 use super::step::width_mask;
 use super::warp::{Lanes, Warp};
 use super::{Fault, FaultKind, report};
@@ -50,17 +50,17 @@ pub fn atom<'c>(
         Some(b) => w.src(b, 1, ctx),
         None => w.zero(),
     };
-    let base = access::base(ctx, w, addr);
+    let base = place::base(ctx, w, addr);
     for l in Lanes(active) {
         let at = w.rd(base, l).wrapping_add(addr.offset as u64);
-        access::aligned(ctx, bs, w, l, pc, at, width)?;
+        place::aligned(ctx, bs, w, l, pc, at, width)?;
         let (x, y) = (w.rd(sa, l) & mask, w.rd(sb, l) & mask);
         let f = |old: u64| apply(op, ty, old, x, y).unwrap_or(old);
-        let old = match access::target(space, at) {
+        let old = match place::target(space, at) {
             Target::Global(g) if space != Space::Const => {
-                let alloc = access::global(ctx, bs, w, l, pc, g, width, "atomic")?;
+                let alloc = place::global(ctx, bs, w, l, pc, g, width, "atomic")?;
                 if ctx.options.initcheck && !alloc.is_initialized(g, width as u64) {
-                    return Err(access::uninitialized(ctx, bs, w, l, pc, alloc, g, width));
+                    return Err(place::uninitialized(ctx, bs, w, l, pc, alloc, g, width));
                 }
                 if width == 4 {
                     let cell = alloc.atomic_u32(g);
@@ -84,9 +84,9 @@ pub fn atom<'c>(
                 }
             }
             Target::Shared(o) => {
-                let o = access::shared(ctx, bs, w, l, pc, o, width, true, true)?;
-                let old = access::read_le(&bs.shared[o..], width);
-                access::write_le(&mut bs.shared[o..], width, f(old));
+                let o = place::shared(ctx, bs, w, l, pc, o, width, true, true)?;
+                let old = place::read_le(&bs.shared[o..], width);
+                place::write_le(&mut bs.shared[o..], width, f(old));
                 old
             }
             Target::Global(_) | Target::Local(_) | Target::Param(_) => {

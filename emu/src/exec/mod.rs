@@ -2,12 +2,11 @@
 //! program counter per lane; the checks (memcheck, racecheck, synccheck, initcheck) and the counters.
 //!
 //! Files, bottom to top: `slots` (registers packed by liveness), `warp` (a warp's lanes, registers and operand
-//! reads), `step` (runs a group of lanes that
-//! share a program counter through consecutive instructions), `access` and `atomics` (memory instructions),
-//! `traffic` (coalescing and bank-conflict counting), `racecheck` (the shared-memory race shadow), `collectives`
-//! and `mma` (instructions a warp's lanes execute together), `barrier` (`bar.sync` across a block's warps),
-//! `block` (scheduling a block's warps and lanes), `grid` (blocks on host threads), `report` (fault texts),
-//! `counters` (what a launch counted).
+//! reads), `step` (runs a group of lanes that share a program counter through consecutive instructions), `place`
+//! (where an access goes, and its checks), `access` and `atomics` (memory instructions), `traffic` (coalescing and
+//! bank-conflict counting), `racecheck` (the shared-memory race shadow), `collectives` and `mma` (instructions a
+//! warp's lanes execute together), `barrier` (`bar.sync` across a block's warps), `block` (scheduling a block's
+//! warps and lanes), `grid` (blocks on host threads), `report` (fault texts), `counters` (what a launch counted).
 
 mod access;
 mod atomics;
@@ -17,6 +16,7 @@ mod collectives;
 pub mod counters;
 mod grid;
 mod mma;
+mod place;
 mod racecheck;
 mod report;
 mod slots;

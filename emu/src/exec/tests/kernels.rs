@@ -190,7 +190,14 @@ fn launch_overhead() {
     let f = &module.kernels[module.kernel("gemm_mma").unwrap()];
     let t = std::time::Instant::now();
     crate::exec::slots::slots(f);
-    eprintln!("register packing: {:?} ({} instructions, {} registers)", t.elapsed(), f.insts.len(), f.nregs);
+    let s = crate::exec::slots::slots(f);
+    eprintln!(
+        "register packing: {:?} ({} instructions, {} registers in {} slots)",
+        t.elapsed(),
+        f.insts.len(),
+        f.nregs,
+        s.count
+    );
     let t = std::time::Instant::now();
     crate::exec::slots::slots(f);
     eprintln!("register packing again: {:?}", t.elapsed());

@@ -1,0 +1,230 @@
+//! Where one lane's access goes and whether it may: the address decoded to its state space (a generic address
+//! by its window), then alignment and the bounds of the allocation, the block's shared memory (with the race
+//! shadow), the thread's local memory; the memcheck, initcheck and racecheck faults with their details.
+
+use super::block::BlockState;
+use super::grid::Ctx;
+use super::racecheck::{Access, Conflict};
+use super::warp::{Src, Warp};
+use super::{Fault, FaultKind, report};
+use crate::ir::{AddrBase, Address, Operand, Space};
+use crate::memory::{Allocation, LOCAL_WINDOW, SHARED_WINDOW, WINDOW_BYTES};
+
+/// Where one lane's address points.
+#[derive(Clone, Copy)]
+pub enum Target {
+    Global(u64),
+    Shared(u64),
+    Local(u64),
+    Param(u64),
+}
+
+/// Decodes address `a` of `space` (`.const` variables live in device memory, at their device address).
+#[inline(always)]
+pub fn target(space: Space, a: u64) -> Target {
+    match space {
+        Space::Global | Space::Const => Target::Global(a),
+        Space::Shared => Target::Shared(a),
+        Space::Local => Target::Local(a),
+        Space::Param => Target::Param(a),
+        Space::Generic if a.wrapping_sub(SHARED_WINDOW) < WINDOW_BYTES => Target::Shared(a - SHARED_WINDOW),
+        Space::Generic if a.wrapping_sub(LOCAL_WINDOW) < WINDOW_BYTES => Target::Local(a - LOCAL_WINDOW),
+        Space::Generic => Target::Global(a),
+    }
+}
+
+/// The address operand's base, resolved (an immediate base takes the last scratch slot).
+#[inline(always)]
+pub fn base(ctx: &Ctx<'_>, w: &mut Warp<'_>, addr: &Address) -> Src {
+    match addr.base {
+        AddrBase::None => w.zero(),
+        AddrBase::Reg(r) => w.src(Operand::Reg(r), 0, ctx),
+        AddrBase::Global(i) => w.src(Operand::GlobalAddr(i), super::warp::SCRATCH_SLOTS - 1, ctx),
+    }
+}
+
+#[inline(always)]
+pub fn aligned(
+    ctx: &Ctx<'_>,
+    bs: &BlockState,
+    w: &Warp<'_>,
+    l: usize,
+    pc: u32,
+    a: u64,
+    width: u32,
+) -> Result<(), Fault> {
+    // `width` is a power of two: a mask, not a division.
+    if a & (width as u64 - 1) == 0 {
+        return Ok(());
+    }
+    Err(report::fault(
+        ctx,
+        bs,
+        w,
+        l,
+        Some(pc),
+        FaultKind::Misaligned,
+        format!("access of {width} bytes at {a:#x}, not aligned to {width} bytes"),
+    ))
+}
+
+/// The allocation holding global bytes `[a, a + width)` (the warp's last hit first), or the memcheck fault.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn global<'c>(
+    ctx: &'c Ctx<'_>,
+    bs: &BlockState,
+    w: &mut Warp<'c>,
+    l: usize,
+    pc: u32,
+    a: u64,
+    width: u32,
+    what: &str,
+) -> Result<&'c Allocation, Fault> {
+    if let Some(c) = w.cache
+        && c.contains(a, width as u64)
+    {
+        return Ok(c);
+    }
+    match ctx.view.find(a, width as u64) {
+        Some(found) => {
+            w.cache = Some(found);
+            Ok(found)
+        }
+        None => Err(report::fault(
+            ctx,
+            bs,
+            w,
+            l,
+            Some(pc),
+            FaultKind::IllegalAddress,
+            format!("invalid global {what} of {width} bytes at {a:#x}: {}", report::nearest(ctx, a, width as u64)),
+        )),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn uninitialized(
+    ctx: &Ctx<'_>,
+    bs: &BlockState,
+    w: &Warp<'_>,
+    l: usize,
+    pc: u32,
+    alloc: &Allocation,
+    a: u64,
+    width: u32,
+) -> Fault {
+    report::fault(
+        ctx,
+        bs,
+        w,
+        l,
+        Some(pc),
+        FaultKind::Uninitialized,
+        format!(
+            "read of {width} bytes at {a:#x} (offset {} in the allocation at {:#x} of {} bytes) that were never written",
+            a - alloc.base,
+            alloc.base,
+            alloc.bytes
+        ),
+    )
+}
+
+/// Checks a shared access of lane `l` (bounds, then races) and returns its offset.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn shared(
+    ctx: &Ctx<'_>,
+    bs: &mut BlockState,
+    w: &Warp<'_>,
+    l: usize,
+    pc: u32,
+    o: u64,
+    width: u32,
+    write: bool,
+    atomic: bool,
+) -> Result<usize, Fault> {
+    if o.checked_add(width as u64).is_none_or(|end| end > bs.shared.len() as u64) {
+        return Err(report::fault(
+            ctx,
+            bs,
+            w,
+            l,
+            Some(pc),
+            FaultKind::IllegalAddress,
+            format!(
+                "invalid shared {} of {width} bytes at offset {o:#x}: the block has {} bytes of shared memory",
+                if write { "write" } else { "read" },
+                bs.shared.len()
+            ),
+        ));
+    }
+    let access = Access { thread: w.thread(l), generation: w.sync_gen, pc, write, atomic };
+    bs.race.access(o as u32, width, access).map_err(|c| race(ctx, bs, w, l, pc, access, c))?;
+    Ok(o as usize)
+}
+
+fn race(ctx: &Ctx<'_>, bs: &BlockState, w: &Warp<'_>, l: usize, pc: u32, now: Access, before: Conflict) -> Fault {
+    let kind = |write: bool| if write { "write" } else { "read" };
+    let other = report::thread_xyz(ctx, before.thread);
+    report::fault(
+        ctx,
+        bs,
+        w,
+        l,
+        Some(pc),
+        FaultKind::Race,
+        format!(
+            "{} of shared byte {:#x} races with a {} by thread {}{} at {}, with no barrier (or, within a warp, no \
+         __syncwarp or warp collective) between them",
+            kind(now.write),
+            before.offset,
+            kind(before.write),
+            report::xyz(other),
+            if before.several { " (one of several readers)" } else { "" },
+            report::at(ctx, before.pc),
+        ),
+    )
+}
+
+/// Checks a local access of lane `l` and returns its offset in the warp's local memory.
+pub fn local(
+    ctx: &Ctx<'_>,
+    bs: &BlockState,
+    w: &Warp<'_>,
+    l: usize,
+    pc: u32,
+    o: u64,
+    width: u32,
+) -> Result<usize, Fault> {
+    let size = ctx.func.local_bytes as u64;
+    if o.checked_add(width as u64).is_none_or(|end| end > size) {
+        return Err(report::fault(
+            ctx,
+            bs,
+            w,
+            l,
+            Some(pc),
+            FaultKind::IllegalAddress,
+            format!(
+                "invalid local access of {width} bytes at offset {o:#x}: the thread has {size} bytes of local memory"
+            ),
+        ));
+    }
+    Ok((l as u64 * size + o) as usize)
+}
+
+#[inline(always)]
+pub fn read_le(bytes: &[u8], len: u32) -> u64 {
+    match len {
+        1 => bytes[0] as u64,
+        2 => u16::from_le_bytes([bytes[0], bytes[1]]) as u64,
+        4 => u32::from_le_bytes(bytes[..4].try_into().unwrap_or_default()) as u64,
+        _ => u64::from_le_bytes(bytes[..8].try_into().unwrap_or_default()),
+    }
+}
+
+#[inline(always)]
+pub fn write_le(bytes: &mut [u8], len: u32, v: u64) {
+    bytes[..len as usize].copy_from_slice(&v.to_le_bytes()[..len as usize]);
+}
