@@ -206,8 +206,8 @@ pub enum Op {
     /// `cvta.space`: generic from space address (`to_generic`), or the reverse (`cvta.to.space`); `bits` 32 or 64.
     Cvta { dst: Reg, src: Operand, space: Space, to_generic: bool, bits: u32 },
     /// `ld[.space][.nc][.vN].ty`: `dsts.len()` elements of `ty.bytes()` each from consecutive addresses. Elements
-    /// narrower than their register are zero-extended (sign-extended for `.sN`).
-    Ld { space: Space, ty: Ty, dsts: Vec<Option<Reg>>, addr: Address },
+    /// narrower than their registers (declared `reg_bits` wide) are zero-extended, or sign-extended for `.sN`.
+    Ld { space: Space, ty: Ty, dsts: Vec<Option<Reg>>, addr: Address, reg_bits: u32 },
     /// `st[.space][.vN].ty`.
     St { space: Space, ty: Ty, srcs: Vec<Operand>, addr: Address },
     /// `atom.space.op.ty dst, [addr], a[, b]` (`b`: the new value of `cas`); `red` has no `dst`.

@@ -91,6 +91,7 @@ pub fn load<'c>(
     active: u32,
     space: Space,
     ty: Ty,
+    reg_bits: u32,
     dsts: &[Option<Reg>],
     addr: &Address,
 ) -> Result<(), Fault> {
@@ -118,14 +119,14 @@ pub fn load<'c>(
                     if !init && ctx.options.initcheck {
                         return Err(uninitialized(ctx, bs, w, l, pc, alloc, a, width));
                     }
-                    put(w, row, l, extend(value, ty));
+                    put(w, row, l, extend(value, ty, reg_bits));
                 }
                 traffic.sectors.add(a);
             }
             Target::Shared(o) => {
                 let o = shared(ctx, bs, w, l, pc, o, width, false, false)?;
                 for (e, &row) in rows.iter().enumerate() {
-                    put(w, row, l, extend(read_le(&bs.shared[o + e * elem as usize..], elem), ty));
+                    put(w, row, l, extend(read_le(&bs.shared[o + e * elem as usize..], elem), ty, reg_bits));
                 }
                 traffic.shared_offs[l] = o as u32;
                 traffic.shared_lanes |= 1 << l;
@@ -134,7 +135,7 @@ pub fn load<'c>(
                 let o = local(ctx, bs, w, l, pc, o, width)?;
                 for (e, &row) in rows.iter().enumerate() {
                     let v = read_le(&w.local[o + e * elem as usize..], elem);
-                    put(w, row, l, extend(v, ty));
+                    put(w, row, l, extend(v, ty, reg_bits));
                 }
                 traffic.local_lanes += 1;
             }
@@ -155,7 +156,7 @@ pub fn load<'c>(
                     ));
                 }
                 for (e, &row) in rows.iter().enumerate() {
-                    put(w, row, l, extend(read_le(&params[o as usize + e * elem as usize..], elem), ty));
+                    put(w, row, l, extend(read_le(&params[o as usize + e * elem as usize..], elem), ty, reg_bits));
                 }
             }
         }
@@ -238,12 +239,13 @@ fn put(w: &mut Warp<'_>, row: usize, l: usize, v: u64) {
     }
 }
 
-/// A loaded element in its register: `.s8` sign-extended to 16 bits (sub-word loads go to 16-bit registers, as
-/// nvcc writes them: the lowered form does not record register widths); wider elements fill their register.
+/// A loaded element in its register of `reg_bits`: signed elements sign-extended, others zero-extended.
 #[inline(always)]
-fn extend(v: u64, ty: Ty) -> u64 {
-    match ty {
-        Ty::S8 => v as u8 as i8 as i16 as u16 as u64,
-        _ => v,
+fn extend(v: u64, ty: Ty, reg_bits: u32) -> u64 {
+    let bits = ty.bits();
+    if !ty.is_signed() || bits >= reg_bits {
+        return v;
     }
+    let wide = ((v << (64 - bits)) as i64 >> (64 - bits)) as u64;
+    if reg_bits >= 64 { wide } else { wide & ((1 << reg_bits) - 1) }
 }

@@ -154,7 +154,9 @@ fn execute<'c>(
                 w.regs[d + l] = if *to_generic { v.wrapping_add(window) } else { v.wrapping_sub(window) } & mask;
             }
         }
-        Op::Ld { space, ty, dsts, addr } => access::load(ctx, bs, w, pc, active, *space, *ty, dsts, addr)?,
+        Op::Ld { space, ty, dsts, addr, reg_bits } => {
+            access::load(ctx, bs, w, pc, active, *space, *ty, *reg_bits, dsts, addr)?
+        }
         Op::St { space, ty, srcs, addr } => access::store(ctx, bs, w, pc, active, *space, *ty, srcs, addr)?,
         Op::Atom { space, op, ty, dst, addr, a, b } => atomics::atom(
             ctx,

@@ -78,6 +78,8 @@ pub enum RegDecl {
 #[derive(Clone, Debug)]
 pub enum Stmt {
     Reg {
+        /// Width in bits of the declared type.
+        bits: u32,
         decls: Vec<RegDecl>,
         line: u32,
     },

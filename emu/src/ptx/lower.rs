@@ -67,11 +67,14 @@ fn lower_kernel(module: &ast::Module, kernel: &ast::Func, resolve: Resolver<'_>)
 #[derive(Default)]
 struct Registers {
     names: Vec<String>,
+    /// Declared widths in bits.
+    bits: Vec<u32>,
 }
 
 impl Registers {
-    fn add(&mut self, name: String) -> Reg {
+    fn add(&mut self, name: String, bits: u32) -> Reg {
         self.names.push(name);
+        self.bits.push(bits);
         self.names.len() as Reg - 1
     }
 }
@@ -226,7 +229,7 @@ impl<'a, 'm> FuncLowering<'a, 'm> {
         let mut next_block = 1;
         for s in self.stmts() {
             match s {
-                Stmt::Reg { decls, line } => self.declare(decls, *line)?,
+                Stmt::Reg { bits, decls, line } => self.declare(*bits, decls, *line)?,
                 Stmt::Var(_) | Stmt::Label { .. } => {}
                 Stmt::Param(p) => {
                     let block = *self.blocks.last().unwrap_or(&0);
@@ -258,11 +261,11 @@ impl<'a, 'm> FuncLowering<'a, 'm> {
         self.scopes.last_mut().expect("the function scope is never closed")
     }
 
-    fn declare(&mut self, decls: &[RegDecl], line: u32) -> Result<(), Error> {
+    fn declare(&mut self, bits: u32, decls: &[RegDecl], line: u32) -> Result<(), Error> {
         for d in decls {
             match d {
                 RegDecl::One(name) => {
-                    let r = self.regs.add(name.clone());
+                    let r = self.regs.add(name.clone(), bits);
                     if self.scope().regs.insert(name.clone(), r).is_some() {
                         return Err(Error::new(line, format!("register `{name}` declared twice")));
                     }
@@ -270,7 +273,7 @@ impl<'a, 'm> FuncLowering<'a, 'm> {
                 RegDecl::Range(prefix, n) => {
                     let first = self.regs.names.len() as Reg;
                     for i in 0..*n {
-                        self.regs.add(format!("{prefix}{i}"));
+                        self.regs.add(format!("{prefix}{i}"), bits);
                     }
                     if self.scope().ranges.insert(prefix.clone(), (first, *n)).is_some() {
                         return Err(Error::new(line, format!("registers `{prefix}<..>` declared twice")));
@@ -308,6 +311,11 @@ impl<'a, 'm> FuncLowering<'a, 'm> {
     }
 
     /// A declared register.
+    /// The declared width of register `r`, in bits.
+    pub fn reg_bits(&self, r: Reg) -> u32 {
+        self.regs.bits[r as usize]
+    }
+
     pub fn reg(&self, name: &str, line: u32) -> Result<Reg, Error> {
         self.lookup_reg(name).ok_or_else(|| Error::new(line, format!("`{name}` is not a declared register")))
     }

@@ -224,8 +224,9 @@ impl FuncLowering<'_, '_> {
         };
         let (addr, space) = self.addr(address, space, line)?;
         if load {
-            let dsts = elems.iter().map(|d| self.dst_or_sink(d, line)).collect::<Result<_, _>>()?;
-            Ok(Op::Ld { space, ty, dsts, addr })
+            let dsts: Vec<Option<Reg>> = elems.iter().map(|d| self.dst_or_sink(d, line)).collect::<Result<_, _>>()?;
+            let reg_bits = dsts.iter().flatten().map(|&r| self.reg_bits(r)).max().unwrap_or(ty.bits());
+            Ok(Op::Ld { space, ty, dsts, addr, reg_bits })
         } else {
             let srcs = elems.iter().map(|s| self.src(s, ty, line)).collect::<Result<_, _>>()?;
             Ok(Op::St { space, ty, srcs, addr })

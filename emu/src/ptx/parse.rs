@@ -385,7 +385,7 @@ impl Parser {
         match w {
             ".reg" => {
                 self.pos += 1;
-                self.ty()?;
+                let bits = self.ty()?.bits();
                 let mut decls = Vec::new();
                 loop {
                     let name = self.word()?;
@@ -401,7 +401,7 @@ impl Parser {
                     }
                 }
                 self.expect_punct(';')?;
-                Ok(Some(Stmt::Reg { decls, line }))
+                Ok(Some(Stmt::Reg { bits, decls, line }))
             }
             ".local" | ".shared" => {
                 self.pos += 1;

@@ -69,7 +69,7 @@ $L__BB0_2:
     assert_eq!(f.reg_names[4], "%r1");
     assert_eq!(f.max_threads, Some([128, 1, 1]));
     let ops = ops(&f);
-    assert!(matches!(&ops[0], Op::Ld { space: Space::Param, ty: Ty::U64, dsts, addr }
+    assert!(matches!(&ops[0], Op::Ld { space: Space::Param, ty: Ty::U64, dsts, addr, .. }
         if dsts == &[Some(9)] && *addr == at(AddrBase::None, 0)));
     assert!(matches!(&ops[1], Op::Ld { space: Space::Param, addr, .. } if *addr == at(AddrBase::None, 20)));
     assert!(matches!(ops[2], Op::Mov { dst: 5, src: Operand::Special(Special::Tid(0)) }));
@@ -119,7 +119,7 @@ fn vectors_pack_unpack_and_scoped_registers() {
     // %rs0-2: 0-2, %r0-5: 3-8, %f0-2: 9-11, %rd0-2: 12-14, the inner %r1: 15.
     assert_eq!(f.nregs, 16);
     let ops = ops(&f);
-    assert!(matches!(&ops[0], Op::Ld { space: Space::Global, ty: Ty::U32, dsts, addr }
+    assert!(matches!(&ops[0], Op::Ld { space: Space::Global, ty: Ty::U32, dsts, addr, .. }
         if dsts == &[Some(4), Some(5), Some(6), None] && *addr == at(AddrBase::Reg(13), 16)));
     assert!(matches!(&ops[1], Op::St { space: Space::Shared, srcs, addr, .. }
         if srcs == &[Operand::Reg(4), Operand::Imm(7), Operand::Reg(6), Operand::Reg(7)]
@@ -422,7 +422,7 @@ fn calls_link_the_callee_with_its_slots_in_local_memory() {
     );
     assert!(matches!(ops[2], Op::Call { target: 6 }));
     assert!(matches!(&ops[3], Op::Ld { space: Space::Local, addr, .. } if *addr == at(AddrBase::None, 72)));
-    assert!(matches!(&ops[4], Op::Ld { space: Space::Local, ty: Ty::B32, dsts, addr }
+    assert!(matches!(&ops[4], Op::Ld { space: Space::Local, ty: Ty::B32, dsts, addr, .. }
         if *addr == at(AddrBase::None, 80) && dsts == &[Some(1)]));
     assert!(matches!(ops[5], Op::Ret));
     assert!(matches!(&ops[6], Op::Ld { space: Space::Local, dsts, addr, .. }
@@ -554,7 +554,7 @@ fn check(f: &Function) {
                 reg(*dst);
                 srcs[..*nsrc as usize].iter().for_each(operand);
             }
-            Op::Ld { space, ty, dsts, addr } => {
+            Op::Ld { space, ty, dsts, addr, .. } => {
                 dsts.iter().flatten().for_each(|r| reg(*r));
                 access(*space, addr, ty.bytes() * dsts.len() as u32);
             }

@@ -139,7 +139,7 @@ impl Kernel {
     }
 
     pub fn ld(&mut self, space: Space, ty: Ty, dst: Reg, addr: Address) -> u32 {
-        self.op(Op::Ld { space, ty, dsts: vec![Some(dst)], addr })
+        self.op(Op::Ld { space, ty, dsts: vec![Some(dst)], addr, reg_bits: 64 })
     }
 
     pub fn st(&mut self, space: Space, ty: Ty, addr: Address, src: Operand) -> u32 {

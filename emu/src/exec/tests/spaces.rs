@@ -219,3 +219,27 @@ fn a_local_access_past_the_thread_s_local_memory_is_a_fault() {
         &["invalid local access of 4 bytes at offset 0x8: the thread has 8 bytes of local memory", "st.local.u32"],
     );
 }
+
+/// `ld.param.s32` into a 64-bit register, as nvcc writes an `int` parameter used in 64-bit address arithmetic.
+const WIDENING: &str = "
+.visible .entry widening(.param .u64 out, .param .s32 delta)
+{
+\t.reg .b64 %rd<4>;
+\tld.param.u64 %rd1, [out];
+\tld.param.s32 %rd2, [delta];
+\tst.global.u64 [%rd1], %rd2;
+\tret;
+}
+";
+
+#[test]
+fn a_signed_load_into_a_wider_register_is_sign_extended() {
+    let d = Device::new();
+    let out = d.alloc(8, false);
+    // The parameter buffer holds the s32 in the first 4 bytes of the second 8-byte slot.
+    let delta = (-3i32) as u32 as u64;
+    d.launch(&ptx(WIDENING), [1, 1, 1], [1, 1, 1], &[out, delta], &options()).unwrap_or_else(|f| panic!("{}", f.report));
+    let mut got = [0u8; 8];
+    d.memory.read(out, &mut got).unwrap();
+    assert_eq!(i64::from_le_bytes(got), -3);
+}
