@@ -238,7 +238,8 @@ fn a_signed_load_into_a_wider_register_is_sign_extended() {
     let out = d.alloc(8, false);
     // The parameter buffer holds the s32 in the first 4 bytes of the second 8-byte slot.
     let delta = (-3i32) as u32 as u64;
-    d.launch(&ptx(WIDENING), [1, 1, 1], [1, 1, 1], &[out, delta], &options()).unwrap_or_else(|f| panic!("{}", f.report));
+    d.launch(&ptx(WIDENING), [1, 1, 1], [1, 1, 1], &[out, delta], &options())
+        .unwrap_or_else(|f| panic!("{}", f.report));
     let mut got = [0u8; 8];
     d.memory.read(out, &mut got).unwrap();
     assert_eq!(i64::from_le_bytes(got), -3);
