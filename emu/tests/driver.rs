@@ -297,6 +297,9 @@ fn modules_the_device_cannot_run_are_refused() {
     let other_arch = b".version 8.0\n.target sm_86a\n.address_size 64\n\0";
     assert_eq!(load(other_arch), CUresult::NO_BINARY_FOR_GPU);
     assert_eq!(load(b"\0"), CUresult::INVALID_PTX, "no .version");
+    let unsupported =
+        b".version 8.0\n.target sm_80\n.address_size 64\n.visible .entry k()\n{\n    frobnicate.b32 1;\n}\n\0";
+    assert_eq!(load(unsupported), CUresult::INVALID_PTX, "an instruction the loader does not know");
     let mut module = null_mut();
     assert_eq!(unsafe { cuModuleLoadData(&mut module, std::ptr::null()) }, CUresult::INVALID_VALUE);
 }

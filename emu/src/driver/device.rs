@@ -249,3 +249,19 @@ pub unsafe extern "C" fn cuDeviceTotalMem_v2(bytes: *mut usize, dev: CUdevice) -
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_a100_answers_as_one() {
+        let config = Config::from_vars(|name| (name == "GLOV_EMU_CC").then(|| "8.0".to_string())).unwrap();
+        assert_eq!(attribute(&config, 75), Some(8));
+        assert_eq!(attribute(&config, 16), Some(108));
+        assert_eq!(attribute(&config, 97), Some(163 << 10));
+        assert_eq!(attribute(&config, 38), Some(40 << 20));
+        assert_eq!(attribute(&config, 1000), None);
+        assert!(name(&config).contains("8.0"));
+    }
+}

@@ -301,3 +301,24 @@ pub extern "C" fn cuFuncSetAttribute(hfunc: CUfunction, attrib: u32, value: c_in
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_run_on_their_architecture_and_newer() {
+        assert_eq!(target_runs_on("sm_80", Capability::Hopper), Some(true));
+        assert_eq!(target_runs_on("sm_90a", Capability::Hopper), Some(true));
+        assert_eq!(target_runs_on("sm_90", Capability::Ampere), Some(false));
+        assert_eq!(target_runs_on("sm_86", Capability::Ampere), Some(false));
+        assert_eq!(target_runs_on("sm_80a", Capability::Hopper), Some(false), "architecture-specific");
+        assert_eq!(target_runs_on("compute_80", Capability::Hopper), None);
+    }
+
+    #[test]
+    fn the_header_is_read_past_comments() {
+        let text = "//\n// Generated\n//\n.version 9.0\n.target sm_80, texmode_independent // note\n.entry k()\n";
+        assert_eq!(header(text), (Some((9, 0)), Some("sm_80".to_string())));
+    }
+}
