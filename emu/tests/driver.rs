@@ -303,3 +303,24 @@ fn modules_the_device_cannot_run_are_refused() {
     let mut module = null_mut();
     assert_eq!(unsafe { cuModuleLoadData(&mut module, std::ptr::null()) }, CUresult::INVALID_VALUE);
 }
+
+#[test]
+fn a_relaxed_thread_may_allocate_during_its_capture() {
+    setup();
+    let s = stream();
+    ok(unsafe { cuStreamBeginCapture_v2(s, THREAD_LOCAL) });
+    let mut mode = 2;
+    ok(unsafe { cuThreadExchangeStreamCaptureMode(&mut mode) });
+    assert_eq!(mode, 0, "threads start in global mode");
+    let p = alloc(64);
+    ok(cuMemsetD8Async(p, 7, 64, s));
+    let mut previous = mode;
+    ok(unsafe { cuThreadExchangeStreamCaptureMode(&mut previous) });
+    assert_eq!(previous, 2);
+    assert_eq!(cuCtxSynchronize(), CUresult::STREAM_CAPTURE_UNSUPPORTED, "global again");
+    let mut graph = null_mut();
+    assert_eq!(unsafe { cuStreamEndCapture(s, &mut graph) }, CUresult::STREAM_CAPTURE_INVALIDATED);
+    let mut bad = 3;
+    assert_eq!(unsafe { cuThreadExchangeStreamCaptureMode(&mut bad) }, CUresult::INVALID_VALUE);
+    ok(cuMemFree_v2(p));
+}

@@ -2,7 +2,8 @@
 //! stream is recorded, not run; the graph it becomes replays that work in order. The capture rules of CUDA: a call
 //! that would synchronise (`cuStreamSynchronize`, `cuCtxSynchronize`, `cuEventSynchronize`, synchronous copies,
 //! `cuMemAlloc`/`cuMemFree`) is refused with `CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED` on a thread a capture
-//! forbids it to, and invalidates that capture; so does an asynchronous copy between the capturing stream and
+//! forbids it to (by the capture's mode and the thread's interaction mode, `cuThreadExchangeStreamCaptureMode`),
+//! and invalidates that capture; so does an asynchronous copy between the capturing stream and
 //! pageable host memory. Work on the legacy default stream while a blocking stream captures is
 //! `CUDA_ERROR_STREAM_CAPTURE_IMPLICIT`.
 
@@ -11,6 +12,7 @@ use super::error::{CUresult, Result};
 use super::state::{DEFAULT_STREAM, Tables, live};
 use super::work::{Work, run};
 use super::{CUgraph, CUgraphExec, CUstream};
+use std::cell::Cell;
 use std::sync::Arc;
 use std::thread::ThreadId;
 
@@ -34,19 +36,31 @@ pub struct Capture {
     pub invalidated: bool,
 }
 
+thread_local! {
+    /// The thread's capture interaction mode (`cuThreadExchangeStreamCaptureMode`), global unless changed.
+    static THREAD_MODE: Cell<u32> = const { Cell::new(MODE_GLOBAL) };
+}
+
 impl Capture {
-    /// Whether this capture forbids potentially unsafe calls on `thread` (whose own mode is the default, global):
-    /// its own thread unless relaxed, every thread when global.
-    fn forbids(&self, thread: ThreadId) -> bool {
-        (self.thread == thread && self.mode != MODE_RELAXED) || self.mode == MODE_GLOBAL
+    /// Whether this capture forbids potentially unsafe calls on `thread`, whose interaction mode is `thread_mode`:
+    /// in global mode, a capture of its own not begun relaxed, or a global capture of another thread; in
+    /// thread-local mode, only a capture of its own not begun relaxed; in relaxed mode, none.
+    fn forbids(&self, thread: ThreadId, thread_mode: u32) -> bool {
+        let own = self.thread == thread && self.mode != MODE_RELAXED;
+        match thread_mode {
+            MODE_GLOBAL => own || (self.thread != thread && self.mode == MODE_GLOBAL),
+            MODE_THREAD_LOCAL => own,
+            _ => false,
+        }
     }
 }
 
 /// A potentially unsafe (synchronising) call on this thread: refused, invalidating the captures that forbid it.
 pub fn forbid_unsafe_call(t: &mut Tables) -> Result {
     let me = std::thread::current().id();
+    let mode = THREAD_MODE.with(Cell::get);
     let mut refused = false;
-    for c in t.captures.values_mut().filter(|c| c.forbids(me)) {
+    for c in t.captures.values_mut().filter(|c| c.forbids(me, mode)) {
         c.invalidated = true;
         refused = true;
     }
@@ -81,6 +95,28 @@ pub fn check_host_copy(t: &mut Tables, stream: usize, host: usize, bytes: usize)
         return forbid_wait_for(t, stream);
     }
     Ok(())
+}
+
+/// Swaps the calling thread's capture interaction mode with `*mode` (the push-pop the driver documents).
+///
+/// # Safety
+/// `mode` is null or points to a readable and writable `CUstreamCaptureMode`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuThreadExchangeStreamCaptureMode(mode: *mut u32) -> CUresult {
+    entry("cuThreadExchangeStreamCaptureMode", || {
+        super::state::driver()?;
+        if mode.is_null() {
+            return Err(CUresult::INVALID_VALUE);
+        }
+        // SAFETY: checked non-null.
+        let wanted = unsafe { *mode };
+        if wanted > MODE_RELAXED {
+            return Err(CUresult::INVALID_VALUE);
+        }
+        // SAFETY: as above.
+        unsafe { *mode = THREAD_MODE.with(|m| m.replace(wanted)) };
+        Ok(())
+    })
 }
 
 /// # Safety

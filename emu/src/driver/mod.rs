@@ -24,7 +24,7 @@
 //!   `cuEventCreate`, `cuEventRecord`, `cuEventSynchronize`, `cuEventQuery`, `cuEventElapsedTime`,
 //!   `cuEventElapsedTime_v2` (what cudarc calls for CUDA 13), `cuEventDestroy_v2`;
 //! - capture and graphs (`capture`): `cuStreamBeginCapture_v2`, `cuStreamEndCapture`, `cuStreamIsCapturing`,
-//!   `cuGraphInstantiateWithFlags`, `cuGraphLaunch`, `cuGraphDestroy`, `cuGraphExecDestroy`;
+//!   `cuThreadExchangeStreamCaptureMode`, `cuGraphInstantiateWithFlags`, `cuGraphLaunch`, `cuGraphDestroy`, `cuGraphExecDestroy`;
 //! - modules and launches (`module`, `launch`): `cuModuleLoadData`, `cuModuleUnload`, `cuModuleGetFunction`,
 //!   `cuFuncGetAttribute`, `cuFuncSetAttribute`, `cuLaunchKernel`.
 //!
