@@ -68,20 +68,33 @@ impl BlockAllocator for DriverBlocks {
     }
 }
 
+/// `cuThreadExchangeStreamCaptureMode`.
+type ExchangeCaptureMode = unsafe extern "C" fn(*mut sys::CUstreamCaptureMode) -> sys::CUresult;
+
 /// The calling thread's stream-capture interaction mode set to relaxed until dropped, when the previous mode is
 /// restored (the push-pop use the driver documents for `cuThreadExchangeStreamCaptureMode`).
 struct RelaxedCaptureMode {
+    exchange: ExchangeCaptureMode,
     previous: sys::CUstreamCaptureMode,
 }
 
 impl RelaxedCaptureMode {
     fn enter() -> Result<Self> {
+        // Looked up here rather than called through cudarc, which panics where the driver library lacks it.
+        // SAFETY: the driver library is loaded (cuInit ran); the entry point has the driver API's signature.
+        let exchange = *unsafe { sys::culib().get::<ExchangeCaptureMode>(b"cuThreadExchangeStreamCaptureMode") }
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "the CUDA driver has no cuThreadExchangeStreamCaptureMode ({e}), which {VARIABLE}=1 needs to \
+                     allocate while the decode step is recorded (--no-cuda-graphs runs without recording)"
+                )
+            })?;
         let mut mode = sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED;
         // SAFETY: the out-pointer is valid; the call changes only this thread's mode.
-        unsafe { sys::cuThreadExchangeStreamCaptureMode(&mut mode) }
+        unsafe { exchange(&mut mode) }
             .result()
             .map_err(|e| anyhow::anyhow!("cuThreadExchangeStreamCaptureMode: {e:?}"))?;
-        Ok(Self { previous: mode })
+        Ok(Self { exchange, previous: mode })
     }
 }
 
@@ -89,7 +102,7 @@ impl Drop for RelaxedCaptureMode {
     fn drop(&mut self) {
         let mut mode = self.previous;
         // SAFETY: as in `enter`; it puts back the mode `enter` found.
-        if let Err(e) = unsafe { sys::cuThreadExchangeStreamCaptureMode(&mut mode) }.result() {
+        if let Err(e) = unsafe { (self.exchange)(&mut mode) }.result() {
             tracing::debug!("restoring the stream-capture interaction mode: {e:?}");
         }
     }
