@@ -180,7 +180,8 @@ impl Backend for CudaBackend {
     }
 
     fn silu_mul(&self, gate_up: &DTensor) -> Result<DTensor> {
-        llm_ops::silu_mul(&self.gpu, gate_up)
+        let gate_up_bf16 = self.as_dtype(gate_up, DType::Bf16)?;
+        llm_ops::silu_mul(&self.gpu, gate_up_bf16.as_ref().unwrap_or(gate_up))
     }
 
     fn rope(&self, qkv: &DTensor, rows: &CudaRows, heads: HeadShape, inv_freq: &DTensor) -> Result<DTensor> {
