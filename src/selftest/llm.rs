@@ -1,5 +1,6 @@
 //! The decoder LLM end to end, written against the backend trait so that it runs on any backend: a random-weight
-//! Llama 3 model (1B widths, llama3 rope scaling, grouped-query attention, 2 layers): last-position logits and their
+//! Llama 3 model (1B widths, or a quarter of them with `quick`; llama3 rope scaling, grouped-query attention, 2
+//! layers): last-position logits and their
 //! top-1, greedy decoding of 16 tokens with a shared prefix, and steering in both modes and both cache modes, each
 //! against the CPU reference; and generation with the decode step recorded and replayed against eager decoding.
 
@@ -19,12 +20,25 @@ const MODEL_TOLERANCE: f64 = 2e-2;
 const NEAR_TIE: f32 = 0.05;
 
 /// The model of the LLM cases: Llama 3.2 1B widths (32 heads of 64, 8 key/value heads, llama3 rope scaling), 2
-/// layers, a 4,096-token vocabulary.
-fn model_config() -> Result<LlmConfig> {
+/// layers, a 4,096-token vocabulary. `quick` keeps a quarter of the widths (8 heads of 64, 2 key/value heads, a
+/// feed-forward of 1,536): the same kernels, head size and grouping of query heads, at a sixteenth of the work
+/// (for compute-sanitizer and the emulator).
+fn model_config(quick: bool) -> Result<LlmConfig> {
     let mut config = shape_config("llama3-1b")?;
     config.num_layers = 2;
     config.vocab_size = 4096;
+    if quick {
+        config.num_heads /= 4;
+        config.num_kv_heads /= 4;
+        config.hidden_size = config.num_heads * config.head_dim;
+        config.intermediate_size = 1536;
+    }
     Ok(config)
+}
+
+/// How the model cases describe their model.
+fn model_shape(quick: bool) -> &'static str {
+    if quick { "llama3-1b widths / 4, 2 layers, vocab 4096" } else { "llama3-1b widths, 2 layers, vocab 4096" }
 }
 
 /// The share of rows whose argmax differs between `got` and `want` where the reference's choice is not a near tie
@@ -106,18 +120,18 @@ fn greedy_tokens<B: Backend>(b: &B, llm: &Llm<B>, a: &[u32], c: &[u32]) -> Resul
 }
 
 /// The model cases: `subject` and the reference load the same random bf16 weights.
-/// `quick` prefills 120 prompt tokens instead of 300 (so one attention split instead of two).
+/// `quick` prefills 120 prompt tokens instead of 300 (so one attention split instead of two) into the quick model.
 pub fn model_cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64) -> Result<Vec<CaseResult>> {
     let cpu = CpuBackend::new();
     let mut cases = Cases { label, results: Vec::new() };
-    let config = model_config()?;
+    let config = model_config(quick)?;
     let store = random_weights(&config, DType::BF16, seed);
     let (want_llm, got_llm) =
         (Llm::from_store(&cpu, &store, config.clone())?, Llm::from_store(subject, &store, config.clone())?);
     let vocab = config.vocab_size as u32;
     let prompt = if quick { 120 } else { 300 };
     let ids: Vec<u32> = (0..prompt).map(|i| (crate::sampling::mix64(seed ^ i) % vocab as u64) as u32).collect();
-    let shape = "llama3-1b widths, 2 layers, vocab 4096".to_string();
+    let shape = model_shape(quick).to_string();
 
     let tail = 8;
     let (want, got) = (prefill_logits(&cpu, &want_llm, &ids, tail)?, prefill_logits(subject, &got_llm, &ids, tail)?);
@@ -166,10 +180,17 @@ pub fn model_cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64)
 
 /// Generation with the decode step recorded and replayed (`recorded`, CUDA graphs) against the same backend
 /// running it eagerly: the tokens must be identical, since every row's result is independent of the others.
-/// Greedy, sampled, and steered in `last` mode with the clean cache, over two prompt groups.
-pub fn recording_cases<B: Backend>(recorded: &B, eager: &B, label: &str, seed: u64) -> Result<Vec<CaseResult>> {
+/// Greedy, sampled, and steered in `last` mode with the clean cache, over two prompt groups; `quick` on the quick
+/// model.
+pub fn recording_cases<B: Backend>(
+    recorded: &B,
+    eager: &B,
+    label: &str,
+    quick: bool,
+    seed: u64,
+) -> Result<Vec<CaseResult>> {
     let mut cases = Cases { label, results: Vec::new() };
-    let config = model_config()?;
+    let config = model_config(quick)?;
     let store = random_weights(&config, DType::BF16, seed);
     let (with, without) =
         (Llm::from_store(recorded, &store, config.clone())?, Llm::from_store(eager, &store, config.clone())?);
@@ -225,7 +246,7 @@ mod tests {
     fn the_reference_against_itself_is_exact() {
         let cpu = CpuBackend::new();
         let mut results = model_cases(&cpu, "cpu", true, 3).unwrap();
-        results.extend(recording_cases(&cpu, &cpu, "cpu", 3).unwrap());
+        results.extend(recording_cases(&cpu, &cpu, "cpu", true, 3).unwrap());
         assert_eq!(results.len(), 9);
         for r in &results {
             assert!(r.passed && r.error == 0.0, "{r:?}");
@@ -235,7 +256,7 @@ mod tests {
     #[test]
     fn the_steering_cases_tell_the_modes_apart() {
         let cpu = CpuBackend::new();
-        let mut config = model_config().unwrap();
+        let mut config = model_config(true).unwrap();
         config.num_layers = 2;
         let llm = Llm::from_store(&cpu, &random_weights(&config, DType::BF16, 5), config.clone()).unwrap();
         let ids: Vec<u32> = (0..20).map(|i| i * 37 % 4096).collect();

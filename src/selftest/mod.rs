@@ -121,7 +121,7 @@ pub fn run_cuda(backend: &CudaBackend, quick: bool, seed: u64) -> Result<Vec<Cas
     results.extend(llm::model_cases(&backend.with_variant(backend.variant).with_graphs(false), &label, quick, seed)?);
     let recorded = backend.with_variant(backend.variant).with_graphs(true);
     let eager = backend.with_variant(backend.variant).with_graphs(false);
-    results.extend(llm::recording_cases(&recorded, &eager, &label, seed)?);
+    results.extend(llm::recording_cases(&recorded, &eager, &label, quick, seed)?);
     Ok(results)
 }
 
