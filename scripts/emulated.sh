@@ -20,6 +20,9 @@
 #                            from that seed
 #   GLOV_EMU_COUNTERS        a file that receives the per-kernel counters as JSON at exit
 #   GLOV_EMU_SUMMARY=1       one line of totals on stderr at exit
+#   GLOV_EMU_LAUNCH_LOG      a file that gets one JSON line per launch (kernel, grid, block, counters)
+#   GLOV_EMU_PTX_OVERRIDE    a folder of .ptx files; a loaded module is replaced by the file declaring the same
+#                            kernels (scripts/mutation_check.py plants defects this way)
 set -euo pipefail
 
 if [ "$#" -eq 0 ]; then

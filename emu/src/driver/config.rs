@@ -37,6 +37,10 @@ pub struct Config {
     pub counters: Option<std::path::PathBuf>,
     /// One line of totals on stderr at exit.
     pub summary: bool,
+    /// A file that gets one JSON line per kernel launch (name, geometry, counters), in launch order.
+    pub launch_log: Option<std::path::PathBuf>,
+    /// A folder of PTX files that replace loaded modules declaring the same kernels (mutation testing).
+    pub ptx_override: Option<std::path::PathBuf>,
 }
 
 const CHECKS: [&str; 4] = ["memcheck", "racecheck", "synccheck", "initcheck"];
@@ -88,6 +92,11 @@ impl Config {
         let checks = checks(var("GLOV_EMU_CHECKS").as_deref())?;
         let schedule_seed = parse(&var, "GLOV_EMU_SCHEDULE_SEED", "an unsigned 64-bit seed")?;
         let counters = var("GLOV_EMU_COUNTERS").filter(|p| !p.is_empty()).map(std::path::PathBuf::from);
+        let path = |name: &str| var(name).filter(|p| !p.is_empty()).map(std::path::PathBuf::from);
+        let (launch_log, ptx_override) = (path("GLOV_EMU_LAUNCH_LOG"), path("GLOV_EMU_PTX_OVERRIDE"));
+        if let Some(dir) = ptx_override.as_ref().filter(|d| !d.is_dir()) {
+            return Err(format!("GLOV_EMU_PTX_OVERRIDE={}: not a folder", dir.display()));
+        }
         let summary = match var("GLOV_EMU_SUMMARY").as_deref() {
             None | Some("") | Some("0") => false,
             Some("1") => true,
@@ -108,6 +117,8 @@ impl Config {
             },
             counters,
             summary,
+            launch_log,
+            ptx_override,
         })
     }
 

@@ -101,6 +101,22 @@ fn json_string(s: &str) -> String {
     out
 }
 
+/// Appends one launch's line to the launch log: `{"kernel", "grid", "block", "stats"}`. A log that cannot be written
+/// is reported and the launch goes on.
+pub fn log_launch(path: &std::path::Path, kernel: &str, grid: [u32; 3], block: [u32; 3], stats: &Stats) {
+    use std::io::Write;
+    let line = format!(
+        "{{\"kernel\": {}, \"grid\": {grid:?}, \"block\": {block:?}, \"stats\": {}}}\n",
+        json_string(kernel),
+        stats.to_json()
+    );
+    let written =
+        std::fs::OpenOptions::new().create(true).append(true).open(path).and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        eprintln!("glov-emu: writing the launch log {}: {e}", path.display());
+    }
+}
+
 /// Writes `text` to `path` through a temporary file beside it and a rename.
 fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();

@@ -41,12 +41,16 @@
 //!   from that seed;
 //! - `GLOV_EMU_COUNTERS`: a file that receives, at exit, `{"device": ..., "kernels": {name: counters},
 //!   "totals": ...}` as JSON (written atomically);
-//! - `GLOV_EMU_SUMMARY=1`: one line of totals on stderr at exit.
+//! - `GLOV_EMU_SUMMARY=1`: one line of totals on stderr at exit;
+//! - `GLOV_EMU_LAUNCH_LOG`: a file that gets one JSON line per launch (kernel, grid, block, counters);
+//! - `GLOV_EMU_PTX_OVERRIDE`: a folder of `.ptx` files; a module being loaded is replaced by the file that declares
+//!   the same kernels (the mutation check plants defects this way).
 
 pub mod capture;
 mod config;
 pub mod context;
 mod counters;
+mod ptx_override;
 pub mod device;
 pub mod error;
 pub mod launch;

@@ -152,6 +152,8 @@ fn load(image: *const c_void) -> Result<usize> {
         eprintln!("glov-emu: the module image is neither UTF-8 PTX text nor a known binary");
         CUresult::INVALID_IMAGE
     })?;
+    let replacement = d.config.ptx_override.as_deref().and_then(|dir| super::ptx_override::find(dir, text));
+    let text = replacement.as_deref().unwrap_or(text);
     check_header(text, d.config)?;
     let module = crate::ptx::load(text).map_err(|e| {
         eprintln!("glov-emu: {e}");

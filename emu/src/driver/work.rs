@@ -139,6 +139,9 @@ fn launch(d: &Driver, k: &KernelWork) -> Result {
     let name = &k.module.module.kernels[k.kernel].name;
     match outcome {
         Ok(stats) => {
+            if let Some(path) = &d.config.launch_log {
+                super::counters::log_launch(path, name, k.grid, k.block, &stats);
+            }
             lock(&d.counters).add(name, &stats);
             Ok(())
         }
