@@ -45,6 +45,32 @@ pub enum Ty {
 }
 
 impl Ty {
+    /// A type by its PTX name without the dot: `u32`, `bf16x2`, `pred`.
+    pub fn from_name(name: &str) -> Option<Ty> {
+        Some(match name {
+            "b8" => Ty::B8,
+            "b16" => Ty::B16,
+            "b32" => Ty::B32,
+            "b64" => Ty::B64,
+            "u8" => Ty::U8,
+            "u16" => Ty::U16,
+            "u32" => Ty::U32,
+            "u64" => Ty::U64,
+            "s8" => Ty::S8,
+            "s16" => Ty::S16,
+            "s32" => Ty::S32,
+            "s64" => Ty::S64,
+            "f16" => Ty::F16,
+            "f16x2" => Ty::F16x2,
+            "bf16" => Ty::Bf16,
+            "bf16x2" => Ty::Bf16x2,
+            "f32" => Ty::F32,
+            "f64" => Ty::F64,
+            "pred" => Ty::Pred,
+            _ => return None,
+        })
+    }
+
     /// Width in bits (`.pred`: 1).
     pub fn bits(self) -> u32 {
         match self {

@@ -137,38 +137,13 @@ pub(crate) struct Spec<'a> {
     pub tys: Vec<Ty>,
 }
 
-fn parse_ty(t: &str) -> Option<Ty> {
-    Some(match t {
-        "b8" => Ty::B8,
-        "b16" => Ty::B16,
-        "b32" => Ty::B32,
-        "b64" => Ty::B64,
-        "u8" => Ty::U8,
-        "u16" => Ty::U16,
-        "u32" => Ty::U32,
-        "u64" => Ty::U64,
-        "s8" => Ty::S8,
-        "s16" => Ty::S16,
-        "s32" => Ty::S32,
-        "s64" => Ty::S64,
-        "f16" => Ty::F16,
-        "f16x2" => Ty::F16x2,
-        "bf16" => Ty::Bf16,
-        "bf16x2" => Ty::Bf16x2,
-        "f32" => Ty::F32,
-        "f64" => Ty::F64,
-        "pred" => Ty::Pred,
-        _ => return None,
-    })
-}
-
 impl<'a> Spec<'a> {
     fn parse(text: &'a str) -> Spec<'a> {
         let mut parts = text.split('.');
         let op = parts.next().unwrap_or("");
         let (mut mods, mut tys) = (Vec::new(), Vec::new());
         for p in parts {
-            match parse_ty(p) {
+            match Ty::from_name(p) {
                 Some(t) => tys.push(t),
                 None => mods.push(p),
             }
