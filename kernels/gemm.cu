@@ -53,12 +53,16 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], 
 __device__ __forceinline__ uint32_t pair(const bf16* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
 // Rows first_row .. first_row + 64 of `src` ([rows, K]), columns k0 .. k0 + TILE_K, into a shared tile, zero past
-// the edges: 8 values per load when K is a multiple of 8, one otherwise.
+// the edges: 8 values per load when K is a multiple of 8, one otherwise. In the 8-value case a quarter warp stores
+// together (8 threads of 16 bytes): two rows of 4 chunks. Rows r and r + 1 of the padded tile (80 bytes apart)
+// would share 4 banks, so the two rows a quarter warp stores are 4 apart (320 bytes, 16 banks), and their banks are
+// disjoint: slots 0..7 of every 8 go to rows 0, 4, 1, 5, 2, 6, 3, 7.
 __device__ __forceinline__ void load_tile(bf16 (*tile)[TILE_K + PAD], const bf16* __restrict__ src, int first_row,
                                           int rows, int k0, int K, int tid) {
     if (K % 8 == 0) {
         for (int i = tid; i < 64 * (TILE_K / 8); i += 128) {
-            const int r = i / (TILE_K / 8), c = (i % (TILE_K / 8)) * 8;
+            const int slot = i / (TILE_K / 8), c = (i % (TILE_K / 8)) * 8;
+            const int r = (slot & ~7) | ((slot & 1) << 2) | ((slot >> 1) & 3);
             const int g = first_row + r, gk = k0 + c;
             uint4 v = make_uint4(0, 0, 0, 0);
             if (g < rows && gk < K) v = *reinterpret_cast<const uint4*>(src + (int64_t)g * K + gk);
