@@ -100,7 +100,10 @@ fn selftest_quick_passes_on_the_emulated_gpu() {
     let cache = tempfile::tempdir().unwrap();
     let out = glov(&["selftest", "--quick"], Some(&dir), cache.path());
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("gemm_mma"), "selftest did not run the kernels:\n{table}");
+    // Both variants of every kernel, then the models and the recorded decode steps, all passing.
+    for part in ["cuda plain", "cuda fast", "clip_top1", "llm_greedy_16", "decode_recorded_steered", "cases passed"] {
+        assert!(table.contains(part), "selftest did not report {part:?}:\n{table}");
+    }
 }
 
 #[test]
