@@ -261,12 +261,20 @@ impl DeviceMemory {
         Ok(())
     }
 
-    /// `count` copies of `pattern` (1, 2 or 4 bytes) from `addr`.
+    /// `count` copies of `pattern` (1, 2 or 4 bytes) from `addr`, written a chunk of at most 1 MiB at a time (a
+    /// memset of a whole arena needs no second arena on the host).
     pub fn fill(&self, addr: u64, pattern: &[u8], count: u64) -> Result<(), MemError> {
         let len = pattern.len() as u64;
         let a = self.find(addr, count * len)?;
-        let bytes: Vec<u8> = pattern.iter().copied().cycle().take((count * len) as usize).collect();
-        a.write(addr, &bytes);
+        let chunk: Vec<u8> =
+            pattern.iter().copied().cycle().take(((1 << 20) / len * len).min(count * len) as usize).collect();
+        let mut at = addr;
+        let end = addr + count * len;
+        while at < end {
+            let n = (end - at).min(chunk.len() as u64);
+            a.write(at, &chunk[..n as usize]);
+            at += n;
+        }
         Ok(())
     }
 
@@ -308,5 +316,25 @@ impl View {
                 (a.base, a.bytes, d)
             })
             .min_by_key(|&(_, _, d)| d.abs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fill_longer_than_its_chunk_repeats_the_pattern_to_the_end_and_no_further() {
+        let memory = DeviceMemory::new(8 << 20);
+        let words = (1u64 << 20) / 4 * 2 + 3;
+        let base = memory.alloc(words * 4 + 4).unwrap();
+        memory.fill(base, &[1, 2, 3, 4], words).unwrap();
+        let mut bytes = vec![0u8; (words * 4 + 4) as usize];
+        memory.read(base, &mut bytes).unwrap();
+        assert!(bytes[..(words * 4) as usize].chunks(4).all(|w| w == [1, 2, 3, 4]));
+        assert_eq!(&bytes[(words * 4) as usize..], &[0, 0, 0, 0]);
+        let a = memory.find(base, 1).unwrap();
+        assert!(a.is_initialized(base, words * 4));
+        assert!(!a.is_initialized(base + words * 4, 4));
     }
 }
