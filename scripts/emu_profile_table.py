@@ -37,12 +37,10 @@ def decode_step(launches: list, bench: dict) -> str:
     groups = bench["generation"]["groups"]
     new_tokens = bench["generation"]["new_tokens"]
     # Each generation samples new_tokens times; the bench runs the step twice (warm-up, timed): take the timed one.
-    per_generation = new_tokens
-    if len(samples) < 2 * per_generation:
-        return "fewer sampling launches than two generations: no decode step to show"
-    timed = samples[per_generation:2 * per_generation]
-    first, last = timed[1] + 1, timed[2] if len(timed) > 2 else timed[1]
-    step = launches[first:last + 1]
+    if new_tokens < 3 or len(samples) < 2 * new_tokens:
+        return "no second decode step to show (it needs --new-tokens 3 or more and the timed step's launches)"
+    timed = samples[new_tokens:2 * new_tokens]
+    step = launches[timed[1] + 1:timed[2] + 1]
     load = sum(l["stats"]["global"]["load_bytes"] for l in step)
     store = sum(l["stats"]["global"]["store_bytes"] for l in step)
     sectors = sum(l["stats"]["global"]["load_sectors"] + l["stats"]["global"]["store_sectors"] for l in step)
