@@ -3,15 +3,17 @@
 //! **Revision.** `GLOV_CUDA_COMMIT` (shown by `--version` and written into result files) is read from git when the
 //! source is a git checkout.
 //!
-//! **Kernels.** Every `kernels/*.cu` is compiled by nvcc to PTX for `compute_80` (Ampere and later; the driver
-//! compiles it for the card at load time), and a file whose first line holds `glov: sm_90a` also to a cubin for
-//! `sm_90a` (Hopper-only instructions). Each PTX is then assembled by ptxas for sm_80 and sm_90, so that a kernel
-//! that does not assemble fails the build, and the register / shared-memory / spill report of every kernel is
-//! written to `$OUT_DIR/ptxas-report.txt`. The results are embedded in the binary through
-//! `$OUT_DIR/kernels.rs`. nvcc is looked for in `$NVCC`, `$CUDA_HOME/bin`, `$CUDA_PATH/bin`, `PATH`, and the
-//! project-local install of `scripts/setup-cuda.sh` (`.cuda/`). Without nvcc the build succeeds with a warning and
+//! **Kernels.** Every `kernels/*.cu` is compiled by NVRTC 12.2 to PTX for `compute_80` (PTX ISA 8.2, which drivers
+//! from CUDA 12.2 (R535) on load; the driver compiles it at load time for any card of compute capability 8.0 or
+//! newer, Blackwell included), and the PTX is assembled by ptxas 12.2 into machine code for sm_80, sm_86, sm_89
+//! and sm_90, which the runtime loads when the card matches, so that common servers start without compiling PTX.
+//! A build whose PTX is newer than ISA 8.2 fails. The register / shared-memory / spill report of every kernel is
+//! written to `$OUT_DIR/ptxas-report.txt`; PTX and machine code are embedded in the binary through
+//! `$OUT_DIR/kernels.rs`. The compilers are looked for in `$CUDA_HOME`, `$CUDA_PATH` (a CUDA toolkit) and the
+//! project-local install of `scripts/setup-cuda.sh` (`.cuda/`). Without them the build succeeds with a warning and
 //! the CUDA backend reports that it was built without kernels; `GLOV_REQUIRE_KERNELS=1` makes that an error.
 
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -41,19 +43,40 @@ fn record_commit() {
     println!("cargo:rerun-if-changed=.git/index");
 }
 
-/// The first nvcc found, in the documented order.
-fn find_nvcc(root: &Path) -> Option<PathBuf> {
-    let from_env = |var: &str| std::env::var_os(var).map(PathBuf::from);
+/// The machine-code architectures embedded beside the PTX.
+const CUBIN_ARCHS: [u32; 4] = [80, 86, 89, 90];
+
+/// The newest PTX ISA the oldest supported driver (CUDA 12.2) loads.
+const MAX_PTX_ISA: (u32, u32) = (8, 2);
+
+/// The kernel compilers: NVRTC's library, the CUDA headers it compiles against, and ptxas.
+struct Toolkit {
+    nvrtc: PathBuf,
+    include: PathBuf,
+    ptxas: PathBuf,
+}
+
+/// The first complete toolkit found, in the documented order.
+fn find_toolkit(root: &Path) -> Option<Toolkit> {
     let mut candidates = Vec::new();
-    candidates.extend(from_env("NVCC"));
     for var in ["CUDA_HOME", "CUDA_PATH"] {
-        candidates.extend(from_env(var).map(|home| home.join("bin").join("nvcc")));
+        if let Some(home) = std::env::var_os(var).map(PathBuf::from) {
+            candidates.push(Toolkit {
+                nvrtc: home.join("lib64/libnvrtc.so"),
+                include: home.join("include"),
+                ptxas: home.join("bin/ptxas"),
+            });
+        }
     }
-    if let Some(path) = std::env::var_os("PATH") {
-        candidates.extend(std::env::split_paths(&path).map(|dir| dir.join("nvcc")));
-    }
-    candidates.push(root.join(".cuda/nvidia/cu13/bin/nvcc"));
-    candidates.into_iter().find(|p| p.is_file())
+    let pip = root.join(".cuda/nvidia");
+    candidates.push(Toolkit {
+        nvrtc: pip.join("cuda_nvrtc/lib/libnvrtc.so.12"),
+        include: pip.join("cuda_runtime/include"),
+        ptxas: pip.join("cuda_nvcc/bin/ptxas"),
+    });
+    candidates
+        .into_iter()
+        .find(|t| t.nvrtc.is_file() && t.ptxas.is_file() && t.include.join("cuda_bf16.h").is_file())
 }
 
 fn run(command: &mut Command, what: &str) -> Result<String, String> {
@@ -62,40 +85,130 @@ fn run(command: &mut Command, what: &str) -> Result<String, String> {
     if output.status.success() { Ok(text) } else { Err(format!("{what} failed:\n{text}")) }
 }
 
-/// One kernel file's build: PTX, the optional sm_90a cubin, and its ptxas reports.
-fn build_one(nvcc: &Path, ptxas: &Path, source: &Path, out: &Path) -> Result<(String, bool, String), String> {
+type NvrtcCreate = unsafe extern "C" fn(
+    *mut *mut c_void,
+    *const c_char,
+    *const c_char,
+    c_int,
+    *const *const c_char,
+    *const *const c_char,
+) -> c_int;
+type NvrtcCompile = unsafe extern "C" fn(*mut c_void, c_int, *const *const c_char) -> c_int;
+type NvrtcSize = unsafe extern "C" fn(*mut c_void, *mut usize) -> c_int;
+type NvrtcText = unsafe extern "C" fn(*mut c_void, *mut c_char) -> c_int;
+type NvrtcDestroy = unsafe extern "C" fn(*mut *mut c_void) -> c_int;
+type NvrtcVersion = unsafe extern "C" fn(*mut c_int, *mut c_int) -> c_int;
+
+/// NVRTC, loaded from the toolkit's shared library (a program per source; distinct programs compile in parallel).
+struct Nvrtc {
+    library: libloading::Library,
+}
+
+impl Nvrtc {
+    fn open(path: &Path) -> Result<Self, String> {
+        // SAFETY: loading NVRTC runs no initialisation code with preconditions.
+        let library = unsafe { libloading::Library::new(path) }.map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Self { library })
+    }
+
+    fn symbol<T: Copy>(&self, name: &str) -> Result<T, String> {
+        // SAFETY: every type asked for matches the declaration of that function in nvrtc.h.
+        unsafe { self.library.get::<T>(name.as_bytes()).map(|s| *s).map_err(|e| format!("NVRTC has no {name}: {e}")) }
+    }
+
+    fn version(&self) -> Result<String, String> {
+        let (mut major, mut minor) = (0, 0);
+        // SAFETY: two valid out-pointers.
+        unsafe { self.symbol::<NvrtcVersion>("nvrtcVersion")?(&mut major, &mut minor) };
+        Ok(format!("NVRTC {major}.{minor}"))
+    }
+
+    /// Compiles one CUDA C++ source to PTX; the error holds NVRTC's log.
+    fn compile(&self, source: &str, name: &str, options: &[String]) -> Result<String, String> {
+        let create = self.symbol::<NvrtcCreate>("nvrtcCreateProgram")?;
+        let compile = self.symbol::<NvrtcCompile>("nvrtcCompileProgram")?;
+        let log_size = self.symbol::<NvrtcSize>("nvrtcGetProgramLogSize")?;
+        let log_text = self.symbol::<NvrtcText>("nvrtcGetProgramLog")?;
+        let ptx_size = self.symbol::<NvrtcSize>("nvrtcGetPTXSize")?;
+        let ptx_text = self.symbol::<NvrtcText>("nvrtcGetPTX")?;
+        let destroy = self.symbol::<NvrtcDestroy>("nvrtcDestroyProgram")?;
+        let c = |s: &str| CString::new(s).map_err(|_| format!("{name}: a NUL byte in the source or an option"));
+        let (source, file) = (c(source)?, c(name)?);
+        let options = options.iter().map(|o| c(o)).collect::<Result<Vec<_>, _>>()?;
+        let pointers: Vec<*const c_char> = options.iter().map(|o| o.as_ptr()).collect();
+        let read = |size: NvrtcSize, text: NvrtcText, program: *mut c_void| -> String {
+            let mut bytes = 0usize;
+            // SAFETY: a live program; the buffer holds the size NVRTC reported, NUL included.
+            unsafe {
+                size(program, &mut bytes);
+                let mut buffer = vec![0 as c_char; bytes.max(1)];
+                text(program, buffer.as_mut_ptr());
+                CStr::from_ptr(buffer.as_ptr()).to_string_lossy().into_owned()
+            }
+        };
+        let mut program = std::ptr::null_mut();
+        // SAFETY: NUL-terminated strings that outlive the calls; the program is destroyed once, below.
+        unsafe {
+            if create(&mut program, source.as_ptr(), file.as_ptr(), 0, std::ptr::null(), std::ptr::null()) != 0 {
+                return Err(format!("NVRTC could not create a program for {name}"));
+            }
+            let status = compile(program, pointers.len() as c_int, pointers.as_ptr());
+            let result = if status == 0 {
+                Ok(read(ptx_size, ptx_text, program))
+            } else {
+                Err(format!("NVRTC of {name} failed (status {status}):\n{}", read(log_size, log_text, program)))
+            };
+            destroy(&mut program);
+            result
+        }
+    }
+}
+
+/// The PTX ISA version a PTX text declares (`.version 8.2`).
+fn ptx_isa(ptx: &str) -> Option<(u32, u32)> {
+    let version = ptx.lines().find_map(|l| l.trim().strip_prefix(".version "))?;
+    let (major, minor) = version.trim().split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// One kernel file's build: PTX, machine code for every architecture, and the ptxas reports.
+fn build_one(nvrtc: &Nvrtc, toolkit: &Toolkit, source: &Path, out: &Path) -> Result<(String, String), String> {
     let stem = source.file_stem().and_then(|s| s.to_str()).ok_or("kernel file names are UTF-8")?.to_string();
     let text = std::fs::read_to_string(source).map_err(|e| format!("{}: {e}", source.display()))?;
-    let hopper = text.lines().next().is_some_and(|first| first.contains("glov: sm_90a"));
-    let common = ["-O3", "-std=c++17", "-lineinfo", "--use_fast_math", "-I", "kernels"];
+    let kernels = source.parent().ok_or("kernel files sit in kernels/")?;
+    let options = [
+        "--gpu-architecture=compute_80".to_string(),
+        "-std=c++17".into(),
+        "--use_fast_math".into(),
+        "--generate-line-info".into(),
+        format!("-I{}", kernels.display()),
+        format!("-I{}", toolkit.include.display()),
+    ];
+    let ptx_text = nvrtc.compile(&text, &source.display().to_string(), &options)?;
+    match ptx_isa(&ptx_text) {
+        Some(isa) if isa <= MAX_PTX_ISA => {}
+        found => {
+            return Err(format!(
+                "{}: the compiler wrote PTX ISA {found:?}, newer than {MAX_PTX_ISA:?}, which CUDA 12.2 drivers load; \
+                 build with the compilers of scripts/setup-cuda.sh",
+                source.display()
+            ));
+        }
+    }
     let ptx = out.join(format!("{stem}.ptx"));
-    run(
-        Command::new(nvcc).args(common).args(["-ptx", "-arch=compute_80", "-o"]).arg(&ptx).arg(source),
-        &format!("nvcc (PTX) of {}", source.display()),
-    )?;
+    std::fs::write(&ptx, &ptx_text).map_err(|e| format!("{}: {e}", ptx.display()))?;
     let mut report = String::new();
-    for arch in ["sm_80", "sm_90"] {
+    for arch in CUBIN_ARCHS {
         let log = run(
-            Command::new(ptxas)
-                .args(["-v", "-O3", &format!("-arch={arch}"), "-o"])
-                .arg(out.join("ptxas.tmp"))
+            Command::new(&toolkit.ptxas)
+                .args(["-v", "-O3", &format!("-arch=sm_{arch}"), "-o"])
+                .arg(out.join(format!("{stem}.sm_{arch}.cubin")))
                 .arg(&ptx),
-            &format!("ptxas {arch} of {}", source.display()),
+            &format!("ptxas sm_{arch} of {}", source.display()),
         )?;
-        report.push_str(&format!("== {stem}.cu, {arch}\n{log}\n"));
+        report.push_str(&format!("== {stem}.cu, sm_{arch}\n{log}\n"));
     }
-    if hopper {
-        run(
-            Command::new(nvcc)
-                .args(common)
-                .args(["-cubin", "-gencode=arch=compute_90a,code=sm_90a", "-Xptxas", "-v", "-o"])
-                .arg(out.join(format!("{stem}.sm_90a.cubin")))
-                .arg(source),
-            &format!("nvcc (sm_90a cubin) of {}", source.display()),
-        )
-        .map(|log| report.push_str(&format!("== {stem}.cu, sm_90a cubin\n{log}\n")))?;
-    }
-    Ok((stem, hopper, report))
+    Ok((stem, report))
 }
 
 /// Kernel entry names in a PTX file (`.entry name(`).
@@ -109,7 +222,7 @@ fn entries(ptx: &str) -> Vec<String> {
 fn compile_kernels() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    for var in ["NVCC", "CUDA_HOME", "CUDA_PATH", "GLOV_REQUIRE_KERNELS"] {
+    for var in ["CUDA_HOME", "CUDA_PATH", "GLOV_REQUIRE_KERNELS"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rerun-if-changed=kernels");
@@ -124,8 +237,8 @@ fn compile_kernels() {
     sources.retain(|p| p.extension().is_some_and(|e| e == "cu"));
     let require = std::env::var("GLOV_REQUIRE_KERNELS").is_ok_and(|v| v == "1");
 
-    let Some(nvcc) = find_nvcc(&root) else {
-        let message = "nvcc not found (NVCC, CUDA_HOME, CUDA_PATH, PATH, .cuda/): building without CUDA kernels; \
+    let Some(toolkit) = find_toolkit(&root) else {
+        let message = "NVRTC and ptxas not found (CUDA_HOME, CUDA_PATH, .cuda/): building without CUDA kernels; \
                        run scripts/setup-cuda.sh and rebuild";
         if require {
             panic!("GLOV_REQUIRE_KERNELS=1: {message}");
@@ -134,52 +247,65 @@ fn compile_kernels() {
         write_index(&out, None, &[]);
         return;
     };
-    println!("cargo:rerun-if-changed={}", nvcc.display());
-    let ptxas = nvcc.with_file_name("ptxas");
-    let version = run(Command::new(&nvcc).arg("--version"), "nvcc --version")
-        .map(|v| v.lines().filter(|l| l.contains("release")).collect::<Vec<_>>().join(" "))
+    for path in [&toolkit.nvrtc, &toolkit.ptxas] {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+    let nvrtc = Nvrtc::open(&toolkit.nvrtc).unwrap_or_else(|e| panic!("{e}"));
+    let ptxas_version = run(Command::new(&toolkit.ptxas).arg("--version"), "ptxas --version")
+        .map(|v| v.split_whitespace().find_map(|w| w.strip_prefix('V')).unwrap_or("?").to_string())
         .unwrap_or_else(|e| panic!("{e}"));
+    let compilers = format!("{}, ptxas {ptxas_version}", nvrtc.version().unwrap_or_else(|e| panic!("{e}")));
 
-    let results: Vec<Result<(String, bool, String), String>> = std::thread::scope(|scope| {
+    let results: Vec<Result<(String, String), String>> = std::thread::scope(|scope| {
         let handles: Vec<_> =
-            sources.iter().map(|source| scope.spawn(|| build_one(&nvcc, &ptxas, source, &out))).collect();
+            sources.iter().map(|source| scope.spawn(|| build_one(&nvrtc, &toolkit, source, &out))).collect();
         handles.into_iter().map(|h| h.join().expect("a kernel build thread")).collect()
     });
     let mut built = Vec::new();
-    let mut report = format!("ptxas resource report ({version})\n\n");
+    let mut report = format!("ptxas resource report ({compilers})\n\n");
     for result in results {
         match result {
-            Ok((stem, hopper, log)) => {
+            Ok((stem, log)) => {
                 report.push_str(&log);
-                built.push((stem, hopper));
+                built.push(stem);
             }
             Err(e) => panic!("{e}"),
         }
     }
-    let _ = std::fs::remove_file(out.join("ptxas.tmp"));
     std::fs::write(out.join("ptxas-report.txt"), report).expect("writing the ptxas report");
-    write_index(&out, Some(&version), &built);
+    write_index(&out, Some(&compilers), &built);
 }
 
-/// `$OUT_DIR/kernels.rs`: every module's name, PTX, optional sm_90a cubin and entry names.
-fn write_index(out: &Path, nvcc_version: Option<&str>, built: &[(String, bool)]) {
+/// `$OUT_DIR/kernels.rs`: every module's name, PTX, machine code and entry names, and what compiled them.
+fn write_index(out: &Path, compilers: Option<&str>, built: &[String]) {
     let mut code =
-        String::from("/// The kernel modules embedded at build time.\npub const MODULES: &[KernelModule] = &[\n");
-    for (stem, hopper) in built {
+        String::from("/// The kernel modules embedded at build time.\npub static MODULES: &[KernelModule] = &[\n");
+    let mut isa = None;
+    for stem in built {
         let ptx = std::fs::read_to_string(out.join(format!("{stem}.ptx"))).expect("the PTX just written");
+        isa = isa.max(ptx_isa(&ptx));
         let names: Vec<String> = entries(&ptx).into_iter().map(|e| format!("{e:?}")).collect();
-        let cubin = if *hopper {
-            format!("Some(include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{stem}.sm_90a.cubin\")))")
-        } else {
-            "None".to_string()
-        };
+        let cubins: Vec<String> = CUBIN_ARCHS
+            .iter()
+            .map(|arch| {
+                format!(
+                    "Cubin {{ arch: {arch}, image: include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{stem}.sm_{arch}.cubin\")) }}"
+                )
+            })
+            .collect();
         code.push_str(&format!(
             "    KernelModule {{ name: {stem:?}, ptx: include_str!(concat!(env!(\"OUT_DIR\"), \"/{stem}.ptx\")), \
-             sm_90a: {cubin}, entries: &[{}] }},\n",
+             cubins: &[{}], entries: &[{}] }},\n",
+            cubins.join(", "),
             names.join(", ")
         ));
     }
     code.push_str("];\n");
-    code.push_str(&format!("/// The nvcc that compiled them, or `None` when the build had no nvcc.\npub const NVCC: Option<&str> = {nvcc_version:?};\n"));
+    code.push_str(&format!(
+        "/// The compilers that built them, or `None` when the build had none.\npub const COMPILERS: Option<&str> = \
+         {compilers:?};\n/// The PTX ISA version of the embedded PTX (major, minor).\npub const PTX_ISA: (u32, u32) = \
+         {:?};\n",
+        isa.unwrap_or((0, 0))
+    ));
     std::fs::write(out.join("kernels.rs"), code).expect("writing kernels.rs");
 }

@@ -1,7 +1,21 @@
 // Shared helpers of the kernels: bf16 conversion, activations, warp and block reductions.
 #pragma once
 #include <cuda_bf16.h>
+
+// NVRTC has no C library headers: it gets the fixed-width integers and INFINITY from here, nvcc from the system.
+#ifdef __CUDACC_RTC__
+typedef signed char int8_t;
+typedef unsigned char uint8_t;
+typedef short int16_t;
+typedef unsigned short uint16_t;
+typedef int int32_t;
+typedef unsigned int uint32_t;
+typedef long long int64_t;
+typedef unsigned long long uint64_t;
+#define INFINITY __int_as_float(0x7f800000)
+#else
 #include <stdint.h>
+#endif
 
 typedef __nv_bfloat16 bf16;
 

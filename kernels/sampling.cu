@@ -524,9 +524,10 @@ sample(const void* __restrict__ logits, int is_bf16, int vocab, const u64* __res
         return;
     }
 
-    // 1. Top-k by radix select on the value keys, most significant digit first.
+    // 1. Top-k by radix select on the value keys, most significant digit first. A top_k of at least the vocabulary
+    // keeps every token: there is no k-th largest to select (its bins would never be found).
     uint32_t kth = 0;
-    if (top_k > 0) {
+    if (top_k > 0 && top_k < vocab) {
         uint32_t prefix = 0, mask = 0;
         unsigned remaining = top_k;
         for (int shift = 24; shift >= 0; shift -= 8) {

@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# Installs nvcc 13.0 (and the headers the kernels include) into .cuda/ in the repository, from PyPI, so that
-# build.rs compiles the CUDA kernels. No GPU or driver is needed to build. The versions are pinned: unpinned, pip
-# mixes 13.x releases whose parts do not work together, and PTX from a newer nvcc does not load on a CUDA 13.0
-# driver.
+# Installs the CUDA 12.2 kernel compilers into .cuda/ in the repository, from PyPI, so that build.rs compiles the
+# CUDA kernels: NVRTC 12.2 (CUDA C++ to PTX), the CUDA 12.2 headers it compiles against, and ptxas 12.2 (PTX to
+# machine code for sm_80, sm_86, sm_89 and sm_90). No GPU or driver is needed to build. CUDA 12.2 writes PTX ISA
+# 8.2, which every driver since R535 (CUDA 12.2) loads. The versions are pinned: unpinned, pip mixes releases whose
+# parts do not work together, and a newer compiler writes PTX that older drivers refuse.
 #
 #   bash scripts/setup-cuda.sh && cargo build --release
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=.cuda
-nvcc="$target/nvidia/cu13/bin/nvcc"
-if [ -x "$nvcc" ] && "$nvcc" --version | grep -q "V13.0.88"; then
-    echo "nvcc 13.0.88 already in $target"
+version=12.2.140
+ptxas="$target/nvidia/cuda_nvcc/bin/ptxas"
+nvrtc="$target/nvidia/cuda_nvrtc/lib/libnvrtc.so.12"
+if [ -x "$ptxas" ] && [ -f "$nvrtc" ] && "$ptxas" --version | grep -q "V$version"; then
+    echo "NVRTC and ptxas $version already in $target"
     exit 0
 fi
 python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location --upgrade --target "$target" \
-    nvidia-cuda-nvcc==13.0.88 nvidia-cuda-crt==13.0.88 nvidia-nvvm==13.0.88 nvidia-cuda-runtime==13.0.88 \
-    nvidia-cuda-cccl==13.0.85
-"$nvcc" --version | tail -n 2
-echo "nvcc installed in $target; cargo build now compiles the kernels"
+    "nvidia-cuda-nvrtc-cu12==$version" "nvidia-cuda-runtime-cu12==$version" "nvidia-cuda-nvcc-cu12==$version"
+"$ptxas" --version | tail -n 2
+echo "NVRTC and ptxas $version installed in $target; cargo build now compiles the kernels"

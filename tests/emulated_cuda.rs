@@ -1,6 +1,9 @@
 //! The CUDA path of the commands, run on the emulator (`emu/`, the stand-in driver built beside the binary as
 //! `libglov_emu.so`), against the CPU backend on the same fixtures: `selftest --quick`, `score`, `probe clip`,
-//! `generate`, `probe llm` and the quick-start `optimize`.
+//! `generate`, `probe llm` and the quick-start `optimize`. The emulator poses as the oldest driver the kernels
+//! promise to load on, CUDA 12.2 (it refuses PTX newer than its driver supports, as a real driver does, and all
+//! machine code, so the engine loads the PTX); an older driver is refused with a message that names the driver
+//! needed.
 //!
 //! Without the emulator library or without compiled kernels these tests say so and pass, unless
 //! `GLOV_REQUIRE_EMULATOR=1` (as in CI), which makes either a failure.
@@ -47,28 +50,42 @@ fn make_driver_dir() -> Option<PathBuf> {
     Some(dir)
 }
 
+/// The driver version the emulator reports (CUDA 12.2, as `cuDriverGetVersion` writes it).
+const OLDEST_DRIVER: &str = "12020";
+
 /// Runs glov-cuda with `args` on the CPU backend (`emulated: None`) or on the emulated GPU.
 fn glov(args: &[&str], emulated: Option<&Path>, cache: &Path) -> Output {
     glov_in(Path::new("."), args, emulated, cache)
 }
 
-/// `glov` in the folder `cwd`.
-fn glov_in(cwd: &Path, args: &[&str], emulated: Option<&Path>, cache: &Path) -> Output {
+/// The glov-cuda command with `args`, in the folder `cwd`, on the CPU or the emulated GPU (posing as a driver of
+/// version `driver`, with its one-line summary on).
+fn command(cwd: &Path, args: &[&str], emulated: Option<(&Path, &str)>, cache: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_glov-cuda"));
     command.current_dir(cwd).env("GLOV_CUDA_CACHE", cache).env_remove("RUST_LOG");
     match emulated {
-        Some(dir) => {
+        Some((dir, driver)) => {
             let path = std::env::var("LD_LIBRARY_PATH").unwrap_or_default();
             command
                 .env("LD_LIBRARY_PATH", format!("{}:{path}", dir.display()))
                 .env("GLOV_CUDA_DEBUG_ALLOC", "1")
+                .env("GLOV_EMU_DRIVER_VERSION", driver)
+                .env("GLOV_EMU_SUMMARY", "1")
                 .args(["--device", "cuda", "--gpu-memory", "1"]);
         }
         None => {
             command.args(["--device", "cpu"]);
         }
     }
-    let out = command.args(args).output().expect("the glov-cuda binary runs");
+    command.args(args);
+    command
+}
+
+/// `glov` in the folder `cwd`.
+fn glov_in(cwd: &Path, args: &[&str], emulated: Option<&Path>, cache: &Path) -> Output {
+    let out = command(cwd, args, emulated.map(|dir| (dir, OLDEST_DRIVER)), cache)
+        .output()
+        .expect("the glov-cuda binary runs");
     assert!(
         out.status.success(),
         "glov-cuda {args:?} on {} failed:\n{}",
@@ -203,11 +220,30 @@ fn generate_greedy_gives_the_cpu_tokens() {
         "json",
     ];
     let want = json(&glov(&args, None, cache.path()));
-    let got = json(&glov(&args, Some(&dir), cache.path()));
+    let got_out = glov(&args, Some(&dir), cache.path());
+    let got = json(&got_out);
     let tokens = |v: &Value| -> Vec<Value> {
         v["sequences"].as_array().unwrap().iter().map(|s| s["token_ids"].clone()).collect()
     };
     assert_eq!(tokens(&got), tokens(&want));
+    // Every upload went through pinned memory: none leaves the source's lifetime to the driver.
+    let summary = String::from_utf8_lossy(&got_out.stderr);
+    assert!(summary.contains(" 0 asynchronous uploads from pageable memory"), "emulator summary:\n{summary}");
+}
+
+#[test]
+fn a_cuda_12_1_driver_is_refused_with_the_driver_needed() {
+    let Some(dir) = driver_dir() else { return };
+    let cache = tempfile::tempdir().unwrap();
+    let out = command(Path::new("."), &["selftest", "--quick"], Some((&dir, "12010")), cache.path())
+        .output()
+        .expect("the glov-cuda binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "selftest ran on a CUDA 12.1 driver:\n{stderr}");
+    assert!(
+        stderr.contains("supports CUDA 12.1") && stderr.contains("CUDA 12.2 or newer"),
+        "the refusal does not name the drivers:\n{stderr}"
+    );
 }
 
 #[test]

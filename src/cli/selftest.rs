@@ -5,7 +5,7 @@
 use crate::backend::Backend;
 use crate::backend::Device;
 use crate::backend::cuda::backend::CudaBackend;
-use crate::backend::cuda::kernels::{MODULES, NVCC};
+use crate::backend::cuda::kernels::{self, COMPILERS, MIN_DRIVER, MODULES, PTX_ISA};
 use crate::backend::cuda::ops::Variant;
 use crate::selftest::{self, CaseResult};
 use anyhow::{Result, bail};
@@ -39,7 +39,7 @@ pub fn run(device: Device, kernels: Variant, args: SelftestArgs) -> Result<()> {
         }
         Device::Cuda(ordinal) => {
             let backend = CudaBackend::open(ordinal, kernels, None)?;
-            println!("{}, kernels by {}", backend.describe(), NVCC.unwrap_or("?"));
+            println!("{}, kernels by {}", backend.describe(), COMPILERS.unwrap_or("?"));
             selftest::run_cuda(&backend, args.quick, args.seed)?
         }
     };
@@ -56,13 +56,29 @@ pub fn run(device: Device, kernels: Variant, args: SelftestArgs) -> Result<()> {
 }
 
 fn list() -> String {
-    let Some(nvcc) = NVCC else {
-        return "built without CUDA kernels (no nvcc at build time): run scripts/setup-cuda.sh and rebuild\n".into();
+    let Some(compilers) = COMPILERS else {
+        return "built without CUDA kernels (no NVRTC or ptxas at build time): run scripts/setup-cuda.sh and rebuild\n"
+            .into();
     };
-    let mut out = format!("kernels compiled by {nvcc} (PTX for compute_80 and up)\n");
+    let mut out = format!(
+        "kernels compiled by {compilers}\n\
+         PTX: ISA {}.{} for compute_80, compiled at load for any card of compute capability 8.0 or newer\n\
+         machine code: {}, loaded when the card matches\n\
+         oldest driver: CUDA {}.{} (R535)\n",
+        PTX_ISA.0,
+        PTX_ISA.1,
+        kernels::cubin_archs(),
+        MIN_DRIVER / 1000,
+        MIN_DRIVER % 1000 / 10
+    );
     for module in MODULES {
-        let hopper = if module.sm_90a.is_some() { ", sm_90a cubin" } else { "" };
-        out.push_str(&format!("{} ({} bytes of PTX{hopper}):\n", module.name, module.ptx.len()));
+        let cubins: Vec<String> = module.cubins.iter().map(|c| format!("sm_{} {}", c.arch, c.image.len())).collect();
+        out.push_str(&format!(
+            "{} ({} bytes of PTX; machine code bytes: {}):\n",
+            module.name,
+            module.ptx.len(),
+            cubins.join(", ")
+        ));
         for entry in module.entries {
             out.push_str(&format!("  {entry}\n"));
         }

@@ -11,6 +11,10 @@ use std::collections::BTreeMap;
 #[derive(Default)]
 pub struct Counters {
     kernels: BTreeMap<String, Stats>,
+    /// Asynchronous copies from pageable host memory to the device. Legal (the driver stages the source before the
+    /// call returns), but slower than from pinned memory and impossible to capture in a graph: an engine that
+    /// stages its uploads through pinned memory makes none.
+    pub pageable_async_uploads: u64,
 }
 
 /// What all launches of all kernels counted.
@@ -65,12 +69,14 @@ impl Counters {
         let t = self.totals();
         format!(
             "{{\n  \"device\": {device},\n  \"kernels\": {{\n{}\n  }},\n  \"totals\": {{\"launches\": {}, \
-             \"thread_insts\": {}, \"seconds\": {:.6}, \"thread_insts_per_second\": {:.0}}}\n}}\n",
+             \"thread_insts\": {}, \"seconds\": {:.6}, \"thread_insts_per_second\": {:.0}, \
+             \"pageable_async_uploads\": {}}}\n}}\n",
             kernels.join(",\n"),
             t.launches,
             t.thread_insts,
             t.seconds,
-            t.rate()
+            t.rate(),
+            self.pageable_async_uploads
         )
     }
 
@@ -78,11 +84,13 @@ impl Counters {
     pub fn summary(&self) -> String {
         let t = self.totals();
         format!(
-            "glov-emu: {} launches, {} thread instructions in {:.3} s ({:.3e} thread instructions/s)",
+            "glov-emu: {} launches, {} thread instructions in {:.3} s ({:.3e} thread instructions/s), {} asynchronous \
+             uploads from pageable memory",
             t.launches,
             t.thread_insts,
             t.seconds,
-            t.rate()
+            t.rate(),
+            self.pageable_async_uploads
         )
     }
 }
@@ -162,6 +170,7 @@ mod tests {
         counters.add("vadd", &one);
         counters.add("vadd", &one);
         counters.add("odd \"name\"", &one);
+        counters.pageable_async_uploads = 2;
         let json: serde_json::Value = serde_json::from_str(&counters.to_json(&config)).unwrap();
         assert_eq!(json["device"]["compute_capability"], "9.0");
         assert_eq!(json["kernels"]["vadd"]["launches"], 2);
@@ -169,6 +178,8 @@ mod tests {
         assert_eq!(json["totals"]["launches"], 3);
         assert_eq!(json["totals"]["thread_insts"], 3000);
         assert_eq!(json["totals"]["thread_insts_per_second"], 2000.0);
+        assert_eq!(json["totals"]["pageable_async_uploads"], 2);
         assert!(counters.summary().contains("3 launches, 3000 thread instructions"));
+        assert!(counters.summary().ends_with("2 asynchronous uploads from pageable memory"));
     }
 }

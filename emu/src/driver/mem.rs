@@ -23,6 +23,7 @@ fn device_range(d: &Driver, addr: u64, bytes: u64) -> Result {
 /// Checks what `work` touches, then enqueues it on `h_stream` (`None`: a synchronous call, on the legacy stream).
 fn enqueue(h_stream: Option<CUstream>, work: Work) -> Result {
     let d = live()?;
+    let mut pageable = false;
     let stream = {
         let mut t = d.tables();
         let stream = match h_stream {
@@ -58,11 +59,17 @@ fn enqueue(h_stream: Option<CUstream>, work: Work) -> Result {
                 }
                 device_range(d, device, bytes)?;
                 check_host_copy(&mut t, stream, host, bytes as usize)?;
+                pageable = h_stream.is_some()
+                    && matches!(work, Work::CopyHtoD { .. })
+                    && !t.is_pinned(host as usize, bytes as usize);
             }
             Work::Kernel(_) | Work::EventRecord(_) => unreachable!("memory calls enqueue copies and fills"),
         }
         stream
     };
+    if pageable {
+        super::state::lock(&d.counters).pageable_async_uploads += 1;
+    }
     submit(d, stream, work)
 }
 

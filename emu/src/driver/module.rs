@@ -144,7 +144,12 @@ fn load(image: *const c_void) -> Result<usize> {
     }
     // SAFETY: the caller passes a NUL-terminated PTX text or a binary image.
     if unsafe { is_binary(image as *const u8) } {
-        eprintln!("glov-emu: a cubin or fatbin image: the emulator runs PTX text only");
+        // As a real driver answers machine code of another architecture; said once, since a program that falls
+        // back to its PTX tries one image per module.
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            eprintln!("glov-emu: cubin or fatbin images are refused (NO_BINARY_FOR_GPU): the emulator runs PTX text")
+        });
         return Err(CUresult::NO_BINARY_FOR_GPU);
     }
     // SAFETY: not a binary, so a NUL-terminated text.

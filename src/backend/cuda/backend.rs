@@ -67,8 +67,8 @@ impl Backend for CudaBackend {
             Variant::Fast => "fast",
         };
         format!(
-            "cuda:{} {} (compute capability {}.{}, {kernels} kernels)",
-            g.ordinal, g.name, g.capability.0, g.capability.1
+            "cuda:{} {} (compute capability {}.{}, {kernels} kernels, from {})",
+            g.ordinal, g.name, g.capability.0, g.capability.1, g.kernel_image
         )
     }
 

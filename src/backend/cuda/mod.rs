@@ -1,5 +1,5 @@
 //! The CUDA backend: kernels compiled by `build.rs` and embedded (`kernels`), the driver, context and stream
-//! (`runtime`), the arena (`arena` keeps its books, `device_arena` its memory, `debug_alloc` the mode in which every
+//! (`runtime`), the pinned buffers every upload goes through (`staging`), the arena (`arena` keeps its books, `device_arena` its memory, `debug_alloc` the mode in which every
 //! block is a driver allocation of its own), one launch wrapper per kernel (`ops` for CLIP and scoring, `llm_ops`,
 //! `kv_cache` and `sampling` for the LLM), and the `Backend` implementation (`backend`). Opening it checks, in
 //! order, that the binary has kernels, that an NVIDIA driver can be loaded, its version, the device and its
@@ -21,6 +21,7 @@ pub mod llm_ops;
 pub mod ops;
 pub mod runtime;
 pub mod sampling;
+pub mod staging;
 
 /// The driver library, looked up before any driver call (cudarc would panic on a missing library).
 const DRIVER_LIBRARIES: [&str; 2] = ["libcuda.so.1", "libcuda.so"];

@@ -5,15 +5,14 @@
 
 use super::debug_alloc::{self, DriverBlocks};
 use super::device_arena::{Arena, DeviceBlock, ParkedBlocks, mib};
-use super::kernels::{self, MODULES};
+use super::kernels::{self, MIN_DRIVER, MODULES};
+use super::staging::Staging;
 use anyhow::{Context, Result, bail};
 use cudarc::driver::{result, sys};
 use std::collections::HashMap;
 use std::ffi::{CString, c_void};
 use std::sync::Mutex;
-
-/// The oldest driver the embedded PTX (ISA 9.0, nvcc 13.0) loads on.
-const MIN_DRIVER: i32 = 13000;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub struct Gpu {
     pub ordinal: usize,
@@ -23,33 +22,24 @@ pub struct Gpu {
     pub total_memory: usize,
     /// Streaming multiprocessors (SMs).
     pub multiprocessors: usize,
+    /// What the kernels were loaded from: `sm_90 machine code`, or `PTX compiled at load` where no machine code
+    /// for this card is embedded.
+    pub kernel_image: String,
     stream: sys::CUstream,
     functions: HashMap<&'static str, sys::CUfunction>,
+    /// The dynamic shared memory each kernel has been allowed beyond the default 48 KiB (`launch` raises it).
+    shared_allowed: Mutex<HashMap<sys::CUfunction, u32>>,
+    /// The most shared memory a block may use once its kernel opts in.
+    shared_optin: usize,
     arena: Arena,
-    staging: [Mutex<Option<Pinned>>; 2],
-    next_staging: std::sync::atomic::AtomicUsize,
+    staging: Staging,
+    /// Whether a CUDA graph is being recorded (uploads are refused then: a recorded copy would read its staged
+    /// source again at every replay).
+    recording: AtomicBool,
 }
 
-/// Uploads of at least this many bytes go through pinned host memory (faster copies that do not block the host).
-const STAGED_UPLOAD: usize = 1 << 20;
-
-/// A pinned host buffer and the event recorded after the last copy that read it.
-struct Pinned {
-    ptr: *mut u8,
-    bytes: usize,
-    copied: sys::CUevent,
-}
-
-impl Drop for Pinned {
-    fn drop(&mut self) {
-        // SAFETY: both were created by the driver for this buffer; the event is waited on before the memory goes.
-        unsafe {
-            let _ = result::event::synchronize(self.copied);
-            let _ = result::event::destroy(self.copied);
-            let _ = result::free_host(self.ptr as *mut c_void);
-        }
-    }
-}
+/// The dynamic shared memory a kernel may use without opting in to more.
+const DEFAULT_SHARED: usize = 48 << 10;
 
 // SAFETY: the context is made current on every thread that calls into the driver (`bind`); the stream and function
 // handles are plain driver handles, valid for the context's lifetime, and the arena is behind a mutex.
@@ -94,7 +84,7 @@ impl Gpu {
         if let Err(e) = super::driver_library() {
             bail!(
                 "--device {device}: no NVIDIA driver on this machine (libcuda.so.1 cannot be loaded: {e}); the CUDA \
-                 backend needs an NVIDIA GPU (compute capability 8.0 or newer) with a CUDA 13.0 or newer driver"
+                 backend needs an NVIDIA GPU (compute capability 8.0 or newer) with a CUDA 12.2 (R535) or newer driver"
             );
         }
         check("cuInit", result::init())
@@ -104,10 +94,14 @@ impl Gpu {
         check("cuDriverGetVersion", unsafe { sys::cuDriverGetVersion(&mut version) }.result())?;
         if version < MIN_DRIVER {
             bail!(
-                "--device {device}: the NVIDIA driver supports CUDA {}.{}, too old for this glov-cuda's kernels (built \
-                 by nvcc 13.0); update the driver to CUDA 13.0 or newer",
+                "--device {device}: the NVIDIA driver supports CUDA {}.{}, too old for this glov-cuda's kernels (PTX ISA \
+                 {}.{}): they need a driver for CUDA {}.{} or newer (R535 or newer); `nvidia-smi` shows the driver",
                 version / 1000,
-                version % 1000 / 10
+                version % 1000 / 10,
+                kernels::PTX_ISA.0,
+                kernels::PTX_ISA.1,
+                MIN_DRIVER / 1000,
+                MIN_DRIVER % 1000 / 10
             );
         }
         let count = result::device::get_count().map_err(|e| anyhow::anyhow!("cuDeviceGetCount: {e:?}"))?;
@@ -154,7 +148,15 @@ impl Gpu {
         };
         let stream = result::stream::create(result::stream::StreamKind::NonBlocking)
             .map_err(|e| anyhow::anyhow!("cuStreamCreate: {e:?}"))?;
-        let functions = load_kernels(capability)?;
+        let (functions, kernel_image) = load_kernels(capability)?;
+        // SAFETY: `dev` is a valid device handle.
+        let shared_optin = unsafe {
+            result::device::get_attribute(
+                dev,
+                sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+            )
+        }
+        .unwrap_or(DEFAULT_SHARED as i32) as usize;
         let (free, _) = result::mem_get_info().map_err(|e| anyhow::anyhow!("cuMemGetInfo: {e:?}"))?;
         let bytes = arena_bytes.unwrap_or(free / 10 * 9);
         if bytes > free {
@@ -176,19 +178,20 @@ impl Gpu {
             Arena::carved(base, bytes)
         };
         tracing::info!(%name, capability = ?capability, arena = %mib(bytes), "CUDA device opened");
-        let staging = [Mutex::new(None), Mutex::new(None)];
-        let next_staging = std::sync::atomic::AtomicUsize::new(0);
         Ok(Self {
             ordinal,
             name,
             capability,
             total_memory,
             multiprocessors,
+            kernel_image,
             stream,
             functions,
+            shared_allowed: Mutex::new(HashMap::new()),
+            shared_optin,
             arena,
-            staging,
-            next_staging,
+            staging: Staging::new(),
+            recording: AtomicBool::new(false),
         })
     }
 
@@ -213,52 +216,60 @@ impl Gpu {
         if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
             return Ok(()); // an empty tensor: nothing to compute
         }
+        if shared_bytes as usize > DEFAULT_SHARED {
+            self.allow_shared(name, function, shared_bytes)?;
+        }
         // SAFETY: the caller guarantees the arguments; the function and stream belong to the current context.
         check(&format!("launching {name} (grid {grid:?}, block {block:?})"), unsafe {
             result::launch_kernel(function, grid, block, shared_bytes, self.stream, args)
         })
     }
 
-    /// Host to device, ordered on the stream. Large uploads are copied into one of two pinned buffers, used in
-    /// turn, and go to the device from there asynchronously: the host returns at once and prepares the next batch
-    /// while the copy and the previous batch's kernels run; a buffer is refilled only after its last copy ended.
+    /// Lets `function` launch with `bytes` of dynamic shared memory, more than a kernel gets without opting in.
+    fn allow_shared(&self, name: &str, function: sys::CUfunction, bytes: u32) -> Result<()> {
+        let mut allowed = self.shared_allowed.lock().expect("the shared-memory lock");
+        if allowed.get(&function).is_some_and(|&b| b >= bytes) {
+            return Ok(());
+        }
+        // SAFETY: a function of this context.
+        let static_bytes = unsafe {
+            result::function::get_function_attribute(
+                function,
+                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES,
+            )
+        }
+        .map_err(|e| anyhow::anyhow!("reading {name}'s shared memory: {e:?}"))? as usize;
+        if static_bytes + bytes as usize > self.shared_optin {
+            bail!(
+                "kernel {name} needs {} bytes of shared memory per block ({bytes} dynamic), more than {}'s {} bytes",
+                static_bytes + bytes as usize,
+                self.name,
+                self.shared_optin
+            );
+        }
+        // SAFETY: a function of this context; the value is within the device's opt-in limit (checked).
+        check(&format!("allowing {name} {bytes} bytes of dynamic shared memory"), unsafe {
+            result::function::set_function_attribute(
+                function,
+                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                bytes as i32,
+            )
+        })?;
+        allowed.insert(function, bytes);
+        Ok(())
+    }
+
+    /// Host to device, ordered on the stream, staged through pinned memory (`staging`): the host returns once
+    /// `src` may be dropped, usually before the copy has run.
     pub fn upload<T: Copy>(&self, dst: &DeviceBlock, src: &[T]) -> Result<()> {
         let bytes = std::mem::size_of_val(src);
         assert!(bytes <= dst.bytes, "upload larger than its block");
-        if bytes >= STAGED_UPLOAD {
-            let turn = self.next_staging.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2;
-            let mut slot = self.staging[turn].lock().expect("the staging lock");
-            if slot.as_ref().is_none_or(|p| p.bytes < bytes) {
-                *slot = None;
-                // SAFETY: a fresh pinned allocation and event, owned by `Pinned`.
-                let pinned = unsafe { result::malloc_host(bytes, 0) }.and_then(|ptr| {
-                    Ok(Pinned {
-                        ptr: ptr as *mut u8,
-                        bytes,
-                        copied: result::event::create(sys::CUevent_flags::CU_EVENT_DISABLE_TIMING)?,
-                    })
-                });
-                match pinned {
-                    Ok(p) => *slot = Some(p),
-                    Err(e) => tracing::debug!("no pinned staging buffer ({e:?}): a pageable upload"),
-                }
-            }
-            if let Some(p) = slot.as_ref() {
-                // SAFETY: the event belongs to this buffer; after it completes no copy reads the buffer, which holds
-                // at least `bytes`; the slice handed to the copy is the buffer itself, alive until `copied` fires.
-                unsafe {
-                    check("waiting for a staging buffer", result::event::synchronize(p.copied))?;
-                    std::ptr::copy_nonoverlapping(src.as_ptr() as *const u8, p.ptr, bytes);
-                    let staged = std::slice::from_raw_parts(p.ptr, bytes);
-                    check("copy to the device", result::memcpy_htod_async(dst.ptr, staged, self.stream))?;
-                    check("recording a copy", result::event::record(p.copied, self.stream))?;
-                }
-                return Ok(());
-            }
+        if self.recording.load(Ordering::Relaxed) {
+            bail!("an upload while a CUDA graph is recorded: the recorded work must read only device memory");
         }
-        // SAFETY: the block holds at least the bytes copied; from pageable memory the call returns once the source
-        // has been read, so the caller may drop it.
-        check("copy to the device", unsafe { result::memcpy_htod_async(dst.ptr, src, self.stream) })
+        // SAFETY: any `Copy` value's bytes may be read as bytes.
+        let raw = unsafe { std::slice::from_raw_parts(src.as_ptr() as *const u8, bytes) };
+        self.staging.upload(dst.ptr, raw, self.stream)
     }
 
     /// Records the work `f` enqueues on the stream as a CUDA graph instead of running it. Blocks freed while
@@ -268,6 +279,7 @@ impl Gpu {
     /// again.
     pub fn record<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(Graph, T)> {
         self.arena.start_parking();
+        self.recording.store(true, Ordering::Relaxed);
         // SAFETY: the stream belongs to the current context; thread-local mode forbids only this thread's unsafe
         // calls (synchronisation, pageable copies, allocations) while recording, and the work recorded never runs
         // them (the debug mode's allocations switch this thread to relaxed mode for the call: `debug_alloc`).
@@ -277,6 +289,7 @@ impl Gpu {
         let out = begun.and_then(|()| f());
         // SAFETY: ends the recording begun above (an error if it never began, which is ignored then).
         let graph = unsafe { result::stream::end_capture(self.stream) };
+        self.recording.store(false, Ordering::Relaxed);
         let mut recorded = Graph { exec: None, _parked: self.arena.stop_parking() };
         let (out, graph) = match (out, graph) {
             (Ok(out), Ok(graph)) => (out, graph),
@@ -336,20 +349,35 @@ impl Gpu {
     }
 }
 
-/// Loads every embedded module (the sm_90a cubin on a Hopper card when there is one, the PTX otherwise) and looks
-/// up every entry.
-fn load_kernels(capability: (i32, i32)) -> Result<HashMap<&'static str, sys::CUfunction>> {
+/// Loads every embedded module, from the machine code for this card where there is one and from the PTX
+/// otherwise (or where the driver refuses the machine code as not for this GPU), and looks up every entry. Also
+/// says which of the two the kernels came from.
+fn load_kernels(capability: (i32, i32)) -> Result<(HashMap<&'static str, sys::CUfunction>, String)> {
     let mut functions = HashMap::new();
+    let mut images = Vec::new();
     for module in MODULES {
-        let ptx = CString::new(module.ptx).expect("PTX has no NUL");
-        // SAFETY: the image is a NUL-terminated PTX text or a cubin, alive during the call (the driver copies it).
-        let handle = unsafe {
-            match module.sm_90a {
-                Some(cubin) if capability == (9, 0) => result::module::load_data(cubin.as_ptr() as *const c_void),
-                _ => result::module::load_data(ptx.as_ptr() as *const c_void),
+        let _span = tracing::debug_span!("loading kernels", module = module.name).entered();
+        // SAFETY: a cubin image, alive during the call (the driver copies it).
+        let from_cubin = module.cubin_for(capability).and_then(|cubin| {
+            match unsafe { result::module::load_data(cubin.image.as_ptr() as *const c_void) } {
+                Ok(handle) => Some((handle, format!("sm_{} machine code", cubin.arch))),
+                Err(e) => {
+                    tracing::debug!("the driver refused the sm_{} machine code ({e:?}): compiling the PTX", cubin.arch);
+                    None
+                }
             }
-        }
-        .map_err(|e| anyhow::anyhow!("loading the {} kernels: {e:?}", module.name))?;
+        });
+        let (handle, image) = match from_cubin {
+            Some(loaded) => loaded,
+            None => {
+                let ptx = CString::new(module.ptx).expect("PTX has no NUL");
+                // SAFETY: a NUL-terminated PTX text, alive during the call (the driver copies it).
+                let handle = unsafe { result::module::load_data(ptx.as_ptr() as *const c_void) }
+                    .map_err(|e| anyhow::anyhow!("loading the {} kernels from PTX: {e:?}", module.name))?;
+                (handle, "PTX compiled at load".to_string())
+            }
+        };
+        images.push(image);
         for &entry in module.entries {
             let name = CString::new(entry).expect("entry names have no NUL");
             // SAFETY: `handle` is a loaded module.
@@ -358,5 +386,7 @@ fn load_kernels(capability: (i32, i32)) -> Result<HashMap<&'static str, sys::CUf
             functions.insert(entry, function);
         }
     }
-    Ok(functions)
+    images.sort();
+    images.dedup();
+    Ok((functions, images.join(" and ")))
 }

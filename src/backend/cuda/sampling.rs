@@ -131,7 +131,7 @@ struct Config {
     vocab: i32,
     apply_temperature: i32,
     temperature: f32,
-    /// `top_k` when it filters anything (`0 < top_k < vocab`), else 0.
+    /// `top_k` as asked (0: off); the kernels keep every token when it is at least `vocab`.
     top_k: i32,
     top_p_on: i32,
     threshold: f32,
@@ -140,14 +140,13 @@ struct Config {
 
 impl Config {
     fn new(params: &SamplingParams, dtype: DType, vocab: usize) -> Self {
-        let top_k_on = params.top_k != 0 && params.top_k < vocab;
         let top_p_on = params.top_p < 1.0;
         Config {
             is_bf16: (dtype == DType::Bf16) as i32,
             vocab: vocab as i32,
             apply_temperature: (params.temperature != 1.0) as i32,
             temperature: params.temperature,
-            top_k: if top_k_on { params.top_k as i32 } else { 0 },
+            top_k: params.top_k.min(i32::MAX as usize) as i32,
             top_p_on: top_p_on as i32,
             threshold: if top_p_on { top_p_threshold(params.top_p) } else { 0.0 },
             greedy: params.greedy as i32,
@@ -157,7 +156,7 @@ impl Config {
     /// Whether top-p may see more candidates than `sample` holds: every token above -inf survives top-k when it is
     /// off, and at least `top_k` do when it is on.
     fn candidates_may_overflow(&self, params: &SamplingParams, vocab: usize) -> bool {
-        let most = if self.top_k > 0 { params.top_k } else { vocab };
+        let most = if self.top_k > 0 { params.top_k.min(vocab) } else { vocab };
         self.greedy == 0 && self.top_p_on != 0 && most > CANDIDATE_CAPACITY
     }
 }
