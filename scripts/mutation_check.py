@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Mutation check of the emulator: plants one defect at a time in a copy of a kernel file, compiles that copy to
-PTX with the project's nvcc, and runs `glov-cuda --device cuda selftest --quick` on the emulator with the mutated
+PTX with the project's NVRTC (as build.rs does), and runs `glov-cuda --device cuda selftest --quick` on the emulator with the mutated
 module in place of the embedded one (GLOV_EMU_PTX_OVERRIDE). Every mutant must make selftest fail; the unmutated
 kernels must pass. Prints one line per mutant with what caught it, and exits non-zero if a mutant survived.
 
@@ -10,6 +10,7 @@ Needs the release binary with kernels and the emulator (`cargo build --release` 
 """
 
 import argparse
+import ctypes
 import os
 import re
 import subprocess
@@ -19,9 +20,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-NVCC = ROOT / ".cuda/nvidia/cu13/bin/nvcc"
-# The flags build.rs compiles every kernel file with.
-NVCC_FLAGS = ["-O3", "-std=c++17", "-lineinfo", "--use_fast_math", "-ptx", "-arch=compute_80"]
+NVRTC = ROOT / ".cuda/nvidia/cuda_nvrtc/lib/libnvrtc.so.12"
+CUDA_INCLUDE = ROOT / ".cuda/nvidia/cuda_runtime/include"
+# The options build.rs compiles every kernel file with.
+NVRTC_OPTIONS = ["--gpu-architecture=compute_80", "-std=c++17", "--use_fast_math", "--generate-line-info"]
 
 # (name, kernel file, exact text, replacement): each text must occur exactly once.
 MUTANTS = [
@@ -55,6 +57,12 @@ MUTANTS = [
         "    for (int c = threadIdx.x; c < cols; c += blockDim.x) y[r * cols + c] = x[r * cols + c] * inv;\n}",
         "    for (int c = threadIdx.x; c < cols; c += blockDim.x) y[r * cols + c + 1] = x[r * cols + c] * inv;\n}",
     ),
+    (
+        "radix select run when top_k covers the vocabulary (sample: its bin is never found)",
+        "sampling.cu",
+        "    if (top_k > 0 && top_k < vocab) {",
+        "    if (top_k > 0) {",
+    ),
 ]
 
 
@@ -64,11 +72,26 @@ def users_of(header: str) -> list[str]:
 
 
 def compile_ptx(kernels: Path, files: list[str], out: Path) -> None:
+    nvrtc = ctypes.CDLL(str(NVRTC))
     out.mkdir(parents=True, exist_ok=True)
+    options = [o.encode() for o in NVRTC_OPTIONS + [f"-I{kernels}", f"-I{CUDA_INCLUDE}"]]
     for name in files:
-        target = out / (Path(name).stem + ".ptx")
-        cmd = [str(NVCC), *NVCC_FLAGS, "-I", str(kernels), "-o", str(target), str(kernels / name)]
-        subprocess.run(cmd, check=True, capture_output=True, text=True)
+        program = ctypes.c_void_p()
+        source = (kernels / name).read_text().encode()
+        if nvrtc.nvrtcCreateProgram(ctypes.byref(program), source, str(kernels / name).encode(), 0, None, None):
+            raise RuntimeError(f"NVRTC could not create a program for {name}")
+        status = nvrtc.nvrtcCompileProgram(program, len(options), (ctypes.c_char_p * len(options))(*options))
+        size = ctypes.c_size_t()
+        if status:
+            nvrtc.nvrtcGetProgramLogSize(program, ctypes.byref(size))
+            log = ctypes.create_string_buffer(size.value)
+            nvrtc.nvrtcGetProgramLog(program, log)
+            raise RuntimeError(f"NVRTC of {name} failed:\n{log.value.decode()}")
+        nvrtc.nvrtcGetPTXSize(program, ctypes.byref(size))
+        ptx = ctypes.create_string_buffer(size.value)
+        nvrtc.nvrtcGetPTX(program, ptx)
+        nvrtc.nvrtcDestroyProgram(ctypes.byref(program))
+        (out / (Path(name).stem + ".ptx")).write_bytes(ptx.value)
 
 
 def selftest(binary: Path, override: Path | None, log: Path) -> tuple[int, str, float]:
@@ -101,9 +124,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--binary", type=Path, default=ROOT / "target/release/glov-cuda")
     parser.add_argument("--logs", type=Path, help="folder for each run's output (default: a temporary folder)")
+    parser.add_argument("--only", help="run only the mutants whose name contains this text")
     args = parser.parse_args()
-    if not NVCC.is_file():
-        sys.exit(f"{NVCC} is missing: run scripts/setup-cuda.sh")
+    if not NVRTC.is_file():
+        sys.exit(f"{NVRTC} is missing: run scripts/setup-cuda.sh")
     logs = args.logs or Path(tempfile.mkdtemp(prefix="glov-mutants-"))
     logs.mkdir(parents=True, exist_ok=True)
 
@@ -113,7 +137,8 @@ def main() -> int:
         print(f"  the unmutated selftest must pass first: {what} (log {logs / 'unmutated.log'})")
         return 1
     survivors = 0
-    for i, (name, file, text, replacement) in enumerate(MUTANTS, 1):
+    chosen = [(i, m) for i, m in enumerate(MUTANTS, 1) if not args.only or args.only in m[0]]
+    for i, (name, file, text, replacement) in chosen:
         with tempfile.TemporaryDirectory() as tmp:
             kernels = Path(tmp) / "kernels"
             kernels.mkdir()
@@ -130,7 +155,7 @@ def main() -> int:
         caught = status != 0
         survivors += not caught
         print(f"mutant {i}: {name}: {'caught' if caught else 'SURVIVED'} ({seconds:.0f} s)\n  {what}")
-    print(f"{len(MUTANTS) - survivors} of {len(MUTANTS)} mutants caught; logs in {logs}")
+    print(f"{len(chosen) - survivors} of {len(chosen)} mutants caught; logs in {logs}")
     return 1 if survivors else 0
 
 
