@@ -74,9 +74,7 @@ fn find_toolkit(root: &Path) -> Option<Toolkit> {
         include: pip.join("cuda_runtime/include"),
         ptxas: pip.join("cuda_nvcc/bin/ptxas"),
     });
-    candidates
-        .into_iter()
-        .find(|t| t.nvrtc.is_file() && t.ptxas.is_file() && t.include.join("cuda_bf16.h").is_file())
+    candidates.into_iter().find(|t| t.nvrtc.is_file() && t.ptxas.is_file() && t.include.join("cuda_bf16.h").is_file())
 }
 
 fn run(command: &mut Command, what: &str) -> Result<String, String> {

@@ -71,7 +71,10 @@ fn command(cwd: &Path, args: &[&str], emulated: Option<(&Path, &str)>, cache: &P
                 .env("GLOV_CUDA_DEBUG_ALLOC", "1")
                 .env("GLOV_EMU_DRIVER_VERSION", driver)
                 .env("GLOV_EMU_SUMMARY", "1")
-                .args(["--device", "cuda", "--gpu-memory", "1"]);
+                .args(["--device", "cuda"]);
+            if !args.contains(&"--gpu-memory") {
+                command.args(["--gpu-memory", "1"]);
+            }
         }
         None => {
             command.args(["--device", "cpu"]);
@@ -229,6 +232,46 @@ fn generate_greedy_gives_the_cpu_tokens() {
     // Every upload went through pinned memory: none leaves the source's lifetime to the driver.
     let summary = String::from_utf8_lossy(&got_out.stderr);
     assert!(summary.contains(" 0 asynchronous uploads from pageable memory"), "emulator summary:\n{summary}");
+}
+
+/// An arena as large as the free memory leaves nothing for the local memory the driver sets aside at a kernel's
+/// first launch: it is refused when the device opens, with the largest size that fits, and that size runs.
+#[test]
+fn an_arena_of_all_free_memory_is_refused_with_a_size_that_runs() {
+    let Some(dir) = driver_dir() else { return };
+    let cache = tempfile::tempdir().unwrap();
+    let (model, prompt) = (llama(), golden_prompt(0));
+    let run = |gib: &str| {
+        let args = [
+            "--gpu-memory",
+            gib,
+            "--kernels",
+            "plain",
+            "generate",
+            "--llm",
+            &model,
+            "--prompt",
+            &prompt,
+            "--greedy",
+            "--max-new-tokens",
+            "2",
+        ];
+        command(Path::new("."), &args, Some((&dir, OLDEST_DRIVER)), cache.path())
+            .env("GLOV_CUDA_DEBUG_ALLOC", "0")
+            .env("GLOV_EMU_MEMORY", "1")
+            .output()
+            .expect("the glov-cuda binary runs")
+    };
+    let refused = run("0.9998");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("local memory"), "not refused for local memory:\n{stderr}");
+    let fits = stderr.split("use --gpu-memory ").nth(1).and_then(|rest| rest.split(' ').next()).unwrap().to_string();
+    let ran = run(&fits);
+    assert!(
+        ran.status.success(),
+        "--gpu-memory {fits}, as suggested, failed:\n{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
 }
 
 #[test]

@@ -12,6 +12,8 @@ use std::ffi::{c_char, c_int, c_uint};
 pub const SHARED_PER_BLOCK: u32 = 48 << 10;
 /// The most threads in a block, and per dimension.
 pub const MAX_THREADS_PER_BLOCK: u32 = 1024;
+/// Threads resident on one multiprocessor at most (Ampere and Hopper).
+pub const MAX_THREADS_PER_SM: u32 = 2048;
 pub const MAX_BLOCK_DIM: [u32; 3] = [1024, 1024, 64];
 pub const MAX_GRID_DIM: [u32; 3] = [i32::MAX as u32, 65535, 65535];
 
@@ -59,7 +61,7 @@ pub fn attribute(config: &Config, attrib: u32) -> Option<i64> {
         36 => pick(2_619_000, 1_215_000), // memory clock, kHz
         37 => 5120,                       // memory bus width, bits
         38 => pick(50 << 20, 40 << 20),   // L2 bytes
-        39 => 2048,                       // threads per multiprocessor
+        39 => MAX_THREADS_PER_SM as i64,  // threads per multiprocessor
         40 => 3,                          // copy engines
         41 => 1,                          // unified addressing
         42 | 43 => [32768, 2048][attrib as usize - 42],

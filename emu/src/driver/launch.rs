@@ -1,12 +1,15 @@
 //! `cuLaunchKernel`: the launch is checked as the driver checks it (block and grid limits, the kernel's
 //! `.maxntid` / `.reqntid`, shared memory against 48 KiB or the opt-in limit the function was given), its parameter
-//! buffer is built from the kernel's `ir::Param` list, and the kernel runs (or is recorded, in a capture).
+//! buffer is built from the kernel's `ir::Param` list, and the kernel runs (or is recorded, in a capture). As a real
+//! driver does, the first launch of a kernel with more local memory per thread than any before sets device memory
+//! aside for it, for every thread the device can hold at once; when that memory is not free the launch fails with
+//! `CUDA_ERROR_OUT_OF_MEMORY`.
 
-use super::device::{MAX_BLOCK_DIM, MAX_GRID_DIM, MAX_THREADS_PER_BLOCK, shared_per_block_optin};
+use super::device::{MAX_BLOCK_DIM, MAX_GRID_DIM, MAX_THREADS_PER_BLOCK, MAX_THREADS_PER_SM, shared_per_block_optin};
 use super::entry;
 use super::error::{CUresult, Result};
 use super::module::{FunctionState, max_threads};
-use super::state::live;
+use super::state::{Driver, live, lock};
 use super::work::{KernelWork, Work, submit};
 use super::{CUfunction, CUstream};
 use std::ffi::c_void;
@@ -27,6 +30,33 @@ fn check(f: &FunctionState, optin: u32, grid: [u32; 3], block: [u32; 3], dynamic
         return Err(CUresult::INVALID_VALUE);
     }
     Ok(())
+}
+
+/// Sets aside the local memory of `f` (its per-thread local bytes for every resident thread) when it needs more
+/// than is set aside already.
+fn reserve_local(d: &Driver, f: &FunctionState) -> Result {
+    let per_thread = f.function().local_bytes as u64;
+    let needed = per_thread * MAX_THREADS_PER_SM as u64 * d.config.options.sm_count as u64;
+    let mut reserved = lock(&d.local_reserved);
+    if needed <= *reserved {
+        return Ok(());
+    }
+    match d.memory.alloc(needed - *reserved) {
+        Ok(_) => {
+            *reserved = needed;
+            Ok(())
+        }
+        Err(_) => {
+            eprintln!(
+                "glov-emu: launching {}: its {per_thread} bytes of local memory per thread need {needed} bytes for \
+                 the {} threads the device holds at once, and only {} bytes are free (CUDA_ERROR_OUT_OF_MEMORY)",
+                f.function().name,
+                MAX_THREADS_PER_SM * d.config.options.sm_count,
+                d.memory.capacity() - d.memory.used()
+            );
+            Err(CUresult::OUT_OF_MEMORY)
+        }
+    }
 }
 
 /// The parameter buffer: `kernel_params[i]` points to parameter `i`'s bytes.
@@ -84,6 +114,7 @@ pub unsafe extern "C" fn cuLaunchKernel(
                 return Err(CUresult::INVALID_VALUE);
             }
             check(function, shared_per_block_optin(d.config.capability), grid, block, shared_mem_bytes)?;
+            reserve_local(d, function)?;
             // SAFETY: the caller's contract.
             let params = unsafe { param_buffer(function, kernel_params) }?;
             let work = KernelWork {

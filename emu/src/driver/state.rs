@@ -32,6 +32,9 @@ pub struct Driver {
     /// The context's sticky error: set by a faulting kernel, returned by every later call on the context.
     pub sticky: Mutex<Option<CUresult>>,
     pub counters: Mutex<Counters>,
+    /// Device memory set aside for local memory: the largest per-thread local size launched so far, for every
+    /// thread the device can hold at once (`launch::reserve_local`).
+    pub local_reserved: Mutex<u64>,
 }
 
 pub struct Stream {
@@ -115,6 +118,7 @@ pub fn init() -> Result<&'static Driver> {
             device: Mutex::new(()),
             sticky: Mutex::new(None),
             counters: Mutex::new(Counters::default()),
+            local_reserved: Mutex::new(0),
         }
     }))
 }

@@ -157,10 +157,22 @@ impl Gpu {
             )
         }
         .unwrap_or(DEFAULT_SHARED as i32) as usize;
+        let local = LocalMemory::of(dev, &functions, multiprocessors)?;
         let (free, _) = result::mem_get_info().map_err(|e| anyhow::anyhow!("cuMemGetInfo: {e:?}"))?;
-        let bytes = arena_bytes.unwrap_or(free / 10 * 9);
-        if bytes > free {
-            bail!("an arena of {} does not fit: {name} has {} free", mib(bytes), mib(free));
+        let usable = free.saturating_sub(local.bytes);
+        let bytes = arena_bytes.unwrap_or((free / 10 * 9).min(usable));
+        if bytes > usable {
+            bail!(
+                "--gpu-memory: an arena of {} does not fit on {name}: {} is free, and the kernels' local memory takes {} \
+                 of it at their first launch ({} bytes for each of the {} threads the GPU holds at once); use \
+                 --gpu-memory {:.2} or less",
+                mib(bytes),
+                mib(free),
+                mib(local.bytes),
+                local.per_thread,
+                local.threads,
+                (usable as f64 / (1u64 << 30) as f64 * 100.0).floor() / 100.0
+            );
         }
         let arena = if debug_alloc {
             tracing::info!(
@@ -346,6 +358,42 @@ impl Gpu {
     pub fn synchronize(&self) -> Result<()> {
         // SAFETY: the stream belongs to the current context.
         check("waiting for the GPU", unsafe { result::stream::synchronize(self.stream) })
+    }
+}
+
+/// The local memory the driver sets aside at the first launch of the kernel with the most of it: that much per
+/// thread, for every thread the GPU can hold at once. It comes out of the memory the arena could take.
+struct LocalMemory {
+    per_thread: usize,
+    threads: usize,
+    bytes: usize,
+}
+
+impl LocalMemory {
+    fn of(dev: sys::CUdevice, functions: &HashMap<&'static str, sys::CUfunction>, sms: usize) -> Result<Self> {
+        let mut per_thread = 0;
+        for (name, &function) in functions {
+            // SAFETY: a function of the current context.
+            let bytes = unsafe {
+                result::function::get_function_attribute(
+                    function,
+                    sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES,
+                )
+            }
+            .map_err(|e| anyhow::anyhow!("reading {name}'s local memory: {e:?}"))?;
+            per_thread = per_thread.max(bytes.max(0) as usize);
+        }
+        // SAFETY: `dev` is a valid device handle.
+        let per_sm = unsafe {
+            result::device::get_attribute(
+                dev,
+                sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR,
+            )
+        }
+        .unwrap_or(2048)
+        .max(1) as usize;
+        let threads = per_sm * sms;
+        Ok(Self { per_thread, threads, bytes: per_thread * threads })
     }
 }
 

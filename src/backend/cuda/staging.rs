@@ -60,12 +60,7 @@ fn wait(event: sys::CUevent) -> Result<()> {
 ///
 /// # Safety
 /// `src` stays valid and unwritten until `event` fires; `dst` holds the bytes.
-unsafe fn copy_and_record(
-    dst: sys::CUdeviceptr,
-    src: &[u8],
-    stream: sys::CUstream,
-    event: sys::CUevent,
-) -> Result<()> {
+unsafe fn copy_and_record(dst: sys::CUdeviceptr, src: &[u8], stream: sys::CUstream, event: sys::CUevent) -> Result<()> {
     // SAFETY: as the caller guarantees.
     unsafe {
         result::memcpy_htod_async(dst, src, stream).map_err(|e| anyhow::anyhow!("copy to the device: {e:?}"))?;
@@ -130,7 +125,11 @@ impl Staging {
         if src.is_empty() {
             return Ok(());
         }
-        let staged = if src.len() >= LARGE_UPLOAD { self.stage_large(dst, src, stream) } else { self.stage_small(dst, src, stream) };
+        let staged = if src.len() >= LARGE_UPLOAD {
+            self.stage_large(dst, src, stream)
+        } else {
+            self.stage_small(dst, src, stream)
+        };
         if staged? {
             return Ok(());
         }

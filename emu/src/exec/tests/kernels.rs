@@ -20,7 +20,9 @@ fn built_ptx(name: &str) -> Option<String> {
     found.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
     let text = found.pop().and_then(|p| std::fs::read_to_string(p).ok());
     if text.is_none() {
-        eprintln!("skipped: {name} is not built (cargo build --release of the root package with the CUDA compilers writes it)");
+        eprintln!(
+            "skipped: {name} is not built (cargo build --release of the root package with the CUDA compilers writes it)"
+        );
     }
     text
 }
