@@ -58,7 +58,7 @@ MUTANTS = [
         "    for (int c = threadIdx.x; c < cols; c += blockDim.x) y[r * cols + c + 1] = x[r * cols + c] * inv;\n}",
     ),
     (
-        "radix select run when top_k covers the vocabulary (sample: its bin is never found)",
+        "radix select run when top_k exceeds the vocabulary (sample: its bin is never found)",
         "sampling.cu",
         "    if (top_k > 0 && top_k < vocab) {",
         "    if (top_k > 0) {",

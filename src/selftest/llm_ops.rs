@@ -174,7 +174,7 @@ pub fn cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64) -> Re
         ("sample_top_k_top_p", SamplingParams { temperature: 1.3, top_k: 200, top_p: 0.9, greedy: false }),
         ("sample_full", SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, greedy: false }),
         ("sample_top_p", SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.8, greedy: false }),
-        ("sample_top_k_whole_vocab", SamplingParams { temperature: 0.9, top_k: vocab, top_p: 1.0, greedy: false }),
+        ("sample_top_k_past_vocab", SamplingParams { temperature: 0.9, top_k: 2 * vocab, top_p: 1.0, greedy: false }),
     ] {
         let want = cpu.sample(&cpu.upload(&logits, rows, vocab)?, &params, &rngs, &steps)?;
         let got = subject.sample(&subject.upload(&logits, rows, vocab)?, &params, &rngs, &steps)?;

@@ -20,6 +20,9 @@ const SLICE: u64 = 1 << 16;
 pub struct BlockState {
     pub block: [u32; 3],
     pub shared: Vec<u8>,
+    /// Which bytes of `shared` a thread of this block has written (initcheck: shared memory starts undefined on a
+    /// GPU, holding whatever an earlier block left).
+    pub shared_written: Vec<bool>,
     pub race: Shadow,
     pub barriers: Barriers,
     pub stats: Stats,
@@ -42,6 +45,7 @@ impl<'c, 'a> Runner<'c, 'a> {
             bs: BlockState {
                 block: [0; 3],
                 shared: vec![0; ctx.shared_bytes as usize],
+                shared_written: vec![false; if ctx.options.initcheck { ctx.shared_bytes as usize } else { 0 }],
                 race: Shadow::new(ctx.shared_bytes, ctx.options.racecheck),
                 barriers: Barriers::default(),
                 stats: Stats::default(),
@@ -64,6 +68,7 @@ impl<'c, 'a> Runner<'c, 'a> {
         }
         self.bs.block = block;
         self.bs.shared.fill(0);
+        self.bs.shared_written.fill(false);
         self.bs.race.new_block();
         self.bs.barriers.clear();
         loop {

@@ -130,7 +130,7 @@ pub fn uninitialized(
     )
 }
 
-/// Checks a shared access of lane `l` (bounds, then races) and returns its offset.
+/// Checks a shared access of lane `l` (bounds, races, then reads of bytes never written) and returns its offset.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn shared(
@@ -161,6 +161,27 @@ pub fn shared(
     }
     let access = Access { thread: w.thread(l), generation: w.sync_gen, pc, write, atomic };
     bs.race.access(o as u32, width, access).map_err(|c| race(ctx, bs, w, l, pc, access, c))?;
+    if ctx.options.initcheck {
+        let bytes = o as usize..o as usize + width as usize;
+        // A read (an atomic reads too) of bytes no thread of the block wrote gets what an earlier block left.
+        if (!write || atomic) && !bs.shared_written[bytes.clone()].iter().all(|&b| b) {
+            return Err(report::fault(
+                ctx,
+                bs,
+                w,
+                l,
+                Some(pc),
+                FaultKind::Uninitialized,
+                format!(
+                    "{} of {width} bytes at shared offset {o:#x} that no thread of the block wrote",
+                    if atomic { "atomic" } else { "read" }
+                ),
+            ));
+        }
+        if write {
+            bs.shared_written[bytes].fill(true);
+        }
+    }
     Ok(o as usize)
 }
 

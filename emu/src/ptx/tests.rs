@@ -571,11 +571,11 @@ fn check(f: &Function) {
     }
 }
 
-/// Every PTX module the build produced, as (path, text, the kernel entries `kernels.rs` lists for it); empty
+/// Every PTX module of the latest build, as (path, text, the kernel entries `kernels.rs` lists for it); empty
 /// (with a message) when nothing has been built.
 fn built_modules() -> Vec<(std::path::PathBuf, String, Vec<String>)> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/build");
-    let dirs: Vec<_> = std::fs::read_dir(&root)
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
         .into_iter()
         .flatten()
         .flatten()
@@ -583,6 +583,9 @@ fn built_modules() -> Vec<(std::path::PathBuf, String, Vec<String>)> {
         .map(|e| e.path().join("out"))
         .filter(|p| p.join("kernels.rs").is_file())
         .collect();
+    // Older builds' folders (of another compiler, say) stay behind in target/: only the latest counts.
+    dirs.sort_by_key(|p| std::fs::metadata(p.join("kernels.rs")).and_then(|m| m.modified()).ok());
+    let dirs: Vec<_> = dirs.pop().into_iter().collect();
     if dirs.is_empty() {
         eprintln!("no built PTX under {}: skipped", root.display());
     }
@@ -612,7 +615,7 @@ fn built_modules() -> Vec<(std::path::PathBuf, String, Vec<String>)> {
 fn every_built_module_loads() {
     for (path, text, entries) in built_modules() {
         let module = load_with(&text, &permissive).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!((module.version, module.target.as_str()), ((9, 0), "sm_80"));
+        assert_eq!((module.version, module.target.as_str()), ((8, 2), "sm_80"));
         for entry in &entries {
             let k = module.kernel(entry).unwrap_or_else(|| panic!("{}: kernel {entry} missing", path.display()));
             check(&module.kernels[k]);

@@ -145,6 +145,40 @@ fn reading_bytes_never_written_is_an_initcheck_fault() {
 }
 
 #[test]
+fn reading_shared_bytes_no_thread_wrote_is_an_initcheck_fault() {
+    let src = "
+.visible .entry shared_uninit(.param .u64 out, .param .u32 skip)
+{
+\t.shared .align 4 .b32 cell[4];
+\t.reg .b32 %r<4>;
+\t.reg .b64 %rd<3>;
+\t.reg .pred %p<2>;
+\tld.param.u32 %r1, [skip];
+\tsetp.ne.u32 %p1, %r1, 0;
+\t@%p1 bra READ;
+\tst.shared.u32 [cell+4], 5;
+READ:
+\tld.shared.u32 %r2, [cell+4];
+\tld.param.u64 %rd1, [out];
+\tcvta.to.global.u64 %rd2, %rd1;
+\tst.global.u32 [%rd2], %r2;
+\tret;
+}
+";
+    let m = ptx(src);
+    let d = Device::new();
+    let out = d.alloc(4, false);
+    d.launch(&m, [1, 1, 1], [1, 1, 1], &[out, 0], &options()).unwrap_or_else(|f| panic!("{}", f.report));
+    expect_fault(
+        d.launch(&m, [2, 1, 1], [1, 1, 1], &[out, 1], &options()),
+        FaultKind::Uninitialized,
+        &["read of 4 bytes at shared offset 0x4 that no thread of the block wrote", "ld.shared.u32"],
+    );
+    let relaxed = crate::exec::Options { initcheck: false, ..options() };
+    d.launch(&m, [1, 1, 1], [1, 1, 1], &[out, 1], &relaxed).unwrap();
+}
+
+#[test]
 fn a_kernel_loaded_again_finds_its_register_packing() {
     let (a, b) = (affine(), affine());
     let (sa, sb) = (crate::exec::slots::slots(&a.kernels[0]), crate::exec::slots::slots(&b.kernels[0]));

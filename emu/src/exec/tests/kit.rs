@@ -242,8 +242,12 @@ impl Device {
     ) -> Result<Stats, Fault> {
         let bytes: Vec<u8> = params.iter().flat_map(|v| v.to_le_bytes()).collect();
         let l = Launch { grid, block, dynamic_shared, params: &bytes };
-        // Module variables, allocated and initialised as a module load does.
-        let globals: Vec<u64> = module
+        launch(module, 0, &self.globals(module), &l, &self.memory, options)
+    }
+
+    /// The module's variables, allocated and initialised as a module load does.
+    pub fn globals(&self, module: &Module) -> Vec<u64> {
+        module
             .globals
             .iter()
             .map(|g| {
@@ -251,8 +255,7 @@ impl Device {
                 self.memory.write(at, &g.init).unwrap();
                 at
             })
-            .collect();
-        launch(module, 0, &globals, &l, &self.memory, options)
+            .collect()
     }
 }
 

@@ -183,7 +183,8 @@ fn dynamic_shared_memory_follows_the_static_and_is_bounded() {
     let d = Device::new();
     let out = d.alloc(64 * 4, false);
     let m = ptx(DYNAMIC);
-    let relaxed = Options { racecheck: false, ..options() };
+    // Words 64 to 79 are never written: reading them is what this test is about, not an initcheck finding.
+    let relaxed = Options { racecheck: false, initcheck: false, ..options() };
     // 64 threads, 80 words of dynamic shared memory: reading 16 ahead stays inside.
     d.launch_shared(&m, [1, 1, 1], [64, 1, 1], 80 * 4, &[out, 16], &relaxed).unwrap_or_else(|f| panic!("{}", f.report));
     let got = d.read_u32(out, 64);
