@@ -3,7 +3,7 @@
 //! Layers, bottom to top: `checkpoint` (HF model directories), `backend` (coarse tensor operations with a CPU
 //! reference and a CUDA implementation), `models` (CLIP and Llama-family LLMs), the engine services (`tokenizer`,
 //! `chat`, `preprocess`, `dataset`, `scoring`, `generation`), the parity harness of the kernels and models
-//! (`selftest`), `glov` and the `cli`.
+//! (`selftest`), `glov`, the scale-out above single runs (`sweep`, `report`) and the `cli`.
 
 pub mod atomic_file;
 pub mod backend;
@@ -17,7 +17,9 @@ pub mod models;
 pub mod nvtx;
 pub mod preprocess;
 pub mod random_normal;
+pub mod report;
 pub mod sampling;
 pub mod scoring;
 pub mod selftest;
+pub mod sweep;
 pub mod tokenizer;

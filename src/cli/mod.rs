@@ -8,10 +8,12 @@ mod inspect;
 mod optimize;
 mod output;
 mod probe;
+mod report;
 mod score;
 mod selftest;
 mod steer_vector;
 mod steering_args;
+mod sweep;
 
 use crate::backend::Device;
 use crate::backend::cpu::CpuBackend;
@@ -86,6 +88,10 @@ enum Command {
     Selftest(selftest::SelftestArgs),
     /// Describe a model directory: architecture, sizes, dtypes, parameters, files.
     Inspect(inspect::InspectArgs),
+    /// Run a plan's grid of optimize runs (datasets x models x seeds), here or as a Slurm job array.
+    Sweep(sweep::SweepArgs),
+    /// Lay out finished runs as the paper's tables: one row per dataset, one block per CLIP model.
+    Report(report::ReportArgs),
 }
 
 /// Logs on stderr, filtered by `-q`/`-v` or `RUST_LOG`; and, under a profiler, every info-level span (image
@@ -142,6 +148,17 @@ fn run(cli: Cli) -> Result<()> {
         Command::Optimize(args) => on_device!(cli, |b| optimize::run(b, *args, cli.quiet)),
         Command::Generate(args) => on_device!(cli, |b| generate::run(b, args)),
         Command::SteerVector(args) => on_device!(cli, |b| steer_vector::run(b, args)),
+        Command::Sweep(args) => sweep::run(
+            args,
+            sweep::Global {
+                device: cli.device,
+                kernels: cli.kernels,
+                gpu_memory: cli.gpu_memory,
+                no_cuda_graphs: cli.no_cuda_graphs,
+                threads: cli.threads,
+            },
+        ),
+        Command::Report(args) => report::run(args),
     }
 }
 

@@ -32,10 +32,10 @@ pub const MAX_STEP: usize = 1_000_000_000_000;
 pub const MAX_ABS_Y: f64 = 1e15;
 
 /// The font family name the embedded DejaVu Sans is registered under.
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 
 /// Line colours (the matplotlib "tab10" palette), cycled when there are more series.
-const COLOURS: [RGBColor; 10] = [
+pub(crate) const COLOURS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -49,7 +49,7 @@ const COLOURS: [RGBColor; 10] = [
 ];
 
 /// Registers the embedded DejaVu Sans with plotters once per process.
-fn ensure_font() -> Result<()> {
+pub(crate) fn ensure_font() -> Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let ok = *REGISTERED.get_or_init(|| register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_ok());
     if ok { Ok(()) } else { Err(anyhow!("cannot register the embedded DejaVu Sans font with plotters")) }

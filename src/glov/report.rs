@@ -4,10 +4,10 @@
 use super::optimizer::{EvalSplit, Judge, Optimizer};
 use super::plot::{Series, accuracy_png};
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct BaselineResult {
     pub template: String,
     pub train_accuracy: f64,
@@ -15,7 +15,7 @@ pub struct BaselineResult {
     pub test_accuracy: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct TrajectoryResult {
     pub alpha: f32,
     pub best_template: String,
@@ -29,7 +29,7 @@ pub struct TrajectoryResult {
     pub ensemble_test_accuracy: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct Results {
     pub dataset: String,
     pub steps: usize,
