@@ -80,11 +80,12 @@ impl<B: Backend> Llm<B> {
     pub fn random(backend: &B, config: LlmConfig, seed: u64) -> Result<Self> {
         let _span = tracing::info_span!("random_llm", architecture = %config.architecture).entered();
         let mut index = 0u64;
+        let shape = config.clone();
         Self::build(backend, config, |parts| {
-            let (name, shape) = &parts[0];
-            let rows: usize = parts.iter().map(|(_, shape)| shape[0]).sum();
-            let cols: usize = shape.iter().skip(1).product();
-            let (mean, std) = random::initialisation(name, cols);
+            let (name, dims) = &parts[0];
+            let rows: usize = parts.iter().map(|(_, dims)| dims[0]).sum();
+            let cols: usize = dims.iter().skip(1).product();
+            let (mean, std) = random::initialisation(&shape, name, cols);
             index += 1;
             backend.random_weight(rows, cols, mean, std, crate::sampling::mix64(seed ^ index))
         })
@@ -94,6 +95,14 @@ impl<B: Backend> Llm<B> {
     fn build(backend: &B, config: LlmConfig, mut load: impl FnMut(Parts) -> Result<B::Weight>) -> Result<Self> {
         let (d, f, v) = (config.hidden_size, config.intermediate_size, config.vocab_size);
         let (q, kv) = (config.num_heads * config.head_dim, config.num_kv_heads * config.head_dim);
+        if let Some(g) = &config.gemma3 {
+            ensure!(
+                g.sliding_layers.len() == config.num_layers,
+                "Gemma 3 config: layer kinds (sliding or full) of {} layers for a model of {}",
+                g.sliding_layers.len(),
+                config.num_layers
+            );
+        }
         let part = |name: String, shape: &[usize]| (name, shape.to_vec());
         let mut blocks = Vec::with_capacity(config.num_layers);
         for i in 0..config.num_layers {

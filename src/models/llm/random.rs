@@ -51,7 +51,7 @@ pub fn random_weights(config: &LlmConfig, dtype: DType, seed: u64) -> WeightStor
     let (d, f, v) = (config.hidden_size, config.intermediate_size, config.vocab_size);
     let (q, kv) = (config.num_heads * config.head_dim, config.num_kv_heads * config.head_dim);
     let mut add = |name: String, shape: &[usize]| {
-        let (mean, std) = initialisation(&name, shape.iter().skip(1).product());
+        let (mean, std) = initialisation(config, &name, shape.iter().skip(1).product());
         b.add(&name, shape, mean, std);
     };
     add("model.embed_tokens.weight".into(), &[v, d]);
@@ -83,12 +83,12 @@ pub fn random_weights(config: &LlmConfig, dtype: DType, seed: u64) -> WeightStor
     b.into_store()
 }
 
-/// The (mean, std) that [`random_weights`] gives the parameter `name` whose rows have `cols` values: norms centre
-/// on 1 (a gain of 2 in Gemma's `1 + weight`), embeddings and biases have std 0.02, projections `1 / sqrt(fan
-/// in)`.
-pub fn initialisation(name: &str, cols: usize) -> (f32, f32) {
+/// The (mean, std) that [`random_weights`] gives the parameter `name` whose rows have `cols` values: norm gains
+/// centre on 1 (Gemma's stored weights on 0, its gains being `1 + weight`), embeddings and biases have std 0.02,
+/// projections `1 / sqrt(fan in)`.
+pub fn initialisation(config: &LlmConfig, name: &str, cols: usize) -> (f32, f32) {
     if name.ends_with("norm.weight") {
-        (1.0, 0.02)
+        (if config.gemma3.is_some() { 0.0 } else { 1.0 }, 0.02)
     } else if name.ends_with(".bias") || name == "model.embed_tokens.weight" {
         (0.0, 0.02)
     } else {
