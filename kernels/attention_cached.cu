@@ -10,7 +10,9 @@
 //   b_start, b_len   the second run (a sequence's own part up to the row; empty for prefix rows)
 //
 // so a row attends to visible keys 0 .. a_len + b_len, key k living in slot a_start + k for k < a_len and in
-// b_start + k - a_len after that. Sequences of a group read its prefix in place: nothing is copied.
+// b_start + k - a_len after that. Sequences of a group read its prefix in place: nothing is copied. Key k holds
+// position k, so a sliding-window layer (window > 0) lets a row see only its last `window` keys, k >= length -
+// window (HF's kv_idx > q_idx - window); window 0 is full causal attention.
 #include "common.cuh"
 
 #define ROW_FIELDS 6
@@ -19,6 +21,9 @@ struct Visible {
     int64_t a_start, a_len, b_start, b_len;
     __device__ __forceinline__ int64_t length() const { return a_len + b_len; }
     __device__ __forceinline__ int64_t slot(int64_t k) const { return k < a_len ? a_start + k : b_start + k - a_len; }
+    __device__ __forceinline__ int64_t first(int window) const {
+        return window > 0 && length() > window ? length() - window : 0;
+    }
 };
 
 __device__ __forceinline__ Visible visible_of(const uint32_t* __restrict__ records, int64_t r) {
@@ -44,7 +49,7 @@ extern "C" __global__ void kv_store(const bf16* __restrict__ qkv, const uint32_t
 extern "C" __global__ void attention_cached_plain(const bf16* __restrict__ qkv, const uint32_t* __restrict__ records,
                                                   const bf16* __restrict__ keys, const bf16* __restrict__ values,
                                                   bf16* __restrict__ out, int rows, int heads, int kv_heads,
-                                                  int head_dim, float scale) {
+                                                  int head_dim, float scale, int window) {
     const int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (int64_t)rows * heads) return;
     const int64_t r = idx / heads;
@@ -56,7 +61,7 @@ extern "C" __global__ void attention_cached_plain(const bf16* __restrict__ qkv, 
     float acc[256];
     for (int d = 0; d < head_dim; ++d) acc[d] = 0.0f;
     float m = -INFINITY, l = 0.0f;
-    for (int64_t k = 0; k < vis.length(); ++k) {
+    for (int64_t k = vis.first(window); k < vis.length(); ++k) {
         const int64_t base = vis.slot(k) * kv_width + kv * head_dim;
         float s = 0.0f;
         for (int d = 0; d < head_dim; ++d) s += to_f32(q[d]) * to_f32(keys[base + d]);
@@ -85,7 +90,7 @@ template <int DPL>
 __device__ void attention_split(const bf16* __restrict__ qkv, const uint32_t* __restrict__ records,
                                 const bf16* __restrict__ keys, const bf16* __restrict__ values,
                                 bf16* __restrict__ out, float* __restrict__ partial_ml, float* __restrict__ partial_acc,
-                                int heads, int kv_heads, float scale, int split_len) {
+                                int heads, int kv_heads, float scale, int split_len, int window) {
     constexpr int HD = 32 * DPL;
     __shared__ float merge_ml[WARPS][GROUP][2];
     __shared__ float merge_acc[WARPS][GROUP][HD];
@@ -97,7 +102,9 @@ __device__ void attention_split(const bf16* __restrict__ qkv, const uint32_t* __
     const int n_heads = min(GROUP, kv * group_size + group_size - first_head);
     const int kv_width = kv_heads * HD, width = (heads + 2 * kv_heads) * HD;
     const Visible vis = visible_of(records, r);
-    const int64_t begin = (int64_t)blockIdx.z * split_len, end = min(vis.length(), begin + split_len);
+    // Splits cover keys 0 .. capacity; a window only trims their start (a split left of it stays empty).
+    const int64_t split_start = (int64_t)blockIdx.z * split_len;
+    const int64_t begin = max(split_start, vis.first(window)), end = min(vis.length(), split_start + split_len);
 
     float q[GROUP][DPL], acc[GROUP][DPL], m[GROUP], l[GROUP];
 #pragma unroll
@@ -176,27 +183,27 @@ extern "C" __global__ void __launch_bounds__(32 * WARPS)
     attention_cached_64(const bf16* __restrict__ qkv, const uint32_t* __restrict__ records,
                         const bf16* __restrict__ keys, const bf16* __restrict__ values, bf16* __restrict__ out,
                         float* __restrict__ partial_ml, float* __restrict__ partial_acc, int heads, int kv_heads,
-                        float scale, int split_len) {
+                        float scale, int split_len, int window) {
     attention_split<2>(qkv, records, keys, values, out, partial_ml, partial_acc, heads, kv_heads, scale,
-                         split_len);
+                         split_len, window);
 }
 
 extern "C" __global__ void __launch_bounds__(32 * WARPS)
     attention_cached_128(const bf16* __restrict__ qkv, const uint32_t* __restrict__ records,
                         const bf16* __restrict__ keys, const bf16* __restrict__ values, bf16* __restrict__ out,
                         float* __restrict__ partial_ml, float* __restrict__ partial_acc, int heads, int kv_heads,
-                        float scale, int split_len) {
+                        float scale, int split_len, int window) {
     attention_split<4>(qkv, records, keys, values, out, partial_ml, partial_acc, heads, kv_heads, scale,
-                         split_len);
+                         split_len, window);
 }
 
 extern "C" __global__ void __launch_bounds__(32 * WARPS)
     attention_cached_256(const bf16* __restrict__ qkv, const uint32_t* __restrict__ records,
                         const bf16* __restrict__ keys, const bf16* __restrict__ values, bf16* __restrict__ out,
                         float* __restrict__ partial_ml, float* __restrict__ partial_acc, int heads, int kv_heads,
-                        float scale, int split_len) {
+                        float scale, int split_len, int window) {
     attention_split<8>(qkv, records, keys, values, out, partial_ml, partial_acc, heads, kv_heads, scale,
-                         split_len);
+                         split_len, window);
 }
 
 // Merges the splits of attention_cached_*: out = sum_z e^(m_z - M) acc_z / sum_z e^(m_z - M) l_z, with M the

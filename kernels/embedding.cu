@@ -60,6 +60,15 @@ extern "C" __global__ void gather_rows_f32(const float* __restrict__ x, const ui
     if (c < cols && j < n) out[j * cols + c] = x[(int64_t)rows[j] * cols + c];
 }
 
+// The LLM's token embeddings: out[j, :] = table[ids[j], :] * scale (1, or Gemma's sqrt(hidden) rounded to bf16).
+// Grid (n, ceil(cols / blockDim.x)).
+extern "C" __global__ void embed_rows(const bf16* __restrict__ table, const uint32_t* __restrict__ ids,
+                                      bf16* __restrict__ out, int n, int cols, float scale) {
+    const int c = blockIdx.y * blockDim.x + threadIdx.x;
+    const int64_t j = blockIdx.x;
+    if (c < cols && j < n) out[j * cols + c] = to_bf16(to_f32(table[(int64_t)ids[j] * cols + c]) * scale);
+}
+
 // f32 to bf16, rounding to nearest even.
 extern "C" __global__ void f32_to_bf16(const float* __restrict__ x, bf16* __restrict__ y, int64_t n) {
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;

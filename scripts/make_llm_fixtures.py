@@ -406,7 +406,7 @@ FAMILIES = [
 
 
 def reinit_(model: torch.nn.Module, seed: int, std: float, head_std: float, emb_std: float,
-            real_vocab: int) -> None:
+            real_vocab: int, norm_mean: float = 1.0) -> None:
     """Re-draw every parameter so that none is trivial (zero bias, unit norm, ...)."""
     gen = torch.Generator().manual_seed(seed)
 
@@ -416,7 +416,7 @@ def reinit_(model: torch.nn.Module, seed: int, std: float, head_std: float, emb_
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("norm.weight"):
-                p.copy_(draw(p.shape, 1.0, 0.1))
+                p.copy_(draw(p.shape, norm_mean, 0.1))
             elif name.endswith("bias"):
                 p.copy_(draw(p.shape, 0.0, 0.1))
             elif name.endswith("embed_tokens.weight"):
@@ -640,7 +640,7 @@ def make_family(fam: dict, vocab: dict[str, int], merges) -> dict:
     config._attn_implementation = "eager"
     torch.manual_seed(fam["seed"])
     model = fam["cls"](config).to(torch.float32).eval()
-    reinit_(model, fam["seed"], fam["std"], fam["head_std"], fam["emb_std"], tok_vocab)
+    reinit_(model, fam["seed"], fam["std"], fam["head_std"], fam["emb_std"], tok_vocab, fam.get("norm_mean", 1.0))
 
     if fam["dtype"] == torch.float32 and fam["shards"] > 1:
         total = sum(p.numel() * 4 for p in model.state_dict().values())
@@ -663,12 +663,13 @@ def make_family(fam: dict, vocab: dict[str, int], merges) -> dict:
             stored[k] = (tuple(v.shape), str(v.dtype).replace("torch.", ""), s)
 
     if fam["legacy_config"]:
-        legacy_config(model_dir)
+        fam.get("rewrite_config", legacy_config)(model_dir)
 
     reloaded = load_model(fam["cls"], model_dir)
     rc = reloaded.config
     assert rc.vocab_size == vocab_size and rc.tie_word_embeddings == config.tie_word_embeddings
     assert rc.rope_parameters == config.rope_parameters, (rc.rope_parameters, config.rope_parameters)
+    assert getattr(rc, "layer_types", None) == getattr(config, "layer_types", None)
     if fam["dtype"] == torch.float32:
         for (n, a), (_, b) in zip(model.state_dict().items(), reloaded.state_dict().items()):
             assert torch.equal(a, b), n

@@ -1,9 +1,9 @@
 //! The CUDA path of the commands, run on the emulator (`emu/`, the stand-in driver built beside the binary as
 //! `libglov_emu.so`), against the CPU backend on the same fixtures: `selftest --quick`, `score`, `probe clip`,
-//! `generate`, `probe llm` and the quick-start `optimize`. The emulator poses as the oldest driver the kernels
-//! promise to load on, CUDA 12.2 (it refuses PTX newer than its driver supports, as a real driver does, and all
-//! machine code, so the engine loads the PTX); an older driver is refused with a message that names the driver
-//! needed.
+//! `generate`, `probe llm` (Llama and Gemma 3) and the quick-start `optimize`. The emulator poses as the oldest
+//! driver the kernels promise to load on, CUDA 12.2 (it refuses PTX newer than its driver supports, as a real
+//! driver does, and all machine code, so the engine loads the PTX); an older driver is refused with a message that
+//! names the driver needed.
 //!
 //! Without the emulator library or without compiled kernels these tests say so and pass, unless
 //! `GLOV_REQUIRE_EMULATOR=1` (as in CI), which makes either a failure.
@@ -198,7 +198,11 @@ fn llama() -> String {
 }
 
 fn golden_prompt(i: usize) -> String {
-    let text = std::fs::read_to_string(fixtures().join("llm-tiny-llama").join("golden.json")).unwrap();
+    golden_prompt_of("llm-tiny-llama", i)
+}
+
+fn golden_prompt_of(model: &str, i: usize) -> String {
+    let text = std::fs::read_to_string(fixtures().join(model).join("golden.json")).unwrap();
     let golden: Value = serde_json::from_str(&text).unwrap();
     golden["prompts"][i].as_str().unwrap().to_string()
 }
@@ -292,11 +296,24 @@ fn a_cuda_12_1_driver_is_refused_with_the_driver_needed() {
 #[test]
 fn probe_llm_logits_match_the_cpu() {
     let Some(dir) = driver_dir() else { return };
-    let cache = tempfile::tempdir().unwrap();
     let (model, prompt) = (llama(), golden_prompt(1));
-    let args = ["probe", "llm", "--model", &model, "--prompt", &prompt, "--layer", "1"];
+    probe_llm_matches_the_cpu(&dir, &model, &prompt);
+}
+
+/// Gemma 3 on its longest golden prompt (37 tokens across the 4-token window of its sliding layers).
+#[test]
+fn probe_llm_gemma3_logits_match_the_cpu() {
+    let Some(dir) = driver_dir() else { return };
+    let model = fixtures().join("llm-tiny-gemma3").display().to_string();
+    probe_llm_matches_the_cpu(&dir, &model, &golden_prompt_of("llm-tiny-gemma3", 2));
+}
+
+/// `probe llm` (last-position logits, block-1 means) on the emulated GPU against the CPU.
+fn probe_llm_matches_the_cpu(dir: &Path, model: &str, prompt: &str) {
+    let cache = tempfile::tempdir().unwrap();
+    let args = ["probe", "llm", "--model", model, "--prompt", prompt, "--layer", "1"];
     let want = json(&glov(&args, None, cache.path()));
-    let got = json(&glov(&args, Some(&dir), cache.path()));
+    let got = json(&glov(&args, Some(dir), cache.path()));
     for key in ["last_logits", "hidden_mean"] {
         let (g, w) = (floats(&got[key]), floats(&want[key]));
         let err = max_row_relative_error(&g, &w, w.len());

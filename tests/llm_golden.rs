@@ -1,6 +1,8 @@
-//! Decoder LLMs on the CPU backend against HF transformers, on three tiny random-weight models recorded by
-//! `scripts/make_llm_fixtures.py`: Llama (grouped-query attention, llama3 rope scaling, untied, sharded f32),
-//! Qwen2 (q/k/v biases, tied embeddings) and Mistral (bf16 weights).
+//! Decoder LLMs on the CPU backend against HF transformers, on four tiny random-weight models recorded by
+//! `scripts/make_llm_fixtures.py` and `scripts/make_gemma3_fixtures.py`: Llama (grouped-query attention, llama3
+//! rope scaling, untied, sharded f32), Qwen2 (q/k/v biases, tied embeddings), Mistral (bf16 weights) and Gemma 3
+//! (sliding-window and global layers with a window of 4 tokens that every prompt crosses, linear rope scaling,
+//! tied embeddings).
 
 mod common;
 
@@ -15,7 +17,7 @@ use glov_cuda::models::llm::LlmModel;
 use serde_json::Value;
 use std::path::PathBuf;
 
-const MODELS: [&str; 3] = ["llm-tiny-llama", "llm-tiny-qwen2", "llm-tiny-mistral"];
+const MODELS: [&str; 4] = ["llm-tiny-llama", "llm-tiny-qwen2", "llm-tiny-mistral", "llm-tiny-gemma3"];
 const TOLERANCE: f32 = 1e-4;
 
 struct Golden {

@@ -78,6 +78,26 @@ impl HeadShape {
     }
 }
 
+/// How cached attention scores keys: `softmax(scale * q k^T)` over the keys a row sees, or only over the last
+/// `window` of them (the row's own key included) in a sliding-window layer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scoring {
+    pub scale: f32,
+    pub window: Option<usize>,
+}
+
+impl Scoring {
+    /// `1 / sqrt(head_dim)` over every visible key (Llama's attention).
+    pub fn full(head_dim: usize) -> Self {
+        Self { scale: 1.0 / (head_dim as f32).sqrt(), window: None }
+    }
+
+    /// Where the visible keys `0..len` of a row start: `len - window` in a window shorter than `len`.
+    pub fn first_key(&self, len: usize) -> usize {
+        self.window.map_or(0, |w| len.saturating_sub(w))
+    }
+}
+
 /// Where a token's keys and values live in a KV cache: the shared prefix of a prompt group, or the private part
 /// of one generated sequence (which reads its group's prefix first).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -281,8 +301,9 @@ pub trait Backend: Send + Sync {
     /// `[batch * seq, heads * head_dim]`.
     fn attention(&self, qkv: &Self::Tensor, shape: AttentionShape) -> Result<Self::Tensor>;
 
-    /// Root-mean-square normalisation of each row, times the gain (Llama's RMSNorm).
-    fn rms_norm(&self, x: &Self::Tensor, gain: &Self::Weight, eps: f32) -> Result<Self::Tensor>;
+    /// Root-mean-square normalisation of each row, times `gain_offset + gain` (Llama's RMSNorm with offset 0;
+    /// Gemma's, whose gains are stored less 1, with offset 1), the sum formed in f32.
+    fn rms_norm(&self, x: &Self::Tensor, gain: &Self::Weight, gain_offset: f32, eps: f32) -> Result<Self::Tensor>;
 
     /// The residual add fused with the next RMS norm: returns `(x + delta, rms_norm(x + delta))`.
     fn add_rms_norm(
@@ -290,11 +311,28 @@ pub trait Backend: Send + Sync {
         x: &Self::Tensor,
         delta: &Self::Tensor,
         gain: &Self::Weight,
+        gain_offset: f32,
         eps: f32,
     ) -> Result<(Self::Tensor, Self::Tensor)>;
 
+    /// RMS norm of every query head (gain `q_gain`) and every key head (`k_gain`), each `head_dim` wide, of packed
+    /// QKV rows, with the gains offset as in [`Backend::rms_norm`]; the value heads are copied unchanged (Gemma 3's
+    /// `q_norm` and `k_norm`).
+    fn head_rms_norm(
+        &self,
+        qkv: &Self::Tensor,
+        heads: HeadShape,
+        q_gain: &Self::Weight,
+        k_gain: &Self::Weight,
+        gain_offset: f32,
+        eps: f32,
+    ) -> Result<Self::Tensor>;
+
     /// The gated MLP activation: `[m, 2f]` (gate columns, then up columns) to `silu(gate) * up`, `[m, f]`.
     fn silu_mul(&self, gate_up: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// Gemma's gated MLP activation: `[m, 2f]` to `gelu_tanh(gate) * up`, `[m, f]`.
+    fn gelu_tanh_mul(&self, gate_up: &Self::Tensor) -> Result<Self::Tensor>;
 
     /// Rotary position embedding of the query and key heads of packed QKV rows (rotate-half layout), each row at
     /// its cache row's position, with per-pair inverse frequencies `inv_freq` (`[1, head_dim / 2]`, as uploaded).
@@ -327,7 +365,8 @@ pub trait Backend: Send + Sync {
 
     /// Causal attention through the cache: each row's keys and values (already rotated) are written to its
     /// stream at its position, then each row attends to every cached position up to its own (a sequence row reads
-    /// its group's prefix, then its own part). Returns `[rows, heads * head_dim]`.
+    /// its group's prefix, then its own part), or to the last `scoring.window` of them. Returns `[rows, heads *
+    /// head_dim]`.
     fn attention_cached(
         &self,
         qkv: &Self::Tensor,
@@ -335,6 +374,7 @@ pub trait Backend: Send + Sync {
         layer: usize,
         rows: &Self::Rows,
         heads: HeadShape,
+        scoring: Scoring,
     ) -> Result<Self::Tensor>;
 
     /// The next token of each row of `logits` (`[rows, vocab]`), row `i` drawn with `rngs[i]` at `steps[i]`, exactly
@@ -370,8 +410,9 @@ pub trait Backend: Send + Sync {
         positions: &Self::Weight,
     ) -> Result<Self::Tensor>;
 
-    /// Rows of an embedding table for a list of token ids, `[ids, dim]`.
-    fn embed(&self, ids: &[u32], table: &Self::Weight) -> Result<Self::Tensor>;
+    /// Rows of an embedding table for a list of token ids, times `scale` (1, or Gemma's `sqrt(hidden)`, rounded
+    /// to the backend's activation type as HF rounds it to the weights' dtype), `[ids, dim]`.
+    fn embed(&self, ids: &[u32], table: &Self::Weight, scale: f32) -> Result<Self::Tensor>;
 
     /// The rows at the given indices, in order.
     fn gather_rows(&self, x: &Self::Tensor, rows: &[usize]) -> Result<Self::Tensor>;

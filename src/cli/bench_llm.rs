@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use std::time::Instant;
 
 /// The named LLM shapes (see [`shape_config`]).
-pub const LLM_SHAPES: [&str; 4] = ["llama3-8b", "llama3-1b", "qwen2-7b", "small-100m"];
+pub const LLM_SHAPES: [&str; 5] = ["llama3-8b", "llama3-1b", "qwen2-7b", "gemma3-270m", "small-100m"];
 
 /// GLOV's sampling: temperature 1, top-k 50, top-p 0.9 (the paper's settings, and `optimize`'s defaults).
 pub const GLOV_SAMPLING: SamplingParams = SamplingParams { temperature: 1.0, top_k: 50, top_p: 0.9, greedy: false };
@@ -132,6 +132,9 @@ pub fn llm_config(shape: &str, layers: Option<usize>, vocab: Option<usize>) -> R
     if let Some(layers) = layers {
         ensure!(layers > 0, "the model needs at least one layer");
         config.num_layers = layers;
+        if let Some(gemma) = config.gemma3.as_mut() {
+            gemma.sliding_layers.truncate(layers);
+        }
     }
     if let Some(vocab) = vocab {
         ensure!(vocab > 0, "the vocabulary needs at least one token");

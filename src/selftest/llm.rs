@@ -1,8 +1,9 @@
-//! The decoder LLM end to end, written against the backend trait so that it runs on any backend: a random-weight
+//! The decoder LLMs end to end, written against the backend trait so that it runs on any backend: a random-weight
 //! Llama 3 model (1B widths, or a quarter of them with `quick`; llama3 rope scaling, grouped-query attention, 2
-//! layers): last-position logits and their
-//! top-1, greedy decoding of 16 tokens with a shared prefix, and steering in both modes and both cache modes, each
-//! against the CPU reference; and generation with the decode step recorded and replayed against eager decoding.
+//! layers) and a random Gemma 3 model (270M widths, 2 layers: one sliding-window, one global): last-position logits
+//! and their top-1, greedy decoding of 16 tokens with a shared prefix, and steering in both modes and both cache
+//! modes, each against the CPU reference; and generation with the decode step recorded and replayed against eager
+//! decoding.
 
 use super::{CaseResult, Cases, Inputs, relative_error};
 use crate::backend::cpu::CpuBackend;
@@ -18,6 +19,48 @@ const MODEL_TOLERANCE: f64 = 2e-2;
 /// A top-1 disagreement counts only where the reference's best logit leads the subject's pick by more than this
 /// share of the logits' standard deviation (below it, bf16 rounding may decide).
 const NEAR_TIE: f32 = 0.05;
+
+/// The models of the end-to-end cases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    Llama,
+    Gemma3,
+}
+
+impl Family {
+    /// Names of the model cases: logits, top-1, greedy, and the three steering modes.
+    fn case_names(self) -> [&'static str; 6] {
+        match self {
+            Family::Llama => {
+                ["llm_logits", "llm_top1", "llm_greedy_16", "llm_steer_all", "llm_steer_last", "llm_steer_last_clean"]
+            }
+            Family::Gemma3 => [
+                "gemma_logits",
+                "gemma_top1",
+                "gemma_greedy_16",
+                "gemma_steer_all",
+                "gemma_steer_last",
+                "gemma_steer_last_clean",
+            ],
+        }
+    }
+}
+
+/// Gemma 3 270M widths (640 wide, 4 heads of 256, 1 key/value head, a feed-forward of 2,048, 1,024 with `quick`),
+/// 2 layers: a sliding-window one (32 keys, so that every prompt of the cases crosses it) and a global one, a
+/// 4,096-token vocabulary.
+fn gemma3_config(quick: bool) -> Result<LlmConfig> {
+    let mut config = shape_config("gemma3-270m")?;
+    config.num_layers = 2;
+    config.vocab_size = 4096;
+    if quick {
+        config.intermediate_size = 1024;
+    }
+    let gemma = config.gemma3.as_mut().expect("a Gemma 3 shape");
+    gemma.sliding_layers = vec![true, false];
+    gemma.sliding_window = 32;
+    Ok(config)
+}
 
 /// The model of the LLM cases: Llama 3.2 1B widths (32 heads of 64, 8 key/value heads, llama3 rope scaling), 2
 /// layers, a 4,096-token vocabulary. `quick` keeps a quarter of the widths (8 heads of 64, 2 key/value heads, a
@@ -37,8 +80,13 @@ fn model_config(quick: bool) -> Result<LlmConfig> {
 }
 
 /// How the model cases describe their model.
-fn model_shape(quick: bool) -> &'static str {
-    if quick { "llama3-1b widths / 4, 2 layers, vocab 4096" } else { "llama3-1b widths, 2 layers, vocab 4096" }
+fn model_shape(family: Family, quick: bool) -> &'static str {
+    match (family, quick) {
+        (Family::Llama, true) => "llama3-1b widths / 4, 2 layers, vocab 4096",
+        (Family::Llama, false) => "llama3-1b widths, 2 layers, vocab 4096",
+        (Family::Gemma3, true) => "gemma3-270m widths, ff 1024, window 32, 2 layers, vocab 4096",
+        (Family::Gemma3, false) => "gemma3-270m widths, window 32, 2 layers, vocab 4096",
+    }
 }
 
 /// The share of rows whose argmax differs between `got` and `want` where the reference's choice is not a near tie
@@ -119,25 +167,41 @@ fn greedy_tokens<B: Backend>(b: &B, llm: &Llm<B>, a: &[u32], c: &[u32]) -> Resul
     Ok(generate(b, llm, &requests, &options)?.sequences.into_iter().map(|s| s.tokens).collect())
 }
 
-/// The model cases: `subject` and the reference load the same random bf16 weights.
+/// The model cases of both models: `subject` and the reference load the same random bf16 weights.
 /// `quick` prefills 120 prompt tokens instead of 300 (so one attention split instead of two) into the quick model.
 pub fn model_cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64) -> Result<Vec<CaseResult>> {
+    let mut results = family_cases(subject, label, Family::Llama, quick, seed)?;
+    results.extend(family_cases(subject, label, Family::Gemma3, quick, seed)?);
+    Ok(results)
+}
+
+fn family_cases<B: Backend>(
+    subject: &B,
+    label: &str,
+    family: Family,
+    quick: bool,
+    seed: u64,
+) -> Result<Vec<CaseResult>> {
     let cpu = CpuBackend::new();
     let mut cases = Cases { label, results: Vec::new() };
-    let config = model_config(quick)?;
+    let config = match family {
+        Family::Llama => model_config(quick)?,
+        Family::Gemma3 => gemma3_config(quick)?,
+    };
+    let [logits_case, top1_case, greedy_case, steer_cases @ ..] = family.case_names();
     let store = random_weights(&config, DType::BF16, seed);
     let (want_llm, got_llm) =
         (Llm::from_store(&cpu, &store, config.clone())?, Llm::from_store(subject, &store, config.clone())?);
     let vocab = config.vocab_size as u32;
     let prompt = if quick { 120 } else { 300 };
     let ids: Vec<u32> = (0..prompt).map(|i| (crate::sampling::mix64(seed ^ i) % vocab as u64) as u32).collect();
-    let shape = model_shape(quick).to_string();
+    let shape = model_shape(family, quick).to_string();
 
     let tail = 8;
     let (want, got) = (prefill_logits(&cpu, &want_llm, &ids, tail)?, prefill_logits(subject, &got_llm, &ids, tail)?);
     let described = format!("{shape}; last {tail} of {prompt} prompt positions");
-    cases.push("llm_logits", described.clone(), relative_error(&got, &want), MODEL_TOLERANCE);
-    cases.push("llm_top1", described, top1_disagreement(&got, &want, config.vocab_size), 0.0);
+    cases.push(logits_case, described.clone(), relative_error(&got, &want), MODEL_TOLERANCE);
+    cases.push(top1_case, described, top1_disagreement(&got, &want, config.vocab_size), 0.0);
 
     let (a, c) = (&ids[..40], &ids[100..117]);
     let (want, got) = (greedy_tokens(&cpu, &want_llm, a, c)?, greedy_tokens(subject, &got_llm, a, c)?);
@@ -159,7 +223,7 @@ pub fn model_cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64)
         }
     }
     cases.push(
-        "llm_greedy_16",
+        greedy_case,
         format!("{shape}; 2 prompts, 3 sequences; all equal for {matched} of 16 tokens, departures at near ties only"),
         real_departures as f64,
         0.0,
@@ -167,9 +231,7 @@ pub fn model_cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64)
 
     let mut inputs = Inputs { state: seed ^ 0x57EE };
     let vector = inputs.values(config.hidden_size, 1.0);
-    for (kernel, all, clean) in
-        [("llm_steer_all", true, false), ("llm_steer_last", false, false), ("llm_steer_last_clean", false, true)]
-    {
+    for (kernel, (all, clean)) in steer_cases.into_iter().zip([(true, false), (false, false), (false, true)]) {
         let want = steered_logits(&cpu, &want_llm, &ids[..50], &vector, all, clean)?;
         let got = steered_logits(subject, &got_llm, &ids[..50], &vector, all, clean)?;
         let described = format!("{shape}; 49-token prefix, 3 steered steps at block 0");
@@ -247,7 +309,7 @@ mod tests {
         let cpu = CpuBackend::new();
         let mut results = model_cases(&cpu, "cpu", true, 3).unwrap();
         results.extend(recording_cases(&cpu, &cpu, "cpu", true, 3).unwrap());
-        assert_eq!(results.len(), 9);
+        assert_eq!(results.len(), 15);
         for r in &results {
             assert!(r.passed && r.error == 0.0, "{r:?}");
         }

@@ -1,11 +1,12 @@
 //! The decoder LLM's operations, written against the backend trait so that they run on any backend (the CUDA one
-//! on a GPU; the CPU one in the tests, where every error must be zero): RMS norm with and without the residual add,
-//! the SiLU gate, the steering add, mean pooling, embedding, rope and cached attention (prefill and decode over
-//! shared prefixes), and sampling, each on random inputs against the CPU reference.
+//! on a GPU; the CPU one in the tests, where every error must be zero): RMS norm with and without the residual add
+//! (with plain gains and Gemma's `1 + weight`), per-head RMS norm, the SiLU and tanh-GELU gates, the steering add,
+//! mean pooling, embedding (plain and scaled), rope and cached attention (prefill and decode over shared prefixes,
+//! full and in sliding windows), and sampling, each on random inputs against the CPU reference.
 
 use super::{CaseResult, Cases, Inputs, relative_error};
 use crate::backend::cpu::CpuBackend;
-use crate::backend::{Backend, CachedRow, HeadShape, KvLayout, Stream};
+use crate::backend::{Backend, CachedRow, HeadShape, KvLayout, Scoring, Stream};
 use crate::checkpoint::StoredTensor;
 use crate::sampling::{SamplingParams, SequenceRng};
 use anyhow::Result;
@@ -17,29 +18,45 @@ fn weight<B: Backend>(b: &B, values: &[f32], shape: &[usize]) -> Result<B::Weigh
     b.load_weight(&[&StoredTensor::from_f32("selftest weight", shape, values)])
 }
 
-/// `(rms_norm(x), add_rms_norm(x, delta).1, add_rms_norm(x, delta).0)`.
-fn norms<B: Backend>(b: &B, x: &[f32], delta: &[f32], gain: &[f32], rows: usize) -> Result<[Vec<f32>; 3]> {
+/// `(rms_norm(x), add_rms_norm(x, delta).1, add_rms_norm(x, delta).0)`, the gains offset by `gain_offset`.
+fn norms<B: Backend>(
+    b: &B,
+    x: &[f32],
+    delta: &[f32],
+    gain: &[f32],
+    gain_offset: f32,
+    rows: usize,
+) -> Result<[Vec<f32>; 3]> {
     let cols = gain.len();
     let (x, delta, gain) = (b.upload(x, rows, cols)?, b.upload(delta, rows, cols)?, weight(b, gain, &[cols])?);
-    let plain = b.rms_norm(&x, &gain, 1e-5)?;
-    let (sum, normed) = b.add_rms_norm(&x, &delta, &gain, 1e-5)?;
+    let plain = b.rms_norm(&x, &gain, gain_offset, 1e-5)?;
+    let (sum, normed) = b.add_rms_norm(&x, &delta, &gain, gain_offset, 1e-5)?;
     Ok([b.download(&plain)?, b.download(&normed)?, b.download(&sum)?])
 }
 
-/// Row-wise ops: the SiLU gate, the steering add and mean pooling.
-fn row_ops<B: Backend>(b: &B, x: &[f32], rows: usize, cols: usize, offsets: &[f32]) -> Result<[Vec<f32>; 3]> {
+/// Gemma's per-head RMS norm of packed QKV rows (gains offset by 1).
+fn head_norms<B: Backend>(b: &B, qkv: &[f32], heads: HeadShape, q_gain: &[f32], k_gain: &[f32]) -> Result<Vec<f32>> {
+    let d = heads.head_dim;
+    let qkv = b.upload(qkv, qkv.len() / heads.qkv_width(), heads.qkv_width())?;
+    let (q_gain, k_gain) = (weight(b, q_gain, &[d])?, weight(b, k_gain, &[d])?);
+    b.download(&b.head_rms_norm(&qkv, heads, &q_gain, &k_gain, 1.0, 1e-6)?)
+}
+
+/// Row-wise ops: the SiLU and tanh-GELU gates, the steering add and mean pooling.
+fn row_ops<B: Backend>(b: &B, x: &[f32], rows: usize, cols: usize, offsets: &[f32]) -> Result<[Vec<f32>; 4]> {
     let t = b.upload(x, rows, cols)?;
     let gated = b.silu_mul(&t)?;
+    let gelu_gated = b.gelu_tanh_mul(&t)?;
     let steered_rows: Vec<usize> = (0..rows).filter(|r| r % 2 == 1).collect();
     let offsets = b.upload(&offsets[..steered_rows.len() * cols], steered_rows.len(), cols)?;
     let steered = b.add_rows(&t, &steered_rows, &offsets)?;
     let pooled = b.mean_rows(&t, &[(0, rows), (1, 1), (rows / 2, rows - rows / 2)])?;
-    Ok([b.download(&gated)?, b.download(&steered)?, b.download(&pooled)?])
+    Ok([b.download(&gated)?, b.download(&gelu_gated)?, b.download(&steered)?, b.download(&pooled)?])
 }
 
-fn embedded<B: Backend>(b: &B, table: &[f32], rows: usize, ids: &[u32]) -> Result<Vec<f32>> {
+fn embedded<B: Backend>(b: &B, table: &[f32], rows: usize, ids: &[u32], scale: f32) -> Result<Vec<f32>> {
     let table = weight(b, table, &[rows, table.len() / rows])?;
-    b.download(&b.embed(ids, &table)?)
+    b.download(&b.embed(ids, &table, scale)?)
 }
 
 /// Decode steps of the cached-attention script.
@@ -52,6 +69,7 @@ const DECODE_STEPS: usize = 4;
 fn cached_attention<B: Backend>(
     b: &B,
     heads: HeadShape,
+    scoring: Scoring,
     qkv_rows: &[Vec<f32>],
     inv_freq: &[f32],
 ) -> Result<[Vec<f32>; 3]> {
@@ -84,7 +102,7 @@ fn cached_attention<B: Backend>(
         let qkv = b.upload(&qkv_rows[call], rows.len(), heads.qkv_width())?;
         let rotated = b.rope(&qkv, &prepared, heads, &inv_freq)?;
         // Layer 1 of the cache, so that the layer offset is exercised.
-        let attended = b.download(&b.attention_cached(&rotated, &mut cache, 1, &prepared, heads)?)?;
+        let attended = b.download(&b.attention_cached(&rotated, &mut cache, 1, &prepared, heads, scoring)?)?;
         if call == 0 {
             parts[0] = b.download(&rotated)?;
             parts[1] = attended;
@@ -113,25 +131,47 @@ pub fn cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64) -> Re
     for &(rows, cols) in norm_shapes {
         let (x, delta, gain) =
             (inputs.values(rows * cols, 2.0), inputs.values(rows * cols, 1.0), inputs.values(cols, 1.0));
-        let want = norms(&cpu, &x, &delta, &gain, rows)?;
-        let got = norms(subject, &x, &delta, &gain, rows)?;
+        let want = norms(&cpu, &x, &delta, &gain, 0.0, rows)?;
+        let got = norms(subject, &x, &delta, &gain, 0.0, rows)?;
         for (i, kernel) in ["rms_norm", "add_rms_norm", "add_rms_norm_sum"].into_iter().enumerate() {
             cases.push(kernel, format!("[{rows}, {cols}]"), relative_error(&got[i], &want[i]), OP_TOLERANCE);
         }
+    }
+    // Gemma's gains `1 + weight`, with weights around 0 as its checkpoints store them.
+    let (rows, cols) = (5, 640);
+    let (x, delta, gain) = (inputs.values(rows * cols, 2.0), inputs.values(rows * cols, 1.0), inputs.values(cols, 0.5));
+    let (want, got) = (norms(&cpu, &x, &delta, &gain, 1.0, rows)?, norms(subject, &x, &delta, &gain, 1.0, rows)?);
+    for (i, kernel) in ["rms_norm_offset", "add_rms_norm_offset"].into_iter().enumerate() {
+        cases.push(kernel, format!("[{rows}, {cols}], gains 1 + w"), relative_error(&got[i], &want[i]), OP_TOLERANCE);
+    }
+    for (heads, kv_heads, head_dim) in [(4, 1, 256), (8, 2, 64), (3, 1, 80)] {
+        let shape = HeadShape { heads, kv_heads, head_dim };
+        let rows = 9;
+        let qkv = inputs.values(rows * shape.qkv_width(), 3.0);
+        let (q_gain, k_gain) = (inputs.values(head_dim, 0.5), inputs.values(head_dim, 0.5));
+        let want = head_norms(&cpu, &qkv, shape, &q_gain, &k_gain)?;
+        let got = head_norms(subject, &qkv, shape, &q_gain, &k_gain)?;
+        let described = format!("{rows} rows, {heads} heads, {kv_heads} kv, d {head_dim}; worst row");
+        cases.push("head_rms_norm", described, worst_row_error(&got, &want, shape.qkv_width()), OP_TOLERANCE);
     }
 
     let (rows, cols) = (7, 2 * 300);
     let (x, offsets) = (inputs.values(rows * cols, 3.0), inputs.values(rows * cols, 1.0));
     let (want, got) = (row_ops(&cpu, &x, rows, cols, &offsets)?, row_ops(subject, &x, rows, cols, &offsets)?);
-    for (i, kernel) in ["silu_mul", "add_rows", "mean_rows"].into_iter().enumerate() {
+    for (i, kernel) in ["silu_mul", "gelu_tanh_mul", "add_rows", "mean_rows"].into_iter().enumerate() {
         cases.push(kernel, format!("[{rows}, {cols}]"), relative_error(&got[i], &want[i]), OP_TOLERANCE);
     }
 
     let (vocab, dim) = (1000, 96);
     let table = inputs.values(vocab * dim, 1.0);
     let ids: Vec<u32> = (0..37u32).map(|i| (i * 271 + 13) % vocab as u32).collect();
-    let (want, got) = (embedded(&cpu, &table, vocab, &ids)?, embedded(subject, &table, vocab, &ids)?);
+    let (want, got) = (embedded(&cpu, &table, vocab, &ids, 1.0)?, embedded(subject, &table, vocab, &ids, 1.0)?);
     cases.push("embed", format!("{} ids of [{vocab}, {dim}]", ids.len()), relative_error(&got, &want), 0.0);
+    // Gemma's scale sqrt(640), which a bf16 backend rounds to bf16 as HF does for bf16 weights.
+    let scale = 640f32.sqrt();
+    let (want, got) = (embedded(&cpu, &table, vocab, &ids, scale)?, embedded(subject, &table, vocab, &ids, scale)?);
+    let described = format!("{} ids of [{vocab}, {dim}], scale sqrt(640)", ids.len());
+    cases.push("embed_scaled", described, relative_error(&got, &want), OP_TOLERANCE);
 
     let head_shapes: &[(usize, usize, usize)] = if quick {
         &[(8, 2, 64), (4, 1, 128)]
@@ -143,8 +183,9 @@ pub fn cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64) -> Re
         let calls = std::iter::once(317).chain(std::iter::repeat_n(4, DECODE_STEPS));
         let qkv: Vec<Vec<f32>> = calls.map(|n| inputs.values(n * shape.qkv_width(), 2.0)).collect();
         let inv_freq: Vec<f32> = (0..head_dim / 2).map(|i| 500000f32.powf(-2.0 * i as f32 / head_dim as f32)).collect();
-        let want = cached_attention(&cpu, shape, &qkv, &inv_freq)?;
-        let got = cached_attention(subject, shape, &qkv, &inv_freq)?;
+        let scoring = Scoring::full(head_dim);
+        let want = cached_attention(&cpu, shape, scoring, &qkv, &inv_freq)?;
+        let got = cached_attention(subject, shape, scoring, &qkv, &inv_freq)?;
         let described = format!("{heads} heads, {kv_heads} kv, d {head_dim}");
         let width = heads * head_dim;
         let rope_error = worst_row_error(&got[0], &want[0], shape.qkv_width());
@@ -163,23 +204,56 @@ pub fn cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64) -> Re
         );
     }
 
-    let vocab = if quick { 5000 } else { 128_256 };
-    let rows = 12;
-    let logits = inputs.values(rows * vocab, 8.0);
-    let rngs: Vec<SequenceRng> = (0..rows as u64).map(|s| SequenceRng::new(seed, s)).collect();
-    let steps: Vec<u64> = (0..rows as u64).map(|s| s * 3).collect();
-    for (name, params) in [
-        ("sample_greedy", SamplingParams::greedy()),
-        ("sample_top_k", SamplingParams { temperature: 0.7, top_k: 50, top_p: 1.0, greedy: false }),
-        ("sample_top_k_top_p", SamplingParams { temperature: 1.3, top_k: 200, top_p: 0.9, greedy: false }),
-        ("sample_full", SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, greedy: false }),
-        ("sample_top_p", SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.8, greedy: false }),
-        ("sample_top_k_past_vocab", SamplingParams { temperature: 0.9, top_k: 2 * vocab, top_p: 1.0, greedy: false }),
-    ] {
-        let want = cpu.sample(&cpu.upload(&logits, rows, vocab)?, &params, &rngs, &steps)?;
-        let got = subject.sample(&subject.upload(&logits, rows, vocab)?, &params, &rngs, &steps)?;
-        let differ = want.iter().zip(&got).filter(|(a, b)| a != b).count();
-        cases.push(name, format!("{rows} rows of {vocab}"), differ as f64 / rows as f64, 0.0);
+    // Sliding windows (Gemma 3): 40 keys at head size 256, so that a row past 296 leaves its first split of 256 keys
+    // empty, and 5 keys, fewer than a sequence's prefix, so that decoding rows see only the prefix's tail; with a
+    // query scale other than head_dim^-0.5.
+    for (heads, kv_heads, head_dim, window) in [(4, 1, 256, 40), (8, 2, 64, 5)] {
+        let shape = HeadShape { heads, kv_heads, head_dim };
+        let calls = std::iter::once(317).chain(std::iter::repeat_n(4, DECODE_STEPS));
+        let qkv: Vec<Vec<f32>> = calls.map(|n| inputs.values(n * shape.qkv_width(), 2.0)).collect();
+        let inv_freq: Vec<f32> = (0..head_dim / 2).map(|i| 10000f32.powf(-2.0 * i as f32 / head_dim as f32)).collect();
+        let scoring = Scoring { scale: 0.3 / (head_dim as f32).sqrt(), window: Some(window) };
+        let want = cached_attention(&cpu, shape, scoring, &qkv, &inv_freq)?;
+        let got = cached_attention(subject, shape, scoring, &qkv, &inv_freq)?;
+        let described = format!("{heads} heads, {kv_heads} kv, d {head_dim}, window {window}");
+        let width = heads * head_dim;
+        cases.push(
+            "attention_window_prefill",
+            format!("{described}; prefixes of 300 and 17 tokens in one call, worst row"),
+            worst_row_error(&got[1], &want[1], width),
+            OP_TOLERANCE,
+        );
+        cases.push(
+            "attention_window_decode",
+            format!("{described}; 4 sequences, 2 per prefix, {DECODE_STEPS} steps, worst row"),
+            worst_row_error(&got[2], &want[2], width),
+            OP_TOLERANCE,
+        );
+    }
+
+    // Llama 3's vocabulary and Gemma 3's (a power of two).
+    let vocabs: &[usize] = if quick { &[5000] } else { &[128_256, 262_144] };
+    for &vocab in vocabs {
+        let rows = 12;
+        let logits = inputs.values(rows * vocab, 8.0);
+        let rngs: Vec<SequenceRng> = (0..rows as u64).map(|s| SequenceRng::new(seed, s)).collect();
+        let steps: Vec<u64> = (0..rows as u64).map(|s| s * 3).collect();
+        for (name, params) in [
+            ("sample_greedy", SamplingParams::greedy()),
+            ("sample_top_k", SamplingParams { temperature: 0.7, top_k: 50, top_p: 1.0, greedy: false }),
+            ("sample_top_k_top_p", SamplingParams { temperature: 1.3, top_k: 200, top_p: 0.9, greedy: false }),
+            ("sample_full", SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, greedy: false }),
+            ("sample_top_p", SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.8, greedy: false }),
+            (
+                "sample_top_k_past_vocab",
+                SamplingParams { temperature: 0.9, top_k: 2 * vocab, top_p: 1.0, greedy: false },
+            ),
+        ] {
+            let want = cpu.sample(&cpu.upload(&logits, rows, vocab)?, &params, &rngs, &steps)?;
+            let got = subject.sample(&subject.upload(&logits, rows, vocab)?, &params, &rngs, &steps)?;
+            let differ = want.iter().zip(&got).filter(|(a, b)| a != b).count();
+            cases.push(name, format!("{rows} rows of {vocab}"), differ as f64 / rows as f64, 0.0);
+        }
     }
     Ok(cases.results)
 }

@@ -1,5 +1,5 @@
-//! The parity harness of `glov-cuda selftest`: every CUDA kernel, in both variants, then CLIP and a random Llama 3
-//! model end to end, against the CPU reference backend on fresh random inputs at several shapes (sizes that are not
+//! The parity harness of `glov-cuda selftest`: every CUDA kernel, in both variants, then CLIP and random Llama 3
+//! and Gemma 3 models end to end, against the CPU reference backend on fresh random inputs at several shapes (sizes that are not
 //! multiples of the tiles among them), compared by ||out - ref|| / ||ref||. Run against the CPU backend itself, it
 //! checks the harness without a GPU (every error must then be zero).
 //!

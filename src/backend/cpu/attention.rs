@@ -1,7 +1,7 @@
 //! Multi-head attention, one query row at a time, with a numerically stable softmax over the keys the row may
 //! see. Grouped-query attention: query head `h` reads key/value head `h / (heads / kv_heads)`.
 
-use crate::backend::{AttentionShape, HeadShape};
+use crate::backend::{AttentionShape, HeadShape, Scoring};
 use rayon::prelude::*;
 
 /// Keys and values visible to one query row, as up to two runs of rows (a shared prefix, then a sequence's own
@@ -11,20 +11,21 @@ pub struct Visible<'a> {
     pub values: [&'a [f32]; 2],
 }
 
-/// Attention of one query row (`heads * head_dim`) over the visible keys, written to `out`.
-pub fn attend_row(q: &[f32], visible: &Visible, heads: HeadShape, out: &mut [f32]) {
+/// Attention of one query row (`heads * head_dim`) over the visible keys (the last `scoring.window` of them in a
+/// sliding-window layer), written to `out`.
+pub fn attend_row(q: &[f32], visible: &Visible, heads: HeadShape, scoring: Scoring, out: &mut [f32]) {
     let HeadShape { heads: n_heads, kv_heads, head_dim } = heads;
     let kv_width = kv_heads * head_dim;
     let group = n_heads / kv_heads;
-    let scale = 1.0 / (head_dim as f32).sqrt();
-    let count: usize = visible.keys.iter().map(|k| k.len() / kv_width).sum();
-    let mut scores = vec![0.0f32; count];
+    let visible_count: usize = visible.keys.iter().map(|k| k.len() / kv_width).sum();
+    let first = scoring.first_key(visible_count);
+    let mut scores = vec![0.0f32; visible_count - first];
     for h in 0..n_heads {
         let kv = (h / group) * head_dim;
         let q = &q[h * head_dim..(h + 1) * head_dim];
-        let keys = visible.keys.iter().flat_map(|run| run.chunks_exact(kv_width));
+        let keys = visible.keys.iter().flat_map(|run| run.chunks_exact(kv_width)).skip(first);
         for (s, k) in scores.iter_mut().zip(keys) {
-            *s = q.iter().zip(&k[kv..kv + head_dim]).map(|(a, b)| a * b).sum::<f32>() * scale;
+            *s = q.iter().zip(&k[kv..kv + head_dim]).map(|(a, b)| a * b).sum::<f32>() * scoring.scale;
         }
         let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut total = 0.0f32;
@@ -34,7 +35,7 @@ pub fn attend_row(q: &[f32], visible: &Visible, heads: HeadShape, out: &mut [f32
         }
         let o = &mut out[h * head_dim..(h + 1) * head_dim];
         o.fill(0.0);
-        let values = visible.values.iter().flat_map(|run| run.chunks_exact(kv_width));
+        let values = visible.values.iter().flat_map(|run| run.chunks_exact(kv_width)).skip(first);
         for (&p, v) in scores.iter().zip(values) {
             let w = p / total;
             o.iter_mut().zip(&v[kv..kv + head_dim]).for_each(|(acc, &x)| *acc += w * x);
@@ -61,7 +62,13 @@ pub fn attention(qkv: &[f32], shape: AttentionShape) -> Vec<f32> {
         let end = if causal { i + 1 } else { seq };
         let run = (b * seq * kv_width)..((b * seq + end) * kv_width);
         let visible = Visible { keys: [&keys[run.clone()], &[]], values: [&values[run], &[]] };
-        attend_row(&qkv[row * qkv_width..row * qkv_width + width], &visible, heads_shape, out_row);
+        attend_row(
+            &qkv[row * qkv_width..row * qkv_width + width],
+            &visible,
+            heads_shape,
+            Scoring::full(head_dim),
+            out_row,
+        );
     });
     out
 }
@@ -86,6 +93,19 @@ mod tests {
         assert!((out[2] - expect[0]).abs() < 1e-4 && (out[3] - expect[1]).abs() < 1e-4);
         let full = attention(&qkv, AttentionShape { causal: false, ..shape });
         assert!(full[0] > 10.0, "without the mask position 0 sees position 1");
+    }
+
+    #[test]
+    fn a_sliding_window_sees_only_the_last_keys() {
+        // One head of width 1; keys 0..3 over two runs, values 1, 2, 3, 4.
+        let (keys, values) = ([1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 4.0]);
+        let visible = Visible { keys: [&keys[..3], &keys[3..]], values: [&values[..3], &values[3..]] };
+        let heads = HeadShape { heads: 1, kv_heads: 1, head_dim: 1 };
+        let mut out = [0.0];
+        attend_row(&[1.0], &visible, heads, Scoring { scale: 1.0, window: Some(2) }, &mut out);
+        assert_eq!(out, [3.5], "equal scores: the mean of the last two values");
+        attend_row(&[1.0], &visible, heads, Scoring { scale: 1.0, window: Some(9) }, &mut out);
+        assert_eq!(out, [2.5], "a window wider than the keys sees them all");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! allocated once at their full capacity.
 
 use super::attention::{Visible, attend_row};
-use crate::backend::{CachedRow, HeadShape, KvLayout, Stream};
+use crate::backend::{CachedRow, HeadShape, KvLayout, Scoring, Stream};
 use anyhow::{Result, ensure};
 use rayon::prelude::*;
 
@@ -42,7 +42,14 @@ impl CpuKvCache {
         &self.layout
     }
 
-    pub fn attention(&mut self, qkv: &[f32], layer: usize, rows: &[CachedRow], heads: HeadShape) -> Result<Vec<f32>> {
+    pub fn attention(
+        &mut self,
+        qkv: &[f32],
+        layer: usize,
+        rows: &[CachedRow],
+        heads: HeadShape,
+        scoring: Scoring,
+    ) -> Result<Vec<f32>> {
         self.layout.check_attention(layer, heads)?;
         let (width, kv_width, qkv_width) = (heads.heads * heads.head_dim, heads.kv_width(), heads.qkv_width());
         ensure!(
@@ -87,7 +94,7 @@ impl CpuKvCache {
                         }
                     }
                 };
-                attend_row(&qkv[i * qkv_width..i * qkv_width + width], &visible, heads, out_row);
+                attend_row(&qkv[i * qkv_width..i * qkv_width + width], &visible, heads, scoring, out_row);
                 Ok(())
             },
         )?;

@@ -13,8 +13,8 @@ mod score;
 pub use kv_cache::CpuKvCache;
 
 use super::{
-    Activation, AttentionShape, Backend, CachedRow, HeadShape, KvLayout, MemoryUse, TemplateCounts, check_add_rows,
-    check_segments,
+    Activation, AttentionShape, Backend, CachedRow, HeadShape, KvLayout, MemoryUse, Scoring, TemplateCounts,
+    check_add_rows, check_segments,
 };
 use crate::checkpoint::StoredTensor;
 use crate::sampling::{SamplingParams, SequenceRng, sample_batch};
@@ -258,7 +258,7 @@ impl Backend for CpuBackend {
         Ok(CpuTensor::new(attention::attention(&qkv.data, shape), qkv.rows, shape.heads * shape.head_dim))
     }
 
-    fn rms_norm(&self, x: &CpuTensor, gain: &CpuWeight, eps: f32) -> Result<CpuTensor> {
+    fn rms_norm(&self, x: &CpuTensor, gain: &CpuWeight, gain_offset: f32, eps: f32) -> Result<CpuTensor> {
         ensure!(
             gain.rows * gain.cols == x.cols,
             "RMS norm {}: width {} != {}",
@@ -267,7 +267,7 @@ impl Backend for CpuBackend {
             x.cols
         );
         let mut out = x.data.clone();
-        decoder::rms_norm(&mut out, x.cols, &gain.values(), eps);
+        decoder::rms_norm(&mut out, x.cols, &gain.values(), gain_offset, eps);
         Ok(CpuTensor::new(out, x.rows, x.cols))
     }
 
@@ -276,6 +276,7 @@ impl Backend for CpuBackend {
         x: &CpuTensor,
         delta: &CpuTensor,
         gain: &CpuWeight,
+        gain_offset: f32,
         eps: f32,
     ) -> Result<(CpuTensor, CpuTensor)> {
         ensure!(
@@ -287,7 +288,7 @@ impl Backend for CpuBackend {
             delta.cols
         );
         let sum = CpuTensor::new(x.data.iter().zip(&delta.data).map(|(a, b)| a + b).collect(), x.rows, x.cols);
-        let normed = self.rms_norm(&sum, gain, eps)?;
+        let normed = self.rms_norm(&sum, gain, gain_offset, eps)?;
         Ok((sum, normed))
     }
 
@@ -298,6 +299,41 @@ impl Backend for CpuBackend {
             gate_up.cols
         );
         Ok(CpuTensor::new(decoder::silu_mul(&gate_up.data, gate_up.cols / 2), gate_up.rows, gate_up.cols / 2))
+    }
+
+    fn gelu_tanh_mul(&self, gate_up: &CpuTensor) -> Result<CpuTensor> {
+        ensure!(
+            gate_up.cols.is_multiple_of(2),
+            "gelu_tanh_mul: {} columns do not split into gate and up halves",
+            gate_up.cols
+        );
+        let f = gate_up.cols / 2;
+        let out = decoder::gated(&gate_up.data, f, |g| elementwise::activate(g, Activation::GeluTanh));
+        Ok(CpuTensor::new(out, gate_up.rows, f))
+    }
+
+    fn head_rms_norm(
+        &self,
+        qkv: &CpuTensor,
+        heads: HeadShape,
+        q_gain: &CpuWeight,
+        k_gain: &CpuWeight,
+        gain_offset: f32,
+        eps: f32,
+    ) -> Result<CpuTensor> {
+        check_cols("head RMS norm", qkv, heads.qkv_width())?;
+        for gain in [q_gain, k_gain] {
+            ensure!(
+                gain.rows * gain.cols == heads.head_dim,
+                "head RMS norm {}: width {} != head size {}",
+                gain.names(),
+                gain.rows * gain.cols,
+                heads.head_dim
+            );
+        }
+        let mut out = qkv.data.clone();
+        decoder::head_rms_norm(&mut out, heads, &q_gain.values(), &k_gain.values(), gain_offset, eps);
+        Ok(CpuTensor::new(out, qkv.rows, qkv.cols))
     }
 
     fn rope(
@@ -375,9 +411,10 @@ impl Backend for CpuBackend {
         layer: usize,
         rows: &Vec<CachedRow>,
         heads: HeadShape,
+        scoring: Scoring,
     ) -> Result<CpuTensor> {
         check_cols("cached attention", qkv, heads.qkv_width())?;
-        let out = cache.attention(&qkv.data, layer, rows, heads)?;
+        let out = cache.attention(&qkv.data, layer, rows, heads, scoring)?;
         Ok(CpuTensor::new(out, qkv.rows, heads.heads * heads.head_dim))
     }
 
@@ -399,13 +436,16 @@ impl Backend for CpuBackend {
         Ok(sample_batch(&logits.data, logits.cols, params, rngs, steps))
     }
 
-    fn embed(&self, ids: &[u32], table: &CpuWeight) -> Result<CpuTensor> {
+    fn embed(&self, ids: &[u32], table: &CpuWeight, scale: f32) -> Result<CpuTensor> {
         if let Some(bad) = ids.iter().find(|&&id| id as usize >= table.rows) {
             bail!("token id {bad} is outside the vocabulary of {} ({} entries)", table.names(), table.rows);
         }
         let mut data = vec![0.0f32; ids.len() * table.cols];
         for (&id, row) in ids.iter().zip(data.chunks_exact_mut(table.cols.max(1))) {
             table.read_row(id as usize, row);
+            if scale != 1.0 {
+                row.iter_mut().for_each(|v| *v *= scale);
+            }
         }
         Ok(CpuTensor::new(data, ids.len(), table.cols))
     }

@@ -3,10 +3,12 @@
 //! and the next tokens sampled on the device.
 
 use super::kv_cache::{CudaKvCache, CudaRows};
-use super::llm_ops;
+use super::llm_ops::{self, RmsGain};
 use super::ops::{self, DTensor, DType, PatchEmbedding, Variant};
 use super::runtime::Gpu;
-use crate::backend::{Activation, AttentionShape, Backend, CachedRow, HeadShape, KvLayout, MemoryUse, TemplateCounts};
+use crate::backend::{
+    Activation, AttentionShape, Backend, CachedRow, HeadShape, KvLayout, MemoryUse, Scoring, TemplateCounts,
+};
 use crate::checkpoint::StoredTensor;
 use crate::sampling::{SamplingParams, SequenceRng};
 use anyhow::{Result, bail, ensure};
@@ -165,23 +167,51 @@ impl Backend for CudaBackend {
         ops::attention(&self.gpu, qkv, shape, self.variant)
     }
 
-    fn rms_norm(&self, x: &DTensor, gain: &DTensor, eps: f32) -> Result<DTensor> {
+    fn rms_norm(&self, x: &DTensor, gain: &DTensor, gain_offset: f32, eps: f32) -> Result<DTensor> {
         let x_bf16 = self.as_dtype(x, DType::Bf16)?;
-        Ok(llm_ops::rms_norm(&self.gpu, x_bf16.as_ref().unwrap_or(x), None, gain, eps, self.variant)?.1)
+        let norm = RmsGain { gain, gain_offset, eps };
+        Ok(llm_ops::rms_norm(&self.gpu, x_bf16.as_ref().unwrap_or(x), None, norm, self.variant)?.1)
     }
 
-    fn add_rms_norm(&self, x: &DTensor, delta: &DTensor, gain: &DTensor, eps: f32) -> Result<(DTensor, DTensor)> {
+    fn add_rms_norm(
+        &self,
+        x: &DTensor,
+        delta: &DTensor,
+        gain: &DTensor,
+        gain_offset: f32,
+        eps: f32,
+    ) -> Result<(DTensor, DTensor)> {
         let x_bf16 = self.as_dtype(x, DType::Bf16)?;
         let delta_bf16 = self.as_dtype(delta, DType::Bf16)?;
         let x = x_bf16.as_ref().unwrap_or(x);
-        let (sum, normed) =
-            llm_ops::rms_norm(&self.gpu, x, Some(delta_bf16.as_ref().unwrap_or(delta)), gain, eps, self.variant)?;
+        let delta = Some(delta_bf16.as_ref().unwrap_or(delta));
+        let norm = RmsGain { gain, gain_offset, eps };
+        let (sum, normed) = llm_ops::rms_norm(&self.gpu, x, delta, norm, self.variant)?;
         Ok((sum.expect("a fused add returns its sum"), normed))
+    }
+
+    fn head_rms_norm(
+        &self,
+        qkv: &DTensor,
+        heads: HeadShape,
+        q_gain: &DTensor,
+        k_gain: &DTensor,
+        gain_offset: f32,
+        eps: f32,
+    ) -> Result<DTensor> {
+        let qkv_bf16 = self.as_dtype(qkv, DType::Bf16)?;
+        let qkv = qkv_bf16.as_ref().unwrap_or(qkv);
+        llm_ops::head_rms_norm(&self.gpu, qkv, heads, q_gain, k_gain, gain_offset, eps, self.variant)
     }
 
     fn silu_mul(&self, gate_up: &DTensor) -> Result<DTensor> {
         let gate_up_bf16 = self.as_dtype(gate_up, DType::Bf16)?;
-        llm_ops::silu_mul(&self.gpu, gate_up_bf16.as_ref().unwrap_or(gate_up))
+        llm_ops::gated(&self.gpu, gate_up_bf16.as_ref().unwrap_or(gate_up), "silu_mul")
+    }
+
+    fn gelu_tanh_mul(&self, gate_up: &DTensor) -> Result<DTensor> {
+        let gate_up_bf16 = self.as_dtype(gate_up, DType::Bf16)?;
+        llm_ops::gated(&self.gpu, gate_up_bf16.as_ref().unwrap_or(gate_up), "gelu_tanh_mul")
     }
 
     fn rope(&self, qkv: &DTensor, rows: &CudaRows, heads: HeadShape, inv_freq: &DTensor) -> Result<DTensor> {
@@ -222,9 +252,10 @@ impl Backend for CudaBackend {
         layer: usize,
         rows: &CudaRows,
         heads: HeadShape,
+        scoring: Scoring,
     ) -> Result<DTensor> {
         let qkv_bf16 = self.as_dtype(qkv, DType::Bf16)?;
-        cache.attention(&self.gpu, qkv_bf16.as_ref().unwrap_or(qkv), layer, rows, heads, self.variant)
+        cache.attention(&self.gpu, qkv_bf16.as_ref().unwrap_or(qkv), layer, rows, heads, scoring, self.variant)
     }
 
     fn sample(
@@ -266,8 +297,9 @@ impl Backend for CudaBackend {
         ops::patch_embed(&self.gpu, pixels, &p, self.variant)
     }
 
-    fn embed(&self, ids: &[u32], table: &DTensor) -> Result<DTensor> {
-        llm_ops::embed(&self.gpu, ids, table)
+    fn embed(&self, ids: &[u32], table: &DTensor, scale: f32) -> Result<DTensor> {
+        // The scale in bf16, the type of the weights and activations, as HF rounds it to the weights' dtype.
+        llm_ops::embed(&self.gpu, ids, table, half::bf16::from_f32(scale).to_f32())
     }
 
     fn gather_rows(&self, x: &DTensor, rows: &[usize]) -> Result<DTensor> {

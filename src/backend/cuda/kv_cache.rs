@@ -6,7 +6,7 @@
 use super::device_arena::DeviceBlock;
 use super::ops::{DTensor, DType, Variant, arg, blocks};
 use super::runtime::Gpu;
-use crate::backend::{CachedRow, HeadShape, KvLayout, Stream};
+use crate::backend::{CachedRow, HeadShape, KvLayout, Scoring, Stream};
 use anyhow::{Result, ensure};
 
 /// u32 fields of a row record: position, slot, a_start, a_len, b_start, b_len.
@@ -161,6 +161,7 @@ impl CudaKvCache {
         layer: usize,
         rows: &CudaRows,
         heads: HeadShape,
+        scoring: Scoring,
         variant: Variant,
     ) -> Result<DTensor> {
         self.layout.check_attention(layer, heads)?;
@@ -198,7 +199,9 @@ impl CudaKvCache {
             )?
         };
         let out = DTensor::new(gpu, rows.len(), heads.heads * heads.head_dim, DType::Bf16, "attention output")?;
-        let scale = 1.0 / (heads.head_dim as f32).sqrt();
+        let scale = scoring.scale;
+        // 0: no window. A window of at least the row's capacity is none either.
+        let window = scoring.window.map_or(0, |w| w.min(i32::MAX as usize) as i32);
         let fast = match heads.head_dim {
             64 | 128 | 256 if variant == Variant::Fast => Some(format!("attention_cached_{}", heads.head_dim)),
             _ => None,
@@ -215,6 +218,7 @@ impl CudaKvCache {
                 arg(&kv),
                 arg(&d),
                 arg(&scale),
+                arg(&window),
             ];
             // SAFETY: the arguments match attention_cached_plain; the records' visible runs were checked.
             unsafe {
@@ -264,6 +268,7 @@ impl CudaKvCache {
                 arg(&kv),
                 arg(&scale),
                 arg(&split_len),
+                arg(&window),
             ];
             let grid = (count as u32, (heads.kv_heads * groups) as u32, splits as u32);
             // SAFETY: the arguments match attention_cached_<head_dim>; rows first..first + count of qkv, records

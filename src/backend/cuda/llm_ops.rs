@@ -1,6 +1,6 @@
-//! Launch wrappers of the decoder-LLM kernels that work row by row: RMS norm (with the fused residual add), rotary
-//! embedding, the SiLU gate, the steering offset add, mean pooling, embedding lookup and random weights. Shapes are
-//! checked here, at the boundary.
+//! Launch wrappers of the decoder-LLM kernels that work row by row: RMS norm (with the fused residual add, and of
+//! attention heads), rotary embedding, the SiLU and tanh-GELU gates, the steering offset add, mean pooling,
+//! embedding lookup and random weights. Shapes are checked here, at the boundary.
 
 use super::kv_cache::CudaRows;
 use super::ops::{DTensor, DType, Variant, arg, blocks, null};
@@ -11,15 +11,22 @@ use anyhow::{Result, bail, ensure};
 /// The widest row the fast RMS norm keeps in registers (256 threads x 32 columns).
 const RMS_NORM_FAST_MAX_COLS: usize = 256 * 32;
 
+/// An RMS norm's gain (bf16, used as `gain_offset + gain`) and epsilon.
+pub struct RmsGain<'a> {
+    pub gain: &'a DTensor,
+    pub gain_offset: f32,
+    pub eps: f32,
+}
+
 /// `rms_norm(x + delta)` (and the sum itself) or, without `delta`, `rms_norm(x)`; all bf16.
 pub fn rms_norm(
     gpu: &Gpu,
     x: &DTensor,
     delta: Option<&DTensor>,
-    gain: &DTensor,
-    eps: f32,
+    norm: RmsGain,
     variant: Variant,
 ) -> Result<(Option<DTensor>, DTensor)> {
+    let RmsGain { gain, gain_offset, eps } = norm;
     x.expect("RMS norm input", DType::Bf16)?;
     gain.expect("RMS norm gain", DType::Bf16)?;
     ensure!(gain.rows * gain.cols == x.cols, "RMS norm: gain of {} for rows of {}", gain.rows * gain.cols, x.cols);
@@ -48,6 +55,7 @@ pub fn rms_norm(
         arg(&rows),
         arg(&cols),
         arg(&eps),
+        arg(&gain_offset),
     ];
     // SAFETY: the arguments match rms_norm / rms_norm_plain; every tensor was checked to be [rows, cols] bf16.
     unsafe {
@@ -58,6 +66,56 @@ pub fn rms_norm(
         }
     }
     Ok((sum, y))
+}
+
+/// RMS norm of each query head (gain `q_gain`) and key head (`k_gain`) of packed bf16 QKV rows; value heads copied.
+pub fn head_rms_norm(
+    gpu: &Gpu,
+    qkv: &DTensor,
+    heads: HeadShape,
+    q_gain: &DTensor,
+    k_gain: &DTensor,
+    gain_offset: f32,
+    eps: f32,
+    variant: Variant,
+) -> Result<DTensor> {
+    qkv.expect("head RMS norm input", DType::Bf16)?;
+    ensure!(qkv.cols == heads.qkv_width(), "head RMS norm: rows of {}, expected {}", qkv.cols, heads.qkv_width());
+    for gain in [q_gain, k_gain] {
+        gain.expect("head RMS norm gain", DType::Bf16)?;
+        ensure!(
+            gain.rows * gain.cols == heads.head_dim,
+            "head RMS norm: gain of {} for heads of {}",
+            gain.rows * gain.cols,
+            heads.head_dim
+        );
+    }
+    let out = DTensor::new(gpu, qkv.rows, qkv.cols, DType::Bf16, "head-normalised QKV")?;
+    let (rows, h, kv, d) = (qkv.rows as i32, heads.heads as i32, heads.kv_heads as i32, heads.head_dim as i32);
+    let mut args = [
+        arg(&qkv.block.ptr),
+        arg(&q_gain.block.ptr),
+        arg(&k_gain.block.ptr),
+        arg(&out.block.ptr),
+        arg(&rows),
+        arg(&h),
+        arg(&kv),
+        arg(&d),
+        arg(&eps),
+        arg(&gain_offset),
+    ];
+    let units = qkv.rows * (heads.heads + 2 * heads.kv_heads);
+    // SAFETY: the arguments match head_rms_norm / head_rms_norm_plain; qkv and out are [rows, qkv_width] bf16, the
+    // gains hold head_dim values each.
+    unsafe {
+        match variant {
+            Variant::Fast => gpu.launch("head_rms_norm", (blocks(units, 4), 1, 1), (128, 1, 1), 0, &mut args)?,
+            Variant::Plain => {
+                gpu.launch("head_rms_norm_plain", (blocks(units, 128), 1, 1), (128, 1, 1), 0, &mut args)?
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Rotates the query and key heads of packed QKV rows, each at its cache row's position.
@@ -92,16 +150,16 @@ pub fn rope(gpu: &Gpu, qkv: &DTensor, rows: &CudaRows, heads: HeadShape, inv_fre
     Ok(out)
 }
 
-/// `[m, 2f]` (gate, up) to `silu(gate) * up`, `[m, f]`.
-pub fn silu_mul(gpu: &Gpu, gate_up: &DTensor) -> Result<DTensor> {
-    gate_up.expect("SiLU gate input", DType::Bf16)?;
-    ensure!(gate_up.cols.is_multiple_of(2), "silu_mul: {} columns do not split into gate and up halves", gate_up.cols);
+/// `[m, 2f]` (gate, up) to `act(gate) * up`, `[m, f]`, by the kernel `silu_mul` or `gelu_tanh_mul`.
+pub fn gated(gpu: &Gpu, gate_up: &DTensor, kernel: &str) -> Result<DTensor> {
+    gate_up.expect("gated MLP input", DType::Bf16)?;
+    ensure!(gate_up.cols.is_multiple_of(2), "{kernel}: {} columns do not split into gate and up halves", gate_up.cols);
     let f = gate_up.cols / 2;
     let out = DTensor::new(gpu, gate_up.rows, f, DType::Bf16, "gated MLP activation")?;
     let (rows, f_i) = (gate_up.rows as i32, f as i32);
     let mut args = [arg(&gate_up.block.ptr), arg(&out.block.ptr), arg(&rows), arg(&f_i)];
-    // SAFETY: the arguments match silu_mul; gate_up is [rows, 2f], out [rows, f].
-    unsafe { gpu.launch("silu_mul", (blocks(gate_up.rows * f, 256), 1, 1), (256, 1, 1), 0, &mut args)? };
+    // SAFETY: the arguments match silu_mul and gelu_tanh_mul; gate_up is [rows, 2f], out [rows, f].
+    unsafe { gpu.launch(kernel, (blocks(gate_up.rows * f, 256), 1, 1), (256, 1, 1), 0, &mut args)? };
     Ok(out)
 }
 
@@ -149,8 +207,8 @@ pub fn mean_rows(gpu: &Gpu, x: &DTensor, segments: &[(usize, usize)]) -> Result<
     Ok(out)
 }
 
-/// Rows of an embedding table (bf16) for token ids.
-pub fn embed(gpu: &Gpu, ids: &[u32], table: &DTensor) -> Result<DTensor> {
+/// Rows of an embedding table (bf16) for token ids, times `scale`.
+pub fn embed(gpu: &Gpu, ids: &[u32], table: &DTensor, scale: f32) -> Result<DTensor> {
     table.expect("embedding table", DType::Bf16)?;
     if let Some(bad) = ids.iter().find(|&&id| id as usize >= table.rows) {
         bail!("token id {bad} is outside the vocabulary ({} entries)", table.rows);
@@ -158,11 +216,10 @@ pub fn embed(gpu: &Gpu, ids: &[u32], table: &DTensor) -> Result<DTensor> {
     let ids_t = DTensor::upload_u32(gpu, ids, "token ids")?;
     let out = DTensor::new(gpu, ids.len(), table.cols, DType::Bf16, "token embeddings")?;
     let (n, cols) = (ids.len() as i32, table.cols as i32);
-    let mut args = [arg(&table.block.ptr), arg(&ids_t.block.ptr), arg(&out.block.ptr), arg(&n), arg(&cols)];
-    // SAFETY: the arguments match gather_rows_bf16; every id is a row of the table.
-    unsafe {
-        gpu.launch("gather_rows_bf16", (ids.len() as u32, blocks(table.cols, 256), 1), (256, 1, 1), 0, &mut args)?
-    };
+    let mut args =
+        [arg(&table.block.ptr), arg(&ids_t.block.ptr), arg(&out.block.ptr), arg(&n), arg(&cols), arg(&scale)];
+    // SAFETY: the arguments match embed_rows; every id is a row of the table.
+    unsafe { gpu.launch("embed_rows", (ids.len() as u32, blocks(table.cols, 256), 1), (256, 1, 1), 0, &mut args)? };
     Ok(out)
 }
 

@@ -1,12 +1,14 @@
-//! Decoder-only LLMs of the Llama family (Llama 2/3/3.1/3.2, Mistral, Qwen2): pre-norm blocks of grouped-query
-//! attention with rotary embeddings and a SiLU-gated MLP, written once against the backend trait. Every forward
+//! Decoder-only LLMs of the Llama family (Llama 2/3/3.1/3.2, Mistral, Qwen2) and Gemma 3 (text): pre-norm blocks of
+//! grouped-query attention with rotary embeddings and a gated MLP, written once against the backend trait. Gemma 3
+//! adds norms after attention and around the MLP, per-head query and key norms, gains of `1 + weight`, a scaled
+//! embedding, a tanh-GELU gate, and sliding-window layers with their own rope base (see [`Gemma3`]). Every forward
 //! pass goes through the KV cache, so prefill and decoding are the same code; a steering offset can be added to
 //! the output of one block.
 
 mod config;
 mod random;
 
-pub use config::{LlmConfig, RopeScaling, SUPPORTED};
+pub use config::{Gemma3, LlmConfig, RopeScaling, SUPPORTED};
 pub use random::{initialisation, parameter_count, random_weights, shape_config};
 
 use crate::backend::{Activation, Backend, CachedRow, HeadShape, KvLayout};
@@ -18,9 +20,20 @@ struct Block<B: Backend> {
     qkv: B::Weight,
     qkv_bias: Option<B::Weight>,
     out: B::Weight,
+    /// The norm after attention: before the MLP (Llama's `post_attention_layernorm`), or of the attention output
+    /// before its residual add (Gemma's).
     post_norm: B::Weight,
     gate_up: B::Weight,
     down: B::Weight,
+    gemma3: Option<Gemma3Norms<B>>,
+}
+
+/// Gemma 3's further norms of a block.
+struct Gemma3Norms<B: Backend> {
+    q_norm: B::Weight,
+    k_norm: B::Weight,
+    pre_feedforward: B::Weight,
+    post_feedforward: B::Weight,
 }
 
 /// An offset added to the output of block `layer` at the given rows of a forward call.
@@ -40,8 +53,14 @@ pub struct Llm<B: Backend> {
     blocks: Vec<Block<B>>,
     final_norm: B::Weight,
     lm_head: B::Weight,
-    /// Per-pair inverse frequencies of the rotary embedding, `[1, head_dim / 2]`.
+    /// Per-pair inverse frequencies of the rotary embedding, `[1, head_dim / 2]` (of the full-attention layers).
     inv_freq: B::Tensor,
+    /// Gemma 3's inverse frequencies of the sliding-window layers.
+    local_inv_freq: Option<B::Tensor>,
+    /// Added to every RMS norm gain: 1 for Gemma's `1 + weight`, else 0.
+    norm_offset: f32,
+    /// The embedding's scale: `sqrt(hidden_size)` for Gemma, else 1.
+    embed_scale: f32,
 }
 
 /// One parameter of the model: the stored tensors whose rows it concatenates, with their shapes.
@@ -61,11 +80,12 @@ impl<B: Backend> Llm<B> {
     pub fn random(backend: &B, config: LlmConfig, seed: u64) -> Result<Self> {
         let _span = tracing::info_span!("random_llm", architecture = %config.architecture).entered();
         let mut index = 0u64;
+        let shape = config.clone();
         Self::build(backend, config, |parts| {
-            let (name, shape) = &parts[0];
-            let rows: usize = parts.iter().map(|(_, shape)| shape[0]).sum();
-            let cols: usize = shape.iter().skip(1).product();
-            let (mean, std) = random::initialisation(name, cols);
+            let (name, dims) = &parts[0];
+            let rows: usize = parts.iter().map(|(_, dims)| dims[0]).sum();
+            let cols: usize = dims.iter().skip(1).product();
+            let (mean, std) = random::initialisation(&shape, name, cols);
             index += 1;
             backend.random_weight(rows, cols, mean, std, crate::sampling::mix64(seed ^ index))
         })
@@ -75,6 +95,14 @@ impl<B: Backend> Llm<B> {
     fn build(backend: &B, config: LlmConfig, mut load: impl FnMut(Parts) -> Result<B::Weight>) -> Result<Self> {
         let (d, f, v) = (config.hidden_size, config.intermediate_size, config.vocab_size);
         let (q, kv) = (config.num_heads * config.head_dim, config.num_kv_heads * config.head_dim);
+        if let Some(g) = &config.gemma3 {
+            ensure!(
+                g.sliding_layers.len() == config.num_layers,
+                "Gemma 3 config: layer kinds (sliding or full) of {} layers for a model of {}",
+                g.sliding_layers.len(),
+                config.num_layers
+            );
+        }
         let part = |name: String, shape: &[usize]| (name, shape.to_vec());
         let mut blocks = Vec::with_capacity(config.num_layers);
         for i in 0..config.num_layers {
@@ -93,7 +121,19 @@ impl<B: Backend> Llm<B> {
             } else {
                 None
             };
+            let gemma3 = if config.gemma3.is_some() {
+                let h = config.head_dim;
+                Some(Gemma3Norms {
+                    q_norm: load(&[part(format!("{p}.self_attn.q_norm.weight"), &[h])])?,
+                    k_norm: load(&[part(format!("{p}.self_attn.k_norm.weight"), &[h])])?,
+                    pre_feedforward: load(&[part(format!("{p}.pre_feedforward_layernorm.weight"), &[d])])?,
+                    post_feedforward: load(&[part(format!("{p}.post_feedforward_layernorm.weight"), &[d])])?,
+                })
+            } else {
+                None
+            };
             blocks.push(Block {
+                gemma3,
                 input_norm: load(&[part(format!("{p}.input_layernorm.weight"), &[d])])?,
                 qkv: load(&qkv)?,
                 qkv_bias,
@@ -108,7 +148,13 @@ impl<B: Backend> Llm<B> {
         }
         let head_name = if config.tie_word_embeddings { "model.embed_tokens.weight" } else { "lm_head.weight" };
         let inv_freq = config.inv_freq();
+        let local_inv_freq = config.local_inv_freq().map(|f| backend.upload(&f, 1, f.len())).transpose()?;
+        let gemma = config.gemma3.is_some();
         Ok(Self {
+            local_inv_freq,
+            norm_offset: if gemma { 1.0 } else { 0.0 },
+            // HF forms sqrt(hidden) in f64 and stores it as an f32 tensor (which the backend may round further).
+            embed_scale: if gemma { (d as f64).sqrt() as f32 } else { 1.0 },
             embed: load(&[part("model.embed_tokens.weight".into(), &[v, d])])?,
             final_norm: load(&[part("model.norm.weight".into(), &[d])])?,
             lm_head: load(&[part(head_name.into(), &[v, d])])?,
@@ -130,7 +176,7 @@ impl<B: Backend> Llm<B> {
     }
 
     /// Blocks `range` (not empty) over the hidden states `input`. Each residual add is fused with the RMS norm
-    /// that follows it; the last block's MLP output is added in its projection's epilogue.
+    /// that follows it; the last Llama block's MLP output is added in its projection's epilogue.
     fn run_blocks(
         &self,
         backend: &B,
@@ -139,7 +185,7 @@ impl<B: Backend> Llm<B> {
         cache: &mut B::KvCache,
         rows: &B::Rows,
     ) -> Result<B::Tensor> {
-        let eps = self.config.rms_norm_eps;
+        let (eps, offset) = (self.config.rms_norm_eps, self.norm_offset);
         let last = range.end.saturating_sub(1);
         // The residual stream: `input` until the first residual add.
         let mut x: Option<B::Tensor> = None;
@@ -148,27 +194,58 @@ impl<B: Backend> Llm<B> {
             let block = &self.blocks[layer];
             let h = match pending.take() {
                 Some(delta) => {
-                    let (sum, h) = backend.add_rms_norm(x.as_ref().unwrap_or(input), &delta, &block.input_norm, eps)?;
+                    let residual = x.as_ref().unwrap_or(input);
+                    let (sum, h) = backend.add_rms_norm(residual, &delta, &block.input_norm, offset, eps)?;
                     x = Some(sum);
                     h
                 }
-                None => backend.rms_norm(x.as_ref().unwrap_or(input), &block.input_norm, eps)?,
+                None => backend.rms_norm(x.as_ref().unwrap_or(input), &block.input_norm, offset, eps)?,
             };
-            let qkv = backend.linear(&h, &block.qkv, block.qkv_bias.as_ref(), Activation::None, None)?;
-            let qkv = backend.rope(&qkv, rows, self.heads(), &self.inv_freq)?;
-            let attended = backend.attention_cached(&qkv, cache, layer, rows, self.heads())?;
+            let mut qkv = backend.linear(&h, &block.qkv, block.qkv_bias.as_ref(), Activation::None, None)?;
+            if let Some(g) = &block.gemma3 {
+                qkv = backend.head_rms_norm(&qkv, self.heads(), &g.q_norm, &g.k_norm, offset, eps)?;
+            }
+            let qkv = backend.rope(&qkv, rows, self.heads(), self.inv_freq_of(layer))?;
+            let scoring = self.config.scoring(layer);
+            let attended = backend.attention_cached(&qkv, cache, layer, rows, self.heads(), scoring)?;
             let delta = backend.linear(&attended, &block.out, None, Activation::None, None)?;
-            let (sum, h) = backend.add_rms_norm(x.as_ref().unwrap_or(input), &delta, &block.post_norm, eps)?;
+            let residual = x.as_ref().unwrap_or(input);
+            let Some(g) = &block.gemma3 else {
+                let (sum, h) = backend.add_rms_norm(residual, &delta, &block.post_norm, offset, eps)?;
+                x = Some(sum);
+                let gate_up = backend.linear(&h, &block.gate_up, None, Activation::None, None)?;
+                let h = backend.silu_mul(&gate_up)?;
+                if layer == last {
+                    x = Some(backend.linear(&h, &block.down, None, Activation::None, x.as_ref())?);
+                } else {
+                    pending = Some(backend.linear(&h, &block.down, None, Activation::None, None)?);
+                }
+                continue;
+            };
+            let delta = backend.rms_norm(&delta, &block.post_norm, offset, eps)?;
+            let (sum, h) = backend.add_rms_norm(residual, &delta, &g.pre_feedforward, offset, eps)?;
             x = Some(sum);
             let gate_up = backend.linear(&h, &block.gate_up, None, Activation::None, None)?;
-            let h = backend.silu_mul(&gate_up)?;
+            let h = backend.gelu_tanh_mul(&gate_up)?;
+            let down = backend.linear(&h, &block.down, None, Activation::None, None)?;
+            let delta = backend.rms_norm(&down, &g.post_feedforward, offset, eps)?;
             if layer == last {
-                x = Some(backend.linear(&h, &block.down, None, Activation::None, x.as_ref())?);
+                // The fused add's norm is not needed after the last block; its sum is rounded as every other add.
+                let residual = x.as_ref().unwrap_or(input);
+                x = Some(backend.add_rms_norm(residual, &delta, &g.post_feedforward, offset, eps)?.0);
             } else {
-                pending = Some(backend.linear(&h, &block.down, None, Activation::None, None)?);
+                pending = Some(delta);
             }
         }
         x.ok_or_else(|| anyhow::anyhow!("no block to run"))
+    }
+
+    /// The rotary frequencies of block `layer`: Gemma 3's local ones in its sliding-window layers.
+    fn inv_freq_of(&self, layer: usize) -> &B::Tensor {
+        match (&self.local_inv_freq, &self.config.gemma3) {
+            (Some(local), Some(g)) if g.sliding_layers[layer] => local,
+            _ => &self.inv_freq,
+        }
     }
 
     /// Runs `ids` (one per row, placed by `rows` in the cache) through the first `blocks` blocks, with an optional
@@ -196,9 +273,9 @@ impl<B: Backend> Llm<B> {
         self.forward_embedded(backend, cache, &x, rows, blocks, offset)
     }
 
-    /// The token embeddings of `ids`, `[ids, hidden]`.
+    /// The token embeddings of `ids` (scaled, for Gemma), `[ids, hidden]`.
     pub fn embed(&self, backend: &B, ids: &[u32]) -> Result<B::Tensor> {
-        backend.embed(ids, &self.embed)
+        backend.embed(ids, &self.embed, self.embed_scale)
     }
 
     /// [`Llm::forward_hidden`] from embeddings `x` and prepared cache rows. It moves no data between host and
@@ -235,7 +312,7 @@ impl<B: Backend> Llm<B> {
     /// Logits `[rows.len(), vocab]` of the given rows of final hidden states.
     pub fn logits(&self, backend: &B, hidden: &B::Tensor, rows: &[usize]) -> Result<B::Tensor> {
         let picked = backend.gather_rows(hidden, rows)?;
-        let normed = backend.rms_norm(&picked, &self.final_norm, self.config.rms_norm_eps)?;
+        let normed = backend.rms_norm(&picked, &self.final_norm, self.norm_offset, self.config.rms_norm_eps)?;
         backend.linear(&normed, &self.lm_head, None, Activation::None, None)
     }
 }

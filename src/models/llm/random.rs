@@ -5,8 +5,8 @@ use crate::checkpoint::{DType, WeightStore};
 use crate::models::random::RandomWeights;
 use anyhow::{Result, bail};
 
-/// The config of a named shape: `llama3-8b`, `llama3-1b` (Llama 3.2 1B), `qwen2-7b`, or `small-100m` (a
-/// Llama-shaped model of about 100M parameters for CPU benchmarks).
+/// The config of a named shape: `llama3-8b`, `llama3-1b` (Llama 3.2 1B), `qwen2-7b`, `gemma3-270m`, or
+/// `small-100m` (a Llama-shaped model of about 100M parameters for CPU benchmarks).
 pub fn shape_config(name: &str) -> Result<LlmConfig> {
     let llama3 = |hidden, intermediate, layers, heads, kv_heads, tie| {
         serde_json::json!({
@@ -26,12 +26,21 @@ pub fn shape_config(name: &str) -> Result<LlmConfig> {
             "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064, "max_position_embeddings": 32768,
             "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": false,
         }),
+        "gemma3-270m" => serde_json::json!({
+            "architectures": ["Gemma3ForCausalLM"], "hidden_size": 640, "intermediate_size": 2048,
+            "num_hidden_layers": 18, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256,
+            "vocab_size": 262144, "max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+            "rope_local_base_freq": 10000.0, "sliding_window": 512, "sliding_window_pattern": 6,
+            "query_pre_attn_scalar": 256, "hidden_activation": "gelu_pytorch_tanh", "tie_word_embeddings": true,
+        }),
         "small-100m" => serde_json::json!({
             "architectures": ["LlamaForCausalLM"], "hidden_size": 768, "intermediate_size": 2048, "num_hidden_layers": 12,
             "num_attention_heads": 12, "num_key_value_heads": 4, "vocab_size": 32000, "max_position_embeddings": 4096,
             "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "tie_word_embeddings": true,
         }),
-        other => bail!("unknown model shape {other:?} (known: llama3-8b, llama3-1b, qwen2-7b, small-100m)"),
+        other => {
+            bail!("unknown model shape {other:?} (known: llama3-8b, llama3-1b, qwen2-7b, gemma3-270m, small-100m)")
+        }
     };
     LlmConfig::from_json(&json)
 }
@@ -42,7 +51,7 @@ pub fn random_weights(config: &LlmConfig, dtype: DType, seed: u64) -> WeightStor
     let (d, f, v) = (config.hidden_size, config.intermediate_size, config.vocab_size);
     let (q, kv) = (config.num_heads * config.head_dim, config.num_kv_heads * config.head_dim);
     let mut add = |name: String, shape: &[usize]| {
-        let (mean, std) = initialisation(&name, shape.iter().skip(1).product());
+        let (mean, std) = initialisation(config, &name, shape.iter().skip(1).product());
         b.add(&name, shape, mean, std);
     };
     add("model.embed_tokens.weight".into(), &[v, d]);
@@ -50,6 +59,12 @@ pub fn random_weights(config: &LlmConfig, dtype: DType, seed: u64) -> WeightStor
         let p = format!("model.layers.{i}");
         add(format!("{p}.input_layernorm.weight"), &[d]);
         add(format!("{p}.post_attention_layernorm.weight"), &[d]);
+        if config.gemma3.is_some() {
+            add(format!("{p}.pre_feedforward_layernorm.weight"), &[d]);
+            add(format!("{p}.post_feedforward_layernorm.weight"), &[d]);
+            add(format!("{p}.self_attn.q_norm.weight"), &[config.head_dim]);
+            add(format!("{p}.self_attn.k_norm.weight"), &[config.head_dim]);
+        }
         for (name, rows) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
             add(format!("{p}.self_attn.{name}.weight"), &[rows, d]);
             if config.qkv_bias {
@@ -68,11 +83,12 @@ pub fn random_weights(config: &LlmConfig, dtype: DType, seed: u64) -> WeightStor
     b.into_store()
 }
 
-/// The (mean, std) that [`random_weights`] gives the parameter `name` whose rows have `cols` values: norms centre
-/// on 1, embeddings and biases have std 0.02, projections `1 / sqrt(fan in)`.
-pub fn initialisation(name: &str, cols: usize) -> (f32, f32) {
+/// The (mean, std) that [`random_weights`] gives the parameter `name` whose rows have `cols` values: norm gains
+/// centre on 1 (Gemma's stored weights on 0, its gains being `1 + weight`), embeddings and biases have std 0.02,
+/// projections `1 / sqrt(fan in)`.
+pub fn initialisation(config: &LlmConfig, name: &str, cols: usize) -> (f32, f32) {
     if name.ends_with("norm.weight") {
-        (1.0, 0.02)
+        (if config.gemma3.is_some() { 0.0 } else { 1.0 }, 0.02)
     } else if name.ends_with(".bias") || name == "model.embed_tokens.weight" {
         (0.0, 0.02)
     } else {
@@ -85,7 +101,8 @@ pub fn parameter_count(config: &LlmConfig) -> usize {
     let (d, f, v) = (config.hidden_size, config.intermediate_size, config.vocab_size);
     let (q, kv) = (config.num_heads * config.head_dim, config.num_kv_heads * config.head_dim);
     let bias = if config.qkv_bias { q + 2 * kv } else { 0 };
-    let block = 2 * d + (q + 2 * kv) * d + bias + d * q + 3 * f * d;
+    let gemma3_norms = if config.gemma3.is_some() { 2 * d + 2 * config.head_dim } else { 0 };
+    let block = 2 * d + gemma3_norms + (q + 2 * kv) * d + bias + d * q + 3 * f * d;
     let head = if config.tie_word_embeddings { 0 } else { v * d };
     v * d + config.num_layers * block + d + head
 }
@@ -103,6 +120,10 @@ mod tests {
             let count = parameter_count(&shape_config(name).unwrap()) as f64 / 1e9;
             assert!((count - billions).abs() < 0.01, "{name}: {count} billion parameters");
         }
+        // Gemma 3 270M: 268 million parameters, 168 million of them the embedding; its GGUF file holds 236 tensors.
+        let gemma = shape_config("gemma3-270m").unwrap();
+        assert!((parameter_count(&gemma) as f64 / 1e6 - 268.0).abs() < 0.5);
+        assert_eq!(random_weights(&LlmConfig { vocab_size: 8, ..gemma }, DType::BF16, 1).tensors().len(), 236);
         assert!(shape_config("gpt5").is_err());
     }
 
@@ -115,5 +136,12 @@ mod tests {
         let params: usize = store.tensors().iter().map(|t| t.numel()).sum();
         assert_eq!(params, parameter_count(&config));
         Llm::from_store(&CpuBackend::new(), &store, config).unwrap();
+        let mut gemma = shape_config("gemma3-270m").unwrap();
+        gemma.num_layers = 2;
+        gemma.vocab_size = 64;
+        let store = random_weights(&gemma, DType::BF16, 3);
+        let params: usize = store.tensors().iter().map(|t| t.numel()).sum();
+        assert_eq!(params, parameter_count(&gemma));
+        Llm::from_store(&CpuBackend::new(), &store, gemma).unwrap();
     }
 }
