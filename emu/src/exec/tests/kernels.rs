@@ -85,7 +85,8 @@ fn gemm(ptx: &str, kernel: &str, m: usize, n: usize, k: usize, options: &Options
         _ => [m as u32, n.div_ceil(128) as u32, 1],
     };
     let l = Launch { grid, block: [128, 1, 1], dynamic_shared: 0, params: &p };
-    let stats = launch(&module, 0, &d.globals(&module), &l, &d.memory, options).unwrap_or_else(|f| panic!("{}", f.report));
+    let stats =
+        launch(&module, 0, &d.globals(&module), &l, &d.memory, options).unwrap_or_else(|f| panic!("{}", f.report));
     let mut bytes = vec![0u8; m * n * 2];
     d.memory.read(y, &mut bytes).unwrap();
     let got = bytes.chunks(2).map(|c| f32_of(u16::from_le_bytes([c[0], c[1]]))).collect();
@@ -151,7 +152,8 @@ fn check_layer_norm(rows: usize, cols: usize, options: &Options) {
     let y = d.alloc((rows * cols * 2) as u64, false);
     let p = params(&module, &[xa, ga, ba, y, rows as u64, cols as u64, 1e-5f32.to_bits() as u64]);
     let l = Launch { grid: [rows as u32, 1, 1], block: [256, 1, 1], dynamic_shared: 0, params: &p };
-    let stats = launch(&module, 0, &d.globals(&module), &l, &d.memory, options).unwrap_or_else(|f| panic!("{}", f.report));
+    let stats =
+        launch(&module, 0, &d.globals(&module), &l, &d.memory, options).unwrap_or_else(|f| panic!("{}", f.report));
     let mut bytes = vec![0u8; rows * cols * 2];
     d.memory.read(y, &mut bytes).unwrap();
     for r in 0..rows {
