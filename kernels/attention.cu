@@ -5,35 +5,58 @@
 #include "common.cuh"
 
 #define ATT_MAX_DIM 256
+#define ATT_PLAIN_DIMS (ATT_MAX_DIM / 32)
 
-// One thread per (row, head): walks every visible key on its own. Grid (ceil(batch * seq / blockDim.x), heads).
+// Plain: one warp per (row, head), walking every visible key in order. Lane l owns the output dimensions l, l + 32,
+// ... (at most ATT_PLAIN_DIMS of them, in registers: no per-thread array in local memory, which the driver would
+// reserve for every resident thread), so a score is one warp sum. A row with no visible key gets zeros, not 0/0.
+// Grid (ceil(batch * seq * heads / warps per block)).
 extern "C" __global__ void attention_plain(const bf16* __restrict__ qkv, bf16* __restrict__ out, int batch, int seq,
                                            int heads, int kv_heads, int head_dim, int causal, float scale) {
-    const int64_t row = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    const int h = blockIdx.y;
-    if (row >= (int64_t)batch * seq || head_dim > ATT_MAX_DIM) return;
+    const int lane = threadIdx.x & 31;
+    const int64_t pair = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (pair >= (int64_t)batch * seq * heads || head_dim > ATT_MAX_DIM) return;  // the same for the whole warp
+    const int64_t row = pair / heads;
+    const int h = pair % heads;
     const int b = row / seq, i = row % seq, kvh = h / (heads / kv_heads);
     const int64_t width = (int64_t)(heads + 2 * kv_heads) * head_dim;
     const bf16* q = qkv + row * width + h * head_dim;
     const int end = causal ? i + 1 : seq;
-    float acc[ATT_MAX_DIM];
-    for (int d = 0; d < head_dim; ++d) acc[d] = 0.0f;
+    float qd[ATT_PLAIN_DIMS], acc[ATT_PLAIN_DIMS];
+#pragma unroll
+    for (int t = 0; t < ATT_PLAIN_DIMS; ++t) {
+        const int d = lane + 32 * t;
+        qd[t] = d < head_dim ? to_f32(q[d]) : 0.0f;
+        acc[t] = 0.0f;
+    }
     float running_max = -INFINITY, sum = 0.0f;
     for (int j = 0; j < end; ++j) {
         const bf16* kv_row = qkv + ((int64_t)b * seq + j) * width;
         const bf16* k = kv_row + (heads + kvh) * head_dim;
         const bf16* v = kv_row + (heads + kv_heads + kvh) * head_dim;
-        float s = 0.0f;
-        for (int d = 0; d < head_dim; ++d) s += to_f32(q[d]) * to_f32(k[d]);
-        s *= scale;
+        float partial = 0.0f;
+#pragma unroll
+        for (int t = 0; t < ATT_PLAIN_DIMS; ++t) {
+            const int d = lane + 32 * t;
+            if (d < head_dim) partial += qd[t] * to_f32(k[d]);
+        }
+        const float s = warp_sum(partial) * scale;
         const float new_max = fmaxf(running_max, s);
         const float correction = expf(running_max - new_max), p = expf(s - new_max);
         sum = sum * correction + p;
-        for (int d = 0; d < head_dim; ++d) acc[d] = acc[d] * correction + p * to_f32(v[d]);
+#pragma unroll
+        for (int t = 0; t < ATT_PLAIN_DIMS; ++t) {
+            const int d = lane + 32 * t;
+            if (d < head_dim) acc[t] = acc[t] * correction + p * to_f32(v[d]);
+        }
         running_max = new_max;
     }
     bf16* o = out + row * heads * head_dim + h * head_dim;
-    for (int d = 0; d < head_dim; ++d) o[d] = to_bf16(acc[d] / sum);
+#pragma unroll
+    for (int t = 0; t < ATT_PLAIN_DIMS; ++t) {
+        const int d = lane + 32 * t;
+        if (d < head_dim) o[d] = to_bf16(sum > 0.0f ? acc[t] / sum : 0.0f);
+    }
 }
 
 // Tiled: a block of 4 warps takes 16 query rows of one (batch, head), 4 rows per warp, and walks the keys in tiles
@@ -117,7 +140,7 @@ extern "C" __global__ void __launch_bounds__(128) attention(const bf16* __restri
 #pragma unroll
         for (int t = 0; t < ATT_PER_LANE; ++t) {
             const int d = lane + 32 * t;
-            if (d < head_dim) o[d] = to_bf16(acc[r][t] / sum[r]);
+            if (d < head_dim) o[d] = to_bf16(sum[r] > 0.0f ? acc[r][t] / sum[r] : 0.0f);
         }
     }
 }

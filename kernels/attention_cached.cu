@@ -44,35 +44,57 @@ extern "C" __global__ void kv_store(const bf16* __restrict__ qkv, const uint32_t
     values[slot * kv_width + c] = qkv[r * width + heads * head_dim + kv_width + c];
 }
 
-// Plain: one thread per (row, query head), walking the visible keys in order with an online softmax (running
-// maximum, running sum, rescaled accumulator), all in f32. head_dim <= 256.
+#define PLAIN_DIMS (256 / 32)
+
+// Plain: one warp per (row, query head), walking the visible keys in order with an online softmax (running
+// maximum, running sum, rescaled accumulator), all in f32. Lane l owns the output dimensions l, l + 32, ... in
+// registers (no per-thread array in local memory, which the driver would reserve for every resident thread), so a
+// score is one warp sum. A row with no visible key gets zeros, not 0/0. head_dim <= 256.
 extern "C" __global__ void attention_cached_plain(const bf16* __restrict__ qkv, const uint32_t* __restrict__ records,
                                                   const bf16* __restrict__ keys, const bf16* __restrict__ values,
                                                   bf16* __restrict__ out, int rows, int heads, int kv_heads,
                                                   int head_dim, float scale, int window) {
-    const int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (int64_t)rows * heads) return;
+    const int lane = threadIdx.x & 31;
+    const int64_t idx = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (idx >= (int64_t)rows * heads || head_dim > 32 * PLAIN_DIMS) return;  // the same for the whole warp
     const int64_t r = idx / heads;
     const int h = idx % heads;
     const int kv = h / (heads / kv_heads);
     const int kv_width = kv_heads * head_dim, width = (heads + 2 * kv_heads) * head_dim;
     const bf16* q = qkv + r * width + h * head_dim;
     const Visible vis = visible_of(records, r);
-    float acc[256];
-    for (int d = 0; d < head_dim; ++d) acc[d] = 0.0f;
+    float qd[PLAIN_DIMS], acc[PLAIN_DIMS];
+#pragma unroll
+    for (int t = 0; t < PLAIN_DIMS; ++t) {
+        const int d = lane + 32 * t;
+        qd[t] = d < head_dim ? to_f32(q[d]) : 0.0f;
+        acc[t] = 0.0f;
+    }
     float m = -INFINITY, l = 0.0f;
     for (int64_t k = vis.first(window); k < vis.length(); ++k) {
         const int64_t base = vis.slot(k) * kv_width + kv * head_dim;
-        float s = 0.0f;
-        for (int d = 0; d < head_dim; ++d) s += to_f32(q[d]) * to_f32(keys[base + d]);
-        s *= scale;
+        float partial = 0.0f;
+#pragma unroll
+        for (int t = 0; t < PLAIN_DIMS; ++t) {
+            const int d = lane + 32 * t;
+            if (d < head_dim) partial += qd[t] * to_f32(keys[base + d]);
+        }
+        const float s = warp_sum(partial) * scale;
         const float m_new = fmaxf(m, s);
         const float correction = expf(m - m_new), p = expf(s - m_new);
         l = l * correction + p;
-        for (int d = 0; d < head_dim; ++d) acc[d] = acc[d] * correction + p * to_f32(values[base + d]);
+#pragma unroll
+        for (int t = 0; t < PLAIN_DIMS; ++t) {
+            const int d = lane + 32 * t;
+            if (d < head_dim) acc[t] = acc[t] * correction + p * to_f32(values[base + d]);
+        }
         m = m_new;
     }
-    for (int d = 0; d < head_dim; ++d) out[r * heads * head_dim + h * head_dim + d] = to_bf16(acc[d] / l);
+#pragma unroll
+    for (int t = 0; t < PLAIN_DIMS; ++t) {
+        const int d = lane + 32 * t;
+        if (d < head_dim) out[r * heads * head_dim + h * head_dim + d] = to_bf16(l > 0.0f ? acc[t] / l : 0.0f);
+    }
 }
 
 // Fast ("flash decoding"): one block per (row, key/value head, group of up to GROUP query heads, split of the
@@ -166,7 +188,7 @@ __device__ void attention_split(const bf16* __restrict__ qkv, const uint32_t* __
         }
         const int h = first_head + g;
         if (splits == 1) {
-            out[(r * heads + h) * HD + d] = to_bf16(a_all / l_all);
+            out[(r * heads + h) * HD + d] = to_bf16(l_all > 0.0f ? a_all / l_all : 0.0f);
         } else {
             const int64_t p = (r * heads + h) * splits + blockIdx.z;
             partial_acc[p * HD + d] = a_all;
@@ -207,7 +229,8 @@ extern "C" __global__ void __launch_bounds__(32 * WARPS)
 }
 
 // Merges the splits of attention_cached_*: out = sum_z e^(m_z - M) acc_z / sum_z e^(m_z - M) l_z, with M the
-// largest m_z. Empty splits (m = -inf, l = 0) weigh nothing. Grid (rows, heads), head_dim threads.
+// largest m_z. Empty splits (m = -inf, l = 0) weigh nothing; a row whose splits are all empty gets zeros. Grid
+// (rows, heads), head_dim threads.
 extern "C" __global__ void attention_combine(const float* __restrict__ partial_ml,
                                              const float* __restrict__ partial_acc, bf16* __restrict__ out,
                                              int heads, int head_dim, int splits) {
@@ -225,5 +248,5 @@ extern "C" __global__ void attention_combine(const float* __restrict__ partial_m
         l_all += partial_ml[2 * p + 1] * f;
         a_all += partial_acc[p * head_dim + d] * f;
     }
-    out[rh * head_dim + d] = to_bf16(a_all / l_all);
+    out[rh * head_dim + d] = to_bf16(l_all > 0.0f ? a_all / l_all : 0.0f);  // no visible key: zeros
 }

@@ -224,8 +224,8 @@ impl CudaKvCache {
             unsafe {
                 gpu.launch(
                     "attention_cached_plain",
-                    (blocks(rows.len() * heads.heads, 64), 1, 1),
-                    (64, 1, 1),
+                    (blocks(rows.len() * heads.heads, 4), 1, 1),
+                    (128, 1, 1),
                     0,
                     &mut args,
                 )?

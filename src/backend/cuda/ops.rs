@@ -299,7 +299,7 @@ pub fn attention(gpu: &Gpu, qkv: &DTensor, shape: AttentionShape, variant: Varia
     unsafe {
         match variant {
             Variant::Plain => {
-                gpu.launch("attention_plain", (blocks(batch * seq, 64), heads as u32, 1), (64, 1, 1), 0, &mut args)?
+                gpu.launch("attention_plain", (blocks(batch * seq * heads, 4), 1, 1), (128, 1, 1), 0, &mut args)?
             }
             Variant::Fast => {
                 gpu.launch("attention", (blocks(seq, 16), heads as u32, batch as u32), (128, 1, 1), 0, &mut args)?

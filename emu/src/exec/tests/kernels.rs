@@ -216,3 +216,38 @@ fn launch_overhead() {
     }
     eprintln!("an empty launch: {:?}", t.elapsed() / 100);
 }
+
+/// The cached-attention kernels on a row that sees no key (its record's two runs are empty): both write zeros,
+/// not 0/0. The engine's rows always see themselves; a kernel must not depend on that to stay finite.
+#[test]
+fn cached_attention_of_a_row_with_no_visible_key_is_zero() {
+    let Some(ptx) = built_ptx("attention_cached.ptx") else { return };
+    let head_dim = 64usize;
+    for (kernel, block) in [("attention_cached_plain", 128u32), ("attention_cached_64", 128)] {
+        let mut module = crate::ptx::load(&ptx).expect("attention_cached.ptx loads");
+        let index = module.kernel(kernel).expect("the kernel");
+        module.kernels.swap(0, index);
+        let d = Device::new();
+        // One row, one head and one key/value head: q, k, v of 64 each; the cache holds one token.
+        let qkv = upload(&d, &random_bf16(3 * head_dim, 3));
+        let (keys, values) = (upload(&d, &random_bf16(head_dim, 4)), upload(&d, &random_bf16(head_dim, 5)));
+        let records = d.alloc(6 * 4, false);
+        d.memory.write(records, &[0u8; 24]).unwrap();
+        let out = d.alloc((head_dim * 2) as u64, false);
+        let scale = (1.0f32 / 8.0).to_bits() as u64;
+        let values_of = |rest: &[u64]| [&[qkv, records, keys, values, out][..], rest].concat();
+        let (p, grid) = match kernel {
+            // rows, heads, kv_heads, head_dim, scale, window
+            "attention_cached_plain" => (params(&module, &values_of(&[1, 1, 1, head_dim as u64, scale, 0])), [1, 1, 1]),
+            // partial_ml, partial_acc (unused with one split), heads, kv_heads, scale, split_len, window
+            _ => (params(&module, &values_of(&[0, 0, 1, 1, scale, 256, 0])), [1, 1, 1]),
+        };
+        let l = Launch { grid, block: [block, 1, 1], dynamic_shared: 0, params: &p };
+        launch(&module, 0, &d.globals(&module), &l, &d.memory, &Options::default())
+            .unwrap_or_else(|f| panic!("{kernel}: {}", f.report));
+        let mut bytes = vec![0u8; head_dim * 2];
+        d.memory.read(out, &mut bytes).unwrap();
+        let got: Vec<f32> = bytes.chunks(2).map(|c| f32_of(u16::from_le_bytes([c[0], c[1]]))).collect();
+        assert!(got.iter().all(|&v| v == 0.0), "{kernel}: {got:?}");
+    }
+}
