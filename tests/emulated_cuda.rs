@@ -297,19 +297,23 @@ fn a_cuda_12_1_driver_is_refused_with_the_driver_needed() {
 fn probe_llm_logits_match_the_cpu() {
     let Some(dir) = driver_dir() else { return };
     let (model, prompt) = (llama(), golden_prompt(1));
-    probe_llm_matches_the_cpu(&dir, &model, &prompt);
+    probe_llm_matches_the_cpu(&dir, &model, &prompt, BF16_TOLERANCE);
 }
 
-/// Gemma 3 on its longest golden prompt (37 tokens across the 4-token window of its sliding layers).
+/// Gemma 3 on its longest golden prompt (37 tokens across the 4-token window of its sliding layers). This tiny
+/// model is hard on bf16: its norm gains near 3 and sharp attention make HF transformers' own bf16 run differ
+/// from its f32 run by 5.2% in these logits (3.3% on the shortest prompt; 1.1% and 0.9% for the Llama fixture),
+/// hence a wider tolerance than [`BF16_TOLERANCE`]. A real error (a wrong window, rope base or query scale) moves
+/// the logits by 18% to 130%.
 #[test]
 fn probe_llm_gemma3_logits_match_the_cpu() {
     let Some(dir) = driver_dir() else { return };
     let model = fixtures().join("llm-tiny-gemma3").display().to_string();
-    probe_llm_matches_the_cpu(&dir, &model, &golden_prompt_of("llm-tiny-gemma3", 2));
+    probe_llm_matches_the_cpu(&dir, &model, &golden_prompt_of("llm-tiny-gemma3", 2), 5e-2);
 }
 
 /// `probe llm` (last-position logits, block-1 means) on the emulated GPU against the CPU.
-fn probe_llm_matches_the_cpu(dir: &Path, model: &str, prompt: &str) {
+fn probe_llm_matches_the_cpu(dir: &Path, model: &str, prompt: &str, tolerance: f32) {
     let cache = tempfile::tempdir().unwrap();
     let args = ["probe", "llm", "--model", model, "--prompt", prompt, "--layer", "1"];
     let want = json(&glov(&args, None, cache.path()));
@@ -317,7 +321,7 @@ fn probe_llm_matches_the_cpu(dir: &Path, model: &str, prompt: &str) {
     for key in ["last_logits", "hidden_mean"] {
         let (g, w) = (floats(&got[key]), floats(&want[key]));
         let err = max_row_relative_error(&g, &w, w.len());
-        assert!(err < BF16_TOLERANCE, "{key}: relative error {err:e}");
+        assert!(err < tolerance, "{key}: relative error {err:e}");
     }
 }
 
