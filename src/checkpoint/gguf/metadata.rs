@@ -83,7 +83,10 @@ impl MetaValue {
             MetaValue::Array(items) if items.len() > max_items => Value::String(format!("[{} items]", items.len())),
             MetaValue::Array(items) => Value::Array(items.iter().map(|v| v.to_json(max_items)).collect()),
             other => match (other.as_i128(), other.as_f64()) {
-                (Some(i), _) => serde_json::json!(i as i64),
+                (Some(i), _) => match i64::try_from(i) {
+                    Ok(small) => serde_json::json!(small),
+                    Err(_) => serde_json::json!(i as u64),
+                },
                 (_, Some(f)) => serde_json::json!(f),
                 _ => Value::Null,
             },
