@@ -48,7 +48,11 @@ impl<'a> Cursor<'a> {
         let n = self.u64(what)?;
         let left = (self.bytes.len() - self.pos) as u64;
         if n.saturating_mul(min_item as u64) > left {
-            bail!("the file is truncated: {} claims {n} items at offset {}, more than the {left} bytes left", what(), self.pos);
+            bail!(
+                "the file is truncated: {} claims {n} items at offset {}, more than the {left} bytes left",
+                what(),
+                self.pos
+            );
         }
         Ok(n as usize)
     }

@@ -165,5 +165,8 @@ fn unsupported_types_are_named_when_used() {
     let info = file.tensor("Q4_K.random").unwrap();
     assert_eq!(info.type_name(), "Q2_K");
     let err = file.stored(info, "w").unwrap_err().to_string();
-    assert!(err.contains("tensor Q4_K.random of") && err.contains("has type Q2_K, which glov-cuda does not read"), "{err}");
+    assert!(
+        err.contains("tensor Q4_K.random of") && err.contains("has type Q2_K, which glov-cuda does not read"),
+        "{err}"
+    );
 }
