@@ -127,3 +127,16 @@ fn config_and_tensors_match_hf() {
         }
     }
 }
+
+#[test]
+fn every_tensor_dequantizes_to_finite_values() {
+    let Some(file) = model_file() else { return };
+    let checkpoint = Checkpoint::open(file.to_str().unwrap()).unwrap();
+    let mut values = 0;
+    for tensor in checkpoint.weights.tensors() {
+        let converted = tensor.to_f32();
+        assert!(converted.iter().all(|v| v.is_finite()), "{} has values that are not finite", tensor.name);
+        values += converted.len();
+    }
+    assert_eq!(values, 268_098_176);
+}
