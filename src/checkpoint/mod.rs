@@ -65,7 +65,8 @@ impl Checkpoint {
     }
 
     /// A content checksum of the model: BLAKE3 over config.json, preprocessor_config.json (when present) and
-    /// every weight file (the GGUF file alone for a GGUF checkpoint). Used to key caches of computed features. Hashed once per opened checkpoint.
+    /// every weight file (the GGUF file alone for a GGUF checkpoint). Used to key caches of computed features.
+    /// Hashed once per opened checkpoint.
     pub fn checksum(&self) -> Result<String> {
         if let Some(sum) = self.checksum.get() {
             return Ok(sum.clone());

@@ -32,7 +32,7 @@ pub fn run(file: &GgufFile, json: bool) -> Result<()> {
     if json {
         let out = serde_json::json!({
             "file": file.path.display().to_string(),
-            "bytes": file.len(),
+            "bytes": file.file_size(),
             "gguf_version": file.version,
             "architecture": architecture,
             "parameters": parameters,
@@ -45,7 +45,7 @@ pub fn run(file: &GgufFile, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!("model:         {} (GGUF v{}, {} bytes)", file.path.display(), file.version, file.len());
+    println!("model:         {} (GGUF v{}, {} bytes)", file.path.display(), file.version, file.file_size());
     println!("architecture:  {architecture}");
     println!("parameters:    {} ({:.1} M) in {} tensors", parameters, parameters as f64 / 1e6, file.tensors.len());
     println!("tensor types:");

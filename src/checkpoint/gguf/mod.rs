@@ -190,12 +190,8 @@ impl GgufFile {
     }
 
     /// The file's size in bytes.
-    pub fn len(&self) -> usize {
+    pub fn file_size(&self) -> usize {
         self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
     }
 }
 
