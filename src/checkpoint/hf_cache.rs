@@ -30,7 +30,9 @@ fn resolve_model_in(model: &str, cache: Option<PathBuf>) -> Result<PathBuf> {
         return Ok(path.to_path_buf());
     }
     if path.exists() {
-        bail!("model {model} is a file; expected a model directory or an org/name id from the HF cache");
+        bail!(
+            "model {model} is a file but not a GGUF file; expected a model directory, a .gguf file or an org/name id from the HF cache"
+        );
     }
     let parts: Vec<&str> = model.split('/').collect();
     let is_id = parts.len() == 2 && parts.iter().all(|p| !p.is_empty() && !p.starts_with('.'));

@@ -1,5 +1,7 @@
-//! HF model directories: locating them, reading their JSON files, and memory-mapping their safetensors weights.
+//! Checkpoints: HF model directories (their JSON files and memory-mapped safetensors weights) and GGUF files
+//! (seen as the same config and HF-named tensors).
 
+pub mod gguf;
 mod hf_cache;
 mod store;
 mod tensor;
@@ -9,25 +11,48 @@ pub use store::WeightStore;
 pub use tensor::{DType, StoredTensor};
 
 use anyhow::{Context, Result};
+use gguf::GgufFile;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-/// A model directory: its path, its parsed `config.json`, and its weights (memory-mapped, in their stored dtype).
+/// A model directory or GGUF file: its path, its `config.json` (read, or built from GGUF metadata), and its
+/// weights (memory-mapped, in their stored dtype).
 pub struct Checkpoint {
+    /// The model directory, or the GGUF file.
     pub dir: PathBuf,
     pub config: serde_json::Value,
     pub weights: WeightStore,
+    /// The GGUF file the checkpoint is, whose metadata also holds the tokenizer and chat template.
+    pub gguf: Option<Arc<GgufFile>>,
     /// [`Checkpoint::checksum`], computed on first use.
     checksum: std::sync::OnceLock<String>,
 }
 
 impl Checkpoint {
-    /// Opens a model given as a directory or an `org/name` id found in the local HF cache.
+    /// Opens a model given as a directory, a `.gguf` file, or an `org/name` id found in the local HF cache.
     pub fn open(model: &str) -> Result<Self> {
+        if is_gguf(Path::new(model)) {
+            return Self::open_gguf(Path::new(model));
+        }
         let dir = resolve_model(model)?;
         let _span = tracing::info_span!("checkpoint", dir = %dir.display()).entered();
         let config = read_json(&dir.join("config.json"))?;
         let weights = WeightStore::open(&dir)?;
-        Ok(Self { dir, config, weights, checksum: std::sync::OnceLock::new() })
+        Ok(Self { dir, config, weights, gguf: None, checksum: std::sync::OnceLock::new() })
+    }
+
+    fn open_gguf(path: &Path) -> Result<Self> {
+        let _span = tracing::info_span!("checkpoint", gguf = %path.display()).entered();
+        let file = GgufFile::open(path)?;
+        let hf = gguf::hf::load(&file).with_context(|| format!("reading the model in {}", path.display()))?;
+        let weights = WeightStore::from_file(path, hf.tensors, hf.unsupported);
+        Ok(Self {
+            dir: path.to_path_buf(),
+            config: hf.config,
+            weights,
+            gguf: Some(Arc::new(file)),
+            checksum: std::sync::OnceLock::new(),
+        })
     }
 
     /// The path of a file inside the model directory, or an error naming it when it is absent.
@@ -40,7 +65,8 @@ impl Checkpoint {
     }
 
     /// A content checksum of the model: BLAKE3 over config.json, preprocessor_config.json (when present) and
-    /// every weight file. Used to key caches of computed features. Hashed once per opened checkpoint.
+    /// every weight file (the GGUF file alone for a GGUF checkpoint). Used to key caches of computed features.
+    /// Hashed once per opened checkpoint.
     pub fn checksum(&self) -> Result<String> {
         if let Some(sum) = self.checksum.get() {
             return Ok(sum.clone());
@@ -52,10 +78,13 @@ impl Checkpoint {
     fn hash_files(&self) -> Result<String> {
         let _span = tracing::info_span!("checksum").entered();
         let mut hasher = blake3::Hasher::new();
-        let mut files = vec![self.dir.join("config.json")];
-        let preprocessor = self.dir.join("preprocessor_config.json");
-        if preprocessor.is_file() {
-            files.push(preprocessor);
+        let mut files = Vec::new();
+        if self.gguf.is_none() {
+            files.push(self.dir.join("config.json"));
+            let preprocessor = self.dir.join("preprocessor_config.json");
+            if preprocessor.is_file() {
+                files.push(preprocessor);
+            }
         }
         files.extend(self.weights.files().iter().cloned());
         for file in &files {
@@ -70,6 +99,19 @@ impl Checkpoint {
         }
         Ok(hasher.finalize().to_hex().to_string())
     }
+}
+
+/// Whether a model argument names a GGUF file (by its extension, or its magic number).
+pub fn is_gguf(path: &Path) -> bool {
+    if !path.is_file() {
+        return false;
+    }
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        return true;
+    }
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok()
+        && &magic == b"GGUF"
 }
 
 /// Reads and parses a JSON file, naming the file in any error.

@@ -49,6 +49,17 @@ impl WeightStore {
         Ok(Self { origin: dir.display().to_string(), files, tensors, unsupported })
     }
 
+    /// The tensors of one weight file (a GGUF file), with those left out and why.
+    pub fn from_file(file: &Path, tensors: Vec<StoredTensor>, unsupported: Vec<Unsupported>) -> Self {
+        let tensors = tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
+        Self {
+            origin: file.display().to_string(),
+            files: vec![file.to_path_buf()],
+            tensors,
+            unsupported: unsupported.into_iter().collect(),
+        }
+    }
+
     /// A store of in-memory tensors (random weights for benchmarks and tests).
     pub fn from_tensors(origin: &str, tensors: Vec<StoredTensor>) -> Self {
         let tensors = tensors.into_iter().map(|t| (t.name.clone(), t)).collect();

@@ -1,31 +1,45 @@
 //! One stored tensor: a dtype, a shape, and bytes that live in a memory-mapped file or an owned buffer.
 
+use super::gguf::QuantType;
 use anyhow::{Result, bail};
 use half::{bf16, f16};
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
-/// The element types a checkpoint may store.
+/// The element types a checkpoint may store: floats, or ggml's block-quantized types (GGUF files).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DType {
     F32,
     F16,
     BF16,
+    Quant(QuantType),
 }
 
 impl DType {
-    pub fn size(self) -> usize {
+    /// Values per block: 1 for floats; a quantized tensor is read whole blocks at a time.
+    pub fn block_values(self) -> usize {
         match self {
-            DType::F32 => 4,
-            DType::F16 | DType::BF16 => 2,
+            DType::Quant(q) => q.block_values(),
+            _ => 1,
         }
     }
 
-    /// Converts little-endian values of this dtype to f32 (`out.len()` values from the start of `bytes`).
-    pub fn convert(self, bytes: &[u8], out: &mut [f32]) {
-        let bytes = &bytes[..out.len() * self.size()];
+    /// Bytes that hold `values` values (a whole number of blocks).
+    pub fn bytes_for(self, values: usize) -> usize {
         match self {
+            DType::F32 => 4 * values,
+            DType::F16 | DType::BF16 => 2 * values,
+            DType::Quant(q) => values / q.block_values() * q.block_bytes(),
+        }
+    }
+
+    /// Converts little-endian values of this dtype to f32 (`out.len()` values from the start of `bytes`; whole
+    /// blocks for quantized types).
+    pub fn convert(self, bytes: &[u8], out: &mut [f32]) {
+        let bytes = &bytes[..self.bytes_for(out.len())];
+        match self {
+            DType::Quant(q) => super::gguf::dequantize(q, bytes, out),
             DType::F32 => match bytemuck::try_cast_slice::<u8, f32>(bytes) {
                 Ok(values) => out.copy_from_slice(values),
                 Err(_) => out
@@ -73,6 +87,16 @@ impl fmt::Display for DType {
             DType::F32 => "f32",
             DType::F16 => "f16",
             DType::BF16 => "bf16",
+            DType::Quant(q) => match q {
+                QuantType::Q4_0 => "q4_0",
+                QuantType::Q4_1 => "q4_1",
+                QuantType::Q5_0 => "q5_0",
+                QuantType::Q5_1 => "q5_1",
+                QuantType::Q8_0 => "q8_0",
+                QuantType::Q4K => "q4_k",
+                QuantType::Q5K => "q5_k",
+                QuantType::Q6K => "q6_k",
+            },
         })
     }
 }
@@ -116,16 +140,31 @@ impl StoredTensor {
         Self::new(name.to_string(), DType::F32, shape.to_vec(), Storage::Owned(Arc::new(bytes)), 0..len)
     }
 
-    /// An owned tensor stored as `dtype`, rounded from f32 values.
+    /// An owned tensor stored as `dtype` (a float type), rounded from f32 values.
     pub fn from_f32_as(name: &str, shape: &[usize], values: &[f32], dtype: DType) -> Self {
         let bytes: Vec<u8> = match dtype {
             DType::F32 => bytemuck::cast_slice(values).to_vec(),
             DType::F16 => values.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect(),
             DType::BF16 => values.iter().flat_map(|&v| bf16::from_f32(v).to_le_bytes()).collect(),
+            DType::Quant(q) => panic!("{name}: values are not quantized to {q}"),
         };
-        assert_eq!(shape.iter().product::<usize>() * dtype.size(), bytes.len(), "shape and data of {name} disagree");
+        Self::from_bytes(name, shape, dtype, bytes)
+    }
+
+    /// An owned tensor of `dtype` over little-endian `bytes`.
+    pub fn from_bytes(name: &str, shape: &[usize], dtype: DType, bytes: Vec<u8>) -> Self {
+        assert_eq!(dtype.bytes_for(shape.iter().product()), bytes.len(), "shape and data of {name} disagree");
         let len = bytes.len();
         Self::new(name.to_string(), dtype, shape.to_vec(), Storage::Owned(Arc::new(bytes)), 0..len)
+    }
+
+    /// The tensor as owned f32 values when it is quantized (dequantized once, for backends that compute in
+    /// floats), or itself.
+    pub fn dequantized(&self) -> Self {
+        match self.dtype {
+            DType::Quant(_) => Self::from_f32(&self.name, &self.shape, &self.to_f32()),
+            _ => self.clone(),
+        }
     }
 
     pub fn numel(&self) -> usize {
@@ -145,10 +184,19 @@ impl StoredTensor {
         }
     }
 
-    /// Converts `out.len()` values starting at element `start` to f32 into `out`.
+    /// Converts `out.len()` values starting at element `start` to f32 into `out` (a range of whole blocks for
+    /// quantized tensors: their rows always are).
     pub fn read_f32_range(&self, start: usize, out: &mut [f32]) {
-        let size = self.dtype.size();
-        self.dtype.convert(&self.bytes()[start * size..(start + out.len()) * size], out);
+        let block = self.dtype.block_values();
+        assert!(
+            start % block == 0 && out.len() % block == 0,
+            "{}: values {start}..{} are not whole {}-value blocks",
+            self.name,
+            start + out.len(),
+            block
+        );
+        let first = self.dtype.bytes_for(start);
+        self.dtype.convert(&self.bytes()[first..first + self.dtype.bytes_for(out.len())], out);
     }
 
     /// All values converted to f32.
@@ -182,13 +230,14 @@ mod tests {
         let values = [1.5f32, -0.25, 65504.0, 3.0e-5];
         for dtype in [DType::F32, DType::F16, DType::BF16] {
             let t = StoredTensor::from_f32_as("t", &[2, 2], &values, dtype);
-            assert_eq!(t.bytes().len(), 4 * dtype.size());
+            assert_eq!(t.bytes().len(), dtype.bytes_for(4));
             let back = t.to_f32();
             for (b, v) in back.iter().zip(values) {
                 let tolerance = match dtype {
                     DType::F32 => 0.0,
                     DType::F16 => v.abs() * 1e-3,
                     DType::BF16 => v.abs() * 8e-3,
+                    DType::Quant(_) => unreachable!(),
                 };
                 assert!((b - v).abs() <= tolerance, "{dtype}: {b} vs {v}");
             }

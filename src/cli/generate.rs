@@ -18,7 +18,7 @@ pub enum TextFormat {
 
 #[derive(Args)]
 pub struct GenerateArgs {
-    /// LLM directory or org/name in the HF cache.
+    /// LLM directory, GGUF file, or org/name in the HF cache.
     #[arg(long, value_name = "MODEL")]
     llm: String,
     /// A plain-text prompt (no chat template; the tokenizer's own BOS is added).

@@ -1,6 +1,7 @@
-//! `glov-cuda inspect`: what a model directory holds.
+//! `glov-cuda inspect`: what a model directory or GGUF file holds.
 
 use crate::checkpoint::Checkpoint;
+use crate::checkpoint::gguf::GgufFile;
 use crate::models::clip::ClipConfig;
 use crate::models::llm::LlmConfig;
 use anyhow::Result;
@@ -8,7 +9,7 @@ use clap::Args;
 
 #[derive(Args)]
 pub struct InspectArgs {
-    /// Model directory or org/name in the HF cache.
+    /// Model directory, GGUF file, or org/name in the HF cache.
     model: String,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -20,6 +21,9 @@ fn file_size(path: &std::path::Path) -> u64 {
 }
 
 pub fn run(args: InspectArgs) -> Result<()> {
+    if crate::checkpoint::is_gguf(std::path::Path::new(&args.model)) {
+        return super::inspect_gguf::run(&GgufFile::open(std::path::Path::new(&args.model))?, args.json);
+    }
     let checkpoint = Checkpoint::open(&args.model)?;
     let config = &checkpoint.config;
     let architectures: Vec<String> = config

@@ -5,6 +5,7 @@ mod bench_glov;
 mod bench_llm;
 mod generate;
 mod inspect;
+mod inspect_gguf;
 mod optimize;
 mod output;
 mod probe;

@@ -23,7 +23,7 @@ pub enum ProbeCommand {
 
 #[derive(Args)]
 pub struct LlmProbeArgs {
-    /// LLM directory or org/name in the HF cache.
+    /// LLM directory, GGUF file, or org/name in the HF cache.
     #[arg(long, value_name = "MODEL")]
     model: String,
     /// Plain-text prompt (the tokenizer's own special tokens are added; no chat template).

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct SteerVectorArgs {
-    /// LLM directory or org/name in the HF cache.
+    /// LLM directory, GGUF file, or org/name in the HF cache.
     #[arg(long, value_name = "MODEL")]
     llm: String,
     /// The text to steer towards.

@@ -1,9 +1,39 @@
-//! LLM tokenisation from `tokenizer.json`: plain text with the tokenizer's own special tokens (a BOS where its
-//! post-processor adds one), rendered chat text as it stands (the template already holds the special tokens), and
-//! decoding of generated ids.
+//! LLM tokenisation from `tokenizer.json` (or a GGUF file's metadata): plain text with the tokenizer's own special
+//! tokens (a BOS where its post-processor adds one), rendered chat text as it stands (the template already holds
+//! the special tokens), and decoding of generated ids.
 
+use crate::chat::ChatTemplate;
+use crate::checkpoint::Checkpoint;
+use crate::checkpoint::gguf::GgufFile;
 use anyhow::{Context, Result, anyhow};
 use std::path::Path;
+
+/// The text side of an LLM checkpoint: its tokenizer, chat template (if any) and stop tokens, from a model
+/// directory's files or a GGUF file's metadata.
+pub fn llm_text(checkpoint: &Checkpoint) -> Result<(LlmTokenizer, Option<ChatTemplate>, Vec<u32>)> {
+    if let Some(file) = &checkpoint.gguf {
+        return gguf_text(file);
+    }
+    let tokenizer = LlmTokenizer::from_file(&checkpoint.file("tokenizer.json")?)?;
+    let chat = ChatTemplate::from_model_dir(&checkpoint.dir)?;
+    let stop_tokens = crate::chat::stop_token_ids(&checkpoint.dir, |t| tokenizer.token_to_id(t))?;
+    Ok((tokenizer, chat, stop_tokens))
+}
+
+fn gguf_text(file: &GgufFile) -> Result<(LlmTokenizer, Option<ChatTemplate>, Vec<u32>)> {
+    let origin = file.path.display();
+    let (json, special) = super::gguf::tokenizer_json(file)?;
+    let inner = tokenizers::Tokenizer::from_bytes(serde_json::to_vec(&json)?)
+        .map_err(|e| anyhow!("cannot build the tokenizer of {origin}: {e}"))?;
+    let chat = match file.metadata.opt_str("tokenizer.chat_template")? {
+        Some(source) => Some(
+            ChatTemplate::compile("tokenizer.chat_template", source, special.named.clone())
+                .with_context(|| format!("the chat template of {origin}"))?,
+        ),
+        None => None,
+    };
+    Ok((LlmTokenizer { inner }, chat, special.stop))
+}
 
 pub struct LlmTokenizer {
     inner: tokenizers::Tokenizer,

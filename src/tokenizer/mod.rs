@@ -1,9 +1,11 @@
-//! Text tokenisation from the checkpoint's `tokenizer.json`: CLIP's text tower and decoder LLMs.
+//! Text tokenisation from the checkpoint's `tokenizer.json` (or a GGUF file's metadata): CLIP's text tower and
+//! decoder LLMs.
 
 mod clip;
+pub mod gguf;
 mod llm;
 mod openai;
 
 pub use clip::{ClipTokenizer, Pooling, TokenBatch};
-pub use llm::LlmTokenizer;
+pub use llm::{LlmTokenizer, llm_text};
 pub use openai::openai_clip_tokenizer;

@@ -43,7 +43,7 @@ impl CpuTensor {
     }
 }
 
-/// A parameter: one or more stored tensors whose rows are concatenated, kept in their stored dtype.
+/// A parameter: one or more stored tensors whose rows are concatenated, kept in their stored float dtype.
 pub struct CpuWeight {
     parts: Vec<StoredTensor>,
     rows: usize,
@@ -127,7 +127,9 @@ impl Backend for CpuBackend {
             );
             rows += part.shape.first().copied().unwrap_or(1);
         }
-        Ok(CpuWeight { parts: parts.iter().map(|p| (*p).clone()).collect(), rows, cols })
+        // Quantized parts are dequantized once here: converting them at every product would cost more than the
+        // memory they save.
+        Ok(CpuWeight { parts: parts.iter().map(|p| p.dequantized()).collect(), rows, cols })
     }
 
     fn random_weight(&self, rows: usize, cols: usize, mean: f32, std: f32, seed: u64) -> Result<CpuWeight> {

@@ -332,9 +332,7 @@ impl<B: Backend> LlmModel<B> {
         let checkpoint = crate::checkpoint::Checkpoint::open(model)?;
         let config =
             LlmConfig::from_json(&checkpoint.config).with_context(|| format!("model {}", checkpoint.dir.display()))?;
-        let tokenizer = crate::tokenizer::LlmTokenizer::from_file(&checkpoint.file("tokenizer.json")?)?;
-        let chat = crate::chat::ChatTemplate::from_model_dir(&checkpoint.dir)?;
-        let stop_tokens = crate::chat::stop_token_ids(&checkpoint.dir, |t| tokenizer.token_to_id(t))?;
+        let (tokenizer, chat, stop_tokens) = crate::tokenizer::llm_text(&checkpoint)?;
         let llm = Llm::from_store(backend, &checkpoint.weights, config)
             .with_context(|| format!("loading the LLM from {}", checkpoint.dir.display()))?;
         Ok(Self { checkpoint, llm, tokenizer, chat, stop_tokens })
