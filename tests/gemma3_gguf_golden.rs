@@ -2,8 +2,6 @@
 //! tests/fixtures/gguf/gemma3.gguf (`scripts/make_gguf_fixtures.py`; sliding window 4, so the window matters) and
 //! Gemma-3-270M (`GLOV_GEMMA3_GGUF`, `scripts/make_gemma3_gguf_fixtures.py`): last-position logits, block-L means,
 //! steered logits and greedy tokens.
-//!
-//! These need `Gemma3ForCausalLM` in `LlmModel`; until it is there they are ignored.
 
 mod common;
 
@@ -19,7 +17,6 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 const TOLERANCE: f32 = 1e-4;
-const WAITING: &str = "needs the Gemma 3 model in LlmModel";
 
 fn ids(v: &Value) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
@@ -70,10 +67,10 @@ fn check_logits(
 }
 
 #[test]
-#[ignore = "needs the Gemma 3 model in LlmModel"]
 fn tiny_gemma3_gguf_matches_hf() {
     let dir = fixtures().join("gguf");
-    let model = LlmModel::open(&CpuBackend::new(), dir.join("gemma3.gguf").to_str().unwrap()).expect(WAITING);
+    let model = LlmModel::open(&CpuBackend::new(), dir.join("gemma3.gguf").to_str().unwrap())
+        .expect("the Gemma 3 GGUF file opens as a model");
     let golden = json(&dir.join("gemma3.json"));
     let tensors = dir.join("gemma3.safetensors");
     let prompts: Vec<Vec<u32>> = golden["prompt_ids"].as_array().unwrap().iter().map(ids).collect();
@@ -96,7 +93,6 @@ fn real_model() -> Option<PathBuf> {
 }
 
 #[test]
-#[ignore = "needs the Gemma 3 model in LlmModel"]
 fn gemma3_270m_matches_hf() {
     let Some(file) = real_model() else {
         let required = std::env::var("GLOV_REQUIRE_GEMMA3").is_ok_and(|v| v == "1");
@@ -105,7 +101,8 @@ fn gemma3_270m_matches_hf() {
         return;
     };
     let dir = fixtures().join("gemma3-270m-gguf");
-    let model = LlmModel::open(&CpuBackend::new(), file.to_str().unwrap()).expect(WAITING);
+    let model =
+        LlmModel::open(&CpuBackend::new(), file.to_str().unwrap()).expect("the Gemma 3 GGUF file opens as a model");
     let golden = json(&dir.join("golden.json"));
     let tensors = dir.join("golden.safetensors");
     let prompts: Vec<Vec<u32>> = golden["prompt_ids"].as_array().unwrap().iter().map(ids).collect();
