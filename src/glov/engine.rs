@@ -29,20 +29,47 @@ impl<B: Backend> LlmProposer<'_, B> {
     }
 }
 
+/// The note the meta-prompt puts after each template it lists; a base model copies it after its own.
+const ACCURACY_NOTE: &str = "(accuracy:";
+
+impl<B: Backend> LlmProposer<'_, B> {
+    /// The meta-prompt's tokens: rendered through the model's chat template, or, for a base model without one, as
+    /// plain text (the system part, a blank line, the user part and a line break: the model writes the next line).
+    fn prompt(&self, system: Option<&str>, user: &str) -> Result<Vec<u32>> {
+        if self.model.chat.is_some() {
+            return self.model.chat_prompt(system, user);
+        }
+        let text = system.map_or(String::new(), |s| format!("{s}\n\n")) + user + "\n";
+        self.model.tokenizer.encode_plain(&text)
+    }
+}
+
+/// A base model's answer: its first line, without the accuracy note it copies from the meta-prompt's list.
+fn plain_answer(text: &str) -> String {
+    let line = text.split('\n').next().unwrap_or_default();
+    line.split(ACCURACY_NOTE).next().unwrap_or_default().trim_end().to_string()
+}
+
 impl<B: Backend> Proposer for LlmProposer<'_, B> {
     fn propose(&mut self, step: usize, proposals: &[Proposal], samples: usize) -> Result<Vec<Vec<String>>> {
         let requests = proposals
             .iter()
             .map(|p| {
-                let prompt = self.model.chat_prompt(p.messages.system.as_deref(), &p.messages.user)?;
+                let prompt = self.prompt(p.messages.system.as_deref(), &p.messages.user)?;
                 Ok(Request { prompt, n: samples, steer: p.offset.clone() })
             })
             .collect::<Result<Vec<_>>>()?;
+        // Without a chat template nothing marks the end of an answer but the line: it ends at the first line break.
+        let plain = self.model.chat.is_none();
+        let mut stop_tokens = self.model.stop_tokens.clone();
+        if plain {
+            stop_tokens.extend(self.model.tokenizer.line_break_tokens());
+        }
         let options = GenerateOptions {
             max_new_tokens: self.max_new_tokens,
             sampling: self.sampling,
             seed: self.step_seed(step),
-            stop_tokens: self.model.stop_tokens.clone(),
+            stop_tokens,
             steer: Some(SteerConfig { layer: self.layer, mode: SteerMode::Last, cache: self.cache }),
             streams: Streams::PerRequest,
         };
@@ -50,7 +77,9 @@ impl<B: Backend> Proposer for LlmProposer<'_, B> {
         self.kv_cache_bytes = generation.kv_cache_bytes;
         let mut answers = vec![Vec::with_capacity(samples); proposals.len()];
         for sequence in &generation.sequences {
-            answers[sequence.request].push(self.model.tokenizer.decode(&sequence.tokens)?);
+            let text = self.model.tokenizer.decode(&sequence.tokens)?;
+            let text = if plain { plain_answer(&text) } else { text };
+            answers[sequence.request].push(text);
         }
         Ok(answers)
     }
@@ -81,5 +110,18 @@ impl<B: Backend> Judge for ClipJudge<'_, B> {
             EvalSplit::Test => &self.test,
         };
         Ok(scorer.score_ensemble(templates)?.top1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_answer;
+
+    #[test]
+    fn a_plain_answer_is_its_first_line_without_the_accuracy_note() {
+        assert_eq!(plain_answer("a photo of a <category>.  (accuracy: 42%)\nmore"), "a photo of a <category>.");
+        assert_eq!(plain_answer("A <category> in the wild\n\n(accuracy: 3%)"), "A <category> in the wild");
+        assert_eq!(plain_answer("\na photo of a <category>."), "");
+        assert_eq!(plain_answer("a sketch of a <category>"), "a sketch of a <category>");
     }
 }

@@ -54,6 +54,20 @@ impl LlmTokenizer {
         Ok(self.inner.encode(text, true).map_err(|e| anyhow!("cannot tokenise {text:?}: {e}"))?.get_ids().to_vec())
     }
 
+    /// The ids of every token whose text holds a line break (a newline itself, or SentencePiece's byte token for
+    /// it).
+    pub fn line_break_tokens(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self
+            .inner
+            .get_vocab(true)
+            .into_iter()
+            .filter(|(token, _)| token.contains('\n') || token == "<0x0A>" || token.contains('Ċ'))
+            .map(|(_, id)| id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Ids of text that already holds its special tokens (a rendered chat template).
     pub fn encode_rendered(&self, text: &str) -> Result<Vec<u32>> {
         Ok(self
