@@ -140,3 +140,38 @@ fn every_tensor_dequantizes_to_finite_values() {
     }
     assert_eq!(values, 268_098_176);
 }
+
+/// The example of a real proposer (examples/gemma3-270m.toml), cut to two steps: every step is saved, and the
+/// model's answers give templates with the class slot (the answers of a base model without a chat template are
+/// its next lines, so this also shows the plain-text meta-prompt reaching it).
+#[test]
+fn the_example_proposes_templates() {
+    let Some(file) = model_file() else { return };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let runs = tempfile::tempdir().unwrap();
+    let out = runs.path().join("gemma3");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_glov-cuda"))
+        .current_dir(root)
+        .env("GLOV_CUDA_CACHE", runs.path().join("cache"))
+        .args(["--device", "cpu", "optimize", "--config", "examples/gemma3-270m.toml", "--steps", "2", "-q"])
+        .arg("--llm")
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .expect("glov-cuda runs");
+    assert!(status.success(), "the example failed");
+    let steps = std::fs::read_to_string(out.join("steps.jsonl")).unwrap();
+    assert_eq!(steps.lines().count(), 4, "2 steps x 2 alphas saved:\n{steps}");
+    let proposed: Vec<String> = std::fs::read_to_string(out.join("history.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|entry| !entry["raw"].is_null())
+        .map(|entry| entry["template"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        proposed.iter().any(|t| t.contains("{}") && t.split_whitespace().count() >= 3),
+        "no template of a few words with the class slot among {proposed:?}"
+    );
+}
