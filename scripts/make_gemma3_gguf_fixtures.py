@@ -51,6 +51,9 @@ from safetensors.torch import save_file
 import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_llm_fixtures import Steer  # noqa: E402  the steering hook the other LLM fixtures use
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 OUT = os.path.join(ROOT, "tests", "fixtures", "gemma3-270m-gguf")
 LAYER = 8
@@ -102,29 +105,6 @@ def jsonable(value):
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
-
-
-class Steer:
-    """Forward hook on a decoder block adding a vector to its output (last or every position)."""
-
-    def __init__(self, block: torch.nn.Module, vec: torch.Tensor, mode: str):
-        self.vec, self.mode = vec, mode
-        self.handle = block.register_forward_hook(self.hook)
-
-    def hook(self, module, args, output):
-        hs = output[0] if isinstance(output, tuple) else output
-        hs = hs.clone()
-        if self.mode == "last":
-            hs[:, -1, :] += self.vec
-        else:
-            hs += self.vec
-        return (hs,) + tuple(output[1:]) if isinstance(output, tuple) else hs
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.handle.remove()
 
 
 def last_logits(model, ids: list[int]) -> torch.Tensor:
