@@ -63,7 +63,7 @@ impl<B: Backend> Proposer for LlmProposer<'_, B> {
         let plain = self.model.chat.is_none();
         let mut stop_tokens = self.model.stop_tokens.clone();
         if plain {
-            stop_tokens.extend(self.model.tokenizer.line_break_tokens());
+            stop_tokens.extend_from_slice(self.model.tokenizer.line_break_tokens());
         }
         let options = GenerateOptions {
             max_new_tokens: self.max_new_tokens,

@@ -7,6 +7,7 @@ use crate::checkpoint::Checkpoint;
 use crate::checkpoint::gguf::GgufFile;
 use anyhow::{Context, Result, anyhow};
 use std::path::Path;
+use std::sync::OnceLock;
 
 /// The text side of an LLM checkpoint: its tokenizer, chat template (if any) and stop tokens, from a model
 /// directory's files or a GGUF file's metadata.
@@ -32,11 +33,13 @@ fn gguf_text(file: &GgufFile) -> Result<(LlmTokenizer, Option<ChatTemplate>, Vec
         ),
         None => None,
     };
-    Ok((LlmTokenizer { inner }, chat, special.stop))
+    Ok((LlmTokenizer { inner, line_breaks: OnceLock::new() }, chat, special.stop))
 }
 
 pub struct LlmTokenizer {
     inner: tokenizers::Tokenizer,
+    /// `line_break_tokens`, found in the vocabulary once.
+    line_breaks: OnceLock<Vec<u32>>,
 }
 
 impl LlmTokenizer {
@@ -46,7 +49,7 @@ impl LlmTokenizer {
             tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| anyhow!("cannot parse {}: {e}", path.display()))?;
         inner.with_padding(None);
         inner.with_truncation(None).map_err(|e| anyhow!("{e}"))?;
-        Ok(Self { inner })
+        Ok(Self { inner, line_breaks: OnceLock::new() })
     }
 
     /// Ids of plain text, with the special tokens the tokenizer adds (as HF tokenizers do by default).
@@ -56,16 +59,18 @@ impl LlmTokenizer {
 
     /// The ids of every token whose text holds a line break (a newline itself, or SentencePiece's byte token for
     /// it).
-    pub fn line_break_tokens(&self) -> Vec<u32> {
-        let mut ids: Vec<u32> = self
-            .inner
-            .get_vocab(true)
-            .into_iter()
-            .filter(|(token, _)| token.contains('\n') || token == "<0x0A>" || token.contains('Ċ'))
-            .map(|(_, id)| id)
-            .collect();
-        ids.sort_unstable();
-        ids
+    pub fn line_break_tokens(&self) -> &[u32] {
+        self.line_breaks.get_or_init(|| {
+            let mut ids: Vec<u32> = self
+                .inner
+                .get_vocab(true)
+                .into_iter()
+                .filter(|(token, _)| token.contains('\n') || token == "<0x0A>" || token.contains('Ċ'))
+                .map(|(_, id)| id)
+                .collect();
+            ids.sort_unstable();
+            ids
+        })
     }
 
     /// Ids of text that already holds its special tokens (a rendered chat template).
