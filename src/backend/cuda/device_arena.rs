@@ -161,6 +161,11 @@ impl Arena {
         self.books.lock().expect("the arena lock").blocks.start_parking();
     }
 
+    /// Whether freed blocks are being parked: a CUDA graph is being recorded.
+    pub fn is_parking(&self) -> bool {
+        self.books.lock().expect("the arena lock").blocks.is_parking()
+    }
+
     /// The blocks parked since [`Arena::start_parking`], kept until the returned value is dropped.
     pub fn stop_parking(&self) -> ParkedBlocks {
         let offsets = self.books.lock().expect("the arena lock").blocks.stop_parking();

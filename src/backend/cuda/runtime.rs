@@ -12,7 +12,6 @@ use cudarc::driver::{result, sys};
 use std::collections::HashMap;
 use std::ffi::{CString, c_void};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 pub struct Gpu {
     pub ordinal: usize,
@@ -33,9 +32,6 @@ pub struct Gpu {
     shared_optin: usize,
     arena: Arena,
     staging: Staging,
-    /// Whether a CUDA graph is being recorded (uploads are refused then: a recorded copy would read its staged
-    /// source again at every replay).
-    recording: AtomicBool,
 }
 
 /// The dynamic shared memory a kernel may use without opting in to more.
@@ -203,7 +199,6 @@ impl Gpu {
             shared_optin,
             arena,
             staging: Staging::new(),
-            recording: AtomicBool::new(false),
         })
     }
 
@@ -276,7 +271,9 @@ impl Gpu {
     pub fn upload<T: Copy>(&self, dst: &DeviceBlock, src: &[T]) -> Result<()> {
         let bytes = std::mem::size_of_val(src);
         assert!(bytes <= dst.bytes, "upload larger than its block");
-        if self.recording.load(Ordering::Relaxed) {
+        // While a graph records (the arena parks the blocks it frees), a recorded copy would read its staged source
+        // again at every replay.
+        if self.arena.is_parking() {
             bail!("an upload while a CUDA graph is recorded: the recorded work must read only device memory");
         }
         // SAFETY: any `Copy` value's bytes may be read as bytes.
@@ -291,7 +288,6 @@ impl Gpu {
     /// again.
     pub fn record<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(Graph, T)> {
         self.arena.start_parking();
-        self.recording.store(true, Ordering::Relaxed);
         // SAFETY: the stream belongs to the current context; thread-local mode forbids only this thread's unsafe
         // calls (synchronisation, pageable copies, allocations) while recording, and the work recorded never runs
         // them (the debug mode's allocations switch this thread to relaxed mode for the call: `debug_alloc`).
@@ -301,7 +297,6 @@ impl Gpu {
         let out = begun.and_then(|()| f());
         // SAFETY: ends the recording begun above (an error if it never began, which is ignored then).
         let graph = unsafe { result::stream::end_capture(self.stream) };
-        self.recording.store(false, Ordering::Relaxed);
         let mut recorded = Graph { exec: None, _parked: self.arena.stop_parking() };
         let (out, graph) = match (out, graph) {
             (Ok(out), Ok(graph)) => (out, graph),
