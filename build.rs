@@ -234,10 +234,12 @@ fn compile_kernels() {
     }
     sources.retain(|p| p.extension().is_some_and(|e| e == "cu"));
     let require = std::env::var("GLOV_REQUIRE_KERNELS").is_ok_and(|v| v == "1");
+    // `cfg(glov_kernels)`: the tests that need the kernels are ignored, with the reason, in a build without them.
+    println!("cargo:rustc-check-cfg=cfg(glov_kernels)");
 
     let Some(toolkit) = find_toolkit(&root) else {
         let message = "NVRTC and ptxas not found (CUDA_HOME, CUDA_PATH, .cuda/): building without CUDA kernels; \
-                       run scripts/setup-cuda.sh and rebuild";
+                       run `bash scripts/setup-cuda.sh` and rebuild";
         if require {
             panic!("GLOV_REQUIRE_KERNELS=1: {message}");
         }
@@ -272,6 +274,7 @@ fn compile_kernels() {
     }
     std::fs::write(out.join("ptxas-report.txt"), report).expect("writing the ptxas report");
     write_index(&out, Some(&compilers), &built);
+    println!("cargo:rustc-cfg=glov_kernels");
 }
 
 /// `$OUT_DIR/kernels.rs`: every module's name, PTX, machine code and entry names, and what compiled them.

@@ -5,8 +5,9 @@
 //! driver does, and all machine code, so the engine loads the PTX); an older driver is refused with a message that
 //! names the driver needed.
 //!
-//! Without the emulator library or without compiled kernels these tests say so and pass, unless
-//! `GLOV_REQUIRE_EMULATOR=1` (as in CI), which makes either a failure.
+//! In a build without the CUDA kernels these tests are ignored, with the reason and the command that builds them.
+//! Without the emulator library (a build of this package alone) the test output has a line saying they were
+//! skipped, unless `GLOV_REQUIRE_EMULATOR=1` (as in CI), which makes it a failure.
 
 mod common;
 
@@ -16,30 +17,32 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-/// The folder that holds `libcuda.so` and `libcuda.so.1` links to the emulator, or `None` (with the reason
-/// printed) when the emulator cannot run here. Made once for all the tests of this file, which run in parallel.
+/// The folder that holds `libcuda.so` and `libcuda.so.1` links to the emulator, or `None` (the group reported
+/// skipped) when the emulator library was not built. Made once for all the tests of this file, which run in
+/// parallel.
 fn driver_dir() -> Option<PathBuf> {
     static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
-    DIR.get_or_init(make_driver_dir).clone()
+    let dir = DIR.get_or_init(make_driver_dir).clone();
+    let library = PathBuf::from(env!("CARGO_BIN_EXE_glov-cuda")).with_file_name("libglov_emu.so");
+    let missing = dir.is_none().then(|| format!("{} is missing", library.display()));
+    common::prerequisite(
+        "EMULATOR",
+        "the CUDA path on the emulator (tests/emulated_cuda.rs)",
+        missing,
+        "cargo test --release --locked (of the workspace, which builds emu/)",
+    )
+    .then(|| dir.unwrap())
 }
 
 fn make_driver_dir() -> Option<PathBuf> {
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_glov-cuda"));
     let library = binary.with_file_name("libglov_emu.so");
-    let required = std::env::var("GLOV_REQUIRE_EMULATOR").is_ok_and(|v| v == "1");
-    let listed = Command::new(&binary).args(["selftest", "--list"]).output().expect("glov-cuda runs");
-    let reason = if !library.is_file() {
-        Some(format!("{} is missing (cargo build --release builds it)", library.display()))
-    } else if String::from_utf8_lossy(&listed.stdout).contains("without CUDA kernels") {
-        Some("the binary was built without CUDA kernels (scripts/setup-cuda.sh)".to_string())
-    } else {
-        None
-    };
-    if let Some(reason) = reason {
-        assert!(!required, "GLOV_REQUIRE_EMULATOR=1 but {reason}");
-        eprintln!("skipped: {reason}");
+    if !library.is_file() {
         return None;
     }
+    let listed = Command::new(&binary).args(["selftest", "--list"]).output().expect("glov-cuda runs");
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.starts_with("kernels compiled by"), "a build with kernels lists them:\n{listed}");
     let dir = binary.with_file_name("emu-driver");
     std::fs::create_dir_all(&dir).unwrap();
     for name in ["libcuda.so", "libcuda.so.1"] {
@@ -115,6 +118,10 @@ fn floats(v: &Value) -> Vec<f32> {
 const BF16_TOLERANCE: f32 = 2e-2;
 
 #[test]
+#[cfg_attr(
+    not(glov_kernels),
+    ignore = "needs the CUDA kernels: `bash scripts/setup-cuda.sh`, then `cargo test --release --locked`"
+)]
 fn selftest_quick_passes_on_the_emulated_gpu() {
     let Some(dir) = driver_dir() else { return };
     let cache = tempfile::tempdir().unwrap();
@@ -127,6 +134,10 @@ fn selftest_quick_passes_on_the_emulated_gpu() {
 }
 
 #[test]
+#[cfg_attr(
+    not(glov_kernels),
+    ignore = "needs the CUDA kernels: `bash scripts/setup-cuda.sh`, then `cargo test --release --locked`"
+)]
 fn score_gives_the_cpu_accuracies() {
     let Some(dir) = driver_dir() else { return };
     let cache = tempfile::tempdir().unwrap();
@@ -166,6 +177,10 @@ fn score_gives_the_cpu_accuracies() {
 }
 
 #[test]
+#[cfg_attr(
+    not(glov_kernels),
+    ignore = "needs the CUDA kernels: `bash scripts/setup-cuda.sh`, then `cargo test --release --locked`"
+)]
 fn probe_clip_features_match_the_cpu() {
     let Some(dir) = driver_dir() else { return };
     let cache = tempfile::tempdir().unwrap();
@@ -208,6 +223,10 @@ fn golden_prompt_of(model: &str, i: usize) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(glov_kernels),
+    ignore = "needs the CUDA kernels: `bash scripts/setup-cuda.sh`, then `cargo test --release --locked`"
+)]
 fn generate_greedy_gives_the_cpu_tokens() {
     let Some(dir) = driver_dir() else { return };
     let cache = tempfile::tempdir().unwrap();
@@ -241,6 +260,10 @@ fn generate_greedy_gives_the_cpu_tokens() {
 /// An arena as large as the free memory leaves nothing for the local memory the driver sets aside at a kernel's
 /// first launch: it is refused when the device opens, with the largest size that fits, and that size runs.
 #[test]
+#[cfg_attr(
+    not(glov_kernels),
+    ignore = "needs the CUDA kernels: `bash scripts/setup-cuda.sh`, then `cargo test --release --locked`"
+)]
 fn an_arena_of_all_free_memory_is_refused_with_a_size_that_runs() {
     let Some(dir) = driver_dir() else { return };
     let cache = tempfile::tempdir().unwrap();
@@ -279,6 +302,10 @@ fn an_arena_of_all_free_memory_is_refused_with_a_size_that_runs() {
 }
 
 #[test]
+#[cfg_attr(
+    not(glov_kernels),
+    ignore = "needs the CUDA kernels: `bash scripts/setup-cuda.sh`, then `cargo test --release --locked`"
+)]
 fn a_cuda_12_1_driver_is_refused_with_the_driver_needed() {
     let Some(dir) = driver_dir() else { return };
     let cache = tempfile::tempdir().unwrap();
@@ -294,6 +321,10 @@ fn a_cuda_12_1_driver_is_refused_with_the_driver_needed() {
 }
 
 #[test]
+#[cfg_attr(
+    not(glov_kernels),
+    ignore = "needs the CUDA kernels: `bash scripts/setup-cuda.sh`, then `cargo test --release --locked`"
+)]
 fn probe_llm_logits_match_the_cpu() {
     let Some(dir) = driver_dir() else { return };
     let (model, prompt) = (llama(), golden_prompt(1));
@@ -306,6 +337,10 @@ fn probe_llm_logits_match_the_cpu() {
 /// hence a wider tolerance than [`BF16_TOLERANCE`]. A real error (a wrong window, rope base or query scale) moves
 /// the logits by 18% to 130%.
 #[test]
+#[cfg_attr(
+    not(glov_kernels),
+    ignore = "needs the CUDA kernels: `bash scripts/setup-cuda.sh`, then `cargo test --release --locked`"
+)]
 fn probe_llm_gemma3_logits_match_the_cpu() {
     let Some(dir) = driver_dir() else { return };
     let model = fixtures().join("llm-tiny-gemma3").display().to_string();
@@ -330,6 +365,10 @@ fn probe_llm_matches_the_cpu(dir: &Path, model: &str, prompt: &str, tolerance: f
 /// the CPU's within a step: bf16 logits move the sampling's CDF boundaries. One validation image of this random
 /// CLIP sits at a near tie, a cosine lead of 4e-4 over the runner-up, which bf16 features can turn either way.)
 #[test]
+#[cfg_attr(
+    not(glov_kernels),
+    ignore = "needs the CUDA kernels: `bash scripts/setup-cuda.sh`, then `cargo test --release --locked`"
+)]
 fn the_quick_start_search_runs_on_the_emulated_gpu() {
     let Some(dir) = driver_dir() else { return };
     let cache = tempfile::tempdir().unwrap();

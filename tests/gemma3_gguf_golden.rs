@@ -14,7 +14,7 @@ use glov_cuda::generation::sampling::SamplingParams;
 use glov_cuda::generation::steering::{SteerCache, SteerConfig, SteerMode};
 use glov_cuda::models::llm::LlmModel;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -88,16 +88,9 @@ fn tiny_gemma3_gguf_matches_hf() {
     }
 }
 
-fn real_model() -> Option<PathBuf> {
-    std::env::var_os("GLOV_GEMMA3_GGUF").map(PathBuf::from)
-}
-
 #[test]
 fn gemma3_270m_matches_hf() {
-    let Some(file) = real_model() else {
-        let required = std::env::var("GLOV_REQUIRE_GEMMA3").is_ok_and(|v| v == "1");
-        assert!(!required, "GLOV_REQUIRE_GEMMA3=1 but GLOV_GEMMA3_GGUF is not set");
-        eprintln!("skipped: GLOV_GEMMA3_GGUF is not set");
+    let Some(file) = common::gemma3_270m("the Gemma-3-270M golden test (tests/gemma3_gguf_golden.rs)") else {
         return;
     };
     let dir = fixtures().join("gemma3-270m-gguf");

@@ -2,8 +2,9 @@
 //! reading the same file (`scripts/make_gemma3_gguf_fixtures.py`, tests/fixtures/gemma3-270m-gguf): the tokenizer
 //! built from the metadata, the config, and the tensors.
 //!
-//! The file is named by `GLOV_GEMMA3_GGUF`. Without it these tests say so and pass, unless
-//! `GLOV_REQUIRE_GEMMA3=1` (as in CI, which fetches the file), which makes its absence a failure.
+//! The file is named by `GLOV_GEMMA3_GGUF`. Without it the test output has a line saying these tests were skipped
+//! and how to run them, unless `GLOV_REQUIRE_GEMMA3=1` (as in CI, which fetches the file), which makes its absence
+//! a failure.
 
 mod common;
 
@@ -13,19 +14,7 @@ use serde_json::Value;
 use std::path::PathBuf;
 
 fn model_file() -> Option<PathBuf> {
-    let required = std::env::var("GLOV_REQUIRE_GEMMA3").is_ok_and(|v| v == "1");
-    match std::env::var_os("GLOV_GEMMA3_GGUF") {
-        Some(path) => {
-            let path = PathBuf::from(path);
-            assert!(path.is_file(), "GLOV_GEMMA3_GGUF names {}, which is not a file", path.display());
-            Some(path)
-        }
-        None => {
-            assert!(!required, "GLOV_REQUIRE_GEMMA3=1 but GLOV_GEMMA3_GGUF is not set");
-            eprintln!("skipped: GLOV_GEMMA3_GGUF is not set (bash scripts/fetch-gemma3-270m.sh prints the path)");
-            None
-        }
-    }
+    common::gemma3_270m("the Gemma-3-270M tests (tests/gguf_gemma3_270m.rs)")
 }
 
 fn golden() -> Value {

@@ -18,3 +18,6 @@ pub mod exec;
 pub mod ir;
 pub mod memory;
 pub mod ptx;
+
+#[cfg(test)]
+mod project_kernels;

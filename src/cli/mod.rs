@@ -30,10 +30,16 @@ use std::process::ExitCode;
     name = "glov-cuda",
     version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("GLOV_CUDA_COMMIT"), ")"),
     about = "GLOV on a GPU-native engine: zero-shot CLIP scoring of prompt templates, LLM-guided template search",
-    long_about = "glov-cuda scores natural-language prompt templates for CLIP zero-shot classification and (in \
-                  later versions) searches for better ones with a steered LLM, as in GLOV (Mirza et al., TMLR 2025).\n\n\
+    long_about = "glov-cuda searches for natural-language prompt templates that raise CLIP's zero-shot accuracy, \
+                  as in GLOV (Mirza et al., TMLR 2025): an LLM proposes templates, CLIP scores them on a few-shot \
+                  set, and an offset vector added to the LLM's residual stream steers it towards better ones \
+                  (`optimize`); it also scores template files in batches (`score`), generates with steering \
+                  (`generate`) and runs grids of searches locally or on Slurm (`sweep`, `report`).\n\n\
+                  Every command runs on the CPU reference backend (`--device cpu`, the default) and on the CUDA \
+                  backend (`--device cuda`), whose kernels are compiled in when `bash scripts/setup-cuda.sh` was \
+                  run before building.\n\n\
                   Models are Hugging Face model directories (config.json, safetensors weights, tokenizer.json, \
-                  preprocessor_config.json) or org/name ids already in the local HF cache."
+                  preprocessor_config.json), org/name ids already in the local HF cache, or GGUF files (LLMs)."
 )]
 pub struct Cli {
     /// Where to compute: cpu, or cuda / cuda:N.

@@ -57,7 +57,7 @@ pub fn run(device: Device, kernels: Variant, args: SelftestArgs) -> Result<()> {
 
 fn list() -> String {
     let Some(compilers) = COMPILERS else {
-        return "built without CUDA kernels (no NVRTC or ptxas at build time): run scripts/setup-cuda.sh and rebuild\n"
+        return "built without CUDA kernels (no NVRTC or ptxas at build time): run `bash scripts/setup-cuda.sh`, then rebuild (`cargo build --release`)\n"
             .into();
     };
     let mut out = format!(

@@ -25,7 +25,7 @@ enum Executor {
     job-name, max-parallel, sbatch = [extra #SBATCH options]) and [local] (parallel). Relative paths are taken from \
     the current directory. Each cell gets DIR/<clip>/<llm>/<dataset>/<other axes>/seed<N>/ (only the axes the grid \
     names) with its cell.toml written first: `glov-cuda optimize --config DIR/.../cell.toml` runs it alone. \
-    Running a sweep again skips finished cells, resumes interrupted ones and retries failed ones. See the README.")]
+    Running a sweep again skips finished cells, resumes interrupted ones and retries failed ones. See docs/sweeps.md.")]
 pub struct SweepArgs {
     /// The plan (TOML); not needed with --status.
     #[arg(value_name = "PLAN.toml", required_unless_present = "status")]

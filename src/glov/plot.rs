@@ -1,4 +1,7 @@
-//! PNG line plots of accuracy against optimisation step, one line per alpha trajectory.
+//! PNG line plots of accuracy against optimisation step: one colour and one marker shape per group (an alpha's
+//! trajectory), one line style per kind of series (solid, dashed), the legend beside the chart, off the data.
+//! Series that coincide stay visible: an earlier group's line is drawn wider and its hollow markers larger, so a
+//! later group's line and markers on top of it leave it showing around them.
 //!
 //! Drawn with plotters into an in-memory RGB buffer (the DejaVu Sans font is embedded, so no system fonts are
 //! needed) and encoded to PNG with the `image` crate. No file I/O happens here: [`accuracy_png`] returns the PNG
@@ -6,10 +9,19 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use plotters::backend::RGBPixel;
+use plotters::element::{DashedPathElement, Drawable, PointCollection};
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
+use plotters_backend::{BackendCoord, DrawingErrorKind};
 use std::io::Cursor;
 use std::sync::OnceLock;
+
+/// How a series' line is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineStyle {
+    Solid,
+    Dashed,
+}
 
 /// One line of the plot.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,10 +30,15 @@ pub struct Series {
     pub label: String,
     /// `(step, accuracy in percent)`; points whose accuracy is not finite are skipped.
     pub points: Vec<(usize, f64)>,
+    /// Which group the series belongs to: its colour and marker shape.
+    pub group: usize,
+    pub line: LineStyle,
 }
 
-/// Width of the plot in pixels.
-pub const WIDTH: u32 = 1000;
+/// Width of the plot in pixels, the legend included.
+pub const WIDTH: u32 = 1200;
+/// Width of the legend panel to the right of the chart.
+const LEGEND_WIDTH: u32 = 290;
 /// Height of the plot in pixels.
 pub const HEIGHT: u32 = 600;
 
@@ -106,7 +123,8 @@ pub fn accuracy_png(title: &str, y_label: &str, series: &[Series]) -> Result<Vec
         let root = backend.into_drawing_area();
         root.fill(&WHITE).map_err(|e| anyhow!("cannot fill the plot background: {e}"))?;
 
-        let mut chart = ChartBuilder::on(&root)
+        let (chart_area, legend_area) = root.split_horizontally(WIDTH - LEGEND_WIDTH);
+        let mut chart = ChartBuilder::on(&chart_area)
             .caption(title, (FONT, 26))
             .margin(15)
             .x_label_area_size(50)
@@ -127,31 +145,27 @@ pub fn accuracy_png(title: &str, y_label: &str, series: &[Series]) -> Result<Vec
             .draw()
             .map_err(|e| anyhow!("cannot draw the plot axes: {e}"))?;
 
-        let mut any_label = false;
-        for (i, (label, points)) in lines.into_iter().enumerate() {
-            let colour = COLOURS[i % COLOURS.len()];
-            let drawn = chart
-                .draw_series(LineSeries::new(points, colour.stroke_width(2)).point_size(3))
-                .map_err(|e| anyhow!("cannot draw the plot line `{label}`: {e}"))?;
-            if !label.is_empty() {
-                any_label = true;
-                drawn.label(label).legend(move |(x, y)| {
-                    EmptyElement::at((x, y))
-                        + PathElement::new(vec![(0, 0), (20, 0)], colour.stroke_width(2))
-                        + Circle::new((10, 0), 3, colour.filled())
-                });
-            }
+        // Group by group, the widest first, so that a later group's line lies inside an earlier one's.
+        let groups = series.iter().map(|s| s.group + 1).max().unwrap_or(0);
+        let mut order: Vec<usize> = (0..series.len()).collect();
+        order.sort_by_key(|&i| series[i].group);
+        for &i in &order {
+            let ((label, points), look) = (&lines[i], Look::of(&series[i], groups));
+            let style = look.colour.stroke_width(look.width);
+            let drawn = match series[i].line {
+                LineStyle::Solid => chart.draw_series(LineSeries::new(points.iter().copied(), style)),
+                LineStyle::Dashed => chart.draw_series(DashedLineSeries::new(points.iter().copied(), 10, 6, style)),
+            };
+            drawn.map_err(|e| anyhow!("cannot draw the plot line `{label}`: {e}"))?;
         }
-        if any_label {
+        // The markers over all the lines, the largest first, so that coinciding ones nest.
+        for &i in &order {
+            let ((label, points), look) = (&lines[i], Look::of(&series[i], groups));
             chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .label_font((FONT, 15))
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .draw()
-                .map_err(|e| anyhow!("cannot draw the plot legend: {e}"))?;
+                .draw_series(points.iter().map(|&p| look.marker(p)))
+                .map_err(|e| anyhow!("cannot draw the markers of `{label}`: {e}"))?;
         }
+        draw_legend(&legend_area, series, groups)?;
         root.present().map_err(|e| anyhow!("cannot finish the plot: {e}"))?;
     }
 
@@ -160,6 +174,104 @@ pub fn accuracy_png(title: &str, y_label: &str, series: &[Series]) -> Result<Vec
     image.write_to(&mut png, image::ImageFormat::Png).context("cannot encode the plot as PNG")?;
     Ok(png.into_inner())
 }
+
+/// The drawn look of a series: its colour, its line width and its marker.
+struct Look {
+    colour: RGBColor,
+    width: u32,
+    shape: usize,
+    size: i32,
+}
+
+impl Look {
+    /// Group `g` of `groups`: the colour and shape of its index; earlier groups wider and with larger markers.
+    fn of(series: &Series, groups: usize) -> Self {
+        let g = series.group;
+        let rank = groups.saturating_sub(g + 1).min(4) as u32;
+        Look { colour: COLOURS[g % COLOURS.len()], width: 2 + 2 * rank, shape: g % MARKERS, size: 3 + 2 * rank as i32 }
+    }
+
+    /// Its hollow marker at `at` (chart coordinates, or pixels within the legend).
+    fn marker<C>(&self, at: C) -> Marker<C> {
+        Marker { at, shape: self.shape, radius: self.size, style: self.colour.stroke_width(2) }
+    }
+}
+
+/// A hollow marker: circle, triangle, square, cross or diamond.
+struct Marker<C> {
+    at: C,
+    shape: usize,
+    radius: i32,
+    style: ShapeStyle,
+}
+
+impl<'a, C> PointCollection<'a, C> for &'a Marker<C> {
+    type Point = &'a C;
+    type IntoIter = std::iter::Once<&'a C>;
+    fn point_iter(self) -> Self::IntoIter {
+        std::iter::once(&self.at)
+    }
+}
+
+impl<C, DB: DrawingBackend> Drawable<DB> for Marker<C> {
+    fn draw<I: Iterator<Item = BackendCoord>>(
+        &self,
+        mut at: I,
+        backend: &mut DB,
+        _: (u32, u32),
+    ) -> Result<(), DrawingErrorKind<DB::ErrorType>> {
+        let Some((x, y)) = at.next() else { return Ok(()) };
+        let r = self.radius;
+        let outline = |corners: &[(i32, i32)]| -> Vec<BackendCoord> {
+            corners.iter().chain(&corners[..1]).map(|&(dx, dy)| (x + dx, y + dy)).collect()
+        };
+        match self.shape {
+            0 => backend.draw_circle((x, y), r as u32, &self.style, false),
+            1 => backend.draw_path(outline(&[(0, -r - 1), (r + 1, r), (-r - 1, r)]), &self.style),
+            2 => backend.draw_rect((x - r, y - r), (x + r, y + r), &self.style, false),
+            3 => {
+                backend.draw_line((x - r, y - r), (x + r, y + r), &self.style)?;
+                backend.draw_line((x - r, y + r), (x + r, y - r), &self.style)
+            }
+            _ => backend.draw_path(outline(&[(0, -r - 1), (r + 1, 0), (0, r + 1), (-r - 1, 0)]), &self.style),
+        }
+    }
+}
+
+/// The marker shapes cycled through by group: circle, triangle, square, cross, diamond.
+const MARKERS: usize = 5;
+
+/// One legend row per labelled series in the panel beside the chart: a sample of its line with its marker, and
+/// its label; the rows that do not fit are counted on a last line.
+fn draw_legend(area: &LegendArea<'_>, series: &[Series], groups: usize) -> Result<()> {
+    const TOP: i32 = 70;
+    const ROW: i32 = 28;
+    let labelled: Vec<&Series> = series.iter().filter(|s| !s.label.is_empty()).collect();
+    let fit = ((HEIGHT as i32 - TOP - ROW) / ROW) as usize;
+    let shown = if labelled.len() > fit { fit - 1 } else { labelled.len() };
+    for (row, s) in labelled[..shown].iter().enumerate() {
+        let y = TOP + ROW * row as i32;
+        let look = Look::of(s, groups);
+        let style = look.colour.stroke_width(look.width.min(4));
+        let line = [(8, y), (58, y)];
+        let drawn = match s.line {
+            LineStyle::Solid => area.draw(&PathElement::new(line, style)),
+            LineStyle::Dashed => area.draw(&DashedPathElement::new(line, 8, 5, style)),
+        };
+        drawn
+            .and_then(|_| area.draw(&look.marker((33, y))))
+            .and_then(|_| area.draw(&Text::new(s.label.clone(), (68, y - 9), (FONT, 15).into_font())))
+            .map_err(|e| anyhow!("cannot draw the legend entry `{}`: {e}", s.label))?;
+    }
+    if shown < labelled.len() {
+        let more = format!("... and {} more", labelled.len() - shown);
+        area.draw(&Text::new(more, (8, TOP + ROW * shown as i32 - 9), (FONT, 15).into_font()))
+            .map_err(|e| anyhow!("cannot draw the legend: {e}"))?;
+    }
+    Ok(())
+}
+
+type LegendArea<'a> = DrawingArea<BitMapBackend<'a, RGBPixel>, plotters::coord::Shift>;
 
 #[cfg(test)]
 mod tests {
@@ -176,8 +288,19 @@ mod tests {
         image.pixels().map(|p| p.0).collect::<HashSet<_>>().len()
     }
 
+    /// A solid series of group 0.
     fn series(label: &str, points: &[(usize, f64)]) -> Series {
-        Series { label: label.to_string(), points: points.to_vec() }
+        grouped(label, points, 0, LineStyle::Solid)
+    }
+
+    fn grouped(label: &str, points: &[(usize, f64)], group: usize, line: LineStyle) -> Series {
+        Series { label: label.to_string(), points: points.to_vec(), group, line }
+    }
+
+    /// Whether the part of the image from column `x0` to column `x1` has a pixel of exactly `colour`.
+    fn has_colour_in(png: &[u8], colour: RGBColor, x0: u32, x1: u32) -> bool {
+        let image = image::load_from_memory(png).unwrap().to_rgb8();
+        image.enumerate_pixels().any(|(x, _, p)| (x0..x1).contains(&x) && p.0 == [colour.0, colour.1, colour.2])
     }
 
     /// Whether the image has a pixel close to `colour`.
@@ -189,9 +312,9 @@ mod tests {
     #[test]
     fn draws_several_series() {
         let s = [
-            series("alpha = 0", &[(0, 61.5), (1, 63.0), (2, 62.25), (3, 66.0)]),
-            series("alpha = 0.5", &[(0, 61.5), (1, 64.0), (2, 67.5), (3, 68.0)]),
-            series("alpha = 1", &[(0, 61.5), (2, 60.0), (1, 65.0), (3, 70.0)]),
+            grouped("alpha = 0", &[(0, 61.5), (1, 63.0), (2, 62.25), (3, 66.0)], 0, LineStyle::Solid),
+            grouped("alpha = 0.5", &[(0, 61.5), (1, 64.0), (2, 67.5), (3, 68.0)], 1, LineStyle::Dashed),
+            grouped("alpha = 1", &[(0, 61.5), (2, 60.0), (1, 65.0), (3, 70.0)], 2, LineStyle::Solid),
         ];
         let png = accuracy_png("GLOV on tiny", "top-1 accuracy (%)", &s).unwrap();
         assert!(check_png(&png) > 2);
@@ -199,6 +322,30 @@ mod tests {
             assert!(has_colour(&png, *colour), "no pixel of {colour:?}");
         }
         assert!(!has_colour(&png, COLOURS[3]));
+    }
+
+    /// Two groups with the same points, as when two alphas find the same templates: both colours show in the
+    /// chart (the earlier group's wider line and larger markers around the later one's), and the legend panel has
+    /// both, beside the chart.
+    #[test]
+    fn coinciding_series_both_show_and_the_legend_is_beside_the_chart() {
+        let points = [(0, 40.0), (1, 45.0), (2, 45.0), (3, 52.5)];
+        let s = [
+            grouped("alpha 1: best train", &points, 0, LineStyle::Solid),
+            grouped("alpha 0: best train", &points, 1, LineStyle::Solid),
+            grouped("alpha 1: step ensemble, val", &points, 0, LineStyle::Dashed),
+            grouped("alpha 0: step ensemble, val", &points, 1, LineStyle::Dashed),
+        ];
+        let png = accuracy_png("coinciding", "top-1 accuracy (%)", &s).unwrap();
+        let chart = WIDTH - LEGEND_WIDTH;
+        for colour in &COLOURS[..2] {
+            assert!(has_colour_in(&png, *colour, 0, chart), "{colour:?} hidden in the chart");
+            assert!(has_colour_in(&png, *colour, chart, WIDTH), "{colour:?} not in the legend");
+        }
+        // Without the wider line of the earlier group, the later one covers it.
+        let s = [grouped("a", &points, 0, LineStyle::Solid), grouped("b", &points, 0, LineStyle::Solid)];
+        let png = accuracy_png("same group", "top-1 accuracy (%)", &s).unwrap();
+        assert!(has_colour_in(&png, COLOURS[0], 0, chart) && !has_colour(&png, COLOURS[1]));
     }
 
     #[test]
@@ -280,18 +427,22 @@ mod tests {
         assert!(lo < MAX_ABS_Y && MAX_ABS_Y < hi, "{lo} {hi}");
     }
 
-    /// Writes a sample plot for looking at: `GLOV_PLOT_SAMPLE=/tmp/plot.png cargo test ... write_sample`.
+    /// Writes a sample plot for looking at.
     #[test]
+    #[ignore = "writes a sample plot: GLOV_PLOT_SAMPLE=/tmp/plot.png cargo test --release --lib write_sample -- --ignored"]
     fn write_sample() {
-        let Ok(path) = std::env::var("GLOV_PLOT_SAMPLE") else { return };
-        let s: Vec<Series> = [0.0, 0.25, 0.5, 1.0]
-            .iter()
-            .enumerate()
-            .map(|(k, alpha)| Series {
-                label: format!("alpha = {alpha}"),
-                points: (0..=20).map(|step| (step, 60.0 + (step as f64).sqrt() * (1.0 + k as f64 * 0.4))).collect(),
-            })
-            .collect();
+        let path = std::env::var("GLOV_PLOT_SAMPLE").expect("GLOV_PLOT_SAMPLE names the file to write");
+        let alphas = [1.0, 0.75, 0.5, 0.25, 0.0];
+        let curve = |k: usize, step: usize| 60.0 + (step as f64).sqrt() * (1.0 + (k % 3) as f64 * 0.4);
+        let mut s = Vec::new();
+        for (k, alpha) in alphas.iter().enumerate() {
+            let points = (0..=20).map(|step| (step, curve(k, step))).collect::<Vec<_>>();
+            s.push(grouped(&format!("alpha {alpha}: best train"), &points, k, LineStyle::Solid));
+        }
+        for (k, alpha) in alphas.iter().enumerate() {
+            let points = (0..=20).step_by(2).map(|step| (step, curve(k, step) - 3.0)).collect::<Vec<_>>();
+            s.push(grouped(&format!("alpha {alpha}: step ensemble, val"), &points, k, LineStyle::Dashed));
+        }
         std::fs::write(path, accuracy_png("GLOV: tiny dataset, test split", "top-1 accuracy (%)", &s).unwrap())
             .unwrap();
     }

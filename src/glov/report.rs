@@ -2,7 +2,7 @@
 //! alpha (the best train accuracy reached), test accuracies, and the files that report them.
 
 use super::optimizer::{EvalSplit, Judge, Optimizer};
-use super::plot::{Series, accuracy_png};
+use super::plot::{LineStyle, Series, accuracy_png};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
@@ -191,16 +191,20 @@ pub fn summary_table(r: &Results) -> String {
 /// accuracy.
 pub fn plot(optimizer: &Optimizer) -> Result<Vec<u8>> {
     let mut series = Vec::new();
-    for t in &optimizer.trajectories {
+    for (group, t) in optimizer.trajectories.iter().enumerate() {
         series.push(Series {
             label: format!("alpha {}: best train", t.alpha),
             points: t.steps.iter().map(|s| (s.step, s.best_train_accuracy)).collect(),
+            group,
+            line: LineStyle::Solid,
         });
     }
-    for t in &optimizer.trajectories {
+    for (group, t) in optimizer.trajectories.iter().enumerate() {
         series.push(Series {
             label: format!("alpha {}: step ensemble, val", t.alpha),
             points: t.steps.iter().filter_map(|s| s.ensemble_val_accuracy.map(|a| (s.step, a))).collect(),
+            group,
+            line: LineStyle::Dashed,
         });
     }
     accuracy_png(&format!("GLOV on {}", optimizer.config().dataset_name), "top-1 accuracy (%)", &series)

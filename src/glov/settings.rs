@@ -89,7 +89,7 @@ pub struct Overrides {
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steer_cache: Option<SteerCache>,
-    /// Meta-prompt template file ([system] and [user] sections; see README) [default: the built-in one].
+    /// Meta-prompt template file ([system] and [user] sections; see docs/optimizer.md) [default: the built-in one].
     #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub meta_prompt: Option<PathBuf>,

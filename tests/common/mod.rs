@@ -30,3 +30,34 @@ pub fn max_row_relative_error(got: &[f32], want: &[f32], cols: usize) -> f32 {
         })
         .fold(0.0, f32::max)
 }
+
+/// Whether a prerequisite that a group of tests needs beyond the repository (a fetched model, the emulator
+/// library) is here. `missing` is why it is not. Where it is missing, `GLOV_REQUIRE_<name>=1` (as in CI) fails the
+/// test; otherwise the group is reported skipped, once per test binary, on a line written straight to stderr
+/// (the test harness captures `eprintln!` of passing tests) that names the group, the reason and the command that
+/// enables it.
+pub fn prerequisite(name: &str, group: &str, missing: Option<String>, enable: &str) -> bool {
+    use std::io::Write;
+    static REPORTED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let Some(reason) = missing else { return true };
+    let variable = format!("GLOV_REQUIRE_{name}");
+    assert!(std::env::var(&variable).as_deref() != Ok("1"), "{variable}=1 but {reason}");
+    let mut reported = REPORTED.lock().unwrap_or_else(|e| e.into_inner());
+    if !reported.iter().any(|g| g == group) {
+        reported.push(group.to_string());
+        let line = format!("skipped: {group}: {reason}; to run: {enable}\n");
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+    false
+}
+
+/// The real Gemma-3-270M file that `GLOV_GEMMA3_GGUF` names, or `None` (the group reported skipped).
+pub fn gemma3_270m(group: &str) -> Option<PathBuf> {
+    let file = std::env::var_os("GLOV_GEMMA3_GGUF").map(PathBuf::from);
+    if let Some(path) = &file {
+        assert!(path.is_file(), "GLOV_GEMMA3_GGUF names {}, which is not a file", path.display());
+    }
+    let enable = "GLOV_GEMMA3_GGUF=\"$(bash scripts/fetch-gemma3-270m.sh | tail -n 1)\" cargo test --release --locked";
+    let missing = file.is_none().then(|| "GLOV_GEMMA3_GGUF is not set".to_string());
+    prerequisite("GEMMA3", group, missing, enable).then(|| file.unwrap())
+}

@@ -571,53 +571,15 @@ fn check(f: &Function) {
     }
 }
 
-/// Every PTX module of the latest build, as (path, text, the kernel entries `kernels.rs` lists for it); empty
-/// (with a message) when nothing has been built.
-fn built_modules() -> Vec<(std::path::PathBuf, String, Vec<String>)> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/build");
-    let mut dirs: Vec<_> = std::fs::read_dir(&root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("glov-cuda-"))
-        .map(|e| e.path().join("out"))
-        .filter(|p| p.join("kernels.rs").is_file())
-        .collect();
-    // Older builds' folders (of another compiler, say) stay behind in target/: only the latest counts.
-    dirs.sort_by_key(|p| std::fs::metadata(p.join("kernels.rs")).and_then(|m| m.modified()).ok());
-    let dirs: Vec<_> = dirs.pop().into_iter().collect();
-    if dirs.is_empty() {
-        eprintln!("no built PTX under {}: skipped", root.display());
-    }
-    let mut modules = Vec::new();
-    for dir in dirs {
-        let listing = std::fs::read_to_string(dir.join("kernels.rs")).unwrap();
-        let before = modules.len();
-        for line in listing.lines().filter(|l| l.contains("KernelModule {")) {
-            let name = line.split("name: \"").nth(1).and_then(|rest| rest.split('"').next()).expect("a module name");
-            let entries: Vec<String> = line
-                .split("entries: &[")
-                .nth(1)
-                .and_then(|rest| rest.split(']').next())
-                .map(|list| list.split('"').skip(1).step_by(2).map(str::to_owned).collect())
-                .unwrap_or_default();
-            assert!(!entries.is_empty(), "{name}: no entries listed");
-            let path = dir.join(format!("{name}.ptx"));
-            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            modules.push((path, text, entries));
-        }
-        assert!(modules.len() > before, "{}: no modules listed", dir.display());
-    }
-    modules
-}
-
 #[test]
 fn every_built_module_loads() {
-    for (path, text, entries) in built_modules() {
-        let module = load_with(&text, &permissive).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let Some(modules) = crate::project_kernels::all() else { return };
+    for built in modules {
+        let module = load_with(built.ptx, &permissive).unwrap_or_else(|e| panic!("{}: {e}", built.name));
         assert_eq!((module.version, module.target.as_str()), ((8, 2), "sm_80"));
-        for entry in &entries {
-            let k = module.kernel(entry).unwrap_or_else(|| panic!("{}: kernel {entry} missing", path.display()));
+        assert!(!built.entries.is_empty(), "{}: no entries listed", built.name);
+        for entry in built.entries {
+            let k = module.kernel(entry).unwrap_or_else(|| panic!("{}: kernel {entry} missing", built.name));
             check(&module.kernels[k]);
         }
     }
@@ -626,7 +588,8 @@ fn every_built_module_loads() {
 /// The same through `alu::resolve`: every arithmetic instruction the kernels use has its function.
 #[test]
 fn every_built_module_resolves_through_the_alu() {
-    for (path, text, _) in built_modules() {
-        super::load(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let Some(modules) = crate::project_kernels::all() else { return };
+    for built in modules {
+        super::load(built.ptx).unwrap_or_else(|e| panic!("{}: {e}", built.name));
     }
 }

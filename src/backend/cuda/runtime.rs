@@ -74,7 +74,7 @@ impl Gpu {
         let debug_alloc = debug_alloc::from_env()?;
         if !kernels::built_with_kernels() {
             bail!(
-                "--device {device}: this glov-cuda was built without CUDA kernels: run scripts/setup-cuda.sh and rebuild"
+                "--device {device}: this glov-cuda was built without CUDA kernels: run `bash scripts/setup-cuda.sh`, then rebuild (`cargo build --release`)"
             );
         }
         if let Err(e) = super::driver_library() {

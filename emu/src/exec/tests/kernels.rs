@@ -1,31 +1,9 @@
-//! The project's own kernels, from the PTX the root package's build wrote (skipped, with a note, where it has
-//! not been built): `gemm_mma` against a plain product on the host, and the executor's speed on it.
+//! The project's own kernels, as the engine embeds them (reported skipped where it was built without them): `gemm_mma` against a plain product on the host, and the executor's speed on it.
 
 use super::kit::Device;
 use crate::exec::{Launch, Options, Stats, launch};
 use crate::ir::Module;
-use std::path::PathBuf;
-
-/// The text of the built kernel file `name` (e.g. `gemm.ptx`), if the root package was built.
-fn built_ptx(name: &str) -> Option<String> {
-    let build = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/build");
-    let mut found: Vec<PathBuf> = std::fs::read_dir(build)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("glov-cuda-"))
-        .map(|e| e.path().join("out").join(name))
-        .filter(|p| p.is_file())
-        .collect();
-    found.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-    let text = found.pop().and_then(|p| std::fs::read_to_string(p).ok());
-    if text.is_none() {
-        eprintln!(
-            "skipped: {name} is not built (cargo build --release of the root package with the CUDA compilers writes it)"
-        );
-    }
-    text
-}
+use crate::project_kernels;
 
 fn bf16(v: f32) -> u16 {
     let b = v.to_bits();
@@ -102,7 +80,7 @@ fn gemm(ptx: &str, kernel: &str, m: usize, n: usize, k: usize, options: &Options
 
 /// Runs `kernel` on an `m x n x k` product, checks it and prints the executor's speed.
 fn check_gemm(kernel: &str, m: usize, n: usize, k: usize, options: &Options) {
-    let Some(ptx) = built_ptx("gemm.ptx") else { return };
+    let Some(ptx) = project_kernels::ptx("gemm") else { return };
     let (got, want, stats) = gemm(&ptx, kernel, m, n, k, options);
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         // bf16 output: within a rounding of the exact product.
@@ -142,7 +120,7 @@ fn gemm_speed() {
 /// Runs `layer_norm` (a block of 256 threads per row, sums by warp shuffles and shared memory) on `rows x cols`
 /// and checks it against the host.
 fn check_layer_norm(rows: usize, cols: usize, options: &Options) {
-    let Some(ptx) = built_ptx("norm.ptx") else { return };
+    let Some(ptx) = project_kernels::ptx("norm") else { return };
     let mut module = crate::ptx::load(&ptx).expect("norm.ptx loads");
     let index = module.kernel("layer_norm").expect("layer_norm");
     module.kernels.swap(0, index);
@@ -192,7 +170,7 @@ fn layer_norm_speed() {
 #[test]
 #[ignore]
 fn launch_overhead() {
-    let Some(ptx) = built_ptx("gemm.ptx") else { return };
+    let Some(ptx) = project_kernels::ptx("gemm") else { return };
     let module = crate::ptx::load(&ptx).expect("gemm.ptx loads");
     let f = &module.kernels[module.kernel("gemm_mma").unwrap()];
     let t = std::time::Instant::now();
@@ -221,7 +199,7 @@ fn launch_overhead() {
 /// not 0/0. The engine's rows always see themselves; a kernel must not depend on that to stay finite.
 #[test]
 fn cached_attention_of_a_row_with_no_visible_key_is_zero() {
-    let Some(ptx) = built_ptx("attention_cached.ptx") else { return };
+    let Some(ptx) = project_kernels::ptx("attention_cached") else { return };
     let head_dim = 64usize;
     for (kernel, block) in [("attention_cached_plain", 128u32), ("attention_cached_64", 128)] {
         let mut module = crate::ptx::load(&ptx).expect("attention_cached.ptx loads");
