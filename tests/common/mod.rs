@@ -61,3 +61,72 @@ pub fn gemma3_270m(group: &str) -> Option<PathBuf> {
     let missing = file.is_none().then(|| "GLOV_GEMMA3_GGUF is not set".to_string());
     prerequisite("GEMMA3", group, missing, enable).then(|| file.unwrap())
 }
+
+/// The result of a bounded run: the output, and how long it took.
+pub struct Bounded {
+    pub output: std::process::Output,
+    pub seconds: f64,
+}
+
+/// Runs glov-cuda with `args` (in `cwd`) under an address-space limit of `memory_mib` MiB and a wall-clock limit of
+/// `seconds`: a hostile input must end with an error within both. Panics, naming the arguments, when the process
+/// outlives the time limit (it is killed).
+pub fn run_bounded(cwd: &std::path::Path, args: &[&str], memory_mib: u64, seconds: u64) -> Bounded {
+    use std::os::unix::process::CommandExt;
+    let limit = memory_mib << 20;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_glov-cuda"));
+    command
+        .current_dir(cwd)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe and touches no state of the parent.
+    unsafe {
+        command.pre_exec(move || {
+            let rlimit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+            if libc::setrlimit(libc::RLIMIT_AS, &rlimit) == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+        });
+    }
+    let start = std::time::Instant::now();
+    let mut child = command.spawn().expect("glov-cuda starts");
+    // Drain the pipes on threads so that a chatty child cannot block on a full pipe.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut v).ok();
+        v
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut stderr, &mut v).ok();
+        v
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed().as_secs() >= seconds {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("glov-cuda {args:?} did not finish within {seconds} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let output = std::process::Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() };
+    Bounded { output, seconds: start.elapsed().as_secs_f64() }
+}
+
+/// Asserts that a bounded run ended as a clear error: exit status 1, no panic, and stderr naming every one of
+/// `names` (the file, the field or tensor).
+#[track_caller]
+pub fn assert_clear_error(run: &Bounded, names: &[&str]) {
+    let stderr = String::from_utf8_lossy(&run.output.stderr);
+    assert_eq!(run.output.status.code(), Some(1), "exit status {:?}, stderr:\n{stderr}", run.output.status);
+    assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "a panic:\n{stderr}");
+    for name in names {
+        assert!(stderr.contains(name), "the error does not name {name:?}:\n{stderr}");
+    }
+}
