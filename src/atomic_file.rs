@@ -1,6 +1,6 @@
 //! Writing a file so that readers see the old content or the new, never a part: the bytes go to a temporary file
 //! in the same folder, are flushed to disk, and the temporary file is renamed over the target. On any failure the
-//! temporary file is removed.
+//! temporary file is removed. A symbolic link at the target is replaced by the file, never written through.
 
 use anyhow::{Context, Result};
 use std::io::Write;
@@ -43,5 +43,20 @@ mod tests {
         assert!(write(&blocked, b"data").is_err());
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 2, "only out.bin and blocked remain: {names:?}");
+    }
+
+    #[test]
+    fn a_link_at_the_target_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, b"keep").unwrap();
+        let link = dir.path().join("results.json");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        write(&link, b"new").unwrap();
+        assert!(link.symlink_metadata().unwrap().is_file());
+        assert_eq!(
+            (std::fs::read(&link).unwrap(), std::fs::read(&outside).unwrap()),
+            (b"new".to_vec(), b"keep".to_vec())
+        );
     }
 }

@@ -14,6 +14,7 @@ pub mod dataset;
 pub mod generation;
 pub mod glov;
 pub mod models;
+pub mod no_follow;
 pub mod nvtx;
 pub mod preprocess;
 pub mod random_normal;

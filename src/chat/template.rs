@@ -19,20 +19,33 @@
 //! `content`), as Python dicts do. `{% generation %}...{% endgeneration %}`, which only matters to HF when it
 //! computes assistant masks, renders its body in its own scope, as Jinja2's call block does.
 //!
+//! A template comes from a model file a stranger may have written, so compiling and rendering are bounded:
+//! templates longer than [`MAX_TEMPLATE_BYTES`] or with a tag of more than [`MAX_TAG_BYTES`] of expression are
+//! refused before parsing; a render may spend [`RENDER_FUEL`] of MiniJinja's fuel (steps, and the data it makes:
+//! an endless loop or a string that keeps doubling ends with an error); the texts this module's filters and
+//! functions make are refused past what the remaining fuel pays for; the prompt stops at [`MAX_RENDERED_BYTES`];
+//! and both run on a thread with [`TEMPLATE_STACK_BYTES`] of stack, which the recursion a template can cause
+//! within those bounds fits in. One gap is MiniJinja's: where it converts a container to a string itself (`~`, and
+//! filters taking a string), it prints it without paying for it, so a list nested in itself twice over and over
+//! (`{% set l = [l, l] %}` in a loop) prints exponentially long.
+//!
 //! Known differences from Jinja2, none of which the common chat templates rely on when no tools are passed:
 //!
 //! * Python's `%` string formatting (`'%s' % x`) is not available (the `format` filter and `str.format` are);
 //! * `strftime_now` formats the current time in UTC, where Python uses the local time zone;
-//! * filters Jinja2 has and MiniJinja lacks (`center`, `truncate`, `wordwrap`, ...) are unknown filters.
+//! * filters Jinja2 has and MiniJinja lacks (`center`, `truncate`, `wordwrap`, ...) are unknown filters;
+//! * `pprint` prints `repr`, where `pprint.pformat` sorts dict keys and wraps values longer than a line.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use anyhow::anyhow;
 use minijinja::syntax::SyntaxConfig;
-use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Rest, Value, ValueKind, ValueOrKwargs, from_args};
-use minijinja::{AutoEscape, Environment, Error, ErrorKind};
+use minijinja::value::{
+    Enumerator, Kwargs, Object, ObjectRepr, Rest, StringInput, Value, ValueKind, ValueOrKwargs, from_args,
+};
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, State};
 use serde_json::Value as Json;
 
 use super::Message;
@@ -163,6 +176,231 @@ fn rewrite_generation_tags(source: &str) -> std::borrow::Cow<'_, str> {
 /// Sentinel of [`ChatTemplate`]'s clock meaning "read the system clock".
 const SYSTEM_CLOCK: i64 = i64::MIN;
 
+/// The work one render may do, in MiniJinja's fuel: one per instruction executed, and one per
+/// [`BYTES_PER_FUEL`] bytes of data the template makes or processes (its output, strings, lists, filter results),
+/// checked before any allocation whose size is known ahead. It bounds both the time a render takes and the
+/// memory it allocates (about `RENDER_FUEL * BYTES_PER_FUEL` bytes), so a template that loops forever or keeps
+/// doubling a string ends with an error. Measured on the templates of tests/fixtures/chat: their conversations
+/// take 30 to 330 fuel (990 for the synthetic `py-compat` one); a conversation of 200 turns of 2 KB each (a
+/// 400 KB prompt, longer than most contexts) takes 24,000 to 44,000 (205,000 for `py-compat`, which prints every
+/// message through many filters). The budget is 45 times the latter for real templates.
+const RENDER_FUEL: u64 = 2_000_000;
+
+/// Bytes of data one fuel pays for, as MiniJinja charges them.
+const BYTES_PER_FUEL: u64 = 64;
+
+/// The longest prompt a render may produce: more than the context of any model this engine runs.
+const MAX_RENDERED_BYTES: usize = 8 << 20;
+
+/// The stack of the thread a template is compiled and rendered on, whichever thread asks. Printing a nested value
+/// recurses once per level (at most a few hundred bytes of stack each), and a template pays about 9 fuel per level
+/// of nesting it builds, so [`RENDER_FUEL`] allows ~220,000 levels: under 100 MB of stack. (Compiling needs far
+/// less, given [`MAX_TAG_BYTES`].)
+const TEMPLATE_STACK_BYTES: usize = 128 << 20;
+
+/// The longest chat template compiled: real ones take a few KB (the longest of tests/fixtures/chat, 4.7 KB), and
+/// with [`MAX_TAG_BYTES`] compiling this much takes at most ~2 s.
+const MAX_TEMPLATE_BYTES: usize = 256 << 10;
+
+/// The most bytes of expression one tag (`{{ ... }}` or `{% ... %}`) may hold, string literals aside: the tags of
+/// tests/fixtures/chat hold at most 150. MiniJinja's parser recurses once per operator of an expression (a few
+/// hundred bytes of stack each) and takes time quadratic in a chain of binary operators (7 s for 20,000 `~`).
+const MAX_TAG_BYTES: usize = 2048;
+
+/// Refuses a template longer than [`MAX_TEMPLATE_BYTES`], or with a tag holding more than [`MAX_TAG_BYTES`] of
+/// expression outside its string literals.
+fn check_template_size(name: &str, source: &str) -> anyhow::Result<()> {
+    if source.len() > MAX_TEMPLATE_BYTES {
+        anyhow::bail!(
+            "chat template {name} is {} bytes long, more than the {MAX_TEMPLATE_BYTES} a chat template may take",
+            source.len()
+        );
+    }
+    let bytes = source.as_bytes();
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        let close: &[u8] = match &bytes[i..i + 2] {
+            b"{{" => b"}}",
+            b"{%" => b"%}",
+            b"{#" => b"#}",
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        let start = i;
+        let mut expression = 0usize;
+        i += 2;
+        while i < bytes.len() && !bytes[i..].starts_with(close) {
+            match bytes[i] {
+                quote @ (b'\'' | b'"') if close != b"#}" => {
+                    i += 1;
+                    while i < bytes.len() && bytes[i] != quote {
+                        i += if bytes[i] == b'\\' { 2 } else { 1 };
+                    }
+                }
+                _ => expression += 1,
+            }
+            i += 1;
+        }
+        if close != b"#}" && expression > MAX_TAG_BYTES {
+            let line = 1 + bytes[..start].iter().filter(|&&b| b == b'\n').count();
+            anyhow::bail!(
+                "chat template {name}: the tag on line {line} holds {expression} bytes of expression, more than the \
+                 {MAX_TAG_BYTES} a tag may hold"
+            );
+        }
+        i += close.len();
+    }
+    Ok(())
+}
+
+/// Runs `work` (`what`, for errors) on a thread of its own with [`TEMPLATE_STACK_BYTES`] of stack, a panic inside
+/// the template engine becoming an error.
+fn on_template_thread<T: Send>(what: &str, work: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
+    std::thread::scope(|scope| {
+        let thread = std::thread::Builder::new()
+            .name("chat-template".into())
+            .stack_size(TEMPLATE_STACK_BYTES)
+            .spawn_scoped(scope, work)
+            .map_err(|e| anyhow!("cannot start {what}: {e}"))?;
+        thread.join().map_err(|_| anyhow!("{what} failed inside the template engine"))
+    })
+}
+
+/// The bytes a text made on a template's behalf may still take: what the render's remaining fuel pays for.
+fn byte_budget(state: &State) -> usize {
+    let fuel = state.fuel_levels().map_or(RENDER_FUEL, |(_, remaining)| remaining);
+    usize::try_from(fuel.saturating_mul(BYTES_PER_FUEL)).unwrap_or(usize::MAX)
+}
+
+/// The rendered prompt, which refuses to grow past [`MAX_RENDERED_BYTES`].
+#[derive(Default)]
+struct Prompt {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for Prompt {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() > MAX_RENDERED_BYTES - self.bytes.len() {
+            self.overflowed = true;
+            return Err(std::io::Error::other("the rendered prompt is too long"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Bytes of `value` as MiniJinja prints it (what `join` and `str.format` insert), counted up to `limit`: `None`
+/// past it, which also stops the printing.
+fn printed_len(value: &Value, limit: usize) -> Option<usize> {
+    struct Counter {
+        bytes: usize,
+        limit: usize,
+    }
+    impl fmt::Write for Counter {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            self.bytes += s.len();
+            if self.bytes > self.limit { Err(fmt::Error) } else { Ok(()) }
+        }
+    }
+    if let Some(s) = value.as_str() {
+        return (s.len() <= limit).then_some(s.len());
+    }
+    let mut counter = Counter { bytes: 0, limit };
+    write!(counter, "{value}").ok().map(|()| counter.bytes)
+}
+
+/// Refuses to join the items of `items` with a `joiner_len`-byte joiner when the result would take more than the
+/// render has left: MiniJinja's `join` filter and `str.join` pay for the joiners as they go, but not for the items,
+/// which may all be the same long string. Each item costs one fuel, so a huge lazy list ends the render. Values
+/// that are not iterable are left for the join itself to refuse.
+fn check_join_size(state: &State, items: &Value, joiner_len: usize) -> Result<(), Error> {
+    let Ok(iter) = items.try_iter() else { return Ok(()) };
+    let limit = byte_budget(state);
+    let mut total = 0usize;
+    for (i, item) in iter.enumerate() {
+        state.consume_fuel(1)?;
+        let joiner = if i > 0 { joiner_len } else { 0 };
+        let item_len = printed_len(&item, limit.saturating_sub(total)).unwrap_or(usize::MAX);
+        total = total.saturating_add(joiner).saturating_add(item_len);
+        if total > limit {
+            return Err(pyfmt::too_large("the joined text", limit));
+        }
+    }
+    Ok(())
+}
+
+/// Jinja2's `join(d='', attribute=None)`: MiniJinja's, once [`check_join_size`] has found the result affordable
+/// (counting whole items even where an attribute of each is joined).
+fn join(
+    state: &mut State,
+    value: &Value,
+    joiner: Option<StringInput<'_>>,
+    attribute: Option<&str>,
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
+    let joiner_len = match &joiner {
+        Some(j) => j.as_str().len(),
+        None => kwargs.get::<Option<Value>>("d")?.map_or(0, |d| printed_len(&d, usize::MAX).unwrap_or(0)),
+    };
+    check_join_size(state, value, joiner_len)?;
+    minijinja::filters::join(state, value, joiner, attribute, kwargs)
+}
+
+/// Refuses `format_str.format(*args)` when its result could take more than the render has left: MiniJinja's
+/// `str.format` honours any width or precision and repeats an argument per field without paying for either. The
+/// estimate is every field at the largest number written in any field's spec (or passed as an argument, for nested
+/// widths) plus the longest argument.
+fn check_format_size(state: &State, format_str: &str, args: &[Value]) -> Result<(), Error> {
+    let limit = byte_budget(state);
+    let mut fields = 0usize;
+    let mut widest = 0usize;
+    let mut nested = false;
+    let mut rest = format_str;
+    while let Some(open) = rest.find('{') {
+        rest = &rest[open + 1..];
+        if let Some(after) = rest.strip_prefix('{') {
+            rest = after;
+            continue;
+        }
+        let end = rest.find('}').unwrap_or(rest.len());
+        let field = &rest[..end];
+        fields += 1;
+        if let Some((_, spec)) = field.split_once(':') {
+            nested |= spec.contains('{');
+            for digits in spec.split(|c: char| !c.is_ascii_digit()).filter(|d| !d.is_empty()) {
+                widest = widest.max(digits.parse().unwrap_or(usize::MAX));
+            }
+        }
+        rest = &rest[end..];
+    }
+    let mut values: Vec<Value> = Vec::new();
+    for arg in args {
+        match arg.try_iter() {
+            Ok(keys) if arg.is_kwargs() => values.extend(keys.map(|key| arg.get_item(&key).unwrap_or_default())),
+            _ => values.push(arg.clone()),
+        }
+    }
+    let mut longest = 0usize;
+    for value in &values {
+        if nested && let Some(n) = value.as_usize() {
+            widest = widest.max(n);
+        }
+        longest = longest.max(printed_len(value, limit).unwrap_or(usize::MAX));
+    }
+    let estimate = fields.saturating_mul(widest.saturating_add(longest)).saturating_add(format_str.len());
+    if estimate > limit {
+        return Err(pyfmt::too_large("the formatted text", limit));
+    }
+    Ok(())
+}
+
 /// A compiled chat template with the special-token strings it is rendered with.
 pub struct ChatTemplate {
     name: String,
@@ -198,9 +436,16 @@ impl ChatTemplate {
 
     /// Compiles `source` under `name` (used in error messages, e.g. the file it came from). `special_tokens` are
     /// the `(variable, string)` pairs the template sees, as HF passes its `special_tokens_map`.
+    ///
+    /// A template longer than [`MAX_TEMPLATE_BYTES`], or with a tag holding more than [`MAX_TAG_BYTES`] of
+    /// expression, is refused before MiniJinja parses it: its parser recurses once per operator of an expression
+    /// and takes time quadratic in a chain of binary operators.
     pub fn compile(name: &str, source: &str, special_tokens: Vec<(String, String)>) -> anyhow::Result<Self> {
+        check_template_size(name, source)?;
         let clock = Arc::new(AtomicI64::new(SYSTEM_CLOCK));
-        let env = build_environment(name, source, clock.clone())?;
+        let env = on_template_thread(&format!("compiling chat template {name}"), || {
+            build_environment(name, source, clock.clone())
+        })??;
         Ok(ChatTemplate { name: name.to_string(), source: source.to_string(), env, special_tokens, clock })
     }
 
@@ -267,14 +512,44 @@ impl ChatTemplate {
         }
         let ctx = Value::from_pairs(vars);
         let template = self.env.get_template(&self.name).map_err(|e| anyhow!("chat template {}: {e}", self.name))?;
-        template.render(ctx).map_err(|e| self.render_error(e))
+        let mut prompt = Prompt::default();
+        let rendered = on_template_thread(&format!("rendering chat template {}", self.name), || {
+            template.render_captured_to(ctx, &mut prompt).map(|done| done.state().fuel_levels())
+        })?;
+        match rendered {
+            Err(e) => Err(self.render_error(e, prompt.overflowed)),
+            Ok(fuel) => {
+                if let Some((used, _)) = fuel {
+                    let bytes = prompt.bytes.len();
+                    tracing::debug!(template = %self.name, fuel = used, bytes, "chat template rendered");
+                }
+                String::from_utf8(prompt.bytes)
+                    .map_err(|e| anyhow!("chat template {} rendered invalid UTF-8: {e}", self.name))
+            }
+        }
     }
 
-    fn render_error(&self, err: Error) -> anyhow::Error {
+    fn render_error(&self, err: Error, overflowed: bool) -> anyhow::Error {
+        let line = err.line().map(|l| format!(" (line {l})")).unwrap_or_default();
+        if overflowed {
+            return anyhow!(
+                "chat template {} exceeded its output limit{line}: the rendered prompt would pass {MAX_RENDERED_BYTES} \
+                 bytes",
+                self.name
+            );
+        }
+        if err.kind() == ErrorKind::OutOfFuel {
+            return anyhow!(
+                "chat template {} exceeded its budget{line}: a render may take {RENDER_FUEL} fuel (one per step, one \
+                 per {BYTES_PER_FUEL} bytes of data made), and {}",
+                self.name,
+                err.detail()
+                    .unwrap_or("the template used it up (an endless or very long loop, or a value that keeps growing)")
+            );
+        }
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&err);
         while let Some(e) = cause {
             if let Some(raised) = e.downcast_ref::<RaisedException>() {
-                let line = err.line().map(|l| format!(" (line {l})")).unwrap_or_default();
                 return anyhow!("chat template {} raised an exception{line}: {}", self.name, raised.0);
             }
             cause = e.source();
@@ -294,13 +569,23 @@ fn build_environment(name: &str, source: &str, clock: Arc<AtomicI64>) -> anyhow:
             .map_err(|e| anyhow!("configuring the chat template syntax: {e}"))?,
     );
     env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_fuel(Some(RENDER_FUEL));
     env.set_unknown_method_callback(python_method);
-    env.set_formatter(|out, _state, value| {
-        out.write_str(&pyfmt::py_str(value)).map_err(|_| Error::from(ErrorKind::WriteFailure))
+    env.set_formatter(|out, state, value| {
+        let text = match value.as_str() {
+            Some(s) if value.kind() == ValueKind::String => std::borrow::Cow::Borrowed(s),
+            _ => std::borrow::Cow::Owned(pyfmt::py_str(value, byte_budget(state))?),
+        };
+        out.write_str(&text).map_err(|_| Error::from(ErrorKind::WriteFailure))
     });
-    env.add_filter("string", |value: &Value| Value::from(pyfmt::py_str(value)));
+    env.add_filter("string", |state: &State, value: &Value| pyfmt::py_str(value, byte_budget(state)).map(Value::from));
     env.add_filter("tojson", tojson);
     env.add_filter("indent", indent);
+    env.add_filter("join", join);
+    // Jinja2's `pprint` is Python's `pprint.pformat`: `repr`, with dict keys sorted and long values wrapped (neither
+    // done here). MiniJinja's own prints Rust's pretty debug form, whose indentation costs time quadratic in the
+    // nesting.
+    env.add_filter("pprint", |state: &State, value: &Value| pyfmt::py_repr(value, byte_budget(state)));
     // Jinja2's `wordcount`: the number of `\w+` runs.
     env.add_filter("wordcount", |s: &str| {
         let is_word = |c: char| c.is_alphanumeric() || c == '_';
@@ -311,8 +596,11 @@ fn build_environment(name: &str, source: &str, clock: Arc<AtomicI64>) -> anyhow:
     env.add_test("sequence", |v: &Value| {
         matches!(v.kind(), ValueKind::Undefined | ValueKind::String | ValueKind::Seq | ValueKind::Map)
     });
-    env.add_function("raise_exception", |message: Option<Value>| -> Result<Value, Error> {
-        let message = message.map(|m| pyfmt::py_str(&m)).unwrap_or_default();
+    env.add_function("raise_exception", |state: &State, message: Option<Value>| -> Result<Value, Error> {
+        let message = match message {
+            Some(m) => pyfmt::py_str(&m, byte_budget(state))?,
+            None => String::new(),
+        };
         Err(Error::new(ErrorKind::InvalidOperation, message.clone()).with_source(RaisedException(message)))
     });
     env.add_function("strftime_now", move |format: &str| -> String {
@@ -331,9 +619,15 @@ fn build_environment(name: &str, source: &str, clock: Arc<AtomicI64>) -> anyhow:
 /// `str.rsplit`, `str.removeprefix` and `str.removesuffix`, with `str.title()` following Python's rule (a letter
 /// is upper-cased when the character before it is not cased, so `"«hi» 2nd".title()` is `"«Hi» 2Nd"`) rather
 /// than splitting on whitespace only.
-fn python_method(state: &mut minijinja::State, value: &Value, method: &str, args: &[Value]) -> Result<Value, Error> {
+fn python_method(state: &mut State, value: &Value, method: &str, args: &[Value]) -> Result<Value, Error> {
     if let Some(s) = value.as_str() {
         match method {
+            "join" => {
+                if let Some(items) = args.first() {
+                    check_join_size(state, items, s.len())?;
+                }
+            }
+            "format" => check_format_size(state, s, args)?,
             "title" => {
                 let () = from_args(args)?;
                 return Ok(Value::from(py_title(s)));
@@ -437,20 +731,31 @@ fn py_splitlines(s: &str) -> Vec<&str> {
 
 /// Jinja2's `indent(width=4, first=False, blank=False)`: indents every line after the first (and the first too
 /// with `first`), skipping blank lines unless `blank`; a trailing newline is kept.
-fn indent(s: &str, args: Rest<ValueOrKwargs>) -> Result<String, Error> {
+fn indent(state: &State, s: &str, args: Rest<ValueOrKwargs>) -> Result<String, Error> {
     let (positional, kwargs) = split_kwargs(&args.into_values())?;
     let (width, first, blank): (Option<Value>, Option<bool>, Option<bool>) = from_args(&positional)?;
     let width = width.or(kwargs.get("width")?);
     let first = first.or(kwargs.get("first")?);
     let blank = blank.or(kwargs.get("blank")?);
     kwargs.assert_all_used()?;
+    let limit = byte_budget(state);
     let unit = match width {
         None => "    ".to_string(),
         Some(w) => match w.as_str() {
             Some(text) => text.to_string(),
-            None => " ".repeat(i64::try_from(w)?.max(0) as usize),
+            None => {
+                let width = usize::try_from(i64::try_from(w)?.max(0)).unwrap_or(usize::MAX);
+                if width > limit {
+                    return Err(pyfmt::too_large("the indent", limit));
+                }
+                " ".repeat(width)
+            }
         },
     };
+    let lines = s.bytes().filter(|&b| b == b'\n').count() + 2;
+    if unit.len().saturating_mul(lines).saturating_add(s.len()) > limit {
+        return Err(pyfmt::too_large("the indented text", limit));
+    }
     let text = format!("{s}\n");
     let lines = py_splitlines(&text);
     let mut out = if blank.unwrap_or(false) {
@@ -490,7 +795,8 @@ fn py_title(s: &str) -> String {
 
 /// HF's `tojson`: `json.dumps(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)`, with the
 /// same positional order and keyword names, and without Jinja's HTML escaping.
-fn tojson(value: &Value, args: Rest<ValueOrKwargs>) -> Result<String, Error> {
+fn tojson(state: &State, value: &Value, args: Rest<ValueOrKwargs>) -> Result<String, Error> {
+    let limit = byte_budget(state);
     let (positional, kwargs) = split_kwargs(&args.into_values())?;
     if positional.len() > 4 {
         return Err(Error::new(ErrorKind::TooManyArguments, "tojson() takes at most 4 arguments after the value"));
@@ -513,13 +819,17 @@ fn tojson(value: &Value, args: Rest<ValueOrKwargs>) -> Result<String, Error> {
             let n = i64::try_from(v.clone()).map_err(|_| {
                 Error::new(ErrorKind::InvalidOperation, format!("tojson indent must be an int or a string, got {v}"))
             })?;
-            Some(" ".repeat(n.max(0) as usize))
+            let width = usize::try_from(n.max(0)).unwrap_or(usize::MAX);
+            if width > limit {
+                return Err(pyfmt::too_large("the tojson indent", limit));
+            }
+            Some(" ".repeat(width))
         }
     };
     let separators = match pick(separators, "separators")? {
         None => None,
         Some(v) => {
-            let parts: Vec<String> = v.try_iter()?.map(|p| pyfmt::py_str(&p)).collect();
+            let parts: Vec<String> = v.try_iter()?.map(|p| pyfmt::py_str(&p, limit)).collect::<Result<_, _>>()?;
             match <[String; 2]>::try_from(parts) {
                 Ok([item, key]) => Some((item, key)),
                 Err(_) => {
@@ -533,7 +843,7 @@ fn tojson(value: &Value, args: Rest<ValueOrKwargs>) -> Result<String, Error> {
     };
     let sort_keys = pick(sort_keys, "sort_keys")?.is_some_and(|v| v.is_true());
     kwargs.assert_all_used()?;
-    pyfmt::json_dumps(value, &JsonOptions { ensure_ascii, indent, separators, sort_keys })
+    pyfmt::json_dumps(value, &JsonOptions { ensure_ascii, indent, separators, sort_keys }, limit)
 }
 
 #[cfg(test)]
@@ -634,6 +944,98 @@ mod tests {
             out,
             "{\"role\": \"user\", \"content\": \"é\"}\n{\n \"role\"=\"user\",\n \"content\"=\"é\"\n}\n\"\\u00e9\"\n\
              [{\"content\": \"é\", \"role\": \"user\"}]"
+        );
+    }
+
+    /// Renders `source` (named `dir/tokenizer_config.json (chat_template)`) and returns its error.
+    fn hostile(source: &str) -> String {
+        let t = ChatTemplate::compile("dir/tokenizer_config.json (chat_template)", source, vec![]).unwrap();
+        let start = std::time::Instant::now();
+        let err = format!("{:#}", t.render(&msgs(&[("user", "u")]), true).unwrap_err());
+        assert!(start.elapsed().as_secs_f64() < 10.0, "{source}: {:?}", start.elapsed());
+        assert!(err.contains("dir/tokenizer_config.json (chat_template)"), "{err}");
+        err
+    }
+
+    #[test]
+    fn endless_loops_and_growing_values_exceed_the_budget() {
+        for source in [
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+            "{{ 'x' * 10**12 }}",
+            "{% set s = 'x' * 1000000 %}{{ ([s] * 1000)|join }}",
+            "{% set s = 'x' * 1000000 %}{{ ''.join([s] * 1000) }}",
+            "{% set s = 'x' * 1000000 %}{{ [s] * 1000 }}",
+            "{% set s = 'x' * 1000000 %}{{ ([s] * 1000)|string|length }}",
+            "{% set s = 'x' * 1000000 %}{{ ([s] * 1000)|pprint|length }}",
+            "{% set s = 'x' * 1000000 %}{{ ([s] * 1000)|tojson|length }}",
+            "{% set s = 'x' * 1000000 %}{{ raise_exception([s] * 1000) }}",
+            "{{ '{:>1000000000}'.format('x') }}",
+            "{{ '{:{w}}'.format('x', w=1000000000) }}",
+            "{% set s = 'x' * 100000 %}{{ ('{0}' * 2000).format(s) }}",
+            "{{ 'a'|indent(10**12) }}",
+            "{{ ('a\\n' * 100000)|indent(2000) }}",
+            "{{ messages|tojson(indent=10**12) }}",
+        ] {
+            let err = hostile(source);
+            assert!(err.contains("exceeded its budget") && err.contains("may take 2000000 fuel"), "{source}: {err}");
+        }
+    }
+
+    #[test]
+    fn long_output_exceeds_the_output_limit() {
+        let err = hostile("{% for i in range(100) %}{{ 'x' * 100000 }}{% endfor %}");
+        assert!(err.contains("exceeded its output limit") && err.contains("would pass 8388608 bytes"), "{err}");
+    }
+
+    #[test]
+    fn values_nested_as_deeply_as_the_budget_allows_print_without_overflowing() {
+        let t = ChatTemplate::new(
+            "{% set ns = namespace(l=[]) %}{% for i in range(100000) %}{% for j in range(3) %}\
+             {% set ns.l = [ns.l] %}{% endfor %}{% endfor %}{{ ns.l|length }}{{ ns.l|tojson|length }}\
+             {{ ns.l|string|length }}{{ ns.l }}{{ ('' ~ ns.l)|length }}",
+            None,
+            None,
+        )
+        .unwrap();
+        let err = format!("{:#}", t.render(&msgs(&[("user", "u")]), false).unwrap_err());
+        assert!(err.contains("exceeded its budget"), "{err}");
+        let t = ChatTemplate::new(
+            "{% set ns = namespace(l=[]) %}{% for i in range(60000) %}{% for j in range(2) %}\
+             {% set ns.l = [ns.l] %}{% endfor %}{% endfor %}{{ (ns.l|tojson|length) + (ns.l|string|length) }}\
+             {{ ('' ~ ns.l)|length }}",
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(t.render(&msgs(&[("user", "u")]), false).unwrap(), "480004240002");
+    }
+
+    #[test]
+    fn templates_too_long_or_with_too_deep_expressions_are_refused_before_parsing() {
+        let compile = |source: &str| ChatTemplate::compile("dir/chat_template.jinja", source, vec![]);
+        let err = compile(&"x".repeat(MAX_TEMPLATE_BYTES + 1)).unwrap_err().to_string();
+        assert!(err.contains("dir/chat_template.jinja is 262145 bytes long, more than the 262144"), "{err}");
+        for expression in ["-".repeat(100_000) + "1", "x".to_string() + &"~x".repeat(20_000), "x|e".repeat(1000)] {
+            let start = std::time::Instant::now();
+            let err = compile(&format!("ok\n{{{{ {expression} }}}}")).unwrap_err().to_string();
+            assert!(err.contains("the tag on line 2 holds") && err.contains("more than the 2048"), "{err}");
+            assert!(start.elapsed().as_secs_f64() < 1.0, "{:?}", start.elapsed());
+        }
+        // String literals and comments do not count, and a tag just under the limit compiles.
+        let literal =
+            format!("{{{{ '{}' ~ \"{}\\\"\" }}}}{{# {} #}}", "x".repeat(100_000), "y".repeat(10_000), "-".repeat(5000));
+        assert_eq!(compile(&literal).unwrap().render(&msgs(&[("user", "u")]), false).unwrap().len(), 110_001);
+        let deep = format!("{{{{ {}1 }}}}", "-".repeat(MAX_TAG_BYTES - 3));
+        assert_eq!(compile(&deep).unwrap().render(&msgs(&[("user", "u")]), false).unwrap(), "-1");
+    }
+
+    #[test]
+    fn pprint_prints_python_repr() {
+        let t = ChatTemplate::new("{{ messages[0]|pprint }} {{ [1, none, 'it\\'s']|pprint }}", None, None).unwrap();
+        assert_eq!(
+            t.render(&msgs(&[("user", "u")]), false).unwrap(),
+            "{'role': 'user', 'content': 'u'} [1, None, \"it's\"]"
         );
     }
 }

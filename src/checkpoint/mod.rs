@@ -3,6 +3,7 @@
 
 pub mod gguf;
 mod hf_cache;
+pub mod limits;
 mod store;
 mod tensor;
 

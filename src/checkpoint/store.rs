@@ -84,6 +84,11 @@ impl WeightStore {
         self.get(name)?.expect_shape(shape).with_context(|| format!("in the weights of {}", self.origin))
     }
 
+    /// The names of all tensors, those of unsupported dtypes included, in no order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().chain(self.unsupported.keys()).map(String::as_str)
+    }
+
     /// All tensors, sorted by name.
     pub fn tensors(&self) -> Vec<&StoredTensor> {
         let mut all: Vec<&StoredTensor> = self.tensors.values().collect();
@@ -101,7 +106,9 @@ impl WeightStore {
     }
 }
 
-/// The shard files named by a `model.safetensors.index.json`, in first-use order.
+/// The shard files named by a `model.safetensors.index.json`, in first-use order. A name must stay inside the model
+/// directory by its spelling alone: relative, without `..`. Where its file lies is not checked (the shards of an
+/// HF cache snapshot are symlinks into the cache's blob folder), only the name.
 fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
     let json = super::read_json(index)?;
     let map = json
@@ -114,6 +121,12 @@ fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
         let Some(file) = file.as_str() else {
             bail!("{}: weight_map entry for {tensor} is not a file name", index.display());
         };
+        if !stays_inside(Path::new(file)) {
+            bail!(
+                "{} names the shard {file:?} (for {tensor}), which is not a file name inside the model directory",
+                index.display()
+            );
+        }
         let path = dir.join(file);
         if !files.contains(&path) {
             if !path.is_file() {
@@ -128,11 +141,21 @@ fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Whether a relative path names something inside the folder it is relative to, by its components alone: a name,
+/// not absolute, without `..`.
+fn stays_inside(path: &Path) -> bool {
+    use std::path::Component;
+    path.components().any(|c| matches!(c, Component::Normal(_)))
+        && path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
 /// A tensor left out of a store, with the reason.
 type Unsupported = (String, String);
 
 /// Maps one safetensors file and describes its tensors without reading their data. Tensors of unsupported dtypes
-/// are returned apart, with the reason.
+/// are returned apart, with the reason. The `safetensors` crate checks the header, the offsets, and each shape's
+/// size against its bytes; a shape is also refused when the product of its non-zero dimensions overflows, which
+/// that check misses after a dimension of 0.
 fn map_file(path: &Path) -> Result<(Vec<StoredTensor>, Vec<Unsupported>)> {
     let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     // SAFETY: the weights are read-only for the life of the process; a file truncated or rewritten by another
@@ -140,12 +163,13 @@ fn map_file(path: &Path) -> Result<(Vec<StoredTensor>, Vec<Unsupported>)> {
     let map = Arc::new(unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("cannot map {}", path.display()))?);
     let parsed = safetensors::SafeTensors::deserialize(&map)
         .map_err(|e| anyhow::anyhow!("{} is not a valid safetensors file: {e}", path.display()))?;
-    let (header_len, _) = safetensors::SafeTensors::read_metadata(&map)
-        .map_err(|e| anyhow::anyhow!("{} is not a valid safetensors file: {e}", path.display()))?;
-    let data_start = 8 + header_len;
     let mut out = Vec::new();
     let mut skipped = Vec::new();
     for (name, view) in parsed.tensors() {
+        let shape = view.shape().to_vec();
+        if shape.iter().filter(|&&d| d != 0).try_fold(1usize, |n, &d| n.checked_mul(d)).is_none() {
+            bail!("{}: tensor {name} has shape {shape:?}, too many values", path.display());
+        }
         let dtype = match DType::from_safetensors(view.dtype()) {
             Ok(dtype) => dtype,
             Err(e) => {
@@ -154,9 +178,8 @@ fn map_file(path: &Path) -> Result<(Vec<StoredTensor>, Vec<Unsupported>)> {
             }
         };
         let start = view.data().as_ptr() as usize - map.as_ptr() as usize;
-        debug_assert!(start >= data_start);
         let range = start..start + view.data().len();
-        out.push(StoredTensor::new(name, dtype, view.shape().to_vec(), Storage::Mapped(map.clone()), range));
+        out.push(StoredTensor::new(name, dtype, shape, Storage::Mapped(map.clone()), range));
     }
     Ok((out, skipped))
 }
@@ -225,5 +248,48 @@ mod tests {
         let store = WeightStore::open(dir.path()).unwrap();
         let err = store.get("ids").unwrap_err().to_string();
         assert!(err.contains("tensor ids") && err.contains("unsupported dtype I64"), "{err}");
+    }
+
+    #[test]
+    fn shard_names_stay_inside_the_directory_by_their_spelling() {
+        // An HF cache snapshot: the shards are symlinks into the cache's blob folder, outside the model directory.
+        let root = tempfile::tempdir().unwrap();
+        let (blobs, snapshot) = (root.path().join("blobs"), root.path().join("snapshots").join("abc"));
+        std::fs::create_dir_all(&blobs).unwrap();
+        std::fs::create_dir_all(snapshot.join("sub")).unwrap();
+        let a: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        write_safetensors(&blobs.join("b1"), &[("a", safetensors::Dtype::F32, vec![2], a.clone())]);
+        write_safetensors(&blobs.join("b2"), &[("b", safetensors::Dtype::F32, vec![2], a)]);
+        std::os::unix::fs::symlink("../../blobs/b1", snapshot.join("s1.safetensors")).unwrap();
+        std::os::unix::fs::symlink("../../../blobs/b2", snapshot.join("sub").join("s2.safetensors")).unwrap();
+        let index = |a: &str, b: &str| {
+            let json = serde_json::json!({"weight_map": {"a": a, "b": b}});
+            std::fs::write(snapshot.join("model.safetensors.index.json"), json.to_string()).unwrap();
+        };
+        index("s1.safetensors", "./sub/s2.safetensors");
+        let store = WeightStore::open(&snapshot).unwrap();
+        assert_eq!(store.get("b").unwrap().to_f32(), vec![1.5, -2.0]);
+        for bad in ["../abc/s1.safetensors", "sub/../../abc/s1.safetensors", "/etc/passwd", "", ".", "sub/.."] {
+            index("s1.safetensors", bad);
+            let err = WeightStore::open(&snapshot).err().unwrap().to_string();
+            assert!(
+                err.contains(&format!("names the shard {bad:?} (for b), which is not a file name inside the model")),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn shapes_whose_dimensions_overflow_are_refused() {
+        // The safetensors crate multiplies in order and stops caring after a 0; the other dimensions still count.
+        let dir = tempfile::tempdir().unwrap();
+        let header = br#"{"w":{"dtype":"F32","shape":[0,1099511627776,1099511627776],"data_offsets":[0,0]}}"#;
+        let bytes = [&(header.len() as u64).to_le_bytes()[..], header].concat();
+        std::fs::write(dir.path().join("model.safetensors"), bytes).unwrap();
+        let err = WeightStore::open(dir.path()).err().unwrap().to_string();
+        assert!(
+            err.contains("model.safetensors: tensor w has shape [0, 1099511627776, 1099511627776], too many"),
+            "{err}"
+        );
     }
 }

@@ -25,19 +25,21 @@ impl DType {
         }
     }
 
-    /// Bytes that hold `values` values (a whole number of blocks).
-    pub fn bytes_for(self, values: usize) -> usize {
+    /// Bytes that hold `values` values (a whole number of blocks); `None` when they would not fit in memory.
+    pub fn bytes_for(self, values: usize) -> Option<usize> {
         match self {
-            DType::F32 => 4 * values,
-            DType::F16 | DType::BF16 => 2 * values,
-            DType::Quant(q) => values / q.block_values() * q.block_bytes(),
+            DType::F32 => values.checked_mul(4),
+            DType::F16 | DType::BF16 => values.checked_mul(2),
+            DType::Quant(q) => (values / q.block_values()).checked_mul(q.block_bytes()),
         }
     }
 
     /// Converts little-endian values of this dtype to f32 (`out.len()` values from the start of `bytes`; whole
-    /// blocks for quantized types).
+    /// blocks for quantized types). Panics when `bytes` holds fewer values.
     pub fn convert(self, bytes: &[u8], out: &mut [f32]) {
-        let bytes = &bytes[..self.bytes_for(out.len())];
+        let Some(bytes) = self.bytes_for(out.len()).and_then(|n| bytes.get(..n)) else {
+            panic!("{} bytes hold fewer than {} {self} values", bytes.len(), out.len())
+        };
         match self {
             DType::Quant(q) => super::gguf::dequantize(q, bytes, out),
             DType::F32 => match bytemuck::try_cast_slice::<u8, f32>(bytes) {
@@ -109,7 +111,7 @@ pub(crate) enum Storage {
 }
 
 impl Storage {
-    fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         match self {
             Storage::Mapped(map) => map,
             Storage::Owned(vec) => vec,
@@ -128,6 +130,9 @@ pub struct StoredTensor {
 }
 
 impl StoredTensor {
+    /// A tensor over `range` of `storage`. Readers of files make it only after checking what every method here
+    /// relies on: the product of the shape's non-zero dimensions fits in a `usize`, and `range` holds exactly the
+    /// bytes of the shape's values in `dtype`, inside `storage`.
     pub(crate) fn new(name: String, dtype: DType, shape: Vec<usize>, storage: Storage, range: Range<usize>) -> Self {
         Self { name, dtype, shape, storage, range }
     }
@@ -153,7 +158,8 @@ impl StoredTensor {
 
     /// An owned tensor of `dtype` over little-endian `bytes`.
     pub fn from_bytes(name: &str, shape: &[usize], dtype: DType, bytes: Vec<u8>) -> Self {
-        assert_eq!(dtype.bytes_for(shape.iter().product()), bytes.len(), "shape and data of {name} disagree");
+        let numel = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        assert_eq!(numel.and_then(|n| dtype.bytes_for(n)), Some(bytes.len()), "shape and data of {name} disagree");
         let len = bytes.len();
         Self::new(name.to_string(), dtype, shape.to_vec(), Storage::Owned(Arc::new(bytes)), 0..len)
     }
@@ -189,14 +195,23 @@ impl StoredTensor {
     pub fn read_f32_range(&self, start: usize, out: &mut [f32]) {
         let block = self.dtype.block_values();
         assert!(
-            start % block == 0 && out.len() % block == 0,
+            start.is_multiple_of(block) && out.len().is_multiple_of(block),
             "{}: values {start}..{} are not whole {}-value blocks",
             self.name,
-            start + out.len(),
+            start.saturating_add(out.len()),
             block
         );
-        let first = self.dtype.bytes_for(start);
-        self.dtype.convert(&self.bytes()[first..first + self.dtype.bytes_for(out.len())], out);
+        let range = self.dtype.bytes_for(start).zip(self.dtype.bytes_for(out.len()));
+        let bytes = range.and_then(|(first, len)| self.bytes().get(first..first.checked_add(len)?));
+        let Some(bytes) = bytes else {
+            panic!(
+                "{}: values {start}..{} are past the tensor's {} values",
+                self.name,
+                start.saturating_add(out.len()),
+                self.numel()
+            )
+        };
+        self.dtype.convert(bytes, out);
     }
 
     /// All values converted to f32.
@@ -230,7 +245,7 @@ mod tests {
         let values = [1.5f32, -0.25, 65504.0, 3.0e-5];
         for dtype in [DType::F32, DType::F16, DType::BF16] {
             let t = StoredTensor::from_f32_as("t", &[2, 2], &values, dtype);
-            assert_eq!(t.bytes().len(), dtype.bytes_for(4));
+            assert_eq!(Some(t.bytes().len()), dtype.bytes_for(4));
             let back = t.to_f32();
             for (b, v) in back.iter().zip(values) {
                 let tolerance = match dtype {

@@ -5,6 +5,7 @@ use crate::backend::Backend;
 use crate::generation::generate::{GenerateOptions, Request, Streams, generate};
 use crate::generation::sampling::SamplingParams;
 use crate::generation::steering::SteerConfig;
+use crate::glov::settings::parse_finite;
 use crate::models::llm::LlmModel;
 use anyhow::{Result, bail};
 use clap::Args;
@@ -37,13 +38,13 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 50, value_name = "T")]
     max_new_tokens: usize,
     /// Softmax temperature of sampling (ignored with --greedy).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = parse_finite)]
     temperature: f32,
     /// Keep the k most likely tokens (0: off).
     #[arg(long, default_value_t = 50)]
     top_k: usize,
     /// Keep the smallest set of tokens whose probability reaches p (1: off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = parse_finite)]
     top_p: f32,
     /// Seed: a sequence's tokens depend only on the seed and its index.
     #[arg(long, default_value_t = 0)]

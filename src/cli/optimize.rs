@@ -176,7 +176,7 @@ pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, quiet: bool) -> Result<(
         bail!("--out is required (as a flag, or as out = ... in --config): the run directory")
     };
     let resume = args.resume || file.resume == Some(true);
-    let overrides = args.settings.or(file.settings).absolute()?;
+    let overrides = args.settings.or(file.settings)?.absolute()?;
     let stored = if resume {
         let (run, resumed) = RunDir::open::<RunConfig>(&out)?;
         if resumed.config.format != FORMAT {
@@ -186,7 +186,7 @@ pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, quiet: bool) -> Result<(
     } else {
         None
     };
-    if !resume && out.join(crate::glov::run_dir::CONFIG).exists() {
+    if !resume && crate::no_follow::exists(&out.join(crate::glov::run_dir::CONFIG))? {
         bail!("{} already holds a run: continue it with --resume, or choose another --out", out.display());
     }
     let settings = match &stored {

@@ -3,6 +3,7 @@
 
 use crate::backend::Backend;
 use crate::generation::hidden::block_output_means;
+use crate::glov::settings::parse_finite;
 use crate::models::llm::LlmModel;
 use anyhow::Result;
 use clap::Args;
@@ -23,7 +24,7 @@ pub struct SteerVectorArgs {
     /// The decoder block (0-based) whose output is averaged.
     #[arg(long, value_name = "L")]
     layer: usize,
-    #[arg(long, default_value_t = 1.0, value_name = "A")]
+    #[arg(long, default_value_t = 1.0, value_name = "A", value_parser = parse_finite)]
     alpha: f32,
     /// Output safetensors file (one tensor, `steer`).
     #[arg(short, long, value_name = "FILE")]

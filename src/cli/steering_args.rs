@@ -2,6 +2,7 @@
 
 use crate::checkpoint::DType;
 use crate::generation::steering::{SteerCache, SteerMode};
+use crate::glov::settings::parse_finite;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,7 @@ pub struct SteerArgs {
     #[arg(long, value_name = "L", requires = "steer")]
     pub steer_layer: Option<usize>,
     /// Scale of the vector.
-    #[arg(long, default_value_t = 1.0, value_name = "A")]
+    #[arg(long, default_value_t = 1.0, value_name = "A", value_parser = parse_finite)]
     pub alpha: f32,
     /// Where the vector is added: the sampled position only (GLOV) or every position.
     #[arg(long, value_enum, default_value = "last")]

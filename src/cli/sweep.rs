@@ -125,6 +125,9 @@ pub fn run(args: SweepArgs, global: Global) -> Result<()> {
         print!("{}", states_table(&out, &ids, None)?);
         return Ok(());
     }
+    if args.executor == Executor::Slurm {
+        slurm::sweep_folder(&out)?;
+    }
     sweep::prepare(&out, &plan, &cells)?;
     match args.executor {
         Executor::Local => run_local(&args, &plan, &global, &out, &ids),

@@ -10,14 +10,15 @@
 //! consistency check compares the names as written).
 //!
 //! Only the requested split's key is required, and its samples keep the file's order. Every image it lists must be
-//! an existing file.
+//! an existing file, named by a path that stays below the image root (neither absolute nor with a `..` component,
+//! in any split).
 
 use super::{Dataset, Sample, Split, classnames::default_name};
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Component, Path};
 
 /// One parsed entry of a split list.
 struct Entry<'a> {
@@ -97,7 +98,7 @@ fn parse_list<'a>(list: &'a Value, split: Split, file: &Path) -> Result<Vec<Entr
                 }
                 _ => None,
             };
-            entry.with_context(|| {
+            let entry = entry.with_context(|| {
                 format!(
                     "{}: \"{}\" entry {}: expected [relative_path, label, classname] with a non-negative integer \
                      label, found {}",
@@ -106,9 +107,26 @@ fn parse_list<'a>(list: &'a Value, split: Split, file: &Path) -> Result<Vec<Entr
                     index,
                     truncated(item)
                 )
-            })
+            })?;
+            if !stays_below(entry.path) {
+                bail!(
+                    "{}: \"{}\" entry {}: the image path {:?} leaves the image root (it is absolute or has a `..` \
+                     component); a split file names images below its root",
+                    file.display(),
+                    split,
+                    index,
+                    entry.path
+                );
+            }
+            Ok(entry)
         })
         .collect()
+}
+
+/// Whether a relative path stays below the folder it is joined to, read lexically: no root, no `..`. Links below
+/// the image root (a class folder kept on another disk) are followed as the user made them.
+fn stays_below(path: &str) -> bool {
+    Path::new(path).components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
 
 /// The class names by label, gathered across all splits; errors on conflicting names and on gaps in the labels.
@@ -265,6 +283,18 @@ mod tests {
             assert!(err.contains("split.json: \"val\" entry 1: expected [relative_path, label, classname]"), "{err}");
             assert!(err.contains(shown), "{err}");
         }
+    }
+
+    #[test]
+    fn paths_that_leave_the_image_root_are_refused() {
+        for bad in ["/etc/passwd", "../outside.jpg", "a/../../outside.jpg", "a/./../b/1.jpg"] {
+            let json =
+                format!(r#"{{"train": [["a/1.jpg", 0, "a"]], "test": [["a/1.jpg", 0, "a"], ["{bad}", 0, "a"]]}}"#);
+            let dir = setup(&["a/1.jpg"], &json);
+            let err = load_in(&dir, Split::Train).unwrap_err().to_string();
+            assert!(err.contains(&format!("split.json: \"test\" entry 1: the image path {bad:?} leaves")), "{err}");
+        }
+        assert!(stays_below("a/./b/1.jpg") && stays_below("1.jpg"));
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! The settings of an optimisation run: from flags, from a TOML file (the same names as the flags, e.g.
 //! `max-new-tokens = 50`), and from the defaults of GLOV.md, in that order of precedence. A resumed run takes its
 //! stored settings; a setting given again must equal the stored one.
+//!
+//! Numbers must be finite wherever settings are read: [`check_finite`] refuses NaN and the infinities, naming the
+//! key, in a config file, a sweep plan and the merged settings the flags give (a flag's text is parsed by
+//! [`parse_finite`], which applies the same rule). JSON, in which settings are merged and stored, has no such numbers
+//! and would read one back as "unset".
 
 use crate::generation::steering::SteerCache;
 use anyhow::{Context, Result, bail};
@@ -56,7 +61,7 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
     /// Guidance strengths, one trajectory each; 0 is GLOV without guidance [default: 1,0.75,0.5,0.25,0].
-    #[arg(long, value_delimiter = ',', value_name = "A,B,...")]
+    #[arg(long, value_delimiter = ',', value_name = "A,B,...", value_parser = parse_finite)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alphas: Option<Vec<f32>>,
     /// The decoder block (0-based) whose output is steered [default: 17 for a 32-block model, the same relative
@@ -73,7 +78,7 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_new_tokens: Option<usize>,
     /// Sampling temperature [default: 1].
-    #[arg(long)]
+    #[arg(long, value_parser = parse_finite)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f32>,
     /// Top-k filter of sampling, 0 for none [default: 50].
@@ -81,7 +86,7 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub top_k: Option<usize>,
     /// Top-p (nucleus) filter of sampling, 1 for none [default: 0.9].
-    #[arg(long)]
+    #[arg(long, value_parser = parse_finite)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f32>,
     /// What the KV cache keeps of a steered position: steered (cheap), or clean (as the original code, which
@@ -151,6 +156,36 @@ pub struct Settings {
     pub no_cache: bool,
 }
 
+/// Refuses NaN and the infinities anywhere in a table of settings, naming the key (`alphas[1]`, `grid.top-p[0]`).
+pub fn check_finite(table: &toml::Table) -> Result<()> {
+    fn walk(key: &str, value: &toml::Value) -> Result<()> {
+        match value {
+            toml::Value::Float(number) => finite(key, *number),
+            toml::Value::Array(items) => {
+                items.iter().enumerate().try_for_each(|(i, item)| walk(&format!("{key}[{i}]"), item))
+            }
+            toml::Value::Table(table) => table.iter().try_for_each(|(k, v)| walk(&format!("{key}.{k}"), v)),
+            _ => Ok(()),
+        }
+    }
+    table.iter().try_for_each(|(key, value)| walk(key, value))
+}
+
+/// The rule itself: a setting's number must be finite.
+fn finite(key: &str, number: f64) -> Result<()> {
+    if !number.is_finite() {
+        bail!("{key}: {number} is not a finite number");
+    }
+    Ok(())
+}
+
+/// A number flag's value: a finite `f32`.
+pub fn parse_finite(text: &str) -> std::result::Result<f32, String> {
+    let number: f32 = text.trim().parse().map_err(|e| format!("{text:?} is not a number ({e})"))?;
+    finite("the value", number.into()).map_err(|e| e.to_string())?;
+    Ok(number)
+}
+
 fn defaults() -> Map<String, Value> {
     let Value::Object(map) = serde_json::json!({
         "split-file": null, "description": null, "steps": 100, "samples": 10, "shots": 1, "seed": 1,
@@ -184,6 +219,7 @@ impl ConfigFile {
 
     pub fn parse(text: &str) -> Result<Self> {
         let mut table: toml::Table = toml::from_str(text)?;
+        check_finite(&table)?;
         let out = match table.remove("out") {
             Some(toml::Value::String(dir)) => Some(PathBuf::from(dir)),
             Some(other) => bail!("out must be a string (a folder), not {other}"),
@@ -200,15 +236,17 @@ impl ConfigFile {
 
 impl Overrides {
     /// `self` where set, else `other`.
-    pub fn or(self, other: Overrides) -> Overrides {
-        let mut map = other.to_map();
-        map.extend(self.to_map());
-        serde_json::from_value(Value::Object(map)).expect("the union of two valid override sets is valid")
+    pub fn or(self, other: Overrides) -> Result<Overrides> {
+        let mut map = other.to_map()?;
+        map.extend(self.to_map()?);
+        Ok(serde_json::from_value(Value::Object(map)).expect("the union of two valid override sets is valid"))
     }
 
-    fn to_map(&self) -> Map<String, Value> {
+    /// The settings that are set, as JSON; a number that JSON cannot hold is refused by [`check_finite`].
+    fn to_map(&self) -> Result<Map<String, Value>> {
+        check_finite(&toml::Table::try_from(self).context("the settings as a table")?)?;
         match serde_json::to_value(self).expect("overrides serialise") {
-            Value::Object(map) => map,
+            Value::Object(map) => Ok(map),
             _ => unreachable!("a struct serialises to an object"),
         }
     }
@@ -245,7 +283,7 @@ impl Overrides {
             }
         }
         let mut map = defaults();
-        map.extend(self.to_map());
+        map.extend(self.to_map()?);
         let settings: Settings = serde_json::from_value(Value::Object(map)).context("resolving the settings")?;
         settings.validate()?;
         Ok(settings)
@@ -259,7 +297,7 @@ impl Overrides {
         };
         let mut merged = stored_map.clone();
         let mut differences = Vec::new();
-        for (key, value) in self.to_map() {
+        for (key, value) in self.to_map()? {
             let before = stored_map.get(&key).cloned().unwrap_or(Value::Null);
             if before != value && !NOT_COMPARED.contains(&key.as_str()) {
                 differences.push(format!("{key}: the run has {before}, now {value}"));
@@ -351,7 +389,7 @@ mod tests {
         let file: Overrides =
             toml::from_str("steps = 7\nsamples = 4\nalphas = [1.0, 0.0]\nsteer-cache = \"clean\"\n").unwrap();
         let flags = Overrides { steps: Some(3), ..required() };
-        let s = flags.or(file).resolve().unwrap();
+        let s = flags.or(file).unwrap().resolve().unwrap();
         assert_eq!((s.steps, s.samples, s.alphas.clone(), s.steer_cache), (3, 4, vec![1.0, 0.0], SteerCache::Clean));
         let err = format!("{:#}", ConfigFile::parse("stepz = 3\n").unwrap_err());
         assert!(err.contains("stepz"), "{err}");
@@ -361,6 +399,26 @@ mod tests {
         assert!(err.contains("twice"), "{err}");
         let err = Overrides { baseline: Some("a photo".into()), ..required() }.resolve().unwrap_err().to_string();
         assert!(err.contains("class slot"), "{err}");
+    }
+
+    #[test]
+    fn numbers_must_be_finite_wherever_settings_are_read() {
+        for (text, key) in
+            [("alphas = [1.0, nan]", "alphas[1]"), ("temperature = inf", "temperature"), ("top-p = -inf", "top-p")]
+        {
+            let e = format!("{:#}", ConfigFile::parse(text).unwrap_err());
+            assert!(e.starts_with(&format!("{key}: ")) && e.contains("is not a finite number"), "{e}");
+        }
+        let flags = Overrides { temperature: Some(f32::NAN), ..required() };
+        let e = flags.clone().or(Overrides::default()).unwrap_err().to_string();
+        assert!(e.starts_with("temperature: NaN is not a finite number"), "{e}");
+        assert!(flags.resolve().unwrap_err().to_string().starts_with("temperature: NaN"));
+        let e = Overrides { alphas: Some(vec![f32::INFINITY]), ..Overrides::default() };
+        assert!(e.check_resume(required().resolve().unwrap()).unwrap_err().to_string().starts_with("alphas[0]: inf"));
+        assert_eq!(parse_finite(" 0.5"), Ok(0.5));
+        for bad in ["nan", "inf", "-infinity", "x"] {
+            assert!(parse_finite(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -54,8 +54,13 @@ pub struct Progress {
     pub completed_steps: Option<usize>,
 }
 
-/// Reads a cell's state from its folder without changing anything in it.
+/// Reads a cell's state from its folder without changing anything in it. The files the sweep writes there (the
+/// log, the lock, the error) and `state.json` must be regular files or absent: a link there is an error naming it,
+/// so that no executor writes through it.
 pub fn progress(dir: &Path) -> Result<Progress> {
+    for name in [LOG, LOCK, ERROR] {
+        crate::no_follow::exists(&dir.join(name))?;
+    }
     let completed_steps = completed_steps(dir)?;
     let state = if is_locked(dir)? {
         State::Running
@@ -73,11 +78,7 @@ pub fn progress(dir: &Path) -> Result<Progress> {
 
 fn completed_steps(dir: &Path) -> Result<Option<usize>> {
     let path = dir.join(run_dir::STATE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
+    let Some(text) = crate::no_follow::read_to_string(&path)? else { return Ok(None) };
     let state: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))?;
     Ok(state["completed_steps"].as_u64().map(|n| n as usize))
@@ -95,11 +96,7 @@ fn flock(file: &File, operation: libc::c_int) -> std::io::Result<bool> {
 /// Whether something holds the cell's lock (a shared lock is tried and let go at once).
 fn is_locked(dir: &Path) -> Result<bool> {
     let path = dir.join(LOCK);
-    let file = match File::open(&path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
-    };
+    let Some(file) = crate::no_follow::open_existing(&path, File::options().read(true))? else { return Ok(false) };
     Ok(!flock(&file, libc::LOCK_SH).with_context(|| format!("cannot lock {}", path.display()))?)
 }
 
@@ -112,10 +109,7 @@ pub struct Lock {
 /// for an instant).
 pub fn lock(dir: &Path) -> Result<Option<Lock>> {
     let path = dir.join(LOCK);
-    let file = File::options()
-        .create(true)
-        .append(true)
-        .open(&path)
+    let file = crate::no_follow::open(&path, File::options().create(true).append(true))
         .with_context(|| format!("cannot create the lock file {}", path.display()))?;
     for _ in 0..20 {
         if flock(&file, libc::LOCK_EX).with_context(|| format!("cannot lock {}", path.display()))? {
@@ -212,6 +206,23 @@ mod tests {
         assert_eq!(state(cell).state, State::Failed, "the lock is let go when dropped");
         std::fs::write(cell.join("state.json"), b"{\"compl").unwrap();
         assert!(progress(cell).unwrap_err().to_string().contains("state.json is damaged"));
+    }
+
+    #[test]
+    fn links_among_the_sweep_s_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cell = dir.path().join("cell");
+        std::fs::create_dir(&cell).unwrap();
+        let target = dir.path().join("elsewhere");
+        for name in [LOG, LOCK, ERROR, run_dir::STATE] {
+            std::os::unix::fs::symlink(&target, cell.join(name)).unwrap();
+            let e = progress(&cell).unwrap_err().to_string();
+            assert!(e.contains(&format!("{} is a symbolic link", cell.join(name).display())), "{name}: {e}");
+            std::fs::remove_file(cell.join(name)).unwrap();
+        }
+        std::os::unix::fs::symlink(&target, cell.join(LOCK)).unwrap();
+        assert!(format!("{:#}", lock(&cell).err().unwrap()).contains("is a symbolic link"));
+        assert!(!target.exists(), "nothing is created through a dangling link");
     }
 
     #[test]

@@ -192,11 +192,7 @@ fn run_cell(dir: &Path, launch: &Launch, device: &str, shared: &Shared) -> Resul
     }
 
     let log_path = dir.join(cell::LOG);
-    let mut log = File::options()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let mut log = crate::no_follow::open(&log_path, File::options().create(true).append(true))?;
     writeln!(log, "== glov-cuda sweep (local): {}", args.join(" "))?;
     remove_if_present(&dir.join(cell::ERROR))?;
     let mut command = Command::new(&launch.exe);

@@ -6,6 +6,7 @@
 //! job-array script and the jobs submitted).
 
 pub mod cell;
+pub mod job_script;
 pub mod local;
 pub mod plan;
 pub mod slurm;

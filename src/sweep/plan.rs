@@ -273,8 +273,9 @@ impl Plan {
     }
 }
 
-/// Rejects unknown names and values of the wrong type, as `optimize --config` would.
+/// Rejects unknown names, values of the wrong type and numbers that are not finite, as `optimize --config` would.
 fn check_settings(table: &toml::Table) -> Result<()> {
+    crate::glov::settings::check_finite(table)?;
     let _: Overrides = toml::Value::Table(table.clone()).try_into()?;
     Ok(())
 }
@@ -457,6 +458,12 @@ mod tests {
         assert!(e.contains("grid.seed: seed is also a fixed setting"), "{e}");
         let e = error("[grid]\ndataset = [\"a\"]\n[[datasets]]\ndataset-name = \"DTD\"\ndataset = \"d\"\n");
         assert!(e.contains("grid.dataset: datasets are an axis of their own"), "{e}");
+        let e = error("top-p = nan\n[[datasets]]\ndataset-name = \"DTD\"\ndataset = \"d\"\n");
+        assert!(e.contains("plans/table1.toml: fixed settings: top-p: NaN is not a finite number"), "{e}");
+        let e = error("[grid]\nalphas = [[1.0], [inf]]\n[[datasets]]\ndataset-name = \"DTD\"\ndataset = \"d\"\n");
+        assert!(e.contains("grid.alphas[1]: alphas[0]: inf is not a finite number"), "{e}");
+        let e = error("[[datasets]]\ndataset-name = \"DTD\"\ndataset = \"d\"\ntemperature = -inf\n");
+        assert!(e.contains("datasets[0] (DTD): temperature: -inf is not a finite number"), "{e}");
         let e = error("[slurm]\ngpu = 1\n[[datasets]]\ndataset-name = \"DTD\"\ndataset = \"d\"\n");
         assert!(e.contains("plans/table1.toml: [slurm]") && e.contains("gpu"), "{e}");
         let e = error(

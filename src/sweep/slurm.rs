@@ -4,7 +4,12 @@
 //! begun (a preempted or requeued task, or a new submission after a failure), holding the cell's lock with
 //! `flock(1)` while it runs. Its output goes to the cell's `optimize.log`; a failure leaves `error.txt` there, as
 //! the local executor does. The scripts and the submitted jobs are kept under `<sweep>/slurm/`.
+//!
+//! Every value the script holds reaches it through [`super::job_script`]. A task refuses to append to a log or
+//! lock a lock file that is a link, and writes `error.txt` to a new file renamed into place, so that a cell's
+//! folder cannot make it write elsewhere.
 
+use super::job_script;
 use super::plan::SlurmSettings;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -31,11 +36,6 @@ pub struct Job<'a> {
     pub tasks: &'a [usize],
 }
 
-/// `'text'` for bash, with any `'` closed, escaped and reopened.
-fn quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
-}
-
 /// Task ids as Slurm's `--array` takes them: runs of consecutive ids as ranges (`0-3,5,7-8`), and `%N` for the
 /// most tasks at once.
 pub fn array_spec(tasks: &[usize], max_parallel: Option<u32>) -> String {
@@ -56,22 +56,25 @@ pub fn array_spec(tasks: &[usize], max_parallel: Option<u32>) -> String {
     spec
 }
 
-/// One `#SBATCH` option from the plan or a flag: `--qos=high` or `#SBATCH --qos=high`, on one line.
-fn sbatch_option(line: &str) -> Result<String> {
-    let option = line.trim().strip_prefix("#SBATCH").unwrap_or(line.trim()).trim();
-    if !option.starts_with('-') || option.contains(['\n', '\r']) {
-        bail!("sbatch: {line:?} is not one sbatch option such as \"--qos=high\"");
+/// The sweep's folder as the script names it (checked before anything is written there).
+pub fn sweep_folder(dir: &Path) -> Result<&str> {
+    let sweep = job_script::path("--out", dir)?;
+    if sweep.contains(['%', '\\']) {
+        bail!("--out: {sweep:?} holds '%' or '\\', which Slurm reads as file-name patterns in --output");
     }
-    Ok(option.to_string())
+    Ok(sweep)
 }
 
-/// The job-array script's text.
+/// The job-array script's text. Every value from the plan, the flags and the paths reaches it through
+/// [`job_script`], which refuses what would end a line and quotes the rest.
 pub fn script(job: &Job) -> Result<String> {
     let s = job.settings;
+    let sweep = sweep_folder(job.sweep_dir)?;
+    let job_name = s.job_name.as_deref().unwrap_or("glov-sweep");
     let mut options = vec![
-        format!("--job-name={}", s.job_name.as_deref().unwrap_or("glov-sweep")),
+        job_script::directive("slurm job-name", "job-name", job_name)?,
         format!("--array={}", array_spec(job.tasks, s.max_parallel)),
-        format!("--output={}", job.sweep_dir.join(SLURM_DIR).join("%A_%a.out").display()),
+        job_script::directive("--out", "output", &format!("{sweep}/{SLURM_DIR}/%A_%a.out"))?,
         "--requeue".to_string(),
         "--open-mode=append".to_string(),
     ];
@@ -86,38 +89,54 @@ pub fn script(job: &Job) -> Result<String> {
         ("account", s.account.clone()),
     ] {
         if let Some(value) = value {
-            if value.is_empty() || value.contains(char::is_whitespace) {
-                bail!("slurm {name}: {value:?} is not a single word");
+            let field = format!("slurm {name}");
+            if value.is_empty() || job_script::text(&field, &value)?.contains(char::is_whitespace) {
+                bail!("{field}: {value:?} is not a single word");
             }
-            options.push(format!("--{name}={value}"));
+            options.push(job_script::directive(&field, name, &value)?);
         }
     }
-    for line in &s.sbatch {
-        options.push(sbatch_option(line)?);
+    for (i, line) in s.sbatch.iter().enumerate() {
+        options.push(job_script::sbatch_option(&format!("slurm sbatch[{i}]"), line)?);
     }
+    let mut cells = String::new();
+    for cell in job.cells {
+        let _ =
+            writeln!(cells, "  {}", job_script::word("a cell's folder", job_script::path("a cell's folder", cell)?)?);
+    }
+    let global: Vec<String> = job.global.iter().map(|a| job_script::word("a global flag", a)).collect::<Result<_>>()?;
+    let exe = job_script::word("the glov-cuda binary", job_script::path("the glov-cuda binary", job.exe)?)?;
 
     let mut text = String::from("#!/bin/bash\n");
-    let _ = writeln!(
-        text,
-        "# The glov-cuda sweep in {}: one array task per cell (task i runs cells[i]).",
-        job.sweep_dir.display()
-    );
+    let _ = writeln!(text, "# The glov-cuda sweep in {sweep}: one array task per cell (task i runs cells[i]).");
     let _ =
         writeln!(text, "# A task starts its cell, or resumes it when it has begun (requeued, preempted, resubmitted).");
     for option in &options {
         let _ = writeln!(text, "#SBATCH {option}");
     }
-    text.push_str("set -uo pipefail\n\ncells=(\n");
-    for cell in job.cells {
-        let _ = writeln!(text, "  {}", quote(&cell.display().to_string()));
-    }
-    text.push_str(")\n");
-    let global: Vec<String> = job.global.iter().map(|a| quote(a)).collect();
     let _ = write!(
         text,
-        r#"cell=${{cells[$SLURM_ARRAY_TASK_ID]}}
+        r#"set -uo pipefail
+
+cells=(
+{cells})
+cell=${{cells[$SLURM_ARRAY_TASK_ID]}}
 args=({global} optimize --config "$cell/cell.toml" -q)
 if [ -e "$cell/config.json" ]; then args+=(--resume); fi
+
+# Writes error.txt: its lines go to a new file (mktemp) renamed over the old one, never through a link.
+fail() {{
+  local partial
+  partial=$(mktemp "$cell/error.txt.XXXXXX") && printf '%s\n' "$@" >"$partial" && mv -fT "$partial" "$cell/error.txt"
+}}
+# The files the task appends to or locks must be regular files or absent: a link there is refused, not followed.
+for file in "$cell/optimize.log" "$cell/.lock"; do
+  if [ -L "$file" ] || {{ [ -e "$file" ] && [ ! -f "$file" ]; }}; then
+    echo "$file is a symbolic link or not a regular file: the task writes nothing through it" >&2
+    fail "$file is a symbolic link or not a regular file: the task writes nothing through it"
+    exit 1
+  fi
+done
 echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ) slurm job ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}} (restart ${{SLURM_RESTART_COUNT:-0}}) on $(hostname), CUDA_VISIBLE_DEVICES=${{CUDA_VISIBLE_DEVICES:-}}: ${{args[*]}}" >>"$cell/optimize.log"
 rm -f "$cell/error.txt"
 flock -w 5 -E 75 "$cell/.lock" {exe} "${{args[@]}}" >>"$cell/optimize.log" 2>&1
@@ -126,17 +145,13 @@ case $status in
   0 | 130 | 137 | 143) ;;
   75) echo "cell $cell is held by another process; not run" >&2 ;;
   *)
-    {{
-      echo "glov-cuda optimize exited with status $status in slurm job ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}} on $(hostname)"
-      echo "last lines of $cell/optimize.log:"
-      tail -n 20 "$cell/optimize.log"
-    }} >"$cell/error.txt.partial" && mv "$cell/error.txt.partial" "$cell/error.txt"
+    fail "glov-cuda optimize exited with status $status in slurm job ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}} on $(hostname)" \
+      "last lines of $cell/optimize.log:" "$(tail -n 20 "$cell/optimize.log")"
     ;;
 esac
 exit $status
 "#,
         global = global.join(" "),
-        exe = quote(&job.exe.display().to_string()),
     );
     Ok(text)
 }
@@ -299,9 +314,34 @@ mod tests {
         let bad = SlurmSettings { mem: Some("64 G".into()), ..SlurmSettings::default() };
         let e = script(&Job { settings: &bad, ..job }).unwrap_err().to_string();
         assert!(e.contains("slurm mem: \"64 G\""), "{e}");
-        let bad = SlurmSettings { sbatch: vec!["qos=high".into()], ..SlurmSettings::default() };
+        let bad = SlurmSettings { sbatch: vec!["--qos=high".into(), "qos=high".into()], ..SlurmSettings::default() };
         let e = script(&Job { settings: &bad, ..job }).unwrap_err().to_string();
-        assert!(e.contains("\"qos=high\" is not one sbatch option"), "{e}");
+        assert!(e.contains("slurm sbatch[1]: \"qos=high\" is not one sbatch option"), "{e}");
+    }
+
+    #[test]
+    fn values_are_refused_or_quoted_never_run() {
+        let cells = [PathBuf::from("/runs/t/a")];
+        let job = |settings: &SlurmSettings, sweep: &'static str| -> Result<String> {
+            script(&Job {
+                settings,
+                exe: Path::new("/opt/glov-cuda"),
+                global: &[],
+                sweep_dir: Path::new(sweep),
+                cells: &cells,
+                tasks: &[0],
+            })
+        };
+        let named = SlurmSettings { job_name: Some("it's \"$(id)\" `id`".into()), ..SlurmSettings::default() };
+        let text = job(&named, "/runs/t").unwrap();
+        assert!(text.contains("#SBATCH --job-name=\"it's \\\"$(id)\\\" `id`\"\n"), "{text}");
+        let newline = SlurmSettings { job_name: Some("x\nid".into()), ..SlurmSettings::default() };
+        let e = job(&newline, "/runs/t").unwrap_err().to_string();
+        assert!(e.starts_with("slurm job-name: \"x\\nid\" holds the control character"), "{e}");
+        let e = job(&SlurmSettings::default(), "/runs/t\nid").unwrap_err().to_string();
+        assert!(e.starts_with("--out: "), "{e}");
+        let e = job(&SlurmSettings::default(), "/runs/100%").unwrap_err().to_string();
+        assert!(e.contains("file-name patterns"), "{e}");
     }
 
     #[test]

@@ -57,8 +57,7 @@ impl ClipTokenizer {
     }
 
     pub fn from_bytes(bytes: &[u8], eos_token_id: Option<u32>, context_length: usize) -> Result<Self> {
-        let mut inner =
-            tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| anyhow!("cannot parse tokenizer.json: {e}"))?;
+        let mut inner = super::load::tokenizer_from_bytes(bytes, "tokenizer.json")?;
         inner.with_padding(None);
         inner.with_truncation(None).map_err(|e| anyhow!("{e}"))?;
         let start = special_id(&inner, "<|startoftext|>")?;

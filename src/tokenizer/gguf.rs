@@ -7,7 +7,8 @@
 //! respelled, merges ordered by position in the file); `gpt2` (byte-level BPE, as Llama 3 files carry) as
 //! `GPT2Tokenizer`, with the split pattern named by `tokenizer.ggml.pre`.
 
-use crate::checkpoint::gguf::{GgufFile, Metadata};
+use super::load::{check_merge, quoted};
+use crate::checkpoint::gguf::Metadata;
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -44,11 +45,11 @@ pub struct GgufSpecialTokens {
     pub stop: Vec<u32>,
 }
 
-/// The `tokenizer.json` of the file's tokenizer, and its special tokens.
-pub fn tokenizer_json(file: &GgufFile) -> Result<(Value, GgufSpecialTokens)> {
+/// The `tokenizer.json` of the tokenizer a file's metadata describes, and its special tokens: a pure function of
+/// the metadata, whose errors name the file and the key, in time and memory near-linear in the metadata's size.
+pub fn tokenizer_json(m: &Metadata) -> Result<(Value, GgufSpecialTokens)> {
     let _span = tracing::info_span!("gguf_tokenizer").entered();
-    let m = &file.metadata;
-    let origin = file.path.display();
+    let origin = m.origin();
     let arch = m.str("general.architecture")?;
     let kind = m.opt_str("tokenizer.ggml.model")?.with_context(|| format!("{origin}: no tokenizer.ggml.model"))?;
     let tokens =
@@ -87,7 +88,7 @@ pub fn tokenizer_json(file: &GgufFile) -> Result<(Value, GgufSpecialTokens)> {
                 ensure!(scores.len() == tokens.len(), "{origin}: {} scores for {} tokens", scores.len(), tokens.len());
                 scores
             };
-            let merges = derived_merges(&spelled, &scores);
+            let merges = derived_merges(&spelled, &scores, origin)?;
             let unk =
                 if gemma { token_of(m.opt_usize("tokenizer.ggml.unknown_token_id")?.map(|i| i as u32)) } else { None };
             let model = bpe_model(&spelled, merges, unk, true, None);
@@ -132,9 +133,15 @@ pub fn tokenizer_json(file: &GgufFile) -> Result<(Value, GgufSpecialTokens)> {
                 .enumerate()
                 .map(|(i, merge)| match merge.split_once(' ') {
                     Some((a, b)) if !b.contains(' ') => Ok((a.to_string(), b.to_string())),
-                    _ => bail!("{origin}: tokenizer.ggml.merges[{i}] is {merge:?}, not two tokens"),
+                    _ => bail!("{origin}: tokenizer.ggml.merges[{i}] is {}, not two tokens", quoted(merge)),
                 })
                 .collect::<Result<Vec<_>>>()?;
+            let vocab: HashSet<&str> = spelled.iter().map(String::as_str).collect();
+            let mut joined = String::new();
+            for (i, (a, b)) in merges.iter().enumerate() {
+                let key = || format!("{origin}: tokenizer.ggml.merges[{i}]");
+                check_merge(&vocab, 0, (a, b), &key, &mut joined)?;
+            }
             let model = bpe_model(&spelled, merges, None, false, Some(""));
             let pre = m.opt_str("tokenizer.ggml.pre")?.unwrap_or("default");
             let pre_tokenizer = match split_pattern(pre) {
@@ -285,35 +292,127 @@ fn bpe_model(
     })
 }
 
+/// How many bytes the merges a SentencePiece vocabulary implies may hold per byte of its tokens, beyond
+/// [`MERGE_BYTES_FREE`]. A merge holds both parts of a split token, so natural vocabularies, whose tokens split
+/// into two tokens in a few ways each, stay below 10; nested runs (`a`, `aa`, `aaa`, ...) hold every split of
+/// every run, which grows as the cube of their count while their bytes grow as its square.
+const MERGE_BYTES_PER_TOKEN_BYTE: usize = 64;
+
+/// The merge bytes any vocabulary may imply, so that small vocabularies are never refused.
+const MERGE_BYTES_FREE: usize = 1 << 20;
+
+/// One merge of [`derived_merges`]: the ids (into the distinct tokens) of the left and right parts, and the key
+/// merges are ordered by.
+struct Split {
+    score: f64,
+    left_chars: usize,
+    right_chars: usize,
+    left: usize,
+    right: usize,
+}
+
+/// For each token, the longest other token that is a prefix of it (`None` if none, or for an empty token): the
+/// chain `parent`, `parent[parent]`, ... lists all of a token's proper prefixes in the vocabulary, longest first.
+///
+/// In lexicographic order, the tokens between a token and any extension of it all start with it, so one pass over
+/// the sorted tokens with a stack of the prefixes of the previous one finds every parent: a token on the stack is a
+/// prefix of the next token exactly when it is no longer than the two tokens' common prefix. The cost is the sort
+/// plus the common prefixes' lengths, near-linear in the tokens' bytes.
+fn longest_prefixes<S: AsRef<[u8]>>(tokens: &[S]) -> Vec<Option<usize>> {
+    let mut sorted: Vec<usize> = (0..tokens.len()).filter(|&i| !tokens[i].as_ref().is_empty()).collect();
+    sorted.sort_unstable_by(|&a, &b| tokens[a].as_ref().cmp(tokens[b].as_ref()));
+    let mut parent = vec![None; tokens.len()];
+    let mut stack: Vec<usize> = Vec::new();
+    let mut previous: &[u8] = &[];
+    for &i in &sorted {
+        let token = tokens[i].as_ref();
+        let common = previous.iter().zip(token).take_while(|(a, b)| a == b).count();
+        while stack.last().is_some_and(|&top| tokens[top].as_ref().len() > common) {
+            stack.pop();
+        }
+        parent[i] = stack.last().copied();
+        stack.push(i);
+        previous = token;
+    }
+    parent
+}
+
 /// The merges a SentencePiece vocabulary implies, as transformers derives them: every split of every token into
 /// two tokens of the vocabulary, best token score first; a token's splits by longer left part first. (A token
 /// listed twice keeps its last id and score, as a Python dict does.)
-fn derived_merges(tokens: &[String], scores: &[f64]) -> Vec<(String, String)> {
-    let mut ids: HashMap<&str, usize> = HashMap::with_capacity(tokens.len());
-    let mut order: Vec<&str> = Vec::with_capacity(tokens.len());
-    let mut score_of: HashMap<&str, f64> = HashMap::with_capacity(tokens.len());
+///
+/// The splits of a token are where a token that is a prefix of it ends and a token that is a suffix of it starts:
+/// both kinds come from [`longest_prefixes`] (of the tokens, and of the tokens reversed), so finding them costs
+/// time near-linear in the vocabulary's bytes rather than quadratic in each token's length. The merges hold both
+/// parts of each split, so their bytes are counted first and refused past [`MERGE_BYTES_PER_TOKEN_BYTE`] times
+/// the vocabulary's bytes (`origin` names the file in the error).
+fn derived_merges(tokens: &[String], scores: &[f64], origin: &str) -> Result<Vec<(String, String)>> {
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(tokens.len());
+    let mut distinct: Vec<&str> = Vec::with_capacity(tokens.len());
+    let mut score_of: Vec<f64> = Vec::with_capacity(tokens.len());
     for (id, token) in tokens.iter().enumerate() {
-        if ids.insert(token, id).is_none() {
-            order.push(token);
+        match index.get(token.as_str()) {
+            Some(&d) => score_of[d] = scores[id],
+            None => {
+                index.insert(token, distinct.len());
+                distinct.push(token);
+                score_of.push(scores[id]);
+            }
         }
-        score_of.insert(token, scores[id]);
     }
-    // (score, left length, right length, left, right), in the order the splits are found.
-    let mut merges: Vec<(f64, usize, usize, &str, &str)> = Vec::new();
-    for token in order {
-        let score = score_of[token];
-        let mut local: Vec<(&str, &str)> = token
-            .char_indices()
-            .skip(1)
-            .map(|(at, _)| token.split_at(at))
-            .filter(|(left, right)| ids.contains_key(left) && ids.contains_key(right))
-            .collect();
-        local.sort_by_key(|(left, right)| (ids[left], ids[right]));
-        merges.extend(local.into_iter().map(|(l, r)| (score, l.chars().count(), r.chars().count(), l, r)));
+    let chars: Vec<usize> = distinct.iter().map(|t| t.chars().count()).collect();
+    let prefix_of = longest_prefixes(&distinct);
+    let reversed: Vec<String> = distinct.iter().map(|t| t.chars().rev().collect()).collect();
+    let suffix_of = longest_prefixes(&reversed);
+
+    let vocabulary_bytes: usize = distinct.iter().map(|t| t.len()).sum();
+    let limit = vocabulary_bytes.saturating_mul(MERGE_BYTES_PER_TOKEN_BYTE).saturating_add(MERGE_BYTES_FREE);
+    let mut merge_bytes = 0usize;
+    let mut splits: Vec<Split> = Vec::new();
+    let (mut prefixes, mut suffixes) = (Vec::new(), Vec::new());
+    for (token, text) in distinct.iter().enumerate() {
+        let chain = |parent: &[Option<usize>], out: &mut Vec<usize>| {
+            out.clear();
+            let mut link = parent[token];
+            while let Some(p) = link {
+                out.push(p);
+                link = parent[p];
+            }
+        };
+        // Prefixes longest first, suffixes longest first: their split positions fall and rise.
+        chain(&prefix_of, &mut prefixes);
+        chain(&suffix_of, &mut suffixes);
+        let mut suffix_iter = suffixes.iter().peekable();
+        for &left in prefixes.iter().rev() {
+            let at = distinct[left].len();
+            while suffix_iter.next_if(|&&right| text.len() - distinct[right].len() < at).is_some() {}
+            let Some(&&right) = suffix_iter.peek() else { break };
+            if text.len() - distinct[right].len() == at {
+                merge_bytes = merge_bytes.saturating_add(text.len());
+                splits.push(Split {
+                    score: score_of[token],
+                    left_chars: chars[left],
+                    right_chars: chars[right],
+                    left,
+                    right,
+                });
+            }
+        }
+        if merge_bytes > limit {
+            bail!(
+                "{origin}: tokenizer.ggml.tokens: the merges these {} SentencePiece tokens imply would hold more than \
+                 {limit} bytes, over {MERGE_BYTES_PER_TOKEN_BYTE} times the {vocabulary_bytes} bytes of the tokens \
+                 (nested long tokens); refusing to build the tokenizer",
+                tokens.len()
+            );
+        }
     }
-    // Highest key first; a stable sort keeps the discovery order of equal keys, as Python's sorted does.
-    merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2)));
-    merges.into_iter().map(|(_, _, _, l, r)| (l.to_string(), r.to_string())).collect()
+    // Highest key first; a stable sort keeps the discovery order of equal keys, as Python's sorted does (equal keys
+    // come from different tokens, so the order of one token's splits does not matter).
+    splits.sort_by(|a, b| {
+        b.score.total_cmp(&a.score).then(b.left_chars.cmp(&a.left_chars)).then(b.right_chars.cmp(&a.right_chars))
+    });
+    Ok(splits.into_iter().map(|s| (distinct[s.left].to_string(), distinct[s.right].to_string())).collect())
 }
 
 /// GPT-2's printable spelling of the 256 byte values.
@@ -345,11 +444,88 @@ mod tests {
         assert_eq!(alphabet.iter().collect::<HashSet<_>>().len(), 256);
     }
 
+    fn strings(tokens: &[&str]) -> Vec<String> {
+        tokens.iter().map(|s| s.to_string()).collect()
+    }
+
     #[test]
     fn merges_follow_scores_then_longer_left_parts() {
-        let tokens: Vec<String> = ["a", "b", "c", "ab", "bc", "abc"].iter().map(|s| s.to_string()).collect();
+        let tokens = strings(&["a", "b", "c", "ab", "bc", "abc"]);
         let scores = [0.0, 0.0, 0.0, -1.0, -2.0, -0.5];
-        let pairs = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
-        assert_eq!(derived_merges(&tokens, &scores), pairs(&[("ab", "c"), ("a", "bc"), ("a", "b"), ("b", "c")]));
+        let merges = derived_merges(&tokens, &scores, "f.gguf").unwrap();
+        assert_eq!(merges, [("ab", "c"), ("a", "bc"), ("a", "b"), ("b", "c")].map(|(a, b)| (a.into(), b.into())));
+    }
+
+    /// transformers' `SentencePieceExtractor`, literally: every split of every token checked by lookups.
+    fn transformers_merges(tokens: &[String], scores: &[f64]) -> Vec<(String, String)> {
+        let mut ids: HashMap<&str, usize> = HashMap::new();
+        let mut order: Vec<&str> = Vec::new();
+        let mut score_of: HashMap<&str, f64> = HashMap::new();
+        for (id, token) in tokens.iter().enumerate() {
+            if ids.insert(token, id).is_none() {
+                order.push(token);
+            }
+            score_of.insert(token, scores[id]);
+        }
+        let mut merges: Vec<(f64, usize, usize, &str, &str)> = Vec::new();
+        for token in order {
+            let mut local: Vec<(&str, &str)> = token
+                .char_indices()
+                .skip(1)
+                .map(|(at, _)| token.split_at(at))
+                .filter(|(left, right)| ids.contains_key(left) && ids.contains_key(right))
+                .collect();
+            local.sort_by_key(|(left, right)| (ids[left], ids[right]));
+            let score = score_of[token];
+            merges.extend(local.into_iter().map(|(l, r)| (score, l.chars().count(), r.chars().count(), l, r)));
+        }
+        merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2)));
+        merges.into_iter().map(|(_, _, _, l, r)| (l.to_string(), r.to_string())).collect()
+    }
+
+    #[test]
+    fn merges_match_transformers_on_random_vocabularies() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n) as usize
+        };
+        let alphabet = ['a', 'b', 'é', '\u{2581}', ' '];
+        for round in 0..200 {
+            let count = 1 + next(120);
+            let tokens: Vec<String> = (0..count)
+                .map(|_| (0..next(7)).map(|_| alphabet[next(alphabet.len() as u64 - (round % 3) as u64)]).collect())
+                .collect();
+            // Few distinct scores, so that keys tie across tokens.
+            let scores: Vec<f64> = (0..count).map(|_| -(next(4) as f64)).collect();
+            let got = derived_merges(&tokens, &scores, "f.gguf").unwrap();
+            assert_eq!(got, transformers_merges(&tokens, &scores), "tokens {tokens:?} scores {scores:?}");
+        }
+    }
+
+    #[test]
+    fn nested_runs_are_refused_naming_the_file_and_key() {
+        let tokens: Vec<String> = (1..=400).map(|n| "a".repeat(n)).collect();
+        let scores = vec![0.0; tokens.len()];
+        let err = derived_merges(&tokens, &scores, "dir/m.gguf").unwrap_err().to_string();
+        assert!(err.starts_with("dir/m.gguf: tokenizer.ggml.tokens: the merges these 400 SentencePiece"), "{err}");
+        // Fewer runs stay under the bound and give every split.
+        let tokens: Vec<String> = (1..=40).map(|n| "a".repeat(n)).collect();
+        let merges = derived_merges(&tokens, &scores[..40], "m.gguf").unwrap();
+        assert_eq!(merges.len(), 39 * 40 / 2);
+    }
+
+    #[test]
+    fn a_long_token_costs_time_linear_in_its_length() {
+        let mut tokens = strings(&["a", "b", "ab"]);
+        tokens.push("ab".repeat(1 << 20));
+        tokens.push("ab".repeat((1 << 20) - 1) + "a");
+        let scores = vec![0.0; tokens.len()];
+        let start = std::time::Instant::now();
+        let merges = derived_merges(&tokens, &scores, "m.gguf").unwrap();
+        assert!(start.elapsed().as_secs_f64() < 5.0, "{:?}", start.elapsed());
+        assert_eq!(merges.len(), 2, "a+b and the long token's split into its first 2 MiB - 1 bytes and b");
     }
 }

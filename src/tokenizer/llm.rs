@@ -2,9 +2,10 @@
 //! tokens (a BOS where its post-processor adds one), rendered chat text as it stands (the template already holds
 //! the special tokens), and decoding of generated ids.
 
+use super::gguf::GgufSpecialTokens;
 use crate::chat::ChatTemplate;
 use crate::checkpoint::Checkpoint;
-use crate::checkpoint::gguf::GgufFile;
+use crate::checkpoint::gguf::{GgufFile, Metadata};
 use anyhow::{Context, Result, anyhow};
 use std::path::Path;
 use std::sync::OnceLock;
@@ -23,17 +24,14 @@ pub fn llm_text(checkpoint: &Checkpoint) -> Result<(LlmTokenizer, Option<ChatTem
 
 fn gguf_text(file: &GgufFile) -> Result<(LlmTokenizer, Option<ChatTemplate>, Vec<u32>)> {
     let origin = file.path.display();
-    let (json, special) = super::gguf::tokenizer_json(file)?;
-    let inner = tokenizers::Tokenizer::from_bytes(serde_json::to_vec(&json)?)
-        .map_err(|e| anyhow!("cannot build the tokenizer of {origin}: {e}"))?;
+    let (tokenizer, special) = LlmTokenizer::from_gguf(&file.metadata)?;
     let chat = match file.metadata.opt_str("tokenizer.chat_template")? {
-        Some(source) => Some(
-            ChatTemplate::compile("tokenizer.chat_template", source, special.named.clone())
-                .with_context(|| format!("the chat template of {origin}"))?,
-        ),
+        Some(source) => {
+            Some(ChatTemplate::compile(&format!("{origin} (tokenizer.chat_template)"), source, special.named.clone())?)
+        }
         None => None,
     };
-    Ok((LlmTokenizer { inner, line_breaks: OnceLock::new() }, chat, special.stop))
+    Ok((tokenizer, chat, special.stop))
 }
 
 pub struct LlmTokenizer {
@@ -45,11 +43,22 @@ pub struct LlmTokenizer {
 impl LlmTokenizer {
     pub fn from_file(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let mut inner =
-            tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| anyhow!("cannot parse {}: {e}", path.display()))?;
+        Self::from_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// The tokenizer of a `tokenizer.json` file's bytes; `origin` names the file in errors.
+    pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Self> {
+        let mut inner = super::load::tokenizer_from_bytes(bytes, origin)?;
         inner.with_padding(None);
-        inner.with_truncation(None).map_err(|e| anyhow!("{e}"))?;
+        inner.with_truncation(None).map_err(|e| anyhow!("{origin}: {e}"))?;
         Ok(Self { inner, line_breaks: OnceLock::new() })
+    }
+
+    /// The tokenizer a GGUF file's metadata describes, and its special tokens.
+    pub fn from_gguf(metadata: &Metadata) -> Result<(Self, GgufSpecialTokens)> {
+        let (json, special) = super::gguf::tokenizer_json(metadata)?;
+        let inner = super::load::tokenizer_from_json(json, metadata.origin())?;
+        Ok((Self { inner, line_breaks: OnceLock::new() }, special))
     }
 
     /// Ids of plain text, with the special tokens the tokenizer adds (as HF tokenizers do by default).

@@ -4,6 +4,7 @@
 mod clip;
 pub mod gguf;
 mod llm;
+mod load;
 mod openai;
 
 pub use clip::{ClipTokenizer, Pooling, TokenBatch};

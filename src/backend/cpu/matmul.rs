@@ -2,9 +2,15 @@
 
 /// Writes `a [m, k] x b[n, k]^T` into the first `n` columns of `out`, whose rows are `out_stride` apart.
 pub fn matmul_nt_into(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, out: &mut [f32], out_stride: usize) {
-    assert!(a.len() >= m * k && b.len() >= n * k, "matmul operands are smaller than [{m}, {k}] and [{n}, {k}]");
+    // Checked products: the bounds of the unsafe call below rest on them not wrapping.
+    let fits = |len: usize, size: Option<usize>| size.is_some_and(|size| len >= size);
+    assert!(
+        fits(a.len(), m.checked_mul(k)) && fits(b.len(), n.checked_mul(k)),
+        "matmul operands are smaller than [{m}, {k}] and [{n}, {k}]"
+    );
     assert!(n <= out_stride, "matmul output rows of {n} values overlap at stride {out_stride}");
-    assert!(m == 0 || out.len() >= (m - 1) * out_stride + n, "matmul output is too small");
+    let out_size = m.checked_sub(1).map(|rows| rows.checked_mul(out_stride).and_then(|s| s.checked_add(n)));
+    assert!(out_size.is_none_or(|size| fits(out.len(), size)), "matmul output is too small");
     if m == 0 || n == 0 {
         return;
     }

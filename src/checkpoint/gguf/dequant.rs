@@ -16,7 +16,7 @@ fn f16_at(bytes: &[u8], at: usize) -> f32 {
 /// across rayon's threads.
 pub fn dequantize(quant: QuantType, bytes: &[u8], out: &mut [f32]) {
     let (values, size) = (quant.block_values(), quant.block_bytes());
-    assert!(out.len() % values == 0, "{} values are not whole {quant} blocks", out.len());
+    assert!(out.len().is_multiple_of(values), "{} values are not whole {quant} blocks", out.len());
     let blocks = out.len() / values;
     assert!(bytes.len() >= blocks * size, "{} bytes hold fewer than {blocks} {quant} blocks", bytes.len());
     let block = block_fn(quant);

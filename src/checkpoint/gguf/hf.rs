@@ -4,6 +4,7 @@
 //! norm weights lose the 1 llama.cpp added to them.
 
 use super::{GgufFile, Metadata, TensorInfo};
+use crate::checkpoint::limits;
 use crate::checkpoint::tensor::StoredTensor;
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
@@ -109,43 +110,81 @@ fn hf_name(arch: &str, name: &str) -> Option<String> {
 /// row `j * half + i` (i < half = head_dim / 2, j < 2). Rows are moved whole, so quantized rows stay packed.
 fn unpermute_rows(file: &GgufFile, info: &TensorInfo, stored: StoredTensor, heads: usize) -> Result<StoredTensor> {
     let rows = stored.shape.first().copied().unwrap_or(0);
+    let source = stored.bytes();
+    let row_bytes = stored.shape.get(1).and_then(|&cols| stored.dtype.bytes_for(cols)).unwrap_or(0);
     ensure!(
-        heads > 0 && rows % (2 * heads) == 0 && stored.shape.len() == 2,
+        heads > 0
+            && rows % (2 * heads) == 0
+            && stored.shape.len() == 2
+            && rows.checked_mul(row_bytes) == Some(source.len()),
         "{}: tensor {} has shape {:?}, which does not split into {heads} heads of rotary pairs",
         file.path.display(),
         info.name,
         stored.shape
     );
-    let row_bytes = stored.dtype.bytes_for(stored.shape[1]);
+    if source.is_empty() {
+        return Ok(stored);
+    }
+    let source_rows: Vec<&[u8]> = source.chunks_exact(row_bytes).collect();
     let (head_rows, half) = (rows / heads, rows / heads / 2);
-    let source = stored.bytes();
     let mut bytes = Vec::with_capacity(source.len());
     for head in 0..heads {
         for j in 0..2 {
             for i in 0..half {
-                let row = head * head_rows + 2 * i + j;
-                bytes.extend_from_slice(&source[row * row_bytes..(row + 1) * row_bytes]);
+                bytes.extend_from_slice(source_rows[head * head_rows + 2 * i + j]);
             }
         }
     }
     Ok(StoredTensor::from_bytes(&stored.name, &stored.shape, stored.dtype, bytes))
 }
 
+/// The sizes the metadata states, checked against their bounds and the file's tensors.
+struct Sizes {
+    hidden: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    /// Where the head size comes from: its key, or the division that gives it.
+    head_source: String,
+    layers: usize,
+    intermediate: usize,
+    vocab: usize,
+}
+
 /// The `config.json` transformers builds from the file's metadata.
 fn config(file: &GgufFile, arch: &str) -> Result<Value> {
     let m = &file.metadata;
     let key = |name: &str| format!("{arch}.{name}");
-    let hidden = m.usize(&key("embedding_length"))?;
-    let heads = m.usize(&key("attention.head_count"))?;
-    let kv_heads = m.opt_usize(&key("attention.head_count_kv"))?.unwrap_or(heads);
-    ensure!(heads > 0, "{}: metadata {} is 0", file.path.display(), key("attention.head_count"));
-    let head_dim = match arch {
-        "llama" => m.opt_usize(&key("rope.dimension_count"))?,
-        _ => m.opt_usize(&key("attention.key_length"))?,
-    }
-    .unwrap_or(hidden / heads);
-    let layers = m.usize(&key("block_count"))?;
+    let field = |name: &str| format!("{}: metadata {}", file.path.display(), key(name));
+    let bounded = |name: &str, max: usize| -> Result<Option<usize>> {
+        m.opt_usize(&key(name))?.map(|v| limits::size(&field(name), v, max)).transpose()
+    };
+    let required = |name: &str, max: usize| -> Result<usize> {
+        bounded(name, max)?.with_context(|| format!("{} is missing", field(name)))
+    };
+    let hidden = required("embedding_length", limits::MAX_HIDDEN)?;
+    let heads = required("attention.head_count", limits::MAX_HEADS)?;
+    let kv_heads = bounded("attention.head_count_kv", limits::MAX_HEADS)?.unwrap_or(heads);
+    ensure!(
+        heads % kv_heads == 0,
+        "{}: {heads} attention heads cannot share {kv_heads} key/value heads",
+        field("attention.head_count_kv")
+    );
+    let head_key = if arch == "llama" { "rope.dimension_count" } else { "attention.key_length" };
+    let (head_dim, head_source) = match bounded(head_key, limits::MAX_HEAD_DIM)? {
+        Some(size) => (size, key(head_key)),
+        None => (hidden / heads, format!("{} / {}", key("embedding_length"), key("attention.head_count"))),
+    };
+    ensure!(
+        head_dim > 0 && head_dim % 2 == 0,
+        "{}: the head size ({head_source}) is {head_dim}, not a positive even number",
+        file.path.display()
+    );
+    let layers = required("block_count", limits::MAX_LAYERS)?;
+    let intermediate = required("feed_forward_length", limits::MAX_INTERMEDIATE)?;
     let vocab = vocab_size(file, arch)?;
+    let sizes = Sizes { hidden, heads, kv_heads, head_dim, head_source, layers, intermediate, vocab };
+    check_tensors(file, &key, &sizes)?;
     let tied = file.tensor("output.weight").is_none();
     let class = SUPPORTED.iter().find(|(a, _)| *a == arch).map(|(_, c)| *c).context("supported architecture")?;
     let rope_theta = m.opt_f64(&key("rope.freq_base"))?.unwrap_or(10_000.0);
@@ -153,7 +192,7 @@ fn config(file: &GgufFile, arch: &str) -> Result<Value> {
         "architectures": [class],
         "model_type": arch,
         "hidden_size": hidden,
-        "intermediate_size": m.usize(&key("feed_forward_length"))?,
+        "intermediate_size": intermediate,
         "num_hidden_layers": layers,
         "num_attention_heads": heads,
         "num_key_value_heads": kv_heads,
@@ -167,7 +206,7 @@ fn config(file: &GgufFile, arch: &str) -> Result<Value> {
         "pad_token_id": m.opt_usize("tokenizer.ggml.padding_token_id")?,
     });
     let map = config.as_object_mut().expect("a JSON object");
-    if let Some(context) = m.opt_usize(&key("context_length"))? {
+    if let Some(context) = bounded("context_length", limits::MAX_POSITIONS)? {
         map.insert("max_position_embeddings".into(), json!(context));
     }
     match arch {
@@ -181,11 +220,14 @@ fn config(file: &GgufFile, arch: &str) -> Result<Value> {
         }
         "qwen2" => {
             map.insert("hidden_act".into(), json!("silu"));
-            if let Some(window) = m.opt_usize(&key("attention.sliding_window"))? {
+            if let Some(window) = bounded("attention.sliding_window", limits::MAX_POSITIONS)? {
                 map.insert("sliding_window".into(), json!(window));
             }
         }
-        "gemma3" => gemma3_config(m, &key, layers, rope_theta, map)?,
+        "gemma3" => {
+            map.insert("sliding_window".into(), json!(bounded("attention.sliding_window", limits::MAX_POSITIONS)?));
+            gemma3_config(m, &key, layers, rope_theta, map)?
+        }
         _ => unreachable!("architecture() admits only supported architectures"),
     }
     Ok(config)
@@ -201,32 +243,21 @@ fn gemma3_config(
     map: &mut serde_json::Map<String, Value>,
 ) -> Result<()> {
     map.insert("model_type".into(), json!("gemma3_text"));
-    let window = m.opt_usize(&key("attention.sliding_window"))?;
-    map.insert("sliding_window".into(), json!(window));
-    let sliding: Vec<bool> = match m.get(&key("attention.sliding_window_pattern")) {
-        Some(super::MetaValue::Array(items)) => {
+    let pattern_key = key("attention.sliding_window_pattern");
+    let sliding: Vec<bool> = match m.get(&pattern_key) {
+        Some(super::MetaValue::Array(_)) => {
+            let flags = m.opt_bools(&pattern_key)?.unwrap_or_default();
             ensure!(
-                items.len() == layers,
-                "metadata {} has {} entries for {layers} blocks",
-                key("attention.sliding_window_pattern"),
-                items.len()
+                flags.len() == layers,
+                "{}: metadata {pattern_key} has {} entries for {layers} blocks",
+                m.origin(),
+                flags.len()
             );
-            items
-                .iter()
-                .map(|v| match v {
-                    super::MetaValue::Bool(b) => Ok(*b),
-                    other => bail!(
-                        "metadata {} holds a {}, expected bools",
-                        key("attention.sliding_window_pattern"),
-                        other.type_name()
-                    ),
-                })
-                .collect::<Result<_>>()?
+            flags.to_vec()
         }
         _ => {
-            let pattern =
-                m.opt_usize(&key("attention.sliding_window_pattern"))?.unwrap_or(GEMMA3_SLIDING_WINDOW_PATTERN);
-            ensure!(pattern > 0, "metadata {} is 0", key("attention.sliding_window_pattern"));
+            let pattern = m.opt_usize(&pattern_key)?.unwrap_or(GEMMA3_SLIDING_WINDOW_PATTERN);
+            ensure!(pattern > 0, "{}: metadata {pattern_key} is 0", m.origin());
             map.insert("sliding_window_pattern".into(), json!(pattern));
             (0..layers).map(|i| (i + 1) % pattern != 0).collect()
         }
@@ -249,16 +280,55 @@ fn gemma3_config(
     Ok(())
 }
 
-/// `{arch}.vocab_size`, else the number of tokens of the vocabulary, else the embedding's rows.
+/// `{arch}.vocab_size`, else the number of tokens of the vocabulary, else the embedding's rows; bounded.
 fn vocab_size(file: &GgufFile, arch: &str) -> Result<usize> {
-    if let Some(v) = file.metadata.opt_usize(&format!("{arch}.vocab_size"))? {
-        return Ok(v);
+    let origin = file.path.display();
+    let (vocab, source) = if let Some(v) = file.metadata.opt_usize(&format!("{arch}.vocab_size"))? {
+        (v, format!("metadata {arch}.vocab_size"))
+    } else if let Some(tokens) = file.metadata.opt_array("tokenizer.ggml.tokens")? {
+        (tokens.len(), "the length of metadata tokenizer.ggml.tokens".to_string())
+    } else {
+        match file.tensor("token_embd.weight") {
+            Some(t) if t.dims.len() == 2 => (t.dims[1], "the rows of tensor token_embd.weight".to_string()),
+            _ => bail!("{origin}: no vocabulary size (no {arch}.vocab_size, tokens or token_embd.weight)"),
+        }
+    };
+    limits::size(&format!("{origin}: the vocabulary size ({source})"), vocab, limits::MAX_VOCAB)
+}
+
+/// Checks the sizes against the file's tensors before anything is built from them: the blocks `blk.N` present are
+/// exactly `0..block_count`, and the token embedding and every block's projections have the dimensions the sizes
+/// make. Tensors absent here are reported when the model asks for them.
+fn check_tensors(file: &GgufFile, key: &dyn Fn(&str) -> String, s: &Sizes) -> Result<()> {
+    let origin = file.path.display();
+    let names = file.tensors.iter().map(|t| t.name.as_str());
+    limits::check_blocks(names, "blk.", s.layers, &format!("{origin}: metadata {}", key("block_count")))?;
+    let (q, kv) = (s.heads * s.head_dim, s.kv_heads * s.head_dim);
+    let hidden = format!("{} {}", key("embedding_length"), s.hidden);
+    let heads = format!("{} {} x head size {} ({})", key("attention.head_count"), s.heads, s.head_dim, s.head_source);
+    let kv_heads =
+        format!("{} {} x head size {} ({})", key("attention.head_count_kv"), s.kv_heads, s.head_dim, s.head_source);
+    let ffn = format!("{} {}", key("feed_forward_length"), s.intermediate);
+    for t in &file.tensors {
+        let module = t.name.strip_prefix("blk.").and_then(|rest| rest.split_once('.')).map(|(_, module)| module);
+        // Dimensions in ggml's order: a row's length first.
+        let (expected, fields) = match (t.name.as_str(), module) {
+            ("token_embd.weight", _) => ([s.hidden, s.vocab], format!("{hidden} and the vocabulary of {}", s.vocab)),
+            (_, Some("attn_q.weight")) => ([s.hidden, q], format!("{heads} and {hidden}")),
+            (_, Some("attn_k.weight" | "attn_v.weight")) => ([s.hidden, kv], format!("{kv_heads} and {hidden}")),
+            (_, Some("attn_output.weight")) => ([q, s.hidden], format!("{heads} and {hidden}")),
+            (_, Some("ffn_gate.weight" | "ffn_up.weight")) => {
+                ([s.hidden, s.intermediate], format!("{ffn} and {hidden}"))
+            }
+            (_, Some("ffn_down.weight")) => ([s.intermediate, s.hidden], format!("{ffn} and {hidden}")),
+            _ => continue,
+        };
+        ensure!(
+            t.dims == expected,
+            "{origin}: tensor {} has dimensions {:?}, but metadata {fields} make them {expected:?}",
+            t.name,
+            t.dims
+        );
     }
-    if let Some(tokens) = file.metadata.opt_array("tokenizer.ggml.tokens")? {
-        return Ok(tokens.len());
-    }
-    match file.tensor("token_embd.weight") {
-        Some(t) if t.dims.len() == 2 => Ok(t.dims[1]),
-        _ => bail!("{}: no vocabulary size (no {arch}.vocab_size, tokens or token_embd.weight)", file.path.display()),
-    }
+    Ok(())
 }

@@ -13,7 +13,7 @@ mod parse;
 
 pub use dequant::dequantize;
 pub use ggml_type::{GgmlType, QuantType};
-pub use metadata::{MetaValue, Metadata};
+pub use metadata::{MetaArray, MetaItem, MetaValue, Metadata, StringArray};
 
 use super::tensor::{DType, Storage, StoredTensor};
 use anyhow::{Context, Result, bail};
@@ -72,7 +72,7 @@ pub struct GgufFile {
     pub alignment: usize,
     /// Where the tensor data starts.
     pub data_start: usize,
-    map: Arc<memmap2::Mmap>,
+    storage: Storage,
 }
 
 impl GgufFile {
@@ -81,14 +81,24 @@ impl GgufFile {
         let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         // SAFETY: the weights are read-only for the life of the process; a file truncated or rewritten by another
         // process while mapped is outside what any mmap-based loader can guard against.
-        let map =
-            Arc::new(unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("cannot map {}", path.display()))?);
-        Self::parse(path, map).with_context(|| format!("{} is not a valid GGUF file", path.display()))
+        let map = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("cannot map {}", path.display()))?;
+        Self::parse(path, Storage::Mapped(Arc::new(map)))
     }
 
-    fn parse(path: &Path, map: Arc<memmap2::Mmap>) -> Result<Self> {
+    /// Reads a GGUF file from its bytes; `path` names it in errors. Any input gives a file or an error, never a
+    /// panic or an allocation beyond a small multiple of its size.
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self> {
+        Self::parse(path, Storage::Owned(Arc::new(bytes)))
+    }
+
+    fn parse(path: &Path, storage: Storage) -> Result<Self> {
+        Self::parse_header(path, storage).with_context(|| format!("{} is not a valid GGUF file", path.display()))
+    }
+
+    fn parse_header(path: &Path, storage: Storage) -> Result<Self> {
         let origin = path.display().to_string();
-        let mut cursor = Cursor::new(&map);
+        let bytes = storage.bytes();
+        let mut cursor = Cursor::new(bytes);
         let magic = cursor.u32(&|| "the magic number".into())?.to_le_bytes();
         if &magic != MAGIC {
             bail!("it starts with {magic:?}, not the GGUF magic {MAGIC:?}");
@@ -122,43 +132,44 @@ impl GgufFile {
         for i in 0..tensor_count {
             let name = cursor.string(&|| format!("the name of tensor {i}"))?;
             let what = |field: &str| format!("the {field} of tensor {name}");
-            let n_dims = cursor.u32(&|| what("dimension count"))? as usize;
-            if n_dims > MAX_DIMS {
+            let n_dims = cursor.u32(&|| what("dimension count"))?;
+            if n_dims as usize > MAX_DIMS {
                 bail!("tensor {name} has {n_dims} dimensions; ggml tensors have at most {MAX_DIMS}");
             }
-            let dims = (0..n_dims)
-                .map(|_| cursor.u64(&|| what("dimensions")).map(|d| d as usize))
-                .collect::<Result<Vec<_>>>()?;
+            let dims = (0..n_dims).map(|_| cursor.u64(&|| what("dimensions"))).collect::<Result<Vec<_>>>()?;
             let type_id = cursor.u32(&|| what("type"))?;
-            let offset = cursor.u64(&|| what("data offset"))? as usize;
+            let offset = cursor.u64(&|| what("data offset"))?;
             let Some(ggml_type) = GgmlType::from_id(type_id) else {
                 bail!("tensor {name} has unknown type id {type_id} (supported: {})", GgmlType::SUPPORTED);
             };
             infos.push((name, dims, type_id, ggml_type, offset));
         }
-        let data_start = cursor.pos.next_multiple_of(alignment);
+        let Some(data_start) = cursor.pos.checked_next_multiple_of(alignment) else {
+            bail!("the tensor data would start past the largest address")
+        };
         let mut names = HashSet::new();
         let mut tensors = Vec::with_capacity(infos.len());
         for (name, dims, type_id, ggml_type, offset) in infos {
             if !names.insert(name.clone()) {
                 bail!("tensor {name} appears twice");
             }
-            if offset % alignment != 0 {
+            if offset % alignment as u64 != 0 {
                 bail!("tensor {name} starts at data offset {offset}, not a multiple of the alignment {alignment}");
             }
-            let bytes = byte_size(&name, &dims, ggml_type)?;
-            let start = data_start.checked_add(offset).filter(|s| s.checked_add(bytes).is_some());
-            let range = match start {
-                Some(start) if start + bytes <= map.len() => start..start + bytes,
+            let dims = dimensions(&name, &dims)?;
+            let size = byte_size(&name, &dims, ggml_type)?;
+            let start = usize::try_from(offset).ok().and_then(|offset| data_start.checked_add(offset));
+            let range = match start.and_then(|start| Some(start..start.checked_add(size)?)) {
+                Some(range) if range.end <= bytes.len() => range,
                 _ => bail!(
-                    "tensor {name} ({bytes} bytes at data offset {offset}) runs past the end of the file ({} bytes, \
+                    "tensor {name} ({size} bytes at data offset {offset}) runs past the end of the file ({} bytes, \
                      data from {data_start}): the file is truncated or corrupt",
-                    map.len()
+                    bytes.len()
                 ),
             };
             tensors.push(TensorInfo { name, dims, ggml_type, type_id, range });
         }
-        Ok(Self { path: path.to_path_buf(), version, metadata, tensors, alignment, data_start, map })
+        Ok(Self { path: path.to_path_buf(), version, metadata, tensors, alignment, data_start, storage })
     }
 
     /// The tensor `info` as a [`StoredTensor`] over the mapped bytes, named `name`.
@@ -175,13 +186,7 @@ impl GgufFile {
                 GgmlType::SUPPORTED
             ),
         };
-        Ok(StoredTensor::new(
-            name.to_string(),
-            dtype,
-            info.shape(),
-            Storage::Mapped(self.map.clone()),
-            info.range.clone(),
-        ))
+        Ok(StoredTensor::new(name.to_string(), dtype, info.shape(), self.storage.clone(), info.range.clone()))
     }
 
     /// A tensor's info by its GGUF name.
@@ -191,15 +196,25 @@ impl GgufFile {
 
     /// The file's size in bytes.
     pub fn file_size(&self) -> usize {
-        self.map.len()
+        self.storage.bytes().len()
+    }
+}
+
+/// The dimensions of tensor `name` as stored, checked as ggml checks them: each fits in an `int64_t`, and so does
+/// the product of those that are not zero (so that no product of some of them, in any order, overflows).
+fn dimensions(name: &str, dims: &[u64]) -> Result<Vec<usize>> {
+    let nonzero = dims.iter().filter(|&&d| d != 0).try_fold(1u64, |n, &d| n.checked_mul(d));
+    let usable = dims.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<Vec<_>>>();
+    match (nonzero.filter(|&n| i64::try_from(n).is_ok()), usable) {
+        (Some(_), Some(dims)) => Ok(dims),
+        _ => bail!("tensor {name} has dimensions {dims:?}, too many values"),
     }
 }
 
 /// The bytes of a tensor of these dimensions and type; checks that its rows are whole blocks. Types we do not
 /// read are given no bytes (they are refused when used).
 fn byte_size(name: &str, dims: &[usize], ggml_type: GgmlType) -> Result<usize> {
-    let numel = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
-    let Some(numel) = numel else { bail!("tensor {name} has dimensions {dims:?}, too many values") };
+    let numel: usize = dims.iter().product();
     let (block_values, block_bytes) = match ggml_type {
         GgmlType::F32 => (1, 4),
         GgmlType::F16 | GgmlType::BF16 => (1, 2),
@@ -217,7 +232,10 @@ fn byte_size(name: &str, dims: &[usize], ggml_type: GgmlType) -> Result<usize> {
             }
         );
     }
-    Ok(numel / block_values * block_bytes)
+    match (numel / block_values).checked_mul(block_bytes) {
+        Some(bytes) => Ok(bytes),
+        None => bail!("tensor {name} has dimensions {dims:?}, too many values for its type to hold in memory"),
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,17 @@
 //! The reader and the dequantization against `tests/fixtures/gguf/quants.gguf`, written and dequantized by the
-//! Python `gguf` package (`scripts/make_gguf_fixtures.py`), and against broken copies of it.
+//! Python `gguf` package (`scripts/make_gguf_fixtures.py`), against broken copies of it, and against headers built
+//! here.
 
+use super::parse::MAX_ARRAY_DEPTH;
 use super::*;
 use std::path::PathBuf;
+
+/// GGUF value type ids.
+const U8: u32 = 0;
+const U32: u32 = 4;
+const BOOL: u32 = 7;
+const STRING: u32 = 8;
+const ARRAY: u32 = 9;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures").join("gguf").join(name)
@@ -23,14 +32,11 @@ fn expected() -> Vec<(String, Vec<usize>, Vec<f32>)> {
     out
 }
 
-/// A copy of quants.gguf changed by `edit`, and the error opening it gives.
+/// A copy of quants.gguf changed by `edit`, and the error reading it gives.
 fn open_edited(edit: impl FnOnce(&mut Vec<u8>)) -> String {
     let mut bytes = std::fs::read(fixture("quants.gguf")).unwrap();
     edit(&mut bytes);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("edited.gguf");
-    std::fs::write(&path, &bytes).unwrap();
-    match GgufFile::open(&path) {
+    match GgufFile::from_bytes(Path::new("edited.gguf"), bytes) {
         Ok(_) => panic!("the edited file opened"),
         Err(e) => format!("{e:#}"),
     }
@@ -169,4 +175,99 @@ fn unsupported_types_are_named_when_used() {
         err.contains("tensor Q4_K.random of") && err.contains("has type Q2_K, which glov-cuda does not read"),
         "{err}"
     );
+}
+
+#[test]
+fn sizes_that_overflow_are_refused() {
+    // 2^62 f32 values would be 2^64 bytes, which wrap to 0 unchecked.
+    let err = open_edited(|b| {
+        let at = tensor_field(b, "F32.quantized") + 4;
+        b[at..at + 16].copy_from_slice(&[(1u64 << 31).to_le_bytes(), (1u64 << 31).to_le_bytes()].concat());
+    });
+    assert!(err.contains("tensor F32.quantized has dimensions [2147483648, 2147483648], too many values"), "{err}");
+    // A zero dimension does not excuse the others: their product must fit an int64 too.
+    let err = open_edited(|b| {
+        let at = tensor_field(b, "F32.quantized") + 4;
+        b[at..at + 16].copy_from_slice(&[0u64.to_le_bytes(), u64::MAX.to_le_bytes()].concat());
+    });
+    assert!(err.contains("tensor F32.quantized has dimensions [0, 18446744073709551615], too many values"), "{err}");
+    let err = open_edited(|b| {
+        let at = tensor_field(b, "F32.quantized") + 4 + 2 * 8 + 4;
+        b[at..at + 8].copy_from_slice(&u64::MAX.wrapping_sub(63).to_le_bytes());
+    });
+    assert!(err.contains("tensor F32.quantized") && err.contains("runs past the end"), "{err}");
+}
+
+/// A GGUF header with no tensors and the metadata `entries` (key, value type, value bytes).
+fn header(entries: &[(&str, u32, Vec<u8>)]) -> Vec<u8> {
+    let mut bytes = b"GGUF".to_vec();
+    bytes.extend(3u32.to_le_bytes());
+    bytes.extend(0u64.to_le_bytes());
+    bytes.extend((entries.len() as u64).to_le_bytes());
+    for (key, value_type, value) in entries {
+        bytes.extend(string(key));
+        bytes.extend(value_type.to_le_bytes());
+        bytes.extend(value);
+    }
+    bytes
+}
+
+fn string(s: &str) -> Vec<u8> {
+    [&(s.len() as u64).to_le_bytes()[..], s.as_bytes()].concat()
+}
+
+/// An array value: its item type, count and item bytes.
+fn array(item_type: u32, count: u64, items: &[u8]) -> Vec<u8> {
+    [&item_type.to_le_bytes()[..], &count.to_le_bytes(), items].concat()
+}
+
+/// An array of arrays `depth` deep whose innermost array holds the uint32 7.
+fn nested(depth: usize) -> Vec<u8> {
+    let mut bytes: Vec<u8> = (1..depth).flat_map(|_| array(ARRAY, 1, &[])).collect();
+    bytes.extend(array(U32, 1, &7u32.to_le_bytes()));
+    bytes
+}
+
+fn read(entries: &[(&str, u32, Vec<u8>)]) -> Result<GgufFile> {
+    GgufFile::from_bytes(Path::new("m.gguf"), header(entries))
+}
+
+#[test]
+fn metadata_arrays_are_typed_vectors() {
+    let strings = [string("a"), string(""), string("ü")].concat();
+    let file = read(&[
+        ("bytes", ARRAY, array(U8, 3, &[1, 2, 3])),
+        ("strings", ARRAY, array(STRING, 3, &strings)),
+        ("flags", ARRAY, array(BOOL, 2, &[1, 0])),
+        ("nested", ARRAY, nested(MAX_ARRAY_DEPTH)),
+    ])
+    .unwrap();
+    let m = &file.metadata;
+    assert_eq!(m.get("bytes"), Some(&MetaValue::Array(MetaArray::U8(vec![1, 2, 3]))));
+    assert_eq!(m.opt_strings("strings").unwrap().unwrap(), ["a", "", "ü"]);
+    assert_eq!(m.opt_bools("flags").unwrap().unwrap(), [true, false]);
+    assert_eq!(m.opt_numbers("bytes").unwrap().unwrap(), [1.0, 2.0, 3.0]);
+    let err = m.opt_numbers("strings").unwrap_err().to_string();
+    assert_eq!(err, "m.gguf: metadata strings[0] is a string, expected a number");
+    assert_eq!(m.get("nested").unwrap().to_json(8), serde_json::json!([[[7]]]));
+}
+
+#[test]
+fn metadata_arrays_are_bounded_by_the_file() {
+    let err = format!("{:#}", read(&[("deep", ARRAY, nested(MAX_ARRAY_DEPTH + 1))]).err().unwrap());
+    assert!(
+        err.contains("m.gguf is not a valid GGUF file: metadata deep[0][0] nests arrays more than 3 deep"),
+        "{err}"
+    );
+    // Nesting far past any stack is refused as soon as the limit is reached.
+    let err = format!("{:#}", read(&[("deeper", ARRAY, nested(200_000))]).err().unwrap());
+    assert!(err.contains("metadata deeper[0][0] nests arrays"), "{err}");
+    for (item_type, count) in [(U8, 1u64 << 62), (U32, 1 << 62), (STRING, 1 << 60), (ARRAY, 1 << 40), (U32, u64::MAX)] {
+        let err = format!("{:#}", read(&[("huge", ARRAY, array(item_type, count, &[0; 64]))]).err().unwrap());
+        assert!(err.contains(&format!("metadata huge claims {count} items")), "{item_type}: {err}");
+    }
+    let err = format!("{:#}", read(&[("flags", ARRAY, array(BOOL, 3, &[1, 0, 2]))]).err().unwrap());
+    assert!(err.contains("metadata flags[2] is a bool stored as 2, expected 0 or 1"), "{err}");
+    let err = format!("{:#}", read(&[("odd", ARRAY, array(13, 1, &[0; 8]))]).err().unwrap());
+    assert!(err.contains("metadata odd is an array of unknown value type 13"), "{err}");
 }

@@ -27,9 +27,11 @@ pub struct Clip<B: Backend> {
 }
 
 impl<B: Backend> Clip<B> {
-    /// Builds both towers from a weight store.
+    /// Builds both towers from a weight store, once the config is checked against it
+    /// ([`ClipConfig::check_weights`]).
     pub fn from_store(backend: &B, store: &WeightStore, config: ClipConfig) -> Result<Self> {
         let _span = tracing::info_span!("load_clip").entered();
+        config.check_weights(store)?;
         let text = TextTower::load(backend, store, &config.text, config.projection_dim)?;
         let vision = VisionTower::load(backend, store, &config.vision, config.projection_dim)?;
         let logit_scale =
@@ -61,6 +63,8 @@ impl<B: Backend> ClipModel<B> {
         let checkpoint = Checkpoint::open(model)?;
         let config =
             ClipConfig::from_json(&checkpoint.config).with_context(|| format!("model {}", checkpoint.dir.display()))?;
+        // Checked here too, so that a config at odds with the weights is reported before the tokenizer is built.
+        config.check_weights(&checkpoint.weights).with_context(|| format!("model {}", checkpoint.dir.display()))?;
         let tokenizer = ClipTokenizer::from_file(
             &checkpoint.file("tokenizer.json")?,
             Some(config.text.eos_token_id),

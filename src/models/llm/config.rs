@@ -3,6 +3,8 @@
 //! `sliding_window_pattern`) and the transformers 5 form (`rope_parameters`, per layer type for Gemma 3;
 //! `layer_types`).
 
+use crate::checkpoint::WeightStore;
+use crate::checkpoint::limits::{self, check_shape};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Map, Value};
 
@@ -67,10 +69,16 @@ pub struct LlmConfig {
 fn usize_of(map: &Map<String, Value>, key: &str) -> Result<Option<usize>> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => Ok(Some(
-            v.as_u64().with_context(|| format!("config.json: {key} is not a non-negative integer: {v}"))? as usize,
-        )),
+        Some(v) => match v.as_u64().and_then(|v| usize::try_from(v).ok()) {
+            Some(v) => Ok(Some(v)),
+            None => bail!("config.json: {key} is not a non-negative integer: {v}"),
+        },
     }
+}
+
+/// A size, if present, within `1..=max`.
+fn size_of(map: &Map<String, Value>, key: &str, max: usize) -> Result<Option<usize>> {
+    usize_of(map, key)?.map(|v| limits::size(&format!("config.json: {key}"), v, max)).transpose()
 }
 
 fn f64_of(map: &Map<String, Value>, key: &str) -> Result<Option<f64>> {
@@ -80,17 +88,18 @@ fn f64_of(map: &Map<String, Value>, key: &str) -> Result<Option<f64>> {
     }
 }
 
-fn required(map: &Map<String, Value>, key: &str) -> Result<usize> {
-    usize_of(map, key)?.with_context(|| format!("config.json has no {key}"))
+/// A size that must be present, within `1..=max`.
+fn required(map: &Map<String, Value>, key: &str, max: usize) -> Result<usize> {
+    size_of(map, key, max)?.with_context(|| format!("config.json has no {key}"))
 }
 
 /// The usable context: `max_position_embeddings`, capped at the sliding attention window where one is in force
 /// (Mistral's `sliding_window`; Qwen2's only with `use_sliding_window`), since windowed attention is not
 /// implemented and within the window it equals full attention.
 fn context_length(map: &Map<String, Value>, is_qwen2: bool) -> Result<usize> {
-    let positions = usize_of(map, "max_position_embeddings")?.unwrap_or(2048);
+    let positions = size_of(map, "max_position_embeddings", limits::MAX_POSITIONS)?.unwrap_or(2048);
     let windowed = !is_qwen2 || map.get("use_sliding_window").and_then(Value::as_bool).unwrap_or(false);
-    let window = if windowed { usize_of(map, "sliding_window")? } else { None };
+    let window = if windowed { size_of(map, "sliding_window", limits::MAX_POSITIONS)? } else { None };
     Ok(window.map_or(positions, |w| w.min(positions)))
 }
 
@@ -177,8 +186,7 @@ fn gemma3(map: &Map<String, Value>, num_layers: usize) -> Result<(Gemma3, f64, R
             (0..num_layers).map(|i| (i + 1) % pattern != 0).collect()
         }
     };
-    let sliding_window = usize_of(map, "sliding_window")?.unwrap_or(4096);
-    ensure!(sliding_window > 0, "config.json: sliding_window is 0");
+    let sliding_window = size_of(map, "sliding_window", limits::MAX_POSITIONS)?.unwrap_or(4096);
     // transformers 5 keys `rope_parameters` by layer type; 4.x has `rope_theta`, `rope_scaling` (global layers) and
     // `rope_local_base_freq`.
     let parameters = map.get("rope_parameters").and_then(Value::as_object);
@@ -216,20 +224,26 @@ impl LlmConfig {
                 SUPPORTED.join(", ")
             );
         };
-        let hidden_size = required(map, "hidden_size")?;
-        let num_heads = required(map, "num_attention_heads")?;
-        let num_kv_heads = usize_of(map, "num_key_value_heads")?.unwrap_or(num_heads);
+        let hidden_size = required(map, "hidden_size", limits::MAX_HIDDEN)?;
+        let num_heads = required(map, "num_attention_heads", limits::MAX_HEADS)?;
+        let num_kv_heads = size_of(map, "num_key_value_heads", limits::MAX_HEADS)?.unwrap_or(num_heads);
         ensure!(
-            num_heads > 0 && num_kv_heads > 0 && num_heads % num_kv_heads == 0,
-            "config.json: {num_heads} attention heads cannot share {num_kv_heads} key/value heads"
+            num_heads % num_kv_heads == 0,
+            "config.json: {num_heads} attention heads (num_attention_heads) cannot share {num_kv_heads} key/value \
+             heads (num_key_value_heads)"
         );
         let is_gemma3 = *architecture == "Gemma3ForCausalLM";
-        let head_dim = usize_of(map, "head_dim")?.unwrap_or(if is_gemma3 { 256 } else { hidden_size / num_heads });
+        let head_dim = size_of(map, "head_dim", limits::MAX_HEAD_DIM)?.unwrap_or(if is_gemma3 {
+            256
+        } else {
+            hidden_size / num_heads
+        });
         ensure!(
             head_dim > 0 && head_dim % 2 == 0,
-            "config.json: head size {head_dim} must be even for rotary embeddings"
+            "config.json: head size {head_dim} (head_dim, or hidden_size / num_attention_heads) must be even and \
+             positive for rotary embeddings"
         );
-        let num_layers = required(map, "num_hidden_layers")?;
+        let num_layers = required(map, "num_hidden_layers", limits::MAX_LAYERS)?;
         let (gemma3, (rope_theta, rope_scaling)) = if is_gemma3 {
             let (gemma3, theta, scaling) = gemma3(map, num_layers)?;
             (Some(gemma3), (theta, scaling))
@@ -241,19 +255,19 @@ impl LlmConfig {
         let is_qwen2 = *architecture == "Qwen2ForCausalLM";
         let tie_default = is_qwen2 || is_gemma3;
         let max_positions = if is_gemma3 {
-            usize_of(map, "max_position_embeddings")?.unwrap_or(131_072)
+            size_of(map, "max_position_embeddings", limits::MAX_POSITIONS)?.unwrap_or(131_072)
         } else {
             context_length(map, is_qwen2)?
         };
         Ok(Self {
             architecture: architecture.to_string(),
             hidden_size,
-            intermediate_size: required(map, "intermediate_size")?,
+            intermediate_size: required(map, "intermediate_size", limits::MAX_INTERMEDIATE)?,
             num_layers,
             num_heads,
             num_kv_heads,
             head_dim,
-            vocab_size: required(map, "vocab_size")?,
+            vocab_size: required(map, "vocab_size", limits::MAX_VOCAB)?,
             max_positions,
             rms_norm_eps: f64_of(map, "rms_norm_eps")?.unwrap_or(1e-6) as f32,
             rope_theta,
@@ -262,6 +276,35 @@ impl LlmConfig {
             qkv_bias: is_qwen2 || map.get("attention_bias").and_then(Value::as_bool).unwrap_or(false),
             gemma3,
         })
+    }
+
+    /// Checks the config against the weights before anything is built from it: the blocks `model.layers.N` present
+    /// are exactly `0..num_hidden_layers`, and the embeddings and every block's projections have the shapes that
+    /// the sizes make. Tensors absent here are reported when the model asks for them.
+    pub fn check_weights(&self, store: &WeightStore) -> Result<()> {
+        limits::check_blocks(store.names(), "model.layers.", self.num_layers, "config.json: num_hidden_layers")?;
+        let (d, f, v) = (self.hidden_size, self.intermediate_size, self.vocab_size);
+        let (q, kv) = (self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim);
+        let hidden = format!("hidden_size {d}");
+        let heads = format!("num_attention_heads {} x head_dim {}", self.num_heads, self.head_dim);
+        let kv_heads = format!("num_key_value_heads {} x head_dim {}", self.num_kv_heads, self.head_dim);
+        let mlp = format!("intermediate_size {f}");
+        for t in store.tensors() {
+            let module = t.name.strip_prefix("model.layers.").and_then(|rest| rest.split_once('.')).map(|(_, m)| m);
+            let (expected, fields) = match (t.name.as_str(), module) {
+                ("model.embed_tokens.weight" | "lm_head.weight", _) => ([v, d], format!("vocab_size {v} and {hidden}")),
+                (_, Some("self_attn.q_proj.weight")) => ([q, d], format!("{heads} and {hidden}")),
+                (_, Some("self_attn.k_proj.weight" | "self_attn.v_proj.weight")) => {
+                    ([kv, d], format!("{kv_heads} and {hidden}"))
+                }
+                (_, Some("self_attn.o_proj.weight")) => ([d, q], format!("{heads} and {hidden}")),
+                (_, Some("mlp.gate_proj.weight" | "mlp.up_proj.weight")) => ([f, d], format!("{mlp} and {hidden}")),
+                (_, Some("mlp.down_proj.weight")) => ([d, f], format!("{mlp} and {hidden}")),
+                _ => continue,
+            };
+            check_shape("config.json", &t.name, &t.shape, &expected, &fields)?;
+        }
+        Ok(())
     }
 
     /// Checks that `layer` names one of the model's blocks.
@@ -436,6 +479,58 @@ mod tests {
             bad[key] = value;
             let err = format!("{:#}", LlmConfig::from_json(&bad).unwrap_err());
             assert!(err.contains("config.json") && err.contains(words), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn sizes_are_bounded_before_anything_is_allocated() {
+        let base = json!({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 96,
+            "num_hidden_layers": 2, "num_attention_heads": 8, "num_key_value_heads": 2, "vocab_size": 100});
+        let huge = json!(1u64 << 40);
+        for (key, value, words) in [
+            ("num_attention_heads", json!(0), "num_attention_heads is 0, outside the supported range 1 to 1024"),
+            ("num_key_value_heads", json!(3), "cannot share 3 key/value heads"),
+            ("num_hidden_layers", json!(1_000_000_000_000u64), "num_hidden_layers is 1000000000000"),
+            ("hidden_size", huge.clone(), "hidden_size is 1099511627776"),
+            ("intermediate_size", huge.clone(), "intermediate_size is 1099511627776"),
+            ("vocab_size", huge.clone(), "vocab_size is 1099511627776"),
+            ("max_position_embeddings", huge.clone(), "max_position_embeddings is 1099511627776"),
+            ("head_dim", json!(3), "head size 3"),
+            ("head_dim", huge.clone(), "head_dim is 1099511627776"),
+            ("num_attention_heads", json!(-2), "num_attention_heads is not a non-negative integer"),
+        ] {
+            let mut bad = base.clone();
+            bad[key] = value;
+            let err = LlmConfig::from_json(&bad).unwrap_err().to_string();
+            assert!(err.contains("config.json") && err.contains(words), "{key}: {err}");
+        }
+        // Gemma 3 has a kind per layer: a trillion layers would be a trillion of them.
+        let mut gemma = gemma3_hub();
+        gemma["num_hidden_layers"] = json!(1_000_000_000_000u64);
+        let err = LlmConfig::from_json(&gemma).unwrap_err().to_string();
+        assert!(err.contains("num_hidden_layers is 1000000000000"), "{err}");
+    }
+
+    #[test]
+    fn sizes_must_match_the_weights() {
+        let config = crate::models::llm::shape_config("small-100m").unwrap();
+        let config = LlmConfig { num_layers: 2, hidden_size: 64, intermediate_size: 96, vocab_size: 50, ..config };
+        let config = LlmConfig { num_heads: 4, num_kv_heads: 2, head_dim: 16, ..config };
+        let store = crate::models::llm::random_weights(&config, crate::checkpoint::DType::F32, 1);
+        config.check_weights(&store).unwrap();
+        for (changed, words) in [
+            (
+                LlmConfig { num_layers: 3, ..config.clone() },
+                "num_hidden_layers is 3, but the weights have no tensor of block 2",
+            ),
+            (LlmConfig { num_layers: 1, ..config.clone() }, "tensor model.layers.1."),
+            (LlmConfig { num_heads: 2, ..config.clone() }, "tensor model.layers.0.self_attn.o_proj.weight has shape"),
+            (LlmConfig { num_kv_heads: 4, ..config.clone() }, "num_key_value_heads 4 x head_dim 16 and hidden_size 64"),
+            (LlmConfig { intermediate_size: 64, ..config.clone() }, "mlp.down_proj.weight has shape [64, 96]"),
+            (LlmConfig { vocab_size: 49, ..config.clone() }, "tensor model.embed_tokens.weight has shape [50, 64]"),
+        ] {
+            let err = changed.check_weights(&store).unwrap_err().to_string();
+            assert!(err.contains("config.json") && err.contains(words), "{err}");
         }
     }
 }

@@ -67,8 +67,11 @@ pub struct Llm<B: Backend> {
 type Parts<'a> = &'a [(String, Vec<usize>)];
 
 impl<B: Backend> Llm<B> {
+    /// The model of `config` over the weights of `store`, once the config is checked against them
+    /// ([`LlmConfig::check_weights`]).
     pub fn from_store(backend: &B, store: &WeightStore, config: LlmConfig) -> Result<Self> {
         let _span = tracing::info_span!("load_llm", architecture = %config.architecture).entered();
+        config.check_weights(store)?;
         Self::build(backend, config, |parts| {
             let stored = parts.iter().map(|(name, shape)| store.get_shaped(name, shape)).collect::<Result<Vec<_>>>()?;
             backend.load_weight(&stored)
@@ -332,6 +335,8 @@ impl<B: Backend> LlmModel<B> {
         let checkpoint = crate::checkpoint::Checkpoint::open(model)?;
         let config =
             LlmConfig::from_json(&checkpoint.config).with_context(|| format!("model {}", checkpoint.dir.display()))?;
+        // Checked here too, so that a config at odds with the weights is reported before the tokenizer is built.
+        config.check_weights(&checkpoint.weights).with_context(|| format!("model {}", checkpoint.dir.display()))?;
         let (tokenizer, chat, stop_tokens) = crate::tokenizer::llm_text(&checkpoint)?;
         let llm = Llm::from_store(backend, &checkpoint.weights, config)
             .with_context(|| format!("loading the LLM from {}", checkpoint.dir.display()))?;
