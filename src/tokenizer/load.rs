@@ -90,11 +90,42 @@ fn check_bpe_merges(model: &Value) -> Result<()> {
     Ok(())
 }
 
+/// Checks that every special token a `TemplateProcessing` post-processor (alone or inside a `Sequence`) places in
+/// its `single` or `pair` template is defined in its `special_tokens`: the `tokenizers` crate looks each one up
+/// while encoding and panics on a missing one.
+fn check_template_processing(processor: &Value) -> Result<()> {
+    match processor.get("type").and_then(Value::as_str) {
+        Some("Sequence") => {
+            for (i, inner) in processor.get("processors").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                check_template_processing(inner).with_context(|| format!("processors[{i}]"))?;
+            }
+        }
+        Some("TemplateProcessing") => {
+            let defined = processor.get("special_tokens").and_then(Value::as_object);
+            for part in ["single", "pair"] {
+                for (i, piece) in processor.get(part).and_then(Value::as_array).into_iter().flatten().enumerate() {
+                    let Some(id) = piece.get("SpecialToken").and_then(|t| t.get("id")).and_then(Value::as_str) else {
+                        continue;
+                    };
+                    if !defined.is_some_and(|tokens| tokens.contains_key(id)) {
+                        bail!("{part}[{i}] places the special token {id:?}, which special_tokens does not define");
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Builds a tokenizer from a parsed `tokenizer.json` document; `origin` (the file) is named in every error.
 /// Merges are checked first, and a panic inside the `tokenizers` crate becomes an error.
 pub fn tokenizer_from_json(json: Value, origin: &str) -> Result<tokenizers::Tokenizer> {
     if let Some(model) = json.get("model") {
         check_bpe_merges(model).with_context(|| format!("{origin}: an invalid BPE model"))?;
+    }
+    if let Some(processor) = json.get("post_processor") {
+        check_template_processing(processor).with_context(|| format!("{origin}: an invalid post_processor"))?;
     }
     let built = catch_unwind(AssertUnwindSafe(|| serde_json::from_value::<tokenizers::Tokenizer>(json)));
     match built {
@@ -187,5 +218,28 @@ mod tests {
         let mut json = bpe(json!([]), None);
         json["model"]["vocab"] = json!([]);
         assert!(error(json).contains("cannot build the tokenizer of dir/tokenizer.json"));
+    }
+
+    /// A template that places a special token it does not define (found by the `tokenizer_json` fuzz target): an
+    /// error at load, where the `tokenizers` crate would panic at the first encoding.
+    #[test]
+    fn a_post_processor_placing_an_undefined_special_token_is_an_error() {
+        let processor = |id: &str| {
+            json!({"type": "TemplateProcessing",
+                "single": [{"SpecialToken": {"id": id, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                "special_tokens": {"<s>": {"id": "<s>", "ids": [0], "tokens": ["<s>"]}}})
+        };
+        let mut json = bpe(json!([]), None);
+        json["model"] = json!({"type": "WordLevel", "vocab": {"<s>": 0, "a": 1}, "unk_token": "a"});
+        json["post_processor"] = processor("<s>");
+        let tokenizer = tokenizer_from_json(json.clone(), "t.json").unwrap();
+        assert_eq!(tokenizer.encode("a", true).unwrap().get_ids(), [0, 1]);
+        json["post_processor"] = processor("<x>");
+        let err = error(json.clone());
+        assert!(err.contains("single[0] places the special token \"<x>\""), "{err}");
+        json["post_processor"] = json!({"type": "Sequence", "processors": [processor("<x>")]});
+        let err = error(json);
+        assert!(err.contains("processors[0]") && err.contains("dir/tokenizer.json"), "{err}");
     }
 }
