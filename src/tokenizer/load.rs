@@ -94,26 +94,20 @@ fn check_bpe_merges(model: &Value) -> Result<()> {
 /// its `single` or `pair` template is defined in its `special_tokens`: the `tokenizers` crate looks each one up
 /// while encoding and panics on a missing one.
 fn check_template_processing(processor: &Value) -> Result<()> {
-    match processor.get("type").and_then(Value::as_str) {
-        Some("Sequence") => {
-            for (i, inner) in processor.get("processors").and_then(Value::as_array).into_iter().flatten().enumerate() {
-                check_template_processing(inner).with_context(|| format!("processors[{i}]"))?;
+    // By shape, not by `type`: the crate reads a post-processor by whichever variant its fields fit.
+    for (i, inner) in processor.get("processors").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        check_template_processing(inner).with_context(|| format!("processors[{i}]"))?;
+    }
+    let defined = processor.get("special_tokens").and_then(Value::as_object);
+    for part in ["single", "pair"] {
+        for (i, piece) in processor.get(part).and_then(Value::as_array).into_iter().flatten().enumerate() {
+            let Some(id) = piece.get("SpecialToken").and_then(|t| t.get("id")).and_then(Value::as_str) else {
+                continue;
+            };
+            if !defined.is_some_and(|tokens| tokens.contains_key(id)) {
+                bail!("{part}[{i}] places the special token {id:?}, which special_tokens does not define");
             }
         }
-        Some("TemplateProcessing") => {
-            let defined = processor.get("special_tokens").and_then(Value::as_object);
-            for part in ["single", "pair"] {
-                for (i, piece) in processor.get(part).and_then(Value::as_array).into_iter().flatten().enumerate() {
-                    let Some(id) = piece.get("SpecialToken").and_then(|t| t.get("id")).and_then(Value::as_str) else {
-                        continue;
-                    };
-                    if !defined.is_some_and(|tokens| tokens.contains_key(id)) {
-                        bail!("{part}[{i}] places the special token {id:?}, which special_tokens does not define");
-                    }
-                }
-            }
-        }
-        _ => {}
     }
     Ok(())
 }
@@ -239,7 +233,10 @@ mod tests {
         let err = error(json.clone());
         assert!(err.contains("single[0] places the special token \"<x>\""), "{err}");
         json["post_processor"] = json!({"type": "Sequence", "processors": [processor("<x>")]});
+        assert!(error(json.clone()).contains("processors[0]"));
+        json["post_processor"] = processor("<x>");
+        json["post_processor"]["typE"] = json["post_processor"]["type"].take();
         let err = error(json);
-        assert!(err.contains("processors[0]") && err.contains("dir/tokenizer.json"), "{err}");
+        assert!(err.contains("single[0]") && err.contains("dir/tokenizer.json"), "{err}");
     }
 }
