@@ -3,7 +3,8 @@
 # those named, seeded with the project's own files (the fixtures and examples: GGUF and safetensors checkpoints,
 # tokenizers, configs, chat templates, split files, optimize configs and sweep plans). Builds on stable Rust: the
 # coverage instrumentation is rustc's SanitizerCoverage pass, named by stable -C flags, and the build names the host
-# target explicitly so that build scripts are not instrumented. A hang (10 s on one input) or a process above
+# target explicitly so that build scripts are not instrumented. The inputs kept from earlier finds
+# (tests/fixtures/fuzz/TARGET/) seed their target too. A hang (10 s on one input) or a process above
 # 2 GiB of memory counts as a crash. Prints, per target, executions in all and per second, the corpus size and what
 # was found; exits 1 if any target found a crash, whose input is kept in fuzz/artifacts/TARGET/. A crash found
 # becomes a regression file under tests/fixtures/fuzz/ with a test (tests/fuzz_regressions.rs).
@@ -41,7 +42,7 @@ seed() {
         optimize_config) ls examples/tiny.toml examples/gemma3-270m.toml ;;
         sweep_plan) ls examples/table1.toml ;;
         chat_template) ;;
-    esac | while read -r file; do
+    esac | cat - <(find "tests/fixtures/fuzz/$target" -type f 2>/dev/null) | while read -r file; do
         cp "$file" "$corpus/seed-$(sha256sum "$file" | cut -c1-16)"
     done
     if [ "$target" = chat_template ]; then
