@@ -45,7 +45,7 @@ impl Checkpoint {
     fn open_gguf(path: &Path) -> Result<Self> {
         let _span = tracing::info_span!("checkpoint", gguf = %path.display()).entered();
         let file = GgufFile::open(path)?;
-        let hf = gguf::hf::load(&file).with_context(|| format!("reading the model in {}", path.display()))?;
+        let hf = gguf::hf::load(&file).context("reading the model")?;
         let weights = WeightStore::from_file(path, hf.tensors, hf.unsupported);
         Ok(Self {
             dir: path.to_path_buf(),

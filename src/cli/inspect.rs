@@ -32,7 +32,8 @@ pub fn run(args: InspectArgs) -> Result<()> {
         .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
         .unwrap_or_default();
     let model_type = config.get("model_type").and_then(|v| v.as_str()).unwrap_or("unknown").to_string();
-    let parameters: usize = checkpoint.weights.tensors().iter().map(|t| t.numel()).sum();
+    // Saturating: tensors of a hostile file may share their data.
+    let parameters = checkpoint.weights.tensors().iter().fold(0u64, |sum, t| sum.saturating_add(t.numel() as u64));
     let dtypes = checkpoint.weights.dtype_counts();
     let mut files: Vec<(String, u64)> = std::fs::read_dir(&checkpoint.dir)?
         .filter_map(|e| e.ok())

@@ -11,8 +11,13 @@ const MAX_ARRAY_ITEMS: usize = 16;
 #[derive(Default, serde::Serialize)]
 struct TypeCount {
     tensors: usize,
-    values: usize,
-    bytes: usize,
+    values: u64,
+    bytes: u64,
+}
+
+/// Sums counts that a hostile file can make overflow (tensors may share their data): saturating, as a count shown.
+fn add(total: &mut u64, count: usize) {
+    *total = total.saturating_add(count as u64);
 }
 
 pub fn run(file: &GgufFile, json: bool) -> Result<()> {
@@ -20,10 +25,11 @@ pub fn run(file: &GgufFile, json: bool) -> Result<()> {
     for t in &file.tensors {
         let count = types.entry(t.type_name()).or_default();
         count.tensors += 1;
-        count.values += t.numel();
-        count.bytes += t.range.len();
+        add(&mut count.values, t.numel());
+        add(&mut count.bytes, t.range.len());
     }
-    let parameters: usize = file.tensors.iter().map(|t| t.numel()).sum();
+    let mut parameters = 0;
+    file.tensors.iter().for_each(|t| add(&mut parameters, t.numel()));
     let architecture = file.metadata.opt_str("general.architecture")?.unwrap_or("unknown").to_string();
     // The tokenizer's vocabulary, scores, merges and token types are long arrays: shown as lengths.
     let metadata: BTreeMap<&String, serde_json::Value> =
