@@ -138,11 +138,15 @@ fn a_dangling_link_in_a_run_directory_creates_nothing() {
 fn a_sweep_writes_nothing_through_links_in_a_cell() {
     let dir = tempfile::tempdir().unwrap();
     let plan = dir.path().join("plan.toml");
+    // A plan's relative paths are taken from its folder: this one names the repository's files absolutely.
     std::fs::write(
         &plan,
-        "llm = \"examples/tiny-llm\"\nclip = \"tests/fixtures/clip-tiny-quickgelu\"\nsteps = 1\nsamples = 8\n\
-         alphas = [1.0, 0.0]\nmax-new-tokens = 24\nlayer = 2\nno-cache = true\n[[datasets]]\nid = \"tiny\"\n\
-         dataset-name = \"tiny shapes\"\ndataset = \"examples/tiny-dataset\"\ndescription = \"Shapes.\"\n",
+        format!(
+            "llm = \"{REPO}/examples/tiny-llm\"\nclip = \"{REPO}/tests/fixtures/clip-tiny-quickgelu\"\nsteps = 1\n\
+             samples = 8\nalphas = [1.0, 0.0]\nmax-new-tokens = 24\nlayer = 2\nno-cache = true\n[[datasets]]\n\
+             id = \"tiny\"\ndataset-name = \"tiny shapes\"\ndataset = \"{REPO}/examples/tiny-dataset\"\n\
+             description = \"Shapes.\"\n"
+        ),
     )
     .unwrap();
     let out = dir.path().join("sweep");

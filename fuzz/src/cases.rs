@@ -18,8 +18,11 @@ use glov_cuda::models::llm::LlmConfig;
 use glov_cuda::sweep::plan::Plan;
 use glov_cuda::tokenizer::LlmTokenizer;
 
+/// A target's body: what glov-cuda does with one input.
+pub type Body = fn(&[u8]);
+
 /// Every target by name, as the fuzz binaries and the regression folders are named.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Body)] = &[
     ("gguf", gguf),
     ("gguf_tokenizer", gguf_tokenizer),
     ("tokenizer_json", tokenizer_json),

@@ -6,6 +6,7 @@
 pub mod cpu;
 pub mod cuda;
 mod device;
+pub mod runtime_options;
 
 pub use device::Device;
 

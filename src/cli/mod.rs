@@ -19,7 +19,7 @@ mod sweep;
 use crate::backend::Device;
 use crate::backend::cpu::CpuBackend;
 use crate::backend::cuda::backend::CudaBackend;
-use crate::backend::cuda::ops::Variant;
+use crate::backend::runtime_options::RuntimeOptions;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
@@ -37,31 +37,15 @@ use std::process::ExitCode;
                   (`generate`) and runs grids of searches locally or on Slurm (`sweep`, `report`).\n\n\
                   Every command runs on the CPU reference backend (`--device cpu`, the default) and on the CUDA \
                   backend (`--device cuda`), whose kernels are compiled in when `bash scripts/setup-cuda.sh` was \
-                  run before building.\n\n\
+                  run before building; `selftest` checks the CUDA backend unless told `--device cpu`. The global \
+                  options (--device, --kernels, --gpu-memory, --no-cuda-graphs, --threads) can also sit in an \
+                  `optimize --config` file or a sweep plan under the same names; flags win.\n\n\
                   Models are Hugging Face model directories (config.json, safetensors weights, tokenizer.json, \
                   preprocessor_config.json), org/name ids already in the local HF cache, or GGUF files (LLMs)."
 )]
 pub struct Cli {
-    /// Where to compute: cpu, or cuda / cuda:N.
-    #[arg(long, global = true, default_value = "cpu", value_name = "DEVICE")]
-    device: Device,
-
-    /// Which CUDA kernel of each pair runs: fast (tiled, tensor cores), or plain (simple, for checking).
-    #[arg(long, global = true, value_enum, default_value = "fast")]
-    kernels: Variant,
-
-    /// Device memory the CUDA backend may use, in GiB (both models, the KV cache and all activations come from
-    /// one arena of this size); default 90% of the memory free at start.
-    #[arg(long, global = true, value_name = "GIB", value_parser = parse_gib)]
-    gpu_memory: Option<usize>,
-
-    /// Run every CUDA decode step eagerly instead of recording it once as a CUDA graph and replaying it.
-    #[arg(long, global = true)]
-    no_cuda_graphs: bool,
-
-    /// CPU worker threads (default, or 0: all cores).
-    #[arg(long, global = true, value_name = "N")]
-    threads: Option<usize>,
+    #[command(flatten)]
+    runtime: RuntimeOptions,
 
     /// More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -91,7 +75,8 @@ enum Command {
     /// Benchmarks on randomly initialised models of named shapes (JSON on stdout).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
-    /// Check the CUDA kernels against the CPU reference (`--list`: name the kernels in this binary).
+    /// Check the CUDA kernels against the CPU reference on the GPU (`--device cpu`: the harness alone; `--list`:
+    /// name the kernels in this binary).
     Selftest(selftest::SelftestArgs),
     /// Describe a model directory: architecture, sizes, dtypes, parameters, files.
     Inspect(inspect::InspectArgs),
@@ -122,49 +107,49 @@ fn init_logging(cli: &Cli) {
     let _ = tracing_subscriber::registry().with(logs).with(ranges).try_init();
 }
 
-/// `--gpu-memory`: a positive number of GiB, in bytes.
-fn parse_gib(text: &str) -> std::result::Result<usize, String> {
-    match text.parse::<f64>() {
-        Ok(gib) if gib > 0.0 && gib.is_finite() => Ok((gib * (1u64 << 30) as f64) as usize),
-        _ => Err(format!("{text:?} is not a positive number of GiB")),
-    }
+/// Runs a command on the backend the runtime options choose (the CPU unless told otherwise).
+macro_rules! on_device {
+    ($runtime:expr, $run:expr) => {{
+        let runtime: &RuntimeOptions = $runtime;
+        start(runtime, Device::Cpu)?;
+        match runtime.device.unwrap_or(Device::Cpu) {
+            Device::Cpu => $run(&CpuBackend::new()),
+            Device::Cuda(ordinal) => $run(
+                &CudaBackend::open(ordinal, runtime.kernels(), runtime.gpu_memory)?.with_graphs(runtime.cuda_graphs()),
+            ),
+        }
+    }};
 }
 
-/// Runs a command on the chosen backend.
-macro_rules! on_device {
-    ($cli:expr, $run:expr) => {
-        match $cli.device {
-            Device::Cpu => $run(&CpuBackend::new()),
-            Device::Cuda(ordinal) => {
-                $run(&CudaBackend::open(ordinal, $cli.kernels, $cli.gpu_memory)?.with_graphs(!$cli.no_cuda_graphs))
-            }
-        }
-    };
+/// Starts the CPU worker pool of `--threads`, and says where the command computes when nothing chose it.
+fn start(runtime: &RuntimeOptions, default: Device) -> Result<()> {
+    if let Some(threads) = runtime.threads {
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build_global()?;
+    }
+    if runtime.device.is_none() {
+        tracing::info!("computing on {default} (the default; --device, or device = ... in a config file, chooses)");
+    }
+    Ok(())
 }
 
 fn run(cli: Cli) -> Result<()> {
-    if let Some(threads) = cli.threads {
-        rayon::ThreadPoolBuilder::new().num_threads(threads).build_global()?;
-    }
+    let runtime = &cli.runtime;
     match cli.command {
-        Command::Score(args) => on_device!(cli, |b| score::run(b, args)),
-        Command::Probe(command) => on_device!(cli, |b| probe::run(b, command)),
+        Command::Optimize(args) => {
+            let (args, file) = optimize::read_config(*args)?;
+            on_device!(&runtime.clone().or(file.runtime.clone()), |b| optimize::run(b, args, file, cli.quiet))
+        }
+        Command::Score(args) => on_device!(runtime, |b| score::run(b, args)),
+        Command::Probe(command) => on_device!(runtime, |b| probe::run(b, command)),
+        Command::Bench(command) => on_device!(runtime, |b| bench::run(b, command)),
+        Command::Generate(args) => on_device!(runtime, |b| generate::run(b, args)),
+        Command::SteerVector(args) => on_device!(runtime, |b| steer_vector::run(b, args)),
+        Command::Selftest(args) => {
+            start(runtime, Device::Cuda(0))?;
+            selftest::run(runtime, args)
+        }
+        Command::Sweep(args) => sweep::run(args, runtime.clone()),
         Command::Inspect(args) => inspect::run(args),
-        Command::Bench(command) => on_device!(cli, |b| bench::run(b, command)),
-        Command::Selftest(args) => selftest::run(cli.device, cli.kernels, args),
-        Command::Optimize(args) => on_device!(cli, |b| optimize::run(b, *args, cli.quiet)),
-        Command::Generate(args) => on_device!(cli, |b| generate::run(b, args)),
-        Command::SteerVector(args) => on_device!(cli, |b| steer_vector::run(b, args)),
-        Command::Sweep(args) => sweep::run(
-            args,
-            sweep::Global {
-                device: cli.device,
-                kernels: cli.kernels,
-                gpu_memory: cli.gpu_memory,
-                no_cuda_graphs: cli.no_cuda_graphs,
-                threads: cli.threads,
-            },
-        ),
         Command::Report(args) => report::run(args),
     }
 }

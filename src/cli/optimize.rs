@@ -7,7 +7,7 @@ use crate::glov::engine::{ClipJudge, LlmProposer};
 use crate::glov::meta_prompt::{self, MetaPrompt};
 use crate::glov::optimizer::{LoopConfig, Optimizer, Outcome};
 use crate::glov::run_dir::RunDir;
-use crate::glov::settings::{ConfigFile, Overrides, Settings};
+use crate::glov::settings::{self, ConfigFile, Overrides, Settings};
 use crate::glov::{datasets, report};
 use crate::models::clip::ClipModel;
 use crate::models::llm::LlmModel;
@@ -15,15 +15,21 @@ use crate::scoring::{EncodeOptions, Scorer, default_cache_dir, encode_images};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::{Deserialize, Serialize};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 #[derive(Args)]
+#[command(override_usage = "glov-cuda optimize --llm <MODEL> --clip <MODEL> --dataset <DIR> --dataset-name <NAME> \
+    --out <DIR> [OPTIONS]\n       glov-cuda optimize --config <FILE> [OPTIONS]\n       \
+    glov-cuda optimize --out <DIR> --resume")]
 #[command(after_long_help = "Every setting can also sit in a TOML file given with --config, under the flag's name \
-    (e.g. `max-new-tokens = 50`, `alphas = [1.0, 0.0]`); flags override the file. A resumed run keeps the settings it \
-    was started with: give --out and --resume alone, or the same settings again.\n\n\
+    (e.g. `max-new-tokens = 50`, `alphas = [1.0, 0.0]`), as can the global options (`device = \"cuda\"`) and `out`; \
+    flags override the file. Relative paths in the file are taken from the file's folder, those of flags from the \
+    working directory. A resumed run keeps the settings it was started with: give --out and --resume alone, or the \
+    same settings again.\n\n\
     The run directory holds config.json, history.jsonl (every scored template), steps.jsonl (every step of every \
     alpha), state.json, plot.png, and at the end results.json, results.csv and best_templates.txt.")]
 pub struct OptimizeArgs {
@@ -32,7 +38,7 @@ pub struct OptimizeArgs {
     /// A TOML file of settings (flags override it).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The run directory (created; must not hold another run unless --resume). Required.
+    /// The run directory (created; must not hold another run unless --resume) (required).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Continue the run in --out from its last completed step.
@@ -163,20 +169,29 @@ fn best_per_alpha(optimizer: &Optimizer) -> String {
     format!("best {}", parts.join(", "))
 }
 
-pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, quiet: bool) -> Result<()> {
-    if args.print_meta_prompt {
-        print!("{}", meta_prompt::DEFAULT);
-        return Ok(());
-    }
+/// The `--config` file of the command, read before anything else: it may say where the run computes.
+pub fn read_config(args: OptimizeArgs) -> Result<(OptimizeArgs, ConfigFile)> {
     let file = match &args.config {
         Some(path) => ConfigFile::read(path)?,
         None => ConfigFile::default(),
     };
-    let Some(out) = args.out.clone().or(file.out) else {
-        bail!("--out is required (as a flag, or as out = ... in --config): the run directory")
-    };
+    Ok((args, file))
+}
+
+pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, file: ConfigFile, quiet: bool) -> Result<()> {
+    if args.print_meta_prompt {
+        print!("{}", meta_prompt::DEFAULT);
+        return Ok(());
+    }
+    let out = args.out.clone().or(file.out);
     let resume = args.resume || file.resume == Some(true);
     let overrides = args.settings.or(file.settings)?.absolute()?;
+    let mut missing = if resume { Vec::new() } else { overrides.missing() };
+    if out.is_none() {
+        missing.insert(0, "out");
+    }
+    settings::require(&missing)?;
+    let out = out.expect("checked above");
     let stored = if resume {
         let (run, resumed) = RunDir::open::<RunConfig>(&out)?;
         if resumed.config.format != FORMAT {
@@ -256,6 +271,7 @@ pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, quiet: bool) -> Result<(
         max_new_tokens: settings.max_new_tokens,
         seed: settings.seed,
         kv_cache_bytes: 0,
+        generated_tokens: Arc::new(AtomicUsize::new(0)),
     };
     let loop_config = LoopConfig {
         dataset_name,
@@ -279,12 +295,21 @@ pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, quiet: bool) -> Result<(
     };
 
     let stop = install_interrupt(quiet)?;
-    let bar = progress_bar(quiet, settings.steps, optimizer.completed_steps());
+    // On a terminal a progress bar; in a log (a sweep's cell, a batch job) a line per step.
+    let on_terminal = std::io::stderr().is_terminal();
+    let bar = progress_bar(quiet || !on_terminal, settings.steps, optimizer.completed_steps());
     bar.set_message(best_per_alpha(&optimizer));
+    let generated = proposer.generated_tokens.clone();
+    let mut tokens_before = 0;
     let outcome = optimizer.run(&mut proposer, &mut judge, &stop, &mut |o: &Optimizer| {
         bar.set_position(o.completed_steps() as u64);
         bar.set_message(best_per_alpha(o));
         after_step(o);
+        let tokens = generated.load(Ordering::Relaxed);
+        if !on_terminal {
+            log_step(o, settings.steps, tokens - tokens_before);
+        }
+        tokens_before = tokens;
     })?;
     bar.finish_and_clear();
     if let Outcome::Interrupted(steps) = outcome {
@@ -296,6 +321,22 @@ pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, quiet: bool) -> Result<(
     print!("{}", report::summary_table(&results));
     println!("run directory: {}", optimizer.run_dir().path().display());
     Ok(())
+}
+
+/// One line for a finished step: where the search stands, what the step did, and how fast.
+fn log_step(optimizer: &Optimizer, total: usize, tokens: usize) {
+    let steps: Vec<_> = optimizer.trajectories.iter().filter_map(|t| t.steps.last()).collect();
+    let Some(first) = steps.first() else { return };
+    let scored: usize = steps.iter().map(|s| s.new_templates).sum();
+    let rejected: usize = steps.iter().map(|s| s.rejected).sum();
+    let seconds = first.generate_seconds + first.score_seconds;
+    tracing::info!(
+        "step {}/{total}: {}; {scored} new templates scored, {rejected} answers without a template; {seconds:.1} s \
+         ({:.0} tokens/s generating)",
+        optimizer.completed_steps(),
+        best_per_alpha(optimizer),
+        tokens as f64 / first.generate_seconds.max(1e-9)
+    );
 }
 
 /// Logs a finished step and redraws the plot (a plot that cannot be drawn or written is a warning, not an error).

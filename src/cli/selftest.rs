@@ -1,14 +1,15 @@
 //! `glov-cuda selftest`: every CUDA kernel, plain and fast, then CLIP and the LLM on the device, against the CPU
-//! reference backend; `--list` names the
-//! kernels in the binary (no GPU needed); `--device cpu` runs the harness against the reference itself.
+//! reference backend. It checks the CUDA backend unless `--device cpu` asks for the harness against the reference
+//! itself, and fails where the binary has no kernels or the machine no GPU; `--list` names the kernels in the binary
+//! (no GPU needed).
 
 use crate::backend::Backend;
 use crate::backend::Device;
 use crate::backend::cuda::backend::CudaBackend;
 use crate::backend::cuda::kernels::{self, COMPILERS, MIN_DRIVER, MODULES, PTX_ISA};
-use crate::backend::cuda::ops::Variant;
+use crate::backend::runtime_options::RuntimeOptions;
 use crate::selftest::{self, CaseResult};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 
 #[derive(Args)]
@@ -27,18 +28,22 @@ pub struct SelftestArgs {
     json: Option<std::path::PathBuf>,
 }
 
-pub fn run(device: Device, kernels: Variant, args: SelftestArgs) -> Result<()> {
+pub fn run(runtime: &RuntimeOptions, args: SelftestArgs) -> Result<()> {
     if args.list {
         print!("{}", list());
         return Ok(());
     }
-    let results: Vec<CaseResult> = match device {
+    let results: Vec<CaseResult> = match runtime.device.unwrap_or(Device::Cuda(0)) {
         Device::Cpu => {
-            eprintln!("--device cpu: the harness against the CPU reference itself (every error must be 0)");
+            eprintln!(
+                "--device cpu: the harness against the CPU reference itself (every error must be 0); no CUDA kernel \
+                 is checked"
+            );
             selftest::run_reference(args.quick, args.seed)?
         }
         Device::Cuda(ordinal) => {
-            let backend = CudaBackend::open(ordinal, kernels, None)?;
+            let backend = CudaBackend::open(ordinal, runtime.kernels(), runtime.gpu_memory)
+                .context("selftest checks the CUDA backend (--device cpu checks the harness alone)")?;
             println!("{}, kernels by {}", backend.describe(), COMPILERS.unwrap_or("?"));
             selftest::run_cuda(&backend, args.quick, args.seed)?
         }

@@ -1,10 +1,10 @@
 //! `glov-cuda sweep`: a plan's grid of runs, one run directory per cell, run here or as a Slurm job array.
 
 use crate::backend::Device;
-use crate::backend::cuda::ops::Variant;
+use crate::backend::runtime_options::RuntimeOptions;
 use crate::sweep::cell::{self, State};
-use crate::sweep::plan::{Plan, SlurmSettings};
-use crate::sweep::{self, Manifest, local, slurm};
+use crate::sweep::plan::{Cell, Plan, SlurmSettings};
+use crate::sweep::{self, Manifest, local, preflight, slurm};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use std::collections::HashMap;
@@ -19,11 +19,15 @@ enum Executor {
 }
 
 #[derive(Args)]
-#[command(after_long_help = "A plan is a TOML file: fixed settings (any optimize setting, under its flag's name), \
-    [grid] with an array of values per axis (clip, llm, seed, or any other setting), [[datasets]] entries (dataset, \
-    split-file, dataset-name, description, id), and optional [slurm] (gpus, cpus, mem, time, partition, account, \
-    job-name, max-parallel, sbatch = [extra #SBATCH options]) and [local] (parallel). Relative paths are taken from \
-    the current directory. Each cell gets DIR/<clip>/<llm>/<dataset>/<other axes>/seed<N>/ (only the axes the grid \
+#[command(after_long_help = "A plan is a TOML file: fixed settings (any optimize setting, under its flag's name, and \
+    the global options device, kernels, gpu-memory, no-cuda-graphs, threads), [grid] with an array of values per \
+    axis (clip, llm, seed, or any other setting), [[datasets]] entries (dataset, split-file, dataset-name, \
+    description, id), and optional [slurm] (gpus, cpus, mem, time, partition, account, job-name, max-parallel, \
+    sbatch = [extra #SBATCH options]) and [local] (parallel). Relative paths are taken from the plan's folder. \
+    Cells run on the device the flags or the plan name; a Slurm plan that asks for GPUs runs them on CUDA (and \
+    one that says device = \"cpu\" while asking for GPUs is refused). Before anything runs, every cell's models \
+    (their config, not their weights), datasets, split files and meta-prompt are checked, and all problems are \
+    reported at once. Each cell gets DIR/<clip>/<llm>/<dataset>/<other axes>/seed<N>/ (only the axes the grid \
     names) with its cell.toml written first: `glov-cuda optimize --config DIR/.../cell.toml` runs it alone. \
     Running a sweep again skips finished cells, resumes interrupted ones and retries failed ones. See docs/sweeps.md.")]
 pub struct SweepArgs {
@@ -39,15 +43,21 @@ pub struct SweepArgs {
     /// Print the states of the sweep in --out (with Slurm's view of its tasks where squeue/sacct answer).
     #[arg(long, conflicts_with_all = ["list", "dry_run"])]
     status: bool,
+    /// Where the cells run.
     #[arg(long, value_enum, default_value = "local")]
     executor: Executor,
-    /// Slurm: write the job script and print it, without submitting.
+    /// Skip the checks of every cell's models, datasets, split files and meta-prompt before anything runs (for
+    /// paths that only the compute nodes see).
+    #[arg(long)]
+    no_check: bool,
+    /// Check the plan and show what would run without running it. Local: each cell's command, nothing written;
+    /// Slurm: the cells' cell.toml and the job script written and printed, nothing submitted.
     #[arg(long)]
     dry_run: bool,
     /// Local: cells run at once [default: one per visible GPU with --device cuda, else 1].
     #[arg(long, value_name = "N")]
     parallel: Option<usize>,
-    /// Slurm: GPUs per task [default: 1 with --device cuda, else 0].
+    /// Slurm: GPUs per task [default: 1 with --device cuda, else 0; more than 0 runs the cells on CUDA].
     #[arg(long, value_name = "N")]
     gpus: Option<u32>,
     /// Slurm: CPUs per task.
@@ -59,8 +69,10 @@ pub struct SweepArgs {
     /// Slurm: time limit per task (e.g. 04:00:00).
     #[arg(long, value_name = "TIME")]
     time: Option<String>,
+    /// Slurm: the partition to submit to.
     #[arg(long, value_name = "NAME")]
     partition: Option<String>,
+    /// Slurm: the account charged.
     #[arg(long, value_name = "NAME")]
     account: Option<String>,
     /// Slurm: the job's name [default: glov-sweep].
@@ -74,36 +86,7 @@ pub struct SweepArgs {
     sbatch: Vec<String>,
 }
 
-/// The global flags of this process, passed on to every cell's process.
-pub struct Global {
-    pub device: Device,
-    pub kernels: Variant,
-    pub gpu_memory: Option<usize>,
-    pub no_cuda_graphs: bool,
-    pub threads: Option<usize>,
-}
-
-impl Global {
-    /// The flags other than `--device`.
-    fn flags(&self) -> Vec<String> {
-        let mut flags = Vec::new();
-        if let Some(value) = self.kernels.to_possible_value() {
-            flags.extend(["--kernels".to_string(), value.get_name().to_string()]);
-        }
-        if let Some(bytes) = self.gpu_memory {
-            flags.extend(["--gpu-memory".to_string(), format!("{}", bytes as f64 / (1u64 << 30) as f64)]);
-        }
-        if self.no_cuda_graphs {
-            flags.push("--no-cuda-graphs".to_string());
-        }
-        if let Some(threads) = self.threads {
-            flags.extend(["--threads".to_string(), threads.to_string()]);
-        }
-        flags
-    }
-}
-
-pub fn run(args: SweepArgs, global: Global) -> Result<()> {
+pub fn run(args: SweepArgs, flags: RuntimeOptions) -> Result<()> {
     let plan = args.plan.as_deref().map(Plan::read).transpose()?;
     let Some(out) = args.out.clone().or_else(|| plan.as_ref().and_then(|p| p.out.clone())) else {
         bail!("--out is required (as a flag, or as out = ... in the plan): the sweep's folder");
@@ -115,23 +98,28 @@ pub fn run(args: SweepArgs, global: Global) -> Result<()> {
         print!("{}", states_table(&out, &manifest.cells, (!jobs.is_empty()).then(|| slurm::cell_states(&jobs)))?);
         return Ok(());
     }
-    if args.dry_run && args.executor != Executor::Slurm {
-        bail!("--dry-run writes the Slurm job script: it goes with --executor slurm");
-    }
     let plan = plan.expect("clap requires the plan without --status");
     let cells = plan.cells(&out)?;
     let ids: Vec<String> = cells.iter().map(|c| c.id.clone()).collect();
     if args.list {
         print!("{}", states_table(&out, &ids, None)?);
+    }
+    let problems = if args.no_check { Vec::new() } else { preflight::problems(&cells) };
+    if !problems.is_empty() {
+        bail!(
+            "plan {}: {} found before anything ran:\n  {}",
+            plan.path.display(),
+            if problems.len() == 1 { "1 problem".to_string() } else { format!("{} problems", problems.len()) },
+            problems.join("\n  ") + "\n(--no-check skips these checks, for paths only the compute nodes see)"
+        );
+    }
+    if args.list {
         return Ok(());
     }
-    if args.executor == Executor::Slurm {
-        slurm::sweep_folder(&out)?;
-    }
-    sweep::prepare(&out, &plan, &cells)?;
+    let runtime = flags.or(plan.runtime.clone());
     match args.executor {
-        Executor::Local => run_local(&args, &plan, &global, &out, &ids),
-        Executor::Slurm => run_slurm(&args, &plan, &global, &out, &ids),
+        Executor::Local => run_local(&args, &plan, runtime, &out, &cells),
+        Executor::Slurm => run_slurm(&args, &plan, runtime, &out, &cells),
     }
 }
 
@@ -201,9 +189,9 @@ fn visible_gpus() -> usize {
         .unwrap_or(0)
 }
 
-fn run_local(args: &SweepArgs, plan: &Plan, global: &Global, out: &Path, ids: &[String]) -> Result<()> {
+fn run_local(args: &SweepArgs, plan: &Plan, runtime: RuntimeOptions, out: &Path, cells: &[Cell]) -> Result<()> {
     let parallel = args.parallel.or(plan.local.parallel);
-    let devices: Vec<String> = match global.device {
+    let devices: Vec<String> = match runtime.device.unwrap_or(Device::Cpu) {
         Device::Cpu => vec!["cpu".to_string(); parallel.unwrap_or(1)],
         Device::Cuda(_) => {
             let gpus = visible_gpus();
@@ -216,13 +204,22 @@ fn run_local(args: &SweepArgs, plan: &Plan, global: &Global, out: &Path, ids: &[
     if devices.is_empty() {
         bail!("--parallel must be at least 1");
     }
-    let launch = local::Launch {
-        exe: std::env::current_exe().context("cannot find the glov-cuda binary")?,
-        global: global.flags(),
-        devices,
-    };
+    let ids: Vec<String> = cells.iter().map(|c| c.id.clone()).collect();
+    let exe = std::env::current_exe().context("cannot find the glov-cuda binary")?;
+    if args.dry_run {
+        println!("{} in {}, {} at a time; each runs:", sweep::count_cells(ids.len()), out.display(), devices.len());
+        for (i, id) in ids.iter().enumerate() {
+            let config = out.join(id).join(cell::CELL_CONFIG);
+            let device = &devices[i % devices.len()];
+            println!("  {} --device {device} optimize --config {}", exe.display(), config.display());
+        }
+        println!("(dry run: nothing written; the cells would take {})", describe_runtime(&runtime));
+        return Ok(());
+    }
+    sweep::prepare(out, plan, cells, &runtime.to_table()?)?;
+    let launch = local::Launch { exe, devices };
     println!("sweep: {} in {}, {} at a time", sweep::count_cells(ids.len()), out.display(), launch.devices.len());
-    let summary = local::run(out, ids, &launch)?;
+    let summary = local::run(out, &ids, &launch)?;
     print!("{}", summary.text(out));
     if summary.stopped {
         bail!("stopped on request; run the same command again to resume");
@@ -235,10 +232,49 @@ fn run_local(args: &SweepArgs, plan: &Plan, global: &Global, out: &Path, ids: &[
     Ok(())
 }
 
-fn run_slurm(args: &SweepArgs, plan: &Plan, global: &Global, out: &Path, ids: &[String]) -> Result<()> {
+/// The runtime options, as flags would give them.
+fn describe_runtime(runtime: &RuntimeOptions) -> String {
+    match runtime.to_table() {
+        Ok(table) if !table.is_empty() => {
+            table.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ")
+        }
+        _ => "the defaults".to_string(),
+    }
+}
+
+/// Whether extra `#SBATCH` options ask for GPUs themselves (`--gres=gpu...`, `--gpus...`).
+fn sbatch_asks_for_gpus(options: &[String]) -> bool {
+    options.iter().any(|o| o.contains("gres=gpu") || o.starts_with("--gpus") || o.starts_with("--gpus-per"))
+}
+
+/// The device of every task and the GPUs each asks for: a plan that asks for GPUs runs its cells on them.
+fn slurm_device(runtime: &RuntimeOptions, gpus: Option<u32>, sbatch: &[String]) -> Result<(Device, u32)> {
+    let extra = sbatch_asks_for_gpus(sbatch);
+    let asks = gpus.is_some_and(|n| n > 0) || extra;
+    match runtime.device {
+        Some(Device::Cpu) if asks => bail!(
+            "the plan asks Slurm for GPUs ([slurm] gpus, --gpus or a --gres/--gpus sbatch option) but its cells \
+             would run with --device cpu: say --device cuda (or device = \"cuda\" in the plan), or ask for no GPU \
+             (gpus = 0)"
+        ),
+        Some(Device::Cpu) => Ok((Device::Cpu, 0)),
+        Some(Device::Cuda(_)) if gpus == Some(0) && !extra => bail!(
+            "--device cuda, but the plan asks Slurm for no GPU (gpus = 0): ask for at least one ([slurm] gpus or --gpus)"
+        ),
+        // Each task sees its own GPUs from cuda:0 on (Slurm sets CUDA_VISIBLE_DEVICES).
+        Some(Device::Cuda(_)) => Ok((Device::Cuda(0), gpus.unwrap_or(u32::from(!extra)))),
+        None if asks => Ok((Device::Cuda(0), gpus.unwrap_or(0))),
+        None => Ok((Device::Cpu, 0)),
+    }
+}
+
+fn run_slurm(args: &SweepArgs, plan: &Plan, runtime: RuntimeOptions, out: &Path, cells: &[Cell]) -> Result<()> {
     let from_plan = &plan.slurm;
+    let sbatch: Vec<String> = from_plan.sbatch.iter().chain(&args.sbatch).cloned().collect();
+    let (device, gpus) = slurm_device(&runtime, args.gpus.or(from_plan.gpus), &sbatch)?;
+    let runtime = RuntimeOptions { device: Some(device), ..runtime };
     let settings = SlurmSettings {
-        gpus: args.gpus.or(from_plan.gpus).or(Some(u32::from(matches!(global.device, Device::Cuda(_))))),
+        gpus: Some(gpus),
         cpus: args.cpus.or(from_plan.cpus),
         mem: args.mem.clone().or_else(|| from_plan.mem.clone()),
         time: args.time.clone().or_else(|| from_plan.time.clone()),
@@ -246,16 +282,11 @@ fn run_slurm(args: &SweepArgs, plan: &Plan, global: &Global, out: &Path, ids: &[
         account: args.account.clone().or_else(|| from_plan.account.clone()),
         job_name: args.job_name.clone().or_else(|| from_plan.job_name.clone()),
         max_parallel: args.max_parallel.or(from_plan.max_parallel),
-        sbatch: from_plan.sbatch.iter().chain(&args.sbatch).cloned().collect(),
+        sbatch,
     };
-    // Each task sees its own GPUs from 0 on (Slurm sets CUDA_VISIBLE_DEVICES).
-    let device = match global.device {
-        Device::Cpu => "cpu",
-        Device::Cuda(_) => "cuda",
-    };
-    let mut task_flags = global.flags();
-    task_flags.splice(0..0, ["--device".to_string(), device.to_string()]);
-
+    slurm::sweep_folder(out)?;
+    sweep::prepare(out, plan, cells, &runtime.to_table()?)?;
+    let ids: Vec<String> = cells.iter().map(|c| c.id.clone()).collect();
     let mut tasks = Vec::new();
     for (i, id) in ids.iter().enumerate() {
         match cell::progress(&out.join(id))?.state {
@@ -268,13 +299,14 @@ fn run_slurm(args: &SweepArgs, plan: &Plan, global: &Global, out: &Path, ids: &[
         return Ok(());
     }
     let exe = std::env::current_exe().context("cannot find the glov-cuda binary")?;
-    let cells: Vec<PathBuf> = ids.iter().map(|id| out.join(id)).collect();
+    let cell_dirs: Vec<PathBuf> = ids.iter().map(|id| out.join(id)).collect();
+    let task_flags = ["--device".to_string(), device.to_string()];
     let job = slurm::Job {
         settings: &settings,
         exe: &exe,
         global: &task_flags,
         sweep_dir: out,
-        cells: &cells,
+        cells: &cell_dirs,
         tasks: &tasks,
     };
     let text = slurm::script(&job)?;
@@ -283,16 +315,18 @@ fn run_slurm(args: &SweepArgs, plan: &Plan, global: &Global, out: &Path, ids: &[
     if args.dry_run {
         print!("{text}");
         eprintln!(
-            "wrote {} ({} of {} cells); submit it with: sbatch {0}",
+            "dry run: wrote the {} cells' cell.toml and {} ({} of them to submit, on {device}); nothing submitted; \
+             submit it with: sbatch {1}",
+            ids.len(),
             script_path.display(),
             tasks.len(),
-            ids.len()
         );
         return Ok(());
     }
     let job_id = slurm::submit(out, &script_path, ids.to_vec(), tasks.clone())?;
     println!(
-        "submitted job {job_id}: array {} ({} of {} cells); follow it with: glov-cuda sweep --status --out {}",
+        "submitted job {job_id}: array {} ({} of {} cells, on {device}); follow it with: glov-cuda sweep --status \
+         --out {}",
         slurm::array_spec(&tasks, settings.max_parallel),
         tasks.len(),
         ids.len(),

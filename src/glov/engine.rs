@@ -9,6 +9,8 @@ use crate::generation::steering::{SteerCache, SteerConfig, SteerMode};
 use crate::models::llm::LlmModel;
 use crate::scoring::Scorer;
 use anyhow::Result;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub struct LlmProposer<'a, B: Backend> {
     pub backend: &'a B,
@@ -20,6 +22,8 @@ pub struct LlmProposer<'a, B: Backend> {
     pub seed: u64,
     /// KV-cache bytes of the last step's batch.
     pub kv_cache_bytes: usize,
+    /// Tokens generated so far, shared with whoever reports progress.
+    pub generated_tokens: Arc<AtomicUsize>,
 }
 
 impl<B: Backend> LlmProposer<'_, B> {
@@ -75,6 +79,8 @@ impl<B: Backend> Proposer for LlmProposer<'_, B> {
         };
         let generation = generate(self.backend, &self.model.llm, &requests, &options)?;
         self.kv_cache_bytes = generation.kv_cache_bytes;
+        let tokens: usize = generation.sequences.iter().map(|s| s.tokens.len()).sum();
+        self.generated_tokens.fetch_add(tokens, Ordering::Relaxed);
         let mut answers = vec![Vec::with_capacity(samples); proposals.len()];
         for sequence in &generation.sequences {
             let text = self.model.tokenizer.decode(&sequence.tokens)?;

@@ -93,7 +93,7 @@ impl Parsed {
             match parse_answer(raw) {
                 Err(why) => {
                     parsed.rejected += 1;
-                    tracing::debug!(alpha = trajectory.alpha, %why, raw, "answer rejected");
+                    tracing::trace!(alpha = trajectory.alpha, %why, raw, "answer rejected");
                 }
                 Ok(template)
                     if trajectory.history.contains(&template) || parsed.new.iter().any(|(n, _)| *n == template) =>

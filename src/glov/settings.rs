@@ -7,6 +7,7 @@
 //! [`parse_finite`], which applies the same rule). JSON, in which settings are merged and stored, has no such numbers
 //! and would read one back as "unset".
 
+use crate::backend::runtime_options::{self, RuntimeOptions};
 use crate::generation::steering::SteerCache;
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -202,19 +203,25 @@ fn defaults() -> Map<String, Value> {
 /// The settings that change what a run computes; the others (batch sizes, the cache) may differ on resume.
 const NOT_COMPARED: [&str; 4] = ["image-batch", "text-batch", "cache-dir", "no-cache"];
 
-/// A `--config` file: every setting, and the run's `out` and `resume` too.
+/// A `--config` file: every setting, the run's `out` and `resume`, and the runtime options (`device`, ...).
 #[derive(Debug, Default)]
 pub struct ConfigFile {
     pub settings: Overrides,
     pub out: Option<PathBuf>,
     pub resume: Option<bool>,
+    pub runtime: RuntimeOptions,
 }
 
 impl ConfigFile {
+    /// Reads a config file; its relative paths are taken from the file's folder (see [`Overrides::rebase`]).
     pub fn read(path: &Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read the config file {}", path.display()))?;
-        Self::parse(&text).with_context(|| format!("config file {}", path.display()))
+        let mut file = Self::parse(&text).with_context(|| format!("config file {}", path.display()))?;
+        let folder = path.parent().unwrap_or(Path::new(""));
+        file.settings = file.settings.rebase(folder);
+        file.out = file.out.map(|out| folder.join(out));
+        Ok(file)
     }
 
     pub fn parse(text: &str) -> Result<Self> {
@@ -230,9 +237,71 @@ impl ConfigFile {
             Some(other) => bail!("resume must be true or false, not {other}"),
             None => None,
         };
-        Ok(Self { settings: table.try_into()?, out, resume })
+        let runtime = RuntimeOptions::take_from(&mut table, "runtime options")?;
+        Ok(Self { settings: parse_settings(table)?, out, resume, runtime })
     }
 }
+
+/// A table of settings, an unknown key answered with the known one it is closest to.
+pub fn parse_settings(table: toml::Table) -> Result<Overrides> {
+    for key in table.keys() {
+        if !SETTING_KEYS.contains(&key.as_str()) {
+            let near = SETTING_KEYS.iter().chain(&runtime_options::KEYS).copied().chain(["out", "resume"]);
+            let hint = match near.map(|k| (strsim::levenshtein(k, key), k)).min() {
+                Some((distance, known)) if distance <= 2 || known.contains(key.as_str()) => {
+                    format!("; did you mean {known}?")
+                }
+                _ => String::new(),
+            };
+            bail!(
+                "unknown setting {key:?}{hint} (settings: {}; runtime options: {}; and out, resume)",
+                SETTING_KEYS.join(", "),
+                runtime_options::KEYS.join(", ")
+            );
+        }
+    }
+    Ok(toml::Value::Table(table).try_into()?)
+}
+
+/// Refuses to go on without the settings named (by their keys), all named in one message.
+pub fn require(missing: &[&str]) -> Result<()> {
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let flags: Vec<String> = missing.iter().map(|key| format!("--{key}")).collect();
+    let keys: Vec<String> = missing.iter().map(|key| format!("{key} = ...")).collect();
+    let verb = if missing.len() == 1 { "is" } else { "are" };
+    bail!("{} {verb} required (as flags, or as {} in --config)", flags.join(", "), keys.join(", "))
+}
+
+/// Every key of [`Overrides`], as a config file spells it.
+pub const SETTING_KEYS: [&str; 25] = [
+    "llm",
+    "clip",
+    "dataset",
+    "split-file",
+    "dataset-name",
+    "description",
+    "steps",
+    "samples",
+    "shots",
+    "seed",
+    "alphas",
+    "layer",
+    "top-bottom",
+    "max-new-tokens",
+    "temperature",
+    "top-k",
+    "top-p",
+    "steer-cache",
+    "meta-prompt",
+    "baseline",
+    "ensemble-size",
+    "image-batch",
+    "text-batch",
+    "cache-dir",
+    "no-cache",
+];
 
 impl Overrides {
     /// `self` where set, else `other`.
@@ -270,18 +339,39 @@ impl Overrides {
         Ok(self)
     }
 
-    /// New settings: these overrides on the defaults.
-    pub fn resolve(self) -> Result<Settings> {
-        for (name, given) in [
-            ("--llm", self.llm.is_some()),
-            ("--clip", self.clip.is_some()),
-            ("--dataset", self.dataset.is_some()),
-            ("--dataset-name", self.dataset_name.is_some()),
-        ] {
-            if !given {
-                bail!("{name} is required (as a flag, or as {} = ... in --config)", &name[2..]);
+    /// Relative paths taken from `folder` (a config file's) rather than the working directory; a model argument
+    /// is rebased where `folder` holds it, else left as it is (an org/name id of the HF cache).
+    pub fn rebase(mut self, folder: &Path) -> Self {
+        for path in
+            [&mut self.dataset, &mut self.split_file, &mut self.meta_prompt, &mut self.cache_dir].into_iter().flatten()
+        {
+            *path = folder.join(&*path);
+        }
+        for model in [&mut self.llm, &mut self.clip].into_iter().flatten() {
+            let local = folder.join(model.as_str());
+            if Path::new(model.as_str()).is_relative() && local.exists() {
+                *model = local.display().to_string();
             }
         }
+        self
+    }
+
+    /// The settings a new run needs that are not given, by their keys.
+    pub fn missing(&self) -> Vec<&'static str> {
+        [
+            ("llm", self.llm.is_some()),
+            ("clip", self.clip.is_some()),
+            ("dataset", self.dataset.is_some()),
+            ("dataset-name", self.dataset_name.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, given)| (!given).then_some(key))
+        .collect()
+    }
+
+    /// New settings: these overrides on the defaults.
+    pub fn resolve(self) -> Result<Settings> {
+        require(&self.missing())?;
         let mut map = defaults();
         map.extend(self.to_map()?);
         let settings: Settings = serde_json::from_value(Value::Object(map)).context("resolving the settings")?;

@@ -8,6 +8,7 @@
 //! - `error.txt`: the exit status and the log's last lines of an attempt that failed (removed when the next one
 //!   starts).
 
+use crate::backend::runtime_options;
 use crate::glov::run_dir;
 use anyhow::{Context, Result, bail};
 use std::fs::File;
@@ -120,15 +121,21 @@ pub fn lock(dir: &Path) -> Result<Option<Lock>> {
     Ok(None)
 }
 
-/// Writes the cell's `cell.toml` (creating its folder); an existing one must hold the same settings, so that a
-/// changed plan never mixes runs of two configurations under one folder.
-pub fn write_config(dir: &Path, plan: &Path, id: &str, config: &toml::Table) -> Result<PathBuf> {
+/// Writes the cell's `cell.toml` (creating its folder): its settings, its folder as `out`, and the runtime options
+/// it runs with (`device`, ...). An existing one must hold the same settings, so that a changed plan never mixes
+/// runs of two configurations under one folder; its runtime options are replaced by this sweep's.
+pub fn write_config(dir: &Path, plan: &Path, id: &str, config: &toml::Table, runtime: &toml::Table) -> Result<PathBuf> {
     let path = dir.join(CELL_CONFIG);
     let mut table = config.clone();
     table.insert("out".into(), toml::Value::String(dir.display().to_string()));
-    if path.exists() {
+    let mut whole = table.clone();
+    whole.extend(runtime.clone());
+    if crate::no_follow::exists(&path)? {
         let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let existing: toml::Table = toml::from_str(&text).with_context(|| format!("{} is damaged", path.display()))?;
+        let mut existing: toml::Table =
+            toml::from_str(&text).with_context(|| format!("{} is damaged", path.display()))?;
+        let existing_runtime: toml::Table =
+            runtime_options::KEYS.iter().filter_map(|k| existing.remove(*k).map(|v| (k.to_string(), v))).collect();
         if existing != table {
             let mut keys: Vec<&String> = existing.keys().chain(table.keys()).collect();
             keys.sort();
@@ -148,14 +155,16 @@ pub fn write_config(dir: &Path, plan: &Path, id: &str, config: &toml::Table) -> 
                 differences.join("\n  ")
             );
         }
-        return Ok(path);
+        if existing_runtime == *runtime {
+            return Ok(path);
+        }
     }
     let text = format!(
         "# Cell {id} of the sweep planned in {}.\n# Start or re-run it alone: glov-cuda optimize --config {}\n# \
          Continue it: add --resume.\n{}",
         plan.display(),
         path.display(),
-        toml::to_string(&table)?
+        toml::to_string(&whole)?
     );
     crate::atomic_file::write(&path, text.as_bytes())?;
     Ok(path)
@@ -230,16 +239,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cell = dir.path().join("clip/dtd/seed1");
         let config: toml::Table = toml::from_str("seed = 1\nsteps = 4\n").unwrap();
-        let path = write_config(&cell, Path::new("plan.toml"), "clip/dtd/seed1", &config).unwrap();
+        let cpu: toml::Table = toml::from_str("device = \"cpu\"\n").unwrap();
+        let path = write_config(&cell, Path::new("plan.toml"), "clip/dtd/seed1", &config, &cpu).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("# Cell clip/dtd/seed1 of the sweep planned in plan.toml.\n"), "{text}");
         let read: toml::Table = toml::from_str(&text).unwrap();
         assert_eq!(read["out"].as_str(), Some(cell.to_str().unwrap()));
         assert_eq!((read["seed"].as_integer(), read["steps"].as_integer()), (Some(1), Some(4)));
-        write_config(&cell, Path::new("plan.toml"), "clip/dtd/seed1", &config).unwrap();
+        write_config(&cell, Path::new("plan.toml"), "clip/dtd/seed1", &config, &cpu).unwrap();
         let changed: toml::Table = toml::from_str("seed = 1\nsteps = 5\n").unwrap();
-        let e = write_config(&cell, Path::new("plan.toml"), "clip/dtd/seed1", &changed).unwrap_err().to_string();
+        let e = write_config(&cell, Path::new("plan.toml"), "clip/dtd/seed1", &changed, &cpu).unwrap_err().to_string();
         assert!(e.contains("cell clip/dtd/seed1") && e.contains("steps: 4 there, 5 in the plan"), "{e}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "a refused plan leaves the file as it was");
+        // Another device is not another plan: the cell runs where this sweep runs it.
+        let cuda: toml::Table = toml::from_str("device = \"cuda:0\"\nkernels = \"plain\"\n").unwrap();
+        write_config(&cell, Path::new("plan.toml"), "clip/dtd/seed1", &config, &cuda).unwrap();
+        let read: toml::Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!((read["device"].as_str(), read["kernels"].as_str()), (Some("cuda:0"), Some("plain")));
+        assert_eq!(read["steps"].as_integer(), Some(4));
     }
 }

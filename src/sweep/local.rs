@@ -22,8 +22,6 @@ use std::time::Instant;
 pub struct Launch {
     /// The glov-cuda binary.
     pub exe: PathBuf,
-    /// Global flags for every process (`--threads`, `--kernels`, ...), `--device` aside.
-    pub global: Vec<String>,
     /// One worker per entry, each running its cells with this `--device`.
     pub devices: Vec<String>,
 }
@@ -183,10 +181,9 @@ fn run_cell(dir: &Path, launch: &Launch, device: &str, shared: &Shared) -> Resul
     }
     let Some(_lock) = cell::lock(dir)? else { return Ok(Outcome::RunningElsewhere) };
     let resume = dir.join(crate::glov::run_dir::CONFIG).exists();
-    let mut args = launch.global.clone();
-    args.extend(["--device".to_string(), device.to_string(), "optimize".to_string(), "--config".to_string()]);
+    // The cell's runtime options are in its cell.toml; the worker's device pins the GPU.
+    let mut args: Vec<String> = ["--device", device, "optimize", "--config"].map(str::to_string).into();
     args.push(dir.join(cell::CELL_CONFIG).display().to_string());
-    args.push("-q".to_string());
     if resume {
         args.push("--resume".to_string());
     }

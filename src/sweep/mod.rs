@@ -9,6 +9,7 @@ pub mod cell;
 pub mod job_script;
 pub mod local;
 pub mod plan;
+pub mod preflight;
 pub mod slurm;
 
 use anyhow::{Context, Result};
@@ -44,10 +45,11 @@ impl Manifest {
     }
 }
 
-/// Writes every cell's `cell.toml` and the sweep's `sweep.json`: after this, each cell can run on its own.
-pub fn prepare(sweep_dir: &Path, plan: &plan::Plan, cells: &[plan::Cell]) -> Result<()> {
+/// Writes every cell's `cell.toml` (with the runtime options the cells run with) and the sweep's `sweep.json`:
+/// after this, each cell can run on its own.
+pub fn prepare(sweep_dir: &Path, plan: &plan::Plan, cells: &[plan::Cell], runtime: &toml::Table) -> Result<()> {
     for c in cells {
-        cell::write_config(&sweep_dir.join(&c.id), &plan.path, &c.id, &c.config)?;
+        cell::write_config(&sweep_dir.join(&c.id), &plan.path, &c.id, &c.config, runtime)?;
     }
     let manifest = Manifest {
         plan: std::path::absolute(&plan.path).unwrap_or_else(|_| plan.path.clone()),

@@ -22,10 +22,12 @@
 //!
 //! A cell's folder is `<clip>/<llm>/<dataset id>/<other axes>/seed<N>` below the sweep's folder, with only the
 //! axes the grid names (a model axis by the model's last path component, any other axis as its name and value).
-//! Relative paths are taken from the directory the command runs in, as `optimize --config` takes them, and every
-//! cell's configuration is written with absolute ones.
+//! Relative paths are taken from the plan's folder, as `optimize --config` takes them from its file's, and every
+//! cell's configuration is written with absolute ones. The runtime options (`device`, `kernels`, `gpu-memory`,
+//! `no-cuda-graphs`, `threads`) may stand among the fixed settings; they are not axes.
 
-use crate::glov::settings::{Overrides, Settings};
+use crate::backend::runtime_options::{self, RuntimeOptions};
+use crate::glov::settings::{Settings, parse_settings};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -73,6 +75,8 @@ pub struct Plan {
     axes: Vec<(String, Vec<toml::Value>)>,
     pub slurm: SlurmSettings,
     pub local: LocalSettings,
+    /// Where and how the cells compute, as the plan says (flags of `sweep` win).
+    pub runtime: RuntimeOptions,
 }
 
 #[derive(Debug)]
@@ -103,8 +107,9 @@ impl Plan {
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
         let at = |what: String| format!("plan {}: {what}", path.display());
         let mut table: toml::Table = toml::from_str(text).with_context(|| at("not valid TOML".into()))?;
+        let folder = path.parent().unwrap_or(Path::new(""));
         let out = match table.remove("out") {
-            Some(toml::Value::String(dir)) => Some(PathBuf::from(dir)),
+            Some(toml::Value::String(dir)) => Some(folder.join(dir)),
             Some(other) => bail!(at(format!("out must be a string (a folder), not {other}"))),
             None => None,
         };
@@ -135,6 +140,7 @@ impl Plan {
                 bail!(at(format!("{key} belongs in a [[datasets]] entry, not among the fixed settings")));
             }
         }
+        let runtime = RuntimeOptions::take_from(&mut table, &at("runtime options".into()))?;
         check_settings(&table).with_context(|| at("fixed settings".into()))?;
 
         let mut entries = Vec::new();
@@ -167,6 +173,7 @@ impl Plan {
                     bail!(at(format!("{what}: {key} is also a fixed setting; give it in one place")));
                 }
             }
+            runtime_options::refuse_in(&settings, &at(what.clone()))?;
             check_settings(&settings).with_context(|| at(what.clone()))?;
             if let Some(other) = entries.iter().find(|e: &&DatasetEntry| e.id == id) {
                 bail!(at(format!("{what}: the id {:?} is taken by another entry; give each an id", other.id)));
@@ -180,6 +187,7 @@ impl Plan {
             if DATASET_KEYS.contains(&key.as_str()) {
                 bail!(at(format!("{field}: datasets are an axis of their own: list them as [[datasets]] entries")));
             }
+            runtime_options::refuse_in(&toml::Table::from_iter([(key.clone(), values.clone())]), &at(field.clone()))?;
             if key == "out" || key == "resume" {
                 bail!(at(format!("{field}: {key} is not a setting of a run")));
             }
@@ -206,7 +214,7 @@ impl Plan {
         }
         axes.sort_by_key(|(key, _)| axis_rank(key));
 
-        Ok(Self { path: path.to_path_buf(), out, fixed: table, datasets: entries, axes, slurm, local })
+        Ok(Self { path: path.to_path_buf(), out, fixed: table, datasets: entries, axes, slurm, local, runtime })
     }
 
     /// Every cell of the grid, in the order of their folder paths' components (models, dataset, other axes, seed;
@@ -223,6 +231,7 @@ impl Plan {
             &self.axes[index].1
         };
 
+        let folder = self.path.parent().unwrap_or(Path::new(""));
         let mut cells: Vec<Cell> = Vec::new();
         let mut choice = vec![0usize; order.len()];
         loop {
@@ -243,7 +252,7 @@ impl Plan {
                 }
             }
             let id = components.join("/");
-            let settings = resolve(config).with_context(|| at(format!("cell {id}")))?;
+            let settings = resolve(config, folder).with_context(|| at(format!("cell {id}")))?;
             let config = cell_table(&settings).with_context(|| at(format!("cell {id}")))?;
             if let Some(other) = cells.iter().find(|c| c.id == id) {
                 bail!(at(format!(
@@ -276,7 +285,7 @@ impl Plan {
 /// Rejects unknown names, values of the wrong type and numbers that are not finite, as `optimize --config` would.
 fn check_settings(table: &toml::Table) -> Result<()> {
     crate::glov::settings::check_finite(table)?;
-    let _: Overrides = toml::Value::Table(table.clone()).try_into()?;
+    parse_settings(table.clone())?;
     Ok(())
 }
 
@@ -325,10 +334,10 @@ fn describe(values: &[(String, String)]) -> String {
     values.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
 }
 
-/// A cell's settings, resolved and checked as a new `optimize` run resolves them.
-fn resolve(config: toml::Table) -> Result<Settings> {
-    let overrides: Overrides = toml::Value::Table(config).try_into()?;
-    overrides.absolute()?.resolve()
+/// A cell's settings, resolved and checked as a new `optimize` run resolves them, relative paths taken from the
+/// plan's `folder`.
+fn resolve(config: toml::Table, folder: &Path) -> Result<Settings> {
+    parse_settings(config)?.rebase(folder).absolute()?.resolve()
 }
 
 /// The settings as a `--config` table (unset optional settings left out). Through JSON text, whose `f32`s are
@@ -417,7 +426,7 @@ mod tests {
         assert_eq!(cell.config["samples"].as_integer(), Some(10));
         assert_eq!(cell.config["top-p"].as_float(), Some(0.9));
         assert!(!cell.config.contains_key("split-file") && !cell.config.contains_key("layer"));
-        assert_eq!(resolve(cell.config.clone()).unwrap(), cell.settings);
+        assert_eq!(resolve(cell.config.clone(), Path::new("plans")).unwrap(), cell.settings);
     }
 
     #[test]

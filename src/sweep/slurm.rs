@@ -121,7 +121,7 @@ pub fn script(job: &Job) -> Result<String> {
 cells=(
 {cells})
 cell=${{cells[$SLURM_ARRAY_TASK_ID]}}
-args=({global} optimize --config "$cell/cell.toml" -q)
+args=({global} optimize --config "$cell/cell.toml")
 if [ -e "$cell/config.json" ]; then args+=(--resume); fi
 
 # Writes error.txt: its lines go to a new file (mktemp) renamed over the old one, never through a link.
@@ -301,7 +301,7 @@ mod tests {
         );
         assert!(text.starts_with("#!/bin/bash\n"));
         assert!(text.contains("cells=(\n  '/runs/t/clip/dtd/seed1'\n  '/runs/t/clip/it'\\''s/seed2'\n)\n"), "{text}");
-        assert!(text.contains("args=('--device' 'cuda' optimize --config \"$cell/cell.toml\" -q)\n"), "{text}");
+        assert!(text.contains("args=('--device' 'cuda' optimize --config \"$cell/cell.toml\")\n"), "{text}");
         assert!(text.contains("if [ -e \"$cell/config.json\" ]; then args+=(--resume); fi\n"), "{text}");
         assert!(text.contains("flock -w 5 -E 75 \"$cell/.lock\" '/opt/glov/glov-cuda' \"${args[@]}\""), "{text}");
 

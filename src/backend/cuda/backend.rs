@@ -6,6 +6,7 @@ use super::kv_cache::{CudaKvCache, CudaRows};
 use super::llm_ops::{self, RmsGain};
 use super::ops::{self, DTensor, DType, PatchEmbedding, Variant};
 use super::runtime::Gpu;
+use crate::backend::runtime_options::GpuMemory;
 use crate::backend::{
     Activation, AttentionShape, Backend, CachedRow, HeadShape, KvLayout, MemoryUse, Scoring, TemplateCounts,
 };
@@ -24,8 +25,8 @@ pub struct CudaBackend {
 
 impl CudaBackend {
     /// Opens device `ordinal` with an arena of `arena_bytes` (`None`: 90% of the memory free at start).
-    pub fn open(ordinal: usize, variant: Variant, arena_bytes: Option<usize>) -> Result<Self> {
-        Ok(Self { gpu: std::sync::Arc::new(Gpu::open(ordinal, arena_bytes)?), variant, graphs: true })
+    pub fn open(ordinal: usize, variant: Variant, arena: Option<GpuMemory>) -> Result<Self> {
+        Ok(Self { gpu: std::sync::Arc::new(Gpu::open(ordinal, arena)?), variant, graphs: true })
     }
 
     /// The same backend, recording decode steps as CUDA graphs or not.

@@ -8,7 +8,8 @@ use anyhow::{Result, ensure};
 use std::ffi::c_void;
 
 /// Which kernel of a pair runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Variant {
     /// Obviously right, slow.
     Plain,

@@ -7,6 +7,7 @@ use super::debug_alloc::{self, DriverBlocks};
 use super::device_arena::{Arena, DeviceBlock, ParkedBlocks, mib};
 use super::kernels::{self, MIN_DRIVER, MODULES};
 use super::staging::Staging;
+use crate::backend::runtime_options::GpuMemory;
 use anyhow::{Context, Result, bail};
 use cudarc::driver::{result, sys};
 use std::collections::HashMap;
@@ -68,8 +69,8 @@ fn check(what: &str, r: std::result::Result<(), result::DriverError>) -> Result<
 }
 
 impl Gpu {
-    /// Opens device `ordinal` with an arena of `arena_bytes` (`None`: 90% of the memory free at start).
-    pub fn open(ordinal: usize, arena_bytes: Option<usize>) -> Result<Self> {
+    /// Opens device `ordinal` with an arena of `arena` (`None`: 90% of the memory free at start).
+    pub fn open(ordinal: usize, arena: Option<GpuMemory>) -> Result<Self> {
         let device = format!("cuda:{ordinal}");
         let debug_alloc = debug_alloc::from_env()?;
         if !kernels::built_with_kernels() {
@@ -156,12 +157,22 @@ impl Gpu {
         let local = LocalMemory::of(dev, &functions, multiprocessors)?;
         let (free, _) = result::mem_get_info().map_err(|e| anyhow::anyhow!("cuMemGetInfo: {e:?}"))?;
         let usable = free.saturating_sub(local.bytes);
-        let bytes = arena_bytes.unwrap_or((free / 10 * 9).min(usable));
+        let bytes = match arena {
+            Some(arena) => usize::try_from(arena.bytes(total_memory as u64)).unwrap_or(usize::MAX),
+            None => (free / 10 * 9).min(usable),
+        };
+        if bytes == 0 {
+            bail!(
+                "--gpu-memory {}: an arena of 0 bytes on {name} (the driver reports {} in all)",
+                arena.map_or("-".into(), |a| a.to_string()),
+                mib(total_memory)
+            );
+        }
         if bytes > usable {
             bail!(
                 "--gpu-memory: an arena of {} does not fit on {name}: {} is free, and the kernels' local memory takes {} \
                  of it at their first launch ({} bytes for each of the {} threads the GPU holds at once); use \
-                 --gpu-memory {:.2} or less",
+                 --gpu-memory {:.2}GiB or less",
                 mib(bytes),
                 mib(free),
                 mib(local.bytes),

@@ -35,6 +35,11 @@ pub fn architecture(file: &GgufFile) -> Result<&str> {
     Ok(arch)
 }
 
+/// The HF `config.json` a GGUF file's metadata describes, without its tensors.
+pub fn load_config(file: &GgufFile) -> Result<Value> {
+    config(file, architecture(file)?)
+}
+
 pub fn load(file: &GgufFile) -> Result<HfCheckpoint> {
     let _span = tracing::info_span!("gguf_to_hf").entered();
     let arch = architecture(file)?;
