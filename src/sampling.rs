@@ -17,7 +17,8 @@ use rayon::prelude::*;
 /// How the next token is chosen.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SamplingParams {
-    /// Logits are divided by this before filtering; must be > 0 unless `greedy`.
+    /// Logits are divided by this before filtering; 0 means greedy (as in vLLM and llama.cpp), and a negative one
+    /// is an error unless `greedy`.
     pub temperature: f32,
     /// Keep only the `top_k` highest logits (and everything tied with the `top_k`-th); 0 turns the filter off.
     pub top_k: usize,
@@ -43,18 +44,19 @@ impl SamplingParams {
 
     /// Checks the values a command line may have supplied. `top_k` has no invalid value (0 means "off").
     pub fn validate(&self) -> Result<()> {
-        let temperature_ok = self.temperature.is_finite() && self.temperature > 0.0;
+        let temperature_ok = self.temperature.is_finite() && self.temperature >= 0.0;
         if !(self.greedy || temperature_ok) {
-            bail!(
-                "--temperature must be a positive number when sampling (got {}); for deterministic output use greedy \
-                 decoding instead of --temperature 0",
-                self.temperature
-            );
+            bail!("--temperature must be 0 (greedy decoding) or a positive number (got {})", self.temperature);
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             bail!("--top-p must be in (0, 1] (got {}); 1 disables nucleus filtering", self.top_p);
         }
         Ok(())
+    }
+
+    /// Whether the most likely token is taken: `greedy`, or a temperature of 0.
+    pub fn is_greedy(&self) -> bool {
+        self.greedy || self.temperature == 0.0
     }
 
     /// Whether the top-k filter does anything on a vocabulary of `vocab` entries.
@@ -258,7 +260,7 @@ fn apply_top_p(scores: &mut [f32], top_p: f32) {
 /// With `greedy`, the result is a one-hot at [`argmax`]. A row without any logit above -inf gives a one-hot at
 /// index 0 (transformers would produce NaN there); a +inf logit takes all the mass (shared among the +inf entries).
 pub fn filtered_probabilities(logits: &[f32], params: &SamplingParams) -> Vec<f32> {
-    if params.greedy {
+    if params.is_greedy() {
         let mut out = vec![0.0f32; logits.len()];
         if !out.is_empty() {
             out[argmax(logits) as usize] = 1.0;
@@ -304,7 +306,7 @@ pub fn sample_from_probabilities(probs: &[f32], u: f64) -> u32 {
 /// Greedy: [`argmax`]. Otherwise [`sample_from_probabilities`] over [`filtered_probabilities`] with
 /// `rng.uniform(step)`. NaN logits count as -inf; a row with nothing above -inf gives 0.
 pub fn sample(logits: &[f32], params: &SamplingParams, rng: &SequenceRng, step: u64) -> u32 {
-    if params.greedy || logits.is_empty() {
+    if params.is_greedy() || logits.is_empty() {
         return argmax(logits);
     }
     let probs = filtered_probabilities(logits, params);
@@ -433,6 +435,13 @@ mod tests {
         let cold = SamplingParams { temperature: 0.0, ..greedy };
         cold.validate().unwrap();
         assert_eq!(sample(&logits, &cold, &rng, 0), 1);
+        // A temperature of 0 is greedy decoding, as in vLLM and llama.cpp.
+        let zero = SamplingParams { temperature: 0.0, ..SamplingParams::default() };
+        zero.validate().unwrap();
+        for step in 0..20 {
+            assert_eq!(sample(&logits, &zero, &rng, step), 1);
+        }
+        assert_eq!(filtered_probabilities(&logits, &zero), vec![0.0, 1.0, 0.0, 0.0, 0.0]);
         let batch = sample_batch(&[1.0, 2.0, 2.0, 7.0, 7.0, 0.0], 3, &greedy, &[rng, rng], &[0, 0]);
         assert_eq!(batch, vec![1, 0]);
     }
@@ -483,7 +492,8 @@ mod tests {
 
     #[test]
     fn validate_names_the_flag() {
-        for temperature in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+        params(0.0, 50, 1.0).validate().unwrap();
+        for temperature in [-1.0, f32::NAN, f32::INFINITY] {
             let err = params(temperature, 50, 1.0).validate().unwrap_err().to_string();
             assert!(err.contains("--temperature"), "{err}");
         }

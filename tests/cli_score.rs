@@ -230,7 +230,7 @@ fn probe_clip_prints_hf_features() {
 fn inspect_describes_a_sharded_bf16_model() {
     let cache = tempfile::tempdir().unwrap();
     let dir = fixtures().join("clip-tiny-gelu");
-    let out = glov(&["inspect", dir.to_str().unwrap(), "--json"], cache.path());
+    let out = glov(&["inspect", "--model", dir.to_str().unwrap(), "--format", "json"], cache.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["model_type"], "clip");
@@ -249,7 +249,9 @@ fn pickle_only_model_explains_the_conversion() {
     std::fs::write(dir.path().join("pytorch_model.bin"), b"pickle").unwrap();
     let out = glov(&["inspect", dir.path().to_str().unwrap()], cache.path());
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("save_pretrained"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("CLIPModel.from_pretrained(") && err.contains("CLIPProcessor"), "{err}");
+    assert!(err.contains("save_pretrained('NEW_DIR'"), "into a new folder: {err}");
 }
 
 #[test]

@@ -105,6 +105,27 @@ fn generate_with_a_chat_template_and_steering() {
     assert!(out.status.success(), "{}", stderr(&out));
     let (shape, _) = read_tensor(&vector, "steer");
     assert_eq!(shape, vec![64]);
+    // An existing vector is kept unless --force, as optimize keeps an existing run.
+    let again = [
+        "steer-vector",
+        "--llm",
+        &model,
+        "--positive",
+        "x",
+        "--negative",
+        "y",
+        "--layer",
+        "1",
+        "--out",
+        vector.to_str().unwrap(),
+    ];
+    let before = std::fs::read(&vector).unwrap();
+    let out = glov(&again);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("already exists") && stderr(&out).contains("--force"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&vector).unwrap(), before);
+    assert!(glov(&[&again[..], &["--force"]].concat()).status.success());
+    assert_ne!(std::fs::read(&vector).unwrap(), before);
     for cache in ["steered", "clean"] {
         let out = glov(&[
             "generate",

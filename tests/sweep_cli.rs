@@ -68,8 +68,8 @@ fn write_plan(dir: &Path, steps: usize) -> PathBuf {
     let split = dir.join("swapped_split.json");
     swapped_split_file(&split);
     let plan = format!(
-        r#"llm = "examples/tiny-llm"
-clip = "tests/fixtures/clip-tiny-quickgelu"
+        r#"llm = "{REPO}/examples/tiny-llm"
+clip = "{REPO}/tests/fixtures/clip-tiny-quickgelu"
 steps = {steps}
 samples = 8
 alphas = [1.0, 0.5, 0.0]
@@ -83,20 +83,20 @@ seed = [1, 2]
 [[datasets]]
 id = "folders"
 dataset-name = "tiny shapes"
-dataset = "examples/tiny-dataset"
+dataset = "{REPO}/examples/tiny-dataset"
 description = "Small synthetic pictures of coloured shapes."
 
 [[datasets]]
 id = "swapped"
 dataset-name = "tiny shapes, swapped"
-dataset = "examples/tiny-dataset"
+dataset = "{REPO}/examples/tiny-dataset"
 split-file = "{}"
 description = "Small synthetic pictures of coloured shapes."
 
 [[datasets]]
 id = "missing"
 dataset-name = "missing"
-dataset = "examples/no-such-dataset"
+dataset = "{REPO}/examples/no-such-dataset"
 description = "Not there."
 
 [slurm]
@@ -137,12 +137,22 @@ fn a_local_sweep_runs_every_cell_and_the_report_lays_them_out() {
     let out = dir.path().join("sweep");
     let (plan_s, out_s) = (path_str(&plan), path_str(&out));
 
-    let listed = states(&["sweep", plan_s, "--out", out_s, "--list"]);
+    // The missing dataset is found before anything runs; --no-check lets its cells fail one by one instead.
+    let output = glov(&["sweep", plan_s, "--out", out_s]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let missing = format!("dataset {REPO}/examples/no-such-dataset: the dataset folder");
+    assert!(
+        text(&output.stderr).contains(&missing) && text(&output.stderr).contains("(2 cells)"),
+        "{}",
+        describe(&output)
+    );
+    assert!(!out.exists(), "a refused sweep writes nothing");
+    let listed = states(&["sweep", plan_s, "--out", out_s, "--list", "--no-check"]);
     let ids = ["folders/seed1", "folders/seed2", "swapped/seed1", "swapped/seed2", "missing/seed1", "missing/seed2"];
     assert_eq!(listed, ids.iter().map(|id| row(id, "pending", "-")).collect::<Vec<_>>());
     assert!(!out.exists(), "--list must not write anything");
 
-    let output = glov(&["sweep", plan_s, "--out", out_s]);
+    let output = glov(&["sweep", plan_s, "--out", out_s, "--no-check"]);
     assert_eq!(output.status.code(), Some(1), "two cells fail {}", describe(&output));
     let stdout = text(&output.stdout);
     let progress: Vec<&str> = stdout.lines().filter(|l| l.starts_with('[')).collect();
@@ -161,7 +171,7 @@ fn a_local_sweep_runs_every_cell_and_the_report_lays_them_out() {
     let mut want: Vec<_> = ids[..4].iter().map(|id| row(id, "finished", "3/3")).collect();
     want.extend(ids[4..].iter().map(|id| row(id, "failed", "-/3")));
     assert_eq!(states(&["sweep", "--status", "--out", out_s]), want);
-    assert_eq!(states(&["sweep", plan_s, "--out", out_s, "--list"]), want);
+    assert_eq!(states(&["sweep", plan_s, "--out", out_s, "--list", "--no-check"]), want);
 
     // The split-file variant really saw other validation and test images: its split sizes are swapped.
     let config = |id: &str| -> Value {
@@ -192,12 +202,13 @@ fn a_local_sweep_runs_every_cell_and_the_report_lays_them_out() {
     );
 
     // Again: the finished cells are skipped, the failed ones tried again.
-    let output = glov(&["sweep", plan_s, "--out", out_s]);
+    let output = glov(&["sweep", plan_s, "--out", out_s, "--no-check"]);
     let stdout = text(&output.stdout);
     assert!(stdout.contains("6 cells: 4 finished earlier, 2 failed\n"), "{}", describe(&output));
 
     // The slurm executor's script asks only for the cells that are not finished.
-    let output = glov(&["sweep", plan_s, "--out", out_s, "--executor", "slurm", "--dry-run", "--time", "00:10:00"]);
+    let slurm = ["--executor", "slurm", "--dry-run", "--time", "00:10:00", "--no-check"];
+    let output = glov(&[&["sweep", plan_s, "--out", out_s][..], &slurm].concat());
     assert!(output.status.success(), "{}", describe(&output));
     let script = text(&output.stdout);
     assert_eq!(std::fs::read_to_string(out.join("slurm/job.sh")).unwrap(), script);
@@ -265,9 +276,12 @@ fn an_interrupted_cell_is_resumed_by_the_next_sweep() {
     let plan = dir.path().join("plan.toml");
     std::fs::write(
         &plan,
-        "llm = \"examples/tiny-llm\"\nclip = \"tests/fixtures/clip-tiny-quickgelu\"\nsteps = 30\nsamples = 8\n\
-         alphas = [1.0, 0.0]\nmax-new-tokens = 24\nlayer = 2\nno-cache = true\nseed = 3\n[[datasets]]\n\
-         dataset-name = \"tiny shapes\"\ndataset = \"examples/tiny-dataset\"\ndescription = \"Shapes.\"\n",
+        format!(
+            "llm = \"{REPO}/examples/tiny-llm\"\nclip = \"{REPO}/tests/fixtures/clip-tiny-quickgelu\"\nsteps = 30\n\
+             samples = 8\nalphas = [1.0, 0.0]\nmax-new-tokens = 24\nlayer = 2\nno-cache = true\nseed = 3\n\
+             [[datasets]]\ndataset-name = \"tiny shapes\"\ndataset = \"{REPO}/examples/tiny-dataset\"\n\
+             description = \"Shapes.\"\n"
+        ),
     )
     .unwrap();
     let out = dir.path().join("sweep");
@@ -304,7 +318,8 @@ fn an_interrupted_cell_is_resumed_by_the_next_sweep() {
     assert!(output.status.success(), "{}", describe(&output));
     assert!(text(&output.stdout).contains("1 cell: 1 finished\n"), "{}", describe(&output));
     let log = std::fs::read_to_string(cell.join("optimize.log")).unwrap();
-    assert!(log.contains(&format!("optimize --config {config} -q --resume")), "{log}");
+    assert!(log.contains(&format!("optimize --config {config} --resume\n")), "{log}");
+    assert!(log.contains(&format!("INFO step {}/30: best a=1: ", killed_at + 1)), "a line per step in the log: {log}");
 
     let whole = dir.path().join("whole");
     let output = glov(&["optimize", "--config", &config, "--out", path_str(&whole), "-q"]);

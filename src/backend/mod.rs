@@ -26,6 +26,18 @@ pub enum Activation {
     GeluTanh,
 }
 
+/// The HF name: `none`, `quick_gelu`, `gelu`, `gelu_pytorch_tanh`.
+impl std::fmt::Display for Activation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Activation::None => "none",
+            Activation::QuickGelu => "quick_gelu",
+            Activation::Gelu => "gelu",
+            Activation::GeluTanh => "gelu_pytorch_tanh",
+        })
+    }
+}
+
 impl Activation {
     /// Parses an HF `hidden_act` value; the error lists the supported ones.
     pub fn from_hf(name: &str) -> Result<Self> {

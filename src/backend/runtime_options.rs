@@ -37,7 +37,7 @@ pub struct RuntimeOptions {
     pub gpu_memory: Option<GpuMemory>,
 
     /// Run every CUDA decode step eagerly instead of recording it once as a CUDA graph and replaying it.
-    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[arg(long, global = true, num_args = 0, default_missing_value = "true")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_cuda_graphs: Option<bool>,
 

@@ -45,9 +45,11 @@ fn resolve_model_in(model: &str, cache: Option<PathBuf>) -> Result<PathBuf> {
     let repo = cache.join(format!("models--{}--{}", parts[0], parts[1]));
     let snapshots = repo.join("snapshots");
     if !snapshots.is_dir() {
+        let here = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| ".".into());
         bail!(
-            "model {model} is not a directory and is not in the HF cache at {} (download it first, e.g. \
-             `huggingface-cli download {model}`, or pass its directory)",
+            "model {model} is neither a folder (from {here}) nor in the HF cache at {}: a local model needs its \
+             path (inside a config file or plan, from the file's folder); a Hub model is downloaded first \
+             (`huggingface-cli download {model}`)",
             cache.display()
         );
     }
@@ -83,7 +85,10 @@ mod tests {
         let dir = resolve_model_in("acme/tiny-clip", root.clone()).unwrap();
         assert_eq!(dir, repo.join("snapshots").join("abc123"));
         let err = resolve_model_in("acme/absent", root).unwrap_err().to_string();
-        assert!(err.contains("not in the HF cache"), "{err}");
+        assert!(
+            err.contains("nor in the HF cache at") && err.contains("huggingface-cli download acme/absent"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -37,7 +37,7 @@ impl Checkpoint {
         }
         let dir = resolve_model(model)?;
         let _span = tracing::info_span!("checkpoint", dir = %dir.display()).entered();
-        let config = read_json(&dir.join("config.json"))?;
+        let config = model_config(&dir)?;
         let weights = WeightStore::open(&dir)?;
         Ok(Self { dir, config, weights, gguf: None, checksum: std::sync::OnceLock::new() })
     }
@@ -116,6 +116,24 @@ pub fn is_gguf(path: &Path) -> bool {
 }
 
 /// Reads and parses a JSON file, naming the file in any error.
+/// A model folder's `config.json`; a folder without one is told which formats are read.
+pub fn model_config(dir: &Path) -> Result<serde_json::Value> {
+    let path = dir.join("config.json");
+    if !path.exists() {
+        let open_clip = dir.join("open_clip_config.json").exists()
+            || ["open_clip_pytorch_model.bin", "open_clip_model.safetensors"].iter().any(|f| dir.join(f).exists());
+        let found = if open_clip { " It looks like an open_clip checkpoint, which is not read." } else { "" };
+        anyhow::bail!(
+            "{} has no config.json: glov-cuda reads Hugging Face transformers model folders (config.json, \
+             model.safetensors or its shards, tokenizer.json and, for CLIP, preprocessor_config.json) and GGUF files \
+             (LLMs).{found} Use the transformers form of the model (e.g. openai/clip-vit-base-patch32 from the \
+             Hub), or convert it with transformers' save_pretrained.",
+            dir.display()
+        );
+    }
+    read_json(&path)
+}
+
 pub fn read_json(path: &Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))

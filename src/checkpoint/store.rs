@@ -16,6 +16,23 @@ pub struct WeightStore {
     unsupported: HashMap<String, String>,
 }
 
+/// The Python that writes a safetensors copy of a model folder, with the class that keeps every weight of its kind
+/// (a causal LM keeps its head, CLIP both towers) and the tokenizer or processor files beside it.
+fn conversion_hint(dir: &Path) -> String {
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap_or_default();
+    let (model, extras) = if config.contains("\"clip") || config.contains("CLIPModel") {
+        ("CLIPModel", "CLIPProcessor")
+    } else {
+        ("AutoModelForCausalLM", "AutoTokenizer")
+    };
+    let source = dir.display();
+    format!(
+        "`python -c \"from transformers import {model}, {extras}; \
+         {model}.from_pretrained('{source}').save_pretrained('NEW_DIR', safe_serialization=True); \
+         {extras}.from_pretrained('{source}').save_pretrained('NEW_DIR')\"`, then pass NEW_DIR"
+    )
+}
+
 impl WeightStore {
     /// Opens the safetensors weights of a model directory.
     pub fn open(dir: &Path) -> Result<Self> {
@@ -28,9 +45,10 @@ impl WeightStore {
         } else if dir.join("pytorch_model.bin").is_file() || dir.join("pytorch_model.bin.index.json").is_file() {
             bail!(
                 "{} holds only PyTorch pickle weights (pytorch_model.bin); glov-cuda reads safetensors. Convert \
-                 them once with Python: `from transformers import AutoModel; \
-                 AutoModel.from_pretrained(DIR).save_pretrained(DIR, safe_serialization=True)`",
-                dir.display()
+                 them once with Python into a new folder (the original, perhaps an HF cache snapshot, is left \
+                 alone): {}",
+                dir.display(),
+                conversion_hint(dir)
             );
         } else {
             bail!("{} has no model.safetensors or model.safetensors.index.json", dir.display());
@@ -235,7 +253,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("pytorch_model.bin"), b"pickle").unwrap();
         let err = WeightStore::open(dir.path()).err().unwrap().to_string();
-        assert!(err.contains("safe_serialization=True"), "{err}");
+        assert!(err.contains("safe_serialization=True") && err.contains("AutoModelForCausalLM"), "{err}");
+        assert!(err.contains("AutoTokenizer") && err.contains("NEW_DIR") && !err.contains("AutoModel."), "{err}");
     }
 
     #[test]

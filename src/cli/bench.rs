@@ -48,19 +48,23 @@ pub struct ClipBenchArgs {
     /// Timed repetitions of each measurement (the median is reported), after one untimed warm-up.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
-    /// Most texts per text-tower pass.
-    #[arg(long, default_value_t = 4096)]
+    /// Most texts per text-tower pass (as score and optimize).
+    #[arg(long, default_value_t = 1024)]
     text_batch: usize,
 }
 
-/// The median of `repeat` timed runs of `f`, after one warm-up run.
-fn median_seconds(repeat: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+/// The median of `repeat` timed runs of `f`, after one warm-up run; each run is logged as it ends (a CPU run can
+/// take minutes), under `what`.
+fn median_seconds(what: &str, repeat: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    let start = Instant::now();
     f()?;
+    tracing::info!("{what}: warm-up run in {:.2} s", start.elapsed().as_secs_f64());
     let mut times = Vec::with_capacity(repeat);
-    for _ in 0..repeat.max(1) {
+    for run in 1..=repeat.max(1) {
         let start = Instant::now();
         f()?;
         times.push(start.elapsed().as_secs_f64());
+        tracing::info!("{what}: run {run}/{} in {:.2} s", repeat.max(1), start.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);
     Ok(times[times.len() / 2])
@@ -118,7 +122,7 @@ fn clip<B: Backend>(backend: &B, args: ClipBenchArgs) -> Result<()> {
     let mut vision = Vec::new();
     for &batch in &args.batch {
         let pixels = backend.upload(&values(batch * pixels_per_image, batch as u64), batch, pixels_per_image)?;
-        let seconds = median_seconds(args.repeat, || {
+        let seconds = median_seconds(&format!("vision tower, {batch} images"), args.repeat, || {
             // Downloading the features waits for the work to finish.
             backend.download(&clip.encode_images(backend, &pixels)?).map(|_| ())
         })?;
@@ -131,7 +135,8 @@ fn clip<B: Backend>(backend: &B, args: ClipBenchArgs) -> Result<()> {
     let scorer =
         Scorer::new(backend, &clip, &tokenizer, &features, labels, class_names(args.classes), args.text_batch)?;
     let templates = templates(args.templates);
-    let seconds = median_seconds(args.repeat, || scorer.score_templates(&templates).map(|_| ()))?;
+    let what = format!("scoring {} templates x {} classes", args.templates, args.classes);
+    let seconds = median_seconds(&what, args.repeat, || scorer.score_templates(&templates).map(|_| ()))?;
     let out = json!({
         "bench": "clip",
         "shape": args.shape,

@@ -76,8 +76,8 @@ pub struct GlovStepBenchArgs {
     /// Cached image features scored against.
     #[arg(long, default_value_t = 1000)]
     images: usize,
-    /// Most texts per text-tower pass.
-    #[arg(long, default_value_t = 4096)]
+    /// Most texts per text-tower pass (as score and optimize).
+    #[arg(long, default_value_t = 1024)]
     text_batch: usize,
     /// Timed steps (the one with the median total is reported), after one untimed.
     #[arg(long, default_value_t = 1)]

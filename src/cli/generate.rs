@@ -37,7 +37,9 @@ pub struct GenerateArgs {
     /// Most tokens generated per sequence (a stop token ends a sequence earlier).
     #[arg(long, default_value_t = 50, value_name = "T")]
     max_new_tokens: usize,
-    /// Softmax temperature of sampling (ignored with --greedy).
+    /// Softmax temperature of sampling; 0 is greedy decoding, as --greedy (as in vLLM and llama.cpp). The sampling
+    /// defaults are transformers' generate() defaults (temperature 1, top-k 50, top-p 1); optimize uses GLOV's
+    /// (top-p 0.9).
     #[arg(long, default_value_t = 1.0, value_parser = parse_finite)]
     temperature: f32,
     /// Keep the k most likely tokens (0: off).
@@ -49,11 +51,12 @@ pub struct GenerateArgs {
     /// Seed: a sequence's tokens depend only on the seed and its index.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Take the most likely token at every step.
+    /// Take the most likely token at every step (as --temperature 0).
     #[arg(long)]
     greedy: bool,
     #[command(flatten)]
     steer: SteerArgs,
+    /// Output: text (each sequence decoded), or json (token ids, text and finish reason of each sequence).
     #[arg(long, value_enum, default_value = "text")]
     format: TextFormat,
 }
@@ -92,7 +95,7 @@ pub fn run<B: Backend>(backend: &B, args: GenerateArgs) -> Result<()> {
         TextFormat::Text => {
             for s in &result.sequences {
                 if result.sequences.len() > 1 {
-                    println!("--- sequence {} ({:?}, {} tokens)", s.index, s.finish, s.tokens.len());
+                    println!("--- sequence {} ({} tokens, {})", s.index, s.tokens.len(), s.finish);
                 }
                 println!("{}", model.tokenizer.decode(&s.tokens)?);
             }

@@ -1,5 +1,6 @@
 //! `glov-cuda inspect`: what a model directory or GGUF file holds.
 
+use super::generate::TextFormat;
 use crate::checkpoint::Checkpoint;
 use crate::checkpoint::gguf::GgufFile;
 use crate::models::clip::ClipConfig;
@@ -9,22 +10,40 @@ use clap::Args;
 
 #[derive(Args)]
 pub struct InspectArgs {
-    /// Model directory, GGUF file, or org/name in the HF cache.
-    model: String,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    json: bool,
+    /// Model directory, GGUF file, or org/name in the HF cache (or give it as --model).
+    #[arg(value_name = "MODEL", required_unless_present = "model_flag", conflicts_with = "model_flag")]
+    model: Option<String>,
+    /// The model, as other commands name theirs.
+    #[arg(long = "model", value_name = "MODEL", id = "model_flag")]
+    model_flag: Option<String>,
+    /// Output: text, or json.
+    #[arg(long, value_enum, default_value = "text")]
+    format: TextFormat,
 }
 
 fn file_size(path: &std::path::Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
-pub fn run(args: InspectArgs) -> Result<()> {
-    if crate::checkpoint::is_gguf(std::path::Path::new(&args.model)) {
-        return super::inspect_gguf::run(&GgufFile::open(std::path::Path::new(&args.model))?, args.json);
+/// A size in bytes, in the largest binary unit that keeps it at 1 or more.
+pub(super) fn human_bytes(bytes: u64) -> String {
+    let units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
     }
-    let checkpoint = Checkpoint::open(&args.model)?;
+    if unit == 0 { format!("{bytes} bytes") } else { format!("{value:.1} {}", units[unit]) }
+}
+
+pub fn run(args: InspectArgs) -> Result<()> {
+    let model = args.model.or(args.model_flag).expect("clap requires one of them");
+    let json = matches!(args.format, TextFormat::Json);
+    if crate::checkpoint::is_gguf(std::path::Path::new(&model)) {
+        return super::inspect_gguf::run(&GgufFile::open(std::path::Path::new(&model))?, json);
+    }
+    let checkpoint = Checkpoint::open(&model)?;
     let config = &checkpoint.config;
     let architectures: Vec<String> = config
         .get("architectures")
@@ -47,7 +66,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
         serde_json::json!({
             "hidden": c.hidden_size, "intermediate": c.intermediate_size, "layers": c.num_layers, "heads": c.num_heads,
             "kv_heads": c.num_kv_heads, "head_dim": c.head_dim, "vocab": c.vocab_size, "context": c.max_positions,
-            "rope_theta": c.rope_theta, "rope_scaling": format!("{:?}", c.rope_scaling), "tied_embeddings": c.tie_word_embeddings,
+            "rope_theta": c.rope_theta, "rope_scaling": c.rope_scaling.to_string(), "tied_embeddings": c.tie_word_embeddings,
             "qkv_bias": c.qkv_bias,
         })
     });
@@ -56,13 +75,13 @@ pub fn run(args: InspectArgs) -> Result<()> {
             "projection_dim": c.projection_dim,
             "text": {"hidden": c.text.tower.hidden_size, "intermediate": c.text.tower.intermediate_size, "heads": c.text.tower.num_heads,
                      "layers": c.text.tower.num_layers, "vocab": c.text.vocab_size, "context": c.text.max_positions,
-                     "activation": format!("{:?}", c.text.tower.activation), "eos_token_id": c.text.eos_token_id},
+                     "activation": c.text.tower.activation.to_string(), "eos_token_id": c.text.eos_token_id},
             "vision": {"hidden": c.vision.tower.hidden_size, "intermediate": c.vision.tower.intermediate_size, "heads": c.vision.tower.num_heads,
                        "layers": c.vision.tower.num_layers, "image_size": c.vision.image_size, "patch_size": c.vision.patch_size,
-                       "activation": format!("{:?}", c.vision.tower.activation)},
+                       "activation": c.vision.tower.activation.to_string()},
         })
     });
-    if args.json {
+    if json {
         let out = serde_json::json!({
             "dir": checkpoint.dir.display().to_string(),
             "model_type": model_type,
@@ -84,7 +103,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
         let t = &c.text.tower;
         let v = &c.vision.tower;
         println!(
-            "text tower:    {} layers, width {}, {} heads, MLP {}, {:?}, vocab {}, context {}",
+            "text tower:    {} layers, width {}, {} heads, MLP {} ({}), vocab {}, context {} tokens",
             t.num_layers,
             t.hidden_size,
             t.num_heads,
@@ -94,7 +113,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
             c.text.max_positions
         );
         println!(
-            "vision tower:  {} layers, width {}, {} heads, MLP {}, {:?}, {}px images in {}px patches",
+            "vision tower:  {} layers, width {}, {} heads, MLP {} ({}), {}px images in {}px patches",
             v.num_layers,
             v.hidden_size,
             v.num_heads,
@@ -107,7 +126,8 @@ pub fn run(args: InspectArgs) -> Result<()> {
     }
     if let Some(c) = &llm {
         println!(
-            "decoder:       {} blocks, width {}, {} heads / {} key-value heads of {}, MLP {}, vocab {}, context {}",
+            "decoder:       {} blocks, width {}, {} heads / {} key-value heads of {}, MLP {}, vocab {}, context {} \
+             tokens",
             c.num_layers,
             c.hidden_size,
             c.num_heads,
@@ -118,13 +138,20 @@ pub fn run(args: InspectArgs) -> Result<()> {
             c.max_positions
         );
         println!(
-            "rope:          theta {}, {:?}; tied embeddings: {}; qkv bias: {}",
-            c.rope_theta, c.rope_scaling, c.tie_word_embeddings, c.qkv_bias
+            "rope:          theta {}, {}; tied embeddings: {}; qkv bias: {}",
+            c.rope_theta,
+            c.rope_scaling,
+            yes_no(c.tie_word_embeddings),
+            yes_no(c.qkv_bias)
         );
     }
     println!("files:");
     for (name, size) in &files {
-        println!("  {name:<40} {size:>12} bytes");
+        println!("  {name:<40} {:>12}", human_bytes(*size));
     }
     Ok(())
+}
+
+fn yes_no(flag: bool) -> &'static str {
+    if flag { "yes" } else { "no" }
 }

@@ -51,12 +51,22 @@ pub fn run(file: &GgufFile, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!("model:         {} (GGUF v{}, {} bytes)", file.path.display(), file.version, file.file_size());
+    println!(
+        "model:         {} (GGUF v{}, {})",
+        file.path.display(),
+        file.version,
+        super::inspect::human_bytes(file.file_size() as u64)
+    );
     println!("architecture:  {architecture}");
     println!("parameters:    {} ({:.1} M) in {} tensors", parameters, parameters as f64 / 1e6, file.tensors.len());
     println!("tensor types:");
     for (name, c) in &types {
-        println!("  {name:<8} {:>5} tensors {:>12} values {:>12} bytes", c.tensors, c.values, c.bytes);
+        println!(
+            "  {name:<8} {:>5} tensors {:>12} values {:>12}",
+            c.tensors,
+            c.values,
+            super::inspect::human_bytes(c.bytes)
+        );
     }
     match &config {
         Ok(config) => println!("config:        {config}"),

@@ -39,7 +39,7 @@ pub struct OptimizeArgs {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// The run directory (created; must not hold another run unless --resume) (required).
-    #[arg(long, value_name = "DIR")]
+    #[arg(short = 'o', long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Continue the run in --out from its last completed step.
     #[arg(long)]
@@ -331,7 +331,7 @@ fn log_step(optimizer: &Optimizer, total: usize, tokens: usize) {
     let rejected: usize = steps.iter().map(|s| s.rejected).sum();
     let seconds = first.generate_seconds + first.score_seconds;
     tracing::info!(
-        "step {}/{total}: {}; {scored} new templates scored, {rejected} answers without a template; {seconds:.1} s \
+        "step {}/{total}: {}; new templates scored: {scored}, answers without a template: {rejected}; {seconds:.1} s \
          ({:.0} tokens/s generating)",
         optimizer.completed_steps(),
         best_per_alpha(optimizer),

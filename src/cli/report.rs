@@ -23,6 +23,7 @@ pub struct ReportArgs {
     /// Run directories, or folders holding them at any depth (a sweep's --out).
     #[arg(required = true, value_name = "DIR")]
     dirs: Vec<PathBuf>,
+    /// Output: an aligned table, markdown, csv (one row per dataset and block), or json.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
     /// Also draw the gain over the baseline per dataset as a PNG.

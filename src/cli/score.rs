@@ -30,7 +30,7 @@ pub struct ScoreArgs {
     /// Seed of the k-shot draw.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Templates file: one per line, `{}` where the class name goes.
+    /// Templates file: one per line, each with one class slot, `{}` or `<category>`.
     #[arg(long, value_name = "FILE")]
     templates: PathBuf,
     /// Also score the ensemble of all templates (class features averaged over templates).

@@ -5,7 +5,7 @@ use crate::backend::Backend;
 use crate::generation::hidden::block_output_means;
 use crate::glov::settings::parse_finite;
 use crate::models::llm::LlmModel;
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Args;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,14 +24,21 @@ pub struct SteerVectorArgs {
     /// The decoder block (0-based) whose output is averaged.
     #[arg(long, value_name = "L")]
     layer: usize,
+    /// Scale of the difference of the two means (the guidance strength, as optimize's alphas).
     #[arg(long, default_value_t = 1.0, value_name = "A", value_parser = parse_finite)]
     alpha: f32,
-    /// Output safetensors file (one tensor, `steer`).
-    #[arg(short, long, value_name = "FILE")]
-    output: PathBuf,
+    /// Output safetensors file (one tensor, `steer`); an existing file is kept unless --force.
+    #[arg(short = 'o', long = "out", visible_alias = "output", value_name = "FILE")]
+    out: PathBuf,
+    /// Replace an existing output file.
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn run<B: Backend>(backend: &B, args: SteerVectorArgs) -> Result<()> {
+    if !args.force && crate::no_follow::exists(&args.out)? {
+        bail!("{} already exists: choose another --out, or replace it with --force", args.out.display());
+    }
     let model = LlmModel::open(backend, &args.llm)?;
     let texts = [model.tokenizer.encode_plain(&args.positive)?, model.tokenizer.encode_plain(&args.negative)?];
     let means = block_output_means(backend, &model.llm, &texts, args.layer)?;
@@ -47,7 +54,7 @@ pub fn run<B: Backend>(backend: &B, args: SteerVectorArgs) -> Result<()> {
     ]);
     let view =
         safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![hidden], bytemuck::cast_slice(&vector))?;
-    crate::atomic_file::write(&args.output, &safetensors::serialize([("steer", view)], Some(metadata))?)?;
-    tracing::info!(norm, hidden, file = %args.output.display(), "steering vector saved");
+    crate::atomic_file::write(&args.out, &safetensors::serialize([("steer", view)], Some(metadata))?)?;
+    tracing::info!(norm, hidden, file = %args.out.display(), "steering vector saved");
     Ok(())
 }

@@ -35,7 +35,7 @@ pub struct SweepArgs {
     #[arg(value_name = "PLAN.toml", required_unless_present = "status")]
     plan: Option<PathBuf>,
     /// The sweep's folder (or `out = ...` in the plan).
-    #[arg(long, value_name = "DIR")]
+    #[arg(short = 'o', long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Print the cells and their states (pending, running, interrupted, finished, failed); run nothing.
     #[arg(long)]

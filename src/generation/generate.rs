@@ -55,6 +55,15 @@ pub enum FinishReason {
     Length,
 }
 
+impl std::fmt::Display for FinishReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FinishReason::Stop => "ended by a stop token",
+            FinishReason::Length => "stopped at --max-new-tokens",
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sequence {
     pub request: usize,

@@ -22,7 +22,7 @@
 //!    is one using <category>:"), and a later candidate wins if there is one.
 //! 7. A template over [`MAX_CHARS`] characters is [`Rejection::TooLong`]: that is a rambling paragraph, not a prompt.
 
-use crate::scoring::templates::SLOT;
+use crate::scoring::templates::{LLM_SLOT, SLOT};
 
 /// Longest accepted template, in characters.
 pub const MAX_CHARS: usize = 300;
@@ -63,9 +63,6 @@ pub fn parse_answer(raw: &str) -> Result<String, Rejection> {
     }
     Ok(template)
 }
-
-/// The slot spelling the LLM sees.
-const LLM_SLOT: &str = "<category>";
 
 /// Writes a template the way the LLM is shown it: `{}` becomes `<category>`.
 pub fn to_llm_form(template: &str) -> String {

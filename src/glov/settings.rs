@@ -78,7 +78,7 @@ pub struct Overrides {
     #[arg(long, value_name = "T")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_new_tokens: Option<usize>,
-    /// Sampling temperature [default: 1].
+    /// Sampling temperature; 0 is greedy decoding (every answer of a step then the same) [default: 1].
     #[arg(long, value_parser = parse_finite)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f32>,
@@ -86,7 +86,7 @@ pub struct Overrides {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub top_k: Option<usize>,
-    /// Top-p (nucleus) filter of sampling, 1 for none [default: 0.9].
+    /// Top-p (nucleus) filter of sampling, 1 for none [default: 0.9, GLOV's; generate's is transformers' 1].
     #[arg(long, value_parser = parse_finite)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f32>,
@@ -99,7 +99,7 @@ pub struct Overrides {
     #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub meta_prompt: Option<PathBuf>,
-    /// The starting template, `{}` where the class name goes [default: "a photo of a {}."].
+    /// The starting template, `{}` (or `<category>`) where the class name goes [default: "a photo of a {}."].
     #[arg(long, value_name = "TEMPLATE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline: Option<String>,
@@ -120,7 +120,7 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_dir: Option<PathBuf>,
     /// Compute image features without the disk cache.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[arg(long, num_args = 0, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub no_cache: Option<bool>,
 }
@@ -374,7 +374,8 @@ impl Overrides {
         require(&self.missing())?;
         let mut map = defaults();
         map.extend(self.to_map()?);
-        let settings: Settings = serde_json::from_value(Value::Object(map)).context("resolving the settings")?;
+        let mut settings: Settings = serde_json::from_value(Value::Object(map)).context("resolving the settings")?;
+        settings.baseline = crate::scoring::templates::normalize(&settings.baseline).context("baseline")?;
         settings.validate()?;
         Ok(settings)
     }
@@ -432,9 +433,7 @@ impl Settings {
                 bail!("alphas: {a} is given twice");
             }
         }
-        if !self.baseline.contains(crate::scoring::templates::SLOT) {
-            bail!("baseline: {:?} has no {{}} class slot", self.baseline);
-        }
+        crate::scoring::templates::normalize(&self.baseline).context("baseline")?;
         crate::generation::sampling::SamplingParams {
             temperature: self.temperature,
             top_k: self.top_k,
@@ -487,8 +486,10 @@ mod tests {
         assert!(err.contains("--llm is required"), "{err}");
         let err = Overrides { alphas: Some(vec![1.0, 1.0]), ..required() }.resolve().unwrap_err().to_string();
         assert!(err.contains("twice"), "{err}");
-        let err = Overrides { baseline: Some("a photo".into()), ..required() }.resolve().unwrap_err().to_string();
-        assert!(err.contains("class slot"), "{err}");
+        let err = format!("{:#}", Overrides { baseline: Some("a photo".into()), ..required() }.resolve().unwrap_err());
+        assert!(err.starts_with("baseline: ") && err.contains("no class slot"), "{err}");
+        let s = Overrides { baseline: Some("art of a <category>".into()), ..required() }.resolve().unwrap();
+        assert_eq!(s.baseline, "art of a {}");
     }
 
     #[test]

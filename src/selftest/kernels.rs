@@ -42,7 +42,7 @@ pub fn cases(subject: &dyn Subject, quick: bool, seed: u64) -> Result<Vec<CaseRe
         let got = subject.linear(&x, m, k, &w, n, b, act, r)?;
         record(
             "linear",
-            format!("{m}x{k} . {n}x{k}^T {act:?}{}", if with_extras { " +bias +residual" } else { "" }),
+            format!("{m}x{k} . {n}x{k}^T, {act}{}", if with_extras { " +bias +residual" } else { "" }),
             relative_error(&got, &want),
             bf16_tolerance,
         );

@@ -114,9 +114,9 @@ pub fn run_cuda(backend: &CudaBackend, quick: bool, seed: u64) -> Result<Vec<Cas
     for variant in [Variant::Plain, Variant::Fast] {
         results.extend(kernels::cases(&CudaKernels { gpu: &backend.gpu, variant }, quick, seed)?);
         let view = backend.with_variant(variant);
-        results.extend(llm_ops::cases(&view, &format!("cuda {}", view.variant_name()), quick, seed)?);
+        results.extend(llm_ops::cases(&view, &format!("cuda {}", view.variant()), quick, seed)?);
     }
-    let label = format!("cuda {}", backend.variant_name());
+    let label = format!("cuda {}", backend.variant());
     results.extend(clip::cases(backend, &label, seed)?);
     results.extend(llm::model_cases(&backend.with_variant(backend.variant).with_graphs(false), &label, quick, seed)?);
     let recorded = backend.with_variant(backend.variant).with_graphs(true);

@@ -149,7 +149,7 @@ pub struct CudaKernels<'a> {
 
 impl Subject for CudaKernels<'_> {
     fn label(&self) -> String {
-        format!("cuda {:?}", self.variant).to_lowercase()
+        format!("cuda {}", self.variant)
     }
 
     fn linear(

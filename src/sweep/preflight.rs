@@ -69,7 +69,7 @@ fn config_of(model: &str) -> Result<serde_json::Value> {
         return checkpoint::gguf::hf::load_config(&file);
     }
     let dir = checkpoint::resolve_model(model)?;
-    checkpoint::read_json(&dir.join("config.json"))
+    checkpoint::model_config(&dir)
 }
 
 fn llm(model: &str) -> Result<()> {

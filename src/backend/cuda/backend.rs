@@ -39,12 +39,9 @@ impl CudaBackend {
         Self { gpu: self.gpu.clone(), variant, graphs: self.graphs }
     }
 
-    /// `plain` or `fast`: the kernels this view runs.
-    pub fn variant_name(&self) -> &'static str {
-        match self.variant {
-            Variant::Plain => "plain",
-            Variant::Fast => "fast",
-        }
+    /// The kernels this view runs.
+    pub fn variant(&self) -> Variant {
+        self.variant
     }
 
     fn as_dtype(&self, x: &DTensor, dtype: DType) -> Result<Option<DTensor>> {
@@ -65,13 +62,9 @@ impl Backend for CudaBackend {
 
     fn describe(&self) -> String {
         let g = &self.gpu;
-        let kernels = match self.variant {
-            Variant::Plain => "plain",
-            Variant::Fast => "fast",
-        };
         format!(
-            "cuda:{} {} (compute capability {}.{}, {kernels} kernels, from {})",
-            g.ordinal, g.name, g.capability.0, g.capability.1, g.kernel_image
+            "cuda:{} {} (compute capability {}.{}, {} kernels, from {})",
+            g.ordinal, g.name, g.capability.0, g.capability.1, self.variant, g.kernel_image
         )
     }
 

@@ -17,6 +17,15 @@ pub enum Variant {
     Fast,
 }
 
+impl std::fmt::Display for Variant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Variant::Plain => "plain",
+            Variant::Fast => "fast",
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DType {
     Bf16,

@@ -149,7 +149,7 @@ impl Config {
             top_k: params.top_k.min(i32::MAX as usize) as i32,
             top_p_on: top_p_on as i32,
             threshold: if top_p_on { top_p_threshold(params.top_p) } else { 0.0 },
-            greedy: params.greedy as i32,
+            greedy: params.is_greedy() as i32,
         }
     }
 

@@ -28,6 +28,20 @@ pub enum RopeScaling {
     },
 }
 
+impl std::fmt::Display for RopeScaling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RopeScaling::None => f.write_str("no scaling"),
+            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_positions } => write!(
+                f,
+                "Llama 3 scaling (factor {factor}, low-frequency factor {low_freq_factor}, high-frequency factor \
+                 {high_freq_factor}, original context {original_max_positions})"
+            ),
+            RopeScaling::Linear { factor } => write!(f, "linear scaling (factor {factor})"),
+        }
+    }
+}
+
 /// What Gemma 3 (`Gemma3ForCausalLM`, `model_type` `gemma3_text`) changes in the Llama block: the embedding scaled
 /// by `sqrt(hidden_size)`, RMS norms with gains `1 + weight`, norms after attention and around the feed-forward,
 /// RMS norms of each query and key head, a tanh-GELU gate, sliding-window layers with their own rope base, and the
