@@ -91,8 +91,8 @@ fn check_bpe_merges(model: &Value) -> Result<()> {
 }
 
 /// Checks that every special token a `TemplateProcessing` post-processor (alone or inside a `Sequence`) places in
-/// its `single` or `pair` template is defined in its `special_tokens`: the `tokenizers` crate looks each one up
-/// while encoding and panics on a missing one.
+/// its `single` or `pair` template is defined in its `special_tokens`, and that its `single` template places only
+/// the one sequence there is (`A`): the `tokenizers` crate looks each up while encoding and panics on a missing one.
 fn check_template_processing(processor: &Value) -> Result<()> {
     // By shape, not by `type`: the crate reads a post-processor by whichever variant its fields fit.
     for (i, inner) in processor.get("processors").and_then(Value::as_array).into_iter().flatten().enumerate() {
@@ -101,6 +101,13 @@ fn check_template_processing(processor: &Value) -> Result<()> {
     let defined = processor.get("special_tokens").and_then(Value::as_object);
     for part in ["single", "pair"] {
         for (i, piece) in processor.get(part).and_then(Value::as_array).into_iter().flatten().enumerate() {
+            let sequence = piece.get("Sequence").and_then(|s| s.get("id")).and_then(Value::as_str);
+            if part == "single" && sequence.is_some_and(|id| id != "A") {
+                bail!(
+                    "single[{i}] places sequence {:?}, but a single input has only sequence \"A\"",
+                    sequence.unwrap_or("")
+                );
+            }
             let Some(id) = piece.get("SpecialToken").and_then(|t| t.get("id")).and_then(Value::as_str) else {
                 continue;
             };
@@ -236,7 +243,12 @@ mod tests {
         assert!(error(json.clone()).contains("processors[0]"));
         json["post_processor"] = processor("<x>");
         json["post_processor"]["typE"] = json["post_processor"]["type"].take();
-        let err = error(json);
+        let err = error(json.clone());
         assert!(err.contains("single[0]") && err.contains("dir/tokenizer.json"), "{err}");
+        // A single input has one sequence, A (found by the same fuzz target).
+        json["post_processor"] = processor("<s>");
+        json["post_processor"]["single"][1]["Sequence"]["id"] = json!("B");
+        let err = error(json);
+        assert!(err.contains("single[1] places sequence \"B\""), "{err}");
     }
 }
