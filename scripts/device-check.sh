@@ -15,7 +15,7 @@
 #      and 64 (one 1,000-token prompt, 50 new tokens), and ours against the memory-bandwidth roofline;
 #   6. glov-cuda bench glov-step: one whole GLOV step (llama3-8b, 4 steered groups x 10 answers x 50 tokens, then
 #      40 templates x 1,000 classes scored against 1,000 image features with ViT-B/32), by phase, with peak memory,
-#      inside a 23 GiB arena (--gpu-memory 23): both models and all work must fit what a 24 GB card offers;
+#      inside a 23 GiB arena (--gpu-memory 23GiB): both models and all work must fit what a 24 GB card offers;
 # then writes one JSON file with everything (card, driver, date, binary version) to RESULTS_DIR (default
 # bench/results/) and prints a summary table last. A failing step is recorded and the script goes on; the exit
 # status is non-zero if any step failed.
@@ -62,7 +62,7 @@ step bench_llm_8b 50 "$bin" --device cuda bench llm --shape llama3-8b --batch 1,
 step bench_hf_llm_8b 70 python3 "$here/bench_hf_llm.py" --device cuda --shape llama3-8b --batch 1 10 40 64
 step bench_llm_1b 30 "$bin" --device cuda bench llm --shape llama3-1b --batch 1,10,40,64 --repeat 2
 step bench_hf_llm_1b 40 python3 "$here/bench_hf_llm.py" --device cuda --shape llama3-1b --batch 1 10 40 64
-step bench_glov_step 40 "$bin" --device cuda --gpu-memory 23 bench glov-step --llm-shape llama3-8b --clip-shape vit-b-32
+step bench_glov_step 40 "$bin" --device cuda --gpu-memory 23GiB bench glov-step --llm-shape llama3-8b --clip-shape vit-b-32
 
 python3 - "$work" "$results/device-check-$stamp.json" <<'PY'
 import json, os, sys

@@ -130,3 +130,34 @@ fn gpu_memory_is_a_fraction_of_the_card_or_a_size_with_its_unit() {
         assert!(stderr(&output).contains(want), "{bad}: {}", describe(&output));
     }
 }
+
+#[test]
+fn output_is_in_words_and_units_not_debug_formatting() {
+    let dir = tempfile::tempdir().unwrap();
+    let llama = format!("{REPO}/tests/fixtures/llm-tiny-llama");
+    let output = glov_in(dir.path(), &["inspect", &llama]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(text.contains("Llama 3 scaling (factor 8,") && text.contains("tied embeddings: no"), "{text}");
+    assert!(text.contains(" KiB\n") && !text.contains(" bytes\n  model-"), "{text}");
+    for debug in ["None", "Some(", "{ factor", "Llama3 {"] {
+        assert!(!text.contains(debug), "{debug:?} in\n{text}");
+    }
+    let clip = format!("{REPO}/tests/fixtures/clip-tiny-quickgelu");
+    let output = glov_in(dir.path(), &["inspect", "--model", &clip, "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("inspect --format json");
+    assert_eq!(json["sizes"]["text"]["activation"], "quick_gelu");
+    let args = ["generate", "--llm", &llama, "--prompt", "a photo of", "-n", "2", "--max-new-tokens", "3"];
+    let output = glov_in(dir.path(), &args);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(text.contains("--- sequence 0 (3 tokens, stopped at --max-new-tokens)"), "{}", describe(&output));
+
+    // A folder in another format is told which formats are read.
+    let open_clip = dir.path().join("open_clip_model");
+    std::fs::create_dir(&open_clip).unwrap();
+    std::fs::write(open_clip.join("open_clip_config.json"), "{}").unwrap();
+    let output = glov_in(dir.path(), &["inspect", "open_clip_model"]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let err = stderr(&output);
+    assert!(err.contains("has no config.json") && err.contains("open_clip") && err.contains("GGUF"), "{err}");
+}

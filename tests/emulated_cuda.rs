@@ -76,7 +76,7 @@ fn command(cwd: &Path, args: &[&str], emulated: Option<(&Path, &str)>, cache: &P
                 .env("GLOV_EMU_SUMMARY", "1")
                 .args(["--device", "cuda"]);
             if !args.contains(&"--gpu-memory") {
-                command.args(["--gpu-memory", "1"]);
+                command.args(["--gpu-memory", "1GiB"]);
             }
         }
         None => {

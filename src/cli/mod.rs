@@ -40,6 +40,9 @@ use std::process::ExitCode;
                   run before building; `selftest` checks the CUDA backend unless told `--device cpu`. The global \
                   options (--device, --kernels, --gpu-memory, --no-cuda-graphs, --threads) can also sit in an \
                   `optimize --config` file or a sweep plan under the same names; flags win.\n\n\
+                  Precision is fixed, so there is no --dtype: the CPU backend computes in f32 from any stored type \
+                  (f32, f16, bf16, GGUF quantizations dequantized); the CUDA backend stores weights in bf16 and \
+                  accumulates sums in f32.\n\n\
                   Models are Hugging Face model directories (config.json, safetensors weights, tokenizer.json, \
                   preprocessor_config.json), org/name ids already in the local HF cache, or GGUF files (LLMs)."
 )]
