@@ -68,15 +68,15 @@ for target in "${targets[@]}"; do
     "$bin/$target" "$corpus" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="$artifacts" >"$log" 2>&1 || status=$?
     runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)"
-    elapsed="$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -n 1)"
-    per_second="$(awk -v r="${runs:-0}" -v s="${elapsed:-$seconds}" 'BEGIN { printf "%.0f", r / (s > 0 ? s : 1) }')"
+    # libFuzzer's own average (a run that stops at a find prints no "Done ... in N seconds").
+    per_second="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)"
     found="nothing"
     if [ "$status" -ne 0 ]; then
         found="$(grep -m1 -o 'ERROR: libFuzzer: [a-z-]*\|SUMMARY: libFuzzer: [a-z-]*' "$log" || echo "exit $status"); \
 see $log and $artifacts"
         failed+=("$target")
     fi
-    printf '%-18s %12s %10s %8s  %s\n' "$target" "${runs:-?}" "$per_second" "$(ls "$corpus" | wc -l)" "$found"
+    printf '%-18s %12s %10s %8s  %s\n' "$target" "${runs:-?}" "${per_second:-?}" "$(ls "$corpus" | wc -l)" "$found"
 done
 if [ ${#failed[@]} -gt 0 ]; then
     echo "crashes or hangs found in: ${failed[*]}" >&2

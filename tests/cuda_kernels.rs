@@ -86,7 +86,7 @@ fn a_build_without_kernels_says_how_to_get_them() {
 #[test]
 fn selftest_runs_its_harness_on_the_cpu_and_answers_without_a_gpu() {
     let bin = env!("CARGO_BIN_EXE_glov-cuda");
-    let out = Command::new(bin).args(["selftest", "--quick"]).output().unwrap();
+    let out = Command::new(bin).args(["--device", "cpu", "selftest", "--quick"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("linear") && stdout.contains("attention") && stdout.contains("score"), "{stdout}");

@@ -244,7 +244,7 @@ fn describe_runtime(runtime: &RuntimeOptions) -> String {
 
 /// Whether extra `#SBATCH` options ask for GPUs themselves (`--gres=gpu...`, `--gpus...`).
 fn sbatch_asks_for_gpus(options: &[String]) -> bool {
-    options.iter().any(|o| o.contains("gres=gpu") || o.starts_with("--gpus") || o.starts_with("--gpus-per"))
+    options.iter().any(|o| o.contains("gres=gpu") || o.contains("--gpus"))
 }
 
 /// The device of every task and the GPUs each asks for: a plan that asks for GPUs runs its cells on them.

@@ -493,6 +493,20 @@ mod tests {
     }
 
     #[test]
+    fn the_config_keys_are_the_flags() {
+        use clap::Args;
+        let command = Overrides::augment_args(clap::Command::new("optimize"));
+        let flags: std::collections::BTreeSet<&str> = command.get_arguments().filter_map(|a| a.get_long()).collect();
+        assert_eq!(flags, SETTING_KEYS.into_iter().collect());
+        let e = format!("{:#}", ConfigFile::parse("top_k = 3\n").unwrap_err());
+        assert!(e.contains("unknown setting \"top_k\"; did you mean top-k?"), "{e}");
+        let e = format!("{:#}", ConfigFile::parse("devise = \"cpu\"\n").unwrap_err());
+        assert!(e.contains("did you mean device?"), "{e}");
+        let e = format!("{:#}", ConfigFile::parse("frobnicate = 1\n").unwrap_err());
+        assert!(e.contains("unknown setting \"frobnicate\" (settings: llm, clip,"), "{e}");
+    }
+
+    #[test]
     fn numbers_must_be_finite_wherever_settings_are_read() {
         for (text, key) in
             [("alphas = [1.0, nan]", "alphas[1]"), ("temperature = inf", "temperature"), ("top-p = -inf", "top-p")]
