@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The sweep's slurm executor on a real Slurm: starts a single-node cluster on this machine (Debian's slurmctld,
 # slurmd and munge, installed with apt-get when absent; run as root, no systemd needed), then
-#   1. submits a sweep of the tiny example (two variants of the tiny dataset, class folders and a CoOp split file
-#      with the validation and test splits swapped, x two seeds) as one job array, waits for it, and checks that
-#      every cell finished, that each task held the stand-in GPU, and that `report` lays the cells out;
+#   1. submits a sweep of the tiny example on the CPU (two variants of the tiny dataset, class folders and a CoOp
+#      split file with the validation and test splits swapped, x two seeds) as one job array, waits for it, and
+#      checks that every cell finished and that `report` lays the cells out; then a plan that asks for a GPU: it is
+#      refused with --device cpu, and without --device its task holds the stand-in GPU and runs its cell with
+#      --device cuda:0 (which, with no NVIDIA driver here, fails saying so);
 #   2. submits a one-cell sweep of a longer run, requeues its task while it runs (killing it mid-run), and checks
 #      that the requeued task resumed the cell and ended with the history of an uninterrupted run;
 #   3. checks that a task asking for more than the node has is refused at submission.
@@ -176,7 +178,6 @@ split-file = "$work/swapped_split.json"
 description = "Small synthetic pictures of coloured shapes and stripes on plain backgrounds."
 
 [slurm]
-gpus = 1
 cpus = 1
 mem = "200M"
 time = "00:10:00"
@@ -189,7 +190,7 @@ submitted=$("$bin" --device cpu sweep "$work/plan.toml" --out "$out" --executor 
 echo "$submitted"
 job=$(sed -n 's/^submitted job \([0-9]*\):.*/\1/p' <<<"$submitted")
 [ -n "$job" ] || fail "no job id in: $submitted"
-grep -q "array 0-3 (4 of 4 cells)" <<<"$submitted" || fail "not one task per cell: $submitted"
+grep -q "array 0-3 (4 of 4 cells, on cpu)" <<<"$submitted" || fail "not one task per cell: $submitted"
 wait_for_job "$job"
 echo "slurm-test: the 4-task array ran in $(($(date +%s) - array_start)) s"
 status=$("$bin" sweep --status --out "$out")
@@ -197,8 +198,8 @@ echo "$status"
 [ "$(grep -c ' finished ' <<<"$status")" = 4 ] || fail "not every cell finished"
 grep -q "4 cells in $out: 4 finished" <<<"$status" || fail "status summary"
 for cell in folders/seed1 folders/seed2 swapped/seed1 swapped/seed2; do
-  grep -q "slurm job ${job}_[0-3] (restart 0) on .*CUDA_VISIBLE_DEVICES=0" "$out/$cell/optimize.log" ||
-    fail "$cell: no task with the stand-in GPU in its log: $(cat "$out/$cell/optimize.log")"
+  grep -q "slurm job ${job}_[0-3] (restart 0) on .*: .*--device.*cpu.* optimize --config" "$out/$cell/optimize.log" ||
+    fail "$cell: no task on the CPU in its log: $(cat "$out/$cell/optimize.log")"
 done
 report=$("$bin" report "$out")
 echo "$report"
@@ -207,6 +208,41 @@ for row in "tiny shapes 2 " "tiny shapes, swapped splits 2 " "mean 4 "; do
   [ "$(tr -s ' ' <<<"$report" | grep -c "^$row")" = 1 ] || fail "no report row '$row'"
 done
 grep -q "left out" <<<"$report" && fail "the report left runs out"
+
+# A plan that asks for a GPU runs its cells on CUDA, and is refused with --device cpu.
+cat >"$work/gpu.toml" <<EOF
+$common
+steps = 1
+
+[[datasets]]
+id = "gpu"
+dataset-name = "tiny shapes"
+dataset = "$repo/examples/tiny-dataset"
+description = "Small synthetic pictures of coloured shapes and stripes on plain backgrounds."
+
+[slurm]
+gpus = 1
+cpus = 1
+mem = "200M"
+EOF
+gpu_out=$work/gpu-sweep
+if "$bin" --device cpu sweep "$work/gpu.toml" --out "$gpu_out" --executor slurm 2>"$work/cpu-refused.txt"; then
+  fail "a plan asking for a GPU was submitted to run on the CPU"
+fi
+grep -q "asks Slurm for GPUs" "$work/cpu-refused.txt" || fail "$(cat "$work/cpu-refused.txt")"
+submitted=$("$bin" sweep "$work/gpu.toml" --out "$gpu_out" --executor slurm)
+echo "$submitted"
+grep -q "(1 of 1 cells, on cuda:0)" <<<"$submitted" || fail "the GPU plan's cells are not on CUDA: $submitted"
+job=$(sed -n 's/^submitted job \([0-9]*\):.*/\1/p' <<<"$submitted")
+[ -n "$job" ] || fail "no job id in: $submitted"
+wait_for_job "$job"
+log=$gpu_out/gpu/optimize.log
+grep -q "slurm job ${job}_0 (restart 0) on .*CUDA_VISIBLE_DEVICES=0: .*--device.*cuda:0.* optimize --config" "$log" ||
+  fail "no task with the stand-in GPU running on CUDA in its log: $(cat "$log")"
+if ! grep -q "no NVIDIA driver" "$log"; then
+  [ -e /dev/nvidia0 ] || fail "the CUDA cell did not stop for want of a driver: $(cat "$log")"
+fi
+echo "slurm-test: the GPU plan ran its cell on cuda:0 with the stand-in GPU"
 
 # 2. A task requeued mid-run (Slurm kills it and starts it again) resumes its cell.
 cat >"$work/long.toml" <<EOF
@@ -246,7 +282,7 @@ echo "slurm-test: requeued the task after $killed_at of 60 steps"
 scontrol update JobId="${job}_0" StartTime=now
 wait_for_job "$job"
 "$bin" sweep --status --out "$long" | grep -q "^long  *finished  *60/60" || fail "the requeued cell did not finish"
-grep -q "slurm job ${job}_0 (restart 1) on .*optimize --config $cell/cell.toml -q --resume" "$cell/optimize.log" ||
+grep -q "slurm job ${job}_0 (restart 1) on .*optimize --config $cell/cell.toml --resume" "$cell/optimize.log" ||
   fail "the requeued task did not resume its cell: $(cat "$cell/optimize.log")"
 "$bin" --device cpu optimize --config "$cell/cell.toml" --out "$work/uninterrupted" -q >/dev/null
 cmp "$cell/history.jsonl" "$work/uninterrupted/history.jsonl" || fail "the requeued run's history differs"
