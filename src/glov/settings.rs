@@ -381,7 +381,11 @@ impl Overrides {
     }
 
     /// A resumed run's settings: the stored ones, where every setting given again must be equal.
-    pub fn check_resume(self, stored: Settings) -> Result<Settings> {
+    pub fn check_resume(mut self, stored: Settings) -> Result<Settings> {
+        // A baseline given again in the LLM's spelling (`<category>`) is the one stored with `{}`.
+        if let Some(baseline) = &self.baseline {
+            self.baseline = Some(crate::scoring::templates::normalize(baseline).context("baseline")?);
+        }
         let stored_map = match serde_json::to_value(&stored)? {
             Value::Object(map) => map,
             _ => unreachable!("a struct serialises to an object"),
@@ -532,6 +536,8 @@ mod tests {
         assert_eq!(Overrides::default().check_resume(stored.clone()).unwrap(), stored);
         let same = Overrides { steps: Some(5), text_batch: Some(8), ..Overrides::default() };
         assert_eq!(same.check_resume(stored.clone()).unwrap().text_batch, 8);
+        let spelled = Overrides { baseline: Some("a photo of a <category>.".into()), ..Overrides::default() };
+        assert_eq!(spelled.check_resume(stored.clone()).unwrap(), stored);
         let other = Overrides { steps: Some(6), top_p: Some(0.5), ..Overrides::default() };
         let err = other.check_resume(stored).unwrap_err().to_string();
         assert!(err.contains("steps: the run has 5, now 6") && err.contains("top-p"), "{err}");
