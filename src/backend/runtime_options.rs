@@ -11,8 +11,16 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
 
+/// The long flags of a group of arguments: the keys a config file spells them with.
+pub fn flag_names<A: Args>() -> Vec<String> {
+    let command = A::augment_args(clap::Command::new("keys"));
+    command.get_arguments().filter_map(|a| a.get_long()).map(str::to_string).collect()
+}
+
 /// The keys of a config file or plan that are runtime options, not settings of a run.
-pub const KEYS: [&str; 5] = ["device", "kernels", "gpu-memory", "no-cuda-graphs", "threads"];
+pub fn keys() -> Vec<String> {
+    flag_names::<RuntimeOptions>()
+}
 
 #[derive(Args, Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -62,9 +70,9 @@ impl RuntimeOptions {
     /// Takes the runtime options out of a config file's or plan's table; `what` names the table in errors.
     pub fn take_from(table: &mut toml::Table, what: &str) -> Result<RuntimeOptions> {
         let mut options = toml::Table::new();
-        for key in KEYS {
-            if let Some(value) = table.remove(key) {
-                options.insert(key.to_string(), value);
+        for key in keys() {
+            if let Some(value) = table.remove(&key) {
+                options.insert(key, value);
             }
         }
         toml::Value::Table(options).try_into().map_err(|e| anyhow::anyhow!("{what}: {e}"))
@@ -179,7 +187,7 @@ impl Serialize for GpuMemory {
 
 /// Refuses a runtime option where only settings of a run may stand (a plan's grid or dataset entries).
 pub fn refuse_in(table: &toml::Table, what: &str) -> Result<()> {
-    if let Some(key) = KEYS.iter().find(|k| table.contains_key(**k)) {
+    if let Some(key) = keys().into_iter().find(|k| table.contains_key(k)) {
         bail!(
             "{what}: {key} says where the cells run, not what they compute: set it among the fixed settings or as a flag"
         );
@@ -217,6 +225,7 @@ mod tests {
             toml::from_str("device = \"cuda:1\"\ngpu-memory = 0.8\nkernels = \"plain\"\nsteps = 3\n").unwrap();
         let options = RuntimeOptions::take_from(&mut table, "config").unwrap();
         assert_eq!(table.keys().collect::<Vec<_>>(), ["steps"]);
+        assert_eq!(keys(), ["device", "kernels", "gpu-memory", "no-cuda-graphs", "threads"]);
         assert_eq!(options.device, Some(Device::Cuda(1)));
         assert_eq!(options.gpu_memory, Some(GpuMemory::Fraction(0.8)));
         assert_eq!(options.kernels(), Variant::Plain);

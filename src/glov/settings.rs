@@ -244,9 +244,11 @@ impl ConfigFile {
 
 /// A table of settings, an unknown key answered with the known one it is closest to.
 pub fn parse_settings(table: toml::Table) -> Result<Overrides> {
+    let settings = runtime_options::flag_names::<Overrides>();
     for key in table.keys() {
-        if !SETTING_KEYS.contains(&key.as_str()) {
-            let near = SETTING_KEYS.iter().chain(&runtime_options::KEYS).copied().chain(["out", "resume"]);
+        if !settings.contains(key) {
+            let runtime = runtime_options::keys();
+            let near = settings.iter().chain(&runtime).map(String::as_str).chain(["out", "resume"]);
             let hint = match near.map(|k| (strsim::levenshtein(k, key), k)).min() {
                 Some((distance, known)) if distance <= 2 || known.contains(key.as_str()) => {
                     format!("; did you mean {known}?")
@@ -255,8 +257,8 @@ pub fn parse_settings(table: toml::Table) -> Result<Overrides> {
             };
             bail!(
                 "unknown setting {key:?}{hint} (settings: {}; runtime options: {}; and out, resume)",
-                SETTING_KEYS.join(", "),
-                runtime_options::KEYS.join(", ")
+                settings.join(", "),
+                runtime.join(", ")
             );
         }
     }
@@ -273,35 +275,6 @@ pub fn require(missing: &[&str]) -> Result<()> {
     let verb = if missing.len() == 1 { "is" } else { "are" };
     bail!("{} {verb} required (as flags, or as {} in --config)", flags.join(", "), keys.join(", "))
 }
-
-/// Every key of [`Overrides`], as a config file spells it.
-pub const SETTING_KEYS: [&str; 25] = [
-    "llm",
-    "clip",
-    "dataset",
-    "split-file",
-    "dataset-name",
-    "description",
-    "steps",
-    "samples",
-    "shots",
-    "seed",
-    "alphas",
-    "layer",
-    "top-bottom",
-    "max-new-tokens",
-    "temperature",
-    "top-k",
-    "top-p",
-    "steer-cache",
-    "meta-prompt",
-    "baseline",
-    "ensemble-size",
-    "image-batch",
-    "text-batch",
-    "cache-dir",
-    "no-cache",
-];
 
 impl Overrides {
     /// `self` where set, else `other`.
@@ -498,16 +471,13 @@ mod tests {
 
     #[test]
     fn the_config_keys_are_the_flags() {
-        use clap::Args;
-        let command = Overrides::augment_args(clap::Command::new("optimize"));
-        let flags: std::collections::BTreeSet<&str> = command.get_arguments().filter_map(|a| a.get_long()).collect();
-        assert_eq!(flags, SETTING_KEYS.into_iter().collect());
         let e = format!("{:#}", ConfigFile::parse("top_k = 3\n").unwrap_err());
         assert!(e.contains("unknown setting \"top_k\"; did you mean top-k?"), "{e}");
         let e = format!("{:#}", ConfigFile::parse("devise = \"cpu\"\n").unwrap_err());
         assert!(e.contains("did you mean device?"), "{e}");
         let e = format!("{:#}", ConfigFile::parse("frobnicate = 1\n").unwrap_err());
         assert!(e.contains("unknown setting \"frobnicate\" (settings: llm, clip,"), "{e}");
+        assert!(e.contains("text-batch, cache-dir, no-cache; runtime options: device, kernels,"), "{e}");
     }
 
     #[test]

@@ -135,7 +135,7 @@ pub fn write_config(dir: &Path, plan: &Path, id: &str, config: &toml::Table, run
         let mut existing: toml::Table =
             toml::from_str(&text).with_context(|| format!("{} is damaged", path.display()))?;
         let existing_runtime: toml::Table =
-            runtime_options::KEYS.iter().filter_map(|k| existing.remove(*k).map(|v| (k.to_string(), v))).collect();
+            runtime_options::keys().into_iter().filter_map(|k| existing.remove(&k).map(|v| (k, v))).collect();
         if existing != table {
             let mut keys: Vec<&String> = existing.keys().chain(table.keys()).collect();
             keys.sort();
