@@ -299,12 +299,10 @@ impl Overrides {
         let abs = |p: &Path| -> Result<PathBuf> {
             std::path::absolute(p).with_context(|| format!("cannot make {} absolute", p.display()))
         };
-        for path in
-            [&mut self.dataset, &mut self.split_file, &mut self.meta_prompt, &mut self.cache_dir].into_iter().flatten()
-        {
+        for path in self.paths_mut() {
             *path = abs(path)?;
         }
-        for model in [&mut self.llm, &mut self.clip].into_iter().flatten() {
+        for model in self.models_mut() {
             if Path::new(model.as_str()).is_dir() {
                 *model = abs(Path::new(model.as_str()))?.display().to_string();
             }
@@ -312,15 +310,23 @@ impl Overrides {
         Ok(self)
     }
 
+    /// The file and folder settings that are set.
+    fn paths_mut(&mut self) -> impl Iterator<Item = &mut PathBuf> {
+        [&mut self.dataset, &mut self.split_file, &mut self.meta_prompt, &mut self.cache_dir].into_iter().flatten()
+    }
+
+    /// The model settings that are set (a folder, a file or an org/name id).
+    fn models_mut(&mut self) -> impl Iterator<Item = &mut String> {
+        [&mut self.llm, &mut self.clip].into_iter().flatten()
+    }
+
     /// Relative paths taken from `folder` (a config file's) rather than the working directory; a model argument
     /// is rebased where `folder` holds it, else left as it is (an org/name id of the HF cache).
     pub fn rebase(mut self, folder: &Path) -> Self {
-        for path in
-            [&mut self.dataset, &mut self.split_file, &mut self.meta_prompt, &mut self.cache_dir].into_iter().flatten()
-        {
+        for path in self.paths_mut() {
             *path = folder.join(&*path);
         }
-        for model in [&mut self.llm, &mut self.clip].into_iter().flatten() {
+        for model in self.models_mut() {
             let local = folder.join(model.as_str());
             if Path::new(model.as_str()).is_relative() && local.exists() {
                 *model = local.display().to_string();
