@@ -2,13 +2,14 @@
 //! read or written element by element, and counted per warp request: global bytes and sectors, shared phases and
 //! wavefronts, local bytes. Global reads of bytes never written are initcheck faults.
 
-use super::block::BlockState;
-use super::grid::Ctx;
+use super::block_state::BlockState;
+use super::context::Ctx;
+use super::fault::{Fault, FaultKind};
+use super::operand::{self, width_mask};
 use super::place::{Target, aligned, base, global, local, read_le, shared, target, uninitialized, write_le};
-use super::step::{self, width_mask};
+use super::report;
 use super::traffic::{self, Sectors};
 use super::warp::{LANES, Lanes, Warp};
-use super::{Fault, FaultKind, report};
 use crate::ir::{Address, Operand, Reg, Space, Ty};
 
 /// The bytes of one access: `n` elements of `elem` bytes.
@@ -180,7 +181,7 @@ pub fn store<'c>(
     let elem = ty.bytes();
     let n = srcs.len();
     let width = vector_width(ctx, bs, w, pc, active, elem, n)?;
-    let (s, _) = step::sources(ctx, bs, w, pc, active, srcs)?;
+    let (s, _) = operand::sources(ctx, bs, w, pc, active, srcs)?;
     let base = base(ctx, w, addr);
     let mask = width_mask(elem * 8);
     let mut traffic = Traffic::new();

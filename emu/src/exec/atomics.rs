@@ -2,12 +2,13 @@
 //! compare-exchange loop, so blocks on other host threads see one order), in shared memory as plain operations
 //! (a block's shared memory belongs to one host thread). The lanes of a warp go in lane order.
 
-use super::block::BlockState;
-use super::grid::Ctx;
+use super::block_state::BlockState;
+use super::context::Ctx;
+use super::fault::{Fault, FaultKind};
+use super::operand::width_mask;
 use super::place::{self, Target};
-use super::step::width_mask;
+use super::report;
 use super::warp::{Lanes, Warp};
-use super::{Fault, FaultKind, report};
 use crate::ir::{Address, AtomOp, Operand, Reg, Space, Ty};
 use std::sync::atomic::Ordering;
 

@@ -5,26 +5,12 @@
 //! arrivals per warp), and a `bar.sync` without a count that a thread can no longer reach because it exited is an
 //! error (`__syncthreads` must be reached by every thread of the block).
 
-use super::block::BlockState;
-use super::grid::Ctx;
+use super::block_state::{BARRIERS, BlockState};
+use super::context::Ctx;
+use super::fault::{Fault, FaultKind};
+use super::report;
 use super::warp::{LANES, Lanes, Wait, Warp};
-use super::{Fault, FaultKind, report};
 use crate::ir::Operand;
-
-/// Named barriers per block.
-const BARRIERS: u32 = 16;
-
-/// Threads counted at each barrier by `bar.arrive` since it last completed.
-#[derive(Default)]
-pub struct Barriers {
-    arrived: [u32; BARRIERS as usize],
-}
-
-impl Barriers {
-    pub fn clear(&mut self) {
-        self.arrived = [0; BARRIERS as usize];
-    }
-}
 
 /// The lanes of `active` (of `group`, at `pc`) reach `bar.sync` (`wait`) or `bar.arrive`.
 #[allow(clippy::too_many_arguments)]

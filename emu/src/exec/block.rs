@@ -7,26 +7,17 @@
 //! With `options.schedule_seed`, warps run in a shuffled order and a random group of lanes goes first, so that code
 //! relying on lockstep execution shows itself.
 
-use super::barrier::{self, Barriers};
-use super::grid::Ctx;
+use super::barrier;
+use super::block_state::{Barriers, BlockState};
+use super::context::Ctx;
+use super::counters::Stats;
+use super::fault::Fault;
 use super::racecheck::Shadow;
 use super::warp::{Lanes, Warp};
-use super::{Fault, Stats, collectives, report, step};
+use super::{collectives, report, step};
 
 /// Warp instructions a warp runs before the others get a turn (so a warp spinning on another's write yields).
 const SLICE: u64 = 1 << 16;
-
-/// Block-wide state the instructions of every warp use.
-pub struct BlockState {
-    pub block: [u32; 3],
-    pub shared: Vec<u8>,
-    /// Which bytes of `shared` a thread of this block has written (initcheck: shared memory starts undefined on a
-    /// GPU, holding whatever an earlier block left).
-    pub shared_written: Vec<bool>,
-    pub race: Shadow,
-    pub barriers: Barriers,
-    pub stats: Stats,
-}
 
 pub struct Runner<'c, 'a> {
     ctx: &'c Ctx<'a>,

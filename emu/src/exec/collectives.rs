@@ -5,10 +5,11 @@
 //! names lanes that do not exist or have exited, or lanes that disagree on the mask or the instruction, and a
 //! `shfl` that would read a lane outside the mask, are synccheck faults (never a silent value).
 
-use super::block::BlockState;
-use super::grid::Ctx;
+use super::block_state::BlockState;
+use super::context::Ctx;
+use super::fault::{Fault, FaultKind};
 use super::warp::{FULL, LANES, Lanes, Wait, Warp};
-use super::{Fault, FaultKind, mma, report};
+use super::{mma, report};
 use crate::ir::{Inst, Op, Operand, ShflMode, VoteMode};
 use std::mem::discriminant;
 
@@ -215,7 +216,7 @@ fn matching(ctx: &Ctx<'_>, w: &mut Warp<'_>, mask: u32) {
         let Op::Match { a, bits, .. } = ctx.func.insts[pc as usize].op else { continue };
         let a = w.src(a, 0, ctx);
         for l in Lanes(lanes) {
-            value[l] = w.rd(a, l) & super::step::width_mask(bits);
+            value[l] = w.rd(a, l) & super::operand::width_mask(bits);
         }
     }
     for (pc, lanes) in groups(w.pc, mask) {

@@ -2,12 +2,14 @@
 //! next block index from a shared counter, and merges what they counted. The first fault stops every thread.
 
 use super::block::Runner;
-use super::slots::{self, Slots};
-use super::{Fault, FaultKind, Launch, Options, Stats};
+use super::context::{Ctx, Launch, Options};
+use super::counters::Stats;
+use super::fault::{Fault, FaultKind};
+use super::slots;
 use crate::ir::{Function, Module};
 use crate::memory::{DeviceMemory, View};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Most threads a block may have, and shared memory a block may use (an sm_80 multiprocessor's opt-in limit).
@@ -16,23 +18,6 @@ const MAX_SHARED_BYTES: u32 = 227 << 10;
 
 /// Identifies launches for `%gridid`.
 static GRID_IDS: AtomicU64 = AtomicU64::new(1);
-
-/// What every block of one launch reads.
-pub struct Ctx<'a> {
-    pub func: &'a Function,
-    /// The register slots of `func`.
-    pub slots: Arc<Slots>,
-    pub globals: &'a [u64],
-    pub launch: &'a Launch<'a>,
-    pub view: View,
-    pub options: &'a Options,
-    pub block_threads: u32,
-    pub warps: u32,
-    /// Static plus dynamic shared memory of a block.
-    pub shared_bytes: u32,
-    pub grid_id: u64,
-    pub start: Instant,
-}
 
 pub fn run(
     module: &Module,

@@ -7,7 +7,7 @@
 //! cols 2t+8..2t+9); B's hold (rows 2t..2t+1, col g) and (rows 2t+8..2t+9, col g); C and D hold (row g, cols 2t,
 //! 2t+1) and (row g+8, cols 2t, 2t+1), one f32 each.
 
-use super::grid::Ctx;
+use super::context::Ctx;
 use super::warp::{LANES, Warp};
 use crate::ir::{Inst, Op};
 

@@ -2,11 +2,12 @@
 //! by its window), then alignment and the bounds of the allocation, the block's shared memory (with the race
 //! shadow), the thread's local memory; the memcheck, initcheck and racecheck faults with their details.
 
-use super::block::BlockState;
-use super::grid::Ctx;
+use super::block_state::BlockState;
+use super::context::Ctx;
+use super::fault::{Fault, FaultKind};
 use super::racecheck::{Access, Conflict};
+use super::report;
 use super::warp::{Src, Warp};
-use super::{Fault, FaultKind, report};
 use crate::ir::{AddrBase, Address, Operand, Space};
 use crate::memory::{Allocation, LOCAL_WINDOW, SHARED_WINDOW, WINDOW_BYTES};
 

@@ -1,10 +1,10 @@
 //! Fault texts: where (kernel, block, thread, PTX line and instruction) and what (address and nearest allocation,
 //! racing threads, or every warp's position in a deadlock).
 
-use super::block::BlockState;
-use super::grid::Ctx;
+use super::block_state::BlockState;
+use super::context::Ctx;
+use super::fault::{Fault, FaultKind};
 use super::warp::{Lanes, Wait, Warp};
-use super::{Fault, FaultKind};
 use crate::ir::{Inst, Op, Space, Ty};
 
 /// A fault of `kind` at lane `lane` of `w`, at instruction `pc` when known.
@@ -29,6 +29,11 @@ pub fn fault(
         xyz(thread_xyz(ctx, w.thread(lane))),
     );
     Fault { kind, report }
+}
+
+/// The lowest lane of `active`, or of `group` when none is active: the lane a report names.
+pub fn first(active: u32, group: u32) -> usize {
+    if active != 0 { active.trailing_zeros() as usize } else { group.trailing_zeros() as usize }
 }
 
 /// "PTX line N `ld.global.u32`" for instruction `pc`.

@@ -5,10 +5,13 @@
 //! (where other lanes of the warp wait to join it), or at a block start when `at_starts`, or when the warp's time
 //! slice ends.
 
-use super::block::BlockState;
-use super::grid::Ctx;
-use super::warp::{Lanes, SCRATCH_SLOTS, Src, Wait, Warp};
-use super::{Fault, FaultKind, access, atomics, barrier, collectives, report};
+use super::block_state::BlockState;
+use super::context::Ctx;
+use super::fault::{Fault, FaultKind};
+use super::operand::{sources, width_mask};
+use super::report::{self, first};
+use super::warp::{Lanes, Wait, Warp};
+use super::{access, atomics, barrier, collectives};
 use crate::ir::{BoolOp, Inst, Op, Operand, Space};
 use crate::memory::{LOCAL_WINDOW, SHARED_WINDOW};
 
@@ -277,42 +280,4 @@ fn setp(
             w.regs[q + l] = join(t ^ 1);
         }
     }
-}
-
-/// Resolves the sources of a `Pack` or vector store (a scratch slot each): the first `n` of the array.
-pub fn sources<'c>(
-    ctx: &'c Ctx<'_>,
-    bs: &BlockState,
-    w: &mut Warp<'c>,
-    pc: u32,
-    group: u32,
-    srcs: &[Operand],
-) -> Result<([Src; SCRATCH_SLOTS], usize), Fault> {
-    if srcs.len() > SCRATCH_SLOTS {
-        return Err(report::fault(
-            ctx,
-            bs,
-            w,
-            first(group, group),
-            Some(pc),
-            FaultKind::Undefined,
-            format!("{} sources in one vector (at most {SCRATCH_SLOTS})", srcs.len()),
-        ));
-    }
-    let mut s = [w.zero(); SCRATCH_SLOTS];
-    for (i, op) in srcs.iter().enumerate() {
-        s[i] = w.src(*op, i, ctx);
-    }
-    Ok((s, srcs.len()))
-}
-
-/// The low `bits` bits.
-#[inline(always)]
-pub fn width_mask(bits: u32) -> u64 {
-    if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 }
-}
-
-/// The lowest lane of `active`, or of `group` when none is active: the lane a report names.
-pub fn first(active: u32, group: u32) -> usize {
-    if active != 0 { active.trailing_zeros() as usize } else { group.trailing_zeros() as usize }
 }

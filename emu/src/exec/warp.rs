@@ -6,7 +6,7 @@
 //! slot and scratch slots where an instruction's immediates are written before it runs. Every operand thus
 //! becomes a `Src`, read the same way for every lane: `regs[off + (lane & lmask)] ^ xor`.
 
-use super::grid::Ctx;
+use super::context::Ctx;
 use crate::ir::{Operand, Special};
 use crate::memory::Allocation;
 
