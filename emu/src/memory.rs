@@ -1,6 +1,8 @@
 //! Device memory: each allocation is its own host buffer at an address of its own, with a guard gap to the next
 //! (addresses are never reused, so an access after `free` or between allocations touches nothing and is reported),
-//! and a shadow of one bit per byte that says whether the byte was ever written (initcheck).
+//! and a shadow of one bit per byte that says whether the byte was ever written (initcheck). A new allocation holds
+//! the memory's birth byte: 0xFF (NaN in f16, bf16, f32 and f64) when poisoned, so that an output a kernel never
+//! writes cannot pass for a zero.
 //!
 //! Bytes are read and written through atomics of the access's width (relaxed), so blocks emulated on different
 //! host threads may share memory without undefined behaviour on the host; `atom` instructions are real atomics.
@@ -45,12 +47,16 @@ impl Drop for Allocation {
 }
 
 impl Allocation {
-    fn new(base: u64, bytes: u64) -> Option<Self> {
+    fn new(base: u64, bytes: u64, born: u8) -> Option<Self> {
         let layout = Layout::from_size_align(bytes.max(1) as usize, 64).ok()?;
         // SAFETY: a non-zero size; zeroed pages of a large allocation are committed lazily by the host.
         let data = unsafe { alloc_zeroed(layout) };
         if data.is_null() {
             return None;
+        }
+        if born != 0 {
+            // SAFETY: the buffer just allocated, `layout.size()` bytes.
+            unsafe { std::ptr::write_bytes(data, born, layout.size()) };
         }
         let init = (0..bytes.div_ceil(8)).map(|_| AtomicU8::new(0)).collect();
         Some(Self { base, bytes, data, layout, init })
@@ -177,6 +183,32 @@ impl Allocation {
     pub fn is_initialized(&self, addr: u64, len: u64) -> bool {
         self.initialized((addr - self.base) as usize, len as usize)
     }
+
+    /// The address of the first byte of `[addr, addr + len)` (inside) never written.
+    pub fn first_unwritten(&self, addr: u64, len: u64) -> Option<u64> {
+        let off = (addr - self.base) as usize;
+        let mut b = off;
+        let end = off + len as usize;
+        while b < end {
+            let shadow = self.init[b / 8].load(Ordering::Relaxed);
+            if b % 8 == 0 && end - b >= 8 && shadow == 0xFF {
+                b += 8;
+                continue;
+            }
+            if shadow & (1 << (b % 8)) == 0 {
+                return Some(self.base + b as u64);
+            }
+            b += 1;
+        }
+        None
+    }
+
+    /// How many bytes of `[addr, addr + len)` (inside) were never written.
+    pub fn unwritten_bytes(&self, addr: u64, len: u64) -> u64 {
+        let off = (addr - self.base) as usize;
+        (off..off + len as usize).filter(|&b| self.init[b / 8].load(Ordering::Relaxed) & (1 << (b % 8)) == 0).count()
+            as u64
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,6 +222,8 @@ pub enum MemError {
 /// The device's memory: live allocations by base address, under a byte budget.
 pub struct DeviceMemory {
     capacity: u64,
+    /// What every byte of a new allocation holds.
+    born: u8,
     state: RwLock<State>,
 }
 
@@ -200,8 +234,19 @@ struct State {
 }
 
 impl DeviceMemory {
+    /// Memory whose new allocations hold zeros.
     pub fn new(capacity: u64) -> Self {
-        Self { capacity, state: RwLock::new(State { live: BTreeMap::new(), used: 0, next: FIRST_DEVICE_ADDRESS }) }
+        Self::born_as(capacity, 0)
+    }
+
+    /// Memory whose new allocations hold 0xFF bytes: NaN in every float width.
+    pub fn poisoned(capacity: u64) -> Self {
+        Self::born_as(capacity, 0xFF)
+    }
+
+    fn born_as(capacity: u64, born: u8) -> Self {
+        let state = RwLock::new(State { live: BTreeMap::new(), used: 0, next: FIRST_DEVICE_ADDRESS });
+        Self { capacity, born, state }
     }
 
     pub fn capacity(&self) -> u64 {
@@ -219,7 +264,7 @@ impl DeviceMemory {
             return Err(MemError::OutOfMemory { requested: bytes, free: self.capacity - s.used });
         }
         let base = s.next;
-        let a = Allocation::new(base, bytes)
+        let a = Allocation::new(base, bytes, self.born)
             .ok_or(MemError::OutOfMemory { requested: bytes, free: self.capacity - s.used })?;
         s.next = (base + rounded + GUARD_GAP).next_multiple_of(ALLOC_ALIGN);
         s.used += rounded;
@@ -336,5 +381,22 @@ mod tests {
         let a = memory.find(base, 1).unwrap();
         assert!(a.is_initialized(base, words * 4));
         assert!(!a.is_initialized(base + words * 4, 4));
+        assert_eq!(a.first_unwritten(base, words * 4 + 4), Some(base + words * 4));
+        assert_eq!(a.unwritten_bytes(base + 4, words * 4), 4);
+    }
+
+    #[test]
+    fn poisoned_memory_is_born_nan_in_every_float_width() {
+        let memory = DeviceMemory::poisoned(1 << 20);
+        let base = memory.alloc(24).unwrap();
+        let mut bytes = [0u8; 24];
+        memory.read(base, &mut bytes).unwrap();
+        assert!(f64::from_le_bytes(bytes[..8].try_into().unwrap()).is_nan());
+        assert!(f32::from_le_bytes(bytes[8..12].try_into().unwrap()).is_nan());
+        assert_eq!(u16::from_le_bytes(bytes[12..14].try_into().unwrap()) & 0x7c00, 0x7c00, "an f16 NaN exponent");
+        assert_eq!(u16::from_le_bytes(bytes[14..16].try_into().unwrap()) & 0x7f80, 0x7f80, "a bf16 NaN exponent");
+        let a = memory.find(base, 24).unwrap();
+        assert_eq!(a.first_unwritten(base, 24), Some(base));
+        assert_eq!(a.unwritten_bytes(base, 24), 24);
     }
 }

@@ -116,6 +116,7 @@ fn copies_and_fills_round_trip() {
     ok(cuMemsetD8_v2(a, 0xAB, 10));
     ok(cuMemsetD16Async(a + 10, 0x1234, 3, s));
     ok(cuMemsetD32Async(a + 16, 0xDEADBEEF, 2, s));
+    ok(cuStreamSynchronize(s));
     let got = download(a, 30);
     assert_eq!(&got[..10], &[0xAB; 10]);
     assert_eq!(&got[10..16], &[0x34, 0x12, 0x34, 0x12, 0x34, 0x12]);
@@ -174,6 +175,7 @@ fn events_time_host_work() {
     let mut ms = 0.0f32;
     assert_eq!(unsafe { cuEventElapsedTime_v2(&mut ms, start, end) }, CUresult::INVALID_HANDLE, "never recorded");
     ok(cuEventRecord(start, s));
+    ok(cuEventSynchronize(start));
     std::thread::sleep(std::time::Duration::from_millis(20));
     ok(cuEventRecord(end, s));
     ok(cuEventSynchronize(end));
@@ -272,6 +274,7 @@ fn a_graph_replays_fills_and_copies_in_order() {
     // A replay reads the pinned source as it is then.
     pinned_bytes.fill(9);
     ok(unsafe { cuGraphLaunch(exec, s) });
+    ok(cuStreamSynchronize(s));
     assert_eq!(&download(b, 64)[32..], &[9u8; 32]);
     ok(cuGraphExecDestroy(exec));
     assert_eq!(unsafe { cuGraphLaunch(exec, s) }, CUresult::INVALID_HANDLE);

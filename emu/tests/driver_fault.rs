@@ -44,13 +44,15 @@ fn an_illegal_address_poisons_the_context() {
     ok(unsafe { cuModuleGetFunction(&mut f, module, name.as_ptr()) });
     let mut nowhere = 0x10u64;
     let mut params = [&mut nowhere as *mut u64 as *mut c_void];
-    let launched = unsafe { cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, null_mut(), params.as_mut_ptr(), null_mut()) };
-    assert_eq!(launched, CUresult::ILLEGAL_ADDRESS);
+    // The launch is queued: its fault surfaces at the synchronisation that runs it, then sticks.
+    ok(unsafe { cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, null_mut(), params.as_mut_ptr(), null_mut()) });
+    let synchronised = cuStreamSynchronize(null_mut());
+    assert_eq!(synchronised, CUresult::ILLEGAL_ADDRESS);
     assert_eq!(cuStreamSynchronize(null_mut()), CUresult::ILLEGAL_ADDRESS);
     let mut p = 0;
     assert_eq!(unsafe { cuMemAlloc_v2(&mut p, 16) }, CUresult::ILLEGAL_ADDRESS);
     let mut major = 0;
     ok(unsafe { cuDeviceGetAttribute(&mut major, 75, 0) });
     let mut s = std::ptr::null();
-    ok(unsafe { cuGetErrorName(launched, &mut s) });
+    ok(unsafe { cuGetErrorName(synchronised, &mut s) });
 }

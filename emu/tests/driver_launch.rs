@@ -187,6 +187,7 @@ fn a_module_variable_starts_with_its_initial_value() {
     let mut out = f.out;
     let mut params = [&mut out as *mut u64 as *mut c_void];
     ok(unsafe { cuLaunchKernel(read_counter, 1, 1, 1, 1, 1, 1, 0, f.stream, params.as_mut_ptr(), null_mut()) });
+    ok(cuStreamSynchronize(f.stream));
     let mut value = 0u32;
     ok(unsafe { cuMemcpyDtoH_v2(&mut value as *mut u32 as *mut c_void, f.out, 4) });
     assert_eq!(value, 7);

@@ -10,7 +10,7 @@
 use super::entry;
 use super::error::{CUresult, Result};
 use super::state::{DEFAULT_STREAM, Tables, live};
-use super::work::{Work, run};
+use super::work::{Work, submit};
 use super::{CUgraph, CUgraphExec, CUstream};
 use std::cell::Cell;
 use std::sync::Arc;
@@ -216,31 +216,21 @@ pub unsafe extern "C" fn cuGraphInstantiateWithFlags(
     })
 }
 
-/// Replays the graph's work in order on the stream (recorded, when that stream is capturing).
+/// Queues the graph's work on the stream, to run in order as one piece (recorded, when that stream is
+/// capturing).
 ///
 /// # Safety
-/// Host memory the graph's copies name must still be valid.
+/// Host memory the graph's copies name must still be valid when it runs.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuGraphLaunch(h_graph_exec: CUgraphExec, h_stream: CUstream) -> CUresult {
     entry("cuGraphLaunch", || {
         let d = live()?;
-        let nodes = {
-            let mut t = d.tables();
+        let (stream, nodes) = {
+            let t = d.tables();
             let nodes = t.execs.get(&(h_graph_exec as usize)).ok_or(CUresult::INVALID_HANDLE)?.clone();
-            let stream = t.stream(h_stream)?;
-            if let Some(capture) = t.captures.get_mut(&stream) {
-                if capture.invalidated {
-                    return Err(CUresult::STREAM_CAPTURE_INVALIDATED);
-                }
-                capture.nodes.extend(nodes.iter().cloned());
-                return Ok(());
-            }
-            if stream == DEFAULT_STREAM {
-                legacy_stream_used(&mut t)?;
-            }
-            nodes
+            (t.stream(h_stream)?, nodes)
         };
-        nodes.iter().try_for_each(|work| run(d, work))
+        submit(d, stream, Work::Graph(nodes)).map(drop)
     })
 }
 

@@ -41,6 +41,23 @@ pub struct Config {
     pub launch_log: Option<std::path::PathBuf>,
     /// A folder of PTX files that replace loaded modules declaring the same kernels (mutation testing).
     pub ptx_override: Option<std::path::PathBuf>,
+    /// When queued stream work runs.
+    pub timing: Timing,
+    /// New device memory, registers and local memory hold NaN bytes (0xFF), not zeros.
+    pub poison: bool,
+}
+
+/// When work queued on a stream runs (`GLOV_EMU_STREAMS`). Whatever the choice, it runs in stream order, and
+/// before any call that must wait for it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timing {
+    /// As late as the rules allow: only when something waits for it (a synchronisation, an event wait, a
+    /// synchronous copy, a query), so that a missing wait on the host shows. The default.
+    Late,
+    /// When it is enqueued (the order a host program that forgets every wait would still get away with).
+    Eager,
+    /// Chosen at each enqueue from the schedule seed: at once, later, or at the last moment.
+    Seeded,
 }
 
 const CHECKS: [&str; 4] = ["memcheck", "racecheck", "synccheck", "initcheck"];
@@ -97,6 +114,27 @@ impl Config {
         if let Some(dir) = ptx_override.as_ref().filter(|d| !d.is_dir()) {
             return Err(format!("GLOV_EMU_PTX_OVERRIDE={}: not a folder", dir.display()));
         }
+        let timing = match (var("GLOV_EMU_STREAMS").as_deref().map(str::trim), schedule_seed) {
+            (None | Some(""), None) | (Some("late"), _) => Timing::Late,
+            (None | Some(""), Some(_)) | (Some("seeded"), Some(_)) => Timing::Seeded,
+            (Some("eager"), _) => Timing::Eager,
+            (Some("seeded"), None) => {
+                return Err("GLOV_EMU_STREAMS=seeded: set GLOV_EMU_SCHEDULE_SEED too (the seed decides the timing)".into());
+            }
+            (Some(other), _) => {
+                return Err(format!("GLOV_EMU_STREAMS={other}: late (the default), eager, or seeded"));
+            }
+        };
+        let poison = match var("GLOV_EMU_POISON").as_deref().map(str::trim) {
+            None | Some("") | Some("1") => true,
+            Some("0") => false,
+            Some(other) => {
+                return Err(format!(
+                    "GLOV_EMU_POISON={other}: 1 (the default) fills new device memory, registers and local memory \
+                     with NaN bytes, 0 leaves them zero"
+                ));
+            }
+        };
         let summary = match var("GLOV_EMU_SUMMARY").as_deref() {
             None | Some("") | Some("0") => false,
             Some("1") => true,
@@ -119,6 +157,8 @@ impl Config {
             summary,
             launch_log,
             ptx_override,
+            timing,
+            poison,
         })
     }
 
@@ -205,6 +245,17 @@ mod tests {
         assert_eq!(c.options.sm_count, 132);
         assert_eq!(c.check_names(), CHECKS);
         assert_eq!(c.options.schedule_seed, None);
+        assert_eq!(c.timing, Timing::Late);
+        assert!(c.poison);
+    }
+
+    #[test]
+    fn a_schedule_seed_shuffles_stream_timing_unless_told_otherwise() {
+        assert_eq!(config(&[("GLOV_EMU_SCHEDULE_SEED", "7")]).unwrap().timing, Timing::Seeded);
+        let late = config(&[("GLOV_EMU_SCHEDULE_SEED", "7"), ("GLOV_EMU_STREAMS", "late")]).unwrap();
+        assert_eq!(late.timing, Timing::Late);
+        assert_eq!(config(&[("GLOV_EMU_STREAMS", "eager")]).unwrap().timing, Timing::Eager);
+        assert!(!config(&[("GLOV_EMU_POISON", "0")]).unwrap().poison);
     }
 
     #[test]
@@ -225,6 +276,9 @@ mod tests {
             ("GLOV_EMU_THREADS", "0"),
             ("GLOV_EMU_SCHEDULE_SEED", "-1"),
             ("GLOV_EMU_SUMMARY", "yes"),
+            ("GLOV_EMU_STREAMS", "soon"),
+            ("GLOV_EMU_STREAMS", "seeded"),
+            ("GLOV_EMU_POISON", "yes"),
         ] {
             let e = config(&[(name, value)]).unwrap_err();
             assert!(e.starts_with(name), "{e}");

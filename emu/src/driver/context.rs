@@ -4,7 +4,7 @@
 use super::capture::forbid_unsafe_call;
 use super::entry;
 use super::error::{CUresult, Result};
-use super::state::{self, PRIMARY_CONTEXT, driver, live, lock};
+use super::state::{self, PRIMARY_CONTEXT, driver, live};
 use super::{CUcontext, CUdevice};
 
 fn check_device(dev: CUdevice) -> Result {
@@ -76,13 +76,12 @@ pub unsafe extern "C" fn cuCtxGetCurrent(pctx: *mut CUcontext) -> CUresult {
     })
 }
 
-/// Waits for the device: work runs eagerly, so this waits only for work another thread is running now.
+/// Waits for the device: runs the work waiting on every stream.
 #[unsafe(no_mangle)]
 pub extern "C" fn cuCtxSynchronize() -> CUresult {
     entry("cuCtxSynchronize", || {
         let d = live()?;
         forbid_unsafe_call(&mut d.tables())?;
-        drop(lock(&d.device));
-        Ok(())
+        super::queue::run_all(d)
     })
 }

@@ -15,6 +15,9 @@ pub struct Counters {
     /// call returns), but slower than from pinned memory and impossible to capture in a graph: an engine that
     /// stages its uploads through pinned memory makes none.
     pub pageable_async_uploads: u64,
+    /// Graphs launched (`cuGraphLaunch`, counted when the graph runs) and the nodes they ran.
+    pub graph_launches: u64,
+    pub graph_nodes: u64,
 }
 
 /// What all launches of all kernels counted.
@@ -31,6 +34,11 @@ impl Totals {
 }
 
 impl Counters {
+    pub fn graph_launch(&mut self, nodes: usize) {
+        self.graph_launches += 1;
+        self.graph_nodes += nodes as u64;
+    }
+
     pub fn add(&mut self, kernel: &str, stats: &Stats) {
         self.kernels.entry(kernel.to_string()).or_default().merge(stats);
     }
@@ -52,7 +60,7 @@ impl Counters {
         let device = format!(
             "{{\"name\": {}, \"compute_capability\": \"{major}.{minor}\", \"multiprocessors\": {}, \
              \"memory_bytes\": {}, \"driver_version\": {}, \"host_threads\": {}, \"checks\": [{}], \
-             \"schedule_seed\": {}}}",
+             \"schedule_seed\": {}, \"streams\": \"{}\", \"poison\": {}}}",
             json_string(&super::device::name(config)),
             config.options.sm_count,
             config.memory_bytes,
@@ -60,6 +68,8 @@ impl Counters {
             config.options.threads,
             checks.join(", "),
             config.options.schedule_seed.map_or("null".to_string(), |s| s.to_string()),
+            format!("{:?}", config.timing).to_lowercase(),
+            config.poison,
         );
         let kernels: Vec<String> = self
             .kernels
@@ -70,13 +80,15 @@ impl Counters {
         format!(
             "{{\n  \"device\": {device},\n  \"kernels\": {{\n{}\n  }},\n  \"totals\": {{\"launches\": {}, \
              \"thread_insts\": {}, \"seconds\": {:.6}, \"thread_insts_per_second\": {:.0}, \
-             \"pageable_async_uploads\": {}}}\n}}\n",
+             \"pageable_async_uploads\": {}, \"graph_launches\": {}, \"graph_nodes\": {}}}\n}}\n",
             kernels.join(",\n"),
             t.launches,
             t.thread_insts,
             t.seconds,
             t.rate(),
-            self.pageable_async_uploads
+            self.pageable_async_uploads,
+            self.graph_launches,
+            self.graph_nodes
         )
     }
 
@@ -85,12 +97,14 @@ impl Counters {
         let t = self.totals();
         format!(
             "glov-emu: {} launches, {} thread instructions in {:.3} s ({:.3e} thread instructions/s), {} asynchronous \
-             uploads from pageable memory",
+             uploads from pageable memory, {} graph launches ({} nodes)",
             t.launches,
             t.thread_insts,
             t.seconds,
             t.rate(),
-            self.pageable_async_uploads
+            self.pageable_async_uploads,
+            self.graph_launches,
+            self.graph_nodes
         )
     }
 }
@@ -171,6 +185,7 @@ mod tests {
         counters.add("vadd", &one);
         counters.add("odd \"name\"", &one);
         counters.pageable_async_uploads = 2;
+        counters.graph_launch(5);
         let json: serde_json::Value = serde_json::from_str(&counters.to_json(&config)).unwrap();
         assert_eq!(json["device"]["compute_capability"], "9.0");
         assert_eq!(json["kernels"]["vadd"]["launches"], 2);
@@ -180,6 +195,8 @@ mod tests {
         assert_eq!(json["totals"]["thread_insts_per_second"], 2000.0);
         assert_eq!(json["totals"]["pageable_async_uploads"], 2);
         assert!(counters.summary().contains("3 launches, 3000 thread instructions"));
-        assert!(counters.summary().ends_with("2 asynchronous uploads from pageable memory"));
+        assert_eq!(json["totals"]["graph_launches"], 1);
+        assert_eq!(json["totals"]["graph_nodes"], 5);
+        assert!(counters.summary().ends_with("2 asynchronous uploads from pageable memory, 1 graph launches (5 nodes)"));
     }
 }

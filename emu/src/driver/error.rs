@@ -63,6 +63,7 @@ impl CUresult {
     pub const INVALID_HANDLE: Self = Self(400);
     pub const ILLEGAL_STATE: Self = Self(401);
     pub const NOT_FOUND: Self = Self(500);
+    pub const NOT_READY: Self = Self(600);
     pub const ILLEGAL_ADDRESS: Self = Self(700);
     pub const MISALIGNED_ADDRESS: Self = Self(716);
     pub const LAUNCH_FAILED: Self = Self(719);

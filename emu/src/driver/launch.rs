@@ -127,6 +127,6 @@ pub unsafe extern "C" fn cuLaunchKernel(
             };
             (stream, work)
         };
-        submit(d, stream, Work::Kernel(work))
+        submit(d, stream, Work::Kernel(work)).map(drop)
     })
 }

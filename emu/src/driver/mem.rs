@@ -1,10 +1,12 @@
 //! Memory calls: device allocations (`crate::memory::DeviceMemory`), pinned host buffers, copies and fills. A copy
 //! or fill whose device range is not inside one live allocation is `CUDA_ERROR_INVALID_VALUE`, checked when the
-//! call is made.
+//! call is made. Copies and fills are queued on their stream (`queue`); the synchronous calls, and a download into
+//! pageable memory, return once theirs has run.
 
 use super::capture::{check_host_copy, forbid_unsafe_call};
 use super::entry;
 use super::error::{CUresult, Result};
+use super::config::Timing;
 use super::state::{DEFAULT_STREAM, Driver, Pinned, live};
 use super::work::{Work, submit};
 use super::{CUdeviceptr, CUstream};
@@ -20,11 +22,26 @@ fn device_range(d: &Driver, addr: u64, bytes: u64) -> Result {
     d.memory.find(addr, bytes).map(drop).map_err(|_| CUresult::INVALID_VALUE)
 }
 
-/// Checks what `work` touches, then enqueues it on `h_stream` (`None`: a synchronous call, on the legacy stream).
+/// How a copy between host and device meets the host.
+#[derive(Clone, Copy)]
+enum HostSide {
+    /// Not a host copy (a fill, or device to device).
+    None,
+    /// From pageable memory: the bytes are taken now (the driver stages them before the call returns).
+    PageableSource,
+    /// Into pageable memory: the call returns once the copy has run, as the driver's does.
+    PageableDestination,
+    /// From pinned memory: read when the copy runs.
+    PinnedSource,
+    /// Into pinned memory: written when the copy runs; until then the emulator fills it with NaN bytes.
+    PinnedDestination,
+}
+
+/// Checks what `work` touches, then enqueues it on `h_stream` (`None`: a synchronous call, on the legacy stream,
+/// which returns once the work has run).
 fn enqueue(h_stream: Option<CUstream>, work: Work) -> Result {
     let d = live()?;
-    let mut pageable = false;
-    let stream = {
+    let (stream, side) = {
         let mut t = d.tables();
         let stream = match h_stream {
             Some(h) => t.stream(h)?,
@@ -33,7 +50,7 @@ fn enqueue(h_stream: Option<CUstream>, work: Work) -> Result {
                 DEFAULT_STREAM
             }
         };
-        match work {
+        let side = match work {
             Work::Memset { dst, width, count, .. } => {
                 if dst % width as u64 != 0 {
                     return Err(CUresult::INVALID_VALUE);
@@ -42,6 +59,7 @@ fn enqueue(h_stream: Option<CUstream>, work: Work) -> Result {
                     return Ok(());
                 }
                 device_range(d, dst, count * width as u64)?;
+                HostSide::None
             }
             Work::CopyDtoD { dst, src, bytes } => {
                 if bytes == 0 {
@@ -49,6 +67,7 @@ fn enqueue(h_stream: Option<CUstream>, work: Work) -> Result {
                 }
                 device_range(d, dst, bytes)?;
                 device_range(d, src, bytes)?;
+                HostSide::None
             }
             Work::CopyHtoD { dst: device, src: host, bytes } | Work::CopyDtoH { dst: host, src: device, bytes } => {
                 if bytes == 0 {
@@ -59,18 +78,39 @@ fn enqueue(h_stream: Option<CUstream>, work: Work) -> Result {
                 }
                 device_range(d, device, bytes)?;
                 check_host_copy(&mut t, stream, host, bytes as usize)?;
-                pageable = h_stream.is_some()
-                    && matches!(work, Work::CopyHtoD { .. })
-                    && !t.is_pinned(host as usize, bytes as usize);
+                let pinned = t.is_pinned(host, bytes as usize);
+                match (matches!(work, Work::CopyHtoD { .. }), pinned) {
+                    (true, true) => HostSide::PinnedSource,
+                    (true, false) => HostSide::PageableSource,
+                    (false, true) => HostSide::PinnedDestination,
+                    (false, false) => HostSide::PageableDestination,
+                }
             }
-            Work::Kernel(_) | Work::EventRecord(_) => unreachable!("memory calls enqueue copies and fills"),
-        }
-        stream
+            _ => unreachable!("memory calls enqueue copies and fills"),
+        };
+        (stream, side)
     };
-    if pageable {
-        super::state::lock(&d.counters).pageable_async_uploads += 1;
-    }
-    submit(d, stream, work)
+    let work = match (side, work) {
+        (HostSide::PageableSource, Work::CopyHtoD { dst, src, bytes }) => {
+            if h_stream.is_some() {
+                super::state::lock(&d.counters).pageable_async_uploads += 1;
+            }
+            // SAFETY: the caller vouched for `bytes` readable bytes at `src` for the call.
+            let data = unsafe { std::slice::from_raw_parts(src as *const u8, bytes as usize) };
+            Work::Upload { dst, data: data.into() }
+        }
+        (HostSide::PinnedDestination, work @ Work::CopyDtoH { dst, bytes, .. }) => {
+            if d.config.poison && d.config.timing != Timing::Eager && !d.tables().captures.contains_key(&stream) {
+                // SAFETY: the caller vouched for `bytes` writable bytes at `dst` until the copy has run.
+                unsafe { std::ptr::write_bytes(dst as *mut u8, 0xFF, bytes as usize) };
+            }
+            work
+        }
+        (_, work) => work,
+    };
+    let seq = submit(d, stream, work)?;
+    let waits = h_stream.is_none() || matches!(side, HostSide::PageableDestination);
+    if waits && seq != 0 { super::queue::run_until(d, stream, seq) } else { Ok(()) }
 }
 
 /// # Safety
@@ -101,17 +141,22 @@ fn free(d: &Driver, dptr: CUdeviceptr) -> Result {
     }
 }
 
+/// Waits for the work queued on every stream (the driver's `cuMemFree` synchronises), then frees.
 #[unsafe(no_mangle)]
 pub extern "C" fn cuMemFree_v2(dptr: CUdeviceptr) -> CUresult {
     entry("cuMemFree_v2", || {
         let d = live()?;
         forbid_unsafe_call(&mut d.tables())?;
-        if dptr == 0 { Ok(()) } else { free(d, dptr) }
+        if dptr == 0 {
+            return Ok(());
+        }
+        super::queue::run_all(d)?;
+        free(d, dptr)
     })
 }
 
-/// Stream-ordered allocation: runs at once. Inside a capture it would be a memory node, which the emulator does not
-/// record.
+/// Stream-ordered allocation: the allocation is made at once, the free is queued on the stream. Inside a capture
+/// either would be a memory node, which the emulator does not record.
 fn refuse_in_capture(d: &Driver, h_stream: CUstream, call: &str) -> Result {
     let t = d.tables();
     let stream = t.stream(h_stream)?;
@@ -141,7 +186,11 @@ pub extern "C" fn cuMemFreeAsync(dptr: CUdeviceptr, h_stream: CUstream) -> CUres
     entry("cuMemFreeAsync", || {
         let d = live()?;
         refuse_in_capture(d, h_stream, "cuMemFreeAsync")?;
-        free(d, dptr)
+        if d.memory.find(dptr, 1).map_or(true, |a| a.base != dptr) {
+            return Err(CUresult::INVALID_VALUE);
+        }
+        let stream = d.tables().stream(h_stream)?;
+        submit(d, stream, Work::Free(dptr)).map(drop)
     })
 }
 
@@ -176,13 +225,25 @@ pub unsafe extern "C" fn cuMemHostAlloc(pp: *mut *mut c_void, bytesize: usize, f
     entry("cuMemHostAlloc", || host_alloc(pp, bytesize, flags))
 }
 
+/// Refuses to free a buffer that queued work still reads or writes (streamcheck): the driver does not promise to
+/// wait for it.
+///
 /// # Safety
 /// `p` came from `cuMemAllocHost` / `cuMemHostAlloc` (anything else is `CUDA_ERROR_INVALID_VALUE`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuMemFreeHost(p: *mut c_void) -> CUresult {
     entry("cuMemFreeHost", || {
         let d = live()?;
-        let pinned = d.tables().pinned.remove(&(p as usize)).ok_or(CUresult::INVALID_VALUE)?;
+        let mut t = d.tables();
+        let bytes = t.pinned.get(&(p as usize)).ok_or(CUresult::INVALID_VALUE)?.bytes;
+        if t.queues.uses_host(p as usize, bytes) {
+            eprintln!(
+                "glov-emu: streamcheck: cuMemFreeHost of the pinned buffer at {p:?} ({bytes} bytes) while a queued copy \
+                 still uses it: wait for the copy (its event, or a synchronisation of its stream) first"
+            );
+            return Err(CUresult::INVALID_VALUE);
+        }
+        let pinned = t.pinned.remove(&(p as usize)).expect("the buffer just found");
         // SAFETY: allocated by `host_alloc` with this layout, removed from the table so freed once.
         unsafe { std::alloc::dealloc(p as *mut u8, pinned.layout) };
         Ok(())
@@ -216,8 +277,8 @@ pub unsafe extern "C" fn cuMemcpyHtoD_v2(dst: CUdeviceptr, src_host: *const c_vo
 }
 
 /// # Safety
-/// `src_host` holds `byte_count` readable bytes until the copy has run (at once, or at each replay of a graph
-/// that captured it).
+/// `src_host` holds `byte_count` readable bytes until the copy has run (pinned memory: when the stream reaches it,
+/// or at each replay of a graph that captured it; pageable memory: for the call).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuMemcpyHtoDAsync_v2(
     dst: CUdeviceptr,

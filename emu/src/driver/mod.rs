@@ -1,12 +1,14 @@
 //! The exported CUDA driver API (`cu*` functions) that cudarc loads from `libcuda.so`.
 //!
-//! **Model.** One device (ordinal 0) and one context (the primary one), current per thread. Streams execute
-//! eagerly and in order: work enqueued on a stream has run when the call returns (a valid ordering of
-//! asynchronous work), so synchronising waits for nothing and events are stamped with host time. A kernel fault is
-//! printed (prefix `glov-emu:`) and becomes the context's sticky error (`CUDA_ERROR_ILLEGAL_ADDRESS`,
-//! `CUDA_ERROR_MISALIGNED_ADDRESS`, or `CUDA_ERROR_LAUNCH_FAILED` for races, synchronisation errors, reads of
-//! unwritten memory and undefined behaviour), returned by every later call on the context. Between
-//! `cuStreamBeginCapture` and `cuStreamEndCapture` work is recorded, with CUDA's capture rules (`capture`).
+//! **Model.** One device (ordinal 0) and one context (the primary one), current per thread. Work enqueued on a
+//! stream waits in the stream's queue and runs in stream order when something waits for it (`queue`): a
+//! synchronisation, an event wait, a synchronous copy, a download into pageable memory, or a query, which says
+//! `CUDA_ERROR_NOT_READY` while work waits. The legacy default stream orders with the blocking streams. A kernel
+//! fault is printed (prefix `glov-emu:`) when the kernel runs and becomes the context's sticky error
+//! (`CUDA_ERROR_ILLEGAL_ADDRESS`, `CUDA_ERROR_MISALIGNED_ADDRESS`, or `CUDA_ERROR_LAUNCH_FAILED` for races,
+//! synchronisation errors, reads of unwritten memory, undefined behaviour and the stream checks), returned by the
+//! call that ran it and every later call on the context. Between `cuStreamBeginCapture` and `cuStreamEndCapture`
+//! work is recorded, with CUDA's capture rules (`capture`).
 //! Every entry checks its pointers (`CUDA_ERROR_INVALID_VALUE`) and handles (`CUDA_ERROR_INVALID_HANDLE`) and
 //! catches panics (`CUDA_ERROR_UNKNOWN`, with a message), so no call can bring the host process down.
 //!
@@ -38,7 +40,11 @@
 //! - `GLOV_EMU_THREADS`: host threads that run blocks (default: the available parallelism);
 //! - `GLOV_EMU_CHECKS`: `memcheck,racecheck,synccheck,initcheck` (default: all four), a subset, `all` or `none`;
 //! - `GLOV_EMU_SCHEDULE_SEED`: unset, lanes and warps run lowest program counter first; a number varies the order
-//!   from that seed;
+//!   from that seed, and (unless `GLOV_EMU_STREAMS` says otherwise) when queued stream work runs;
+//! - `GLOV_EMU_STREAMS`: when queued stream work runs: `late` (default: only when waited for), `eager` (when
+//!   enqueued) or `seeded` (chosen from the schedule seed at each enqueue);
+//! - `GLOV_EMU_POISON`: `1` (default) fills new device memory, registers and local memory with 0xFF bytes (NaN in
+//!   every float width); `0` leaves them zero;
 //! - `GLOV_EMU_COUNTERS`: a file that receives, at exit, `{"device": ..., "kernels": {name: counters},
 //!   "totals": ...}` as JSON (written atomically);
 //! - `GLOV_EMU_SUMMARY=1`: one line of totals on stderr at exit;
@@ -56,11 +62,12 @@ pub mod launch;
 pub mod mem;
 pub mod module;
 mod ptx_override;
+mod queue;
 mod state;
 pub mod stream;
 mod work;
 
-pub use config::{Capability, Config};
+pub use config::{Capability, Config, Timing};
 pub use error::CUresult;
 
 use std::ffi::{c_int, c_void};

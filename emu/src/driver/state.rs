@@ -6,6 +6,7 @@ use super::config::Config;
 use super::counters::Counters;
 use super::error::{CUresult, Result};
 use super::module::{FunctionState, LoadedModule};
+use super::queue::Queues;
 use super::work::Work;
 use crate::memory::DeviceMemory;
 use std::cell::Cell;
@@ -27,7 +28,7 @@ pub struct Driver {
     pub config: &'static Config,
     pub memory: DeviceMemory,
     pub tables: Mutex<Tables>,
-    /// Held while device work runs, so that work runs one piece at a time, in the order it was submitted.
+    /// Held while queued work runs, so that work runs one piece at a time, in stream order (`queue`).
     pub device: Mutex<()>,
     /// The context's sticky error: set by a faulting kernel, returned by every later call on the context.
     pub sticky: Mutex<Option<CUresult>>,
@@ -46,6 +47,8 @@ pub struct Event {
     pub timing: bool,
     /// When the last record ran.
     pub recorded: Option<Instant>,
+    /// The stream and number of the last record, while it waits in the stream's queue.
+    pub pending: Option<(usize, u64)>,
 }
 
 /// A pinned host buffer from `cuMemHostAlloc` / `cuMemAllocHost`.
@@ -66,6 +69,8 @@ pub struct Tables {
     pub execs: HashMap<usize, Arc<Vec<Work>>>,
     /// Ongoing captures, by stream id.
     pub captures: HashMap<usize, Capture>,
+    /// Work waiting on each stream.
+    pub queues: Queues,
     /// Pinned host buffers by address.
     pub pinned: BTreeMap<usize, Pinned>,
     /// `cuDevicePrimaryCtxRetain` calls not yet released.
@@ -113,8 +118,12 @@ pub fn init() -> Result<&'static Driver> {
         super::counters::at_exit();
         Driver {
             config,
-            memory: DeviceMemory::new(config.memory_bytes),
-            tables: Mutex::new(Tables::default()),
+            memory: if config.poison {
+                DeviceMemory::poisoned(config.memory_bytes)
+            } else {
+                DeviceMemory::new(config.memory_bytes)
+            },
+            tables: Mutex::new(Tables { queues: Queues::new(config.options.schedule_seed), ..Tables::default() }),
             device: Mutex::new(()),
             sticky: Mutex::new(None),
             counters: Mutex::new(Counters::default()),

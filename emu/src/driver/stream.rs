@@ -1,10 +1,12 @@
-//! Streams and events. Work runs when it is enqueued, so a stream is always idle by the time a call returns:
-//! synchronising waits for nothing, and an event is stamped with the host time at which the work before it ended.
+//! Streams and events. Work enqueued on a stream waits in its queue (`queue`) until something waits for it:
+//! synchronising a stream or an event runs the work it waits for; a query of waiting work says
+//! `CUDA_ERROR_NOT_READY`. An event is stamped with the host time at which the work before it ended.
 
 use super::capture::{forbid_unsafe_call, forbid_wait_for};
 use super::entry;
 use super::error::{CUresult, Result};
-use super::state::{Event, Stream, live};
+use super::queue;
+use super::state::{DEFAULT_STREAM, Driver, Event, Stream, live};
 use super::work::{Work, submit};
 use super::{CUevent, CUstream};
 
@@ -36,20 +38,29 @@ pub unsafe extern "C" fn cuStreamCreate(ph_stream: *mut CUstream, flags: u32) ->
 pub extern "C" fn cuStreamDestroy_v2(h_stream: CUstream) -> CUresult {
     entry("cuStreamDestroy_v2", || {
         let d = live()?;
-        let mut t = d.tables();
         let id = h_stream as usize;
-        t.streams.remove(&id).ok_or(CUresult::INVALID_HANDLE)?;
+        if !d.tables().streams.contains_key(&id) {
+            return Err(CUresult::INVALID_HANDLE);
+        }
+        // Work still queued runs before the stream goes (the driver lets it finish).
+        let finished = queue::run_stream(d, id);
+        let mut t = d.tables();
+        t.streams.remove(&id);
         t.captures.remove(&id);
-        Ok(())
+        finished
     })
 }
 
 fn wait_for_stream(h_stream: CUstream) -> Result {
     let d = live()?;
-    let mut t = d.tables();
-    let stream = t.stream(h_stream)?;
-    forbid_wait_for(&mut t, stream)?;
-    forbid_unsafe_call(&mut t)
+    let stream = {
+        let mut t = d.tables();
+        let stream = t.stream(h_stream)?;
+        forbid_wait_for(&mut t, stream)?;
+        forbid_unsafe_call(&mut t)?;
+        stream
+    };
+    queue::run_stream(d, stream)
 }
 
 #[unsafe(no_mangle)]
@@ -57,14 +68,25 @@ pub extern "C" fn cuStreamSynchronize(h_stream: CUstream) -> CUresult {
     entry("cuStreamSynchronize", || wait_for_stream(h_stream))
 }
 
-/// Every stream is idle between calls: `CUDA_SUCCESS`.
+/// `CUDA_SUCCESS` when the stream has no work waiting; otherwise `CUDA_ERROR_NOT_READY`, and the work runs now
+/// (under the seeded timing, sometimes), so that a later query says done.
 #[unsafe(no_mangle)]
 pub extern "C" fn cuStreamQuery(h_stream: CUstream) -> CUresult {
     entry("cuStreamQuery", || {
         let d = live()?;
-        let mut t = d.tables();
-        let stream = t.stream(h_stream)?;
-        forbid_wait_for(&mut t, stream)
+        let stream = {
+            let mut t = d.tables();
+            let stream = t.stream(h_stream)?;
+            forbid_wait_for(&mut t, stream)?;
+            if !t.queues.busy(stream) {
+                return Ok(());
+            }
+            stream
+        };
+        if queue::query_runs(d) {
+            queue::run_stream(d, stream)?;
+        }
+        Err(CUresult::NOT_READY)
     })
 }
 
@@ -79,14 +101,14 @@ pub unsafe extern "C" fn cuEventCreate(ph_event: *mut CUevent, flags: u32) -> CU
         }
         let mut t = d.tables();
         let handle = t.new_handle();
-        t.events.insert(handle, Event { timing: flags & EVENT_DISABLE_TIMING == 0, recorded: None });
+        t.events.insert(handle, Event { timing: flags & EVENT_DISABLE_TIMING == 0, recorded: None, pending: None });
         // SAFETY: checked non-null.
         unsafe { *ph_event = handle as CUevent };
         Ok(())
     })
 }
 
-/// Stamps the event now (the work before it has run), or records the stamp as a node of a capture.
+/// Queues the event's stamp behind the stream's work, or records it as a node of a capture.
 #[unsafe(no_mangle)]
 pub extern "C" fn cuEventRecord(h_event: CUevent, h_stream: CUstream) -> CUresult {
     entry("cuEventRecord", || {
@@ -99,28 +121,62 @@ pub extern "C" fn cuEventRecord(h_event: CUevent, h_stream: CUstream) -> CUresul
             }
             (id, t.stream(h_stream)?)
         };
-        submit(d, stream, Work::EventRecord(id))
+        arm(d, id, stream)
     })
 }
 
+/// Submits the record of event `id` on `stream`; while it waits in the queue, the event is pending. (Armed before
+/// the submission returns: under the eager timing the record has already run and cleared it.)
+fn arm(d: &Driver, id: usize, stream: usize) -> Result {
+    let capturing = d.tables().captures.contains_key(&stream);
+    if capturing {
+        return submit(d, stream, Work::EventRecord(id)).map(drop);
+    }
+    let seq = {
+        let mut t = d.tables();
+        if stream == DEFAULT_STREAM {
+            super::capture::legacy_stream_used(&mut t)?;
+        }
+        let seq = queue::push(&mut t, d.config.timing, stream, Work::EventRecord(id));
+        if let Some(e) = t.events.get_mut(&id) {
+            e.pending = Some((stream, seq));
+        }
+        seq
+    };
+    queue::after_push(d, stream, seq)
+}
+
+/// The queued record the event waits for, if any.
+fn pending(h_event: CUevent) -> Result<Option<(usize, u64)>> {
+    let d = live()?;
+    d.tables().events.get(&(h_event as usize)).map(|e| e.pending).ok_or(CUresult::INVALID_HANDLE)
+}
+
+/// Runs the work before the event's last record.
 #[unsafe(no_mangle)]
 pub extern "C" fn cuEventSynchronize(h_event: CUevent) -> CUresult {
     entry("cuEventSynchronize", || {
         let d = live()?;
-        let mut t = d.tables();
-        if !t.events.contains_key(&(h_event as usize)) {
-            return Err(CUresult::INVALID_HANDLE);
+        let waits_for = pending(h_event)?;
+        forbid_unsafe_call(&mut d.tables())?;
+        match waits_for {
+            Some((stream, seq)) => queue::run_until(d, stream, seq),
+            None => Ok(()),
         }
-        forbid_unsafe_call(&mut t)
     })
 }
 
-/// The event's work has always completed: `CUDA_SUCCESS`.
+/// `CUDA_SUCCESS` when the event's last record has run; otherwise `CUDA_ERROR_NOT_READY`, and the work before it
+/// runs now (under the seeded timing, sometimes).
 #[unsafe(no_mangle)]
 pub extern "C" fn cuEventQuery(h_event: CUevent) -> CUresult {
     entry("cuEventQuery", || {
         let d = live()?;
-        d.tables().events.get(&(h_event as usize)).map(drop).ok_or(CUresult::INVALID_HANDLE)
+        let Some((stream, seq)) = pending(h_event)? else { return Ok(()) };
+        if queue::query_runs(d) {
+            queue::run_until(d, stream, seq)?;
+        }
+        Err(CUresult::NOT_READY)
     })
 }
 

@@ -1,11 +1,12 @@
-//! Work on a stream: what a call enqueues, run at once (streams execute eagerly, in order) or recorded into a
-//! capture and replayed by a graph.
+//! Work on a stream: what a call enqueues, queued (`queue`) and run in stream order, or recorded into a capture
+//! and replayed by a graph.
 
 use super::error::{CUresult, Result};
 use super::module::LoadedModule;
+use super::queue;
 use super::state::{DEFAULT_STREAM, Driver, lock};
 use crate::exec::{self, FaultKind, Launch};
-use crate::memory::MemError;
+use crate::memory::{Allocation, MemError};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,7 +28,7 @@ pub enum Work {
         src: u64,
         bytes: u64,
     },
-    /// From host memory, read when the work runs (pinned memory, when replayed from a graph).
+    /// From pinned host memory, read when the work runs.
     CopyHtoD {
         dst: u64,
         src: usize,
@@ -38,8 +39,17 @@ pub enum Work {
         src: u64,
         bytes: u64,
     },
+    /// From pageable host memory, copied when enqueued (as the driver stages it before the call returns).
+    Upload {
+        dst: u64,
+        data: Arc<[u8]>,
+    },
     /// Stamps event `id` with the time the work before it finished.
     EventRecord(usize),
+    /// `cuMemFreeAsync`: frees the allocation at this address in stream order.
+    Free(u64),
+    /// A graph's work, replayed in order.
+    Graph(Arc<Vec<Work>>),
 }
 
 /// One kernel launch, with its parameters copied at the time it was enqueued (as CUDA copies them).
@@ -53,27 +63,33 @@ pub struct KernelWork {
     pub params: Vec<u8>,
 }
 
-/// Enqueues `work` on stream `stream`: records it when the stream is capturing, runs it otherwise.
-pub fn submit(d: &Driver, stream: usize, work: Work) -> Result {
-    {
+/// Enqueues `work` on stream `stream`: records it when the stream is capturing, queues it otherwise (and runs what
+/// the timing says runs now). Returns the queued work's number (0 when recorded).
+pub fn submit(d: &Driver, stream: usize, work: Work) -> Result<u64> {
+    let seq = {
         let mut t = d.tables();
         if let Some(capture) = t.captures.get_mut(&stream) {
             if capture.invalidated {
                 return Err(CUresult::STREAM_CAPTURE_INVALIDATED);
             }
-            capture.nodes.push(work);
-            return Ok(());
+            match work {
+                Work::Graph(nodes) => capture.nodes.extend(nodes.iter().cloned()),
+                work => capture.nodes.push(work),
+            }
+            return Ok(0);
         }
         if stream == DEFAULT_STREAM {
             super::capture::legacy_stream_used(&mut t)?;
         }
-    }
-    run(d, &work)
+        queue::push(&mut t, d.config.timing, stream, work)
+    };
+    queue::after_push(d, stream, seq)?;
+    Ok(seq)
 }
 
-/// Runs one piece of work now. A kernel fault becomes the context's sticky error.
-pub fn run(d: &Driver, work: &Work) -> Result {
-    let _device = lock(&d.device);
+/// Runs one piece of queued work (number `seq`), with the device held (`queue`). A kernel fault becomes the
+/// context's sticky error.
+pub fn run(d: &Driver, work: &Work, seq: u64) -> Result {
     let m = &d.memory;
     match work {
         Work::Kernel(k) => launch(d, k),
@@ -92,6 +108,7 @@ pub fn run(d: &Driver, work: &Work) -> Result {
         }
         &Work::CopyDtoD { dst, src, bytes } => {
             let (to, from) = (m.find(dst, bytes).map_err(mem_error)?, m.find(src, bytes).map_err(mem_error)?);
+            copy_initcheck(d, &from, src, bytes, "device-to-device")?;
             // Overlapping ranges copy as `memmove`: front to back when the destination is below the source.
             let mut buf = vec![0u8; CHUNK.min(bytes as usize)];
             let mut offsets: Vec<u64> = (0..bytes).step_by(CHUNK).collect();
@@ -110,18 +127,49 @@ pub fn run(d: &Driver, work: &Work) -> Result {
             let host = unsafe { std::slice::from_raw_parts(src as *const u8, bytes as usize) };
             m.write(dst, host).map_err(mem_error)
         }
+        Work::Upload { dst, data } => m.write(*dst, data).map_err(mem_error),
         &Work::CopyDtoH { dst, src, bytes } => {
+            let from = m.find(src, bytes).map_err(mem_error)?;
+            copy_initcheck(d, &from, src, bytes, "device-to-host")?;
             // SAFETY: the caller of the copy vouched for `bytes` writable bytes at `dst` while the copy runs.
             let host = unsafe { std::slice::from_raw_parts_mut(dst as *mut u8, bytes as usize) };
-            m.read(src, host).map_err(mem_error)
+            from.read(src, host);
+            Ok(())
         }
         &Work::EventRecord(id) => {
             if let Some(e) = d.tables().events.get_mut(&id) {
                 e.recorded = Some(Instant::now());
+                if e.pending.is_some_and(|(_, at)| at == seq) {
+                    e.pending = None;
+                }
             }
             Ok(())
         }
+        &Work::Free(addr) => m.free(addr).map_err(mem_error),
+        Work::Graph(nodes) => {
+            lock(&d.counters).graph_launch(nodes.len());
+            nodes.iter().try_for_each(|node| run(d, node, seq))
+        }
     }
+}
+
+/// Initcheck of a copy's device source: every byte must have been written (by a kernel, a copy or a fill). A copy
+/// of bytes never written hands back what the allocation was born with (NaN bytes, when poisoned).
+fn copy_initcheck(d: &Driver, from: &Allocation, src: u64, bytes: u64, what: &str) -> Result {
+    if !d.config.options.initcheck {
+        return Ok(());
+    }
+    let Some(first) = from.first_unwritten(src, bytes) else { return Ok(()) };
+    let unwritten = from.unwritten_bytes(src, bytes);
+    eprintln!(
+        "glov-emu: initcheck: a {what} copy reads bytes never written: {unwritten} of its {bytes} bytes (from offset \
+         {} of the allocation at {:#x} of {} bytes), the first at offset {}",
+        src - from.base,
+        from.base,
+        from.bytes,
+        first - from.base
+    );
+    Err(CUresult::LAUNCH_FAILED)
 }
 
 /// A copy or fill outside every allocation: the range was checked when the work was enqueued, so the memory was
