@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{fixtures, max_row_relative_error, read_tensor};
+use common::{fixtures, max_abs_error, max_row_relative_error, read_tensor};
 use glov_cuda::backend::Backend;
 use glov_cuda::backend::cpu::CpuBackend;
 use glov_cuda::models::clip::ClipModel;
@@ -81,7 +81,7 @@ fn check_images(name: &str) {
     assert_eq!(ours.len(), pixels.len(), "{name}: preprocessed sizes differ");
     for (i, path) in images.iter().enumerate() {
         let range = i * per_image..(i + 1) * per_image;
-        let diff = ours[range.clone()].iter().zip(&pixels[range]).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        let diff = max_abs_error(&ours[range.clone()], &pixels[range]);
         // PNGs are decoded to the same bytes and resampled exactly as PIL does; the JPEG decoders may differ by a
         // unit or two per channel (a unit is 1 / (255 * std) ~ 0.015 in normalised values).
         let limit = if path.extension().is_some_and(|e| e == "jpg") { 0.1 } else { 1e-5 };

@@ -83,7 +83,9 @@ fn tiny_gemma3_gguf_matches_hf() {
     let (_, vector) = read_tensor(&tensors, "steer");
     check_logits(&model, &prompts, &tensors, "steered_last_logits", Some((&vector, layer, SteerMode::Last)));
     let got = greedy(&model, &prompts, 16, None);
-    for (got, want) in got.iter().zip(golden["greedy"].as_array().unwrap()) {
+    let want = golden["greedy"].as_array().unwrap();
+    assert_eq!(got.len(), want.len(), "greedy sequences against HF's");
+    for (got, want) in got.iter().zip(want) {
         assert_eq!(got, &ids(want), "greedy tokens");
     }
 }
@@ -118,7 +120,9 @@ fn gemma3_270m_matches_hf() {
         check_logits(&model, &steered, &tensors, key, Some((&vector, layer, mode)));
     }
     let got = greedy(&model, &prompts, 32, None);
-    for (i, (got, want)) in got.iter().zip(golden["greedy"].as_array().unwrap()).enumerate() {
+    let want = golden["greedy"].as_array().unwrap();
+    assert_eq!(got.len(), want.len(), "greedy sequences against HF's");
+    for (i, (got, want)) in got.iter().zip(want).enumerate() {
         assert_eq!(got, &ids(want), "prompt {i}: greedy tokens ({:?})", golden["greedy_text"][i]);
     }
     let config = SteerConfig { layer, mode: SteerMode::Last, cache: SteerCache::Steered };

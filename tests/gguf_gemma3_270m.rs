@@ -43,7 +43,9 @@ fn tokenizer_matches_hf() {
             assert_eq!(tokenizer.decode(&got).unwrap(), text, "decoding the ids of {text:?}");
         }
     }
-    for (text, want) in golden["prompts"].as_array().unwrap().iter().zip(golden["prompt_ids"].as_array().unwrap()) {
+    let (texts, want_ids) = (golden["prompts"].as_array().unwrap(), golden["prompt_ids"].as_array().unwrap());
+    assert_eq!(texts.len(), want_ids.len(), "prompts against their ids");
+    for (text, want) in texts.iter().zip(want_ids) {
         assert_eq!(tokenizer.encode_plain(text.as_str().unwrap()).unwrap(), ids(want), "ids of {text}");
     }
 }

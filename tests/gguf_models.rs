@@ -129,7 +129,9 @@ fn llama_gguf_logits_greedy_and_chat_match_hf() {
     };
     let requests: Vec<Request> = prompts.into_iter().map(|prompt| Request { prompt, n: 1, steer: None }).collect();
     let out = generate(&cpu, &model.llm, &requests, &options).unwrap();
-    for (got, want) in out.sequences.iter().zip(golden["greedy"].as_array().unwrap()) {
+    let want = golden["greedy"].as_array().unwrap();
+    assert_eq!(out.sequences.len(), want.len(), "greedy sequences against HF's");
+    for (got, want) in out.sequences.iter().zip(want) {
         assert_eq!(got.tokens, ids(want), "greedy tokens");
     }
 }

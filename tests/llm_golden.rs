@@ -39,7 +39,9 @@ fn ids(v: &Value) -> Vec<u32> {
 
 fn prompts(g: &Golden) -> Vec<Vec<u32>> {
     let prompts: Vec<Vec<u32>> = g.json["prompt_ids"].as_array().unwrap().iter().map(ids).collect();
-    for (text, want) in g.json["prompts"].as_array().unwrap().iter().zip(&prompts) {
+    let texts = g.json["prompts"].as_array().unwrap();
+    assert_eq!(texts.len(), prompts.len(), "prompts against their ids");
+    for (text, want) in texts.iter().zip(&prompts) {
         assert_eq!(&g.model.tokenizer.encode_plain(text.as_str().unwrap()).unwrap(), want, "ids of {text}");
     }
     prompts

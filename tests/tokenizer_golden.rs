@@ -17,6 +17,7 @@ fn check(tokenizer: &ClipTokenizer, key: &str) {
     let strings = cases["strings"].as_array().unwrap();
     let expected = cases[key].as_array().unwrap();
     assert!(strings.len() >= 25);
+    assert_eq!(strings.len(), expected.len(), "{key}: strings against their ids");
     for (text, want) in strings.iter().zip(expected) {
         let text = text.as_str().unwrap();
         let want: Vec<u32> = want.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();

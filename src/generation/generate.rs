@@ -77,6 +77,20 @@ pub struct Generation {
     pub sequences: Vec<Sequence>,
     /// Bytes of the KV cache allocated for the batch.
     pub kv_cache_bytes: usize,
+    /// How the decode steps ran.
+    pub decoding: Decoding,
+}
+
+/// How a generation's decode steps ran: recorded once and replayed, or step by step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decoding {
+    /// The step was recorded once and replayed at each of `replays` steps.
+    Recorded { replays: usize },
+    /// Step by step, as asked: the backend does not record, recording is turned off, or there was nothing to
+    /// decode.
+    Eager,
+    /// Step by step because recording the step failed; `reason` is the error (also logged as a warning).
+    FellBack { reason: String },
 }
 
 /// The cache layout of a batch: each group's prefix is its prompt less the last token; each sequence holds the
@@ -181,7 +195,8 @@ pub fn generate<B: Backend>(
     let mut decoder =
         Decoder { requests, options, owners, rngs, tokens: vec![Vec::new(); sequences], finish: vec![None; sequences] };
     let _span = tracing::info_span!("decode", sequences).entered();
-    if !decoder.recorded(backend, llm, &mut cache)? {
+    let decoding = decoder.recorded(backend, llm, &mut cache)?;
+    if !matches!(decoding, Decoding::Recorded { .. }) {
         decoder.eager(backend, llm, &mut cache)?;
     }
     let Decoder { tokens, finish, owners, .. } = decoder;
@@ -196,7 +211,7 @@ pub fn generate<B: Backend>(
             finish: finish.unwrap_or(FinishReason::Length),
         })
         .collect();
-    Ok(Generation { sequences, kv_cache_bytes })
+    Ok(Generation { sequences, kv_cache_bytes, decoding })
 }
 
 /// The decode loop's state: every sequence's tokens so far and why it finished.
@@ -286,14 +301,15 @@ impl Decoder<'_> {
     }
 
     /// The decode step recorded once (embeddings to final hidden states, steering included) and replayed at every
-    /// step, where the backend records (CUDA graphs); `false` where it does not, with nothing done. The batch keeps
+    /// step, where the backend records (CUDA graphs); [`Decoding::Eager`] where it does not and
+    /// [`Decoding::FellBack`] where recording failed, with nothing done in either case. The batch keeps
     /// every sequence until the last one finishes, so its shape, and with it the recording, never changes; tokens
     /// a finished sequence goes on producing are dropped. Each row's result does not depend on the others, so the
     /// tokens are those of the eager loop (up to the CUDA rounding note at the top of this file, when the batch
     /// shrinks from more than 64 sequences to 64 or fewer).
-    fn recorded<B: Backend>(&mut self, backend: &B, llm: &Llm<B>, cache: &mut B::KvCache) -> Result<bool> {
+    fn recorded<B: Backend>(&mut self, backend: &B, llm: &Llm<B>, cache: &mut B::KvCache) -> Result<Decoding> {
         if self.options.max_new_tokens == 0 || self.owners.is_empty() {
-            return Ok(false);
+            return Ok(Decoding::Eager);
         }
         let (hidden, layers) = (llm.config.hidden_size, llm.config.num_layers);
         let batch: Vec<usize> = (0..self.owners.len()).collect();
@@ -315,14 +331,15 @@ impl Decoder<'_> {
         let (step_work, output) =
             match backend.record(|| llm.forward_embedded(backend, cache, &input, &rows, layers, offset.as_ref())) {
                 Ok(Some(recorded)) => recorded,
-                Ok(None) => return Ok(false),
+                Ok(None) => return Ok(Decoding::Eager),
                 // Nothing has run yet: the eager loop can still do the work.
                 Err(e) => {
                     tracing::warn!("{e:#}; decoding step by step instead");
-                    return Ok(false);
+                    return Ok(Decoding::FellBack { reason: format!("{e:#}") });
                 }
             };
         tracing::debug!(sequences = batch.len(), "decode step recorded for replay");
+        let mut replays = 0;
         for step in 0..self.options.max_new_tokens {
             if step > 0 {
                 backend.update_rows(cache, &mut rows, &rows_at(self, step))?;
@@ -330,12 +347,13 @@ impl Decoder<'_> {
                 backend.overwrite(&mut input, &llm.embed(backend, &ids)?)?;
             }
             backend.replay(&step_work)?;
+            replays += 1;
             let next = self.sample(backend, llm, &output, &batch, step)?;
             self.accept(&batch, &next);
             if self.finish.iter().all(Option::is_some) {
                 break;
             }
         }
-        Ok(true)
+        Ok(Decoding::Recorded { replays })
     }
 }

@@ -2,30 +2,25 @@
 //! normalisation, attention, token and patch embedding, scoring) on a [`Subject`] against the CPU reference, at
 //! several shapes, sizes off the tile grid among them.
 
+use super::measure::{Measure, same_length, worse, worst_row_error};
 use super::subject::Subject;
-use super::{CaseResult, Inputs, relative_error};
+use super::{CaseResult, Cases, Inputs};
 use crate::backend::cpu::CpuBackend;
-use crate::backend::{Activation, AttentionShape};
+use crate::backend::{Activation, AttentionShape, TemplateCounts};
 use anyhow::Result;
+
+/// bf16 outputs carry a relative rounding of 2^-9 per value; the tolerance leaves room for accumulation order.
+const BF16_TOLERANCE: f64 = 2e-2;
+/// Sums of f32 products in another order can flip a near tie: scoring allows 1% of the images.
+const SCORE_TOLERANCE: f64 = 0.01;
 
 /// Runs every kernel case against `subject`; `quick` keeps the small shapes only.
 pub fn cases(subject: &dyn Subject, quick: bool, seed: u64) -> Result<Vec<CaseResult>> {
     let cpu = CpuBackend::new();
     let reference: &dyn Subject = &cpu;
     let mut inputs = Inputs { state: seed };
-    let mut results = Vec::new();
-    let mut record = |kernel: &'static str, shape: String, error: f64, tolerance: f64| {
-        results.push(CaseResult {
-            kernel,
-            subject: subject.label(),
-            shape,
-            error,
-            tolerance,
-            passed: error <= tolerance,
-        });
-    };
-    // bf16 outputs carry a relative rounding of 2^-9 per value; the tolerance leaves room for accumulation order.
-    let bf16_tolerance = 2e-2;
+    let label = subject.label();
+    let mut cases = Cases { label: &label, results: Vec::new() };
 
     let linear_shapes: &[(usize, usize, usize)] = if quick {
         &[(1, 8, 8), (37, 77, 61), (5, 2048, 64)]
@@ -40,11 +35,11 @@ pub fn cases(subject: &dyn Subject, quick: bool, seed: u64) -> Result<Vec<CaseRe
         let (b, r) = if with_extras { (Some(bias.as_slice()), Some(residual.as_slice())) } else { (None, None) };
         let want = reference.linear(&x, m, k, &w, n, b, act, r)?;
         let got = subject.linear(&x, m, k, &w, n, b, act, r)?;
-        record(
+        cases.push(
             "linear",
             format!("{m}x{k} . {n}x{k}^T, {act}{}", if with_extras { " +bias +residual" } else { "" }),
-            relative_error(&got, &want),
-            bf16_tolerance,
+            worst_row_error(&got, &want, n),
+            BF16_TOLERANCE,
         );
     }
 
@@ -52,17 +47,17 @@ pub fn cases(subject: &dyn Subject, quick: bool, seed: u64) -> Result<Vec<CaseRe
     for &(rows, cols) in norm_shapes {
         let (x, gain, bias) = (inputs.values(rows * cols, 3.0), inputs.values(cols, 1.0), inputs.values(cols, 0.5));
         let want = reference.layer_norm(&x, rows, cols, &gain, &bias, 1e-5)?;
-        record(
+        cases.push(
             "layer_norm",
             format!("{rows}x{cols}"),
-            relative_error(&subject.layer_norm(&x, rows, cols, &gain, &bias, 1e-5)?, &want),
-            bf16_tolerance,
+            worst_row_error(&subject.layer_norm(&x, rows, cols, &gain, &bias, 1e-5)?, &want, cols),
+            BF16_TOLERANCE,
         );
         let want = reference.l2_normalize(&x, rows, cols)?;
-        record(
+        cases.push(
             "l2_normalize",
             format!("{rows}x{cols}"),
-            relative_error(&subject.l2_normalize(&x, rows, cols)?, &want),
+            worst_row_error(&subject.l2_normalize(&x, rows, cols)?, &want, cols),
             1e-5,
         );
     }
@@ -78,11 +73,11 @@ pub fn cases(subject: &dyn Subject, quick: bool, seed: u64) -> Result<Vec<CaseRe
         let want = reference.attention(&qkv, *shape)?;
         let AttentionShape { batch, seq, heads, kv_heads, head_dim, causal } = *shape;
         let mask = if causal { "causal" } else { "full" };
-        record(
+        cases.push(
             "attention",
             format!("batch {batch}, seq {seq}, heads {heads}/{kv_heads}, dim {head_dim}, {mask}"),
-            relative_error(&subject.attention(&qkv, *shape)?, &want),
-            bf16_tolerance,
+            worst_row_error(&subject.attention(&qkv, *shape)?, &want, heads * head_dim),
+            BF16_TOLERANCE,
         );
     }
 
@@ -97,11 +92,11 @@ pub fn cases(subject: &dyn Subject, quick: bool, seed: u64) -> Result<Vec<CaseRe
         let (table, positions) = (inputs.values(vocab * dim, 1.0), inputs.values(seq * dim, 1.0));
         let want = reference.embed_tokens(&ids, seq, &table, &positions, dim)?;
         let got = subject.embed_tokens(&ids, seq, &table, &positions, dim)?;
-        record(
+        cases.push(
             "embed_tokens",
             format!("{batch}x{seq} ids of {vocab}, dim {dim}"),
-            relative_error(&got, &want),
-            bf16_tolerance,
+            worst_row_error(&got, &want, dim),
+            BF16_TOLERANCE,
         );
     }
 
@@ -114,11 +109,11 @@ pub fn cases(subject: &dyn Subject, quick: bool, seed: u64) -> Result<Vec<CaseRe
             (inputs.values(dim, 1.0), inputs.values(((size / patch).pow(2) + 1) * dim, 1.0));
         let want = reference.patch_embed(&pixels, batch, size, patch, &w, &class_embedding, &positions)?;
         let got = subject.patch_embed(&pixels, batch, size, patch, &w, &class_embedding, &positions)?;
-        record(
+        cases.push(
             "patch_embed",
             format!("{batch} images {size}px, patch {patch}, dim {dim}"),
-            relative_error(&got, &want),
-            bf16_tolerance,
+            worst_row_error(&got, &want, dim),
+            BF16_TOLERANCE,
         );
     }
 
@@ -133,21 +128,22 @@ pub fn cases(subject: &dyn Subject, quick: bool, seed: u64) -> Result<Vec<CaseRe
             inputs.values(n, 1.0).iter().map(|v| ((v + 1.0) * 0.5 * classes as f32) as u32 % classes as u32).collect();
         let want = reference.score(&images, &features, &labels, templates, classes, dim)?;
         let got = subject.score(&images, &features, &labels, templates, classes, dim)?;
-        // Sums of f32 products in another order can flip a near tie: allow 1% of the images.
-        let error = want
-            .iter()
-            .zip(&got)
-            .map(|(w, g)| (w.top1.abs_diff(g.top1).max(w.top5.abs_diff(g.top5))) as f64 / n as f64)
-            .fold(if want.len() == got.len() { 0.0 } else { f64::INFINITY }, f64::max);
-        record("score", format!("{n} images x {templates} templates x {classes} classes, dim {dim}"), error, 0.01);
+        let shape = format!("{n} images x {templates} templates x {classes} classes, dim {dim}");
+        cases.push("score", shape, count_error(&got, &want, n), SCORE_TOLERANCE);
     }
-    Ok(results)
+    Ok(cases.results)
+}
+
+/// The largest difference, over the templates, of the top-1 or top-5 count as a share of the `images`.
+fn count_error(got: &[TemplateCounts], want: &[TemplateCounts], images: usize) -> Measure {
+    same_length("templates", got.len(), want.len())?;
+    let differences = got.iter().zip(want).map(|(g, w)| g.top1.abs_diff(w.top1).max(g.top5.abs_diff(w.top5)));
+    Ok(differences.map(|d| d as f64 / images as f64).fold(0.0, worse))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::TemplateCounts;
     use crate::selftest::table;
 
     #[test]
@@ -160,8 +156,9 @@ mod tests {
         assert!(table(&results).lines().count() == results.len() + 1);
     }
 
-    /// The reference with a wrong linear layer (off by 5% of the output's scale) and a score that misses one
-    /// image: the harness must fail exactly those cases.
+    /// The reference with a wrong linear layer (off by 5% of the output's scale), a layer norm with a NaN in one
+    /// row, an L2 normalisation one value short, and a score that misses one image: the harness must fail exactly
+    /// those cases.
     struct Broken(Box<dyn Subject>);
 
     impl Subject for Broken {
@@ -192,10 +189,14 @@ mod tests {
             bias: &[f32],
             eps: f32,
         ) -> Result<Vec<f32>> {
-            self.0.layer_norm(x, rows, cols, gain, bias, eps)
+            let mut y = self.0.layer_norm(x, rows, cols, gain, bias, eps)?;
+            y[(rows / 2) * cols + 1] = f32::NAN;
+            Ok(y)
         }
         fn l2_normalize(&self, x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>> {
-            self.0.l2_normalize(x, rows, cols)
+            let mut y = self.0.l2_normalize(x, rows, cols)?;
+            y.pop();
+            Ok(y)
         }
         fn attention(&self, qkv: &[f32], shape: AttentionShape) -> Result<Vec<f32>> {
             self.0.attention(qkv, shape)
@@ -241,8 +242,22 @@ mod tests {
     fn the_harness_catches_wrong_kernels() {
         let results = cases(&Broken(Box::new(CpuBackend::new())), true, 9).unwrap();
         for r in &results {
-            let broken = r.kernel == "linear" || r.kernel == "score";
+            let broken = ["linear", "layer_norm", "l2_normalize", "score"].contains(&r.kernel);
             assert_eq!(r.passed, !broken, "{r:?}");
         }
+        let short = results.iter().find(|r| r.kernel == "l2_normalize").unwrap();
+        assert_eq!(short.failure.as_deref(), Some("the output has 119 values, the reference 120"));
+    }
+
+    fn counts(top1: usize, top5: usize) -> TemplateCounts {
+        TemplateCounts { top1, top5, top1_per_class: Vec::new() }
+    }
+
+    #[test]
+    fn count_errors_are_the_worst_template_and_fail_on_other_lengths() {
+        let want = [counts(10, 20), counts(30, 40)];
+        assert_eq!(count_error(&[counts(10, 20), counts(28, 41)], &want, 100), Ok(0.02));
+        let failure = count_error(&want[..1], &want, 100).unwrap_err();
+        assert_eq!(failure, "the output has 1 templates, the reference 2");
     }
 }

@@ -5,11 +5,12 @@
 //! modes, each against the CPU reference; and generation with the decode step recorded and replayed against eager
 //! decoding.
 
-use super::{CaseResult, Cases, Inputs, relative_error};
+use super::measure::{Measure, same_length, worst_row_error};
+use super::{CaseResult, Cases, Inputs};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::{Backend, CachedRow, Stream};
 use crate::checkpoint::DType;
-use crate::generation::generate::{GenerateOptions, Request, Streams, generate};
+use crate::generation::generate::{Decoding, GenerateOptions, Generation, Request, Streams, generate};
 use crate::models::llm::{BlockOffset, Llm, LlmConfig, random_weights, shape_config};
 use crate::sampling::{SamplingParams, argmax};
 use anyhow::Result;
@@ -91,7 +92,8 @@ fn model_shape(family: Family, quick: bool) -> &'static str {
 
 /// The share of rows whose argmax differs between `got` and `want` where the reference's choice is not a near tie
 /// (see [`NEAR_TIE`]).
-fn top1_disagreement(got: &[f32], want: &[f32], vocab: usize) -> f64 {
+fn top1_disagreement(got: &[f32], want: &[f32], vocab: usize) -> Measure {
+    same_length("logits", got.len(), want.len())?;
     let rows = want.len() / vocab;
     let bad = (0..rows)
         .filter(|&r| {
@@ -102,7 +104,7 @@ fn top1_disagreement(got: &[f32], want: &[f32], vocab: usize) -> f64 {
             pick != best && w[best] - w[pick] > NEAR_TIE * std
         })
         .count();
-    bad as f64 / rows.max(1) as f64
+    Ok(bad as f64 / rows.max(1) as f64)
 }
 
 /// Logits whose argmax is `token` (to ask [`top1_disagreement`] about one choice).
@@ -152,12 +154,16 @@ fn steered_logits<B: Backend>(
     Ok(out)
 }
 
-/// Greedy decoding of 16 tokens: prompt A with two sequences (sharing its prefix) and prompt B with one.
+/// Tokens of the greedy cases.
+const GREEDY_TOKENS: usize = 16;
+
+/// Greedy decoding of [`GREEDY_TOKENS`] tokens: prompt A with two sequences (sharing its prefix) and prompt B with
+/// one.
 fn greedy_tokens<B: Backend>(b: &B, llm: &Llm<B>, a: &[u32], c: &[u32]) -> Result<Vec<Vec<u32>>> {
     let requests =
         [Request { prompt: a.to_vec(), n: 2, steer: None }, Request { prompt: c.to_vec(), n: 1, steer: None }];
     let options = GenerateOptions {
-        max_new_tokens: 16,
+        max_new_tokens: GREEDY_TOKENS,
         sampling: SamplingParams::greedy(),
         seed: 0,
         stop_tokens: Vec::new(),
@@ -165,6 +171,43 @@ fn greedy_tokens<B: Backend>(b: &B, llm: &Llm<B>, a: &[u32], c: &[u32]) -> Resul
         streams: Streams::Batch,
     };
     Ok(generate(b, llm, &requests, &options)?.sequences.into_iter().map(|s| s.tokens).collect())
+}
+
+/// Fails, naming both lengths, where `got` holds another number of sequences than `want`, or a sequence another
+/// number of tokens.
+fn same_lengths(got: &[Vec<u32>], want: &[Vec<u32>]) -> Result<(), String> {
+    same_length("sequences", got.len(), want.len())?;
+    for (s, (g, w)) in got.iter().zip(want).enumerate() {
+        same_length(&format!("tokens in sequence {s}"), g.len(), w.len())?;
+    }
+    Ok(())
+}
+
+/// Greedy sequences against the reference's (`prompts`: each sequence's prompt): the number of departures that no
+/// near tie explains, and for how many tokens every sequence matches. Where a sequence departs, the reference's logits
+/// at that point tell whether bf16 rounding could have decided it (a near tie, see [`top1_disagreement`]) or the
+/// subject is wrong.
+fn greedy_departures(
+    llm: &Llm<CpuBackend>,
+    prompts: [&[u32]; 3],
+    got: &[Vec<u32>],
+    want: &[Vec<u32>],
+) -> Result<(Measure, usize)> {
+    if let Err(mismatch) = same_lengths(got, want) {
+        return Ok((Err(mismatch), 0));
+    }
+    let cpu = CpuBackend::new();
+    let (mut departures, mut matched) = (0, GREEDY_TOKENS);
+    for ((w, g), prompt) in want.iter().zip(got).zip(prompts) {
+        let Some(k) = w.iter().zip(g).position(|(x, y)| x != y) else { continue };
+        matched = matched.min(k);
+        let context: Vec<u32> = prompt.iter().chain(&w[..k]).copied().collect();
+        let logits = prefill_logits(&cpu, llm, &context, 1)?;
+        if top1_disagreement(&picked_logits(&logits, g[k]), &logits, llm.config.vocab_size) != Ok(0.0) {
+            departures += 1;
+        }
+    }
+    Ok((Ok(departures as f64), matched))
 }
 
 /// The model cases of both models: `subject` and the reference load the same random bf16 weights.
@@ -192,7 +235,7 @@ fn family_cases<B: Backend>(
     let store = random_weights(&config, DType::BF16, seed);
     let (want_llm, got_llm) =
         (Llm::from_store(&cpu, &store, config.clone())?, Llm::from_store(subject, &store, config.clone())?);
-    let vocab = config.vocab_size as u32;
+    let vocab = config.vocab_size;
     let prompt = if quick { 120 } else { 300 };
     let ids: Vec<u32> = (0..prompt).map(|i| (crate::sampling::mix64(seed ^ i) % vocab as u64) as u32).collect();
     let shape = model_shape(family, quick).to_string();
@@ -200,32 +243,19 @@ fn family_cases<B: Backend>(
     let tail = 8;
     let (want, got) = (prefill_logits(&cpu, &want_llm, &ids, tail)?, prefill_logits(subject, &got_llm, &ids, tail)?);
     let described = format!("{shape}; last {tail} of {prompt} prompt positions");
-    cases.push(logits_case, described.clone(), relative_error(&got, &want), MODEL_TOLERANCE);
-    cases.push(top1_case, described, top1_disagreement(&got, &want, config.vocab_size), 0.0);
+    cases.push(logits_case, described.clone(), worst_row_error(&got, &want, vocab), MODEL_TOLERANCE);
+    cases.push(top1_case, described, top1_disagreement(&got, &want, vocab), 0.0);
 
     let (a, c) = (&ids[..40], &ids[100..117]);
     let (want, got) = (greedy_tokens(&cpu, &want_llm, a, c)?, greedy_tokens(subject, &got_llm, a, c)?);
-    // Where a sequence departs from the reference, the reference's logits at that point tell whether bf16
-    // rounding could have decided it (a near tie) or the subject is wrong.
-    let mut matched = 16;
-    // A missing sequence or token is a departure no tie explains.
-    let mut real_departures = want.len().abs_diff(got.len());
-    for ((w, g), prompt) in want.iter().zip(&got).zip([a, a, c]) {
-        if w.len() != g.len() {
-            real_departures += 1;
-        }
-        let Some(k) = w.iter().zip(g).position(|(x, y)| x != y) else { continue };
-        matched = matched.min(k);
-        let context: Vec<u32> = prompt.iter().chain(&w[..k]).copied().collect();
-        let logits = prefill_logits(&cpu, &want_llm, &context, 1)?;
-        if top1_disagreement(&picked_logits(&logits, g[k]), &logits, config.vocab_size) > 0.0 {
-            real_departures += 1;
-        }
-    }
+    let (departures, matched) = greedy_departures(&want_llm, [a, a, c], &got, &want)?;
     cases.push(
         greedy_case,
-        format!("{shape}; 2 prompts, 3 sequences; all equal for {matched} of 16 tokens, departures at near ties only"),
-        real_departures as f64,
+        format!(
+            "{shape}; 2 prompts, 3 sequences; all equal for {matched} of {GREEDY_TOKENS} tokens, departures at near \
+             ties only"
+        ),
+        departures,
         0.0,
     );
 
@@ -235,7 +265,7 @@ fn family_cases<B: Backend>(
         let want = steered_logits(&cpu, &want_llm, &ids[..50], &vector, all, clean)?;
         let got = steered_logits(subject, &got_llm, &ids[..50], &vector, all, clean)?;
         let described = format!("{shape}; 49-token prefix, 3 steered steps at block 0");
-        cases.push(kernel, described, relative_error(&got, &want), MODEL_TOLERANCE);
+        cases.push(kernel, described, worst_row_error(&got, &want, vocab), MODEL_TOLERANCE);
     }
     Ok(cases.results)
 }
@@ -283,36 +313,121 @@ pub fn recording_cases<B: Backend>(
             steer: steered.then_some(steer),
             streams: Streams::Batch,
         };
-        let run = |b: &B, llm: &Llm<B>, options: &GenerateOptions| -> Result<Vec<Vec<u32>>> {
-            Ok(generate(b, llm, &requests, options)?.sequences.into_iter().map(|s| s.tokens).collect())
-        };
         // Stop tokens taken from an eager run (the 4th token of the first sequence, the 7th of the last), so that
         // sequences finish at different steps while the recorded batch keeps them.
-        let free = run(eager, &without, &options)?;
+        let free = tokens(generate(eager, &without, &requests, &options)?);
         options.stop_tokens = vec![free[0][3], free[4][6]];
-        let (want, got) = (run(eager, &without, &options)?, run(recorded, &with, &options)?);
-        let differ = want.iter().zip(&got).filter(|(a, b)| a != b).count() + want.len().abs_diff(got.len());
-        let lengths: Vec<usize> = want.iter().map(Vec::len).collect();
+        let want = generate(eager, &without, &requests, &options)?;
+        let got = generate(recorded, &with, &requests, &options)?;
+        let lengths: Vec<usize> = want.sequences.iter().map(|s| s.tokens.len()).collect();
         let described =
             format!("prompts of 300 and 20 tokens, 5 sequences of up to 12 tokens (eager lengths {lengths:?})");
-        cases.push(kernel, described, differ as f64, 0.0);
+        cases.push(kernel, described, recorded_against_eager(got, want), 0.0);
     }
     Ok(cases.results)
+}
+
+fn tokens(generation: Generation) -> Vec<Vec<u32>> {
+    generation.sequences.into_iter().map(|s| s.tokens).collect()
+}
+
+/// The number of sequences whose tokens differ between a recorded generation and an eager one; a failure where
+/// the recorded one was not recorded and replayed, or the eager one was not eager (the case would compare a run
+/// with itself).
+fn recorded_against_eager(recorded: Generation, eager: Generation) -> Measure {
+    replayed(&recorded.decoding)?;
+    if eager.decoding != Decoding::Eager {
+        return Err(format!("the eager run did not decode step by step: {:?}", eager.decoding));
+    }
+    let (got, want) = (tokens(recorded), tokens(eager));
+    same_length("sequences", got.len(), want.len())?;
+    Ok(got.iter().zip(&want).filter(|(g, w)| g != w).count() as f64)
+}
+
+/// Why a recorded run that decoded eagerly without a recording error failed.
+const NOT_RECORDED: &str = "recording fell back to eager decoding: the backend did not record the decode step (it \
+                            does not record, or recording is turned off)";
+
+/// Fails, saying why, unless the decode step was recorded and then replayed.
+fn replayed(decoding: &Decoding) -> Result<(), String> {
+    match decoding {
+        Decoding::Recorded { replays } if *replays > 0 => Ok(()),
+        Decoding::Recorded { .. } => Err("the decode step was recorded but never replayed".into()),
+        Decoding::Eager => Err(NOT_RECORDED.into()),
+        Decoding::FellBack { reason } => Err(format!("recording fell back to eager decoding: {reason}")),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::generation::generate::{FinishReason, Sequence};
 
     #[test]
     fn the_reference_against_itself_is_exact() {
-        let cpu = CpuBackend::new();
-        let mut results = model_cases(&cpu, "cpu", true, 3).unwrap();
-        results.extend(recording_cases(&cpu, &cpu, "cpu", true, 3).unwrap());
-        assert_eq!(results.len(), 15);
+        let results = model_cases(&CpuBackend::new(), "cpu", true, 3).unwrap();
+        assert_eq!(results.len(), 12);
         for r in &results {
             assert!(r.passed && r.error == 0.0, "{r:?}");
         }
+    }
+
+    /// The CPU backend does not record, so its "recorded" run decodes eagerly: identical tokens, yet every recorded
+    /// case fails, saying that recording fell back to eager decoding.
+    #[test]
+    fn recorded_cases_fail_where_nothing_was_recorded() {
+        let cpu = CpuBackend::new();
+        let results = recording_cases(&cpu, &cpu, "cpu", true, 3).unwrap();
+        assert_eq!(results.len(), 3);
+        for r in &results {
+            let failure = r.failure.as_deref().unwrap_or_default();
+            assert!(!r.passed && failure.contains("recording fell back to eager decoding"), "{r:?}");
+        }
+    }
+
+    fn generation(tokens: &[&[u32]], decoding: Decoding) -> Generation {
+        let sequences = tokens
+            .iter()
+            .enumerate()
+            .map(|(index, t)| Sequence { request: 0, index, tokens: t.to_vec(), finish: FinishReason::Length })
+            .collect();
+        Generation { sequences, kv_cache_bytes: 0, decoding }
+    }
+
+    #[test]
+    fn a_recording_that_failed_fails_the_case_with_its_reason() {
+        let tokens: &[&[u32]] = &[&[1, 2, 3], &[4, 5]];
+        let eager = || generation(tokens, Decoding::Eager);
+        let fell_back = Decoding::FellBack { reason: "instantiating the recorded CUDA graph: out of memory".into() };
+        let failure = recorded_against_eager(generation(tokens, fell_back), eager()).unwrap_err();
+        assert_eq!(
+            failure,
+            "recording fell back to eager decoding: instantiating the recorded CUDA graph: out of memory"
+        );
+        let never_replayed = generation(tokens, Decoding::Recorded { replays: 0 });
+        assert!(recorded_against_eager(never_replayed, eager()).is_err());
+        let both_recorded = generation(tokens, Decoding::Recorded { replays: 3 });
+        let error = recorded_against_eager(generation(tokens, Decoding::Recorded { replays: 3 }), both_recorded);
+        assert!(error.unwrap_err().starts_with("the eager run did not decode step by step"));
+        assert_eq!(recorded_against_eager(generation(tokens, Decoding::Recorded { replays: 3 }), eager()), Ok(0.0));
+    }
+
+    #[test]
+    fn recorded_tokens_are_compared_sequence_by_sequence() {
+        let recorded = |tokens: &[&[u32]]| generation(tokens, Decoding::Recorded { replays: 3 });
+        let eager = || generation(&[&[1, 2, 3], &[4, 5]], Decoding::Eager);
+        assert_eq!(recorded_against_eager(recorded(&[&[1, 2, 3], &[4, 6]]), eager()), Ok(1.0));
+        assert_eq!(recorded_against_eager(recorded(&[&[1, 2], &[4, 5]]), eager()), Ok(1.0));
+        let failure = recorded_against_eager(recorded(&[&[1, 2, 3]]), eager()).unwrap_err();
+        assert_eq!(failure, "the output has 1 sequences, the reference 2");
+    }
+
+    #[test]
+    fn greedy_sequences_of_other_lengths_fail_naming_both() {
+        assert_eq!(same_lengths(&[vec![1, 2]], &[vec![1, 2]]), Ok(()));
+        let failure = same_lengths(&[vec![1, 2], vec![3]], &[vec![1, 2], vec![3, 4]]).unwrap_err();
+        assert_eq!(failure, "the output has 1 tokens in sequence 1, the reference 2");
+        assert_eq!(same_lengths(&[], &[vec![1]]).unwrap_err(), "the output has 0 sequences, the reference 1");
     }
 
     #[test]
@@ -329,24 +444,25 @@ mod tests {
             .iter()
             .map(|&(all, clean)| steered_logits(&cpu, &llm, &ids, &vector, all, clean).unwrap())
             .collect();
+        let vocab = config.vocab_size;
         for (i, a) in outputs.iter().enumerate() {
-            assert!(relative_error(a, &plain) > 1e-2, "mode {i} changes nothing");
+            assert!(worst_row_error(a, &plain, vocab).unwrap() > 1e-2, "mode {i} changes nothing");
             for b in &outputs[i + 1..] {
-                assert!(relative_error(a, b) > 1e-3, "two modes give the same logits");
+                assert!(worst_row_error(a, b, vocab).unwrap() > 1e-3, "two modes give the same logits");
             }
         }
         // The first step sees the same cache in both `last` modes; the later steps differ.
-        let vocab = config.vocab_size;
         assert_eq!(outputs[1][..vocab], outputs[2][..vocab]);
     }
 
     #[test]
     fn top1_disagreement_ignores_near_ties_only() {
         let want = vec![0.0, 1.0, 0.999, -1.0, 0.0, 1.0, 0.5, -1.0];
-        assert_eq!(top1_disagreement(&picked_logits(&want[..4], 2), &want[..4], 4), 0.0);
-        assert_eq!(top1_disagreement(&picked_logits(&want[4..], 2), &want[4..], 4), 1.0);
+        assert_eq!(top1_disagreement(&picked_logits(&want[..4], 2), &want[..4], 4), Ok(0.0));
+        assert_eq!(top1_disagreement(&picked_logits(&want[4..], 2), &want[4..], 4), Ok(1.0));
         let mut got = picked_logits(&want[..4], 1);
         got.extend(picked_logits(&want[4..], 2));
-        assert_eq!(top1_disagreement(&got, &want, 4), 0.5);
+        assert_eq!(top1_disagreement(&got, &want, 4), Ok(0.5));
+        assert_eq!(top1_disagreement(&got[..4], &want, 4).unwrap_err(), "the output has 4 logits, the reference 8");
     }
 }

@@ -4,7 +4,8 @@
 //! mean pooling, embedding (plain and scaled), rope and cached attention (prefill and decode over shared prefixes,
 //! full and in sliding windows), and sampling, each on random inputs against the CPU reference.
 
-use super::{CaseResult, Cases, Inputs, relative_error};
+use super::measure::{Measure, same_length, worst_row_error};
+use super::{CaseResult, Cases, Inputs};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::{Backend, CachedRow, HeadShape, KvLayout, Scoring, Stream};
 use crate::checkpoint::StoredTensor;
@@ -113,12 +114,11 @@ fn cached_attention<B: Backend>(
     Ok(parts)
 }
 
-/// The largest relative error of any one row of `width` values: a wrong row among many right ones shows in full.
-fn worst_row_error(out: &[f32], reference: &[f32], width: usize) -> f64 {
-    if out.len() != reference.len() {
-        return f64::INFINITY;
-    }
-    out.chunks(width).zip(reference.chunks(width)).map(|(o, r)| relative_error(o, r)).fold(0.0, f64::max)
+/// The share of rows whose sampled token differs from the reference's.
+fn token_disagreement(got: &[u32], want: &[u32]) -> Measure {
+    same_length("tokens", got.len(), want.len())?;
+    let differ = got.iter().zip(want).filter(|(g, w)| g != w).count();
+    Ok(differ as f64 / want.len().max(1) as f64)
 }
 
 /// Every LLM operation against the reference; `quick` keeps the small shapes only.
@@ -134,7 +134,7 @@ pub fn cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64) -> Re
         let want = norms(&cpu, &x, &delta, &gain, 0.0, rows)?;
         let got = norms(subject, &x, &delta, &gain, 0.0, rows)?;
         for (i, kernel) in ["rms_norm", "add_rms_norm", "add_rms_norm_sum"].into_iter().enumerate() {
-            cases.push(kernel, format!("[{rows}, {cols}]"), relative_error(&got[i], &want[i]), OP_TOLERANCE);
+            cases.push(kernel, format!("[{rows}, {cols}]"), worst_row_error(&got[i], &want[i], cols), OP_TOLERANCE);
         }
     }
     // Gemma's gains `1 + weight`, with weights around 0 as its checkpoints store them.
@@ -142,7 +142,8 @@ pub fn cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64) -> Re
     let (x, delta, gain) = (inputs.values(rows * cols, 2.0), inputs.values(rows * cols, 1.0), inputs.values(cols, 0.5));
     let (want, got) = (norms(&cpu, &x, &delta, &gain, 1.0, rows)?, norms(subject, &x, &delta, &gain, 1.0, rows)?);
     for (i, kernel) in ["rms_norm_offset", "add_rms_norm_offset"].into_iter().enumerate() {
-        cases.push(kernel, format!("[{rows}, {cols}], gains 1 + w"), relative_error(&got[i], &want[i]), OP_TOLERANCE);
+        let error = worst_row_error(&got[i], &want[i], cols);
+        cases.push(kernel, format!("[{rows}, {cols}], gains 1 + w"), error, OP_TOLERANCE);
     }
     for (heads, kv_heads, head_dim) in [(4, 1, 256), (8, 2, 64), (3, 1, 80)] {
         let shape = HeadShape { heads, kv_heads, head_dim };
@@ -151,27 +152,29 @@ pub fn cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64) -> Re
         let (q_gain, k_gain) = (inputs.values(head_dim, 0.5), inputs.values(head_dim, 0.5));
         let want = head_norms(&cpu, &qkv, shape, &q_gain, &k_gain)?;
         let got = head_norms(subject, &qkv, shape, &q_gain, &k_gain)?;
-        let described = format!("{rows} rows, {heads} heads, {kv_heads} kv, d {head_dim}; worst row");
+        let described = format!("{rows} rows, {heads} heads, {kv_heads} kv, d {head_dim}");
         cases.push("head_rms_norm", described, worst_row_error(&got, &want, shape.qkv_width()), OP_TOLERANCE);
     }
 
     let (rows, cols) = (7, 2 * 300);
     let (x, offsets) = (inputs.values(rows * cols, 3.0), inputs.values(rows * cols, 1.0));
     let (want, got) = (row_ops(&cpu, &x, rows, cols, &offsets)?, row_ops(subject, &x, rows, cols, &offsets)?);
+    // The gates' outputs are half as wide as their inputs.
+    let widths = [cols / 2, cols / 2, cols, cols];
     for (i, kernel) in ["silu_mul", "gelu_tanh_mul", "add_rows", "mean_rows"].into_iter().enumerate() {
-        cases.push(kernel, format!("[{rows}, {cols}]"), relative_error(&got[i], &want[i]), OP_TOLERANCE);
+        cases.push(kernel, format!("[{rows}, {cols}]"), worst_row_error(&got[i], &want[i], widths[i]), OP_TOLERANCE);
     }
 
     let (vocab, dim) = (1000, 96);
     let table = inputs.values(vocab * dim, 1.0);
     let ids: Vec<u32> = (0..37u32).map(|i| (i * 271 + 13) % vocab as u32).collect();
     let (want, got) = (embedded(&cpu, &table, vocab, &ids, 1.0)?, embedded(subject, &table, vocab, &ids, 1.0)?);
-    cases.push("embed", format!("{} ids of [{vocab}, {dim}]", ids.len()), relative_error(&got, &want), 0.0);
+    cases.push("embed", format!("{} ids of [{vocab}, {dim}]", ids.len()), worst_row_error(&got, &want, dim), 0.0);
     // Gemma's scale sqrt(640), which a bf16 backend rounds to bf16 as HF does for bf16 weights.
     let scale = 640f32.sqrt();
     let (want, got) = (embedded(&cpu, &table, vocab, &ids, scale)?, embedded(subject, &table, vocab, &ids, scale)?);
     let described = format!("{} ids of [{vocab}, {dim}], scale sqrt(640)", ids.len());
-    cases.push("embed_scaled", described, relative_error(&got, &want), OP_TOLERANCE);
+    cases.push("embed_scaled", described, worst_row_error(&got, &want, dim), OP_TOLERANCE);
 
     let head_shapes: &[(usize, usize, usize)] = if quick {
         &[(8, 2, 64), (4, 1, 128)]
@@ -189,16 +192,16 @@ pub fn cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64) -> Re
         let described = format!("{heads} heads, {kv_heads} kv, d {head_dim}");
         let width = heads * head_dim;
         let rope_error = worst_row_error(&got[0], &want[0], shape.qkv_width());
-        cases.push("rope", format!("{described}; 317 rows, worst row"), rope_error, OP_TOLERANCE);
+        cases.push("rope", format!("{described}; 317 rows"), rope_error, OP_TOLERANCE);
         cases.push(
             "attention_cached_prefill",
-            format!("{described}; prefixes of 300 and 17 tokens in one call, worst row"),
+            format!("{described}; prefixes of 300 and 17 tokens in one call"),
             worst_row_error(&got[1], &want[1], width),
             OP_TOLERANCE,
         );
         cases.push(
             "attention_cached_decode",
-            format!("{described}; 4 sequences, 2 per prefix, {DECODE_STEPS} steps, worst row"),
+            format!("{described}; 4 sequences, 2 per prefix, {DECODE_STEPS} steps"),
             worst_row_error(&got[2], &want[2], width),
             OP_TOLERANCE,
         );
@@ -219,13 +222,13 @@ pub fn cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64) -> Re
         let width = heads * head_dim;
         cases.push(
             "attention_window_prefill",
-            format!("{described}; prefixes of 300 and 17 tokens in one call, worst row"),
+            format!("{described}; prefixes of 300 and 17 tokens in one call"),
             worst_row_error(&got[1], &want[1], width),
             OP_TOLERANCE,
         );
         cases.push(
             "attention_window_decode",
-            format!("{described}; 4 sequences, 2 per prefix, {DECODE_STEPS} steps, worst row"),
+            format!("{described}; 4 sequences, 2 per prefix, {DECODE_STEPS} steps"),
             worst_row_error(&got[2], &want[2], width),
             OP_TOLERANCE,
         );
@@ -251,8 +254,7 @@ pub fn cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64) -> Re
         ] {
             let want = cpu.sample(&cpu.upload(&logits, rows, vocab)?, &params, &rngs, &steps)?;
             let got = subject.sample(&subject.upload(&logits, rows, vocab)?, &params, &rngs, &steps)?;
-            let differ = want.iter().zip(&got).filter(|(a, b)| a != b).count();
-            cases.push(name, format!("{rows} rows of {vocab}"), differ as f64 / rows as f64, 0.0);
+            cases.push(name, format!("{rows} rows of {vocab}"), token_disagreement(&got, &want), 0.0);
         }
     }
     Ok(cases.results)
@@ -269,5 +271,11 @@ mod tests {
         for r in &results {
             assert!(r.passed && r.error == 0.0, "{r:?}");
         }
+    }
+
+    #[test]
+    fn token_disagreement_is_a_share_and_fails_on_other_lengths() {
+        assert_eq!(token_disagreement(&[1, 2, 3, 4], &[1, 2, 0, 4]), Ok(0.25));
+        assert_eq!(token_disagreement(&[1, 2], &[1, 2, 3]).unwrap_err(), "the output has 2 tokens, the reference 3");
     }
 }

@@ -1,7 +1,7 @@
 //! The parity harness of `glov-cuda selftest`: every CUDA kernel, in both variants, then CLIP and random Llama 3
 //! and Gemma 3 models end to end, against the CPU reference backend on fresh random inputs at several shapes (sizes that are not
-//! multiples of the tiles among them), compared by ||out - ref|| / ||ref||. Run against the CPU backend itself, it
-//! checks the harness without a GPU (every error must then be zero).
+//! multiples of the tiles among them), each matrix judged by its worst row's ||out - ref|| / ||ref|| (`measure`). Run
+//! against the CPU backend itself, it checks the harness without a GPU (every error must then be zero).
 //!
 //! It drives the models and generation, so it sits above them (and above the backends): `subject` is the kernels'
 //! operations on host data, by the reference or by one variant of the CUDA kernels; `kernels` the kernel cases of
@@ -14,12 +14,14 @@ pub mod clip;
 pub mod kernels;
 pub mod llm;
 pub mod llm_ops;
+pub mod measure;
 pub mod subject;
 
 use crate::backend::cpu::CpuBackend;
 use crate::backend::cuda::backend::CudaBackend;
 use crate::backend::cuda::ops::Variant;
 use anyhow::Result;
+use measure::Measure;
 use subject::CudaKernels;
 
 /// One comparison.
@@ -28,10 +30,14 @@ pub struct CaseResult {
     pub kernel: &'static str,
     pub subject: String,
     pub shape: String,
-    /// ||out - ref|| / ||ref|| (for scoring: the largest count difference over the images).
+    /// The worst row's ||out - ref|| / ||ref|| (for scoring: the largest count difference over the images);
+    /// infinite where the output could not be compared.
     pub error: f64,
     pub tolerance: f64,
     pub passed: bool,
+    /// Why the output could not be compared with the reference (the case then fails).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 /// The results of one subject, as the cases add them.
@@ -41,9 +47,15 @@ struct Cases<'a> {
 }
 
 impl Cases<'_> {
-    fn push(&mut self, kernel: &'static str, shape: String, error: f64, tolerance: f64) {
-        let passed = error <= tolerance;
-        self.results.push(CaseResult { kernel, subject: self.label.to_string(), shape, error, tolerance, passed });
+    fn push(&mut self, kernel: &'static str, shape: String, measure: Measure, tolerance: f64) {
+        let (error, failure) = match measure {
+            Ok(error) => (error, None),
+            Err(failure) => (f64::INFINITY, Some(failure)),
+        };
+        // Written so that a NaN error fails.
+        let passed = failure.is_none() && error <= tolerance;
+        let subject = self.label.to_string();
+        self.results.push(CaseResult { kernel, subject, shape, error, tolerance, passed, failure });
     }
 }
 
@@ -65,20 +77,7 @@ impl Inputs {
     }
 }
 
-fn relative_error(out: &[f32], reference: &[f32]) -> f64 {
-    if out.len() != reference.len() {
-        return f64::INFINITY;
-    }
-    let (mut diff, mut norm) = (0.0f64, 0.0f64);
-    for (&o, &r) in out.iter().zip(reference) {
-        diff += (o as f64 - r as f64).powi(2);
-        norm += (r as f64).powi(2);
-    }
-    // NaN (an unwritten output in a poisoned arena) never passes.
-    if diff.is_nan() { f64::NAN } else { (diff / norm.max(f64::MIN_POSITIVE)).sqrt() }
-}
-
-/// The table printed by `selftest`.
+/// The table printed by `selftest`, a case that could not be compared followed by a line saying why.
 pub fn table(results: &[CaseResult]) -> String {
     let mut out =
         format!("{:<22} {:<11} {:>11} {:>9}  {:<4} shape\n", "kernel", "subject", "rel. error", "tolerance", "ok");
@@ -92,6 +91,9 @@ pub fn table(results: &[CaseResult]) -> String {
             if r.passed { "yes" } else { "NO" },
             r.shape
         ));
+        if let Some(failure) = &r.failure {
+            out.push_str(&format!("{:<22} failed: {failure}\n", ""));
+        }
     }
     out
 }
@@ -129,10 +131,32 @@ pub fn run_cuda(backend: &CudaBackend, quick: bool, seed: u64) -> Result<Vec<Cas
 mod tests {
     use super::*;
 
+    fn pushed(measure: Measure, tolerance: f64) -> CaseResult {
+        let mut cases = Cases { label: "test", results: Vec::new() };
+        cases.push("kernel", "shape".into(), measure, tolerance);
+        cases.results.pop().unwrap()
+    }
+
     #[test]
-    fn errors_are_relative_and_nan_fails() {
-        assert!((relative_error(&[1.0, 2.0], &[1.0, 2.5]) - 0.5 / 7.25f64.sqrt()).abs() < 1e-12);
-        assert!(relative_error(&[f32::NAN], &[1.0]).is_nan());
-        assert_eq!(relative_error(&[1.0], &[1.0, 2.0]), f64::INFINITY);
+    fn a_case_passes_within_its_tolerance_only() {
+        assert!(pushed(Ok(0.01), 0.02).passed);
+        assert!(pushed(Ok(0.02), 0.02).passed);
+        assert!(!pushed(Ok(0.03), 0.02).passed);
+        assert!(!pushed(Ok(f64::INFINITY), 0.02).passed);
+    }
+
+    #[test]
+    fn a_nan_error_fails() {
+        let r = pushed(Ok(f64::NAN), 0.02);
+        assert!(!r.passed);
+        assert!(table(&[r]).contains(" NO "));
+    }
+
+    #[test]
+    fn an_output_that_cannot_be_compared_fails_saying_why() {
+        let r = pushed(Err("the output has 3 values, the reference 4".into()), 0.02);
+        assert!(!r.passed && r.error == f64::INFINITY, "{r:?}");
+        let table = table(&[r]);
+        assert!(table.contains("failed: the output has 3 values, the reference 4"), "{table}");
     }
 }

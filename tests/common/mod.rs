@@ -18,17 +18,29 @@ pub fn read_tensor(file: &std::path::Path, name: &str) -> (Vec<usize>, Vec<f32>)
     (view.shape().to_vec(), values)
 }
 
-/// The largest, over rows, of `max |got - want| / max |want|` within the row.
+/// The larger of two errors, NaN where either is (unlike `f32::max`, which drops a NaN).
+pub fn worse(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() { f32::NAN } else { a.max(b) }
+}
+
+/// `max |got - want|`: NaN where a value of either is, infinite where one is infinite and the other finite, so
+/// that `error <= limit` fails for them. Panics, naming both lengths, where the lengths differ.
+pub fn max_abs_error(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len(), "an output of {} values against a reference of {}", got.len(), want.len());
+    got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, worse)
+}
+
+/// The largest, over rows, of `max |got - want| / max |want|` within the row; NaN where an output is (see
+/// [`max_abs_error`]), so that `error < tolerance` fails.
 pub fn max_row_relative_error(got: &[f32], want: &[f32], cols: usize) -> f32 {
-    assert_eq!(got.len(), want.len(), "lengths differ");
+    assert_eq!(got.len(), want.len(), "an output of {} values against a reference of {}", got.len(), want.len());
     got.chunks(cols)
         .zip(want.chunks(cols))
         .map(|(g, w)| {
             let scale = w.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
-            let diff = g.iter().zip(w).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-            diff / scale
+            max_abs_error(g, w) / scale
         })
-        .fold(0.0, f32::max)
+        .fold(0.0, worse)
 }
 
 /// Whether a prerequisite that a group of tests needs beyond the repository (a fetched model, the emulator
