@@ -124,13 +124,47 @@ const BF16_TOLERANCE: f32 = 2e-2;
 )]
 fn selftest_quick_passes_on_the_emulated_gpu() {
     let Some(dir) = driver_dir() else { return };
+    let counters = selftest_with(&dir, &[]);
+    assert_eq!(counters["device"]["streams"], "late", "streams run as late as the rules allow by default");
+    assert_eq!(counters["device"]["poison"], true, "memory and registers are born NaN by default");
+}
+
+#[test]
+#[cfg_attr(
+    not(glov_kernels),
+    ignore = "needs the CUDA kernels: `bash scripts/setup-cuda.sh`, then `cargo test --release --locked`"
+)]
+fn selftest_quick_passes_with_a_schedule_seed() {
+    let Some(dir) = driver_dir() else { return };
+    let counters = selftest_with(&dir, &[("GLOV_EMU_SCHEDULE_SEED", "20261206")]);
+    assert_eq!(counters["device"]["schedule_seed"], 20261206);
+    assert_eq!(counters["device"]["streams"], "seeded", "the seed chooses when queued stream work runs too");
+}
+
+/// Runs `selftest --quick` on the emulator with the extra settings `env`; checks that every kernel variant, the
+/// models and the recorded decode steps passed, and that the decode steps were replayed from CUDA graphs (the
+/// emulator counts graph launches); returns the emulator's counters.
+fn selftest_with(dir: &Path, env: &[(&str, &str)]) -> Value {
     let cache = tempfile::tempdir().unwrap();
-    let out = glov(&["selftest", "--quick"], Some(&dir), cache.path());
+    let counters_file = cache.path().join("counters.json");
+    let mut command = command(Path::new("."), &["selftest", "--quick"], Some((dir, OLDEST_DRIVER)), cache.path());
+    command.env("GLOV_EMU_COUNTERS", &counters_file).envs(env.iter().copied());
+    let out = command.output().expect("the glov-cuda binary runs");
     let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "selftest with {env:?} failed on the emulated GPU:\n{table}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Both variants of every kernel, then the models and the recorded decode steps, all passing.
     for part in ["cuda plain", "cuda fast", "clip_top1", "llm_greedy_16", "decode_recorded_steered", "cases passed"] {
         assert!(table.contains(part), "selftest did not report {part:?}:\n{table}");
     }
+    let counters: Value = serde_json::from_str(&std::fs::read_to_string(&counters_file).unwrap()).unwrap();
+    let totals = &counters["totals"];
+    assert!(totals["graph_launches"].as_u64().unwrap() > 0, "no CUDA graph was replayed: {totals}");
+    assert!(totals["graph_nodes"].as_u64().unwrap() > totals["graph_launches"].as_u64().unwrap(), "{totals}");
+    counters
 }
 
 #[test]

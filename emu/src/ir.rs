@@ -241,8 +241,9 @@ pub enum Op {
     /// `bra[.uni] target`.
     Bra { target: u32 },
     /// `bar.sync a[, b]` / `barrier.sync` / `bar.arrive` (`wait` false): barrier `id`, `count` threads (`None`: all
-    /// threads of the block). `red` is `bar.red.popc/and/or` (not used by the kernels today: `None`).
-    Bar { id: Operand, count: Option<Operand>, wait: bool },
+    /// threads of the block). `aligned`: every thread of a warp executes this same instruction (`bar.sync`,
+    /// `barrier.sync.aligned`), else undefined.
+    Bar { id: Operand, count: Option<Operand>, wait: bool, aligned: bool },
     /// `bar.warp.sync mask`.
     WarpSync { mask: Operand },
     /// `shfl.sync.mode.b32 dst[|pred], a, b, c, mask`.
@@ -281,6 +282,15 @@ pub struct Param {
     pub align: u32,
 }
 
+/// Where an address comes from, when the PTX shows it (`ptx::provenance`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A `.shared` variable: its offset and size (`None`: the dynamic shared memory, to the end of the block's).
+    Shared { offset: u32, bytes: Option<u32> },
+    /// The 64-bit kernel parameter at this offset of the parameter buffer (a pointer the host passed).
+    Param(u32),
+}
+
 /// A kernel (`.entry`), with every `.func` it calls linked after its own instructions.
 #[derive(Clone, Debug)]
 pub struct Function {
@@ -302,6 +312,10 @@ pub struct Function {
     /// `.maxntid` / `.reqntid`, when given.
     pub max_threads: Option<[u32; 3]>,
     pub req_threads: Option<[u32; 3]>,
+    /// `origins[pc]`: for a memory instruction, the one variable or parameter its address comes from, where the
+    /// PTX shows a single one (an access that leaves it is a memcheck error); shorter than `insts` when none
+    /// follows.
+    pub origins: Vec<Option<Origin>>,
 }
 
 /// A module-scope `.global` or `.const` variable: allocated in device memory when the module is loaded.

@@ -64,7 +64,7 @@ fn local_memory_comes_out_of_free_memory_at_the_first_launch() {
     ok(unsafe { cuMemAlloc_v2(&mut out, 4) });
     let mut params = [&mut out as *mut u64 as *mut c_void];
     let launch = |params: &mut [*mut c_void; 1]| unsafe {
-        cuLaunchKernel(f, 1, 1, 1, 32, 1, 1, 0, null_mut(), params.as_mut_ptr(), null_mut())
+        cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, null_mut(), params.as_mut_ptr(), null_mut())
     };
     assert_eq!(launch(&mut params), CUresult::OUT_OF_MEMORY);
 

@@ -43,8 +43,6 @@ pub struct Config {
     pub ptx_override: Option<std::path::PathBuf>,
     /// When queued stream work runs.
     pub timing: Timing,
-    /// New device memory, registers and local memory hold NaN bytes (0xFF), not zeros.
-    pub poison: bool,
 }
 
 /// When work queued on a stream runs (`GLOV_EMU_STREAMS`). Whatever the choice, it runs in stream order, and
@@ -119,7 +117,9 @@ impl Config {
             (None | Some(""), Some(_)) | (Some("seeded"), Some(_)) => Timing::Seeded,
             (Some("eager"), _) => Timing::Eager,
             (Some("seeded"), None) => {
-                return Err("GLOV_EMU_STREAMS=seeded: set GLOV_EMU_SCHEDULE_SEED too (the seed decides the timing)".into());
+                return Err(
+                    "GLOV_EMU_STREAMS=seeded: set GLOV_EMU_SCHEDULE_SEED too (the seed decides the timing)".into()
+                );
             }
             (Some(other), _) => {
                 return Err(format!("GLOV_EMU_STREAMS={other}: late (the default), eager, or seeded"));
@@ -152,13 +152,13 @@ impl Config {
                 schedule_seed,
                 threads,
                 sm_count,
+                poison,
             },
             counters,
             summary,
             launch_log,
             ptx_override,
             timing,
-            poison,
         })
     }
 
@@ -246,7 +246,7 @@ mod tests {
         assert_eq!(c.check_names(), CHECKS);
         assert_eq!(c.options.schedule_seed, None);
         assert_eq!(c.timing, Timing::Late);
-        assert!(c.poison);
+        assert!(c.options.poison);
     }
 
     #[test]
@@ -255,7 +255,7 @@ mod tests {
         let late = config(&[("GLOV_EMU_SCHEDULE_SEED", "7"), ("GLOV_EMU_STREAMS", "late")]).unwrap();
         assert_eq!(late.timing, Timing::Late);
         assert_eq!(config(&[("GLOV_EMU_STREAMS", "eager")]).unwrap().timing, Timing::Eager);
-        assert!(!config(&[("GLOV_EMU_POISON", "0")]).unwrap().poison);
+        assert!(!config(&[("GLOV_EMU_POISON", "0")]).unwrap().options.poison);
     }
 
     #[test]

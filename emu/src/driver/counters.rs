@@ -69,7 +69,7 @@ impl Counters {
             checks.join(", "),
             config.options.schedule_seed.map_or("null".to_string(), |s| s.to_string()),
             format!("{:?}", config.timing).to_lowercase(),
-            config.poison,
+            config.options.poison,
         );
         let kernels: Vec<String> = self
             .kernels
@@ -197,6 +197,8 @@ mod tests {
         assert!(counters.summary().contains("3 launches, 3000 thread instructions"));
         assert_eq!(json["totals"]["graph_launches"], 1);
         assert_eq!(json["totals"]["graph_nodes"], 5);
-        assert!(counters.summary().ends_with("2 asynchronous uploads from pageable memory, 1 graph launches (5 nodes)"));
+        assert!(
+            counters.summary().ends_with("2 asynchronous uploads from pageable memory, 1 graph launches (5 nodes)")
+        );
     }
 }

@@ -4,9 +4,9 @@
 //! pageable memory, return once theirs has run.
 
 use super::capture::{check_host_copy, forbid_unsafe_call};
+use super::config::Timing;
 use super::entry;
 use super::error::{CUresult, Result};
-use super::config::Timing;
 use super::state::{DEFAULT_STREAM, Driver, Pinned, live};
 use super::work::{Work, submit};
 use super::{CUdeviceptr, CUstream};
@@ -100,7 +100,8 @@ fn enqueue(h_stream: Option<CUstream>, work: Work) -> Result {
             Work::Upload { dst, data: data.into() }
         }
         (HostSide::PinnedDestination, work @ Work::CopyDtoH { dst, bytes, .. }) => {
-            if d.config.poison && d.config.timing != Timing::Eager && !d.tables().captures.contains_key(&stream) {
+            if d.config.options.poison && d.config.timing != Timing::Eager && !d.tables().captures.contains_key(&stream)
+            {
                 // SAFETY: the caller vouched for `bytes` writable bytes at `dst` until the copy has run.
                 unsafe { std::ptr::write_bytes(dst as *mut u8, 0xFF, bytes as usize) };
             }

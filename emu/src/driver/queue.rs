@@ -48,7 +48,9 @@ fn hash_host(addr: usize, bytes: usize) -> u64 {
     let mut h = 0x9e37_79b9_7f4a_7c15u64 ^ bytes as u64;
     let mut words = data.chunks_exact(8);
     for w in &mut words {
-        h = (h ^ u64::from_le_bytes(w.try_into().expect("8 bytes"))).wrapping_mul(0xff51_afd7_ed55_8ccd).rotate_left(29);
+        h = (h ^ u64::from_le_bytes(w.try_into().expect("8 bytes")))
+            .wrapping_mul(0xff51_afd7_ed55_8ccd)
+            .rotate_left(29);
     }
     for &b in words.remainder() {
         h = (h ^ b as u64).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
@@ -138,11 +140,8 @@ pub fn after_push(d: &Driver, stream: usize, seq: u64) -> Result {
                 let now = q.next_random() % 3 == 0;
                 // Now and then, some of another stream's work too (a prefix of its queue).
                 let other = if q.next_random() % 4 == 0 {
-                    let busy: Vec<(usize, u64, u64)> = q
-                        .waiting
-                        .iter()
-                        .filter_map(|(&s, w)| Some((s, w.front()?.seq, w.back()?.seq)))
-                        .collect();
+                    let busy: Vec<(usize, u64, u64)> =
+                        q.waiting.iter().filter_map(|(&s, w)| Some((s, w.front()?.seq, w.back()?.seq))).collect();
                     match busy.len() {
                         0 => None,
                         n => {

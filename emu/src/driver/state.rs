@@ -118,7 +118,7 @@ pub fn init() -> Result<&'static Driver> {
         super::counters::at_exit();
         Driver {
             config,
-            memory: if config.poison {
+            memory: if config.options.poison {
                 DeviceMemory::poisoned(config.memory_bytes)
             } else {
                 DeviceMemory::new(config.memory_bytes)

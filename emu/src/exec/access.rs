@@ -7,6 +7,7 @@ use super::context::Ctx;
 use super::fault::{Fault, FaultKind};
 use super::operand::{self, width_mask};
 use super::place::{Target, aligned, base, global, local, read_le, shared, target, uninitialized, write_le};
+use super::racecheck::Access;
 use super::report;
 use super::traffic::{self, Sectors};
 use super::warp::{LANES, Lanes, Warp};
@@ -115,6 +116,11 @@ pub fn load<'c>(
         match target(space, a) {
             Target::Global(a) => {
                 let alloc = global(ctx, bs, w, l, pc, a, width, "read")?;
+                bs.global_race.record(
+                    a,
+                    width,
+                    Access { thread: w.thread(l), generation: w.sync_gen, pc, write: false, atomic: false },
+                );
                 for (e, &row) in rows.iter().enumerate() {
                     let (value, init) = alloc.load(a + (e as u32 * elem) as u64, elem);
                     if !init && ctx.options.initcheck {
@@ -195,6 +201,11 @@ pub fn store<'c>(
         match target(space, a) {
             Target::Global(a) if space != Space::Const => {
                 let alloc = global(ctx, bs, w, l, pc, a, width, "write")?;
+                bs.global_race.record(
+                    a,
+                    width,
+                    Access { thread: w.thread(l), generation: w.sync_gen, pc, write: true, atomic: false },
+                );
                 for (e, v) in vals[..n].iter().enumerate() {
                     alloc.store(a + (e as u32 * elem) as u64, elem, *v);
                 }

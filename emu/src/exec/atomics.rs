@@ -7,6 +7,7 @@ use super::context::Ctx;
 use super::fault::{Fault, FaultKind};
 use super::operand::width_mask;
 use super::place::{self, Target};
+use super::racecheck::Access;
 use super::report;
 use super::warp::{Lanes, Warp};
 use crate::ir::{Address, AtomOp, Operand, Reg, Space, Ty};
@@ -60,6 +61,8 @@ pub fn atom<'c>(
         let old = match place::target(space, at) {
             Target::Global(g) if space != Space::Const => {
                 let alloc = place::global(ctx, bs, w, l, pc, g, width, "atomic")?;
+                let access = Access { thread: w.thread(l), generation: w.sync_gen, pc, write: true, atomic: true };
+                bs.global_race.record(g, width, access);
                 if ctx.options.initcheck && !alloc.is_initialized(g, width as u64) {
                     return Err(place::uninitialized(ctx, bs, w, l, pc, alloc, g, width));
                 }

@@ -10,7 +10,7 @@ use super::context::Ctx;
 use super::fault::{Fault, FaultKind};
 use super::report;
 use super::warp::{LANES, Lanes, Wait, Warp};
-use crate::ir::Operand;
+use crate::ir::{Op, Operand};
 
 /// The lanes of `active` (of `group`, at `pc`) reach `bar.sync` (`wait`) or `bar.arrive`.
 #[allow(clippy::too_many_arguments)]
@@ -85,13 +85,27 @@ pub fn resolve(ctx: &Ctx<'_>, bs: &mut BlockState, warps: &mut [Warp<'_>]) -> Re
     let mut counts: [Option<Option<u32>>; BARRIERS as usize] = [None; BARRIERS as usize];
     for w in warps.iter() {
         let mut at_bar = 0u32;
-        let mut first: Option<Wait> = None;
+        let mut first: Option<(Wait, u32)> = None;
         for l in Lanes(w.waiting) {
             if let Wait::Barrier { id, count } = w.wait[l] {
                 at_bar |= 1 << l;
-                let same = *first.get_or_insert(w.wait[l]) == w.wait[l];
-                if synccheck && !same {
+                let (wait0, pc0) = *first.get_or_insert((w.wait[l], w.pc[l]));
+                if synccheck && wait0 != w.wait[l] {
                     return Err(sync(ctx, bs, warps, format!("warp {}'s lanes wait at different barriers", w.index)));
+                }
+                if synccheck && pc0 != w.pc[l] && (aligned(ctx, pc0) || aligned(ctx, w.pc[l])) {
+                    return Err(sync(
+                        ctx,
+                        bs,
+                        warps,
+                        format!(
+                            "warp {}'s lanes wait at barrier {id} at different instructions ({} and {}): an aligned \
+                             barrier (bar.sync, __syncthreads) must be executed by all threads of a warp together",
+                            w.index,
+                            report::at(ctx, pc0),
+                            report::at(ctx, w.pc[l])
+                        ),
+                    ));
                 }
                 threads_at[id as usize] += 1;
                 warps_at[id as usize] += (at_bar.count_ones() == 1) as u32;
@@ -152,8 +166,14 @@ pub fn resolve(ctx: &Ctx<'_>, bs: &mut BlockState, warps: &mut [Warp<'_>]) -> Re
     }
     if released {
         bs.race.new_epoch();
+        bs.global_race.close_epoch().map_err(|race| report::global_race(ctx, bs, &race))?;
     }
     Ok(released)
+}
+
+/// Whether the barrier instruction at `pc` is `.aligned`.
+fn aligned(ctx: &Ctx<'_>, pc: u32) -> bool {
+    matches!(ctx.func.insts.get(pc as usize).map(|i| &i.op), Some(Op::Bar { aligned: true, .. }))
 }
 
 fn sync(ctx: &Ctx<'_>, bs: &BlockState, warps: &[Warp<'_>], what: String) -> Fault {

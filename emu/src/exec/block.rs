@@ -12,6 +12,7 @@ use super::block_state::{Barriers, BlockState};
 use super::context::Ctx;
 use super::counters::Stats;
 use super::fault::Fault;
+use super::global_race::GlobalLog;
 use super::racecheck::Shadow;
 use super::warp::{Lanes, Warp};
 use super::{collectives, report, step};
@@ -38,6 +39,7 @@ impl<'c, 'a> Runner<'c, 'a> {
                 shared: vec![0; ctx.shared_bytes as usize],
                 shared_written: vec![false; if ctx.options.initcheck { ctx.shared_bytes as usize } else { 0 }],
                 race: Shadow::new(ctx.shared_bytes, ctx.options.racecheck),
+                global_race: GlobalLog::new(ctx.options.racecheck),
                 barriers: Barriers::default(),
                 stats: Stats::default(),
             },
@@ -72,7 +74,7 @@ impl<'c, 'a> Runner<'c, 'a> {
                 }
             }
             if self.warps.iter().all(|w| w.live() == 0) {
-                return Ok(());
+                return self.bs.global_race.close_epoch().map_err(|race| report::global_race(ctx, &self.bs, &race));
             }
             if self.warps.iter().any(|w| w.runnable() != 0) {
                 continue;

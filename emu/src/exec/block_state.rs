@@ -1,7 +1,8 @@
 //! Block state: what the warps of a block share (its index, shared memory and which bytes of it were written, the
-//! race shadow, barrier arrivals, counters); the block runner resets it for each block.
+//! race shadows of shared and global memory, barrier arrivals, counters); the block runner resets it for each block.
 
 use super::counters::Stats;
+use super::global_race::GlobalLog;
 use super::racecheck::Shadow;
 
 /// Block-wide state the instructions of every warp use.
@@ -12,6 +13,8 @@ pub struct BlockState {
     /// GPU, holding whatever an earlier block left).
     pub shared_written: Vec<bool>,
     pub race: Shadow,
+    /// Global accesses of the current epoch (racecheck in global memory, within the block).
+    pub global_race: GlobalLog,
     pub barriers: Barriers,
     pub stats: Stats,
 }

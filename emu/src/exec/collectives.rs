@@ -88,7 +88,11 @@ pub fn try_complete(ctx: &Ctx<'_>, bs: &BlockState, w: &mut Warp<'_>) -> Result<
             _ => {}
         }
         w.release(mask);
-        w.sync_gen += 1;
+        // Of the collectives, only `bar.warp.sync` orders memory accesses (a shuffle exchanges registers, not
+        // memory).
+        if matches!(inst.op, Op::WarpSync { .. }) {
+            w.sync_gen += 1;
+        }
     }
     Ok(())
 }

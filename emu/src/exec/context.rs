@@ -14,7 +14,7 @@ pub struct Launch<'a> {
     pub params: &'a [u8],
 }
 
-/// How kernels run, read once from the environment by the driver (see `Options::from_env`).
+/// How kernels run, read once from the environment by the driver (`driver::Config`).
 #[derive(Clone, Debug)]
 pub struct Options {
     pub memcheck: bool,
@@ -27,11 +27,14 @@ pub struct Options {
     pub threads: usize,
     /// Streaming multiprocessors the device reports (`%nsmid`, `%smid`).
     pub sm_count: u32,
+    /// Registers and local memory start as 0xFF bytes (NaN in every float width), as undefined as on a GPU; else
+    /// zero.
+    pub poison: bool,
 }
 
 impl Default for Options {
     /// Every check on, the fixed (lowest program counter first) schedule, one host thread per core, 108
-    /// multiprocessors (an A100's).
+    /// multiprocessors (an A100's), poisoned registers.
     fn default() -> Self {
         Options {
             memcheck: true,
@@ -41,6 +44,7 @@ impl Default for Options {
             schedule_seed: None,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             sm_count: 108,
+            poison: true,
         }
     }
 }
@@ -60,4 +64,14 @@ pub struct Ctx<'a> {
     pub shared_bytes: u32,
     pub grid_id: u64,
     pub start: Instant,
+    /// `(offset, base, bytes)`: each 8-byte parameter that points into a live allocation, and that allocation.
+    pub param_allocations: Vec<(u32, u64, u64)>,
+}
+
+impl Ctx<'_> {
+    /// The allocation the pointer parameter at `offset` points into, if it does: `(base, bytes)`.
+    #[inline]
+    pub fn param_allocation(&self, offset: u32) -> Option<(u64, u64)> {
+        self.param_allocations.iter().find(|p| p.0 == offset).map(|p| (p.1, p.2))
+    }
 }

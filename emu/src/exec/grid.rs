@@ -40,18 +40,31 @@ pub fn run(
     if globals.len() < module.globals.len() {
         return Err(undefined(format!("{} module variables but {} addresses", module.globals.len(), globals.len())));
     }
+    let view = View::new(memory.snapshot());
+    let param_allocations = func
+        .params
+        .iter()
+        .filter(|p| p.size == 8)
+        .filter_map(|p| {
+            let bytes = launch.params.get(p.offset as usize..p.offset as usize + 8)?;
+            let value = u64::from_le_bytes(bytes.try_into().ok()?);
+            let a = view.find(value, 1)?;
+            Some((p.offset, a.base, a.bytes))
+        })
+        .collect();
     let ctx = Ctx {
         func,
         slots: slots::slots(func),
         globals,
         launch,
-        view: View::new(memory.snapshot()),
+        view,
         options,
         block_threads,
         warps: block_threads.div_ceil(32),
         shared_bytes,
         grid_id: GRID_IDS.fetch_add(1, Ordering::Relaxed),
         start,
+        param_allocations,
     };
     let blocks = launch.grid.iter().map(|&d| d as u64).product::<u64>();
     let next = AtomicU64::new(0);

@@ -8,7 +8,7 @@ use super::fault::{Fault, FaultKind};
 use super::racecheck::{Access, Conflict};
 use super::report;
 use super::warp::{Src, Warp};
-use crate::ir::{AddrBase, Address, Operand, Space};
+use crate::ir::{AddrBase, Address, Operand, Origin, Space};
 use crate::memory::{Allocation, LOCAL_WINDOW, SHARED_WINDOW, WINDOW_BYTES};
 
 /// Where one lane's address points.
@@ -82,14 +82,20 @@ pub fn global<'c>(
     width: u32,
     what: &str,
 ) -> Result<&'c Allocation, Fault> {
-    if let Some(c) = w.cache
-        && c.contains(a, width as u64)
-    {
-        return Ok(c);
-    }
-    match ctx.view.find(a, width as u64) {
+    let found = match w.cache {
+        Some(c) if c.contains(a, width as u64) => Some(c),
+        _ => ctx.view.find(a, width as u64),
+    };
+    match found {
         Some(found) => {
             w.cache = Some(found);
+            if let Some(Some(Origin::Param(offset))) = ctx.func.origins.get(pc as usize)
+                && ctx.options.memcheck
+                && let Some((base, bytes)) = ctx.param_allocation(*offset)
+                && base != found.base
+            {
+                return Err(astray(ctx, bs, w, l, pc, (a, width, what), *offset, (base, bytes), found));
+            }
             Ok(found)
         }
         None => Err(report::fault(
@@ -131,6 +137,39 @@ pub fn uninitialized(
     )
 }
 
+/// An access through a pointer parameter's address that landed in another allocation.
+#[allow(clippy::too_many_arguments)]
+#[cold]
+fn astray(
+    ctx: &Ctx<'_>,
+    bs: &BlockState,
+    w: &Warp<'_>,
+    l: usize,
+    pc: u32,
+    (a, width, what): (u64, u32, &str),
+    offset: u32,
+    (base, bytes): (u64, u64),
+    found: &Allocation,
+) -> Fault {
+    let name = ctx.func.params.iter().find(|p| p.offset == offset).map_or("?", |p| p.name.as_str());
+    report::fault(
+        ctx,
+        bs,
+        w,
+        l,
+        Some(pc),
+        FaultKind::IllegalAddress,
+        format!(
+            "invalid global {what} of {width} bytes at {a:#x}: its address comes from the pointer parameter `{name}` \
+             (into the allocation at {base:#x} of {bytes} bytes) but lands in another allocation, at offset {} of \
+             the one at {:#x} of {} bytes",
+            a - found.base,
+            found.base,
+            found.bytes
+        ),
+    )
+}
+
 /// Checks a shared access of lane `l` (bounds, races, then reads of bytes never written) and returns its offset.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
@@ -159,6 +198,27 @@ pub fn shared(
                 bs.shared.len()
             ),
         ));
+    }
+    if let Some(Some(Origin::Shared { offset, bytes })) = ctx.func.origins.get(pc as usize)
+        && ctx.options.memcheck
+    {
+        let end = bytes.map_or(bs.shared.len() as u64, |b| *offset as u64 + b as u64);
+        if o < *offset as u64 || o + width as u64 > end {
+            return Err(report::fault(
+                ctx,
+                bs,
+                w,
+                l,
+                Some(pc),
+                FaultKind::IllegalAddress,
+                format!(
+                    "invalid shared {} of {width} bytes at offset {o:#x}: outside the shared array its address comes \
+                     from (at offset {offset:#x}, {} bytes)",
+                    if write { "write" } else { "read" },
+                    end - *offset as u64
+                ),
+            ));
+        }
     }
     let access = Access { thread: w.thread(l), generation: w.sync_gen, pc, write, atomic };
     bs.race.access(o as u32, width, access).map_err(|c| race(ctx, bs, w, l, pc, access, c))?;
@@ -198,7 +258,7 @@ fn race(ctx: &Ctx<'_>, bs: &BlockState, w: &Warp<'_>, l: usize, pc: u32, now: Ac
         FaultKind::Race,
         format!(
             "{} of shared byte {:#x} races with a {} by thread {}{} at {}, with no barrier (or, within a warp, no \
-         __syncwarp or warp collective) between them",
+         __syncwarp) between them",
             kind(now.write),
             before.offset,
             kind(before.write),

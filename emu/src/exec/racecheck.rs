@@ -3,7 +3,7 @@
 //!
 //! Order: a completed barrier starts a new epoch (accesses of earlier epochs are ordered before every later one);
 //! within an epoch, accesses of different warps are unordered, and accesses of lanes of one warp are ordered only
-//! when a warp collective (or `bar.warp.sync`) the warp completed lies between them (`Warp::sync_gen`) — lanes
+//! when a `bar.warp.sync` (`__syncwarp`) the warp completed lies between them (`Warp::sync_gen`) — lanes
 //! have independent program counters, so nothing else orders them, not even executing one store together.
 //!
 //! The shadow is one cell per 4-byte word, holding the last writer and the last reader(s) with their epoch, warp
@@ -44,7 +44,7 @@ struct Cell {
 pub struct Access {
     /// Linear thread index in the block.
     pub thread: u32,
-    /// The warp's collective generation at the access.
+    /// The warp's `bar.warp.sync` generation at the access.
     pub generation: u32,
     pub pc: u32,
     pub write: bool,
@@ -165,7 +165,7 @@ fn check(c: &mut Cell, epoch: u32, a: Access) -> Result<(), Conflict> {
         match c.readers {
             Readers::One if c.r_thread == t => Readers::One,
             Readers::One | Readers::SameWarp if same_warp && c.r_gen == a.generation => Readers::SameWarp,
-            // The earlier readers are ordered before this one (a collective of the warp lies between).
+            // The earlier readers are ordered before this one (a `bar.warp.sync` of the warp lies between).
             Readers::One | Readers::SameWarp if same_warp => Readers::One,
             _ => Readers::Mixed,
         }

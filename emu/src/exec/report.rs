@@ -4,6 +4,7 @@
 use super::block_state::BlockState;
 use super::context::Ctx;
 use super::fault::{Fault, FaultKind};
+use super::global_race::GlobalRace;
 use super::warp::{Lanes, Wait, Warp};
 use crate::ir::{Inst, Op, Space, Ty};
 
@@ -62,6 +63,32 @@ pub fn thread_xyz(ctx: &Ctx<'_>, t: u32) -> [u32; 3] {
 
 pub fn xyz(v: [u32; 3]) -> String {
     format!("({}, {}, {})", v[0], v[1], v[2])
+}
+
+/// Two global accesses of one block that race (found when their epoch ended).
+pub fn global_race(ctx: &Ctx<'_>, bs: &BlockState, race: &GlobalRace) -> Fault {
+    let kind = |write: bool| if write { "write" } else { "read" };
+    let (earlier, later) = (&race.earlier, &race.later);
+    let addr = later.address();
+    let place = match ctx.view.find(addr, 1) {
+        Some(a) => format!("offset {} in the allocation at {:#x} of {} bytes", addr - a.base, a.base, a.bytes),
+        None => "outside every allocation".into(),
+    };
+    Fault {
+        kind: FaultKind::Race,
+        report: format!(
+            "racecheck: {} of global byte {addr:#x} ({place}) by thread {} at {} races with a {} by thread {} at {}, \
+             with no barrier (or, within a warp, no __syncwarp) between them\n  in kernel `{}`, block {}",
+            kind(later.write),
+            xyz(thread_xyz(ctx, later.thread)),
+            at(ctx, later.pc),
+            kind(earlier.write),
+            xyz(thread_xyz(ctx, earlier.thread)),
+            at(ctx, earlier.pc),
+            ctx.func.name,
+            xyz(bs.block),
+        ),
+    }
 }
 
 /// The nearest live allocation to a global address, for memcheck reports.

@@ -180,7 +180,7 @@ fn execute<'c>(
                 return Ok(Flow::Done);
             }
         }
-        Op::Bar { id, count, wait } => {
+        Op::Bar { id, count, wait, .. } => {
             if active != 0 {
                 barrier::arrive(ctx, bs, w, pc, group, active, *id, *count, *wait)?;
                 if *wait {

@@ -92,7 +92,7 @@ pub struct Warp<'a> {
     pub local: Vec<u8>,
     /// The allocation the warp's last global access hit.
     pub cache: Option<&'a Allocation>,
-    /// Counts the warp collectives the warp completed: accesses of its lanes separated by one are ordered.
+    /// Counts the `bar.warp.sync`s the warp completed: accesses of its lanes separated by one are ordered.
     pub sync_gen: u32,
     /// Warp instructions issued (`%clock`).
     pub issued: u64,
@@ -125,7 +125,8 @@ impl<'a> Warp<'a> {
     }
 
     /// Makes this the warp `index` of block `block` (linear index `linear`): all its lanes at the first
-    /// instruction, registers and local memory zeroed, special registers set.
+    /// instruction, the kernel's registers and local memory poisoned (0xFF bytes, NaN in every float width: what
+    /// they hold on a GPU is undefined) or, without `options.poison`, zeroed; special registers set.
     pub fn reset(&mut self, ctx: &Ctx<'_>, index: u32, block: [u32; 3], linear: u64) {
         let first = index * LANES as u32;
         let count = (ctx.block_threads - first).min(LANES as u32);
@@ -137,12 +138,14 @@ impl<'a> Warp<'a> {
         self.wait = [Wait::None; LANES];
         self.stacks.iter_mut().for_each(Vec::clear);
         self.carry = [false; LANES];
-        self.regs.fill(0);
-        self.local.fill(0);
+        let born = if ctx.options.poison { u8::MAX } else { 0 };
+        let row = self.nregs * LANES;
+        self.regs[..row].fill(u64::from_ne_bytes([born; 8]));
+        self.regs[row..].fill(0);
+        self.local.fill(born);
         self.sync_gen = 0;
         self.issued = 0;
         let [bx, by, _] = ctx.launch.block;
-        let row = self.nregs * LANES;
         for lane in 0..LANES {
             let t = first + lane as u32;
             let tid = [t % bx, t / bx % by, t / (bx * by)];

@@ -17,7 +17,8 @@ pub enum Symbol {
     Local(u32),
     /// A `.param` slot of a callee (parameter or return value), in local memory: offset and size.
     Slot(u32, u32),
-    Shared(u32),
+    /// A `.shared` variable: its offset and size (`None`: `.extern`, the dynamic shared memory).
+    Shared(u32, Option<u32>),
     /// `globals[i]`, in its space (`.global` or `.const`).
     Global(u32, Space),
 }
@@ -160,13 +161,13 @@ pub fn layout<'m>(module: &'m Module, kernel: &'m Func) -> Result<Layout<'m>, Er
             Some(i) => &mut func_symbols[i],
             None => &mut module_symbols,
         };
-        symbols.insert(name.to_owned(), Symbol::Shared(offset as u32));
+        symbols.insert(name.to_owned(), Symbol::Shared(offset as u32, u32::try_from(size).ok()));
     }
     let externs = module.vars.iter().filter(|v| v.space == Space::Shared && v.external);
     let dynamic_align = externs.clone().map(|v| v.align).fold(16, u32::max);
     let dynamic_shared_offset = align_up(shared, dynamic_align);
     for v in externs {
-        module_symbols.insert(v.name.clone(), Symbol::Shared(dynamic_shared_offset as u32));
+        module_symbols.insert(v.name.clone(), Symbol::Shared(dynamic_shared_offset as u32, None));
     }
     let globals = module.vars.iter().filter(|v| matches!(v.space, Space::Global | Space::Const));
     for (i, v) in globals.enumerate() {

@@ -3,8 +3,9 @@
 
 use super::ast::{self, Operand, RegDecl, Stmt};
 use super::layout::{self, Layout, Linked, Symbol};
+use super::provenance::{self, Notes};
 use super::{Error, Failure, Resolver, value};
-use crate::ir::{self, AddrBase, Address, Reg, Space, Special, Ty};
+use crate::ir::{self, AddrBase, Address, Origin, Reg, Space, Special, Ty};
 use crate::memory::{LOCAL_WINDOW, SHARED_WINDOW};
 use std::collections::HashMap;
 
@@ -32,10 +33,12 @@ fn lower_kernel(module: &ast::Module, kernel: &ast::Func, resolve: Resolver<'_>)
     let layout = layout::layout(module, kernel).map_err(|e| (e, Some(kernel.name.clone())))?;
     let mut regs = Registers::default();
     let mut insts = Vec::new();
+    let notes = Notes::default();
     for linked in &layout.funcs {
-        let mut f = FuncLowering::new(&layout, linked, resolve, &mut regs);
+        let mut f = FuncLowering::new(&layout, linked, resolve, &mut regs, &notes);
         f.body(&mut insts).map_err(|e| (e, Some(linked.func.name.clone())))?;
     }
+    let origins = provenance::origins(&insts, regs.names.len(), &notes);
     let mut block_start = vec![false; insts.len()];
     for linked in &layout.funcs {
         if let Some(b) = block_start.get_mut(linked.base as usize) {
@@ -58,6 +61,7 @@ fn lower_kernel(module: &ast::Module, kernel: &ast::Func, resolve: Resolver<'_>)
         static_shared: layout.static_shared,
         dynamic_shared_offset: layout.dynamic_shared_offset,
         local_bytes: layout.local_bytes,
+        origins,
         max_threads: kernel.max_threads,
         req_threads: kernel.req_threads,
     })
@@ -152,10 +156,18 @@ pub struct FuncLowering<'a, 'm> {
     call_params: HashMap<(usize, String), (u32, u32)>,
     /// Ids of the open `{ }` blocks, innermost last.
     blocks: Vec<usize>,
+    /// The variables and parameters the instructions name (`provenance`).
+    origins: &'a Notes,
 }
 
 impl<'a, 'm> FuncLowering<'a, 'm> {
-    fn new(layout: &'a Layout<'m>, linked: &'a Linked<'m>, resolve: Resolver<'a>, regs: &'a mut Registers) -> Self {
+    fn new(
+        layout: &'a Layout<'m>,
+        linked: &'a Linked<'m>,
+        resolve: Resolver<'a>,
+        regs: &'a mut Registers,
+        origins: &'a Notes,
+    ) -> Self {
         FuncLowering {
             layout,
             linked,
@@ -166,6 +178,7 @@ impl<'a, 'm> FuncLowering<'a, 'm> {
             end: 0,
             call_params: HashMap::new(),
             blocks: vec![0],
+            origins,
         }
     }
 
@@ -251,7 +264,11 @@ impl<'a, 'm> FuncLowering<'a, 'm> {
                     self.blocks.pop();
                     self.scopes.pop();
                 }
-                Stmt::Inst(inst) => out.push(self.inst(inst)?),
+                Stmt::Inst(inst) => {
+                    let lowered = self.inst(inst)?;
+                    self.origins.finish(out.len() as u32);
+                    out.push(lowered);
+                }
             }
         }
         Ok(())
@@ -347,7 +364,9 @@ impl<'a, 'm> FuncLowering<'a, 'm> {
                     return Ok(ir::Operand::Special(s));
                 }
                 match self.lookup_symbol(n) {
-                    Some(Symbol::KernelParam(o) | Symbol::Local(o) | Symbol::Shared(o)) => {
+                    Some(Symbol::KernelParam(o) | Symbol::Local(o)) => Ok(ir::Operand::Imm(o as u64)),
+                    Some(Symbol::Shared(o, bytes)) => {
+                        self.origins.note_source(Origin::Shared { offset: o, bytes });
                         Ok(ir::Operand::Imm(o as u64))
                     }
                     Some(Symbol::Global(i, _)) => Ok(ir::Operand::GlobalAddr(i)),
@@ -374,13 +393,20 @@ impl<'a, 'm> FuncLowering<'a, 'm> {
         }
         let at = |o: u32, space| Ok((Address { base: AddrBase::None, offset: o as i64 + offset }, space));
         let symbol = self.lookup_symbol(name).ok_or_else(|| Error::new(line, format!("unknown name `{name}`")))?;
+        match symbol {
+            Symbol::Shared(o, bytes) => self.origins.note_address(Origin::Shared { offset: o, bytes }),
+            Symbol::KernelParam(o) => self.origins.note_address(Origin::Param(o)),
+            _ => {}
+        }
         match (symbol, space) {
             (Symbol::KernelParam(o), Space::Param) => at(o, Space::Param),
             (Symbol::Slot(o, _), Space::Param) => at(o, Space::Local),
             (Symbol::Local(o), Space::Local) => at(o, Space::Local),
             (Symbol::Local(o), Space::Generic) => at(o, Space::Generic).map(|(a, s)| (windowed(a, LOCAL_WINDOW), s)),
-            (Symbol::Shared(o), Space::Shared) => at(o, Space::Shared),
-            (Symbol::Shared(o), Space::Generic) => at(o, Space::Generic).map(|(a, s)| (windowed(a, SHARED_WINDOW), s)),
+            (Symbol::Shared(o, _), Space::Shared) => at(o, Space::Shared),
+            (Symbol::Shared(o, _), Space::Generic) => {
+                at(o, Space::Generic).map(|(a, s)| (windowed(a, SHARED_WINDOW), s))
+            }
             (Symbol::Global(i, var), _) if var == space || space == Space::Generic => {
                 Ok((Address { base: AddrBase::Global(i), offset }, space))
             }

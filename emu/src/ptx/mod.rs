@@ -11,6 +11,7 @@ mod lexer;
 mod lower;
 mod ops;
 mod parse;
+mod provenance;
 #[cfg(test)]
 mod tests;
 mod value;

@@ -302,9 +302,12 @@ impl FuncLowering<'_, '_> {
 
     /// `bar.sync a[, b]`, `barrier.sync[.aligned] a[, b]`, `bar.arrive a, b`, `barrier.arrive[.aligned] a, b`.
     fn bar(&self, parts: &[&str], ops: &[Operand], line: u32) -> Result<Op, Error> {
-        let wait = match parts {
-            ["bar", "sync"] | ["barrier", "sync"] | ["barrier", "sync", "aligned"] => true,
-            ["bar", "arrive"] | ["barrier", "arrive"] | ["barrier", "arrive", "aligned"] => false,
+        // `bar` is `barrier ... .aligned`.
+        let (wait, aligned) = match parts {
+            ["bar", "sync"] | ["barrier", "sync", "aligned"] => (true, true),
+            ["barrier", "sync"] => (true, false),
+            ["bar", "arrive"] | ["barrier", "arrive", "aligned"] => (false, true),
+            ["barrier", "arrive"] => (false, false),
             _ => return Err(bad_modifiers(parts, line)),
         };
         let (id, count) = match ops {
@@ -312,7 +315,7 @@ impl FuncLowering<'_, '_> {
             [id, count] => (id, Some(self.src(count, Ty::U32, line)?)),
             _ => return Err(operand_count(parts, 2, line)),
         };
-        Ok(Op::Bar { id: self.src(id, Ty::U32, line)?, count, wait })
+        Ok(Op::Bar { id: self.src(id, Ty::U32, line)?, count, wait, aligned })
     }
 
     fn warp_sync(&self, parts: &[&str], ops: &[Operand], line: u32) -> Result<Op, Error> {

@@ -250,7 +250,7 @@ fn setp_forms_and_warp_collectives() {
             ..
         }
     ));
-    assert!(matches!(ops[8], Op::Bar { id: Operand::Imm(0), count: None, wait: true }));
+    assert!(matches!(ops[8], Op::Bar { id: Operand::Imm(0), count: None, wait: true, aligned: true }));
     assert!(matches!(
         ops[9],
         Op::Mma {

@@ -53,6 +53,7 @@ impl Kernel {
                 local_bytes: 0,
                 max_threads: None,
                 req_threads: None,
+                origins: Vec::new(),
             },
             next_reg: 0,
         }
@@ -151,7 +152,7 @@ impl Kernel {
     }
 
     pub fn bar(&mut self) -> u32 {
-        self.op(Op::Bar { id: Imm(0), count: None, wait: true })
+        self.op(Op::Bar { id: Imm(0), count: None, wait: true, aligned: true })
     }
 
     pub fn exit(&mut self) -> u32 {

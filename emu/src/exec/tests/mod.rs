@@ -9,6 +9,7 @@ mod kernels;
 mod kit;
 mod mma;
 mod spaces;
+mod strict;
 mod sync;
 
 use crate::exec::counters::class_index;

@@ -148,7 +148,7 @@ fn warps_at_different_barriers_deadlock_with_a_report_of_each_warp() {
     let p = k.reg();
     k.setp(ge_u32, p, R(tid), Imm(32));
     let to_other = k.when(p, false, Op::Bra { target: 0 });
-    k.op(Op::Bar { id: Imm(1), count: None, wait: true });
+    k.op(Op::Bar { id: Imm(1), count: None, wait: true, aligned: true });
     k.exit();
     let other = k.here();
     k.patch(to_other, other);
@@ -180,11 +180,21 @@ fn lanes_of_one_warp_at_different_barriers_are_a_synccheck_error() {
     k.bar();
     k.exit();
     let d = Device::new();
-    // Both groups wait at barrier 0 (at different instructions): the warp arrives as one, the block completes.
+    // Both groups wait at barrier 0 at different instructions: undefined for `bar.sync` (aligned: the whole warp
+    // executes one instruction), allowed for `barrier.sync` without `.aligned`.
     let m = k.module();
-    d.launch(&m, [1, 1, 1], [32, 1, 1], &[], &options()).unwrap();
+    expect_fault(
+        d.launch(&m, [1, 1, 1], [32, 1, 1], &[], &options()),
+        FaultKind::Sync,
+        &["warp 0's lanes wait at barrier 0 at different instructions", "an aligned barrier"],
+    );
+    let mut unaligned = m.clone();
+    for pc in [3, 5] {
+        unaligned.kernels[0].insts[pc].op = Op::Bar { id: Imm(0), count: None, wait: true, aligned: false };
+    }
+    d.launch(&unaligned, [1, 1, 1], [32, 1, 1], &[], &options()).unwrap();
     let mut k2 = m.clone();
-    k2.kernels[0].insts[3].op = Op::Bar { id: Imm(2), count: None, wait: true };
+    k2.kernels[0].insts[3].op = Op::Bar { id: Imm(2), count: None, wait: true, aligned: true };
     expect_fault(
         d.launch(&k2, [1, 1, 1], [32, 1, 1], &[], &options()),
         FaultKind::Sync,
@@ -200,7 +210,7 @@ fn a_barrier_with_a_thread_count_completes_for_that_many() {
     let p = k.reg();
     k.setp(ge_u32, p, R(tid), Imm(64));
     k.when(p, false, Op::Exit);
-    k.op(Op::Bar { id: Imm(1), count: Some(Imm(64)), wait: true });
+    k.op(Op::Bar { id: Imm(1), count: Some(Imm(64)), wait: true, aligned: true });
     k.exit();
     let d = Device::new();
     d.launch(&k.module(), [1, 1, 1], [96, 1, 1], &[], &options()).unwrap();
