@@ -17,7 +17,10 @@
 #   GLOV_EMU_THREADS         host threads that run blocks (default: every core)
 #   GLOV_EMU_CHECKS          memcheck,racecheck,synccheck,initcheck (default: all four), a subset, all, or none
 #   GLOV_EMU_SCHEDULE_SEED   unset: lanes and warps run lowest program counter first; a number: an order varied
-#                            from that seed
+#                            from that seed, and when queued stream work runs
+#   GLOV_EMU_STREAMS         when queued stream work runs: late (default: only when waited for), eager (when
+#                            enqueued), or seeded (chosen from the schedule seed; the default when one is set)
+#   GLOV_EMU_POISON          1 (default): new device memory, registers and local memory hold NaN bytes; 0: zeros
 #   GLOV_EMU_COUNTERS        a file that receives the per-kernel counters as JSON at exit
 #   GLOV_EMU_SUMMARY=1       one line of totals on stderr at exit
 #   GLOV_EMU_LAUNCH_LOG      a file that gets one JSON line per launch (kernel, grid, block, counters)
