@@ -166,7 +166,7 @@ impl Allocation {
     fn mark_range(&self, off: usize, len: usize) {
         let end = off + len;
         let mut b = off;
-        while b < end && b % 8 != 0 {
+        while b < end && !b.is_multiple_of(8) {
             self.mark(b, 1);
             b += 1;
         }
@@ -191,7 +191,7 @@ impl Allocation {
         let end = off + len as usize;
         while b < end {
             let shadow = self.init[b / 8].load(Ordering::Relaxed);
-            if b % 8 == 0 && end - b >= 8 && shadow == 0xFF {
+            if b.is_multiple_of(8) && end - b >= 8 && shadow == 0xFF {
                 b += 8;
                 continue;
             }

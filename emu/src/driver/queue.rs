@@ -137,9 +137,9 @@ pub fn after_push(d: &Driver, stream: usize, seq: u64) -> Result {
             let (now, other) = {
                 let mut t = d.tables();
                 let q = &mut t.queues;
-                let now = q.next_random() % 3 == 0;
+                let now = q.next_random().is_multiple_of(3);
                 // Now and then, some of another stream's work too (a prefix of its queue).
-                let other = if q.next_random() % 4 == 0 {
+                let other = if q.next_random().is_multiple_of(4) {
                     let busy: Vec<(usize, u64, u64)> =
                         q.waiting.iter().filter_map(|(&s, w)| Some((s, w.front()?.seq, w.back()?.seq))).collect();
                     match busy.len() {
@@ -165,7 +165,7 @@ pub fn after_push(d: &Driver, stream: usize, seq: u64) -> Result {
 /// Under the seeded timing, whether a query of waiting work should run it now (else it keeps waiting); under the
 /// others, yes (a query that says "not ready" and then runs the work makes the next query say done).
 pub fn query_runs(d: &Driver) -> bool {
-    d.config.timing != Timing::Seeded || d.tables().queues.next_random() % 2 == 0
+    d.config.timing != Timing::Seeded || d.tables().queues.next_random().is_multiple_of(2)
 }
 
 /// Runs stream `stream`'s work numbered up to `upto` (and, first, what it waits for).

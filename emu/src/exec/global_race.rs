@@ -132,7 +132,7 @@ mod tests {
         assert!(log.close_epoch().is_ok(), "the barrier between them orders them");
         log.record(0x1000, 4, access(0, 0, true));
         log.record(0x1002, 2, access(40, 0, false));
-        let race = log.close_epoch().err().expect("a race");
+        let Err(race) = log.close_epoch() else { panic!("a race") };
         assert_eq!((race.earlier.thread, race.later.thread, race.later.address()), (0, 40, 0x1002));
     }
 

@@ -81,7 +81,7 @@ fn gemm(ptx: &str, kernel: &str, m: usize, n: usize, k: usize, options: &Options
 /// Runs `kernel` on an `m x n x k` product, checks it and prints the executor's speed.
 fn check_gemm(kernel: &str, m: usize, n: usize, k: usize, options: &Options) {
     let Some(ptx) = project_kernels::ptx("gemm") else { return };
-    let (got, want, stats) = gemm(&ptx, kernel, m, n, k, options);
+    let (got, want, stats) = gemm(ptx, kernel, m, n, k, options);
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         // bf16 output: within a rounding of the exact product.
         assert!((g - w).abs() <= w.abs() / 128.0 + 1e-3, "y[{i}] = {g}, expected {w}");
@@ -121,7 +121,7 @@ fn gemm_speed() {
 /// and checks it against the host.
 fn check_layer_norm(rows: usize, cols: usize, options: &Options) {
     let Some(ptx) = project_kernels::ptx("norm") else { return };
-    let mut module = crate::ptx::load(&ptx).expect("norm.ptx loads");
+    let mut module = crate::ptx::load(ptx).expect("norm.ptx loads");
     let index = module.kernel("layer_norm").expect("layer_norm");
     module.kernels.swap(0, index);
     let d = Device::new();
@@ -171,7 +171,7 @@ fn layer_norm_speed() {
 #[ignore]
 fn launch_overhead() {
     let Some(ptx) = project_kernels::ptx("gemm") else { return };
-    let module = crate::ptx::load(&ptx).expect("gemm.ptx loads");
+    let module = crate::ptx::load(ptx).expect("gemm.ptx loads");
     let f = &module.kernels[module.kernel("gemm_mma").unwrap()];
     let t = std::time::Instant::now();
     crate::exec::slots::slots(f);
@@ -202,7 +202,7 @@ fn cached_attention_of_a_row_with_no_visible_key_is_zero() {
     let Some(ptx) = project_kernels::ptx("attention_cached") else { return };
     let head_dim = 64usize;
     for (kernel, block) in [("attention_cached_plain", 128u32), ("attention_cached_64", 128)] {
-        let mut module = crate::ptx::load(&ptx).expect("attention_cached.ptx loads");
+        let mut module = crate::ptx::load(ptx).expect("attention_cached.ptx loads");
         let index = module.kernel(kernel).expect("the kernel");
         module.kernels.swap(0, index);
         let d = Device::new();
