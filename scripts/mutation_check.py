@@ -345,7 +345,7 @@ def main() -> int:
     status, output, seconds = selftest(args.binary, union if filtered else None, None, logs / "unmutated.log")
     clean = status == 0 and not ANY_REPORT.search(output)
     scope = f", cases {', '.join(union)}" if filtered else ""
-    print(f"unmutated{scope}: {'pass' if clean else 'FAIL'} ({seconds:.0f} s)")
+    print(f"unmutated{scope}: {'pass' if clean else 'FAIL'} ({seconds:.1f} s)")
     if not clean:
         print(f"  the unmutated run must pass with no check firing: {verdict(output)} (log {logs / 'unmutated.log'})")
         return 1
@@ -363,7 +363,7 @@ def main() -> int:
             status, output, seconds = selftest(binary, mutant.cases if filtered else None, override, log)
         caught, word = judge(status, output, mutant.expect)
         failures += not caught
-        print(f"mutant {i} ({kind}): {mutant.name}: {word} ({seconds:.0f} s{build})")
+        print(f"mutant {i} ({kind}): {mutant.name}: {word} ({seconds:.1f} s{build})")
         print(f"  expected /{mutant.expect}/; got: {verdict(output) if status != 0 else 'the selftest passed'}")
     print(
         f"{len(chosen) - failures} of {len(chosen)} mutants caught by their check in "
