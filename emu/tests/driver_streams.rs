@@ -1,11 +1,11 @@
 //! Streams run late, as on a GPU: work queued on a stream runs only when something waits for it, in stream order,
-//! and a download into pinned memory holds NaN bytes until then.
+//! and a download into pinned memory holds NaN bytes until then. The tests share one driver and run in parallel:
+//! none synchronises the whole context, which would run the others' queued work.
 
 mod common;
 
 use common::{ok, setup};
 use glov_emu::driver::CUresult;
-use glov_emu::driver::context::cuCtxSynchronize;
 use glov_emu::driver::mem::*;
 use glov_emu::driver::stream::*;
 use std::ffi::c_void;
@@ -82,7 +82,7 @@ fn the_legacy_stream_waits_for_blocking_streams_and_not_for_non_blocking_ones() 
     ok(cuMemsetD8Async(b, 4, 4, non_blocking));
     assert_eq!(download(a, 4), vec![3; 4]);
     assert_eq!(download(b, 4), vec![0; 4]);
-    ok(cuCtxSynchronize());
+    ok(cuStreamSynchronize(non_blocking));
     assert_eq!(download(b, 4), vec![4; 4]);
 }
 
