@@ -184,39 +184,22 @@ pub fn shared(
     write: bool,
     atomic: bool,
 ) -> Result<usize, Fault> {
+    let invalid = |why: String| {
+        let kind = if write { "write" } else { "read" };
+        let detail = format!("invalid shared {kind} of {width} bytes at offset {o:#x}: {why}");
+        Err(report::fault(ctx, bs, w, l, Some(pc), FaultKind::IllegalAddress, detail))
+    };
     if o.checked_add(width as u64).is_none_or(|end| end > bs.shared.len() as u64) {
-        return Err(report::fault(
-            ctx,
-            bs,
-            w,
-            l,
-            Some(pc),
-            FaultKind::IllegalAddress,
-            format!(
-                "invalid shared {} of {width} bytes at offset {o:#x}: the block has {} bytes of shared memory",
-                if write { "write" } else { "read" },
-                bs.shared.len()
-            ),
-        ));
+        return invalid(format!("the block has {} bytes of shared memory", bs.shared.len()));
     }
     if let Some(Some(Origin::Shared { offset, bytes })) = ctx.func.origins.get(pc as usize)
         && ctx.options.memcheck
     {
         let end = bytes.map_or(bs.shared.len() as u64, |b| *offset as u64 + b as u64);
         if o < *offset as u64 || o + width as u64 > end {
-            return Err(report::fault(
-                ctx,
-                bs,
-                w,
-                l,
-                Some(pc),
-                FaultKind::IllegalAddress,
-                format!(
-                    "invalid shared {} of {width} bytes at offset {o:#x}: outside the shared array its address comes \
-                     from (at offset {offset:#x}, {} bytes)",
-                    if write { "write" } else { "read" },
-                    end - *offset as u64
-                ),
+            let size = end - *offset as u64;
+            return invalid(format!(
+                "outside the shared array its address comes from (at offset {offset:#x}, {size} bytes)"
             ));
         }
     }
