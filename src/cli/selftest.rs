@@ -8,19 +8,23 @@ use crate::backend::Device;
 use crate::backend::cuda::backend::CudaBackend;
 use crate::backend::cuda::kernels::{self, COMPILERS, MIN_DRIVER, MODULES, PTX_ISA};
 use crate::backend::runtime_options::RuntimeOptions;
-use crate::selftest::{self, CaseResult};
+use crate::selftest::{self, CaseResult, Selection};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
 #[derive(Args)]
 pub struct SelftestArgs {
-    /// Name the kernel modules and entries compiled into this binary, and exit.
+    /// Name the selftest cases, and the kernel modules and entries compiled into this binary, and exit.
     #[arg(long)]
     list: bool,
     /// The small shapes only (for compute-sanitizer runs).
     #[arg(long)]
     quick: bool,
-    /// Seed of the random inputs (each case draws fresh ones from it).
+    /// Run only these cases (comma-separated names, as the table's first column prints them; `--list` names them
+    /// all). Cases computed together run together; only the named ones are reported.
+    #[arg(long, value_name = "CASES")]
+    only: Option<String>,
+    /// Seed of the random inputs (each case draws its own from it, the same whichever cases run).
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Write the results as JSON to this file too.
@@ -33,22 +37,30 @@ pub fn run(runtime: &RuntimeOptions, args: SelftestArgs) -> Result<()> {
         print!("{}", list());
         return Ok(());
     }
+    let only = match &args.only {
+        Some(list) => Selection::only(list)?,
+        None => Selection::all(),
+    };
     let results: Vec<CaseResult> = match runtime.device.unwrap_or(Device::Cuda(0)) {
         Device::Cpu => {
             eprintln!(
                 "--device cpu: the harness against the CPU reference itself (every error must be 0); no CUDA kernel \
                  is checked"
             );
-            selftest::run_reference(args.quick, args.seed)?
+            selftest::run_reference(args.quick, args.seed, &only)?
         }
         Device::Cuda(ordinal) => {
             let backend = CudaBackend::open(ordinal, runtime.kernels(), runtime.gpu_memory)
                 .context("selftest checks the CUDA backend (--device cpu checks the harness alone)")?;
             println!("{}, kernels by {}", backend.describe(), COMPILERS.unwrap_or("?"));
-            selftest::run_cuda(&backend, args.quick, args.seed)?
+            selftest::run_cuda(&backend, args.quick, args.seed, &only)?
         }
     };
     print!("{}", selftest::table(&results));
+    let missing = only.missing(&results);
+    if !missing.is_empty() {
+        bail!("--only: {} did not run (the recorded decode step runs on the CUDA backend only)", missing.join(", "));
+    }
     if let Some(path) = &args.json {
         crate::atomic_file::write(path, (serde_json::to_string_pretty(&results)? + "\n").as_bytes())?;
     }
@@ -61,9 +73,11 @@ pub fn run(runtime: &RuntimeOptions, args: SelftestArgs) -> Result<()> {
 }
 
 fn list() -> String {
+    let cases = format!("selftest cases (for --only): {}\n", selftest::CASES.join(", "));
     let Some(compilers) = COMPILERS else {
         return "built without CUDA kernels (no NVRTC or ptxas at build time): run `bash scripts/setup-cuda.sh`, then rebuild (`cargo build --release`)\n"
-            .into();
+            .to_string()
+            + &cases;
     };
     let mut out = format!(
         "kernels compiled by {compilers}\n\
@@ -88,5 +102,5 @@ fn list() -> String {
             out.push_str(&format!("  {entry}\n"));
         }
     }
-    out
+    out + &cases
 }

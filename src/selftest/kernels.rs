@@ -4,7 +4,7 @@
 
 use super::measure::{Measure, same_length, worse, worst_row_error};
 use super::subject::Subject;
-use super::{CaseResult, Cases, Inputs};
+use super::{CaseResult, Cases, Inputs, Selection};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::{Activation, AttentionShape, TemplateCounts};
 use anyhow::Result;
@@ -14,14 +14,34 @@ const BF16_TOLERANCE: f64 = 2e-2;
 /// Sums of f32 products in another order can flip a near tie: scoring allows 1% of the images.
 const SCORE_TOLERANCE: f64 = 0.01;
 
-/// Runs every kernel case against `subject`; `quick` keeps the small shapes only.
-pub fn cases(subject: &dyn Subject, quick: bool, seed: u64) -> Result<Vec<CaseResult>> {
-    let cpu = CpuBackend::new();
-    let reference: &dyn Subject = &cpu;
-    let mut inputs = Inputs { state: seed };
+/// Runs the kernel cases `only` chooses against `subject`; `quick` keeps the small shapes only.
+pub fn cases(subject: &dyn Subject, quick: bool, seed: u64, only: &Selection) -> Result<Vec<CaseResult>> {
     let label = subject.label();
     let mut cases = Cases { label: &label, results: Vec::new() };
+    if only.wants(&["linear"]) {
+        linear_cases(subject, &mut cases, quick, seed)?;
+    }
+    if only.wants(&["layer_norm", "l2_normalize"]) {
+        norm_cases(subject, &mut cases, quick, seed)?;
+    }
+    if only.wants(&["attention"]) {
+        attention_cases(subject, &mut cases, quick, seed)?;
+    }
+    if only.wants(&["embed_tokens"]) {
+        embedding_cases(subject, &mut cases, quick, seed)?;
+    }
+    if only.wants(&["patch_embed"]) {
+        patch_cases(subject, &mut cases, quick, seed)?;
+    }
+    if only.wants(&["score"]) {
+        score_cases(subject, &mut cases, quick, seed)?;
+    }
+    Ok(cases.results)
+}
 
+fn linear_cases(subject: &dyn Subject, cases: &mut Cases, quick: bool, seed: u64) -> Result<()> {
+    let reference: &dyn Subject = &CpuBackend::new();
+    let mut inputs = Inputs::for_case(seed, "linear");
     let linear_shapes: &[(usize, usize, usize)] = if quick {
         &[(1, 8, 8), (37, 77, 61), (5, 2048, 64)]
     } else {
@@ -42,7 +62,12 @@ pub fn cases(subject: &dyn Subject, quick: bool, seed: u64) -> Result<Vec<CaseRe
             BF16_TOLERANCE,
         );
     }
+    Ok(())
+}
 
+fn norm_cases(subject: &dyn Subject, cases: &mut Cases, quick: bool, seed: u64) -> Result<()> {
+    let reference: &dyn Subject = &CpuBackend::new();
+    let mut inputs = Inputs::for_case(seed, "layer_norm");
     let norm_shapes: &[(usize, usize)] = if quick { &[(3, 40)] } else { &[(3, 40), (100, 768), (1, 1000)] };
     for &(rows, cols) in norm_shapes {
         let (x, gain, bias) = (inputs.values(rows * cols, 3.0), inputs.values(cols, 1.0), inputs.values(cols, 0.5));
@@ -61,7 +86,12 @@ pub fn cases(subject: &dyn Subject, quick: bool, seed: u64) -> Result<Vec<CaseRe
             1e-5,
         );
     }
+    Ok(())
+}
 
+fn attention_cases(subject: &dyn Subject, cases: &mut Cases, quick: bool, seed: u64) -> Result<()> {
+    let reference: &dyn Subject = &CpuBackend::new();
+    let mut inputs = Inputs::for_case(seed, "attention");
     let attention_shapes: &[AttentionShape] = &[
         AttentionShape { batch: 2, seq: 5, heads: 2, kv_heads: 2, head_dim: 8, causal: true },
         AttentionShape { batch: 1, seq: 50, heads: 4, kv_heads: 2, head_dim: 64, causal: false },
@@ -80,7 +110,12 @@ pub fn cases(subject: &dyn Subject, quick: bool, seed: u64) -> Result<Vec<CaseRe
             BF16_TOLERANCE,
         );
     }
+    Ok(())
+}
 
+fn embedding_cases(subject: &dyn Subject, cases: &mut Cases, quick: bool, seed: u64) -> Result<()> {
+    let reference: &dyn Subject = &CpuBackend::new();
+    let mut inputs = Inputs::for_case(seed, "embed_tokens");
     let embedding_shapes: &[(usize, usize, usize, usize)] =
         if quick { &[(2, 5, 30, 16)] } else { &[(2, 5, 30, 16), (40, 77, 1000, 512)] };
     for &(batch, seq, vocab, dim) in embedding_shapes {
@@ -99,7 +134,12 @@ pub fn cases(subject: &dyn Subject, quick: bool, seed: u64) -> Result<Vec<CaseRe
             BF16_TOLERANCE,
         );
     }
+    Ok(())
+}
 
+fn patch_cases(subject: &dyn Subject, cases: &mut Cases, quick: bool, seed: u64) -> Result<()> {
+    let reference: &dyn Subject = &CpuBackend::new();
+    let mut inputs = Inputs::for_case(seed, "patch_embed");
     let patch_shapes: &[(usize, usize, usize, usize)] =
         if quick { &[(2, 12, 4, 24)] } else { &[(2, 12, 4, 24), (5, 224, 32, 768)] };
     for &(batch, size, patch, dim) in patch_shapes {
@@ -116,7 +156,12 @@ pub fn cases(subject: &dyn Subject, quick: bool, seed: u64) -> Result<Vec<CaseRe
             BF16_TOLERANCE,
         );
     }
+    Ok(())
+}
 
+fn score_cases(subject: &dyn Subject, cases: &mut Cases, quick: bool, seed: u64) -> Result<()> {
+    let reference: &dyn Subject = &CpuBackend::new();
+    let mut inputs = Inputs::for_case(seed, "score");
     let score_shapes: &[(usize, usize, usize, usize)] =
         // The wide shape holds an image row of 64 KiB in shared memory: past the 48 KiB a launch gets without opting in.
         if quick { &[(20, 2, 7, 16), (6, 2, 3, 16384)] } else { &[(20, 2, 7, 16), (6, 2, 3, 16384), (1000, 4, 100, 512)] };
@@ -131,7 +176,7 @@ pub fn cases(subject: &dyn Subject, quick: bool, seed: u64) -> Result<Vec<CaseRe
         let shape = format!("{n} images x {templates} templates x {classes} classes, dim {dim}");
         cases.push("score", shape, count_error(&got, &want, n), SCORE_TOLERANCE);
     }
-    Ok(cases.results)
+    Ok(())
 }
 
 /// The largest difference, over the templates, of the top-1 or top-5 count as a share of the `images`.
@@ -148,7 +193,7 @@ mod tests {
 
     #[test]
     fn the_harness_passes_the_reference_against_itself() {
-        let results = cases(&CpuBackend::new(), true, 7).unwrap();
+        let results = cases(&CpuBackend::new(), true, 7, &Selection::all()).unwrap();
         assert!(results.len() >= 7);
         for r in &results {
             assert!(r.passed && r.error == 0.0, "{r:?}");
@@ -240,7 +285,7 @@ mod tests {
 
     #[test]
     fn the_harness_catches_wrong_kernels() {
-        let results = cases(&Broken(Box::new(CpuBackend::new())), true, 9).unwrap();
+        let results = cases(&Broken(Box::new(CpuBackend::new())), true, 9, &Selection::all()).unwrap();
         for r in &results {
             let broken = ["linear", "layer_norm", "l2_normalize", "score"].contains(&r.kernel);
             assert_eq!(r.passed, !broken, "{r:?}");

@@ -6,7 +6,7 @@
 //! decoding.
 
 use super::measure::{Measure, same_length, worst_row_error};
-use super::{CaseResult, Cases, Inputs};
+use super::{CaseResult, Cases, Inputs, Selection};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::{Backend, CachedRow, Stream};
 use crate::checkpoint::DType;
@@ -212,9 +212,20 @@ fn greedy_departures(
 
 /// The model cases of both models: `subject` and the reference load the same random bf16 weights.
 /// `quick` prefills 120 prompt tokens instead of 300 (so one attention split instead of two) into the quick model.
-pub fn model_cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64) -> Result<Vec<CaseResult>> {
-    let mut results = family_cases(subject, label, Family::Llama, quick, seed)?;
-    results.extend(family_cases(subject, label, Family::Gemma3, quick, seed)?);
+/// A model is built only when `only` chooses one of its cases.
+pub fn model_cases<B: Backend>(
+    subject: &B,
+    label: &str,
+    quick: bool,
+    seed: u64,
+    only: &Selection,
+) -> Result<Vec<CaseResult>> {
+    let mut results = Vec::new();
+    for family in [Family::Llama, Family::Gemma3] {
+        if only.wants(&family.case_names()) {
+            results.extend(family_cases(subject, label, family, quick, seed, only)?);
+        }
+    }
     Ok(results)
 }
 
@@ -224,6 +235,7 @@ fn family_cases<B: Backend>(
     family: Family,
     quick: bool,
     seed: u64,
+    only: &Selection,
 ) -> Result<Vec<CaseResult>> {
     let cpu = CpuBackend::new();
     let mut cases = Cases { label, results: Vec::new() };
@@ -241,27 +253,32 @@ fn family_cases<B: Backend>(
     let shape = model_shape(family, quick).to_string();
 
     let tail = 8;
-    let (want, got) = (prefill_logits(&cpu, &want_llm, &ids, tail)?, prefill_logits(subject, &got_llm, &ids, tail)?);
-    let described = format!("{shape}; last {tail} of {prompt} prompt positions");
-    cases.push(logits_case, described.clone(), worst_row_error(&got, &want, vocab), MODEL_TOLERANCE);
-    cases.push(top1_case, described, top1_disagreement(&got, &want, vocab), 0.0);
+    if only.wants(&[logits_case, top1_case]) {
+        let (want, got) =
+            (prefill_logits(&cpu, &want_llm, &ids, tail)?, prefill_logits(subject, &got_llm, &ids, tail)?);
+        let described = format!("{shape}; last {tail} of {prompt} prompt positions");
+        cases.push(logits_case, described.clone(), worst_row_error(&got, &want, vocab), MODEL_TOLERANCE);
+        cases.push(top1_case, described, top1_disagreement(&got, &want, vocab), 0.0);
+    }
 
-    let (a, c) = (&ids[..40], &ids[100..117]);
-    let (want, got) = (greedy_tokens(&cpu, &want_llm, a, c)?, greedy_tokens(subject, &got_llm, a, c)?);
-    let (departures, matched) = greedy_departures(&want_llm, [a, a, c], &got, &want)?;
-    cases.push(
-        greedy_case,
-        format!(
-            "{shape}; 2 prompts, 3 sequences; all equal for {matched} of {GREEDY_TOKENS} tokens, departures at near \
-             ties only"
-        ),
-        departures,
-        0.0,
-    );
+    if only.wants(&[greedy_case]) {
+        let (a, c) = (&ids[..40], &ids[100..117]);
+        let (want, got) = (greedy_tokens(&cpu, &want_llm, a, c)?, greedy_tokens(subject, &got_llm, a, c)?);
+        let (departures, matched) = greedy_departures(&want_llm, [a, a, c], &got, &want)?;
+        cases.push(
+            greedy_case,
+            format!(
+                "{shape}; 2 prompts, 3 sequences; all equal for {matched} of {GREEDY_TOKENS} tokens, departures at \
+                 near ties only"
+            ),
+            departures,
+            0.0,
+        );
+    }
 
-    let mut inputs = Inputs { state: seed ^ 0x57EE };
-    let vector = inputs.values(config.hidden_size, 1.0);
-    for (kernel, (all, clean)) in steer_cases.into_iter().zip([(true, false), (false, false), (false, true)]) {
+    let vector = Inputs::for_case(seed, "steer").values(config.hidden_size, 1.0);
+    let steer_modes = steer_cases.into_iter().zip([(true, false), (false, false), (false, true)]);
+    for (kernel, (all, clean)) in steer_modes.filter(|(kernel, _)| only.wants(&[kernel])) {
         let want = steered_logits(&cpu, &want_llm, &ids[..50], &vector, all, clean)?;
         let got = steered_logits(subject, &got_llm, &ids[..50], &vector, all, clean)?;
         let described = format!("{shape}; 49-token prefix, 3 steered steps at block 0");
@@ -280,8 +297,18 @@ pub fn recording_cases<B: Backend>(
     label: &str,
     quick: bool,
     seed: u64,
+    only: &Selection,
 ) -> Result<Vec<CaseResult>> {
     let mut cases = Cases { label, results: Vec::new() };
+    let kinds = [
+        ("decode_recorded_greedy", SamplingParams::greedy(), false),
+        ("decode_recorded_sampled", SamplingParams::default(), false),
+        ("decode_recorded_steered", SamplingParams::default(), true),
+    ];
+    let kinds: Vec<_> = kinds.into_iter().filter(|(kernel, ..)| only.wants(&[kernel])).collect();
+    if kinds.is_empty() {
+        return Ok(Vec::new());
+    }
     let config = model_config(quick)?;
     let store = random_weights(&config, DType::BF16, seed);
     let (with, without) =
@@ -290,17 +317,13 @@ pub fn recording_cases<B: Backend>(
     // The first prompt is longer than one attention split (256 keys), so the recorded step holds the split and
     // combine kernels.
     let ids: Vec<u32> = (0..320u64).map(|i| (crate::sampling::mix64(seed ^ (i + 1000)) % vocab) as u32).collect();
-    let vector = Inputs { state: seed ^ 0x6A4F }.values(config.hidden_size, 1.0);
+    let vector = Inputs::for_case(seed, "decode_recorded").values(config.hidden_size, 1.0);
     let steer = crate::generation::steering::SteerConfig {
         layer: 0,
         mode: crate::generation::steering::SteerMode::Last,
         cache: crate::generation::steering::SteerCache::Clean,
     };
-    for (kernel, sampling, steered) in [
-        ("decode_recorded_greedy", SamplingParams::greedy(), false),
-        ("decode_recorded_sampled", SamplingParams::default(), false),
-        ("decode_recorded_steered", SamplingParams::default(), true),
-    ] {
+    for (kernel, sampling, steered) in kinds {
         let requests = [
             Request { prompt: ids[..300].to_vec(), n: 3, steer: steered.then(|| vector.clone()) },
             Request { prompt: ids[300..].to_vec(), n: 2, steer: None },
@@ -365,7 +388,7 @@ mod tests {
 
     #[test]
     fn the_reference_against_itself_is_exact() {
-        let results = model_cases(&CpuBackend::new(), "cpu", true, 3).unwrap();
+        let results = model_cases(&CpuBackend::new(), "cpu", true, 3, &Selection::all()).unwrap();
         assert_eq!(results.len(), 12);
         for r in &results {
             assert!(r.passed && r.error == 0.0, "{r:?}");
@@ -377,7 +400,7 @@ mod tests {
     #[test]
     fn recorded_cases_fail_where_nothing_was_recorded() {
         let cpu = CpuBackend::new();
-        let results = recording_cases(&cpu, &cpu, "cpu", true, 3).unwrap();
+        let results = recording_cases(&cpu, &cpu, "cpu", true, 3, &Selection::all()).unwrap();
         assert_eq!(results.len(), 3);
         for r in &results {
             let failure = r.failure.as_deref().unwrap_or_default();

@@ -5,7 +5,7 @@
 //! full and in sliding windows), and sampling, each on random inputs against the CPU reference.
 
 use super::measure::{Measure, same_length, worst_row_error};
-use super::{CaseResult, Cases, Inputs};
+use super::{CaseResult, Cases, Inputs, Selection};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::{Backend, CachedRow, HeadShape, KvLayout, Scoring, Stream};
 use crate::checkpoint::StoredTensor;
@@ -121,12 +121,58 @@ fn token_disagreement(got: &[u32], want: &[u32]) -> Measure {
     Ok(differ as f64 / want.len().max(1) as f64)
 }
 
-/// Every LLM operation against the reference; `quick` keeps the small shapes only.
-pub fn cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64) -> Result<Vec<CaseResult>> {
-    let cpu = CpuBackend::new();
-    let mut cases = Cases { label, results: Vec::new() };
-    let mut inputs = Inputs { state: seed ^ 0x11A7 };
+/// The sampling cases and their parameters.
+fn sampling_cases(vocab: usize) -> [(&'static str, SamplingParams); 6] {
+    [
+        ("sample_greedy", SamplingParams::greedy()),
+        ("sample_top_k", SamplingParams { temperature: 0.7, top_k: 50, top_p: 1.0, greedy: false }),
+        ("sample_top_k_top_p", SamplingParams { temperature: 1.3, top_k: 200, top_p: 0.9, greedy: false }),
+        ("sample_full", SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, greedy: false }),
+        ("sample_top_p", SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.8, greedy: false }),
+        ("sample_top_k_past_vocab", SamplingParams { temperature: 0.9, top_k: 2 * vocab, top_p: 1.0, greedy: false }),
+    ]
+}
 
+/// The LLM operations `only` chooses against the reference; `quick` keeps the small shapes only.
+pub fn cases<B: Backend>(
+    subject: &B,
+    label: &str,
+    quick: bool,
+    seed: u64,
+    only: &Selection,
+) -> Result<Vec<CaseResult>> {
+    let mut cases = Cases { label, results: Vec::new() };
+    if only.wants(&["rms_norm", "add_rms_norm", "add_rms_norm_sum"]) {
+        norm_cases(subject, &mut cases, quick, seed)?;
+    }
+    if only.wants(&["rms_norm_offset", "add_rms_norm_offset"]) {
+        offset_norm_cases(subject, &mut cases, seed)?;
+    }
+    if only.wants(&["head_rms_norm"]) {
+        head_norm_cases(subject, &mut cases, seed)?;
+    }
+    if only.wants(&["silu_mul", "gelu_tanh_mul", "add_rows", "mean_rows"]) {
+        row_cases(subject, &mut cases, seed)?;
+    }
+    if only.wants(&["embed", "embed_scaled"]) {
+        embed_cases(subject, &mut cases, seed)?;
+    }
+    if only.wants(&["rope", "attention_cached_prefill", "attention_cached_decode"]) {
+        cached_attention_cases(subject, &mut cases, quick, seed)?;
+    }
+    if only.wants(&["attention_window_prefill", "attention_window_decode"]) {
+        window_attention_cases(subject, &mut cases, seed)?;
+    }
+    let names = sampling_cases(0).map(|(name, _)| name);
+    if only.wants(&names) {
+        sample_cases(subject, &mut cases, quick, seed, only)?;
+    }
+    Ok(cases.results)
+}
+
+fn norm_cases<B: Backend>(subject: &B, cases: &mut Cases, quick: bool, seed: u64) -> Result<()> {
+    let cpu = CpuBackend::new();
+    let mut inputs = Inputs::for_case(seed, "rms_norm");
     let norm_shapes: &[(usize, usize)] = if quick { &[(3, 100), (4, 4096)] } else { &[(3, 100), (9, 4096), (2, 9000)] };
     for &(rows, cols) in norm_shapes {
         let (x, delta, gain) =
@@ -137,6 +183,12 @@ pub fn cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64) -> Re
             cases.push(kernel, format!("[{rows}, {cols}]"), worst_row_error(&got[i], &want[i], cols), OP_TOLERANCE);
         }
     }
+    Ok(())
+}
+
+fn offset_norm_cases<B: Backend>(subject: &B, cases: &mut Cases, seed: u64) -> Result<()> {
+    let cpu = CpuBackend::new();
+    let mut inputs = Inputs::for_case(seed, "rms_norm_offset");
     // Gemma's gains `1 + weight`, with weights around 0 as its checkpoints store them.
     let (rows, cols) = (5, 640);
     let (x, delta, gain) = (inputs.values(rows * cols, 2.0), inputs.values(rows * cols, 1.0), inputs.values(cols, 0.5));
@@ -145,6 +197,12 @@ pub fn cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64) -> Re
         let error = worst_row_error(&got[i], &want[i], cols);
         cases.push(kernel, format!("[{rows}, {cols}], gains 1 + w"), error, OP_TOLERANCE);
     }
+    Ok(())
+}
+
+fn head_norm_cases<B: Backend>(subject: &B, cases: &mut Cases, seed: u64) -> Result<()> {
+    let cpu = CpuBackend::new();
+    let mut inputs = Inputs::for_case(seed, "head_rms_norm");
     for (heads, kv_heads, head_dim) in [(4, 1, 256), (8, 2, 64), (3, 1, 80)] {
         let shape = HeadShape { heads, kv_heads, head_dim };
         let rows = 9;
@@ -155,7 +213,12 @@ pub fn cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64) -> Re
         let described = format!("{rows} rows, {heads} heads, {kv_heads} kv, d {head_dim}");
         cases.push("head_rms_norm", described, worst_row_error(&got, &want, shape.qkv_width()), OP_TOLERANCE);
     }
+    Ok(())
+}
 
+fn row_cases<B: Backend>(subject: &B, cases: &mut Cases, seed: u64) -> Result<()> {
+    let cpu = CpuBackend::new();
+    let mut inputs = Inputs::for_case(seed, "silu_mul");
     let (rows, cols) = (7, 2 * 300);
     let (x, offsets) = (inputs.values(rows * cols, 3.0), inputs.values(rows * cols, 1.0));
     let (want, got) = (row_ops(&cpu, &x, rows, cols, &offsets)?, row_ops(subject, &x, rows, cols, &offsets)?);
@@ -164,7 +227,12 @@ pub fn cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64) -> Re
     for (i, kernel) in ["silu_mul", "gelu_tanh_mul", "add_rows", "mean_rows"].into_iter().enumerate() {
         cases.push(kernel, format!("[{rows}, {cols}]"), worst_row_error(&got[i], &want[i], widths[i]), OP_TOLERANCE);
     }
+    Ok(())
+}
 
+fn embed_cases<B: Backend>(subject: &B, cases: &mut Cases, seed: u64) -> Result<()> {
+    let cpu = CpuBackend::new();
+    let mut inputs = Inputs::for_case(seed, "embed");
     let (vocab, dim) = (1000, 96);
     let table = inputs.values(vocab * dim, 1.0);
     let ids: Vec<u32> = (0..37u32).map(|i| (i * 271 + 13) % vocab as u32).collect();
@@ -175,7 +243,12 @@ pub fn cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64) -> Re
     let (want, got) = (embedded(&cpu, &table, vocab, &ids, scale)?, embedded(subject, &table, vocab, &ids, scale)?);
     let described = format!("{} ids of [{vocab}, {dim}], scale sqrt(640)", ids.len());
     cases.push("embed_scaled", described, worst_row_error(&got, &want, dim), OP_TOLERANCE);
+    Ok(())
+}
 
+fn cached_attention_cases<B: Backend>(subject: &B, cases: &mut Cases, quick: bool, seed: u64) -> Result<()> {
+    let cpu = CpuBackend::new();
+    let mut inputs = Inputs::for_case(seed, "attention_cached");
     let head_shapes: &[(usize, usize, usize)] = if quick {
         &[(8, 2, 64), (4, 1, 128)]
     } else {
@@ -206,7 +279,12 @@ pub fn cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64) -> Re
             OP_TOLERANCE,
         );
     }
+    Ok(())
+}
 
+fn window_attention_cases<B: Backend>(subject: &B, cases: &mut Cases, seed: u64) -> Result<()> {
+    let cpu = CpuBackend::new();
+    let mut inputs = Inputs::for_case(seed, "attention_window");
     // Sliding windows (Gemma 3): 40 keys at head size 256, so that a row past 296 leaves its first split of 256 keys
     // empty, and 5 keys, fewer than a sequence's prefix, so that decoding rows see only the prefix's tail; with a
     // query scale other than head_dim^-0.5.
@@ -233,7 +311,12 @@ pub fn cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64) -> Re
             OP_TOLERANCE,
         );
     }
+    Ok(())
+}
 
+fn sample_cases<B: Backend>(subject: &B, cases: &mut Cases, quick: bool, seed: u64, only: &Selection) -> Result<()> {
+    let cpu = CpuBackend::new();
+    let mut inputs = Inputs::for_case(seed, "sample");
     // Llama 3's vocabulary and Gemma 3's (a power of two).
     let vocabs: &[usize] = if quick { &[5000] } else { &[128_256, 262_144] };
     for &vocab in vocabs {
@@ -241,23 +324,13 @@ pub fn cases<B: Backend>(subject: &B, label: &str, quick: bool, seed: u64) -> Re
         let logits = inputs.values(rows * vocab, 8.0);
         let rngs: Vec<SequenceRng> = (0..rows as u64).map(|s| SequenceRng::new(seed, s)).collect();
         let steps: Vec<u64> = (0..rows as u64).map(|s| s * 3).collect();
-        for (name, params) in [
-            ("sample_greedy", SamplingParams::greedy()),
-            ("sample_top_k", SamplingParams { temperature: 0.7, top_k: 50, top_p: 1.0, greedy: false }),
-            ("sample_top_k_top_p", SamplingParams { temperature: 1.3, top_k: 200, top_p: 0.9, greedy: false }),
-            ("sample_full", SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, greedy: false }),
-            ("sample_top_p", SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.8, greedy: false }),
-            (
-                "sample_top_k_past_vocab",
-                SamplingParams { temperature: 0.9, top_k: 2 * vocab, top_p: 1.0, greedy: false },
-            ),
-        ] {
+        for (name, params) in sampling_cases(vocab).into_iter().filter(|(name, _)| only.wants(&[name])) {
             let want = cpu.sample(&cpu.upload(&logits, rows, vocab)?, &params, &rngs, &steps)?;
             let got = subject.sample(&subject.upload(&logits, rows, vocab)?, &params, &rngs, &steps)?;
             cases.push(name, format!("{rows} rows of {vocab}"), token_disagreement(&got, &want), 0.0);
         }
     }
-    Ok(cases.results)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -266,7 +339,7 @@ mod tests {
 
     #[test]
     fn the_reference_against_itself_is_exact() {
-        let results = cases(&CpuBackend::new(), "cpu", true, 3).unwrap();
+        let results = cases(&CpuBackend::new(), "cpu", true, 3, &Selection::all()).unwrap();
         assert!(results.len() >= 20);
         for r in &results {
             assert!(r.passed && r.error == 0.0, "{r:?}");

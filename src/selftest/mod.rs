@@ -20,8 +20,9 @@ pub mod subject;
 use crate::backend::cpu::CpuBackend;
 use crate::backend::cuda::backend::CudaBackend;
 use crate::backend::cuda::ops::Variant;
-use anyhow::Result;
+use anyhow::{Result, bail};
 use measure::Measure;
+use std::collections::BTreeSet;
 use subject::CudaKernels;
 
 /// One comparison.
@@ -59,6 +60,101 @@ impl Cases<'_> {
     }
 }
 
+/// Every case, in the order selftest runs them: the kernel cases (run for each variant), the LLM operations, CLIP,
+/// the two models, and the recorded decode step.
+pub const CASES: &[&str] = &[
+    "linear",
+    "layer_norm",
+    "l2_normalize",
+    "attention",
+    "embed_tokens",
+    "patch_embed",
+    "score",
+    "rms_norm",
+    "add_rms_norm",
+    "add_rms_norm_sum",
+    "rms_norm_offset",
+    "add_rms_norm_offset",
+    "head_rms_norm",
+    "silu_mul",
+    "gelu_tanh_mul",
+    "add_rows",
+    "mean_rows",
+    "embed",
+    "embed_scaled",
+    "rope",
+    "attention_cached_prefill",
+    "attention_cached_decode",
+    "attention_window_prefill",
+    "attention_window_decode",
+    "sample_greedy",
+    "sample_top_k",
+    "sample_top_k_top_p",
+    "sample_full",
+    "sample_top_p",
+    "sample_top_k_past_vocab",
+    "clip_images",
+    "clip_texts",
+    "clip_top1",
+    "llm_logits",
+    "llm_top1",
+    "llm_greedy_16",
+    "llm_steer_all",
+    "llm_steer_last",
+    "llm_steer_last_clean",
+    "gemma_logits",
+    "gemma_top1",
+    "gemma_greedy_16",
+    "gemma_steer_all",
+    "gemma_steer_last",
+    "gemma_steer_last_clean",
+    "decode_recorded_greedy",
+    "decode_recorded_sampled",
+    "decode_recorded_steered",
+];
+
+/// The cases a run computes: every case, or those `--only` names. Cases computed together (the three norms of one
+/// call, a model's logits and top-1) run when any of them is chosen; only the chosen ones are reported.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    names: Option<BTreeSet<&'static str>>,
+}
+
+impl Selection {
+    pub fn all() -> Self {
+        Selection { names: None }
+    }
+
+    /// The cases of a comma-separated list of names from [`CASES`]; an unknown or empty name is an error.
+    pub fn only(list: &str) -> Result<Self> {
+        let mut names = BTreeSet::new();
+        for name in list.split(',').map(str::trim) {
+            match CASES.iter().find(|&&case| case == name) {
+                Some(case) => names.insert(*case),
+                None if name.is_empty() => bail!("--only {list:?}: an empty case name (names are comma-separated)"),
+                None => bail!("--only: no selftest case is named {name:?}; the cases are: {}", CASES.join(", ")),
+            };
+        }
+        Ok(Selection { names: Some(names) })
+    }
+
+    /// Whether any of `cases` is chosen (so that the computation they share must run).
+    fn wants(&self, cases: &[&str]) -> bool {
+        self.names.as_ref().is_none_or(|names| cases.iter().any(|case| names.contains(case)))
+    }
+
+    /// The chosen cases of which `results` holds none (those that do not run on the device checked).
+    pub fn missing(&self, results: &[CaseResult]) -> Vec<&'static str> {
+        let chosen = self.names.iter().flatten();
+        chosen.filter(|&&case| !results.iter().any(|r| r.kernel == case)).copied().collect()
+    }
+
+    fn keep(&self, mut results: Vec<CaseResult>) -> Vec<CaseResult> {
+        results.retain(|r| self.wants(&[r.kernel]));
+        results
+    }
+}
+
 /// Inputs drawn from a counter-based generator, fresh for every case; values rounded to bf16 so that the
 /// reference sees exactly what the kernels read.
 struct Inputs {
@@ -66,6 +162,13 @@ struct Inputs {
 }
 
 impl Inputs {
+    /// The generator of the cases named `case`: its own stream for each, so that a case sees the same inputs
+    /// whichever other cases run.
+    fn for_case(seed: u64, case: &str) -> Self {
+        let state = case.bytes().fold(seed, |h, b| crate::sampling::mix64(h ^ u64::from(b)));
+        Inputs { state }
+    }
+
     fn values(&mut self, n: usize, scale: f32) -> Vec<f32> {
         (0..n)
             .map(|_| {
@@ -100,31 +203,31 @@ pub fn table(results: &[CaseResult]) -> String {
 
 /// `selftest --device cpu`: the harness against the reference itself: the kernel cases, the LLM operations, CLIP
 /// and the LLM.
-pub fn run_reference(quick: bool, seed: u64) -> Result<Vec<CaseResult>> {
+pub fn run_reference(quick: bool, seed: u64, only: &Selection) -> Result<Vec<CaseResult>> {
     let cpu = CpuBackend::new();
-    let mut results = kernels::cases(&cpu, quick, seed)?;
-    results.extend(llm_ops::cases(&cpu, "cpu", quick, seed)?);
-    results.extend(clip::cases(&cpu, "cpu", seed)?);
-    results.extend(llm::model_cases(&cpu, "cpu", quick, seed)?);
-    Ok(results)
+    let mut results = kernels::cases(&cpu, quick, seed, only)?;
+    results.extend(llm_ops::cases(&cpu, "cpu", quick, seed, only)?);
+    results.extend(clip::cases(&cpu, "cpu", seed, only)?);
+    results.extend(llm::model_cases(&cpu, "cpu", quick, seed, only)?);
+    Ok(only.keep(results))
 }
 
 /// The device half of `selftest`: both variants of every kernel (the LLM operations through the backend trait),
 /// then CLIP and the LLM on the backend against the reference.
-pub fn run_cuda(backend: &CudaBackend, quick: bool, seed: u64) -> Result<Vec<CaseResult>> {
+pub fn run_cuda(backend: &CudaBackend, quick: bool, seed: u64, only: &Selection) -> Result<Vec<CaseResult>> {
     let mut results = Vec::new();
     for variant in [Variant::Plain, Variant::Fast] {
-        results.extend(kernels::cases(&CudaKernels { gpu: &backend.gpu, variant }, quick, seed)?);
+        results.extend(kernels::cases(&CudaKernels { gpu: &backend.gpu, variant }, quick, seed, only)?);
         let view = backend.with_variant(variant);
-        results.extend(llm_ops::cases(&view, &format!("cuda {}", view.variant()), quick, seed)?);
+        results.extend(llm_ops::cases(&view, &format!("cuda {}", view.variant()), quick, seed, only)?);
     }
     let label = format!("cuda {}", backend.variant());
-    results.extend(clip::cases(backend, &label, seed)?);
-    results.extend(llm::model_cases(&backend.with_variant(backend.variant).with_graphs(false), &label, quick, seed)?);
-    let recorded = backend.with_variant(backend.variant).with_graphs(true);
+    results.extend(clip::cases(backend, &label, seed, only)?);
     let eager = backend.with_variant(backend.variant).with_graphs(false);
-    results.extend(llm::recording_cases(&recorded, &eager, &label, quick, seed)?);
-    Ok(results)
+    results.extend(llm::model_cases(&eager, &label, quick, seed, only)?);
+    let recorded = backend.with_variant(backend.variant).with_graphs(true);
+    results.extend(llm::recording_cases(&recorded, &eager, &label, quick, seed, only)?);
+    Ok(only.keep(results))
 }
 
 #[cfg(test)]
@@ -143,6 +246,44 @@ mod tests {
         assert!(pushed(Ok(0.02), 0.02).passed);
         assert!(!pushed(Ok(0.03), 0.02).passed);
         assert!(!pushed(Ok(f64::INFINITY), 0.02).passed);
+    }
+
+    #[test]
+    fn the_case_list_is_every_case_the_reference_harness_runs() {
+        let results = run_reference(true, 5, &Selection::all()).unwrap();
+        let ran: Vec<&str> = results.iter().map(|r| r.kernel).collect();
+        let mut listed: Vec<&str> = CASES.iter().copied().filter(|c| !c.starts_with("decode_recorded")).collect();
+        let mut first_runs: Vec<&str> = Vec::new();
+        for case in ran {
+            if !first_runs.contains(&case) {
+                first_runs.push(case);
+            }
+        }
+        assert_eq!(first_runs, listed, "CASES must list the cases in the order they first run");
+        listed.sort();
+        listed.dedup();
+        assert_eq!(listed.len(), CASES.len() - 3);
+    }
+
+    #[test]
+    fn only_computes_and_reports_the_named_cases() {
+        let only = Selection::only("l2_normalize, sample_top_p,clip_top1").unwrap();
+        let results = run_reference(true, 5, &only).unwrap();
+        let ran: BTreeSet<&str> = results.iter().map(|r| r.kernel).collect();
+        assert_eq!(ran, BTreeSet::from(["l2_normalize", "sample_top_p", "clip_top1"]));
+        assert!(results.iter().all(|r| r.passed && r.error == 0.0), "{results:?}");
+        assert!(only.missing(&results).is_empty());
+        let recorded = Selection::only("linear,decode_recorded_greedy").unwrap();
+        let results = run_reference(true, 5, &recorded).unwrap();
+        assert_eq!(recorded.missing(&results), ["decode_recorded_greedy"]);
+    }
+
+    #[test]
+    fn only_refuses_unknown_and_empty_names() {
+        let unknown = Selection::only("linear,lineer").unwrap_err().to_string();
+        assert!(unknown.contains("no selftest case is named \"lineer\"") && unknown.contains("rms_norm"), "{unknown}");
+        let empty = Selection::only("linear,").unwrap_err().to_string();
+        assert!(empty.contains("an empty case name"), "{empty}");
     }
 
     #[test]
