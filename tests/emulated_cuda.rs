@@ -178,35 +178,41 @@ fn score_gives_the_cpu_accuracies() {
     let model = fixtures().join("clip-tiny-quickgelu");
     let dataset = fixtures().join("scoring").join("dataset");
     let templates = fixtures().join("scoring").join("templates.txt");
-    let args = [
-        "score",
-        "--clip",
-        model.to_str().unwrap(),
-        "--dataset",
-        dataset.to_str().unwrap(),
-        "--templates",
-        templates.to_str().unwrap(),
-        "--ensemble",
-        "--format",
-        "json",
+    let descriptions = fixtures().join("scoring").join("descriptions.json");
+    let common = ["score", "--clip", model.to_str().unwrap(), "--dataset", dataset.to_str().unwrap()];
+    let (templates, descriptions) = (templates.to_str().unwrap(), descriptions.to_str().unwrap());
+    // A templates file and its ensemble; a published set with class descriptions (CuPL's aggregation); DCLIP's
+    // aggregation with WaffleCLIP's runs.
+    let texts: [&[&str]; 3] = [
+        &["--templates", templates, "--ensemble"],
+        &["--template-set", "imagenet-7", "--descriptions", descriptions],
+        &["--descriptions", descriptions, "--aggregate", "score", "--waffle", "2", "--waffle-runs", "2"],
     ];
-    let want = json(&glov(&args, None, cache.path()));
-    let got = json(&glov(&args, Some(&dir), cache.path()));
     // Top-1 and per-class accuracies must be the CPU's; top-5 may differ by one image at a near tie of the fifth
     // and sixth classes, which bf16 features can order the other way.
     let images = 12.0;
     let rows = |v: &Value| -> Vec<Value> {
         let mut rows = v["templates"].as_array().unwrap().clone();
-        rows.push(v["ensemble"].clone());
+        rows.extend([v["ensemble"].clone(), v["descriptions"]["accuracy"].clone()]);
+        rows.extend(v["waffle"]["runs"].as_array().cloned().unwrap_or_default());
+        rows.retain(|r| !r.is_null());
         rows
     };
-    for (g, w) in rows(&got).iter().zip(rows(&want)) {
-        assert_eq!(
-            (&g["template"], &g["top1"], &g["mean_per_class"]),
-            (&w["template"], &w["top1"], &w["mean_per_class"])
-        );
-        let top5 = (g["top5"].as_f64().unwrap() - w["top5"].as_f64().unwrap()).abs();
-        assert!(top5 <= 100.0 / images + 1e-9, "top-5 of {} differs by {top5} points", w["template"]);
+    for text in texts {
+        let args: Vec<&str> = common.iter().chain(text).chain(&["--format", "json"]).copied().collect();
+        let want = json(&glov(&args, None, cache.path()));
+        let got = json(&glov(&args, Some(&dir), cache.path()));
+        let (got, want) = (rows(&got), rows(&want));
+        assert!(want.len() >= 2 && got.len() == want.len(), "{text:?}: {got:?} against {want:?}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(
+                (&g["template"], &g["top1"], &g["mean_per_class"]),
+                (&w["template"], &w["top1"], &w["mean_per_class"]),
+                "{text:?}"
+            );
+            let top5 = (g["top5"].as_f64().unwrap() - w["top5"].as_f64().unwrap()).abs();
+            assert!(top5 <= 100.0 / images + 1e-9, "{text:?}: top-5 of {} differs by {top5} points", w["template"]);
+        }
     }
 }
 

@@ -1,16 +1,19 @@
-//! `glov-cuda score`: accuracies of the templates in a file on a dataset split.
+//! `glov-cuda score`: accuracies on a dataset split of the templates in a file, of a published template set and
+//! its ensemble, or of class descriptions.
 
-use super::output::{Format, ScoreReport, TemplateRow};
+use super::output::{DescriptionsScore, Format, ScoreReport, TemplateRow, TemplateSetName, WaffleScore};
 use crate::backend::Backend;
 use crate::dataset::{self, Split};
 use crate::models::clip::ClipModel;
-use crate::scoring::{EncodeOptions, Scorer, default_cache_dir, encode_images, read_templates};
-use anyhow::{Result, bail};
+use crate::scoring::descriptions::{Aggregate, Descriptions};
+use crate::scoring::{EncodeOptions, Scorer, default_cache_dir, encode_images, read_templates, template_sets, waffle};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("texts").required(true).multiple(true).args(["templates", "template_set", "descriptions", "waffle"])))]
 pub struct ScoreArgs {
     /// CLIP model directory or org/name in the HF cache.
     #[arg(long, value_name = "MODEL")]
@@ -32,10 +35,31 @@ pub struct ScoreArgs {
     seed: u64,
     /// Templates file: one per line, each with one class slot, `{}` or `<category>`.
     #[arg(long, value_name = "FILE")]
-    templates: PathBuf,
+    templates: Option<PathBuf>,
+    /// A published template set, scored template by template and as an ensemble: `imagenet-80` (OpenAI's 80
+    /// ImageNet templates), `imagenet-7` (their forward selection), or CLIP's list for a dataset, by its name
+    /// (`oxford_pets`, `Flowers102`, `dtd`, ...; an unknown name lists them all).
+    #[arg(long, value_name = "NAME", conflicts_with = "templates")]
+    template_set: Option<String>,
     /// Also score the ensemble of all templates (class features averaged over templates).
     #[arg(long)]
     ensemble: bool,
+    /// Class descriptions: a JSON object of class names to lists of sentences (CuPL's published format, and what
+    /// `describe` writes); every class of the dataset must have one sentence or more.
+    #[arg(long, value_name = "FILE")]
+    descriptions: Option<PathBuf>,
+    /// How descriptions score a class: `embedding` (CuPL: the cosine with the normalised mean of the sentences'
+    /// normalised embeddings) or `score` (DCLIP: the mean of the sentences' cosines).
+    #[arg(long, value_enum, default_value_t = Aggregate::Embedding, requires = "descriptions")]
+    aggregate: Aggregate,
+    /// WaffleCLIP: describe every class by the same N pairs of random-word and random-character descriptors
+    /// ("A photo of a {class}, which is/has ..."), scored as DCLIP scores descriptions (15 as published).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    waffle: Option<u32>,
+    /// WaffleCLIP runs, drawn from seeds 0, 1, ...: the mean and the spread (population standard deviation) of
+    /// their accuracies (7 as published).
+    #[arg(long, value_name = "R", default_value_t = 7, requires = "waffle", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    waffle_runs: u32,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
@@ -58,7 +82,13 @@ pub struct ScoreArgs {
 }
 
 pub fn run<B: Backend>(backend: &B, args: ScoreArgs) -> Result<()> {
-    let templates = read_templates(&args.templates)?;
+    let set = args.template_set.as_deref().map(template_sets::find).transpose()?;
+    let templates = match (&args.templates, set) {
+        (Some(path), _) => read_templates(path)?,
+        (None, Some(set)) => set.templates(),
+        (None, None) => Vec::new(),
+    };
+    let descriptions = args.descriptions.as_deref().map(Descriptions::read).transpose()?;
     let mut data = dataset::open(&args.dataset, args.split_file.as_deref(), args.split)?;
     if let Some(k) = args.shots.filter(|&k| k > 0) {
         data = data.k_shot(k, args.seed);
@@ -66,6 +96,14 @@ pub fn run<B: Backend>(backend: &B, args: ScoreArgs) -> Result<()> {
     if data.samples.is_empty() {
         bail!("the {} split of {} has no images", args.split, args.dataset.display());
     }
+    // Checked before any model is loaded or image encoded.
+    let sentences = match (&descriptions, &args.descriptions) {
+        (Some(d), Some(path)) => Some(
+            d.for_classes(&data.classnames)
+                .with_context(|| format!("descriptions file {} on {}", path.display(), args.dataset.display()))?,
+        ),
+        _ => None,
+    };
     let model = ClipModel::open(backend, &args.clip)?;
     let paths: Vec<PathBuf> = data.samples.iter().map(|s| s.path.clone()).collect();
     let options = EncodeOptions {
@@ -85,7 +123,22 @@ pub fn run<B: Backend>(backend: &B, args: ScoreArgs) -> Result<()> {
         args.text_batch.get(),
     )?;
     let accuracies = scorer.score_templates(&templates)?;
-    let ensemble = if args.ensemble { Some(scorer.score_ensemble(&templates)?) } else { None };
+    let ensemble = if (args.ensemble || set.is_some()) && !templates.is_empty() {
+        Some(scorer.score_ensemble(&templates)?)
+    } else {
+        None
+    };
+    let descriptions = match (&sentences, &args.descriptions) {
+        (Some(sentences), Some(file)) => Some(DescriptionsScore {
+            file: file.display().to_string(),
+            aggregate: args.aggregate,
+            sentences: sentences.iter().map(Vec::len).sum(),
+            accuracy: scorer.score_descriptions(sentences, args.aggregate)?,
+        }),
+        _ => None,
+    };
+    let waffle =
+        args.waffle.map(|pairs| score_waffle(&scorer, &data.classnames, pairs, args.waffle_runs)).transpose()?;
     let report = ScoreReport {
         model: model.checkpoint.dir.display().to_string(),
         dataset: args.dataset.display().to_string(),
@@ -93,13 +146,33 @@ pub fn run<B: Backend>(backend: &B, args: ScoreArgs) -> Result<()> {
         images: scorer.num_images(),
         skipped_images: features.skipped.len(),
         classes: data.classnames.len(),
+        template_set: set.map(|s| TemplateSetName { name: s.name.to_string(), source: s.source.to_string() }),
         templates: templates
             .into_iter()
             .zip(accuracies)
             .map(|(template, accuracy)| TemplateRow { template, accuracy })
             .collect(),
         ensemble,
+        descriptions,
+        waffle,
     };
     print!("{}", report.render(args.format)?);
     Ok(())
+}
+
+/// WaffleCLIP's runs: each run's descriptors drawn from its seed (0, 1, ...), its accuracy, then their mean and
+/// population standard deviation, as published.
+fn score_waffle<B: Backend>(scorer: &Scorer<B>, classnames: &[String], pairs: u32, runs: u32) -> Result<WaffleScore> {
+    let shape = waffle::Shape::of(classnames);
+    let mut per_run = Vec::new();
+    let mut first_descriptors = Vec::new();
+    for run in 0..u64::from(runs) {
+        let descriptors = waffle::descriptors(shape, pairs as usize, run);
+        let sentences = waffle::sentences(classnames, &descriptors);
+        per_run.push(scorer.score_descriptions(&sentences, Aggregate::Score)?);
+        if run == 0 {
+            first_descriptors = descriptors;
+        }
+    }
+    Ok(WaffleScore::new(pairs as usize, first_descriptors, per_run))
 }

@@ -4,6 +4,7 @@
 
 use crate::backend::{Backend, TemplateCounts};
 use crate::models::clip::Clip;
+use crate::scoring::descriptions::Aggregate;
 use crate::scoring::templates::fill;
 use crate::tokenizer::ClipTokenizer;
 use anyhow::{Result, ensure};
@@ -127,6 +128,34 @@ impl<'a, B: Backend> Scorer<'a, B> {
         let features = self.encode_texts(&self.class_texts(templates))?;
         let ensemble = self.backend.average_templates(&features, templates.len(), classes)?;
         let counts = self.backend.score(&self.images, &ensemble, &self.labels, 1, classes)?;
+        Ok(self.accuracy(&counts[0]))
+    }
+
+    /// The accuracy of class descriptions: `sentences[c]` describe class `c` (none empty). Both aggregations take
+    /// the mean of each class's normalised sentence features: normalised again it is CuPL's class embedding; as it
+    /// is, its cosine-free dot product with an image is the mean of the sentences' cosines, DCLIP's score.
+    pub fn score_descriptions(&self, sentences: &[Vec<String>], aggregate: Aggregate) -> Result<Accuracy> {
+        let total: usize = sentences.iter().map(Vec::len).sum();
+        let _span = tracing::info_span!("score_descriptions", sentences = total, %aggregate).entered();
+        let classes = self.classnames.len();
+        ensure!(sentences.len() == classes, "descriptions for {} classes, the dataset has {classes}", sentences.len());
+        ensure!(sentences.iter().all(|s| !s.is_empty()), "a class has no description");
+        let texts: Vec<String> = sentences.iter().flatten().cloned().collect();
+        let features = self.encode_texts(&texts)?;
+        let segments: Vec<(usize, usize)> = sentences
+            .iter()
+            .scan(0, |start, s| {
+                let segment = (*start, s.len());
+                *start += s.len();
+                Some(segment)
+            })
+            .collect();
+        let means = self.backend.mean_rows(&features, &segments)?;
+        let class_features = match aggregate {
+            Aggregate::Embedding => self.backend.l2_normalize(&means)?,
+            Aggregate::Score => means,
+        };
+        let counts = self.backend.score(&self.images, &class_features, &self.labels, 1, classes)?;
         Ok(self.accuracy(&counts[0]))
     }
 }
