@@ -611,3 +611,35 @@ fn the_meta_prompt_prints_and_its_variables_are_checked() {
     assert_refused(&out, &["foo", file_str], "a meta-prompt with {{ foo }}");
     assert!(!run.exists(), "a refused start created {}", run.display());
 }
+
+#[test]
+fn llm_opt_runs_with_its_meta_prompt_and_without_guidance() {
+    let sandbox = Sandbox::new();
+    let out = sandbox.run(&["optimize", "--print-meta-prompt", "llm-opt"]);
+    assert_success(&out, "--print-meta-prompt llm-opt");
+    assert!(text(&out.stdout).contains("Here is the list of bad templates:"), "{}", text(&out.stdout));
+
+    let run = sandbox.path("llm-opt");
+    // The example config asks for three alphas: LLM-OPT has no guidance.
+    let out = sandbox.optimize(&run, &["--method", "llm-opt"]);
+    assert_refused(&out, &["llm-opt has no guidance"], "llm-opt with alphas 1, 0.5, 0");
+    assert!(!run.exists(), "a refused start created {}", run.display());
+
+    let out = sandbox.optimize_ok(&run, &["--method", "llm-opt", "--alphas", "0", "--steps", "2"]);
+    assert!(text(&out.stdout).starts_with("LLM-OPT on tiny shapes after 2 steps"), "{}", text(&out.stdout));
+    let config = json(&run.join("config.json"));
+    assert_eq!(config["settings"]["method"], "llm-opt");
+    assert_eq!(config["settings"]["top-bottom"], 3);
+    assert!(config["meta_prompt"].as_str().unwrap().contains("Hi ChatGPT, I have two lists of templates"));
+    let steps = jsonl(&run.join("steps.jsonl"));
+    assert!(!steps.is_empty() && steps.iter().all(|s| as_alpha(&s["alpha"]) == 0.0), "{steps:?}");
+
+    // A GLOV run beside it lands in another block of the report, its column named after its method.
+    let glov = sandbox.path("glov");
+    sandbox.optimize_ok(&glov, &["--steps", "2"]);
+    let out = sandbox.run(&["report", sandbox.dir.path().to_str().unwrap()]);
+    assert_success(&out, "report");
+    let report = text(&out.stdout);
+    assert!(report.contains("method=llm-opt") && report.contains("method=glov"), "{report}");
+    assert!(report.lines().any(|l| l.starts_with("dataset") && l.contains("LLM-OPT")), "{report}");
+}

@@ -4,7 +4,8 @@ use crate::backend::Backend;
 use crate::dataset::{self, Dataset, Split};
 use crate::generation::sampling::SamplingParams;
 use crate::glov::engine::{ClipJudge, LlmProposer};
-use crate::glov::meta_prompt::{self, MetaPrompt};
+use crate::glov::meta_prompt::MetaPrompt;
+use crate::glov::method::Method;
 use crate::glov::optimizer::{LoopConfig, Optimizer, Outcome};
 use crate::glov::run_dir::RunDir;
 use crate::glov::settings::{self, ConfigFile, Overrides, Settings};
@@ -44,9 +45,10 @@ pub struct OptimizeArgs {
     /// Continue the run in --out from its last completed step.
     #[arg(long)]
     resume: bool,
-    /// Print the built-in meta-prompt template (a starting point for --meta-prompt) and exit.
-    #[arg(long, exclusive = true)]
-    print_meta_prompt: bool,
+    /// Print a method's built-in meta-prompt template (a starting point for --meta-prompt) and exit [default:
+    /// glov].
+    #[arg(long, exclusive = true, value_name = "METHOD", num_args = 0..=1, default_missing_value = "glov")]
+    print_meta_prompt: Option<Method>,
 }
 
 /// What fixes a run's results, as `config.json` records it.
@@ -179,8 +181,8 @@ pub fn read_config(args: OptimizeArgs) -> Result<(OptimizeArgs, ConfigFile)> {
 }
 
 pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, file: ConfigFile, quiet: bool) -> Result<()> {
-    if args.print_meta_prompt {
-        print!("{}", meta_prompt::DEFAULT);
+    if let Some(method) = args.print_meta_prompt {
+        print!("{}", method.default_meta_prompt());
         return Ok(());
     }
     let out = args.out.clone().or(file.out);
@@ -211,7 +213,7 @@ pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, file: ConfigFile, quiet:
     let (dataset_name, description) = datasets::resolve(&settings.dataset_name, settings.description.as_deref())?;
     let meta = match &settings.meta_prompt {
         Some(path) => MetaPrompt::from_file(path)?,
-        None => MetaPrompt::parse(meta_prompt::DEFAULT)?,
+        None => MetaPrompt::parse(settings.method.default_meta_prompt())?,
     };
 
     let started = Instant::now();
@@ -318,7 +320,7 @@ pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, file: ConfigFile, quiet:
 
     let results = report::results(&mut optimizer, &mut judge)?;
     write_results(&optimizer, &results)?;
-    print!("{}", report::summary_table(&results));
+    print!("{}", report::summary_table(&results, settings.method));
     println!("run directory: {}", optimizer.run_dir().path().display());
     Ok(())
 }

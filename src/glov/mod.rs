@@ -6,6 +6,7 @@ pub mod datasets;
 pub mod engine;
 pub mod history;
 pub mod meta_prompt;
+pub mod method;
 pub mod optimizer;
 pub mod plot;
 pub mod report;

@@ -3,6 +3,7 @@
 
 use super::optimizer::{EvalSplit, Judge, Optimizer};
 use super::plot::{LineStyle, Series, accuracy_png};
+use crate::glov::method::Method;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
@@ -147,9 +148,10 @@ pub fn best_templates(r: &Results) -> String {
 }
 
 /// The summary printed at the end of a run.
-pub fn summary_table(r: &Results) -> String {
+/// The table printed at the end of a run of `method`.
+pub fn summary_table(r: &Results, method: Method) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "GLOV on {} after {} steps (accuracies: top-1 %)", r.dataset, r.steps);
+    let _ = writeln!(out, "{} on {} after {} steps (accuracies: top-1 %)", method.label(), r.dataset, r.steps);
     let _ =
         writeln!(out, "{:>8}  {:>8}  {:>6}  {:>6}  {:>6}  best template", "alpha", "scored", "train", "val", "test");
     let b = &r.baseline;
@@ -177,7 +179,7 @@ pub fn summary_table(r: &Results) -> String {
         "chosen alpha (*): {}; test accuracy {:.2} (baseline {:.2})",
         r.chosen_alpha, r.test_accuracy, b.test_accuracy
     );
-    if let Some(without) = r.test_accuracy_without_guidance {
+    if let Some(without) = r.test_accuracy_without_guidance.filter(|_| method == Method::Glov) {
         let _ = writeln!(out, "without guidance (alpha 0): test accuracy {without:.2}");
     }
     let _ = writeln!(out, "final ensemble:");

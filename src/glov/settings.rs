@@ -9,6 +9,7 @@
 
 use crate::backend::runtime_options::{self, RuntimeOptions};
 use crate::generation::steering::SteerCache;
+use crate::glov::method::Method;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,11 @@ pub struct Overrides {
     #[arg(long, value_name = "MODEL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clip: Option<String>,
+    /// The optimiser: glov, or llm-opt (LLM-OPT's meta-prompt of good and bad templates, no guidance; its defaults:
+    /// alphas 0, top-bottom 3) [default: glov].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<Method>,
     /// The dataset: class folders with train/val/test subfolders, or the image root of --split-file.
     #[arg(long, value_name = "DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -129,6 +135,9 @@ pub struct Overrides {
 #[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Settings {
+    /// Runs started before there was a choice are GLOV's.
+    #[serde(default)]
+    pub method: Method,
     pub llm: String,
     pub clip: String,
     pub dataset: PathBuf,
@@ -189,7 +198,7 @@ pub fn parse_finite(text: &str) -> std::result::Result<f32, String> {
 
 fn defaults() -> Map<String, Value> {
     let Value::Object(map) = serde_json::json!({
-        "split-file": null, "description": null, "steps": 100, "samples": 10, "shots": 1, "seed": 1,
+        "method": "glov", "split-file": null, "description": null, "steps": 100, "samples": 10, "shots": 1, "seed": 1,
         "alphas": [1.0, 0.75, 0.5, 0.25, 0.0], "layer": null, "top-bottom": 5, "max-new-tokens": 50,
         "temperature": 1.0, "top-k": 50, "top-p": 0.9, "steer-cache": "steered", "meta-prompt": null,
         "baseline": "a photo of a {}.", "ensemble-size": 3, "image-batch": 64, "text-batch": 1024,
@@ -352,6 +361,7 @@ impl Overrides {
     pub fn resolve(self) -> Result<Settings> {
         require(&self.missing())?;
         let mut map = defaults();
+        map.extend(self.method.unwrap_or_default().defaults().into_iter().map(|(key, value)| (key.to_string(), value)));
         map.extend(self.to_map()?);
         let mut settings: Settings = serde_json::from_value(Value::Object(map)).context("resolving the settings")?;
         settings.baseline = crate::scoring::templates::normalize(&settings.baseline).context("baseline")?;
@@ -408,6 +418,7 @@ impl Settings {
         if self.alphas.is_empty() {
             bail!("alphas: give at least one guidance strength");
         }
+        self.method.check(&self.alphas)?;
         for (i, a) in self.alphas.iter().enumerate() {
             if !a.is_finite() || *a < 0.0 {
                 bail!("alphas: {a} is not a finite, non-negative strength");
@@ -473,6 +484,18 @@ mod tests {
         assert!(err.starts_with("baseline: ") && err.contains("no class slot"), "{err}");
         let s = Overrides { baseline: Some("art of a <category>".into()), ..required() }.resolve().unwrap();
         assert_eq!(s.baseline, "art of a {}");
+    }
+
+    #[test]
+    fn llm_opt_has_its_own_defaults_and_no_guidance() {
+        let s = Overrides { method: Some(Method::LlmOpt), ..required() }.resolve().unwrap();
+        assert_eq!((s.method, s.alphas.as_slice(), s.top_bottom), (Method::LlmOpt, &[0.0][..], 3));
+        let s = Overrides { method: Some(Method::LlmOpt), top_bottom: Some(5), ..required() }.resolve().unwrap();
+        assert_eq!(s.top_bottom, 5);
+        let guided = Overrides { method: Some(Method::LlmOpt), alphas: Some(vec![1.0, 0.0]), ..required() };
+        assert!(format!("{:#}", guided.resolve().unwrap_err()).contains("llm-opt has no guidance"));
+        let s = required().resolve().unwrap();
+        assert_eq!((s.method, s.alphas.len(), s.top_bottom), (Method::Glov, 5, 5));
     }
 
     #[test]

@@ -115,6 +115,17 @@ impl Block {
         }
     }
 
+    /// The optimiser of the block's runs, as tables name it: "GLOV", or "LLM-OPT" (runs of either method never share
+    /// a block: the method is one of the settings that tell blocks apart).
+    pub fn method_label(&self) -> &'static str {
+        let distinct = self.distinct.iter().find(|(k, _)| k == "method").map(|(_, v)| v.as_str());
+        let shared = self.settings.get("method").and_then(Value::as_str);
+        match distinct.or(shared) {
+            Some("llm-opt") => "LLM-OPT",
+            _ => "GLOV",
+        }
+    }
+
     /// How the block is named in a report: the CLIP model's last path component, then the distinct settings.
     pub fn title(&self) -> String {
         let short = self.clip.trim_end_matches('/').rsplit('/').next().unwrap_or(&self.clip);
