@@ -2,7 +2,7 @@
 //!
 //! Layers, bottom to top: `checkpoint` (HF model directories), `backend` (coarse tensor operations with a CPU
 //! reference and a CUDA implementation), `models` (CLIP and Llama-family LLMs), the engine services (`tokenizer`,
-//! `chat`, `preprocess`, `dataset`, `scoring`, `generation`), the parity harness of the kernels and models
+//! `chat`, `preprocess`, `dataset`, `scoring`, `generation`, `describe`), the parity harness of the kernels and models
 //! (`selftest`), `glov`, the scale-out above single runs (`sweep`, `report`) and the `cli`.
 
 pub mod atomic_file;
@@ -11,6 +11,7 @@ pub mod chat;
 pub mod checkpoint;
 pub mod cli;
 pub mod dataset;
+pub mod describe;
 pub mod generation;
 pub mod glov;
 pub mod models;

@@ -435,3 +435,50 @@ fn the_quick_start_search_runs_on_the_emulated_gpu() {
         assert!((g - w).abs() <= one_image + 1e-9, "baseline {key}: {g} on the emulated GPU, {w} on the CPU");
     }
 }
+
+#[test]
+#[cfg_attr(
+    not(glov_kernels),
+    ignore = "needs the CUDA kernels: `bash scripts/setup-cuda.sh`, then `cargo test --release --locked`"
+)]
+fn describe_writes_the_same_classes_as_on_the_cpu() {
+    let Some(dir) = driver_dir() else { return };
+    let cache = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (llm, dataset) = (root.join("examples/tiny-llm"), root.join("examples/tiny-dataset"));
+    for style in ["cupl", "dclip"] {
+        let files: Vec<Value> = [None, Some(dir.as_path())]
+            .iter()
+            .map(|emulated| {
+                let out = cache.path().join(format!("{style}-{}.json", emulated.is_some()));
+                let args = [
+                    "describe",
+                    "--llm",
+                    llm.to_str().unwrap(),
+                    "--dataset",
+                    dataset.to_str().unwrap(),
+                    "--style",
+                    style,
+                    "--samples",
+                    "2",
+                    "--max-new-tokens",
+                    "12",
+                    "--out",
+                    out.to_str().unwrap(),
+                ];
+                glov(&args, *emulated, cache.path());
+                serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
+            })
+            .collect();
+        // Sampled text may part where bf16 logits order a near tie the other way: the classes and the shape of
+        // the sentences must agree.
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&files[1]), keys(&files[0]), "{style}");
+        for sentences in files[1].as_object().unwrap().values() {
+            for s in sentences.as_array().unwrap() {
+                let s = s.as_str().unwrap();
+                assert!(s.ends_with('.') && (style == "cupl" || s.starts_with("A photo of a ")), "{style}: {s:?}");
+            }
+        }
+    }
+}

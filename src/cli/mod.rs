@@ -3,6 +3,7 @@
 mod bench;
 mod bench_glov;
 mod bench_llm;
+mod describe;
 mod generate;
 mod inspect;
 mod inspect_gguf;
@@ -68,6 +69,8 @@ enum Command {
     Optimize(Box<optimize::OptimizeArgs>),
     /// Zero-shot accuracy of each template in a file (and of their ensemble) on a dataset split.
     Score(score::ScoreArgs),
+    /// Class descriptions written by an LLM in CuPL's or DCLIP's way, for `score --descriptions`.
+    Describe(describe::DescribeArgs),
     /// Sample continuations of a prompt with an LLM, optionally steered by a vector in its residual stream.
     Generate(generate::GenerateArgs),
     /// Save alpha * (H(positive) - H(negative)): mean block-L outputs of two texts, a steering vector.
@@ -146,6 +149,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Probe(command) => on_device!(runtime, |b| probe::run(b, command)),
         Command::Bench(command) => on_device!(runtime, |b| bench::run(b, command)),
         Command::Generate(args) => on_device!(runtime, |b| generate::run(b, args)),
+        Command::Describe(args) => on_device!(runtime, |b| describe::run(b, args)),
         Command::SteerVector(args) => on_device!(runtime, |b| steer_vector::run(b, args)),
         Command::Selftest(args) => {
             start(runtime, Device::Cuda(0))?;

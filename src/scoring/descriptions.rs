@@ -98,9 +98,36 @@ impl Descriptions {
     }
 }
 
+/// DCLIP's clause before a descriptor, by the descriptor's first letters, as published (case-sensitive prefixes,
+/// not words: "antennae" is "which is").
+pub fn descriptor_clause(descriptor: &str) -> String {
+    if descriptor.starts_with('a') || descriptor.starts_with("used") {
+        format!("which is {descriptor}")
+    } else if ["has", "often", "typically", "may", "can"].iter().any(|p| descriptor.starts_with(p)) {
+        format!("which {descriptor}")
+    } else {
+        format!("which has {descriptor}")
+    }
+}
+
+/// A descriptor's sentence as DCLIP's descriptors are scored in WaffleCLIP's code: "A photo of a {class}, which
+/// is/has {descriptor}." (`_` in the class name as a space).
+pub fn sentence(class: &str, descriptor: &str) -> String {
+    format!("A photo of a {}, {}.", class.replace('_', " "), descriptor_clause(descriptor))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sentences_follow_dclips_clause_rule() {
+        assert_eq!(descriptor_clause("antennae"), "which is antennae");
+        assert_eq!(descriptor_clause("used for rowing"), "which is used for rowing");
+        assert_eq!(descriptor_clause("often red"), "which often red");
+        assert_eq!(descriptor_clause("A large tail"), "which has A large tail");
+        assert_eq!(sentence("sail_boat", "a mast"), "A photo of a sail boat, which is a mast.");
+    }
 
     fn descriptions(json: &str) -> Descriptions {
         serde_json::from_str(json).unwrap()

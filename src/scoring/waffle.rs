@@ -9,6 +9,7 @@
 //! with our own generator, so the random words are not the published runs' words.
 
 use crate::sampling::mix64;
+use crate::scoring::descriptions::sentence;
 
 /// The published random-word list, sorted, as a JSON array.
 const WORDS: &str = include_str!("../../data/waffle/words.json");
@@ -64,18 +65,6 @@ impl Draws {
     }
 }
 
-/// DCLIP's clause before a descriptor, by the descriptor's first letters, as published (case-sensitive prefixes,
-/// not words: "antennae" is "which is").
-pub fn descriptor_clause(descriptor: &str) -> String {
-    if descriptor.starts_with('a') || descriptor.starts_with("used") {
-        format!("which is {descriptor}")
-    } else if ["has", "often", "typically", "may", "can"].iter().any(|p| descriptor.starts_with(p)) {
-        format!("which {descriptor}")
-    } else {
-        format!("which has {descriptor}")
-    }
-}
-
 /// The `2 pairs` descriptors of one run: a word descriptor, then a character descriptor, `pairs` times.
 pub fn descriptors(shape: Shape, pairs: usize, run: u64) -> Vec<String> {
     let words: Vec<String> = serde_json::from_str(WORDS).expect("the shipped word list is a JSON array of strings");
@@ -97,13 +86,7 @@ pub fn descriptors(shape: Shape, pairs: usize, run: u64) -> Vec<String> {
 
 /// Every class's sentences for the descriptors, the same descriptors for all.
 pub fn sentences(classnames: &[String], descriptors: &[String]) -> Vec<Vec<String>> {
-    classnames
-        .iter()
-        .map(|class| {
-            let class = class.replace('_', " ");
-            descriptors.iter().map(|d| format!("A photo of a {class}, {}.", descriptor_clause(d))).collect()
-        })
-        .collect()
+    classnames.iter().map(|class| descriptors.iter().map(|d| sentence(class, d)).collect()).collect()
 }
 
 #[cfg(test)]
@@ -150,11 +133,7 @@ mod tests {
     }
 
     #[test]
-    fn sentences_use_dclips_clause_rule() {
-        assert_eq!(descriptor_clause("antennae"), "which is antennae");
-        assert_eq!(descriptor_clause("used for rowing"), "which is used for rowing");
-        assert_eq!(descriptor_clause("often red"), "which often red");
-        assert_eq!(descriptor_clause("A large tail"), "which has A large tail");
+    fn every_class_gets_the_same_descriptors() {
         let s = sentences(&names(&["sail_boat", "cat"]), &names(&["a mast", "xQ3, (ab"]));
         assert_eq!(s[0], ["A photo of a sail boat, which is a mast.", "A photo of a sail boat, which has xQ3, (ab."]);
         assert_eq!(s[1][0], "A photo of a cat, which is a mast.");
