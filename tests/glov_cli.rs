@@ -634,12 +634,29 @@ fn llm_opt_runs_with_its_meta_prompt_and_without_guidance() {
     let steps = jsonl(&run.join("steps.jsonl"));
     assert!(!steps.is_empty() && steps.iter().all(|s| as_alpha(&s["alpha"]) == 0.0), "{steps:?}");
 
-    // A GLOV run beside it lands in another block of the report, its column named after its method.
-    let glov = sandbox.path("glov");
-    sandbox.optimize_ok(&glov, &["--steps", "2"]);
-    let out = sandbox.run(&["report", sandbox.dir.path().to_str().unwrap()]);
+    // Alone, it is a block of its own, named after its method.
+    let out = sandbox.run(&["report", run.to_str().unwrap()]);
     assert_success(&out, "report");
     let report = text(&out.stdout);
-    assert!(report.contains("method=llm-opt") && report.contains("method=glov"), "{report}");
-    assert!(report.lines().any(|l| l.starts_with("dataset") && l.contains("LLM-OPT")), "{report}");
+    assert!(
+        report.lines().any(|l| l.starts_with("dataset") && l.contains("LLM-OPT") && !l.contains("GLOV")),
+        "{report}"
+    );
+
+    // Beside a GLOV run of the same settings but the method's, it is that block's LLM-OPT column.
+    let glov = sandbox.path("glov");
+    sandbox.optimize_ok(&glov, &["--steps", "2"]);
+    let out = sandbox.run(&["report", sandbox.dir.path().to_str().unwrap(), "--format", "json"]);
+    assert_success(&out, "report");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let blocks = report["blocks"].as_array().unwrap();
+    assert_eq!(blocks.len(), 1, "{report}");
+    let row = &blocks[0]["rows"][0];
+    let llm_opt = json(&run.join("results.json"))["test_accuracy"].as_f64().unwrap();
+    assert_eq!(row["llm_opt"]["values"], serde_json::json!([llm_opt]), "{row}");
+    assert_eq!(row["llm_opt_runs"].as_array().unwrap().len(), 1);
+    assert_eq!(blocks[0]["mean"]["llm_opt"].as_f64(), Some(llm_opt));
+    let out = sandbox.run(&["report", sandbox.dir.path().to_str().unwrap()]);
+    let table = text(&out.stdout);
+    assert!(table.lines().any(|l| l.starts_with("dataset") && l.contains("LLM-OPT") && l.contains("GLOV")), "{table}");
 }

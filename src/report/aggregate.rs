@@ -3,6 +3,7 @@
 //! mean and standard deviation over the row's seeds, and the mean over the datasets last.
 
 use super::runs::{LeftOut, Run};
+use crate::glov::method::Method;
 use serde::Serialize;
 use serde::ser::SerializeStruct;
 use serde_json::Value;
@@ -23,6 +24,9 @@ const NOT_IN_BLOCK_KEY: [&str; 10] = [
     "cache-dir",
     "no-cache",
 ];
+
+/// Settings in which an LLM-OPT run may differ from the GLOV runs whose block it joins as a column.
+const METHOD_KEYS: [&str; 4] = ["method", "alphas", "top-bottom", "meta-prompt"];
 
 /// Accuracies (percent) of one measure over a row's runs.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -66,6 +70,11 @@ pub struct Row {
     pub baseline: Stat,
     /// GLOV without guidance: alpha 0's ensemble (`None` when alpha 0 was not run).
     pub without_guidance: Option<Stat>,
+    /// LLM-OPT runs of the same settings otherwise, where there are any: their result's test accuracy.
+    pub llm_opt: Option<Stat>,
+    /// The LLM-OPT runs counted in `llm_opt`, and their seeds.
+    pub llm_opt_runs: Vec<PathBuf>,
+    pub llm_opt_seeds: Vec<u64>,
     /// GLOV: the chosen alpha's ensemble.
     pub glov: Stat,
     /// GLOV minus the baseline, run by run.
@@ -93,6 +102,7 @@ pub struct Block {
 pub struct Means {
     pub baseline: f64,
     pub without_guidance: Option<f64>,
+    pub llm_opt: Option<f64>,
     pub glov: f64,
     pub gain: f64,
     pub per_alpha: Vec<(f32, f64)>,
@@ -106,17 +116,23 @@ impl Block {
         } else {
             None
         };
+        let llm_opt = self
+            .rows
+            .iter()
+            .all(|r| r.llm_opt.is_some())
+            .then(|| mean(&|r| r.llm_opt.as_ref().map_or(f64::NAN, Stat::mean)));
         Means {
             baseline: mean(&|r| r.baseline.mean()),
             without_guidance,
+            llm_opt,
             glov: mean(&|r| r.glov.mean()),
             gain: mean(&|r| r.gain.mean()),
             per_alpha: (0..self.alphas.len()).map(|i| (self.alphas[i], mean(&|r| r.per_alpha[i].1.mean()))).collect(),
         }
     }
 
-    /// The optimiser of the block's runs, as tables name it: "GLOV", or "LLM-OPT" (runs of either method never share
-    /// a block: the method is one of the settings that tell blocks apart).
+    /// The optimiser of the block's runs, as tables name it: "GLOV", or "LLM-OPT" for a block of LLM-OPT runs that
+    /// found no GLOV block to join as a column.
     pub fn method_label(&self) -> &'static str {
         let distinct = self.distinct.iter().find(|(k, _)| k == "method").map(|(_, v)| v.as_str());
         let shared = self.settings.get("method").and_then(Value::as_str);
@@ -168,15 +184,54 @@ fn shown(value: &Value) -> String {
     }
 }
 
-/// Groups runs (in path order) into blocks and rows; a second run of a row with the same seed is left out.
+/// The block key of `settings` without the keys an LLM-OPT run may change.
+fn without_method(settings: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
+    settings.iter().filter(|(k, _)| !METHOD_KEYS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+type RowKey = (PathBuf, Option<PathBuf>, String);
+
+fn row_key(run: &Run) -> RowKey {
+    (run.settings.dataset.clone(), run.settings.split_file.clone(), run.settings.dataset_name.clone())
+}
+
+/// Groups runs (in path order) into blocks and rows; a second run of a row with the same seed is left out. An
+/// LLM-OPT run joins, as the LLM-OPT column, the row of its dataset in a GLOV block whose settings are its own but
+/// for the method's (`METHOD_KEYS`); one with no such row is a block of LLM-OPT runs of its own.
 pub fn aggregate(mut runs: Vec<Run>, mut left_out: Vec<LeftOut>) -> Report {
     runs.sort_by(|a, b| a.dir.cmp(&b.dir));
-    type RowKey = (PathBuf, Option<PathBuf>, String);
+    let (llm_opt, mut runs): (Vec<Run>, Vec<Run>) = runs.into_iter().partition(|r| r.settings.method == Method::LlmOpt);
+    let glov_rows: Vec<((String, BTreeMap<String, Value>), RowKey)> =
+        runs.iter().map(|r| ((r.settings.clip.clone(), without_method(&block_settings(r))), row_key(r))).collect();
+    let mut attached: Vec<(((String, BTreeMap<String, Value>), RowKey), Vec<Run>)> = Vec::new();
+    for run in llm_opt {
+        let key = ((run.settings.clip.clone(), without_method(&block_settings(&run))), row_key(&run));
+        if !glov_rows.contains(&key) {
+            runs.push(run);
+            continue;
+        }
+        let at = match attached.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                attached.push((key, Vec::new()));
+                attached.len() - 1
+            }
+        };
+        let column = &mut attached[at].1;
+        if let Some(first) = column.iter().find(|r| r.settings.seed == run.settings.seed) {
+            let reason = format!(
+                "inconsistent: the same settings and seed as {}, which is counted instead",
+                first.dir.display()
+            );
+            left_out.push(LeftOut { dir: run.dir.clone(), reason });
+            continue;
+        }
+        column.push(run);
+    }
     let mut groups: Vec<((String, BTreeMap<String, Value>), Vec<(RowKey, Vec<Run>)>)> = Vec::new();
     for run in runs {
         let block_key = (run.settings.clip.clone(), block_settings(&run));
-        let row_key: RowKey =
-            (run.settings.dataset.clone(), run.settings.split_file.clone(), run.settings.dataset_name.clone());
+        let row_key = row_key(&run);
         let block = match groups.iter().position(|(k, _)| *k == block_key) {
             Some(i) => &mut groups[i].1,
             None => {
@@ -222,6 +277,7 @@ pub fn aggregate(mut runs: Vec<Run>, mut left_out: Vec<LeftOut>) -> Report {
         .into_iter()
         .map(|((clip, settings), rows)| {
             let alphas = rows[0].1[0].settings.alphas.clone();
+            let short_key = (clip.clone(), without_method(&settings));
             let names: Vec<&str> = rows.iter().map(|(_, runs)| runs[0].dataset_shown.as_str()).collect();
             let rows = rows
                 .iter()
@@ -232,7 +288,12 @@ pub fn aggregate(mut runs: Vec<Run>, mut left_out: Vec<LeftOut>) -> Report {
                         let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                         label = format!("{label} ({name})");
                     }
-                    row(label, runs, &alphas)
+                    let key = (
+                        short_key.clone(),
+                        (dataset.clone(), split_file.clone(), runs[0].settings.dataset_name.clone()),
+                    );
+                    let llm_opt = attached.iter().find(|(k, _)| *k == key).map_or(&[][..], |(_, r)| r.as_slice());
+                    row(label, runs, &alphas, llm_opt)
                 })
                 .collect();
             let distinct = distinct_keys
@@ -245,7 +306,7 @@ pub fn aggregate(mut runs: Vec<Run>, mut left_out: Vec<LeftOut>) -> Report {
     Report { blocks, left_out }
 }
 
-fn row(dataset: String, runs: &[Run], alphas: &[f32]) -> Row {
+fn row(dataset: String, runs: &[Run], alphas: &[f32], llm_opt: &[Run]) -> Row {
     let stat = |f: &dyn Fn(&Run) -> f64| Stat { values: runs.iter().map(f).collect() };
     let has_alpha_zero = alphas.contains(&0.0);
     let trajectory_accuracy = |run: &Run, alpha: f32| {
@@ -257,6 +318,10 @@ fn row(dataset: String, runs: &[Run], alphas: &[f32]) -> Row {
         seeds: runs.iter().map(|r| r.settings.seed).collect(),
         baseline: stat(&|r| r.results.baseline.test_accuracy),
         without_guidance: has_alpha_zero.then(|| stat(&|r| trajectory_accuracy(r, 0.0))),
+        llm_opt: (!llm_opt.is_empty())
+            .then(|| Stat { values: llm_opt.iter().map(|r| r.results.test_accuracy).collect() }),
+        llm_opt_runs: llm_opt.iter().map(|r| r.dir.clone()).collect(),
+        llm_opt_seeds: llm_opt.iter().map(|r| r.settings.seed).collect(),
         glov: stat(&|r| r.results.test_accuracy),
         gain: stat(&|r| r.results.test_accuracy - r.results.baseline.test_accuracy),
         per_alpha: alphas.iter().map(|&a| (a, stat(&|r| trajectory_accuracy(r, a)))).collect(),
