@@ -189,6 +189,9 @@ fn without_method(settings: &BTreeMap<String, Value>) -> BTreeMap<String, Value>
     settings.iter().filter(|(k, _)| !METHOD_KEYS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
+/// A block: the CLIP model and the settings its runs share.
+type BlockKey = (String, BTreeMap<String, Value>);
+/// A row: the dataset, its split file and its name.
 type RowKey = (PathBuf, Option<PathBuf>, String);
 
 fn row_key(run: &Run) -> RowKey {
@@ -201,9 +204,9 @@ fn row_key(run: &Run) -> RowKey {
 pub fn aggregate(mut runs: Vec<Run>, mut left_out: Vec<LeftOut>) -> Report {
     runs.sort_by(|a, b| a.dir.cmp(&b.dir));
     let (llm_opt, mut runs): (Vec<Run>, Vec<Run>) = runs.into_iter().partition(|r| r.settings.method == Method::LlmOpt);
-    let glov_rows: Vec<((String, BTreeMap<String, Value>), RowKey)> =
+    let glov_rows: Vec<(BlockKey, RowKey)> =
         runs.iter().map(|r| ((r.settings.clip.clone(), without_method(&block_settings(r))), row_key(r))).collect();
-    let mut attached: Vec<(((String, BTreeMap<String, Value>), RowKey), Vec<Run>)> = Vec::new();
+    let mut attached: Vec<((BlockKey, RowKey), Vec<Run>)> = Vec::new();
     for run in llm_opt {
         let key = ((run.settings.clip.clone(), without_method(&block_settings(&run))), row_key(&run));
         if !glov_rows.contains(&key) {
@@ -228,7 +231,7 @@ pub fn aggregate(mut runs: Vec<Run>, mut left_out: Vec<LeftOut>) -> Report {
         }
         column.push(run);
     }
-    let mut groups: Vec<((String, BTreeMap<String, Value>), Vec<(RowKey, Vec<Run>)>)> = Vec::new();
+    let mut groups: Vec<(BlockKey, Vec<(RowKey, Vec<Run>)>)> = Vec::new();
     for run in runs {
         let block_key = (run.settings.clip.clone(), block_settings(&run));
         let row_key = row_key(&run);
