@@ -193,6 +193,8 @@ fn without_method(settings: &BTreeMap<String, Value>) -> BTreeMap<String, Value>
 type BlockKey = (String, BTreeMap<String, Value>);
 /// A row: the dataset, its split file and its name.
 type RowKey = (PathBuf, Option<PathBuf>, String);
+/// A block's rows, each with its runs.
+type Rows = Vec<(RowKey, Vec<Run>)>;
 
 fn row_key(run: &Run) -> RowKey {
     (run.settings.dataset.clone(), run.settings.split_file.clone(), run.settings.dataset_name.clone())
@@ -231,7 +233,7 @@ pub fn aggregate(mut runs: Vec<Run>, mut left_out: Vec<LeftOut>) -> Report {
         }
         column.push(run);
     }
-    let mut groups: Vec<(BlockKey, Vec<(RowKey, Vec<Run>)>)> = Vec::new();
+    let mut groups: Vec<(BlockKey, Rows)> = Vec::new();
     for run in runs {
         let block_key = (run.settings.clip.clone(), block_settings(&run));
         let row_key = row_key(&run);
