@@ -414,25 +414,33 @@ fn the_quick_start_search_runs_on_the_emulated_gpu() {
     let cache = tempfile::tempdir().unwrap();
     let runs = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let run = |name: &str, emulated: Option<&Path>| -> (Value, usize, Value) {
+    let run = |name: &str, emulated: Option<&Path>, extra: &[&str]| -> (Value, usize, Value) {
         let out = runs.path().join(name);
         let config = root.join("examples/tiny.toml");
-        let args = ["optimize", "--config", config.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"];
+        let mut args = vec!["optimize", "--config", config.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"];
+        args.extend(extra);
         glov_in(root, &args, emulated, cache.path());
         let results: Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
         let steps = std::fs::read_to_string(out.join("steps.jsonl")).unwrap().lines().count();
         let config: Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
         (results, steps, config["images"].clone())
     };
-    let (want, want_steps, images) = run("cpu", None);
-    let (got, got_steps, _) = run("emulated", Some(&dir));
-    assert_eq!(got_steps, want_steps, "steps saved");
-    assert_eq!(got["steps"], want["steps"]);
-    for split in ["train", "val", "test"] {
-        let key = format!("{split}_accuracy");
-        let (g, w) = (got["baseline"][&key].as_f64().unwrap(), want["baseline"][&key].as_f64().unwrap());
-        let one_image = 100.0 / images[split].as_f64().unwrap();
-        assert!((g - w).abs() <= one_image + 1e-9, "baseline {key}: {g} on the emulated GPU, {w} on the CPU");
+    // GLOV as the quick start runs it, and LLM-OPT (its meta-prompt, no guidance) for two steps.
+    let llm_opt: &[&str] = &["--method", "llm-opt", "--alphas", "0", "--steps", "2"];
+    for (name, extra) in [("glov", &[][..]), ("llm-opt", llm_opt)] {
+        let (want, want_steps, images) = run(&format!("{name}-cpu"), None, extra);
+        let (got, got_steps, _) = run(&format!("{name}-emulated"), Some(&dir), extra);
+        assert_eq!(got_steps, want_steps, "{name}: steps saved");
+        assert_eq!(got["steps"], want["steps"], "{name}");
+        for split in ["train", "val", "test"] {
+            let key = format!("{split}_accuracy");
+            let (g, w) = (got["baseline"][&key].as_f64().unwrap(), want["baseline"][&key].as_f64().unwrap());
+            let one_image = 100.0 / images[split].as_f64().unwrap();
+            assert!(
+                (g - w).abs() <= one_image + 1e-9,
+                "{name}: baseline {key}: {g} on the emulated GPU, {w} on the CPU"
+            );
+        }
     }
 }
 
