@@ -344,47 +344,58 @@ fn plan_errors_name_the_file_and_the_field() {
 }
 
 #[test]
-fn the_table_1_plan_expands_to_96_cells_and_runs_them_on_the_gpus_it_asks_for() {
+fn the_table_1_plan_expands_to_192_cells_and_runs_them_on_the_gpus_it_asks_for() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("table1");
     let out_s = path_str(&out);
     // Without the data, the cells are listed and every missing thing is named once, with the cells it concerns.
     let output = glov(&["sweep", "examples/table1.toml", "--out", out_s, "--list"]);
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
-    assert_eq!(text(&output.stdout).lines().count(), 1 + 96 + 1, "{}", describe(&output));
+    assert_eq!(text(&output.stdout).lines().count(), 1 + 192 + 1, "{}", describe(&output));
     let err = text(&output.stderr);
     assert!(err.contains("problems found before anything ran:"), "{err}");
     assert!(
-        err.contains("\n  dataset /data/imagenet: the dataset folder /data/imagenet does not exist (6 cells)"),
+        err.contains("\n  dataset /data/imagenet: the dataset folder /data/imagenet does not exist (12 cells)"),
         "{err}"
     );
-    assert!(err.contains("\n  clip openai/clip-vit-large-patch14: ") && err.contains("(48 cells)"), "{err}");
+    assert!(err.contains("\n  clip openai/clip-vit-large-patch14: ") && err.contains("(96 cells)"), "{err}");
     assert!(err.contains("--no-check"), "{err}");
     assert!(!out.exists(), "a failed check writes nothing");
 
     let listed = states(&["sweep", "examples/table1.toml", "--out", out_s, "--list", "--no-check"]);
-    assert_eq!(listed.len(), 16 * 2 * 3);
-    assert_eq!(listed[0], row("clip-vit-base-patch32/imagenet/seed1", "pending", "-"));
-    assert_eq!(listed[95], row("clip-vit-large-patch14/resisc45/seed3", "pending", "-"));
+    assert_eq!(listed.len(), 16 * 2 * 2 * 3);
+    assert_eq!(listed[0], row("clip-vit-base-patch32/imagenet/methodglov/seed1", "pending", "-"));
+    assert_eq!(listed[191], row("clip-vit-large-patch14/resisc45/methodllm-opt/seed3", "pending", "-"));
 
     // The plan asks Slurm for a GPU per task: its cells run on CUDA without --device.
     let slurm = ["sweep", "examples/table1.toml", "--out", out_s, "--executor", "slurm", "--dry-run", "--no-check"];
     let output = glov(&slurm);
     assert!(output.status.success(), "{}", describe(&output));
     let script = text(&output.stdout);
-    for line in
-        ["#SBATCH --array=0-95\n", "#SBATCH --gres=gpu:1\n", "#SBATCH --cpus-per-task=8\n", "#SBATCH --time=12:00:00\n"]
-    {
+    for line in [
+        "#SBATCH --array=0-191\n",
+        "#SBATCH --gres=gpu:1\n",
+        "#SBATCH --cpus-per-task=8\n",
+        "#SBATCH --time=12:00:00\n",
+    ] {
         assert!(script.contains(line), "no {line:?} in\n{script}");
     }
     assert!(script.contains("args=('--device' 'cuda:0' optimize"), "{script}");
-    let cell: toml::Table =
-        toml::from_str(&std::fs::read_to_string(out.join("clip-vit-large-patch14/eurosat/seed2/cell.toml")).unwrap())
-            .unwrap();
+    let cell: toml::Table = toml::from_str(
+        &std::fs::read_to_string(out.join("clip-vit-large-patch14/eurosat/methodglov/seed2/cell.toml")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(cell["clip"].as_str(), Some("openai/clip-vit-large-patch14"));
     assert_eq!(cell["split-file"].as_str(), Some("/data/eurosat/split_zhou_EuroSAT.json"));
     assert_eq!((cell["seed"].as_integer(), cell["steps"].as_integer()), (Some(2), Some(100)));
     assert_eq!(cell["device"].as_str(), Some("cuda:0"), "the cell runs alone where the sweep runs it");
+    let llm_opt: toml::Table = toml::from_str(
+        &std::fs::read_to_string(out.join("clip-vit-large-patch14/eurosat/methodllm-opt/seed2/cell.toml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(llm_opt["method"].as_str(), Some("llm-opt"));
+    assert_eq!(llm_opt["alphas"].as_array().map(Vec::len), Some(1));
+    assert_eq!(llm_opt["top-bottom"].as_integer(), Some(3));
 
     // Asking for GPUs and computing on the CPU is refused; so is CUDA without a GPU.
     let output = glov(&[&["--device", "cpu"][..], &slurm].concat());
@@ -396,8 +407,9 @@ fn the_table_1_plan_expands_to_96_cells_and_runs_them_on_the_gpus_it_asks_for() 
     // Other runtime options of the sweep are the cells' too.
     let output = glov(&[&["--kernels", "plain", "--gpu-memory", "0.8"][..], &slurm].concat());
     assert!(output.status.success(), "{}", describe(&output));
-    let cell: toml::Table =
-        toml::from_str(&std::fs::read_to_string(out.join("clip-vit-base-patch32/dtd/seed1/cell.toml")).unwrap())
-            .unwrap();
+    let cell: toml::Table = toml::from_str(
+        &std::fs::read_to_string(out.join("clip-vit-base-patch32/dtd/methodglov/seed1/cell.toml")).unwrap(),
+    )
+    .unwrap();
     assert_eq!((cell["kernels"].as_str(), cell["gpu-memory"].as_float()), (Some("plain"), Some(0.8)));
 }

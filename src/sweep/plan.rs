@@ -15,6 +15,9 @@
 //! dataset = "/data/eurosat/2750"
 //! split-file = "/data/eurosat/split_zhou_EuroSAT.json"
 //!
+//! [methods.llm-opt]                             # settings of the cells of one method (with a method axis)
+//! alphas = [0.0]
+//!
 //! [slurm]                                       # the slurm executor's resources (flags override them)
 //! partition = "gpu"
 //! time = "04:00:00"
@@ -70,6 +73,8 @@ pub struct Plan {
     /// The sweep's folder, when the plan names it (`out = "..."`).
     pub out: Option<PathBuf>,
     fixed: toml::Table,
+    /// Settings of the cells of one method (`[methods.NAME]`), over the fixed ones.
+    methods: BTreeMap<String, toml::Table>,
     datasets: Vec<DatasetEntry>,
     /// The axes in the order of a cell's folder path (models first, seed last); the datasets come after the models.
     axes: Vec<(String, Vec<toml::Value>)>,
@@ -124,6 +129,26 @@ impl Plan {
             Some(value) => value.try_into().with_context(|| at("[local]".into()))?,
             None => LocalSettings::default(),
         };
+        let mut methods = BTreeMap::new();
+        match table.remove("methods") {
+            Some(toml::Value::Table(tables)) => {
+                for (name, settings) in tables {
+                    let field = format!("methods.{name}");
+                    let toml::Value::Table(settings) = settings else {
+                        bail!(at(format!("{field} must be a table of settings ([{field}]), not {settings}")));
+                    };
+                    let method = toml::Table::from_iter([("method".to_string(), toml::Value::String(name.clone()))]);
+                    check_settings(&method).with_context(|| at(field.clone()))?;
+                    check_settings(&settings).with_context(|| at(field.clone()))?;
+                    if let Some(key) = settings.keys().find(|k| DATASET_KEYS.contains(&k.as_str()) || *k == "method") {
+                        bail!(at(format!("{field}: {key} cannot differ by method")));
+                    }
+                    methods.insert(name, settings);
+                }
+            }
+            Some(other) => bail!(at(format!("methods must be a table of [methods.NAME] tables, not {other}"))),
+            None => {}
+        }
         let grid = match table.remove("grid") {
             Some(toml::Value::Table(grid)) => grid,
             Some(other) => bail!(at(format!("grid must be a table of axes ([grid]), not {other}"))),
@@ -214,7 +239,17 @@ impl Plan {
         }
         axes.sort_by_key(|(key, _)| axis_rank(key));
 
-        Ok(Self { path: path.to_path_buf(), out, fixed: table, datasets: entries, axes, slurm, local, runtime })
+        Ok(Self {
+            path: path.to_path_buf(),
+            out,
+            fixed: table,
+            methods,
+            datasets: entries,
+            axes,
+            slurm,
+            local,
+            runtime,
+        })
     }
 
     /// Every cell of the grid, in the order of their folder paths' components (models, dataset, other axes, seed;
@@ -238,17 +273,28 @@ impl Plan {
             let mut config = self.fixed.clone();
             let mut components = Vec::new();
             let mut values = Vec::new();
+            // Settings the dataset entry or an axis gives: a method's settings do not replace them.
+            let mut own: Vec<String> = Vec::new();
             for (position, &(key, _)) in order.iter().enumerate() {
                 if key == "dataset" {
                     let entry = &self.datasets[choice[position]];
                     config.extend(entry.settings.clone());
+                    own.extend(entry.settings.keys().cloned());
                     components.push(entry.id.clone());
                     values.push(("dataset".to_string(), entry.id.clone()));
                 } else {
                     let value = &axis_values(position)[choice[position]];
                     config.insert(key.to_string(), value.clone());
+                    own.push(key.to_string());
                     components.push(folder_component(key, value));
                     values.push((key.to_string(), display_value(value)));
+                }
+            }
+            // The cell's method's settings go over the fixed ones; the dataset's and the axes' stay as given.
+            let method = config.get("method").and_then(toml::Value::as_str).unwrap_or("glov");
+            if let Some(settings) = self.methods.get(method) {
+                for (key, value) in settings.iter().filter(|(k, _)| !own.contains(k)) {
+                    config.insert(key.clone(), value.clone());
                 }
             }
             let id = components.join("/");
@@ -352,6 +398,7 @@ fn cell_table(settings: &Settings) -> Result<toml::Table> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::glov::method::Method;
 
     const PLAN: &str = r#"
         llm = "/models/llm"
@@ -441,6 +488,35 @@ mod tests {
             ids,
             ["Llama-3/food-101--small-/alphas1.0-0.0/shots2/seed3", "Llama-3/food-101--small-/alphas0.5/shots2/seed3"]
         );
+    }
+
+    #[test]
+    fn a_method_axis_takes_each_methods_settings_over_the_fixed_ones() {
+        let plan = parse(
+            "llm = \"l\"\nclip = \"c\"\nalphas = [1.0, 0.0]\n[methods.llm-opt]\nalphas = [0.0]\ntop-bottom = 4\n\
+             [grid]\nmethod = [\"glov\", \"llm-opt\"]\n[[datasets]]\ndataset-name = \"DTD\"\ndataset = \"d\"\n\
+             [[datasets]]\ndataset-name = \"EuroSAT\"\ndataset = \"e\"\ntop-bottom = 2\n",
+        )
+        .unwrap();
+        let cells = plan.cells(Path::new("/sweep")).unwrap();
+        let ids: Vec<&str> = cells.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["dtd/methodglov", "dtd/methodllm-opt", "eurosat/methodglov", "eurosat/methodllm-opt"]);
+        let summary: Vec<(Method, Vec<f32>, usize)> =
+            cells.iter().map(|c| (c.settings.method, c.settings.alphas.clone(), c.settings.top_bottom)).collect();
+        assert_eq!(
+            summary,
+            [
+                (Method::Glov, vec![1.0, 0.0], 5),
+                (Method::LlmOpt, vec![0.0], 4),
+                (Method::Glov, vec![1.0, 0.0], 2),
+                // The dataset entry's top-bottom stays.
+                (Method::LlmOpt, vec![0.0], 2),
+            ]
+        );
+        let e = error("[methods.llm-opt]\ndataset = \"x\"\n[[datasets]]\ndataset-name = \"DTD\"\ndataset = \"d\"\n");
+        assert!(e.contains("methods.llm-opt: dataset cannot differ by method"), "{e}");
+        let e = error("[methods.llm-opd]\nalphas = [0.0]\n[[datasets]]\ndataset-name = \"DTD\"\ndataset = \"d\"\n");
+        assert!(e.contains("methods.llm-opd"), "{e}");
     }
 
     #[test]
