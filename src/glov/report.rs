@@ -16,6 +16,15 @@ pub struct BaselineResult {
     pub test_accuracy: f64,
 }
 
+/// The ensemble of the dataset's published CLIP template set (`score --template-set`), a baseline beside the
+/// single template.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+pub struct TemplateSetResult {
+    pub name: String,
+    pub templates: usize,
+    pub test_accuracy: f64,
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct TrajectoryResult {
     pub alpha: f32,
@@ -44,6 +53,9 @@ pub struct Results {
     /// The same for alpha = 0 (GLOV without guidance), when it was run.
     pub test_accuracy_without_guidance: Option<f64>,
     pub final_ensemble: Vec<String>,
+    /// `None` where the dataset's name has no published template set (and in runs from before there was one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_set: Option<TemplateSetResult>,
 }
 
 pub fn results(optimizer: &mut Optimizer, judge: &mut dyn Judge) -> Result<Results> {
@@ -93,8 +105,17 @@ pub fn results(optimizer: &mut Optimizer, judge: &mut dyn Judge) -> Result<Resul
             if better { next } else { best }
         })
         .expect("at least one trajectory");
+    let template_set = match crate::scoring::template_sets::find(&config.dataset_name) {
+        Ok(set) => {
+            let templates = set.templates();
+            let test_accuracy = optimizer.ensemble(judge, EvalSplit::Test, &templates)?;
+            Some(TemplateSetResult { name: set.name.to_string(), templates: templates.len(), test_accuracy })
+        }
+        Err(_) => None,
+    };
     Ok(Results {
         dataset: config.dataset_name.clone(),
+        template_set,
         steps: optimizer.completed_steps(),
         chosen_alpha: chosen.alpha,
         test_accuracy: chosen.ensemble_test_accuracy,
@@ -179,6 +200,13 @@ pub fn summary_table(r: &Results, method: Method) -> String {
         "chosen alpha (*): {}; test accuracy {:.2} (baseline {:.2})",
         r.chosen_alpha, r.test_accuracy, b.test_accuracy
     );
+    if let Some(set) = &r.template_set {
+        let _ = writeln!(
+            out,
+            "the dataset's CLIP template set ({}, {} templates), as an ensemble: test accuracy {:.2}",
+            set.name, set.templates, set.test_accuracy
+        );
+    }
     if let Some(without) = r.test_accuracy_without_guidance.filter(|_| method == Method::Glov) {
         let _ = writeln!(out, "without guidance (alpha 0): test accuracy {without:.2}");
     }

@@ -68,6 +68,8 @@ pub struct Row {
     pub seeds: Vec<u64>,
     /// The zero-shot baseline template's test accuracy.
     pub baseline: Stat,
+    /// The ensemble of the dataset's published CLIP template set, where every run of the row has it.
+    pub template_set: Option<Stat>,
     /// GLOV without guidance: alpha 0's ensemble (`None` when alpha 0 was not run).
     pub without_guidance: Option<Stat>,
     /// LLM-OPT runs of the same settings otherwise, where there are any: their result's test accuracy.
@@ -101,6 +103,7 @@ pub struct Block {
 #[derive(Clone, Debug, Serialize)]
 pub struct Means {
     pub baseline: f64,
+    pub template_set: Option<f64>,
     pub without_guidance: Option<f64>,
     pub llm_opt: Option<f64>,
     pub glov: f64,
@@ -121,8 +124,14 @@ impl Block {
             .iter()
             .all(|r| r.llm_opt.is_some())
             .then(|| mean(&|r| r.llm_opt.as_ref().map_or(f64::NAN, Stat::mean)));
+        let template_set = self
+            .rows
+            .iter()
+            .all(|r| r.template_set.is_some())
+            .then(|| mean(&|r| r.template_set.as_ref().map_or(f64::NAN, Stat::mean)));
         Means {
             baseline: mean(&|r| r.baseline.mean()),
+            template_set,
             without_guidance,
             llm_opt,
             glov: mean(&|r| r.glov.mean()),
@@ -322,6 +331,10 @@ fn row(dataset: String, runs: &[Run], alphas: &[f32], llm_opt: &[Run]) -> Row {
         runs: runs.iter().map(|r| r.dir.clone()).collect(),
         seeds: runs.iter().map(|r| r.settings.seed).collect(),
         baseline: stat(&|r| r.results.baseline.test_accuracy),
+        template_set: runs
+            .iter()
+            .all(|r| r.results.template_set.is_some())
+            .then(|| stat(&|r| r.results.template_set.as_ref().map_or(f64::NAN, |set| set.test_accuracy))),
         without_guidance: has_alpha_zero.then(|| stat(&|r| trajectory_accuracy(r, 0.0))),
         llm_opt: (!llm_opt.is_empty())
             .then(|| Stat { values: llm_opt.iter().map(|r| r.results.test_accuracy).collect() }),

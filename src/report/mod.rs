@@ -35,6 +35,7 @@ pub fn build(roots: &[PathBuf]) -> Result<aggregate::Report> {
 mod tests {
     use super::*;
     use crate::glov::settings::Overrides;
+    use aggregate::Stat;
     use serde_json::json;
     use std::path::Path;
 
@@ -82,6 +83,11 @@ mod tests {
             "chosen_alpha": 1.0, "test_accuracy": glov, "test_accuracy_without_guidance": without,
             "final_ensemble": ["a {}"],
         });
+        let mut results = results;
+        // Runs of clip-b also scored the dataset's published CLIP template set.
+        if f.clip == "org/clip-b" {
+            results["template_set"] = json!({"name": "eurosat", "templates": 3, "test_accuracy": baseline + 2.0});
+        }
         std::fs::write(dir.join("results.json"), results.to_string()).unwrap();
     }
 
@@ -135,6 +141,10 @@ mod tests {
         // Means over the two datasets: baseline (40 + 30) / 2, alpha 0 (47 + 31) / 2, GLOV (53 + 33) / 2.
         assert_eq!((means.baseline, means.without_guidance, means.glov, means.gain), (35.0, Some(39.0), 43.0, 8.0));
         assert_eq!(means.per_alpha, [(1.0, 43.0), (0.0, 39.0)]);
+        assert!(eurosat.template_set.is_none() && means.template_set.is_none());
+        let b = &report.blocks[1];
+        assert_eq!(b.rows[0].template_set.as_ref().map(Stat::mean), Some(62.0));
+        assert_eq!(b.means().template_set, Some(62.0));
 
         let table = words(&render::table(&report));
         for line in [
@@ -146,7 +156,8 @@ mod tests {
             "dataset alpha=1 alpha=0 chosen alpha (runs)",
             "EuroSAT 53.00 ± 3.61 47.00 ± 2.00 1 (3)",
             "CLIP clip-b (org/clip-b): 1 dataset(s), 1 run(s), seeds 1",
-            "EuroSAT 1 60.00 58.00 61.00 +1.00",
+            "dataset runs baseline CLIP set GLOV alpha=0 GLOV gain",
+            "EuroSAT 1 60.00 62.00 58.00 61.00 +1.00",
             "left out (4 run(s), not averaged in):",
         ] {
             assert!(table.iter().any(|l| l == line), "no line {line:?} in:\n{}", table.join("\n"));

@@ -21,7 +21,11 @@ fn main_rows(block: &Block) -> Vec<Vec<String>> {
     // LLM-OPT runs only without guidance: its alpha 0 is the method itself.
     let with_alpha_zero = method == "GLOV" && block.rows.iter().all(|r| r.without_guidance.is_some());
     let with_llm_opt = block.rows.iter().any(|r| r.llm_opt.is_some());
+    let with_set = block.rows.iter().any(|r| r.template_set.is_some());
     let mut header = vec!["dataset".to_string(), "runs".to_string(), "baseline".to_string()];
+    if with_set {
+        header.push("CLIP set".to_string());
+    }
     if with_llm_opt {
         header.push("LLM-OPT".to_string());
     }
@@ -32,6 +36,9 @@ fn main_rows(block: &Block) -> Vec<Vec<String>> {
     let mut rows = vec![header];
     for r in &block.rows {
         let mut line = vec![r.dataset.clone(), r.runs.len().to_string(), cell(&r.baseline)];
+        if with_set {
+            line.push(r.template_set.as_ref().map_or("-".to_string(), cell));
+        }
         if with_llm_opt {
             line.push(r.llm_opt.as_ref().map_or("-".to_string(), cell));
         }
@@ -44,6 +51,9 @@ fn main_rows(block: &Block) -> Vec<Vec<String>> {
     let means = block.means();
     let runs: usize = block.rows.iter().map(|r| r.runs.len()).sum();
     let mut line = vec!["mean".to_string(), runs.to_string(), format!("{:.2}", means.baseline)];
+    if with_set {
+        line.push(means.template_set.map_or("-".to_string(), |m| format!("{m:.2}")));
+    }
     if with_llm_opt {
         line.push(means.llm_opt.map_or("-".to_string(), |m| format!("{m:.2}")));
     }
@@ -91,7 +101,8 @@ fn block_caption(block: &Block) -> String {
 }
 
 const LEGEND: &str = "top-1 accuracy (%) on the test split, mean ± standard deviation over seeds; baseline: the \
-                      zero-shot template; GLOV alpha=0: without guidance; GLOV: the chosen alpha; LLM-OPT: its \
+                      zero-shot template; CLIP set: the ensemble of the dataset's published CLIP templates; \
+                      GLOV alpha=0: without guidance; GLOV: the chosen alpha; LLM-OPT: its \
                       runs (no guidance), beside GLOV's where their other settings are the same; gain: the block's method - \
                       baseline";
 
@@ -180,6 +191,9 @@ pub fn csv(report: &Report) -> String {
         let prefix = format!("{},{}", csv_field(&block.clip), csv_field(&settings.join(";")));
         for r in &block.rows {
             let mut measures: Vec<(String, &Stat)> = vec![("baseline".into(), &r.baseline)];
+            if let Some(set) = &r.template_set {
+                measures.push(("template_set".into(), set));
+            }
             if let Some(llm_opt) = &r.llm_opt {
                 measures.push(("llm_opt".into(), llm_opt));
             }
@@ -202,6 +216,9 @@ pub fn csv(report: &Report) -> String {
         let means = block.means();
         let n = block.rows.len();
         let mut measures: Vec<(String, f64)> = vec![("baseline".into(), means.baseline)];
+        if let Some(set) = means.template_set {
+            measures.push(("template_set".into(), set));
+        }
         if let Some(llm_opt) = means.llm_opt {
             measures.push(("llm_opt".into(), llm_opt));
         }
