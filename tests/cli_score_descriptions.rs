@@ -4,23 +4,9 @@
 
 mod common;
 
-use common::fixtures;
+use common::{fixtures, glov_with_cache as glov, stderr};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn glov(args: &[&str], cache: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_glov-cuda"))
-        .args(args)
-        .env("GLOV_CUDA_CACHE", cache)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("the glov-cuda binary runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn scoring(name: &str) -> String {
     fixtures().join("scoring").join(name).display().to_string()

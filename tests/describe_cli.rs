@@ -2,23 +2,11 @@
 //! their full stop), the same seed giving the same file, the file read back by `score --descriptions`, and bad
 //! questions files.
 
+mod common;
+
+use common::{glov_with_cache as glov, stderr};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn glov(args: &[&str], cache: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_glov-cuda"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("GLOV_CUDA_CACHE", cache)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("the glov-cuda binary runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn describe(out: &Path, extra: &[&str], cache: &Path) -> Value {
     let out_str = out.to_str().unwrap();

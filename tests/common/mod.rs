@@ -4,6 +4,23 @@
 
 use std::path::PathBuf;
 
+/// The glov-cuda binary with `args`, run from the repository root with `cache` as its feature cache and no
+/// `RUST_LOG`.
+pub fn glov_with_cache(args: &[&str], cache: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_glov-cuda"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("GLOV_CUDA_CACHE", cache)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the glov-cuda binary runs")
+}
+
+/// A finished command's stderr, as text.
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
 }
