@@ -13,6 +13,12 @@ use crate::scoring::descriptions::sentence;
 
 /// The published random-word list, sorted, as a JSON array.
 const WORDS: &str = include_str!("../../data/waffle/words.json");
+/// The word list, parsed once.
+fn words() -> &'static [String] {
+    static PARSED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    PARSED.get_or_init(|| serde_json::from_str(WORDS).expect("the shipped word list is a JSON array of strings"))
+}
+
 /// The characters of the published ImageNet DCLIP descriptors, without `,` and `.`.
 const CHARACTERS: &str = "\"'()-/0123456789:ABCDEFGIJKLMNOPQRSTUVWZabcdefghijklmnopqrstuvwxyz";
 
@@ -67,7 +73,7 @@ impl Draws {
 
 /// The `2 pairs` descriptors of one run: a word descriptor, then a character descriptor, `pairs` times.
 pub fn descriptors(shape: Shape, pairs: usize, run: u64) -> Vec<String> {
-    let words: Vec<String> = serde_json::from_str(WORDS).expect("the shipped word list is a JSON array of strings");
+    let words = words();
     let characters: Vec<char> = CHARACTERS.chars().collect();
     let mut draws = Draws { state: mix64(run ^ 0x3AFF_1E5E_ED00_0000) };
     let mut out = Vec::with_capacity(2 * pairs);
@@ -99,7 +105,7 @@ mod tests {
 
     #[test]
     fn the_word_list_is_the_published_one() {
-        let words: Vec<String> = serde_json::from_str(WORDS).unwrap();
+        let words = words();
         assert_eq!(words.len(), 4330);
         assert_eq!((words[0].as_str(), words[1].as_str(), words[4329].as_str()), ("", "06-12", "zygodactyl"));
         assert!(words.windows(2).all(|w| w[0] < w[1]));
