@@ -425,8 +425,9 @@ fn the_quick_start_search_runs_on_the_emulated_gpu() {
         let config: Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
         (results, steps, config["images"].clone())
     };
-    // GLOV as the quick start runs it, and LLM-OPT (its meta-prompt, no guidance) for two steps.
-    let llm_opt: &[&str] = &["--method", "llm-opt", "--alphas", "0", "--steps", "2"];
+    // GLOV as the quick start runs it, and LLM-OPT (its meta-prompt, no guidance) for two steps with two of the
+    // description baselines (CuPL's 250 answers of 50 tokens would take minutes here; `describe` covers it).
+    let llm_opt: &[&str] = &["--method", "llm-opt", "--alphas", "0", "--steps", "2", "--baselines", "dclip,waffle"];
     for (name, extra) in [("glov", &[][..]), ("llm-opt", llm_opt)] {
         let (want, want_steps, images) = run(&format!("{name}-cpu"), None, extra);
         let (got, got_steps, _) = run(&format!("{name}-emulated"), Some(&dir), extra);
@@ -440,6 +441,12 @@ fn the_quick_start_search_runs_on_the_emulated_gpu() {
                 (g - w).abs() <= one_image + 1e-9,
                 "{name}: baseline {key}: {g} on the emulated GPU, {w} on the CPU"
             );
+        }
+        let one_image = 100.0 / images["test"].as_f64().unwrap();
+        for baseline in ["dclip", "waffle"].iter().filter(|_| name == "llm-opt") {
+            let accuracy = |v: &Value| v["descriptions"][baseline]["test_accuracy"].as_f64().expect("scored");
+            let (g, w) = (accuracy(&got), accuracy(&want));
+            assert!((g - w).abs() <= one_image + 1e-9, "{baseline}: {g} on the emulated GPU, {w} on the CPU");
         }
     }
 }

@@ -660,3 +660,69 @@ fn llm_opt_runs_with_its_meta_prompt_and_without_guidance() {
     let table = text(&out.stdout);
     assert!(table.lines().any(|l| l.starts_with("dataset") && l.contains("LLM-OPT") && l.contains("GLOV")), "{table}");
 }
+
+#[test]
+fn description_baselines_are_scored_with_the_run_s_llm_as_score_scores_them() {
+    let sandbox = Sandbox::new();
+    // The scoring fixture's dataset, on which descriptions and templates score apart (its classes as one split).
+    let dataset = "tests/fixtures/scoring/dataset";
+    let run = sandbox.path("baselines");
+    let extra = ["--dataset", dataset, "--steps", "1", "--seed", "0", "--baselines", "waffle,cupl,dclip"];
+    let out = sandbox.optimize_ok(&run, &extra);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("CuPL: ") && stdout.contains("WaffleCLIP: 15 pairs"), "{stdout}");
+    let results = json(&run.join("results.json"));
+    let d = &results["descriptions"];
+    assert_eq!(json(&run.join("config.json"))["settings"]["baselines"], serde_json::json!(["waffle", "cupl", "dclip"]));
+
+    let score = |extra: &[&str]| -> Value {
+        let mut args = vec!["score", "--clip", CLIP, "--dataset", dataset, "--format", "json", "--no-cache"];
+        args.extend(extra);
+        let out = sandbox.run(&args);
+        assert_success(&out, &format!("score {extra:?}"));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // CuPL: the descriptions file the run kept, scored by `score` with CuPL's aggregation.
+    assert_eq!(d["cupl"]["file"], "descriptions-cupl.json");
+    assert_eq!(d["cupl"]["classes_without_sentence"], serde_json::json!([]), "{d}");
+    let cupl = run.join("descriptions-cupl.json");
+    let written: BTreeMap<String, Vec<String>> = serde_json::from_slice(&read(&cupl)).unwrap();
+    assert_eq!(written.len(), 6);
+    assert_eq!(d["cupl"]["sentences"].as_u64(), Some(written.values().map(Vec::len).sum::<usize>() as u64));
+    let scored = score(&["--descriptions", cupl.to_str().unwrap(), "--aggregate", "embedding"]);
+    assert_eq!(d["cupl"]["test_accuracy"], scored["descriptions"]["accuracy"]["top1"], "{d}");
+    // DCLIP: the random LLM writes no `- ` line, so every class falls back to the baseline template, whose one
+    // sentence scores as the template does.
+    let dclip = &d["dclip"];
+    let fallen: Vec<String> = serde_json::from_value(dclip["classes_without_sentence"].clone()).unwrap();
+    let dclip_file: BTreeMap<String, Vec<String>> =
+        serde_json::from_slice(&read(&run.join("descriptions-dclip.json"))).unwrap();
+    let empty: Vec<String> = dclip_file.iter().filter(|(_, s)| s.is_empty()).map(|(c, _)| c.clone()).collect();
+    assert_eq!(fallen, empty);
+    if fallen.len() == 6 {
+        assert_eq!(dclip["test_accuracy"], results["baseline"]["test_accuracy"], "{d}");
+    }
+    // Waffle: seed 0's runs are `score --waffle`'s.
+    let waffle = score(&["--waffle", "15", "--waffle-runs", "7"]);
+    assert_eq!(d["waffle"]["seeds"], serde_json::json!([0, 1, 2, 3, 4, 5, 6]));
+    assert_eq!(d["waffle"]["test_accuracy"], waffle["waffle"]["mean"]["top1"], "{d}");
+    assert_eq!(d["waffle"]["std"], waffle["waffle"]["std"]["top1"], "{d}");
+
+    // The report shows them as columns.
+    let out = sandbox.run(&["report", run.to_str().unwrap()]);
+    assert_success(&out, "report");
+    let table = text(&out.stdout);
+    let header = table.lines().find(|l| l.starts_with("dataset") && l.contains("GLOV")).expect("a header");
+    let columns: Vec<&str> = header.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    assert_eq!(columns, ["dataset", "runs", "baseline", "CuPL", "DCLIP", "Waffle", "GLOV alpha=0", "GLOV", "gain"]);
+
+    // A baseline named twice, or one that does not exist, is refused before anything runs.
+    let twice = sandbox.path("twice");
+    let out = sandbox.optimize(&twice, &["--baselines", "cupl,cupl"]);
+    assert_refused(&out, &["baselines: cupl is given twice"], "a baseline twice");
+    let out = sandbox.optimize(&twice, &["--baselines", "clip"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "a usage error: {err}");
+    assert!(err.contains("'clip'") && err.contains("cupl, dclip, waffle"), "{err}");
+    assert!(!twice.exists());
+}

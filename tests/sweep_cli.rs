@@ -389,6 +389,8 @@ fn the_table_1_plan_expands_to_192_cells_and_runs_them_on_the_gpus_it_asks_for()
     assert_eq!(cell["split-file"].as_str(), Some("/data/eurosat/split_zhou_EuroSAT.json"));
     assert_eq!((cell["seed"].as_integer(), cell["steps"].as_integer()), (Some(2), Some(100)));
     assert_eq!(cell["device"].as_str(), Some("cuda:0"), "the cell runs alone where the sweep runs it");
+    let baselines: Vec<&str> = cell["baselines"].as_array().unwrap().iter().filter_map(|b| b.as_str()).collect();
+    assert_eq!(baselines, ["cupl", "dclip", "waffle"], "the GLOV cells score the description baselines");
     let llm_opt: toml::Table = toml::from_str(
         &std::fs::read_to_string(out.join("clip-vit-large-patch14/eurosat/methodllm-opt/seed2/cell.toml")).unwrap(),
     )
@@ -396,6 +398,7 @@ fn the_table_1_plan_expands_to_192_cells_and_runs_them_on_the_gpus_it_asks_for()
     assert_eq!(llm_opt["method"].as_str(), Some("llm-opt"));
     assert_eq!(llm_opt["alphas"].as_array().map(Vec::len), Some(1));
     assert_eq!(llm_opt["top-bottom"].as_integer(), Some(3));
+    assert_eq!(llm_opt["baselines"].as_array().map(Vec::len), Some(0), "the LLM-OPT cells do not score them again");
 
     // Asking for GPUs and computing on the CPU is refused; so is CUDA without a GPU.
     let output = glov(&[&["--device", "cpu"][..], &slurm].concat());
@@ -412,4 +415,39 @@ fn the_table_1_plan_expands_to_192_cells_and_runs_them_on_the_gpus_it_asks_for()
     )
     .unwrap();
     assert_eq!((cell["kernels"].as_str(), cell["gpu-memory"].as_float()), (Some("plain"), Some(0.8)));
+}
+
+#[test]
+fn the_tiny_table_plan_fills_every_column_the_runs_can_give() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tiny-table");
+    let output = glov(&["sweep", "examples/tiny-table.toml", "--out", path_str(&out)]);
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(text(&output.stdout).contains("8 cells: 8 finished\n"), "{}", describe(&output));
+    let output = glov(&["report", path_str(&out)]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let report = text(&output.stdout);
+    let header = report.lines().find(|l| l.starts_with("dataset") && l.contains("GLOV")).expect("a header");
+    let columns: Vec<&str> = header.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    let want = ["dataset", "runs", "baseline", "CuPL", "DCLIP", "Waffle", "LLM-OPT", "GLOV alpha=0", "GLOV", "gain"];
+    assert_eq!(columns, want, "{report}");
+    // One block: the LLM-OPT cells joined the GLOV cells' rows; the values are the runs' own.
+    let json: Value = serde_json::from_slice(&glov(&["report", path_str(&out), "--format", "json"]).stdout).unwrap();
+    assert_eq!(json["blocks"].as_array().map(Vec::len), Some(1), "{json}");
+    let shapes = json["blocks"][0]["rows"].as_array().unwrap().iter().find(|r| r["dataset"] == "tiny shapes").unwrap();
+    let results = |id: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(out.join(id).join("results.json")).unwrap()).unwrap()
+    };
+    for (column, field) in [("cupl", "cupl"), ("dclip", "dclip"), ("waffle", "waffle")] {
+        let runs: Vec<Value> = ["shapes/methodglov/seed1", "shapes/methodglov/seed2"]
+            .iter()
+            .map(|id| results(id)["descriptions"][field]["test_accuracy"].clone())
+            .collect();
+        assert_eq!(shapes["comparisons"][column]["values"], Value::Array(runs), "{column}");
+    }
+    let llm_opt: Vec<Value> = ["shapes/methodllm-opt/seed1", "shapes/methodllm-opt/seed2"]
+        .iter()
+        .map(|id| results(id)["test_accuracy"].clone())
+        .collect();
+    assert_eq!(shapes["llm_opt"]["values"], Value::Array(llm_opt));
 }

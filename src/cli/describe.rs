@@ -3,7 +3,7 @@
 
 use crate::backend::Backend;
 use crate::dataset::{self, Split};
-use crate::describe::{DescribeOptions, Style, describe, prompts};
+use crate::describe::{DescribeOptions, Style, describe};
 use crate::generation::sampling::SamplingParams;
 use crate::glov::settings::parse_finite;
 use crate::models::llm::LlmModel;
@@ -78,31 +78,25 @@ fn read_questions(path: &Path) -> Result<Vec<String>> {
 }
 
 pub fn run<B: Backend>(backend: &B, args: DescribeArgs) -> Result<()> {
-    let questions = match &args.questions {
-        Some(path) => read_questions(path)?,
-        None => prompts::CUPL_QUESTIONS.iter().map(|q| q.to_string()).collect(),
-    };
     if args.questions.is_some() && args.style == Style::Dclip {
         bail!("--questions are CuPL's: DCLIP asks its one published few-shot question");
     }
     let data = dataset::open(&args.dataset, args.split_file.as_deref(), Split::Test)?;
-    let (samples, temperature, max_new_tokens) = match args.style {
-        Style::Cupl => (10, 0.99, 50),
-        Style::Dclip => (1, 0.7, 100),
-    };
-    let options = DescribeOptions {
-        style: args.style,
-        questions,
-        samples: args.samples.map_or(samples, NonZeroUsize::get),
-        max_new_tokens: args.max_new_tokens.map_or(max_new_tokens, NonZeroUsize::get),
-        sampling: SamplingParams {
-            temperature: args.temperature.unwrap_or(temperature),
-            top_k: args.top_k,
-            top_p: args.top_p,
-            greedy: false,
-        },
-        seed: args.seed,
-        batch: args.batch.get(),
+    let mut options = DescribeOptions::published(args.style, args.seed, args.batch.get());
+    if let Some(path) = &args.questions {
+        options.questions = read_questions(path)?;
+    }
+    if let Some(samples) = args.samples {
+        options.samples = samples.get();
+    }
+    if let Some(tokens) = args.max_new_tokens {
+        options.max_new_tokens = tokens.get();
+    }
+    options.sampling = SamplingParams {
+        temperature: args.temperature.unwrap_or(options.sampling.temperature),
+        top_k: args.top_k,
+        top_p: args.top_p,
+        greedy: false,
     };
     options.sampling.validate().context("sampling")?;
     let model = LlmModel::open(backend, &args.llm)?;

@@ -9,7 +9,7 @@ use crate::glov::method::Method;
 use crate::glov::optimizer::{LoopConfig, Optimizer, Outcome};
 use crate::glov::run_dir::RunDir;
 use crate::glov::settings::{self, ConfigFile, Overrides, Settings};
-use crate::glov::{datasets, report};
+use crate::glov::{baselines, datasets, report};
 use crate::models::clip::ClipModel;
 use crate::models::llm::LlmModel;
 use crate::scoring::{EncodeOptions, Scorer, default_cache_dir, encode_images};
@@ -318,7 +318,9 @@ pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, file: ConfigFile, quiet:
         return Err(Interrupted { steps, total: settings.steps, out }.into());
     }
 
-    let results = report::results(&mut optimizer, &mut judge)?;
+    let mut results = report::results(&mut optimizer, &mut judge)?;
+    results.descriptions =
+        baselines::run(backend, &llm, &judge.test, &test.classnames, &settings, optimizer.run_dir())?;
     write_results(&optimizer, &results)?;
     print!("{}", report::summary_table(&results, settings.method));
     println!("run directory: {}", optimizer.run_dir().path().display());

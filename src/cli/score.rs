@@ -160,19 +160,9 @@ pub fn run<B: Backend>(backend: &B, args: ScoreArgs) -> Result<()> {
     Ok(())
 }
 
-/// WaffleCLIP's runs: each run's descriptors drawn from its seed (0, 1, ...), its accuracy, then their mean and
-/// population standard deviation, as published.
+/// WaffleCLIP's runs, drawn from seeds 0, 1, ...: their accuracies, then their mean and population standard
+/// deviation, as published.
 fn score_waffle<B: Backend>(scorer: &Scorer<B>, classnames: &[String], pairs: u32, runs: u32) -> Result<WaffleScore> {
-    let shape = waffle::Shape::of(classnames);
-    let mut per_run = Vec::new();
-    let mut first_descriptors = Vec::new();
-    for run in 0..u64::from(runs) {
-        let descriptors = waffle::descriptors(shape, pairs as usize, run);
-        let sentences = waffle::sentences(classnames, &descriptors);
-        per_run.push(scorer.score_descriptions(&sentences, Aggregate::Score)?);
-        if run == 0 {
-            first_descriptors = descriptors;
-        }
-    }
+    let (first_descriptors, per_run) = waffle::score_runs(scorer, classnames, pairs as usize, 0..u64::from(runs))?;
     Ok(WaffleScore::new(pairs as usize, first_descriptors, per_run))
 }

@@ -37,6 +37,26 @@ pub struct DescribeOptions {
     pub batch: usize,
 }
 
+impl DescribeOptions {
+    /// The published settings of a style: CuPL's five ImageNet questions, 10 answers each at temperature 0.99 and
+    /// up to 50 tokens; DCLIP's one answer at 0.7 and up to 100 tokens; neither filters sampling.
+    pub fn published(style: Style, seed: u64, batch: usize) -> Self {
+        let (samples, temperature, max_new_tokens) = match style {
+            Style::Cupl => (10, 0.99, 50),
+            Style::Dclip => (1, 0.7, 100),
+        };
+        DescribeOptions {
+            style,
+            questions: prompts::CUPL_QUESTIONS.iter().map(|q| q.to_string()).collect(),
+            samples,
+            max_new_tokens,
+            sampling: SamplingParams { temperature, top_k: 0, top_p: 1.0, greedy: false },
+            seed,
+            batch,
+        }
+    }
+}
+
 /// One prompt: the class it describes and its text.
 struct Prompt {
     class: usize,

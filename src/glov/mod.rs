@@ -2,6 +2,7 @@
 //! prompt, and an offset vector in the LLM's residual stream steers it from worse templates towards better ones.
 
 pub mod answer;
+pub mod baselines;
 pub mod datasets;
 pub mod engine;
 pub mod history;

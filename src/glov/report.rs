@@ -3,6 +3,7 @@
 
 use super::optimizer::{EvalSplit, Judge, Optimizer};
 use super::plot::{LineStyle, Series, accuracy_png};
+use super::baselines::DescriptionResults;
 use crate::glov::method::Method;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -56,6 +57,9 @@ pub struct Results {
     /// `None` where the dataset's name has no published template set (and in runs from before there was one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_set: Option<TemplateSetResult>,
+    /// The description baselines the settings asked for (see [`super::baselines`]).
+    #[serde(default, skip_serializing_if = "DescriptionResults::is_empty")]
+    pub descriptions: DescriptionResults,
 }
 
 pub fn results(optimizer: &mut Optimizer, judge: &mut dyn Judge) -> Result<Results> {
@@ -116,6 +120,7 @@ pub fn results(optimizer: &mut Optimizer, judge: &mut dyn Judge) -> Result<Resul
     Ok(Results {
         dataset: config.dataset_name.clone(),
         template_set,
+        descriptions: DescriptionResults::default(),
         steps: optimizer.completed_steps(),
         chosen_alpha: chosen.alpha,
         test_accuracy: chosen.ensemble_test_accuracy,
@@ -205,6 +210,29 @@ pub fn summary_table(r: &Results, method: Method) -> String {
             out,
             "the dataset's CLIP template set ({}, {} templates), as an ensemble: test accuracy {:.2}",
             set.name, set.templates, set.test_accuracy
+        );
+    }
+    for (name, described) in [("CuPL", &r.descriptions.cupl), ("DCLIP", &r.descriptions.dclip)] {
+        if let Some(d) = described {
+            let without = match d.classes_without_sentence.len() {
+                0 => String::new(),
+                n => format!("; {n} class(es) without one scored by the baseline template"),
+            };
+            let _ = writeln!(
+                out,
+                "{name}: {} sentences written by the LLM ({}{without}): test accuracy {:.2}",
+                d.sentences, d.file, d.test_accuracy
+            );
+        }
+    }
+    if let Some(w) = &r.descriptions.waffle {
+        let _ = writeln!(
+            out,
+            "WaffleCLIP: {} pairs of random descriptors, {} runs: test accuracy {:.2} ± {:.2}",
+            w.pairs,
+            w.runs.len(),
+            w.test_accuracy,
+            w.std
         );
     }
     if let Some(without) = r.test_accuracy_without_guidance.filter(|_| method == Method::Glov) {

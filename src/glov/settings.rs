@@ -9,6 +9,7 @@
 
 use crate::backend::runtime_options::{self, RuntimeOptions};
 use crate::generation::steering::SteerCache;
+use crate::glov::baselines::DescriptionBaseline;
 use crate::glov::method::Method;
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -113,6 +114,11 @@ pub struct Overrides {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ensemble_size: Option<usize>,
+    /// Description baselines scored on the test split after the last step, with this run's LLM and CLIP model:
+    /// cupl, dclip, waffle (see docs/optimizer.md) [default: none].
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "B,...")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baselines: Option<Vec<DescriptionBaseline>>,
     /// Images per vision-tower batch [default: 64].
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -160,6 +166,9 @@ pub struct Settings {
     pub meta_prompt: Option<PathBuf>,
     pub baseline: String,
     pub ensemble_size: usize,
+    /// Runs started before there were any scored none.
+    #[serde(default)]
+    pub baselines: Vec<DescriptionBaseline>,
     pub image_batch: usize,
     pub text_batch: usize,
     pub cache_dir: Option<PathBuf>,
@@ -201,7 +210,7 @@ fn defaults() -> Map<String, Value> {
         "method": "glov", "split-file": null, "description": null, "steps": 100, "samples": 10, "shots": 1, "seed": 1,
         "alphas": [1.0, 0.75, 0.5, 0.25, 0.0], "layer": null, "top-bottom": 5, "max-new-tokens": 50,
         "temperature": 1.0, "top-k": 50, "top-p": 0.9, "steer-cache": "steered", "meta-prompt": null,
-        "baseline": "a photo of a {}.", "ensemble-size": 3, "image-batch": 64, "text-batch": 1024,
+        "baseline": "a photo of a {}.", "ensemble-size": 3, "baselines": [], "image-batch": 64, "text-batch": 1024,
         "cache-dir": null, "no-cache": false,
     }) else {
         unreachable!("an object literal")
@@ -425,6 +434,11 @@ impl Settings {
             }
             if self.alphas[..i].contains(a) {
                 bail!("alphas: {a} is given twice");
+            }
+        }
+        for (i, b) in self.baselines.iter().enumerate() {
+            if self.baselines[..i].contains(b) {
+                bail!("baselines: {} is given twice", serde_json::to_value(b)?.as_str().unwrap_or_default());
             }
         }
         crate::scoring::templates::normalize(&self.baseline).context("baseline")?;

@@ -3,6 +3,7 @@
 //! mean and standard deviation over the row's seeds, and the mean over the datasets last.
 
 use super::runs::{LeftOut, Run};
+use crate::glov::report::Results;
 use crate::glov::method::Method;
 use serde::Serialize;
 use serde::ser::SerializeStruct;
@@ -10,9 +11,10 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// Settings that place a run in a row (the dataset), tell seeds apart, or do not change results (batch sizes, the
-/// feature cache); every other setting must be equal within a block.
-const NOT_IN_BLOCK_KEY: [&str; 10] = [
+/// Settings that place a run in a row (the dataset), tell seeds apart, do not change results (batch sizes, the
+/// feature cache) or add comparisons beside them (the description baselines); every other setting must be equal
+/// within a block.
+const NOT_IN_BLOCK_KEY: [&str; 11] = [
     "clip",
     "dataset",
     "split-file",
@@ -23,10 +25,58 @@ const NOT_IN_BLOCK_KEY: [&str; 10] = [
     "text-batch",
     "cache-dir",
     "no-cache",
+    "baselines",
 ];
 
 /// Settings in which an LLM-OPT run may differ from the GLOV runs whose block it joins as a column.
 const METHOD_KEYS: [&str; 4] = ["method", "alphas", "top-bottom", "meta-prompt"];
+
+/// A way of writing CLIP's text side that a run scores beside its search, as a column before the optimisers', in
+/// the paper's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Comparison {
+    /// The ensemble of the dataset's published CLIP template set.
+    TemplateSet,
+    Cupl,
+    Dclip,
+    Waffle,
+}
+
+impl Comparison {
+    pub const ALL: [Comparison; 4] = [Comparison::TemplateSet, Comparison::Cupl, Comparison::Dclip, Comparison::Waffle];
+
+    /// The column's header in tables.
+    pub fn header(self) -> &'static str {
+        match self {
+            Comparison::TemplateSet => "CLIP set",
+            Comparison::Cupl => "CuPL",
+            Comparison::Dclip => "DCLIP",
+            Comparison::Waffle => "Waffle",
+        }
+    }
+
+    /// The measure's name in CSV and JSON.
+    pub fn key(self) -> &'static str {
+        match self {
+            Comparison::TemplateSet => "template_set",
+            Comparison::Cupl => "cupl",
+            Comparison::Dclip => "dclip",
+            Comparison::Waffle => "waffle",
+        }
+    }
+
+    /// A run's test accuracy of it, where the run scored it.
+    fn of(self, results: &Results) -> Option<f64> {
+        let d = &results.descriptions;
+        match self {
+            Comparison::TemplateSet => results.template_set.as_ref().map(|s| s.test_accuracy),
+            Comparison::Cupl => d.cupl.as_ref().map(|c| c.test_accuracy),
+            Comparison::Dclip => d.dclip.as_ref().map(|c| c.test_accuracy),
+            Comparison::Waffle => d.waffle.as_ref().map(|w| w.test_accuracy),
+        }
+    }
+}
 
 /// Accuracies (percent) of one measure over a row's runs.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -68,8 +118,8 @@ pub struct Row {
     pub seeds: Vec<u64>,
     /// The zero-shot baseline template's test accuracy.
     pub baseline: Stat,
-    /// The ensemble of the dataset's published CLIP template set, where every run of the row has it.
-    pub template_set: Option<Stat>,
+    /// The comparisons every run of the row scored.
+    pub comparisons: BTreeMap<Comparison, Stat>,
     /// GLOV without guidance: alpha 0's ensemble (`None` when alpha 0 was not run).
     pub without_guidance: Option<Stat>,
     /// LLM-OPT runs of the same settings otherwise, where there are any: their result's test accuracy.
@@ -103,7 +153,8 @@ pub struct Block {
 #[derive(Clone, Debug, Serialize)]
 pub struct Means {
     pub baseline: f64,
-    pub template_set: Option<f64>,
+    /// The comparisons every row has.
+    pub comparisons: BTreeMap<Comparison, f64>,
     pub without_guidance: Option<f64>,
     pub llm_opt: Option<f64>,
     pub glov: f64,
@@ -124,14 +175,14 @@ impl Block {
             .iter()
             .all(|r| r.llm_opt.is_some())
             .then(|| mean(&|r| r.llm_opt.as_ref().map_or(f64::NAN, Stat::mean)));
-        let template_set = self
-            .rows
-            .iter()
-            .all(|r| r.template_set.is_some())
-            .then(|| mean(&|r| r.template_set.as_ref().map_or(f64::NAN, Stat::mean)));
+        let comparisons = Comparison::ALL
+            .into_iter()
+            .filter(|c| self.rows.iter().all(|r| r.comparisons.contains_key(c)))
+            .map(|c| (c, mean(&|r| r.comparisons[&c].mean())))
+            .collect();
         Means {
             baseline: mean(&|r| r.baseline.mean()),
-            template_set,
+            comparisons,
             without_guidance,
             llm_opt,
             glov: mean(&|r| r.glov.mean()),
@@ -331,10 +382,13 @@ fn row(dataset: String, runs: &[Run], alphas: &[f32], llm_opt: &[Run]) -> Row {
         runs: runs.iter().map(|r| r.dir.clone()).collect(),
         seeds: runs.iter().map(|r| r.settings.seed).collect(),
         baseline: stat(&|r| r.results.baseline.test_accuracy),
-        template_set: runs
-            .iter()
-            .all(|r| r.results.template_set.is_some())
-            .then(|| stat(&|r| r.results.template_set.as_ref().map_or(f64::NAN, |set| set.test_accuracy))),
+        comparisons: Comparison::ALL
+            .into_iter()
+            .filter_map(|c| {
+                let values: Option<Vec<f64>> = runs.iter().map(|r| c.of(&r.results)).collect();
+                Some((c, Stat { values: values? }))
+            })
+            .collect(),
         without_guidance: has_alpha_zero.then(|| stat(&|r| trajectory_accuracy(r, 0.0))),
         llm_opt: (!llm_opt.is_empty())
             .then(|| Stat { values: llm_opt.iter().map(|r| r.results.test_accuracy).collect() }),

@@ -35,7 +35,8 @@ pub fn build(roots: &[PathBuf]) -> Result<aggregate::Report> {
 mod tests {
     use super::*;
     use crate::glov::settings::Overrides;
-    use aggregate::Stat;
+    use aggregate::{Comparison, Stat};
+    use std::collections::BTreeMap;
     use serde_json::json;
     use std::path::Path;
 
@@ -84,9 +85,17 @@ mod tests {
             "final_ensemble": ["a {}"],
         });
         let mut results = results;
-        // Runs of clip-b also scored the dataset's published CLIP template set.
+        // Runs of clip-b also scored the dataset's published CLIP template set and the description baselines.
         if f.clip == "org/clip-b" {
             results["template_set"] = json!({"name": "eurosat", "templates": 3, "test_accuracy": baseline + 2.0});
+            let described = |file: &str, accuracy: f64| {
+                json!({"file": file, "sentences": 20, "classes_without_sentence": [], "test_accuracy": accuracy})
+            };
+            results["descriptions"] = json!({
+                "cupl": described("descriptions-cupl.json", baseline + 3.0),
+                "dclip": described("descriptions-dclip.json", baseline + 1.5),
+                "waffle": {"pairs": 15, "seeds": [7, 8], "runs": [61.0, 62.0], "test_accuracy": 61.5, "std": 0.5},
+            });
         }
         std::fs::write(dir.join("results.json"), results.to_string()).unwrap();
     }
@@ -141,10 +150,15 @@ mod tests {
         // Means over the two datasets: baseline (40 + 30) / 2, alpha 0 (47 + 31) / 2, GLOV (53 + 33) / 2.
         assert_eq!((means.baseline, means.without_guidance, means.glov, means.gain), (35.0, Some(39.0), 43.0, 8.0));
         assert_eq!(means.per_alpha, [(1.0, 43.0), (0.0, 39.0)]);
-        assert!(eurosat.template_set.is_none() && means.template_set.is_none());
+        assert!(eurosat.comparisons.is_empty() && means.comparisons.is_empty());
         let b = &report.blocks[1];
-        assert_eq!(b.rows[0].template_set.as_ref().map(Stat::mean), Some(62.0));
-        assert_eq!(b.means().template_set, Some(62.0));
+        let means_of = |c: &BTreeMap<Comparison, Stat>| -> Vec<(Comparison, f64)> {
+            c.iter().map(|(k, s)| (*k, s.mean())).collect()
+        };
+        use Comparison::{Cupl, Dclip, TemplateSet, Waffle};
+        let expected = vec![(TemplateSet, 62.0), (Cupl, 63.0), (Dclip, 61.5), (Waffle, 61.5)];
+        assert_eq!(means_of(&b.rows[0].comparisons), expected);
+        assert_eq!(b.means().comparisons.into_iter().collect::<Vec<_>>(), expected);
 
         let table = words(&render::table(&report));
         for line in [
@@ -156,8 +170,8 @@ mod tests {
             "dataset alpha=1 alpha=0 chosen alpha (runs)",
             "EuroSAT 53.00 ± 3.61 47.00 ± 2.00 1 (3)",
             "CLIP clip-b (org/clip-b): 1 dataset(s), 1 run(s), seeds 1",
-            "dataset runs baseline CLIP set GLOV alpha=0 GLOV gain",
-            "EuroSAT 1 60.00 62.00 58.00 61.00 +1.00",
+            "dataset runs baseline CLIP set CuPL DCLIP Waffle GLOV alpha=0 GLOV gain",
+            "EuroSAT 1 60.00 62.00 63.00 61.50 61.50 58.00 61.00 +1.00",
             "left out (4 run(s), not averaged in):",
         ] {
             assert!(table.iter().any(|l| l == line), "no line {line:?} in:\n{}", table.join("\n"));
@@ -208,6 +222,10 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&render::json(&report).unwrap()).unwrap();
         assert_eq!(json["blocks"][0]["rows"][1]["glov"]["values"], json!([50.0, 52.0, 57.0]));
         assert_eq!(json["blocks"][0]["mean"]["glov"], 43.0);
+        assert_eq!(json["blocks"][1]["rows"][0]["comparisons"]["cupl"]["values"], json!([63.0]));
+        assert_eq!(json["blocks"][1]["mean"]["comparisons"]["waffle"], 61.5);
+        assert!(csv.contains("org/clip-b,,EuroSAT,dclip,1,61.5,\n"), "{csv}");
+        assert!(csv.contains("org/clip-b,,mean,cupl,1,63,\n"), "{csv}");
         assert_eq!(json["left_out"].as_array().unwrap().len(), 4);
         let png = plot::gain_png(&report).unwrap();
         assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));

@@ -1,6 +1,6 @@
 //! The report's text forms: an aligned table, Markdown, CSV (one line per dataset and measure) and JSON.
 
-use super::aggregate::{Block, Report, Stat};
+use super::aggregate::{Block, Comparison, Report, Stat};
 use std::fmt::Write;
 
 /// `53.33 ± 2.10` over several seeds, `53.33` for one.
@@ -21,11 +21,10 @@ fn main_rows(block: &Block) -> Vec<Vec<String>> {
     // LLM-OPT runs only without guidance: its alpha 0 is the method itself.
     let with_alpha_zero = method == "GLOV" && block.rows.iter().all(|r| r.without_guidance.is_some());
     let with_llm_opt = block.rows.iter().any(|r| r.llm_opt.is_some());
-    let with_set = block.rows.iter().any(|r| r.template_set.is_some());
+    let comparisons: Vec<Comparison> =
+        Comparison::ALL.into_iter().filter(|c| block.rows.iter().any(|r| r.comparisons.contains_key(c))).collect();
     let mut header = vec!["dataset".to_string(), "runs".to_string(), "baseline".to_string()];
-    if with_set {
-        header.push("CLIP set".to_string());
-    }
+    header.extend(comparisons.iter().map(|c| c.header().to_string()));
     if with_llm_opt {
         header.push("LLM-OPT".to_string());
     }
@@ -36,9 +35,7 @@ fn main_rows(block: &Block) -> Vec<Vec<String>> {
     let mut rows = vec![header];
     for r in &block.rows {
         let mut line = vec![r.dataset.clone(), r.runs.len().to_string(), cell(&r.baseline)];
-        if with_set {
-            line.push(r.template_set.as_ref().map_or("-".to_string(), cell));
-        }
+        line.extend(comparisons.iter().map(|c| r.comparisons.get(c).map_or("-".to_string(), cell)));
         if with_llm_opt {
             line.push(r.llm_opt.as_ref().map_or("-".to_string(), cell));
         }
@@ -51,9 +48,7 @@ fn main_rows(block: &Block) -> Vec<Vec<String>> {
     let means = block.means();
     let runs: usize = block.rows.iter().map(|r| r.runs.len()).sum();
     let mut line = vec!["mean".to_string(), runs.to_string(), format!("{:.2}", means.baseline)];
-    if with_set {
-        line.push(means.template_set.map_or("-".to_string(), |m| format!("{m:.2}")));
-    }
+    line.extend(comparisons.iter().map(|c| means.comparisons.get(c).map_or("-".to_string(), |m| format!("{m:.2}"))));
     if with_llm_opt {
         line.push(means.llm_opt.map_or("-".to_string(), |m| format!("{m:.2}")));
     }
@@ -102,7 +97,8 @@ fn block_caption(block: &Block) -> String {
 
 const LEGEND: &str = "top-1 accuracy (%) on the test split, mean ± standard deviation over seeds; baseline: the \
                       zero-shot template; CLIP set: the ensemble of the dataset's published CLIP templates; \
-                      GLOV alpha=0: without guidance; GLOV: the chosen alpha; LLM-OPT: its \
+                      CuPL, DCLIP: class descriptions written by the run's LLM; Waffle: WaffleCLIP's random \
+                      descriptors, the mean of 7 runs; GLOV alpha=0: without guidance; GLOV: the chosen alpha; LLM-OPT: its \
                       runs (no guidance), beside GLOV's where their other settings are the same; gain: the block's method - \
                       baseline";
 
@@ -191,9 +187,7 @@ pub fn csv(report: &Report) -> String {
         let prefix = format!("{},{}", csv_field(&block.clip), csv_field(&settings.join(";")));
         for r in &block.rows {
             let mut measures: Vec<(String, &Stat)> = vec![("baseline".into(), &r.baseline)];
-            if let Some(set) = &r.template_set {
-                measures.push(("template_set".into(), set));
-            }
+            measures.extend(r.comparisons.iter().map(|(c, s)| (c.key().to_string(), s)));
             if let Some(llm_opt) = &r.llm_opt {
                 measures.push(("llm_opt".into(), llm_opt));
             }
@@ -216,9 +210,7 @@ pub fn csv(report: &Report) -> String {
         let means = block.means();
         let n = block.rows.len();
         let mut measures: Vec<(String, f64)> = vec![("baseline".into(), means.baseline)];
-        if let Some(set) = means.template_set {
-            measures.push(("template_set".into(), set));
-        }
+        measures.extend(means.comparisons.iter().map(|(c, m)| (c.key().to_string(), *m)));
         if let Some(llm_opt) = means.llm_opt {
             measures.push(("llm_opt".into(), llm_opt));
         }

@@ -8,8 +8,11 @@
 //! published code takes them from each dataset's DCLIP descriptors). Runs draw from seeds 0, 1, ..., as published,
 //! with our own generator, so the random words are not the published runs' words.
 
+use crate::backend::Backend;
 use crate::sampling::mix64;
-use crate::scoring::descriptions::sentence;
+use crate::scoring::descriptions::{Aggregate, sentence};
+use crate::scoring::{Accuracy, Scorer};
+use anyhow::Result;
 
 /// The published random-word list, sorted, as a JSON array.
 const WORDS: &str = include_str!("../../data/waffle/words.json");
@@ -93,6 +96,27 @@ pub fn descriptors(shape: Shape, pairs: usize, run: u64) -> Vec<String> {
 /// Every class's sentences for the descriptors, the same descriptors for all.
 pub fn sentences(classnames: &[String], descriptors: &[String]) -> Vec<Vec<String>> {
     classnames.iter().map(|class| descriptors.iter().map(|d| sentence(class, d)).collect()).collect()
+}
+
+/// The runs drawn from `seeds`, each scored as DCLIP scores descriptions: the first run's descriptors (for a look
+/// at what was scored) and every run's accuracy.
+pub fn score_runs<B: Backend>(
+    scorer: &Scorer<B>,
+    classnames: &[String],
+    pairs: usize,
+    seeds: impl IntoIterator<Item = u64>,
+) -> Result<(Vec<String>, Vec<Accuracy>)> {
+    let shape = Shape::of(classnames);
+    let mut first = Vec::new();
+    let mut accuracies = Vec::new();
+    for seed in seeds {
+        let descriptors = descriptors(shape, pairs, seed);
+        accuracies.push(scorer.score_descriptions(&sentences(classnames, &descriptors), Aggregate::Score)?);
+        if first.is_empty() {
+            first = descriptors;
+        }
+    }
+    Ok((first, accuracies))
 }
 
 #[cfg(test)]
