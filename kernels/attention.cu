@@ -1,6 +1,7 @@
 // Multi-head attention over a packed QKV tensor [batch * seq, (heads + 2 kv_heads) * head_dim] (query heads, then
 // key heads, then value heads; query head h reads key/value head h / (heads / kv_heads)), bf16 in and out, f32
-// arithmetic, softmax(q k^T * scale) v per head, optionally causal. Both versions use the online softmax (a
+// arithmetic, softmax(q k^T * scale + bias) v per head, optionally causal. The bias (MPNet's relative positions) is
+// null or f32 [heads, seq, seq], the same for every sequence of the batch. Both versions use the online softmax (a
 // running maximum and sum, rescaling the accumulator when the maximum grows), so no score matrix is ever stored.
 #include "common.cuh"
 
@@ -11,8 +12,9 @@
 // ... (at most ATT_PLAIN_DIMS of them, in registers: no per-thread array in local memory, which the driver would
 // reserve for every resident thread), so a score is one warp sum. A row with no visible key gets zeros, not 0/0.
 // Grid (ceil(batch * seq * heads / warps per block)).
-extern "C" __global__ void attention_plain(const bf16* __restrict__ qkv, bf16* __restrict__ out, int batch, int seq,
-                                           int heads, int kv_heads, int head_dim, int causal, float scale) {
+extern "C" __global__ void attention_plain(const bf16* __restrict__ qkv, const float* __restrict__ bias,
+                                           bf16* __restrict__ out, int batch, int seq, int heads, int kv_heads,
+                                           int head_dim, int causal, float scale) {
     const int lane = threadIdx.x & 31;
     const int64_t pair = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (pair >= (int64_t)batch * seq * heads || head_dim > ATT_MAX_DIM) return;  // the same for the whole warp
@@ -22,6 +24,7 @@ extern "C" __global__ void attention_plain(const bf16* __restrict__ qkv, bf16* _
     const int64_t width = (int64_t)(heads + 2 * kv_heads) * head_dim;
     const bf16* q = qkv + row * width + h * head_dim;
     const int end = causal ? i + 1 : seq;
+    const float* row_bias = bias ? bias + ((int64_t)h * seq + i) * seq : nullptr;
     float qd[ATT_PLAIN_DIMS], acc[ATT_PLAIN_DIMS];
 #pragma unroll
     for (int t = 0; t < ATT_PLAIN_DIMS; ++t) {
@@ -40,7 +43,7 @@ extern "C" __global__ void attention_plain(const bf16* __restrict__ qkv, bf16* _
             const int d = lane + 32 * t;
             if (d < head_dim) partial += qd[t] * to_f32(k[d]);
         }
-        const float s = warp_sum(partial) * scale;
+        const float s = warp_sum(partial) * scale + (row_bias ? row_bias[j] : 0.0f);
         const float new_max = fmaxf(running_max, s);
         const float correction = expf(running_max - new_max), p = expf(s - new_max);
         sum = sum * correction + p;
@@ -69,7 +72,8 @@ extern "C" __global__ void attention_plain(const bf16* __restrict__ qkv, bf16* _
 #define ATT_TILE_DIM 128
 #define ATT_PER_LANE (ATT_TILE_DIM / 32)
 
-extern "C" __global__ void __launch_bounds__(128) attention(const bf16* __restrict__ qkv, bf16* __restrict__ out,
+extern "C" __global__ void __launch_bounds__(128) attention(const bf16* __restrict__ qkv,
+                                                            const float* __restrict__ bias, bf16* __restrict__ out,
                                                             int batch, int seq, int heads, int kv_heads,
                                                             int head_dim, int causal, float scale) {
     __shared__ float ks[ATT_KEYS][ATT_TILE_DIM + 1];
@@ -120,6 +124,7 @@ extern "C" __global__ void __launch_bounds__(128) attention(const bf16* __restri
                     if (d < head_dim) s += q[r][t] * ks[kj][d];
                 }
                 s = warp_sum(s);
+                if (bias) s += bias[((int64_t)h * seq + i) * seq + j];
                 const float new_max = fmaxf(running_max[r], s);
                 const float correction = expf(running_max[r] - new_max), p = expf(s - new_max);
                 sum[r] = sum[r] * correction + p;

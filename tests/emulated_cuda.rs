@@ -1,6 +1,7 @@
 //! The CUDA path of the commands, run on the emulator (`emu/`, the stand-in driver built beside the binary as
 //! `libglov_emu.so`), against the CPU backend on the same fixtures: `selftest --quick`, `score`, `probe clip`,
-//! `generate`, `probe llm` (Llama and Gemma 3) and the quick-start `optimize`. The emulator poses as the oldest
+//! `generate`, `probe llm` (Llama and Gemma 3), the quick-start `optimize`, `describe`; and `probe embed` against
+//! sentence-transformers' own embeddings. The emulator poses as the oldest
 //! driver the kernels promise to load on, CUDA 12.2 (it refuses PTX newer than its driver supports, as a real
 //! driver does, and all machine code, so the engine loads the PTX); an older driver is refused with a message that
 //! names the driver needed.
@@ -245,6 +246,34 @@ fn probe_clip_features_match_the_cpu() {
         let cols = w.len() / want[key].as_array().unwrap().len();
         let err = max_row_relative_error(&g, &w, cols);
         assert!(err < BF16_TOLERANCE, "{key}: relative error {err:e}");
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(glov_kernels),
+    ignore = "needs the CUDA kernels: `bash scripts/setup-cuda.sh`, then `cargo test --release --locked`"
+)]
+fn probe_embed_matches_sentence_transformers() {
+    let Some(dir) = driver_dir() else { return };
+    let cache = tempfile::tempdir().unwrap();
+    let fixtures = fixtures().join("sentence");
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("expected.json")).unwrap()).unwrap();
+    // MPNet's attention carries the relative-position bias; the BERT models pool by CLS and by max.
+    for name in ["mpnet-mean", "bert-cls", "bert-max"] {
+        let model = fixtures.join(name);
+        let mut args = vec!["probe".to_string(), "embed".into(), "--model".into(), model.display().to_string()];
+        for text in expected[name]["texts"].as_array().unwrap() {
+            args.extend(["--text".to_string(), text.as_str().unwrap().to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let got = json(&glov(&args, Some(&dir), cache.path()));
+        assert_eq!(got["input_ids"], expected[name]["ids"], "{name}");
+        let want = &expected[name]["embeddings"];
+        let cols = want[0].as_array().unwrap().len();
+        let err = max_row_relative_error(&floats(&got["embeddings"]), &floats(want), cols);
+        assert!(err < BF16_TOLERANCE, "{name}: relative error {err:e} to sentence-transformers");
     }
 }
 

@@ -215,6 +215,18 @@ pub fn check_add_rows(x: (usize, usize), rows_added: &[usize], offsets: (usize, 
     Ok(())
 }
 
+/// Checks an attention bias: `[heads * seq, seq]`.
+pub fn check_bias(rows: usize, cols: usize, shape: AttentionShape) -> Result<()> {
+    let want = (shape.heads * shape.seq, shape.seq);
+    anyhow::ensure!(
+        (rows, cols) == want,
+        "attention: the bias is [{rows}, {cols}], the shape needs [{}, {}]",
+        want.0,
+        want.1
+    );
+    Ok(())
+}
+
 /// Checks mean-pooling segments `(start, len)`: none empty, all inside a tensor of `rows` rows.
 pub fn check_segments(segments: &[(usize, usize)], rows: usize) -> Result<()> {
     for &(start, len) in segments {
@@ -310,9 +322,11 @@ pub trait Backend: Send + Sync {
     /// Layer normalisation over each row, with gain and bias.
     fn layer_norm(&self, x: &Self::Tensor, gain: &Self::Weight, bias: &Self::Weight, eps: f32) -> Result<Self::Tensor>;
 
-    /// Scaled dot-product attention, `softmax(q k^T / sqrt(d)) v` per head, on a packed QKV tensor; returns
-    /// `[batch * seq, heads * head_dim]`.
-    fn attention(&self, qkv: &Self::Tensor, shape: AttentionShape) -> Result<Self::Tensor>;
+    /// Scaled dot-product attention, `softmax(q k^T / sqrt(d) + bias) v` per head, on a packed QKV tensor; returns
+    /// `[batch * seq, heads * head_dim]`. `bias` (MPNet's relative positions), where given, is `[heads * seq, seq]`
+    /// (f32), the same for every sequence of the batch.
+    fn attention(&self, qkv: &Self::Tensor, shape: AttentionShape, bias: Option<&Self::Tensor>)
+    -> Result<Self::Tensor>;
 
     /// Root-mean-square normalisation of each row, times `gain_offset + gain` (Llama's RMSNorm with offset 0;
     /// Gemma's, whose gains are stored less 1, with offset 1), the sum formed in f32.

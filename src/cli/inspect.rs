@@ -5,6 +5,7 @@ use crate::checkpoint::Checkpoint;
 use crate::checkpoint::gguf::GgufFile;
 use crate::models::clip::ClipConfig;
 use crate::models::llm::LlmConfig;
+use crate::models::sentence::config::SentenceConfig;
 use anyhow::Result;
 use clap::Args;
 
@@ -62,6 +63,18 @@ pub fn run(args: InspectArgs) -> Result<()> {
     files.sort();
     let clip = ClipConfig::from_json(config).ok();
     let llm = LlmConfig::from_json(config).ok();
+    // A sentence encoder: its modules are read (and their errors shown) where the folder says it is one.
+    let sentence_dir = checkpoint.dir.join("modules.json").exists() || matches!(model_type.as_str(), "mpnet" | "bert");
+    let sentence = if sentence_dir { Some(SentenceConfig::read(&checkpoint.dir)?) } else { None };
+    let sentence_sizes = sentence.as_ref().map(|(s, e)| {
+        serde_json::json!({
+            "family": format!("{:?}", e.family).to_lowercase(), "hidden": e.hidden_size,
+            "intermediate": e.intermediate_size, "layers": e.num_layers, "heads": e.num_heads, "vocab": e.vocab_size,
+            "positions": e.max_positions, "activation": e.activation.to_string(),
+            "pooling": format!("{:?}", s.pooling).to_lowercase(), "normalize": s.normalize,
+            "max_seq_length": s.max_seq_length, "lower_case": s.lower_case,
+        })
+    });
     let llm_sizes = llm.as_ref().map(|c| {
         serde_json::json!({
             "hidden": c.hidden_size, "intermediate": c.intermediate_size, "layers": c.num_layers, "heads": c.num_heads,
@@ -88,7 +101,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
             "architectures": architectures,
             "parameters": parameters,
             "dtypes": dtypes,
-            "sizes": sizes.or(llm_sizes),
+            "sizes": sizes.or(llm_sizes).or(sentence_sizes),
             "files": files.iter().map(|(n, s)| serde_json::json!({"name": n, "bytes": s})).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -143,6 +156,26 @@ pub fn run(args: InspectArgs) -> Result<()> {
             c.rope_scaling,
             yes_no(c.tie_word_embeddings),
             yes_no(c.qkv_bias)
+        );
+    }
+    if let Some((s, e)) = &sentence {
+        println!(
+            "encoder:       {:?}, {} layers, width {}, {} heads, MLP {} ({}), vocab {}, {} positions",
+            e.family,
+            e.num_layers,
+            e.hidden_size,
+            e.num_heads,
+            e.intermediate_size,
+            e.activation,
+            e.vocab_size,
+            e.max_positions
+        );
+        println!(
+            "sentences:     {:?} pooling, normalised: {}, at most {} tokens{}",
+            s.pooling,
+            yes_no(s.normalize),
+            s.max_seq_length,
+            if s.lower_case { ", lower-cased" } else { "" }
         );
     }
     println!("files:");

@@ -1,5 +1,6 @@
 //! `glov-cuda probe clip`: projected CLIP features as JSON, exactly what HF's `get_text_features` and
-//! `get_image_features` return (not normalised).
+//! `get_image_features` return (not normalised); `probe llm`: an LLM's last logits and a block's mean hidden state;
+//! `probe embed`: what sentence-transformers' `encode` returns.
 
 use super::steering_args::SteerArgs;
 use crate::backend::Backend;
@@ -7,6 +8,7 @@ use crate::generation::hidden::block_output_means;
 use crate::generation::prompt_logits::{Steer, last_logits};
 use crate::models::clip::ClipModel;
 use crate::models::llm::LlmModel;
+use crate::models::sentence::SentenceModel;
 use crate::preprocess;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -19,6 +21,19 @@ pub enum ProbeCommand {
     Clip(ClipProbeArgs),
     /// Last-position logits and a block's mean hidden state of an LLM on a plain-text prompt.
     Llm(LlmProbeArgs),
+    /// Sentence embeddings of a sentence-transformers model (MPNet or BERT), as its `encode` returns them.
+    Embed(EmbedProbeArgs),
+}
+
+#[derive(Args)]
+pub struct EmbedProbeArgs {
+    /// sentence-transformers model directory (modules.json, the transformer's files, 1_Pooling/) or org/name in
+    /// the HF cache.
+    #[arg(long, value_name = "MODEL")]
+    model: String,
+    /// A text to embed (repeatable).
+    #[arg(long = "text", value_name = "TEXT", required = true)]
+    texts: Vec<String>,
 }
 
 #[derive(Args)]
@@ -53,11 +68,20 @@ pub fn run<B: Backend>(backend: &B, command: ProbeCommand) -> Result<()> {
     match command {
         ProbeCommand::Clip(args) => probe_clip(backend, args),
         ProbeCommand::Llm(args) => probe_llm(backend, args),
+        ProbeCommand::Embed(args) => probe_embed(backend, args),
     }
 }
 
 fn rows(values: Vec<f32>, dim: usize) -> Vec<Vec<f32>> {
     values.chunks_exact(dim.max(1)).map(<[f32]>::to_vec).collect()
+}
+
+fn probe_embed<B: Backend>(backend: &B, args: EmbedProbeArgs) -> Result<()> {
+    let model = SentenceModel::open(backend, &args.model)?;
+    let ids: Vec<Vec<u32>> = args.texts.iter().map(|t| model.tokenizer.encode(t)).collect::<Result<_>>()?;
+    let embeddings = model.embed(backend, &args.texts)?;
+    println!("{}", json!({"input_ids": ids, "embeddings": embeddings}));
+    Ok(())
 }
 
 fn probe_clip<B: Backend>(backend: &B, args: ClipProbeArgs) -> Result<()> {

@@ -141,7 +141,8 @@ fn described<B: Backend>(
             "classes without a sentence are scored by the baseline template"
         );
     }
-    let accuracy = test.score_descriptions(&sentences, aggregate).with_context(|| format!("{file} on the test split"))?;
+    let accuracy =
+        test.score_descriptions(&sentences, aggregate).with_context(|| format!("{file} on the test split"))?;
     Ok(DescribedResult {
         file: file.to_string(),
         sentences: descriptions.0.values().map(Vec::len).sum(),

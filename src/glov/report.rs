@@ -1,9 +1,9 @@
 //! The end of a run: each trajectory's chosen step (the best validation accuracy of a step's ensemble), the chosen
 //! alpha (the best train accuracy reached), test accuracies, and the files that report them.
 
+use super::baselines::DescriptionResults;
 use super::optimizer::{EvalSplit, Judge, Optimizer};
 use super::plot::{LineStyle, Series, accuracy_png};
-use super::baselines::DescriptionResults;
 use crate::glov::method::Method;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};

@@ -3,3 +3,4 @@
 pub mod clip;
 pub mod llm;
 pub mod random;
+pub mod sentence;

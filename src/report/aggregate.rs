@@ -3,8 +3,8 @@
 //! mean and standard deviation over the row's seeds, and the mean over the datasets last.
 
 use super::runs::{LeftOut, Run};
-use crate::glov::report::Results;
 use crate::glov::method::Method;
+use crate::glov::report::Results;
 use serde::Serialize;
 use serde::ser::SerializeStruct;
 use serde_json::Value;

@@ -36,8 +36,8 @@ mod tests {
     use super::*;
     use crate::glov::settings::Overrides;
     use aggregate::{Comparison, Stat};
-    use std::collections::BTreeMap;
     use serde_json::json;
+    use std::collections::BTreeMap;
     use std::path::Path;
 
     /// A finished run: (baseline, alpha 0's ensemble, the chosen alpha 1's ensemble) test accuracies.
@@ -88,9 +88,7 @@ mod tests {
         // Runs of clip-b also scored the dataset's published CLIP template set and the description baselines.
         if f.clip == "org/clip-b" {
             results["template_set"] = json!({"name": "eurosat", "templates": 3, "test_accuracy": baseline + 2.0});
-            let described = |file: &str, accuracy: f64| {
-                json!({"file": file, "sentences": 20, "classes_without_sentence": [], "test_accuracy": accuracy})
-            };
+            let described = |file: &str, accuracy: f64| json!({"file": file, "sentences": 20, "classes_without_sentence": [], "test_accuracy": accuracy});
             results["descriptions"] = json!({
                 "cupl": described("descriptions-cupl.json", baseline + 3.0),
                 "dclip": described("descriptions-dclip.json", baseline + 1.5),

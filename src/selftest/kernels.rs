@@ -100,13 +100,32 @@ fn attention_cases(subject: &dyn Subject, cases: &mut Cases, quick: bool, seed: 
     ];
     for shape in &attention_shapes[..if quick { 2 } else { attention_shapes.len() }] {
         let qkv = inputs.values(shape.batch * shape.seq * shape.qkv_width(), 1.0);
-        let want = reference.attention(&qkv, *shape)?;
+        let want = reference.attention(&qkv, *shape, None)?;
         let AttentionShape { batch, seq, heads, kv_heads, head_dim, causal } = *shape;
         let mask = if causal { "causal" } else { "full" };
         cases.push(
             "attention",
             format!("batch {batch}, seq {seq}, heads {heads}/{kv_heads}, dim {head_dim}, {mask}"),
-            worst_row_error(&subject.attention(&qkv, *shape)?, &want, heads * head_dim),
+            worst_row_error(&subject.attention(&qkv, *shape, None)?, &want, heads * head_dim),
+            BF16_TOLERANCE,
+        );
+    }
+    // A bias of the scores, as MPNet's relative positions add one: large enough to reorder the keys, the same for
+    // every sequence of the batch; full (a sentence encoder) and causal, over more than one key tile.
+    let biased: &[AttentionShape] = &[
+        AttentionShape { batch: 3, seq: 20, heads: 4, kv_heads: 4, head_dim: 32, causal: false },
+        AttentionShape { batch: 2, seq: 45, heads: 2, kv_heads: 1, head_dim: 64, causal: true },
+    ];
+    for shape in &biased[..if quick { 1 } else { biased.len() }] {
+        let qkv = inputs.values(shape.batch * shape.seq * shape.qkv_width(), 1.0);
+        let bias = inputs.values(shape.heads * shape.seq * shape.seq, 3.0);
+        let want = reference.attention(&qkv, *shape, Some(&bias))?;
+        let AttentionShape { batch, seq, heads, kv_heads, head_dim, causal } = *shape;
+        let mask = if causal { "causal" } else { "full" };
+        cases.push(
+            "attention",
+            format!("batch {batch}, seq {seq}, heads {heads}/{kv_heads}, dim {head_dim}, {mask}, +bias"),
+            worst_row_error(&subject.attention(&qkv, *shape, Some(&bias))?, &want, heads * head_dim),
             BF16_TOLERANCE,
         );
     }
@@ -243,8 +262,8 @@ mod tests {
             y.pop();
             Ok(y)
         }
-        fn attention(&self, qkv: &[f32], shape: AttentionShape) -> Result<Vec<f32>> {
-            self.0.attention(qkv, shape)
+        fn attention(&self, qkv: &[f32], shape: AttentionShape, bias: Option<&[f32]>) -> Result<Vec<f32>> {
+            self.0.attention(qkv, shape, bias)
         }
         fn score(
             &self,

@@ -28,7 +28,8 @@ pub trait Subject {
     fn layer_norm(&self, x: &[f32], rows: usize, cols: usize, gain: &[f32], bias: &[f32], eps: f32)
     -> Result<Vec<f32>>;
     fn l2_normalize(&self, x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>>;
-    fn attention(&self, qkv: &[f32], shape: AttentionShape) -> Result<Vec<f32>>;
+    /// With `bias` `[heads * seq, seq]` where given.
+    fn attention(&self, qkv: &[f32], shape: AttentionShape, bias: Option<&[f32]>) -> Result<Vec<f32>>;
     fn score(
         &self,
         images: &[f32],
@@ -98,8 +99,10 @@ impl Subject for CpuBackend {
         self.download(&Backend::l2_normalize(self, &self.upload(x, rows, cols)?)?)
     }
 
-    fn attention(&self, qkv: &[f32], shape: AttentionShape) -> Result<Vec<f32>> {
-        self.download(&Backend::attention(self, &self.upload(qkv, shape.batch * shape.seq, shape.qkv_width())?, shape)?)
+    fn attention(&self, qkv: &[f32], shape: AttentionShape, bias: Option<&[f32]>) -> Result<Vec<f32>> {
+        let qkv = self.upload(qkv, shape.batch * shape.seq, shape.qkv_width())?;
+        let bias = bias.map(|b| self.upload(b, shape.heads * shape.seq, shape.seq)).transpose()?;
+        self.download(&Backend::attention(self, &qkv, shape, bias.as_ref())?)
     }
 
     fn score(
@@ -192,9 +195,11 @@ impl Subject for CudaKernels<'_> {
         ops::l2_normalize(self.gpu, &x, self.variant)?.download_f32(self.gpu)
     }
 
-    fn attention(&self, qkv: &[f32], shape: AttentionShape) -> Result<Vec<f32>> {
+    fn attention(&self, qkv: &[f32], shape: AttentionShape, bias: Option<&[f32]>) -> Result<Vec<f32>> {
         let qkv = DTensor::upload_bf16(self.gpu, qkv, shape.batch * shape.seq, shape.qkv_width(), "qkv")?;
-        ops::attention(self.gpu, &qkv, shape, self.variant)?.download_f32(self.gpu)
+        let bias =
+            bias.map(|b| DTensor::upload_f32(self.gpu, b, shape.heads * shape.seq, shape.seq, "bias")).transpose()?;
+        ops::attention(self.gpu, &qkv, shape, bias.as_ref(), self.variant)?.download_f32(self.gpu)
     }
 
     fn score(

@@ -5,10 +5,12 @@ use crate::backend::{AttentionShape, HeadShape, Scoring};
 use rayon::prelude::*;
 
 /// Keys and values visible to one query row, as up to two runs of rows (a shared prefix, then a sequence's own
-/// part); each row is `kv_heads * head_dim` wide.
+/// part); each row is `kv_heads * head_dim` wide. `bias`, where given, is added to the row's scores: `[heads,
+/// visible keys]`.
 pub struct Visible<'a> {
     pub keys: [&'a [f32]; 2],
     pub values: [&'a [f32]; 2],
+    pub bias: Option<&'a [f32]>,
 }
 
 /// Attention of one query row (`heads * head_dim`) over the visible keys (the last `scoring.window` of them in a
@@ -27,6 +29,10 @@ pub fn attend_row(q: &[f32], visible: &Visible, heads: HeadShape, scoring: Scori
         for (s, k) in scores.iter_mut().zip(keys) {
             *s = q.iter().zip(&k[kv..kv + head_dim]).map(|(a, b)| a * b).sum::<f32>() * scoring.scale;
         }
+        if let Some(bias) = visible.bias {
+            let row = &bias[h * visible_count + first..(h + 1) * visible_count];
+            scores.iter_mut().zip(row).for_each(|(s, b)| *s += b);
+        }
         let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut total = 0.0f32;
         for s in scores.iter_mut() {
@@ -43,9 +49,9 @@ pub fn attend_row(q: &[f32], visible: &Visible, heads: HeadShape, scoring: Scori
     }
 }
 
-/// Attention without a cache over packed QKV rows `[batch * seq, qkv_width]`; returns `[batch * seq, heads *
-/// head_dim]`.
-pub fn attention(qkv: &[f32], shape: AttentionShape) -> Vec<f32> {
+/// Attention without a cache over packed QKV rows `[batch * seq, qkv_width]`, with an optional bias of the scores
+/// `[heads * seq, seq]` shared by the batch; returns `[batch * seq, heads * head_dim]`.
+pub fn attention(qkv: &[f32], shape: AttentionShape, bias: Option<&[f32]>) -> Vec<f32> {
     let AttentionShape { batch, seq, heads, kv_heads, head_dim, causal } = shape;
     let heads_shape = HeadShape { heads, kv_heads, head_dim };
     let (width, kv_width, qkv_width) = (heads * head_dim, kv_heads * head_dim, shape.qkv_width());
@@ -61,7 +67,12 @@ pub fn attention(qkv: &[f32], shape: AttentionShape) -> Vec<f32> {
         let (b, i) = (row / seq, row % seq);
         let end = if causal { i + 1 } else { seq };
         let run = (b * seq * kv_width)..((b * seq + end) * kv_width);
-        let visible = Visible { keys: [&keys[run.clone()], &[]], values: [&values[run], &[]] };
+        // This row's bias, for the keys it sees, head after head.
+        let row_bias: Option<Vec<f32>> = bias.map(|bias| {
+            (0..heads).flat_map(|h| &bias[(h * seq + i) * seq..(h * seq + i) * seq + end]).copied().collect()
+        });
+        let visible =
+            Visible { keys: [&keys[run.clone()], &[]], values: [&values[run], &[]], bias: row_bias.as_deref() };
         attend_row(
             &qkv[row * qkv_width..row * qkv_width + width],
             &visible,
@@ -85,13 +96,13 @@ mod tests {
             0.0, 1.0, 0.0, 1.0, 30.0, 40.0, // position 1
         ];
         let shape = AttentionShape { batch: 1, seq: 2, heads: 1, kv_heads: 1, head_dim: 2, causal: true };
-        let out = attention(&qkv, shape);
+        let out = attention(&qkv, shape, None);
         assert_eq!(&out[..2], &[10.0, 20.0], "position 0 sees only itself");
         // Position 1: scores 0 and 1/sqrt(2); weights by softmax.
         let w1 = 1.0 / (1.0 + (-(0.5f32).sqrt()).exp());
         let expect = [10.0 * (1.0 - w1) + 30.0 * w1, 20.0 * (1.0 - w1) + 40.0 * w1];
         assert!((out[2] - expect[0]).abs() < 1e-4 && (out[3] - expect[1]).abs() < 1e-4);
-        let full = attention(&qkv, AttentionShape { causal: false, ..shape });
+        let full = attention(&qkv, AttentionShape { causal: false, ..shape }, None);
         assert!(full[0] > 10.0, "without the mask position 0 sees position 1");
     }
 
@@ -99,7 +110,7 @@ mod tests {
     fn a_sliding_window_sees_only_the_last_keys() {
         // One head of width 1; keys 0..3 over two runs, values 1, 2, 3, 4.
         let (keys, values) = ([1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 4.0]);
-        let visible = Visible { keys: [&keys[..3], &keys[3..]], values: [&values[..3], &values[3..]] };
+        let visible = Visible { keys: [&keys[..3], &keys[3..]], values: [&values[..3], &values[3..]], bias: None };
         let heads = HeadShape { heads: 1, kv_heads: 1, head_dim: 1 };
         let mut out = [0.0];
         attend_row(&[1.0], &visible, heads, Scoring { scale: 1.0, window: Some(2) }, &mut out);
@@ -114,16 +125,34 @@ mod tests {
         let (q0, q1, k, v) = ([0.3, -1.0], [1.2, 0.4], [[0.5, 0.1], [-0.7, 0.9]], [[1.0, 2.0], [3.0, -4.0]]);
         let row = |i: usize| [q0[0], q0[1], q1[0], q1[1], k[i][0], k[i][1], v[i][0], v[i][1]];
         let qkv: Vec<f32> = [row(0), row(1)].concat();
-        let gqa =
-            attention(&qkv, AttentionShape { batch: 1, seq: 2, heads: 2, kv_heads: 1, head_dim: 2, causal: false });
+        let shape = AttentionShape { batch: 1, seq: 2, heads: 2, kv_heads: 1, head_dim: 2, causal: false };
+        let gqa = attention(&qkv, shape, None);
         for (h, q) in [q0, q1].iter().enumerate() {
             let single: Vec<f32> = (0..2).flat_map(|i| [q[0], q[1], k[i][0], k[i][1], v[i][0], v[i][1]]).collect();
-            let want = attention(
-                &single,
-                AttentionShape { batch: 1, seq: 2, heads: 1, kv_heads: 1, head_dim: 2, causal: false },
-            );
+            let want = attention(&single, AttentionShape { heads: 1, ..shape }, None);
             assert_eq!(&gqa[h * 2..h * 2 + 2], &want[..2]);
             assert_eq!(&gqa[4 + h * 2..4 + h * 2 + 2], &want[2..4]);
         }
+    }
+
+    #[test]
+    fn a_bias_moves_each_head_s_scores_for_its_own_row() {
+        // Two heads of width 1, two positions, equal scores everywhere: without a bias each row averages the
+        // values. A bias of ln 3 on key 1 for head 0's row 0 and on key 0 for head 1's row 1 weighs that key 3:1.
+        let qkv = vec![
+            0.0, 0.0, 1.0, 1.0, 10.0, 100.0, // position 0: q (2 heads), k, v
+            0.0, 0.0, 1.0, 1.0, 20.0, 200.0, // position 1
+        ];
+        let shape = AttentionShape { batch: 1, seq: 2, heads: 2, kv_heads: 2, head_dim: 1, causal: false };
+        let l = 3f32.ln();
+        // [heads * seq, seq]: head 0 rows 0 and 1, then head 1 rows 0 and 1.
+        let bias = [0.0, l, 0.0, 0.0, 0.0, 0.0, l, 0.0];
+        let out = attention(&qkv, shape, Some(&bias));
+        let close = |a: f32, b: f32| (a - b).abs() < 1e-4;
+        assert!(close(out[0], 17.5) && close(out[1], 150.0), "row 0: {:?}", &out[..2]);
+        assert!(close(out[2], 15.0) && close(out[3], 125.0), "row 1: {:?}", &out[2..]);
+        // Causal: row 0 sees key 0 alone, whatever the bias on key 1.
+        let causal = attention(&qkv, AttentionShape { causal: true, ..shape }, Some(&bias));
+        assert_eq!(&causal[..2], &[10.0, 100.0]);
     }
 }

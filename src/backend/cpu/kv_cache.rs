@@ -78,6 +78,7 @@ impl CpuKvCache {
                         Visible {
                             keys: [&b.keys[..(slot + 1) * kv_width], &[]],
                             values: [&b.values[..(slot + 1) * kv_width], &[]],
+                            bias: None,
                         }
                     }
                     Stream::Sequence(s) => {
@@ -91,6 +92,7 @@ impl CpuKvCache {
                         Visible {
                             keys: [&p.keys[..prefix_len * kv_width], &own.keys[..(slot + 1) * kv_width]],
                             values: [&p.values[..prefix_len * kv_width], &own.values[..(slot + 1) * kv_width]],
+                            bias: None,
                         }
                     }
                 };

@@ -14,7 +14,7 @@ pub use kv_cache::CpuKvCache;
 
 use super::{
     Activation, AttentionShape, Backend, CachedRow, HeadShape, KvLayout, MemoryUse, Scoring, TemplateCounts,
-    check_add_rows, check_segments,
+    check_add_rows, check_bias, check_segments,
 };
 use crate::checkpoint::StoredTensor;
 use crate::sampling::{SamplingParams, SequenceRng, sample_batch};
@@ -242,7 +242,7 @@ impl Backend for CpuBackend {
         Ok(CpuTensor::new(out, x.rows, x.cols))
     }
 
-    fn attention(&self, qkv: &CpuTensor, shape: AttentionShape) -> Result<CpuTensor> {
+    fn attention(&self, qkv: &CpuTensor, shape: AttentionShape, bias: Option<&CpuTensor>) -> Result<CpuTensor> {
         ensure!(
             shape.kv_heads > 0 && shape.heads.is_multiple_of(shape.kv_heads),
             "attention: {} query heads cannot share {} key/value heads",
@@ -257,7 +257,11 @@ impl Backend for CpuBackend {
             shape.batch * shape.seq,
             shape.qkv_width()
         );
-        Ok(CpuTensor::new(attention::attention(&qkv.data, shape), qkv.rows, shape.heads * shape.head_dim))
+        if let Some(bias) = bias {
+            check_bias(bias.rows, bias.cols, shape)?;
+        }
+        let out = attention::attention(&qkv.data, shape, bias.map(|b| b.data.as_slice()));
+        Ok(CpuTensor::new(out, qkv.rows, shape.heads * shape.head_dim))
     }
 
     fn rms_norm(&self, x: &CpuTensor, gain: &CpuWeight, gain_offset: f32, eps: f32) -> Result<CpuTensor> {

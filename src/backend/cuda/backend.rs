@@ -157,8 +157,8 @@ impl Backend for CudaBackend {
         ops::layer_norm(&self.gpu, x_bf16.as_ref().unwrap_or(x), gain, bias, eps, self.variant)
     }
 
-    fn attention(&self, qkv: &DTensor, shape: AttentionShape) -> Result<DTensor> {
-        ops::attention(&self.gpu, qkv, shape, self.variant)
+    fn attention(&self, qkv: &DTensor, shape: AttentionShape, bias: Option<&DTensor>) -> Result<DTensor> {
+        ops::attention(&self.gpu, qkv, shape, bias, self.variant)
     }
 
     fn rms_norm(&self, x: &DTensor, gain: &DTensor, gain_offset: f32, eps: f32) -> Result<DTensor> {

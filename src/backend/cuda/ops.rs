@@ -3,7 +3,7 @@
 
 use super::device_arena::DeviceBlock;
 use super::runtime::Gpu;
-use crate::backend::{Activation, AttentionShape, TemplateCounts};
+use crate::backend::{Activation, AttentionShape, TemplateCounts, check_bias};
 use anyhow::{Result, ensure};
 use std::ffi::c_void;
 
@@ -284,8 +284,18 @@ pub fn bf16_to_f32(gpu: &Gpu, x: &DTensor) -> Result<DTensor> {
 }
 
 /// Attention over packed QKV rows (bf16); returns [batch * seq, heads * head_dim].
-pub fn attention(gpu: &Gpu, qkv: &DTensor, shape: AttentionShape, variant: Variant) -> Result<DTensor> {
+pub fn attention(
+    gpu: &Gpu,
+    qkv: &DTensor,
+    shape: AttentionShape,
+    bias: Option<&DTensor>,
+    variant: Variant,
+) -> Result<DTensor> {
     qkv.expect("qkv", DType::Bf16)?;
+    if let Some(bias) = bias {
+        bias.expect("attention bias", DType::F32)?;
+        check_bias(bias.rows, bias.cols, shape)?;
+    }
     let AttentionShape { batch, seq, heads, kv_heads, head_dim, causal } = shape;
     ensure!(
         qkv.rows == batch * seq && qkv.cols == shape.qkv_width(),
@@ -303,8 +313,19 @@ pub fn attention(gpu: &Gpu, qkv: &DTensor, shape: AttentionShape, variant: Varia
     let (b, s, h, kvh, d, c) =
         (batch as i32, seq as i32, heads as i32, kv_heads as i32, head_dim as i32, causal as i32);
     let scale = 1.0f32 / (head_dim as f32).sqrt();
-    let mut args =
-        [arg(&qkv.block.ptr), arg(&out.block.ptr), arg(&b), arg(&s), arg(&h), arg(&kvh), arg(&d), arg(&c), arg(&scale)];
+    let bias_ptr = bias.map_or(null(), |b| b.block.ptr);
+    let mut args = [
+        arg(&qkv.block.ptr),
+        arg(&bias_ptr),
+        arg(&out.block.ptr),
+        arg(&b),
+        arg(&s),
+        arg(&h),
+        arg(&kvh),
+        arg(&d),
+        arg(&c),
+        arg(&scale),
+    ];
     // SAFETY: the arguments match attention_plain / attention.
     unsafe {
         match variant {

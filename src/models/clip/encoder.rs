@@ -78,7 +78,7 @@ impl<B: Backend> Encoder<B> {
         for layer in &self.layers {
             let h = backend.layer_norm(&x, &layer.norm1.0, &layer.norm1.1, c.layer_norm_eps)?;
             let qkv = backend.linear(&h, &layer.qkv, Some(&layer.qkv_bias), Activation::None, None)?;
-            let attended = backend.attention(&qkv, shape)?;
+            let attended = backend.attention(&qkv, shape, None)?;
             x = backend.linear(&attended, &layer.out, Some(&layer.out_bias), Activation::None, Some(&x))?;
             let h = backend.layer_norm(&x, &layer.norm2.0, &layer.norm2.1, c.layer_norm_eps)?;
             let h = backend.linear(&h, &layer.fc1, Some(&layer.fc1_bias), c.activation, None)?;
