@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Prints what `scripts/emu-profile.sh` measured on the emulator: per kernel, launches, threads per block, warp
 instructions by class, global-memory coalescing (sectors per request, requested bytes over sector bytes) and
-shared-memory bank conflicts; then one decode step's global traffic against the ideal.
+shared-memory bank conflicts; then one decode step's global traffic against the ideal: requested, in sectors, and
+the DRAM bytes the emulator's L2 model estimates.
 
     python3 scripts/emu_profile_table.py DIR   (DIR holds bench.json, counters.json, launches.jsonl)
 """
@@ -44,6 +45,7 @@ def decode_step(launches: list, bench: dict) -> str:
     load = sum(l["stats"]["global"]["load_bytes"] for l in step)
     store = sum(l["stats"]["global"]["store_bytes"] for l in step)
     sectors = sum(l["stats"]["global"]["load_sectors"] + l["stats"]["global"]["store_sectors"] for l in step)
+    dram = sum(l["stats"]["dram"]["read_bytes"] + l["stats"]["dram"]["write_bytes"] for l in step)
     llm = bench["llm"]
     d, v, layers = llm["hidden"], llm["vocab"], llm["layers"]
     table = v * d
@@ -67,6 +69,7 @@ def decode_step(launches: list, bench: dict) -> str:
         f"  requested by the kernels: {load:,} B loaded + {store:,} B stored = {load + store:,} B "
         f"({(load + store) / ideal:.2f} x ideal)",
         f"  in 32-byte sectors touched per request: {sectors * 32:,} B ({sectors * 32 / ideal:.2f} x ideal)",
+        f"  estimated from DRAM by the L2 model: {dram:,} B ({dram / ideal:.2f} x ideal)",
         "  by kernel (bytes requested): "
         + ", ".join(f"{k} {b:,}" for k, b in sorted(by_kernel.items(), key=lambda kb: -kb[1])),
     ]

@@ -20,6 +20,14 @@ impl Capability {
         }
     }
 
+    /// The L2 cache of the card posed as: 50 MiB on an H100 SXM, 40 MiB on an A100 SXM.
+    pub fn l2_bytes(self) -> u64 {
+        match self {
+            Capability::Hopper => 50 << 20,
+            Capability::Ampere => 40 << 20,
+        }
+    }
+
     /// `major * 10 + minor`, as in `sm_90`.
     pub fn sm(self) -> u32 {
         let (major, minor) = self.major_minor();

@@ -25,6 +25,8 @@ struct Totals {
     launches: u64,
     thread_insts: u64,
     seconds: f64,
+    requested_bytes: u64,
+    dram_bytes: u64,
 }
 
 impl Totals {
@@ -44,11 +46,13 @@ impl Counters {
     }
 
     fn totals(&self) -> Totals {
-        let mut t = Totals { launches: 0, thread_insts: 0, seconds: 0.0 };
+        let mut t = Totals { launches: 0, thread_insts: 0, seconds: 0.0, requested_bytes: 0, dram_bytes: 0 };
         for stats in self.kernels.values() {
             t.launches += stats.launches;
             t.thread_insts += stats.total_thread_insts();
             t.seconds += stats.seconds;
+            t.requested_bytes += stats.global_load_bytes + stats.global_store_bytes;
+            t.dram_bytes += stats.dram_read_bytes + stats.dram_write_bytes;
         }
         t
     }
@@ -59,11 +63,12 @@ impl Counters {
         let checks: Vec<String> = config.check_names().iter().map(|c| format!("\"{c}\"")).collect();
         let device = format!(
             "{{\"name\": {}, \"compute_capability\": \"{major}.{minor}\", \"multiprocessors\": {}, \
-             \"memory_bytes\": {}, \"driver_version\": {}, \"host_threads\": {}, \"checks\": [{}], \
-             \"schedule_seed\": {}, \"streams\": \"{}\", \"poison\": {}}}",
+             \"memory_bytes\": {}, \"l2_bytes\": {}, \"driver_version\": {}, \"host_threads\": {}, \
+             \"checks\": [{}], \"schedule_seed\": {}, \"streams\": \"{}\", \"poison\": {}}}",
             json_string(&super::device::name(config)),
             config.options.sm_count,
             config.memory_bytes,
+            config.capability.l2_bytes(),
             config.driver_version,
             config.options.threads,
             checks.join(", "),
@@ -80,12 +85,15 @@ impl Counters {
         format!(
             "{{\n  \"device\": {device},\n  \"kernels\": {{\n{}\n  }},\n  \"totals\": {{\"launches\": {}, \
              \"thread_insts\": {}, \"seconds\": {:.6}, \"thread_insts_per_second\": {:.0}, \
-             \"pageable_async_uploads\": {}, \"graph_launches\": {}, \"graph_nodes\": {}}}\n}}\n",
+             \"requested_bytes\": {}, \"dram_bytes\": {}, \"pageable_async_uploads\": {}, \"graph_launches\": {}, \
+             \"graph_nodes\": {}}}\n}}\n",
             kernels.join(",\n"),
             t.launches,
             t.thread_insts,
             t.seconds,
             t.rate(),
+            t.requested_bytes,
+            t.dram_bytes,
             self.pageable_async_uploads,
             self.graph_launches,
             self.graph_nodes
@@ -96,12 +104,15 @@ impl Counters {
     pub fn summary(&self) -> String {
         let t = self.totals();
         format!(
-            "glov-emu: {} launches, {} thread instructions in {:.3} s ({:.3e} thread instructions/s), {} asynchronous \
-             uploads from pageable memory, {} graph launches ({} nodes)",
+            "glov-emu: {} launches, {} thread instructions in {:.3} s ({:.3e} thread instructions/s), {} bytes \
+             requested, {} estimated from DRAM, {} asynchronous uploads from pageable memory, {} graph launches ({} \
+             nodes)",
             t.launches,
             t.thread_insts,
             t.seconds,
             t.rate(),
+            t.requested_bytes,
+            t.dram_bytes,
             self.pageable_async_uploads,
             self.graph_launches,
             self.graph_nodes
@@ -179,7 +190,8 @@ mod tests {
     fn the_counters_file_is_json_with_device_kernels_and_totals() {
         let config = Config::from_vars(|_| None).unwrap();
         let mut counters = Counters::default();
-        let mut one = Stats { launches: 1, seconds: 0.5, ..Stats::default() };
+        let mut one =
+            Stats { launches: 1, seconds: 0.5, global_load_bytes: 64, dram_read_bytes: 32, ..Stats::default() };
         one.thread_insts[1] = 1000;
         counters.add("vadd", &one);
         counters.add("vadd", &one);
@@ -194,6 +206,12 @@ mod tests {
         assert_eq!(json["totals"]["thread_insts"], 3000);
         assert_eq!(json["totals"]["thread_insts_per_second"], 2000.0);
         assert_eq!(json["totals"]["pageable_async_uploads"], 2);
+        assert_eq!(
+            (json["totals"]["requested_bytes"].as_u64(), json["totals"]["dram_bytes"].as_u64()),
+            (Some(192), Some(96))
+        );
+        assert_eq!(json["device"]["l2_bytes"], 50 << 20);
+        assert_eq!(json["kernels"]["vadd"]["dram"]["read_bytes"], 64);
         assert!(counters.summary().contains("3 launches, 3000 thread instructions"));
         assert_eq!(json["totals"]["graph_launches"], 1);
         assert_eq!(json["totals"]["graph_nodes"], 5);

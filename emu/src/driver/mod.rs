@@ -58,6 +58,7 @@ pub mod context;
 mod counters;
 pub mod device;
 pub mod error;
+mod l2;
 pub mod launch;
 pub mod mem;
 pub mod module;

@@ -5,6 +5,7 @@ use super::capture::Capture;
 use super::config::Config;
 use super::counters::Counters;
 use super::error::{CUresult, Result};
+use super::l2::L2;
 use super::module::{FunctionState, LoadedModule};
 use super::queue::Queues;
 use super::work::Work;
@@ -33,6 +34,8 @@ pub struct Driver {
     /// The context's sticky error: set by a faulting kernel, returned by every later call on the context.
     pub sticky: Mutex<Option<CUresult>>,
     pub counters: Mutex<Counters>,
+    /// The L2 model that turns each launch's footprint into estimated DRAM bytes, in the order launches run.
+    pub l2: Mutex<L2>,
     /// Device memory set aside for local memory: the largest per-thread local size launched so far, for every
     /// thread the device can hold at once (`launch::reserve_local`).
     pub local_reserved: Mutex<u64>,
@@ -127,6 +130,7 @@ pub fn init() -> Result<&'static Driver> {
             device: Mutex::new(()),
             sticky: Mutex::new(None),
             counters: Mutex::new(Counters::default()),
+            l2: Mutex::new(L2::new(config.capability.l2_bytes())),
             local_reserved: Mutex::new(0),
         }
     }))

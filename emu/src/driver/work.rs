@@ -186,7 +186,11 @@ fn launch(d: &Driver, k: &KernelWork) -> Result {
     let outcome = exec::launch(&k.module.module, k.kernel, &k.module.globals, &geometry, &d.memory, &d.config.options);
     let name = &k.module.module.kernels[k.kernel].name;
     match outcome {
-        Ok(stats) => {
+        Ok(mut stats) => {
+            let footprint = &mut stats.footprint;
+            let dram = lock(&d.l2).launch(footprint.loads.sorted(), footprint.stores.sorted());
+            footprint.clear();
+            (stats.dram_read_bytes, stats.dram_write_bytes) = (dram.read, dram.write);
             if let Some(path) = &d.config.launch_log {
                 super::counters::log_launch(path, name, k.grid, k.block, &stats);
             }

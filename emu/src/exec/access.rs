@@ -60,15 +60,18 @@ impl Traffic {
         if self.sectors.lanes() > 0 {
             let bytes = self.sectors.lanes() * width as u64;
             let sectors = self.sectors.distinct();
-            if store {
+            let footprint = if store {
                 s.global_store_requests += 1;
                 s.global_store_bytes += bytes;
                 s.global_store_sectors += sectors;
+                &mut s.footprint.stores
             } else {
                 s.global_load_requests += 1;
                 s.global_load_bytes += bytes;
                 s.global_load_sectors += sectors;
-            }
+                &mut s.footprint.loads
+            };
+            self.sectors.ids().iter().for_each(|&id| footprint.add(id));
         }
         if self.shared_lanes != 0 {
             let (phases, wavefronts) = traffic::wavefronts(&self.shared_offs, self.shared_lanes, width);

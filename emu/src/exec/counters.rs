@@ -3,8 +3,11 @@
 //! Instructions are counted per warp issue (`warp_insts`) and per lane that executed (`thread_insts`, guards
 //! applied), by `ir::Class`. Global memory counts requests (warp-level load or store instructions), the bytes the
 //! lanes asked for and the distinct 32-byte sectors each request touched (coalescing); shared memory counts
-//! requests, the hardware's phases and the wavefronts they took (bank conflicts are the extra wavefronts).
+//! requests, the hardware's phases and the wavefronts they took (bank conflicts are the extra wavefronts). A launch
+//! also brings its footprint (the distinct sectors it read and wrote), from which the driver's L2 model estimates
+//! the DRAM bytes (`dram_read_bytes`, `dram_write_bytes`); the footprint itself is not kept once counted.
 
+use super::footprint::Footprint;
 use crate::ir::Class;
 
 /// The classes in `warp_insts` / `thread_insts` order.
@@ -40,8 +43,14 @@ pub struct Stats {
     /// Warp-level atomic instructions, and the lanes that performed one.
     pub atomic_requests: u64,
     pub atomics: u64,
+    /// DRAM bytes the L2 model estimates: sectors read that the L2 did not hold, and sectors written (each written
+    /// back once per launch).
+    pub dram_read_bytes: u64,
+    pub dram_write_bytes: u64,
     /// Host seconds the launches took.
     pub seconds: f64,
+    /// The sectors of the launch (empty once the driver has counted them).
+    pub footprint: Footprint,
 }
 
 /// Index of `class` in `CLASSES`.
@@ -81,7 +90,10 @@ impl Stats {
         self.local_bytes += other.local_bytes;
         self.atomic_requests += other.atomic_requests;
         self.atomics += other.atomics;
+        self.dram_read_bytes += other.dram_read_bytes;
+        self.dram_write_bytes += other.dram_write_bytes;
         self.seconds += other.seconds;
+        self.footprint.union(&other.footprint);
     }
 
     /// Counts one issue of an instruction of `class` executed by the lanes of `active`.
@@ -119,7 +131,8 @@ impl Stats {
                 "\"global\": {{\"load_requests\": {}, \"store_requests\": {}, \"load_bytes\": {}, \"store_bytes\": {}, ",
                 "\"load_sectors\": {}, \"store_sectors\": {}, \"sectors_per_request\": {:.3}, \"efficiency\": {:.3}}}, ",
                 "\"shared\": {{\"load_requests\": {}, \"store_requests\": {}, \"phases\": {}, \"wavefronts\": {}, ",
-                "\"bank_conflicts\": {}}}, \"local_bytes\": {}, \"atomic_requests\": {}, \"atomics\": {}}}"
+                "\"bank_conflicts\": {}}}, \"dram\": {{\"read_bytes\": {}, \"write_bytes\": {}}}, ",
+                "\"local_bytes\": {}, \"atomic_requests\": {}, \"atomics\": {}}}"
             ),
             self.launches,
             self.blocks,
@@ -141,6 +154,8 @@ impl Stats {
             self.shared_phases,
             self.shared_wavefronts,
             self.bank_conflicts(),
+            self.dram_read_bytes,
+            self.dram_write_bytes,
             self.local_bytes,
             self.atomic_requests,
             self.atomics,

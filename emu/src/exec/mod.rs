@@ -3,7 +3,8 @@
 //!
 //! The files stand on floors, bottom to top; a file imports only files on lower floors, or files on its own floor
 //! that do not import it back:
-//! 1. state: `warp`, `block_state`, `context`, `fault`, `slots`, `racecheck`, `global_race`, `traffic`, `counters`
+//! 1. state: `warp`, `block_state`, `context`, `fault`, `slots`, `racecheck`, `global_race`, `traffic`, `footprint`,
+//!    `counters`
 //! 2. operand helpers and fault reports: `operand`, `place`, `report`
 //! 3. operations: `access`, `atomics`, `barrier`, `collectives`, `mma`
 //! 4. the dispatcher: `step`
@@ -13,7 +14,7 @@
 //! `warp`: a warp's lanes, registers and operand reads; `block_state`: what the warps of a block share (shared
 //! memory, race shadow, barrier arrivals, counters); `context`: a launch's geometry and options, and what every
 //! block reads; `fault`: what stopped a kernel; `slots`: registers packed by liveness; `racecheck`: the
-//! shared-memory race shadow; `global_race`: the log of a block's global accesses, checked per epoch; `traffic`: coalescing and bank-conflict counting; `counters`: what a launch counted;
+//! shared-memory race shadow; `global_race`: the log of a block's global accesses, checked per epoch; `traffic`: coalescing and bank-conflict counting; `footprint`: the distinct sectors a launch touched; `counters`: what a launch counted;
 //! `operand`: vector sources and width masks; `place`: where an access goes, and its checks; `report`: fault texts;
 //! `access` and `atomics`: memory instructions; `barrier`: `bar.sync` across a block's warps; `collectives` and
 //! `mma`: instructions a warp's lanes execute together; `step`: runs a group of lanes that share a program counter
@@ -24,6 +25,7 @@ mod block_state;
 mod context;
 pub mod counters;
 mod fault;
+pub mod footprint;
 mod global_race;
 mod racecheck;
 mod slots;

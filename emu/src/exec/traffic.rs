@@ -24,21 +24,26 @@ impl Sectors {
         self.n as u64
     }
 
-    /// Distinct sectors among those added.
+    /// Distinct sectors among those added: afterwards the ids added are these, in order.
     pub fn distinct(&mut self) -> u64 {
         let ids = &mut self.ids[..self.n];
         if !ids.is_sorted() {
             ids.sort_unstable();
         }
         let mut count = 0;
-        let mut last = None;
-        for &id in ids.iter() {
-            if last != Some(id) {
+        for i in 0..self.n {
+            if i == 0 || self.ids[i] != self.ids[count - 1] {
+                self.ids[count] = self.ids[i];
                 count += 1;
-                last = Some(id);
             }
         }
-        count
+        self.n = count;
+        count as u64
+    }
+
+    /// The ids added (distinct after [`Sectors::distinct`]).
+    pub fn ids(&self) -> &[u64] {
+        &self.ids[..self.n]
     }
 }
 

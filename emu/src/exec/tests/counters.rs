@@ -43,11 +43,15 @@ fn run(stride: u64) -> crate::exec::Stats {
 
 #[test]
 fn coalesced_and_strided_stores_touch_four_and_thirty_two_sectors() {
-    let coalesced = run(1);
+    let mut coalesced = run(1);
     assert_eq!(
         (coalesced.global_store_requests, coalesced.global_store_bytes, coalesced.global_store_sectors),
         (1, 128, 4)
     );
+    // The launch's footprint: the four sectors stored, none loaded (for the L2 model).
+    let out = coalesced.footprint.stores.sorted().to_vec();
+    assert_eq!(out.len(), 4);
+    assert!(out.windows(2).all(|w| w[1] == w[0] + 1) && coalesced.footprint.loads.sorted().is_empty());
     let by_two = run(2);
     assert_eq!(by_two.global_store_sectors, 8);
     let strided = run(8);
