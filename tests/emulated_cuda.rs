@@ -277,6 +277,45 @@ fn probe_embed_matches_sentence_transformers() {
     }
 }
 
+/// `probe vlm` on the emulated GPU against HF transformers' LLaVA-OneVision (the fixture's three answered images):
+/// the prompt ids exactly; the packed image features within the bf16 tolerance; the last logits within 8e-2 of
+/// the largest (bf16 through SigLIP, the projector and a 140-token prefill of a random model with large weights:
+/// 2e-2 to 5.2e-2 measured); the greedy answer token for token up to its first step whose two best logits are
+/// within 0.05 of each other (12, 12 and the 2 before a near tie, measured).
+#[test]
+#[cfg_attr(
+    not(glov_kernels),
+    ignore = "needs the CUDA kernels: `bash scripts/setup-cuda.sh`, then `cargo test --release --locked`"
+)]
+fn probe_vlm_matches_hf() {
+    let Some(dir) = driver_dir() else { return };
+    let cache = tempfile::tempdir().unwrap();
+    let fixture = fixtures().join("llava-tiny");
+    let golden: Value = serde_json::from_str(&std::fs::read_to_string(fixture.join("golden.json")).unwrap()).unwrap();
+    let tensors = fixture.join("golden.safetensors");
+    let mut answered = 0;
+    for (i, image) in golden["images"].as_array().unwrap().iter().enumerate() {
+        let Some(question) = image["question"].as_str() else { continue };
+        let (model, file) = (fixture.display().to_string(), fixture.join(image["file"].as_str().unwrap()));
+        let args = ["probe", "vlm", "--model", &model, "--image", file.to_str().unwrap(), "--prompt", question];
+        let got =
+            json(&glov(&[&args[..], &["--max-new-tokens", "12", "--features"]].concat(), Some(&dir), cache.path()));
+        assert_eq!(got["input_ids"], image["input_ids"], "image {i}");
+        let (shape, want) = common::read_tensor(&tensors, &format!("features_{i}"));
+        let err = max_row_relative_error(&floats(&got["image_features"]), &want, shape[1]);
+        assert!(err < BF16_TOLERANCE, "image {i}: image features, relative error {err:e}");
+        let (_, want) = common::read_tensor(&tensors, &format!("last_logits_{i}"));
+        let err = max_row_relative_error(&floats(&got["last_logits"]), &want, want.len());
+        assert!(err < 8e-2, "image {i}: last logits, relative error {err:e}");
+        let margins: Vec<f64> = serde_json::from_value(image["margins"].clone()).unwrap();
+        let sure = margins.iter().position(|&m| m < 0.05).unwrap_or(margins.len());
+        let (got, want) = (got["answer_ids"].as_array().unwrap(), image["answer_ids"].as_array().unwrap());
+        assert_eq!(got[..sure], want[..sure], "image {i}: greedy answer");
+        answered += 1;
+    }
+    assert_eq!(answered, 3);
+}
+
 fn llama() -> String {
     fixtures().join("llm-tiny-llama").display().to_string()
 }

@@ -4,6 +4,7 @@ use super::generate::TextFormat;
 use crate::checkpoint::Checkpoint;
 use crate::checkpoint::gguf::GgufFile;
 use crate::models::clip::ClipConfig;
+use crate::models::llava::config::LlavaConfig;
 use crate::models::llm::LlmConfig;
 use crate::models::sentence::config::SentenceConfig;
 use anyhow::Result;
@@ -66,6 +67,18 @@ pub fn run(args: InspectArgs) -> Result<()> {
     // A sentence encoder: its modules are read (and their errors shown) where the folder says it is one.
     let sentence_dir = checkpoint.dir.join("modules.json").exists() || matches!(model_type.as_str(), "mpnet" | "bert");
     let sentence = if sentence_dir { Some(SentenceConfig::read(&checkpoint.dir)?) } else { None };
+    let llava = if model_type == "llava_onevision" { Some(LlavaConfig::from_json(config)?) } else { None };
+    let llava_sizes = llava.as_ref().map(|c| {
+        let t = &c.vision.tower;
+        serde_json::json!({
+            "vision": {"hidden": t.hidden_size, "intermediate": t.intermediate_size, "heads": t.num_heads,
+                       "layers": t.num_layers, "image_size": c.vision.image_size, "patch_size": c.vision.patch_size,
+                       "activation": t.activation.to_string()},
+            "feature_layers": c.feature_layers, "drop_first_token": c.drop_first_token,
+            "text_hidden": c.text_hidden, "grid_pinpoints": c.pinpoints, "max_tiles": c.max_tiles,
+            "image_token": c.image_token,
+        })
+    });
     let sentence_sizes = sentence.as_ref().map(|(s, e)| {
         serde_json::json!({
             "family": format!("{:?}", e.family).to_lowercase(), "hidden": e.hidden_size,
@@ -101,7 +114,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
             "architectures": architectures,
             "parameters": parameters,
             "dtypes": dtypes,
-            "sizes": sizes.or(llm_sizes).or(sentence_sizes),
+            "sizes": sizes.or(llm_sizes).or(sentence_sizes).or(llava_sizes),
             "files": files.iter().map(|(n, s)| serde_json::json!({"name": n, "bytes": s})).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -157,6 +170,30 @@ pub fn run(args: InspectArgs) -> Result<()> {
             yes_no(c.tie_word_embeddings),
             yes_no(c.qkv_bias)
         );
+    }
+    if let Some(c) = &llava {
+        let t = &c.vision.tower;
+        println!(
+            "vision tower:  SigLIP, {} layers, width {}, {} heads, MLP {} ({}), {}px tiles in {}px patches; features \
+             of hidden state(s) {:?}{}",
+            t.num_layers,
+            t.hidden_size,
+            t.num_heads,
+            t.intermediate_size,
+            t.activation,
+            c.vision.image_size,
+            c.vision.patch_size,
+            c.feature_layers,
+            if c.drop_first_token { ", first token dropped" } else { "" }
+        );
+        println!(
+            "anyres:        {} grid resolutions up to {:?}, at most about {} tiles' worth of features; image token {}",
+            c.pinpoints.len(),
+            c.pinpoints.iter().max_by_key(|(h, w)| h * w).copied().unwrap_or_default(),
+            c.max_tiles,
+            c.image_token
+        );
+        println!("language:      width {} (text_config)", c.text_hidden);
     }
     if let Some((s, e)) = &sentence {
         println!(

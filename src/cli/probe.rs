@@ -1,12 +1,13 @@
 //! `glov-cuda probe clip`: projected CLIP features as JSON, exactly what HF's `get_text_features` and
 //! `get_image_features` return (not normalised); `probe llm`: an LLM's last logits and a block's mean hidden state;
-//! `probe embed`: what sentence-transformers' `encode` returns.
+//! `probe embed`: what sentence-transformers' `encode` returns; `probe vlm`: a LLaVA-OneVision answer.
 
 use super::steering_args::SteerArgs;
 use crate::backend::Backend;
 use crate::generation::hidden::block_output_means;
 use crate::generation::prompt_logits::{Steer, last_logits};
 use crate::models::clip::ClipModel;
+use crate::models::llava::LlavaModel;
 use crate::models::llm::LlmModel;
 use crate::models::sentence::SentenceModel;
 use crate::preprocess;
@@ -23,6 +24,28 @@ pub enum ProbeCommand {
     Llm(LlmProbeArgs),
     /// Sentence embeddings of a sentence-transformers model (MPNet or BERT), as its `encode` returns them.
     Embed(EmbedProbeArgs),
+    /// A LLaVA-OneVision model's greedy answer to a question about an image, with the prompt's ids and last logits.
+    Vlm(VlmProbeArgs),
+}
+
+#[derive(Args)]
+pub struct VlmProbeArgs {
+    /// LLaVA-OneVision model directory (LlavaOnevisionForConditionalGeneration, either weight layout) or org/name
+    /// in the HF cache.
+    #[arg(long, value_name = "MODEL")]
+    model: String,
+    /// The image file.
+    #[arg(long, value_name = "PATH")]
+    image: PathBuf,
+    /// The question, inserted verbatim into the conversation (no `?` is added).
+    #[arg(long, value_name = "TEXT")]
+    prompt: String,
+    /// Most tokens of the answer (it ends earlier at the model's end tokens).
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    max_new_tokens: usize,
+    /// Also print the packed image features that replace the image tokens.
+    #[arg(long)]
+    features: bool,
 }
 
 #[derive(Args)]
@@ -69,6 +92,7 @@ pub fn run<B: Backend>(backend: &B, command: ProbeCommand) -> Result<()> {
         ProbeCommand::Clip(args) => probe_clip(backend, args),
         ProbeCommand::Llm(args) => probe_llm(backend, args),
         ProbeCommand::Embed(args) => probe_embed(backend, args),
+        ProbeCommand::Vlm(args) => probe_vlm(backend, args),
     }
 }
 
@@ -81,6 +105,24 @@ fn probe_embed<B: Backend>(backend: &B, args: EmbedProbeArgs) -> Result<()> {
     let ids: Vec<Vec<u32>> = args.texts.iter().map(|t| model.tokenizer.encode(t)).collect::<Result<_>>()?;
     let embeddings = model.embed(backend, &args.texts)?;
     println!("{}", json!({"input_ids": ids, "embeddings": embeddings}));
+    Ok(())
+}
+
+fn probe_vlm<B: Backend>(backend: &B, args: VlmProbeArgs) -> Result<()> {
+    let model = LlavaModel::open(backend, &args.model)?;
+    let img = preprocess::decode_rgb8(&args.image).with_context(|| format!("image {}", args.image.display()))?;
+    let (answer, image) = model.answer(backend, &img, &args.prompt, args.max_new_tokens)?;
+    let mut out = json!({
+        "input_ids": answer.input_ids,
+        "image_tokens": answer.image_tokens,
+        "last_logits": answer.last_logits,
+        "answer_ids": answer.answer_ids,
+        "answer": answer.answer,
+    });
+    if args.features {
+        out["image_features"] = json!(rows(image.features, model.config.text_hidden));
+    }
+    println!("{out}");
     Ok(())
 }
 

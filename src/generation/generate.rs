@@ -24,6 +24,14 @@ pub struct Request {
     pub steer: Option<Vec<f32>>,
 }
 
+/// Embeddings that stand in for some of a prompt's token embeddings (an image's features at its image tokens):
+/// prompt positions, and their `[positions, hidden]` values.
+#[derive(Clone, Debug, Default)]
+pub struct PromptEmbeddings {
+    pub positions: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
 #[derive(Clone, Debug)]
 pub struct GenerateOptions {
     pub max_new_tokens: usize,
@@ -144,7 +152,33 @@ pub fn generate<B: Backend>(
     requests: &[Request],
     options: &GenerateOptions,
 ) -> Result<Generation> {
+    generate_replacing(backend, llm, requests, &[], options)
+}
+
+/// [`generate`] with some prompt positions' embeddings replaced: `replaced` is empty, or one entry per request.
+/// A replaced position must be in the prefill, so not a prompt's last.
+pub fn generate_replacing<B: Backend>(
+    backend: &B,
+    llm: &Llm<B>,
+    requests: &[Request],
+    replaced: &[PromptEmbeddings],
+    options: &GenerateOptions,
+) -> Result<Generation> {
     validate(llm, requests, options)?;
+    ensure!(
+        replaced.is_empty() || replaced.len() == requests.len(),
+        "replaced embeddings for {} of {} prompts",
+        replaced.len(),
+        requests.len()
+    );
+    for (i, (r, e)) in requests.iter().zip(replaced).enumerate() {
+        if let Some(&bad) = e.positions.iter().find(|&&p| p + 1 >= r.prompt.len()) {
+            bail!(
+                "prompt {i}: embedding {bad} replaced, but only positions before the last ({}) are prefilled",
+                r.prompt.len() - 1
+            );
+        }
+    }
     let _span =
         tracing::info_span!("generate", requests = requests.len(), max_new_tokens = options.max_new_tokens).entered();
     let layout = kv_layout(llm, requests, options.max_new_tokens);
@@ -161,7 +195,12 @@ pub fn generate<B: Backend>(
         let mut ids = Vec::new();
         let mut rows = Vec::new();
         let mut owners = Vec::new();
+        let (mut replaced_rows, mut replaced_values) = (Vec::new(), Vec::new());
         for (g, r) in requests.iter().enumerate() {
+            if let Some(e) = replaced.get(g) {
+                replaced_rows.extend(e.positions.iter().map(|p| ids.len() + p));
+                replaced_values.extend_from_slice(&e.values);
+            }
             for (p, &id) in r.prompt[..r.prompt.len() - 1].iter().enumerate() {
                 ids.push(id);
                 rows.push(CachedRow { stream: Stream::Prefix(g), position: p });
@@ -180,7 +219,16 @@ pub fn generate<B: Backend>(
                 offsets: &offsets,
                 clean_cache: false,
             });
-            llm.forward_hidden(backend, &mut cache, &ids, &rows, layers, offset.as_ref())?;
+            llm.forward_hidden_replacing(
+                backend,
+                &mut cache,
+                &ids,
+                &rows,
+                layers,
+                offset.as_ref(),
+                &replaced_rows,
+                &replaced_values,
+            )?;
         }
     }
 

@@ -1,6 +1,7 @@
 //! Logits of a prompt's last position in one prefill, optionally steered: what `probe llm` prints and what the
 //! golden tests compare with HF.
 
+use super::generate::PromptEmbeddings;
 use super::steering::SteerMode;
 use crate::backend::{Backend, CachedRow, Stream};
 use crate::models::llm::{BlockOffset, Llm};
@@ -16,6 +17,17 @@ pub struct Steer<'a> {
 /// `[vocab]` logits of the last position of `ids`, with the vector added to block `layer`'s output at the last
 /// position (`last`) or at every position (`all`).
 pub fn last_logits<B: Backend>(backend: &B, llm: &Llm<B>, ids: &[u32], steer: Option<Steer>) -> Result<Vec<f32>> {
+    last_logits_replacing(backend, llm, ids, steer, &PromptEmbeddings::default())
+}
+
+/// [`last_logits`] with some positions' embeddings replaced (an image's features).
+pub fn last_logits_replacing<B: Backend>(
+    backend: &B,
+    llm: &Llm<B>,
+    ids: &[u32],
+    steer: Option<Steer>,
+    replaced: &PromptEmbeddings,
+) -> Result<Vec<f32>> {
     let c = &llm.config;
     ensure!(!ids.is_empty(), "the prompt has no tokens");
     ensure!(
@@ -40,6 +52,15 @@ pub fn last_logits<B: Backend>(backend: &B, llm: &Llm<B>, ids: &[u32], steer: Op
         None => (Vec::new(), None, 0),
     };
     let offset = offsets.as_ref().map(|t| BlockOffset { layer, rows: &steered_rows, offsets: t, clean_cache: false });
-    let hidden = llm.forward_hidden(backend, &mut cache, ids, &rows, c.num_layers, offset.as_ref())?;
+    let hidden = llm.forward_hidden_replacing(
+        backend,
+        &mut cache,
+        ids,
+        &rows,
+        c.num_layers,
+        offset.as_ref(),
+        &replaced.positions,
+        &replaced.values,
+    )?;
     backend.download(&llm.logits(backend, &hidden, &[ids.len() - 1])?)
 }

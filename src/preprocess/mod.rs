@@ -8,6 +8,7 @@
 //! decoders: JPEG decoding here (zune-jpeg) and in Pillow (libjpeg-turbo) differ by a few levels on some pixels,
 //! and 16-bit grey images are converted differently on purpose (see [`to_rgb8`]).
 
+pub mod anyres;
 mod config;
 mod decode;
 mod resample;

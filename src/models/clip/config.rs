@@ -52,7 +52,7 @@ pub struct ClipConfig {
 }
 
 /// The section `key` of the config, with the entries of `key_dict` (older checkpoints) laid over it.
-fn section(config: &Value, key: &str) -> serde_json::Map<String, Value> {
+pub(crate) fn section(config: &Value, key: &str) -> serde_json::Map<String, Value> {
     let mut merged = config.get(key).and_then(Value::as_object).cloned().unwrap_or_default();
     if let Some(overrides) = config.get(format!("{key}_dict")).and_then(Value::as_object) {
         merged.extend(overrides.clone());
@@ -60,7 +60,12 @@ fn section(config: &Value, key: &str) -> serde_json::Map<String, Value> {
     merged
 }
 
-fn get_usize(map: &serde_json::Map<String, Value>, section: &str, key: &str, default: usize) -> Result<usize> {
+pub(crate) fn get_usize(
+    map: &serde_json::Map<String, Value>,
+    section: &str,
+    key: &str,
+    default: usize,
+) -> Result<usize> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(default),
         Some(v) => v
@@ -71,7 +76,7 @@ fn get_usize(map: &serde_json::Map<String, Value>, section: &str, key: &str, def
 }
 
 /// A size within `1..=max`, or `default` where absent.
-fn get_size(
+pub(crate) fn get_size(
     map: &serde_json::Map<String, Value>,
     section: &str,
     key: &str,
@@ -90,14 +95,17 @@ fn get_f32(map: &serde_json::Map<String, Value>, section: &str, key: &str, defau
     }
 }
 
-fn tower(
+/// A tower's sizes and activation, with the model family's defaults for absent keys: `(hidden, intermediate,
+/// heads, layers)` and the activation's HF name.
+pub(crate) fn tower(
     map: &serde_json::Map<String, Value>,
     section: &str,
     defaults: (usize, usize, usize, usize),
+    default_act: &str,
 ) -> Result<TowerConfig> {
     let (hidden, intermediate, heads, layers) = defaults;
     let act = match map.get("hidden_act") {
-        None | Some(Value::Null) => "quick_gelu",
+        None | Some(Value::Null) => default_act,
         Some(Value::String(s)) => s.as_str(),
         Some(v) => bail!("config.json: {section}.hidden_act is not a string: {v}"),
     };
@@ -150,14 +158,14 @@ impl ClipConfig {
         let text = section(config, "text_config");
         let vision = section(config, "vision_config");
         let text = TextConfig {
-            tower: tower(&text, "text_config", (512, 2048, 8, 12))?,
+            tower: tower(&text, "text_config", (512, 2048, 8, 12), "quick_gelu")?,
             vocab_size: get_size(&text, "text_config", "vocab_size", 49408, limits::MAX_VOCAB)?,
             max_positions: get_size(&text, "text_config", "max_position_embeddings", 77, limits::MAX_POSITIONS)?,
             eos_token_id: u32::try_from(get_usize(&text, "text_config", "eos_token_id", 49407)?)
                 .context("config.json: text_config.eos_token_id does not fit 32 bits")?,
         };
         let vision = VisionConfig {
-            tower: tower(&vision, "vision_config", (768, 3072, 12, 12))?,
+            tower: tower(&vision, "vision_config", (768, 3072, 12, 12), "quick_gelu")?,
             image_size: get_size(&vision, "vision_config", "image_size", 224, limits::MAX_IMAGE_SIZE)?,
             patch_size: get_size(&vision, "vision_config", "patch_size", 32, limits::MAX_IMAGE_SIZE)?,
         };

@@ -71,11 +71,64 @@ impl<B: Backend> Encoder<B> {
     }
 
     /// Runs every layer on `[batch * seq, hidden]` hidden states.
-    pub fn forward(&self, backend: &B, mut x: B::Tensor, batch: usize, seq: usize, causal: bool) -> Result<B::Tensor> {
+    pub fn forward(&self, backend: &B, x: B::Tensor, batch: usize, seq: usize, causal: bool) -> Result<B::Tensor> {
+        self.forward_layers(backend, x, batch, seq, causal, self.layers.len())
+    }
+
+    /// The hidden states HF's `output_hidden_states` lists at the indices `wanted` (0: the input, `i`: after layer
+    /// `i`), in that order; the layers after the last one wanted are not run.
+    pub fn hidden_states(
+        &self,
+        backend: &B,
+        mut x: B::Tensor,
+        batch: usize,
+        seq: usize,
+        causal: bool,
+        wanted: &[usize],
+    ) -> Result<Vec<B::Tensor>> {
+        let last = wanted.iter().copied().max().unwrap_or(0);
+        anyhow::ensure!(last <= self.layers.len(), "hidden state {last} of an encoder of {} layers", self.layers.len());
+        let all_rows: Vec<usize> = (0..batch * seq).collect();
+        let mut states: Vec<Option<B::Tensor>> = (0..wanted.len()).map(|_| None).collect();
+        for done in 0..=last {
+            if done > 0 {
+                x = self.forward_layers_from(backend, x, batch, seq, causal, done - 1, done)?;
+            }
+            for (slot, _) in wanted.iter().enumerate().filter(|(_, w)| **w == done) {
+                states[slot] = Some(backend.gather_rows(&x, &all_rows)?);
+            }
+        }
+        Ok(states.into_iter().map(|s| s.expect("every wanted state was reached")).collect())
+    }
+
+    fn forward_layers(
+        &self,
+        backend: &B,
+        x: B::Tensor,
+        batch: usize,
+        seq: usize,
+        causal: bool,
+        count: usize,
+    ) -> Result<B::Tensor> {
+        self.forward_layers_from(backend, x, batch, seq, causal, 0, count)
+    }
+
+    /// Runs layers `first..end`.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_layers_from(
+        &self,
+        backend: &B,
+        mut x: B::Tensor,
+        batch: usize,
+        seq: usize,
+        causal: bool,
+        first: usize,
+        end: usize,
+    ) -> Result<B::Tensor> {
         let c = &self.config;
         let shape =
             AttentionShape { batch, seq, heads: c.num_heads, kv_heads: c.num_heads, head_dim: c.head_dim(), causal };
-        for layer in &self.layers {
+        for layer in &self.layers[first..end] {
             let h = backend.layer_norm(&x, &layer.norm1.0, &layer.norm1.1, c.layer_norm_eps)?;
             let qkv = backend.linear(&h, &layer.qkv, Some(&layer.qkv_bias), Activation::None, None)?;
             let attended = backend.attention(&qkv, shape, None)?;

@@ -1,8 +1,8 @@
 //! CLIP (HF `CLIPModel`): a text tower and a vision tower projecting into one embedding space, plus the logit
 //! scale. Written once against the backend trait.
 
-mod config;
-mod encoder;
+pub(crate) mod config;
+pub(crate) mod encoder;
 mod random;
 mod text;
 mod vision;

@@ -276,6 +276,51 @@ impl<B: Backend> Llm<B> {
         self.forward_embedded(backend, cache, &x, rows, blocks, offset)
     }
 
+    /// [`Llm::forward_hidden`] with the embeddings of some positions replaced (an image's features at its image
+    /// tokens): `replaced` are indices into `ids`, `values` their `[replaced, hidden]` embeddings.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_hidden_replacing(
+        &self,
+        backend: &B,
+        cache: &mut B::KvCache,
+        ids: &[u32],
+        rows: &[CachedRow],
+        blocks: usize,
+        offset: Option<&BlockOffset<B>>,
+        replaced: &[usize],
+        values: &[f32],
+    ) -> Result<B::Tensor> {
+        if replaced.is_empty() {
+            return self.forward_hidden(backend, cache, ids, rows, blocks, offset);
+        }
+        let d = self.config.hidden_size;
+        ensure!(
+            values.len() == replaced.len() * d,
+            "{} values for {} replaced embeddings",
+            values.len(),
+            replaced.len()
+        );
+        if let Some(bad) = replaced.iter().find(|&&r| r >= ids.len()) {
+            anyhow::bail!("embedding {bad} replaced in a prompt of {} tokens", ids.len());
+        }
+        ensure!(ids.len() == rows.len(), "{} token ids for {} cache rows", ids.len(), rows.len());
+        ensure!(blocks <= self.config.num_layers, "the model has {} blocks, not {blocks}", self.config.num_layers);
+        if let Some(bad) = rows.iter().find(|r| r.position >= self.config.max_positions) {
+            anyhow::bail!(
+                "position {} is past the model's context of {} tokens",
+                bad.position,
+                self.config.max_positions
+            );
+        }
+        let rows = &backend.cache_rows(cache, rows)?;
+        let x = self.embed(backend, ids)?;
+        // The replacement is added as the difference to the token embeddings it replaces.
+        let current = backend.download(&backend.gather_rows(&x, replaced)?)?;
+        let delta: Vec<f32> = values.iter().zip(&current).map(|(v, c)| v - c).collect();
+        let x = backend.add_rows(&x, replaced, &backend.upload(&delta, replaced.len(), d)?)?;
+        self.forward_embedded(backend, cache, &x, rows, blocks, offset)
+    }
+
     /// The token embeddings of `ids` (scaled, for Gemma), `[ids, hidden]`.
     pub fn embed(&self, backend: &B, ids: &[u32]) -> Result<B::Tensor> {
         backend.embed(ids, &self.embed, self.embed_scale)
