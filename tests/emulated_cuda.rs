@@ -316,6 +316,48 @@ fn probe_vlm_matches_hf() {
     assert_eq!(answered, 3);
 }
 
+/// `score --vlm --matcher` runs on the emulated GPU: the VLM's batched answers, the matcher, and accuracies that
+/// count the answers file's predictions (the models themselves are compared with HF by `probe_vlm_matches_hf` and
+/// `probe_embed_matches_sentence_transformers`).
+#[test]
+#[cfg_attr(
+    not(glov_kernels),
+    ignore = "needs the CUDA kernels: `bash scripts/setup-cuda.sh`, then `cargo test --release --locked`"
+)]
+fn score_vlm_runs_on_the_emulated_gpu() {
+    let Some(dir) = driver_dir() else { return };
+    let cache = tempfile::tempdir().unwrap();
+    let prompts = cache.path().join("prompts.txt");
+    std::fs::write(&prompts, "What is shown in this picture\n").unwrap();
+    let answers = cache.path().join("answers.jsonl");
+    let (vlm, matcher) = (fixtures().join("llava-tiny"), fixtures().join("sentence").join("mpnet-mean"));
+    let dataset = fixtures().join("scoring").join("dataset");
+    let args = [
+        "score",
+        "--vlm",
+        vlm.to_str().unwrap(),
+        "--matcher",
+        matcher.to_str().unwrap(),
+        "--dataset",
+        dataset.to_str().unwrap(),
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--max-new-tokens",
+        "6",
+        "--answers",
+        answers.to_str().unwrap(),
+        "--format",
+        "json",
+    ];
+    let report = json(&glov(&args, Some(&dir), cache.path()));
+    let lines: Vec<Value> =
+        std::fs::read_to_string(&answers).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len() as u64, report["images"].as_u64().unwrap());
+    let hits = lines.iter().filter(|l| l["predicted"] == l["label"]).count();
+    let top1 = report["templates"][0]["top1"].as_f64().unwrap();
+    assert!((top1 - 100.0 * hits as f64 / lines.len() as f64).abs() < 1e-9, "{report}");
+}
+
 fn llama() -> String {
     fixtures().join("llm-tiny-llama").display().to_string()
 }

@@ -5,19 +5,42 @@ use super::output::{DescriptionsScore, Format, ScoreReport, TemplateRow, Templat
 use crate::backend::Backend;
 use crate::dataset::{self, Split};
 use crate::models::clip::ClipModel;
+use crate::models::llava::LlavaModel;
+use crate::models::sentence::SentenceModel;
 use crate::scoring::descriptions::{Aggregate, Descriptions};
+use crate::scoring::generative::GenerativeScorer;
 use crate::scoring::{EncodeOptions, Scorer, default_cache_dir, encode_images, read_templates, template_sets, waffle};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Args)]
-#[command(group(clap::ArgGroup::new("texts").required(true).multiple(true).args(["templates", "template_set", "descriptions", "waffle"])))]
+#[command(group(clap::ArgGroup::new("texts").required(true).multiple(true).args(["templates", "template_set", "descriptions", "waffle", "prompts"])))]
 pub struct ScoreArgs {
     /// CLIP model directory or org/name in the HF cache.
-    #[arg(long, value_name = "MODEL")]
-    clip: String,
+    #[arg(long, value_name = "MODEL", required_unless_present = "vlm", conflicts_with = "vlm")]
+    clip: Option<String>,
+    /// A LLaVA-OneVision model that answers each of --prompts about each image (greedy, the reference's
+    /// conversation, the prompt's double quotes stripped and a `?` appended); with --matcher.
+    #[arg(long, value_name = "MODEL", requires_all = ["matcher", "prompts"], conflicts_with_all = ["templates", "template_set", "descriptions", "waffle", "ensemble"])]
+    vlm: Option<String>,
+    /// The sentence-transformers model that matches an answer to the class whose name it is nearest to (cosine of
+    /// the embeddings), e.g. sentence-transformers/all-mpnet-base-v2.
+    #[arg(long, value_name = "MODEL", requires = "vlm")]
+    matcher: Option<String>,
+    /// The VLM's prompts, one per line (blank lines skipped).
+    #[arg(long, value_name = "FILE", requires = "vlm")]
+    prompts: Option<PathBuf>,
+    /// Most tokens of a VLM answer.
+    #[arg(long, default_value = "50", value_name = "N")]
+    max_new_tokens: NonZeroUsize,
+    /// Most VLM answers decoded together.
+    #[arg(long, default_value = "64", value_name = "N")]
+    vlm_batch: NonZeroUsize,
+    /// Write every VLM answer to this JSONL file: prompt, image, label, answer, predicted class.
+    #[arg(long, value_name = "FILE", requires = "vlm")]
+    answers: Option<PathBuf>,
     /// Dataset: a folder of class folders (root/<class>/*.jpg), or the image root of a split file.
     #[arg(long, value_name = "DIR")]
     dataset: PathBuf,
@@ -82,6 +105,10 @@ pub struct ScoreArgs {
 }
 
 pub fn run<B: Backend>(backend: &B, args: ScoreArgs) -> Result<()> {
+    if args.vlm.is_some() {
+        return run_generative(backend, args);
+    }
+    let clip = args.clip.clone().expect("clap requires --clip without --vlm");
     let set = args.template_set.as_deref().map(template_sets::find).transpose()?;
     let templates = match (&args.templates, set) {
         (Some(path), _) => read_templates(path)?,
@@ -104,7 +131,7 @@ pub fn run<B: Backend>(backend: &B, args: ScoreArgs) -> Result<()> {
         ),
         _ => None,
     };
-    let model = ClipModel::open(backend, &args.clip)?;
+    let model = ClipModel::open(backend, &clip)?;
     let paths: Vec<PathBuf> = data.samples.iter().map(|s| s.path.clone()).collect();
     let options = EncodeOptions {
         batch_size: args.image_batch.get(),
@@ -155,6 +182,76 @@ pub fn run<B: Backend>(backend: &B, args: ScoreArgs) -> Result<()> {
         ensemble,
         descriptions,
         waffle,
+    };
+    print!("{}", report.render(args.format)?);
+    Ok(())
+}
+
+/// A prompts file: one prompt per line, blank lines skipped; errors name the file.
+fn read_prompts(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read prompts file {}", path.display()))?;
+    let prompts: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
+    if prompts.is_empty() {
+        bail!("prompts file {} holds no prompts", path.display());
+    }
+    Ok(prompts)
+}
+
+/// `score --vlm --matcher --prompts`: each prompt's generative accuracy.
+fn run_generative<B: Backend>(backend: &B, args: ScoreArgs) -> Result<()> {
+    let (vlm, matcher) = (args.vlm.as_deref().expect("checked"), args.matcher.as_deref().expect("clap requires it"));
+    let prompts = read_prompts(args.prompts.as_deref().expect("clap requires it"))?;
+    let mut data = dataset::open(&args.dataset, args.split_file.as_deref(), args.split)?;
+    if let Some(k) = args.shots.filter(|&k| k > 0) {
+        data = data.k_shot(k, args.seed);
+    }
+    if data.samples.is_empty() {
+        bail!("the {} split of {} has no images", args.split, args.dataset.display());
+    }
+    let vlm_model = LlavaModel::open(backend, vlm)?;
+    let matcher_model = SentenceModel::open(backend, matcher)?;
+    let paths: Vec<PathBuf> = data.samples.iter().map(|s| s.path.clone()).collect();
+    let labels: Vec<usize> = data.samples.iter().map(|s| s.label).collect();
+    let scorer = GenerativeScorer::new(
+        backend,
+        &vlm_model,
+        &matcher_model,
+        &paths,
+        labels,
+        &data.classnames,
+        args.max_new_tokens.get(),
+        args.vlm_batch.get(),
+    )?;
+    let mut rows = Vec::with_capacity(prompts.len());
+    let mut lines = String::new();
+    for prompt in prompts {
+        let (accuracy, judged) = scorer.score(&prompt)?;
+        if args.answers.is_some() {
+            for j in &judged {
+                let line = serde_json::json!({
+                    "prompt": prompt, "image": paths[j.image].display().to_string(), "label": data.classnames[j.label],
+                    "answer": j.answer, "predicted": data.classnames[j.predicted],
+                });
+                lines.push_str(&format!("{line}\n"));
+            }
+        }
+        rows.push(TemplateRow { template: prompt, accuracy });
+    }
+    if let Some(path) = &args.answers {
+        crate::atomic_file::write(path, lines.as_bytes())?;
+    }
+    let report = ScoreReport {
+        model: vlm_model.checkpoint.dir.display().to_string(),
+        dataset: args.dataset.display().to_string(),
+        split: args.split.to_string(),
+        images: paths.len(),
+        skipped_images: 0,
+        classes: data.classnames.len(),
+        template_set: None,
+        templates: rows,
+        ensemble: None,
+        descriptions: None,
+        waffle: None,
     };
     print!("{}", report.render(args.format)?);
     Ok(())

@@ -3,6 +3,7 @@
 
 pub mod descriptions;
 pub mod feature_cache;
+pub mod generative;
 pub mod image_features;
 pub mod scorer;
 pub mod template_sets;
