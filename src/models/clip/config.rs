@@ -39,8 +39,35 @@ pub struct VisionConfig {
 }
 
 impl VisionConfig {
+    /// Patches along the image's side.
+    pub fn grid(&self) -> usize {
+        self.image_size / self.patch_size
+    }
+
     pub fn num_patches(&self) -> usize {
-        (self.image_size / self.patch_size).pow(2)
+        self.grid().pow(2)
+    }
+
+    /// A ViT's `vision_config`, with the family's defaults for absent keys: the tower's `(hidden, intermediate,
+    /// heads, layers)` and activation, and `(image_size, patch_size)`.
+    pub(crate) fn from_section(
+        map: &serde_json::Map<String, Value>,
+        defaults: (usize, usize, usize, usize),
+        default_act: &str,
+        (image, patch): (usize, usize),
+    ) -> Result<Self> {
+        let vision = VisionConfig {
+            tower: tower(map, "vision_config", defaults, default_act)?,
+            image_size: get_size(map, "vision_config", "image_size", image, limits::MAX_IMAGE_SIZE)?,
+            patch_size: get_size(map, "vision_config", "patch_size", patch, limits::MAX_IMAGE_SIZE)?,
+        };
+        ensure!(
+            vision.image_size.is_multiple_of(vision.patch_size),
+            "config.json: vision_config.image_size {} is not a multiple of patch_size {}",
+            vision.image_size,
+            vision.patch_size
+        );
+        Ok(vision)
     }
 }
 
@@ -164,17 +191,7 @@ impl ClipConfig {
             eos_token_id: u32::try_from(get_usize(&text, "text_config", "eos_token_id", 49407)?)
                 .context("config.json: text_config.eos_token_id does not fit 32 bits")?,
         };
-        let vision = VisionConfig {
-            tower: tower(&vision, "vision_config", (768, 3072, 12, 12), "quick_gelu")?,
-            image_size: get_size(&vision, "vision_config", "image_size", 224, limits::MAX_IMAGE_SIZE)?,
-            patch_size: get_size(&vision, "vision_config", "patch_size", 32, limits::MAX_IMAGE_SIZE)?,
-        };
-        ensure!(
-            vision.image_size.is_multiple_of(vision.patch_size),
-            "config.json: vision_config.image_size {} is not a multiple of patch_size {}",
-            vision.image_size,
-            vision.patch_size
-        );
+        let vision = VisionConfig::from_section(&vision, (768, 3072, 12, 12), "quick_gelu", (224, 32))?;
         let top = config.as_object().cloned().unwrap_or_default();
         let projection_dim = limits::size(
             "config.json: projection_dim",

@@ -72,7 +72,7 @@ impl<B: Backend> Encoder<B> {
 
     /// Runs every layer on `[batch * seq, hidden]` hidden states.
     pub fn forward(&self, backend: &B, x: B::Tensor, batch: usize, seq: usize, causal: bool) -> Result<B::Tensor> {
-        self.forward_layers(backend, x, batch, seq, causal, self.layers.len())
+        self.forward_layers_from(backend, x, batch, seq, causal, 0, self.layers.len())
     }
 
     /// The hidden states HF's `output_hidden_states` lists at the indices `wanted` (0: the input, `i`: after layer
@@ -99,18 +99,6 @@ impl<B: Backend> Encoder<B> {
             }
         }
         Ok(states.into_iter().map(|s| s.expect("every wanted state was reached")).collect())
-    }
-
-    fn forward_layers(
-        &self,
-        backend: &B,
-        x: B::Tensor,
-        batch: usize,
-        seq: usize,
-        causal: bool,
-        count: usize,
-    ) -> Result<B::Tensor> {
-        self.forward_layers_from(backend, x, batch, seq, causal, 0, count)
     }
 
     /// Runs layers `first..end`.

@@ -5,24 +5,10 @@
 
 use crate::backend::Activation;
 use crate::checkpoint::limits;
-use crate::models::clip::TowerConfig;
-use crate::models::clip::config::{get_size, get_usize, section, tower};
+use crate::models::clip::VisionConfig;
+use crate::models::clip::config::{get_size, get_usize, section};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct VisionConfig {
-    pub tower: TowerConfig,
-    pub image_size: usize,
-    pub patch_size: usize,
-}
-
-impl VisionConfig {
-    /// Patches along a tile's side.
-    pub fn grid(&self) -> usize {
-        self.image_size / self.patch_size
-    }
-}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct LlavaConfig {
@@ -62,17 +48,7 @@ impl LlavaConfig {
             vision_type == "siglip_vision_model",
             "config.json: vision_config.model_type {vision_type:?} is not a SigLIP vision tower"
         );
-        let vision = VisionConfig {
-            tower: tower(&vision_map, "vision_config", (1152, 4304, 16, 27), "gelu_pytorch_tanh")?,
-            image_size: get_size(&vision_map, "vision_config", "image_size", 384, limits::MAX_IMAGE_SIZE)?,
-            patch_size: get_size(&vision_map, "vision_config", "patch_size", 14, limits::MAX_IMAGE_SIZE)?,
-        };
-        ensure!(
-            vision.image_size.is_multiple_of(vision.patch_size),
-            "config.json: vision_config.image_size {} is not a multiple of patch_size {}",
-            vision.image_size,
-            vision.patch_size
-        );
+        let vision = VisionConfig::from_section(&vision_map, (1152, 4304, 16, 27), "gelu_pytorch_tanh", (384, 14))?;
         let text = section(config, "text_config");
         let text_hidden = get_size(&text, "text_config", "hidden_size", 896, limits::MAX_HIDDEN)?;
         let layers = vision.tower.num_layers;

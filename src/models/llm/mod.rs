@@ -262,18 +262,7 @@ impl<B: Backend> Llm<B> {
         blocks: usize,
         offset: Option<&BlockOffset<B>>,
     ) -> Result<B::Tensor> {
-        ensure!(ids.len() == rows.len(), "{} token ids for {} cache rows", ids.len(), rows.len());
-        ensure!(blocks <= self.config.num_layers, "the model has {} blocks, not {blocks}", self.config.num_layers);
-        if let Some(bad) = rows.iter().find(|r| r.position >= self.config.max_positions) {
-            anyhow::bail!(
-                "position {} is past the model's context of {} tokens",
-                bad.position,
-                self.config.max_positions
-            );
-        }
-        let rows = &backend.cache_rows(cache, rows)?;
-        let x = self.embed(backend, ids)?;
-        self.forward_embedded(backend, cache, &x, rows, blocks, offset)
+        self.forward_hidden_replacing(backend, cache, ids, rows, blocks, offset, &[], &[])
     }
 
     /// [`Llm::forward_hidden`] with the embeddings of some positions replaced (an image's features at its image
@@ -290,9 +279,6 @@ impl<B: Backend> Llm<B> {
         replaced: &[usize],
         values: &[f32],
     ) -> Result<B::Tensor> {
-        if replaced.is_empty() {
-            return self.forward_hidden(backend, cache, ids, rows, blocks, offset);
-        }
         let d = self.config.hidden_size;
         ensure!(
             values.len() == replaced.len() * d,
@@ -313,11 +299,13 @@ impl<B: Backend> Llm<B> {
             );
         }
         let rows = &backend.cache_rows(cache, rows)?;
-        let x = self.embed(backend, ids)?;
-        // The replacement is added as the difference to the token embeddings it replaces.
-        let current = backend.download(&backend.gather_rows(&x, replaced)?)?;
-        let delta: Vec<f32> = values.iter().zip(&current).map(|(v, c)| v - c).collect();
-        let x = backend.add_rows(&x, replaced, &backend.upload(&delta, replaced.len(), d)?)?;
+        let mut x = self.embed(backend, ids)?;
+        if !replaced.is_empty() {
+            // The replacement is added as the difference to the token embeddings it replaces.
+            let current = backend.download(&backend.gather_rows(&x, replaced)?)?;
+            let delta: Vec<f32> = values.iter().zip(&current).map(|(v, c)| v - c).collect();
+            x = backend.add_rows(&x, replaced, &backend.upload(&delta, replaced.len(), d)?)?;
+        }
         self.forward_embedded(backend, cache, &x, rows, blocks, offset)
     }
 
