@@ -23,7 +23,13 @@ pub struct ScoreArgs {
     clip: Option<String>,
     /// A LLaVA-OneVision model that answers each of --prompts about each image (greedy, the reference's
     /// conversation, the prompt's double quotes stripped and a `?` appended); with --matcher.
-    #[arg(long, value_name = "MODEL", requires_all = ["matcher", "prompts"], conflicts_with_all = ["templates", "template_set", "descriptions", "waffle", "ensemble"])]
+    #[arg(
+        long,
+        value_name = "MODEL",
+        requires_all = ["matcher", "prompts"],
+        conflicts_with_all = ["templates", "template_set", "descriptions", "waffle", "ensemble", "skip_bad_images",
+                              "image_batch", "text_batch", "cache_dir", "no_cache"]
+    )]
     vlm: Option<String>,
     /// The sentence-transformers model that matches an answer to the class whose name it is nearest to (cosine of
     /// the embeddings), e.g. sentence-transformers/all-mpnet-base-v2.
