@@ -76,7 +76,7 @@ impl<B: Backend> Encoder<B> {
     }
 
     /// The hidden states HF's `output_hidden_states` lists at the indices `wanted` (0: the input, `i`: after layer
-    /// `i`), in that order; the layers after the last one wanted are not run.
+    /// `i`), in that order; the layers after the last one wanted are not run, and the last state is not copied.
     pub fn hidden_states(
         &self,
         backend: &B,
@@ -86,18 +86,28 @@ impl<B: Backend> Encoder<B> {
         causal: bool,
         wanted: &[usize],
     ) -> Result<Vec<B::Tensor>> {
-        let last = wanted.iter().copied().max().unwrap_or(0);
+        let Some(last) = wanted.iter().copied().max() else { return Ok(Vec::new()) };
         anyhow::ensure!(last <= self.layers.len(), "hidden state {last} of an encoder of {} layers", self.layers.len());
         let all_rows: Vec<usize> = (0..batch * seq).collect();
         let mut states: Vec<Option<B::Tensor>> = (0..wanted.len()).map(|_| None).collect();
+        let slots = |done: usize| wanted.iter().enumerate().filter(move |(_, w)| **w == done).map(|(slot, _)| slot);
         for done in 0..=last {
             if done > 0 {
                 x = self.forward_layers_from(backend, x, batch, seq, causal, done - 1, done)?;
             }
-            for (slot, _) in wanted.iter().enumerate().filter(|(_, w)| **w == done) {
-                states[slot] = Some(backend.gather_rows(&x, &all_rows)?);
+            if done < last {
+                for slot in slots(done) {
+                    states[slot] = Some(backend.gather_rows(&x, &all_rows)?);
+                }
             }
         }
+        // The last state: a copy for every slot that wants it but one, which takes it.
+        let mut last_slots = slots(last);
+        let first = last_slots.next().expect("the largest index wanted is wanted");
+        for slot in last_slots {
+            states[slot] = Some(backend.gather_rows(&x, &all_rows)?);
+        }
+        states[first] = Some(x);
         Ok(states.into_iter().map(|s| s.expect("every wanted state was reached")).collect())
     }
 
@@ -126,5 +136,35 @@ impl<B: Backend> Encoder<B> {
             x = backend.linear(&h, &layer.fc2, Some(&layer.fc2_bias), Activation::None, Some(&x))?;
         }
         Ok(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::CpuBackend;
+    use crate::checkpoint::DType;
+    use crate::models::clip::{random_weights, vit_b32_config};
+
+    #[test]
+    fn hidden_states_are_the_states_after_each_layer_wanted() {
+        let mut config = vit_b32_config();
+        config.vision.tower =
+            TowerConfig { hidden_size: 16, intermediate_size: 32, num_heads: 2, num_layers: 3, ..config.vision.tower };
+        let store = random_weights(&config, DType::F32, 7);
+        let backend = CpuBackend::new();
+        let encoder = Encoder::load(&backend, &store, "vision_model.encoder", &config.vision.tower).unwrap();
+        let values: Vec<f32> = (0..2 * 5 * 16).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+        let input = || backend.upload(&values, 10, 16).unwrap();
+        let after = |layers: usize| {
+            backend.download(&encoder.forward_layers_from(&backend, input(), 2, 5, false, 0, layers).unwrap()).unwrap()
+        };
+        // Out of order, repeated, and the input itself.
+        let states = encoder.hidden_states(&backend, input(), 2, 5, false, &[2, 0, 2, 1]).unwrap();
+        let got: Vec<Vec<f32>> = states.iter().map(|s| backend.download(s).unwrap()).collect();
+        assert_eq!(got, [after(2), values.clone(), after(2), after(1)]);
+        assert_ne!(after(1), after(2));
+        assert!(encoder.hidden_states(&backend, input(), 2, 5, false, &[]).unwrap().is_empty());
+        assert!(encoder.hidden_states(&backend, input(), 2, 5, false, &[4]).is_err());
     }
 }
