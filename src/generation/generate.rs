@@ -27,9 +27,9 @@ pub struct Request {
 /// Embeddings that stand in for some of a prompt's token embeddings (an image's features at its image tokens):
 /// prompt positions, and their `[positions, hidden]` values.
 #[derive(Clone, Debug, Default)]
-pub struct PromptEmbeddings {
+pub struct PromptEmbeddings<'a> {
     pub positions: Vec<usize>,
-    pub values: Vec<f32>,
+    pub values: &'a [f32],
 }
 
 #[derive(Clone, Debug)]
@@ -161,7 +161,7 @@ pub fn generate_replacing<B: Backend>(
     backend: &B,
     llm: &Llm<B>,
     requests: &[Request],
-    replaced: &[PromptEmbeddings],
+    replaced: &[PromptEmbeddings<'_>],
     options: &GenerateOptions,
 ) -> Result<Generation> {
     validate(llm, requests, options)?;
@@ -199,7 +199,7 @@ pub fn generate_replacing<B: Backend>(
         for (g, r) in requests.iter().enumerate() {
             if let Some(e) = replaced.get(g) {
                 replaced_rows.extend(e.positions.iter().map(|p| ids.len() + p));
-                replaced_values.extend_from_slice(&e.values);
+                replaced_values.extend_from_slice(e.values);
             }
             for (p, &id) in r.prompt[..r.prompt.len() - 1].iter().enumerate() {
                 ids.push(id);

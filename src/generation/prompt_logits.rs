@@ -26,7 +26,7 @@ pub fn last_logits_replacing<B: Backend>(
     llm: &Llm<B>,
     ids: &[u32],
     steer: Option<Steer>,
-    replaced: &PromptEmbeddings,
+    replaced: &PromptEmbeddings<'_>,
 ) -> Result<Vec<f32>> {
     let c = &llm.config;
     ensure!(!ids.is_empty(), "the prompt has no tokens");
@@ -60,7 +60,7 @@ pub fn last_logits_replacing<B: Backend>(
         c.num_layers,
         offset.as_ref(),
         &replaced.positions,
-        &replaced.values,
+        replaced.values,
     )?;
     backend.download(&llm.logits(backend, &hidden, &[ids.len() - 1])?)
 }

@@ -94,7 +94,7 @@ impl<'a, B: Backend> GenerativeScorer<'a, B> {
                 let image = &self.images[i];
                 let (prompt, positions) = self.vlm.prompt(&question, image.tokens)?;
                 requests.push(Request { prompt, n: 1, steer: None });
-                replaced.push(PromptEmbeddings { positions, values: image.features.clone() });
+                replaced.push(PromptEmbeddings { positions, values: &image.features });
             }
             let generation = generate_replacing(self.backend, &self.vlm.llm, &requests, &replaced, &options)?;
             for sequence in &generation.sequences {

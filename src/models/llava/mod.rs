@@ -164,7 +164,7 @@ impl<B: Backend> LlavaModel<B> {
     ) -> Result<(Answer, ImageFeatures)> {
         let image = self.image_features(backend, img)?;
         let (input_ids, positions) = self.prompt(question, image.tokens)?;
-        let replaced = PromptEmbeddings { positions, values: image.features.clone() };
+        let replaced = PromptEmbeddings { positions, values: &image.features };
         let last_logits = last_logits_replacing(backend, &self.llm, &input_ids, None, &replaced)?;
         let options = GenerateOptions {
             max_new_tokens,
