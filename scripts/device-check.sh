@@ -47,7 +47,8 @@ step() {  # step NAME SECONDS COMMAND...: runs COMMAND, output to $work/NAME.out
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"$work/card.txt" 2>/dev/null || echo "unknown" >"$work/card.txt"
 "$bin" --version >"$work/version.txt" 2>&1 || true
 
-# Limits: 230 s for selftest, memcheck, the ceilings and the CLIP benches, 230 s for the LLM ones; 460 s in all.
+# Limits: 230 s for selftest, memcheck, the ceilings and the CLIP benches, 260 s for the LLM and VLM ones; 490 s in
+# all.
 step selftest 80 "$bin" --device cuda selftest --json "$work/selftest.json"
 if command -v compute-sanitizer >/dev/null; then
     step memcheck 60 compute-sanitizer --tool memcheck --error-exitcode 1 "$bin" --device cuda selftest --quick
@@ -63,6 +64,7 @@ step bench_hf_llm_8b 70 python3 "$here/bench_hf_llm.py" --device cuda --shape ll
 step bench_llm_1b 30 "$bin" --device cuda bench llm --shape llama3-1b --batch 1,10,40,64 --repeat 2
 step bench_hf_llm_1b 40 python3 "$here/bench_hf_llm.py" --device cuda --shape llama3-1b --batch 1 10 40 64
 step bench_glov_step 40 "$bin" --device cuda --gpu-memory 23GiB bench glov-step --llm-shape llama3-8b --clip-shape vit-b-32
+step bench_vlm 30 "$bin" --device cuda bench vlm --shape llava-ov-0.5b --repeat 2
 
 python3 - "$work" "$results/device-check-$stamp.json" <<'PY'
 import json, os, sys
@@ -79,7 +81,7 @@ def load(name):
     except ValueError:
         return None
 steps = ["selftest", "memcheck", "ceilings", "bench_clip", "bench_hf_clip", "bench_llm_8b", "bench_hf_llm_8b",
-         "bench_llm_1b", "bench_hf_llm_1b", "bench_glov_step"]
+         "bench_llm_1b", "bench_hf_llm_1b", "bench_glov_step", "bench_vlm"]
 report = {
     "date": os.path.basename(target)[len("device-check-"):-len(".json")],
     "card": read("card.txt"),
@@ -92,6 +94,7 @@ report = {
     "bench_llm": {"llama3-8b": load("bench_llm_8b.out"), "llama3-1b": load("bench_llm_1b.out")},
     "bench_hf_llm": {"llama3-8b": load("bench_hf_llm_8b.out"), "llama3-1b": load("bench_hf_llm_1b.out")},
     "bench_glov_step": load("bench_glov_step.out"),
+    "bench_vlm": load("bench_vlm.out"),
 }
 with open(target, "w") as f:
     json.dump(report, f, indent=2)

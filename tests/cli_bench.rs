@@ -1,4 +1,4 @@
-//! `glov-cuda bench llm` and `bench glov-step` end to end on the CPU, with tiny settings: the JSON they print has
+//! `glov-cuda bench llm`, `bench glov-step` and `bench vlm` end to end on the CPU, with tiny settings: the JSON they
 //! every field, with sane values.
 
 use serde_json::Value;
@@ -139,6 +139,29 @@ fn bench_glov_step_times_generation_encoding_and_scoring() {
 }
 
 #[test]
+fn bench_glov_step_with_a_vlm_times_its_phases_and_prefills_each_image_once_per_batch() {
+    let args = "glov-step --llm-shape small-100m --llm-layers 1 --vocab 512 --groups 2 --sequences 4 --prompt-tokens 16 \
+                --new-tokens 4 --vlm-shape llava-ov-0.5b --vlm-vision-layers 1 --vlm-layers 1 --vlm-vocab 512 \
+                --matcher-layers 1 --image 100x80 --images 1 --templates 3 --question-tokens 20 --vlm-new-tokens 8 \
+                --vlm-batch 2";
+    let v = bench(&args.split_whitespace().collect::<Vec<_>>());
+    assert_eq!(v["vlm_shape"], "llava-ov-0.5b");
+    assert!(v.get("scoring").is_none() && v.get("clip").is_none(), "no CLIP in a VLM step: {v:#}");
+    let vlm = &v["vlm"];
+    assert_eq!((usize_at(vlm, "/answers"), usize_at(vlm, "/decoded_tokens")), (3, 3 * 8));
+    // Three questions in batches of two: the image's prefix (14 + 1317 + 1 tokens) twice, once per batch, then each
+    // question's 25 tokens but the last.
+    assert_eq!(usize_at(vlm, "/prefill_tokens"), 2 * (14 + 1317 + 1) + 3 * 24);
+    let total = positive(&v, "/seconds/total");
+    let parts: f64 =
+        ["generation", "prefill", "decoding", "matching"].iter().map(|p| f64_at(&v, &format!("/seconds/{p}"))).sum();
+    assert!((parts - total).abs() <= 1e-9 * total.max(1.0), "the total is the phases' sum");
+    for phase in ["generation", "prefill", "matching", "vision_once"] {
+        positive(&v, &format!("/seconds/{phase}"));
+    }
+}
+
+#[test]
 fn bench_glov_step_rejects_uneven_groups() {
     let out = Command::new(env!("CARGO_BIN_EXE_glov-cuda"))
         .args(["--device", "cpu", "bench", "glov-step", "--groups", "3", "--sequences", "10"])
@@ -146,4 +169,43 @@ fn bench_glov_step_rejects_uneven_groups() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("multiple of --groups"));
+}
+
+#[test]
+fn bench_vlm_times_the_image_side_prefill_decoding_and_the_matcher() {
+    let args = "vlm --vision-layers 1 --llm-layers 1 --vocab 512 --matcher-layers 1 --image 100x80 --questions 2 \
+                --question-tokens 20 --new-tokens 24 --answers 20 --answer-tokens 16 --repeat 1";
+    let v = bench(&args.split_whitespace().collect::<Vec<_>>());
+    assert_eq!((v["bench"].as_str(), v["shape"].as_str()), (Some("vlm"), Some("llava-ov-0.5b")));
+    // A 100x80 image: the 384x384 grid of one tile, plus the base tile (729 tokens); the grid's 27x27 features
+    // unpadded as transformers' unpad_image does (new height int(80 * 27 / 100) = 21, padding (27 - 21) / 2 = 3 rows
+    // each side: rows 3..24), a newline after each of the 21 rows.
+    let image = &v["image"];
+    assert_eq!((usize_at(image, "/tiles"), usize_at(image, "/image_tokens")), (2, 729 + 21 * 28));
+    for part in ["tiles_seconds", "tower_seconds", "pack_seconds", "images_per_s"] {
+        positive(image, &format!("/{part}"));
+    }
+    // Each prompt: 14 conversation tokens, the image, 6 more around the 20-token question. The image's prefix
+    // (14 + 1317 + 1) is prefilled once; each question's 25 tokens but the last (its first decode step) after it.
+    let prompt = 14 + 1317 + 6 + 20;
+    assert_eq!(usize_at(&v, "/prefill/prompt_tokens"), prompt);
+    assert_eq!(usize_at(&v, "/prefill/prefix_tokens"), 14 + 1317 + 1);
+    assert_eq!(usize_at(&v, "/prefill/tokens"), 14 + 1317 + 1 + 2 * 24);
+    assert_eq!(usize_at(&v, "/prefill/tokens_unshared"), 2 * (prompt - 1));
+    positive(&v, "/prefill/tokens_per_s");
+    assert_eq!(usize_at(&v, "/decode/tokens"), 2 * 24, "greedy, no stop tokens: every answer runs to --new-tokens");
+    positive(&v, "/decode/tokens_per_s");
+    assert_eq!(usize_at(&v, "/matcher/answers"), 20);
+    positive(&v, "/matcher/answers_per_s");
+    assert_eq!(usize_at(&v, "/config/vision/tokens_per_tile"), 729);
+}
+
+#[test]
+fn bench_vlm_rejects_an_empty_image() {
+    let out = Command::new(env!("CARGO_BIN_EXE_glov-cuda"))
+        .args(["--device", "cpu", "bench", "vlm", "--image", "0x80"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"0\" is not a side of 1 to 8192 pixels"));
 }

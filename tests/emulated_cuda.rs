@@ -561,6 +561,43 @@ fn the_quick_start_search_runs_on_the_emulated_gpu() {
     }
 }
 
+/// GLOV with a VLM judge (`examples/tiny-llava.toml`) on the emulated GPU: every step completes and is saved, and
+/// the starting question's accuracies on the three splits are the CPU's within one image (the questions the LLM
+/// samples part ways with the CPU's, as in the quick start).
+#[test]
+#[cfg_attr(
+    not(glov_kernels),
+    ignore = "needs the CUDA kernels: `bash scripts/setup-cuda.sh`, then `cargo test --release --locked`"
+)]
+fn the_vlm_search_runs_on_the_emulated_gpu() {
+    let Some(dir) = driver_dir() else { return };
+    let cache = tempfile::tempdir().unwrap();
+    let runs = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let run = |name: &str, emulated: Option<&Path>| -> (Value, usize, Value) {
+        let out = runs.path().join(name);
+        let config = root.join("examples/tiny-llava.toml");
+        let args = ["optimize", "--config", config.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"];
+        glov_in(root, &args, emulated, cache.path());
+        let results: Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+        let steps = std::fs::read_to_string(out.join("steps.jsonl")).unwrap().lines().count();
+        let config: Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+        (results, steps, config["images"].clone())
+    };
+    let (want, want_steps, images) = run("cpu", None);
+    let (got, got_steps, _) = run("emulated", Some(&dir));
+    assert_eq!((got_steps, &got["steps"]), (want_steps, &want["steps"]), "steps saved");
+    for split in ["train", "val", "test"] {
+        let key = format!("{split}_accuracy");
+        let (g, w) = (got["baseline"][&key].as_f64().unwrap(), want["baseline"][&key].as_f64().unwrap());
+        let one_image = 100.0 / images[split].as_f64().unwrap();
+        assert!((g - w).abs() <= one_image + 1e-9, "baseline {key}: {g} on the emulated GPU, {w} on the CPU");
+    }
+    for t in got["trajectories"].as_array().unwrap() {
+        assert!(t["best_test_accuracy"].as_f64().is_some(), "{t}");
+    }
+}
+
 #[test]
 #[cfg_attr(
     not(glov_kernels),

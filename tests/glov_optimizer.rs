@@ -2,7 +2,7 @@
 //! guidance and its offsets, step ensembles, the run directory, resume, and the final choice.
 
 use glov_cuda::glov::meta_prompt::{DEFAULT, MetaPrompt};
-use glov_cuda::glov::optimizer::{EvalSplit, Judge, LoopConfig, Optimizer, Outcome, Proposal, Proposer};
+use glov_cuda::glov::optimizer::{EvalSplit, Judge, LoopConfig, Optimizer, Outcome, PromptKind, Proposal, Proposer};
 use glov_cuda::glov::report;
 use glov_cuda::glov::run_dir::{HISTORY, RunDir, STEPS};
 use std::path::Path;
@@ -104,6 +104,7 @@ fn loop_config(steps: usize) -> LoopConfig {
         samples: 4,
         top_bottom: 5,
         ensemble_size: 3,
+        prompts: PromptKind::Template,
     }
 }
 

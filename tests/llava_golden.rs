@@ -25,7 +25,7 @@ fn check(model_dir: &str) {
     let (mut downscaled, mut answered) = (0, 0);
     for (i, image) in golden()["images"].as_array().unwrap().iter().enumerate() {
         let img = decode_rgb8(&dir.join(image["file"].as_str().unwrap())).unwrap();
-        let got = model.image_features(&backend, &img).unwrap();
+        let got = model.image.features(&backend, &img).unwrap();
         let best: Vec<u32> = serde_json::from_value(image["best_resolution"].clone()).unwrap();
         assert_eq!((got.tiles.best.0, got.tiles.best.1), (best[0], best[1]), "image {i}: best resolution");
         let (_, pixels) = read_tensor(&tensors, &format!("pixel_values_{i}"));

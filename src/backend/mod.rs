@@ -426,7 +426,9 @@ pub trait Backend: Send + Sync {
 
     /// ViT input: images `[batch, 3 * size * size]` (CHW) cut into `patch x patch` squares, each projected by the
     /// convolution weight `[dim, 3 * patch * patch]` (no bias), a class token prepended and position embeddings
-    /// added; returns `[batch * (1 + patches), dim]`.
+    /// added; returns `[batch * (1 + patches), dim]`. A side holds `size / patch` patches, rounded down: as a
+    /// convolution of stride `patch` does, the pixels past the last whole patch are not seen (SigLIP's 384 pixels
+    /// in patches of 14).
     fn patch_embed(
         &self,
         pixels: &Self::Tensor,

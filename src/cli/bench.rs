@@ -3,10 +3,12 @@
 //!
 //! - `bench clip`: images/s of the vision tower and templates/s of scoring;
 //! - `bench llm`: prefill and decode tokens/s of an LLM, against the memory-bandwidth roofline (`bench_llm`);
-//! - `bench glov-step`: one whole GLOV step, steered generation then scoring, with both models (`bench_glov`).
+//! - `bench glov-step`: one whole GLOV step, steered generation then scoring, with both models (`bench_glov`);
+//! - `bench vlm`: LLaVA-OneVision's image side, prefill and decoding, and the sentence matcher (`bench_vlm`).
 
 use super::bench_glov::{self, GlovStepBenchArgs};
 use super::bench_llm::{self, BenchDevice, LlmBenchArgs};
+use super::bench_vlm::{self, VlmBenchArgs};
 use crate::backend::Backend;
 use crate::checkpoint::DType;
 use crate::models::clip::{Clip, SHAPES, random_weights, shape_config};
@@ -26,6 +28,9 @@ pub enum BenchCommand {
     Llm(LlmBenchArgs),
     /// One whole GLOV step: steered generation of several prompt groups, then scoring of the new templates.
     GlovStep(GlovStepBenchArgs),
+    /// LLaVA-OneVision and its sentence matcher: images/s through the vision tower and projector, prefill and
+    /// decode tokens/s of many questions over one image, and the matcher's answers/s.
+    Vlm(VlmBenchArgs),
 }
 
 #[derive(Args)]
@@ -55,7 +60,7 @@ pub struct ClipBenchArgs {
 
 /// The median of `repeat` timed runs of `f`, after one warm-up run; each run is logged as it ends (a CPU run can
 /// take minutes), under `what`.
-fn median_seconds(what: &str, repeat: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+pub(super) fn median_seconds(what: &str, repeat: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     let start = Instant::now();
     f()?;
     tracing::info!("{what}: warm-up run in {:.2} s", start.elapsed().as_secs_f64());
@@ -106,6 +111,7 @@ pub fn run<B: BenchDevice>(backend: &B, command: BenchCommand) -> Result<()> {
         BenchCommand::Clip(args) => clip(backend, args),
         BenchCommand::Llm(args) => bench_llm::run(backend, args),
         BenchCommand::GlovStep(args) => bench_glov::run(backend, args),
+        BenchCommand::Vlm(args) => bench_vlm::run(backend, args),
     }
 }
 

@@ -9,17 +9,23 @@
 //!   normalised, in passes of at most `--text-batch` texts as `Scorer` does;
 //! - scoring: each pass's templates against the cached, normalised image features (`Backend::score`).
 //!
+//! With `--vlm-shape`, the judge is the encoder-decoder path's instead ([`super::bench_glov_vlm`]): LLaVA-OneVision
+//! answers the step's `--templates` questions about `--images` images, and the matcher reads the answers.
+//!
 //! The step is run once untimed, then `--repeat` times; the run with the median total is reported.
 
 use super::bench::{class_names, templates, values};
+use super::bench_glov_vlm::{VlmHalf, VlmStep, VlmTimes};
 use super::bench_llm::{
     BenchDevice, GLOV_SAMPLING, LLM_SHAPES, describe_config, llm_config, random_prompt, sampling_json,
 };
+use super::bench_vlm::Cuts;
 use crate::backend::Backend;
 use crate::checkpoint::DType;
 use crate::generation::generate::{GenerateOptions, Request, Streams, generate};
 use crate::generation::steering::{SteerCache, SteerConfig, SteerMode};
 use crate::models::clip::{Clip, SHAPES as CLIP_SHAPES, random_weights, shape_config as clip_shape_config};
+use crate::models::llava::random::SHAPES as VLM_SHAPES;
 use crate::models::llm::Llm;
 use crate::sampling::mix64;
 use crate::scoring::fill;
@@ -79,6 +85,37 @@ pub struct GlovStepBenchArgs {
     /// Most texts per text-tower pass (as score and optimize).
     #[arg(long, default_value_t = 1024)]
     text_batch: usize,
+    /// The judge is LLaVA-OneVision of this shape (random weights) and an MPNet matcher instead of CLIP: it answers
+    /// --templates questions about each of --images images.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(VLM_SHAPES))]
+    vlm_shape: Option<String>,
+    /// The images' size, WIDTHxHEIGHT (with --vlm-shape).
+    #[arg(long, default_value = "640x480", value_parser = super::bench_vlm::parse_size)]
+    image: (u32, u32),
+    /// Tokens of each question (with --vlm-shape).
+    #[arg(long, default_value_t = 20)]
+    question_tokens: usize,
+    /// Greedy new tokens of each VLM answer (with --vlm-shape).
+    #[arg(long, default_value_t = 50)]
+    vlm_new_tokens: usize,
+    /// Most VLM answers decoded in one batch (with --vlm-shape).
+    #[arg(long, default_value_t = 64)]
+    vlm_batch: usize,
+    /// Mean tokens of a VLM answer the matcher embeds (with --vlm-shape).
+    #[arg(long, default_value_t = 24)]
+    answer_tokens: usize,
+    /// Keep only the first N vision-tower layers (with --vlm-shape, for quick runs).
+    #[arg(long, value_name = "N")]
+    vlm_vision_layers: Option<usize>,
+    /// Keep only the VLM language model's first N layers (with --vlm-shape, for quick runs).
+    #[arg(long, value_name = "N")]
+    vlm_layers: Option<usize>,
+    /// A VLM vocabulary of N tokens (with --vlm-shape, for quick runs).
+    #[arg(long, value_name = "N")]
+    vlm_vocab: Option<usize>,
+    /// Keep only the matcher's first N layers (with --vlm-shape, for quick runs).
+    #[arg(long, value_name = "N")]
+    matcher_layers: Option<usize>,
     /// Timed steps (the one with the median total is reported), after one untimed.
     #[arg(long, default_value_t = 1)]
     repeat: usize,
@@ -147,9 +184,16 @@ struct StepTimes {
     generation: f64,
     text_encoding: f64,
     scoring: f64,
+    vlm: VlmTimes,
     total: f64,
     tokens: usize,
     kv_cache_bytes: usize,
+}
+
+/// The judge of a step: CLIP, or a VLM with its matcher.
+enum StepJudge<'a, B: Backend> {
+    Clip(Judge<'a, B>),
+    Vlm(Box<VlmHalf<B>>),
 }
 
 fn step<B: Backend>(
@@ -157,18 +201,22 @@ fn step<B: Backend>(
     llm: &Llm<B>,
     requests: &[Request],
     options: &GenerateOptions,
-    judge: &Judge<B>,
+    judge: &StepJudge<B>,
 ) -> Result<StepTimes> {
     backend.synchronize()?;
     let start = Instant::now();
     let generation = generate(backend, llm, requests, options)?;
     backend.synchronize()?;
     let generation_seconds = start.elapsed().as_secs_f64();
-    let (text_encoding, scoring) = judge.run(backend)?;
+    let ((text_encoding, scoring), vlm) = match judge {
+        StepJudge::Clip(judge) => (judge.run(backend)?, VlmTimes::default()),
+        StepJudge::Vlm(half) => ((0.0, 0.0), half.run(backend)?),
+    };
     Ok(StepTimes {
         generation: generation_seconds,
         text_encoding,
         scoring,
+        vlm,
         total: start.elapsed().as_secs_f64(),
         tokens: generation.sequences.iter().map(|s| s.tokens.len()).sum(),
         kv_cache_bytes: generation.kv_cache_bytes,
@@ -226,7 +274,7 @@ pub fn run<B: BenchDevice>(backend: &B, args: GlovStepBenchArgs) -> Result<()> {
     let dim = clip_config.projection_dim;
     let labels: Vec<u32> = (0..args.images).map(|i| (i % args.classes) as u32).collect();
     let features = backend.upload(&values(args.images * dim, 7), args.images, dim)?;
-    let judge = Judge {
+    let clip_judge = Judge {
         clip: &clip,
         tokenizer: &tokenizer,
         images: backend.l2_normalize(&features)?,
@@ -234,6 +282,28 @@ pub fn run<B: BenchDevice>(backend: &B, args: GlovStepBenchArgs) -> Result<()> {
         classnames: class_names(args.classes),
         templates: templates(args.templates),
         text_batch: args.text_batch.max(1),
+    };
+    let passes = args.templates.div_ceil(clip_judge.per_pass());
+    let judge = match &args.vlm_shape {
+        None => StepJudge::Clip(clip_judge),
+        Some(shape) => {
+            let cuts = Cuts {
+                vision_layers: args.vlm_vision_layers,
+                llm_layers: args.vlm_layers,
+                vocab: args.vlm_vocab,
+                matcher_layers: args.matcher_layers,
+            };
+            let asked = VlmStep {
+                images: args.images,
+                image: args.image,
+                questions: args.templates,
+                question_tokens: args.question_tokens,
+                new_tokens: args.vlm_new_tokens,
+                batch: args.vlm_batch,
+                answer_tokens: args.answer_tokens,
+            };
+            StepJudge::Vlm(Box::new(VlmHalf::new(backend, shape, cuts, asked, mix64(args.seed ^ 9))?))
+        }
     };
 
     step(backend, &llm, &requests, &options, &judge)?; // warm-up
@@ -252,9 +322,7 @@ pub fn run<B: BenchDevice>(backend: &B, args: GlovStepBenchArgs) -> Result<()> {
         args.sequences,
         args.new_tokens
     );
-    let passes = args.templates.div_ceil(judge.per_pass());
-
-    let out = json!({
+    let mut out = json!({
         "bench": "glov_step",
         "llm_shape": args.llm_shape,
         "clip_shape": args.clip_shape,
@@ -289,6 +357,22 @@ pub fn run<B: BenchDevice>(backend: &B, args: GlovStepBenchArgs) -> Result<()> {
         "kv_cache_bytes": t.kv_cache_bytes,
         "memory": backend.memory(),
     });
+    if let StepJudge::Vlm(half) = &judge {
+        // The VLM judged instead of CLIP: its phases replace text encoding and scoring.
+        out["vlm_shape"] = json!(args.vlm_shape);
+        out["vlm"] = half.describe(&t.vlm);
+        out["seconds"] = json!({
+            "generation": t.generation, "prefill": t.vlm.prefill, "decoding": t.vlm.decoding,
+            "matching": t.vlm.matching, "vision_once": half.vision_seconds,
+            // The phases' sum: the bench runs the prefill a second time, alone, to time it apart.
+            "total": t.generation + t.vlm.prefill + t.vlm.decoding + t.vlm.matching,
+        });
+        if let Some(object) = out.as_object_mut() {
+            for key in ["clip_shape", "clip", "scoring"] {
+                object.remove(key);
+            }
+        }
+    }
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }

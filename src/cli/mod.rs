@@ -2,7 +2,9 @@
 
 mod bench;
 mod bench_glov;
+mod bench_glov_vlm;
 mod bench_llm;
+mod bench_vlm;
 mod describe;
 mod generate;
 mod inspect;

@@ -4,14 +4,18 @@ use crate::backend::Backend;
 use crate::dataset::{self, Dataset, Split};
 use crate::generation::sampling::SamplingParams;
 use crate::glov::engine::{ClipJudge, LlmProposer};
-use crate::glov::meta_prompt::MetaPrompt;
+use crate::glov::meta_prompt::{self, MetaPrompt};
 use crate::glov::method::Method;
-use crate::glov::optimizer::{LoopConfig, Optimizer, Outcome};
+use crate::glov::optimizer::{Judge, LoopConfig, Optimizer, Outcome, PromptKind};
 use crate::glov::run_dir::RunDir;
 use crate::glov::settings::{self, ConfigFile, Overrides, Settings};
+use crate::glov::vlm_judge::VlmJudge;
 use crate::glov::{baselines, datasets, report};
 use crate::models::clip::ClipModel;
+use crate::models::llava::LlavaModel;
 use crate::models::llm::LlmModel;
+use crate::models::sentence::SentenceModel;
+use crate::scoring::generative::{AskOptions, FeatureMemory, GenerativeScorer};
 use crate::scoring::{EncodeOptions, Scorer, default_cache_dir, encode_images};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -24,7 +28,8 @@ use std::time::Instant;
 
 #[derive(Args)]
 #[command(override_usage = "glov-cuda optimize --llm <MODEL> --clip <MODEL> --dataset <DIR> --dataset-name <NAME> \
-    --out <DIR> [OPTIONS]\n       glov-cuda optimize --config <FILE> [OPTIONS]\n       \
+    --out <DIR> [OPTIONS]\n       glov-cuda optimize --llm <MODEL> --vlm <MODEL> --matcher <MODEL> --dataset <DIR> \
+    --dataset-name <NAME> --out <DIR> [OPTIONS]\n       glov-cuda optimize --config <FILE> [OPTIONS]\n       \
     glov-cuda optimize --out <DIR> --resume")]
 #[command(after_long_help = "Every setting can also sit in a TOML file given with --config, under the flag's name \
     (e.g. `max-new-tokens = 50`, `alphas = [1.0, 0.0]`), as can the global options (`device = \"cuda\"`) and `out`; \
@@ -45,10 +50,28 @@ pub struct OptimizeArgs {
     /// Continue the run in --out from its last completed step.
     #[arg(long)]
     resume: bool,
-    /// Print a method's built-in meta-prompt template (a starting point for --meta-prompt) and exit [default:
-    /// glov].
-    #[arg(long, exclusive = true, value_name = "METHOD", num_args = 0..=1, default_missing_value = "glov")]
-    print_meta_prompt: Option<Method>,
+    /// Print a built-in meta-prompt template (a starting point for --meta-prompt) and exit: glov, llm-opt, or vlm
+    /// (GLOV's for whole questions, the default with --vlm) [default: glov].
+    #[arg(long, exclusive = true, value_name = "WHICH", num_args = 0..=1, default_missing_value = "glov")]
+    print_meta_prompt: Option<BuiltInMetaPrompt>,
+}
+
+/// The meta-prompts built into the binary.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BuiltInMetaPrompt {
+    Glov,
+    LlmOpt,
+    Vlm,
+}
+
+impl BuiltInMetaPrompt {
+    fn text(self) -> &'static str {
+        match self {
+            BuiltInMetaPrompt::Glov => Method::Glov.default_meta_prompt(),
+            BuiltInMetaPrompt::LlmOpt => Method::LlmOpt.default_meta_prompt(),
+            BuiltInMetaPrompt::Vlm => meta_prompt::QUESTIONS,
+        }
+    }
 }
 
 /// What fixes a run's results, as `config.json` records it.
@@ -63,7 +86,13 @@ struct RunConfig {
     description_shown: String,
     meta_prompt: String,
     llm: ModelRecord,
-    clip: ModelRecord,
+    /// The judge: a CLIP model, or a VLM and its matcher.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    clip: Option<ModelRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vlm: Option<ModelRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    matcher: Option<ModelRecord>,
     images: SplitSizes,
 }
 
@@ -134,6 +163,20 @@ fn scorer<'a, B: Backend>(
     )
 }
 
+/// The judge of one split on the encoder-decoder path: each image's features computed once, the class names
+/// embedded once.
+fn generative_scorer<'a, B: Backend>(
+    backend: &'a B,
+    vlm: &'a LlavaModel<B>,
+    matcher: &'a SentenceModel<B>,
+    data: &Dataset,
+    options: &AskOptions,
+) -> Result<GenerativeScorer<'a, B>> {
+    let paths: Vec<PathBuf> = data.samples.iter().map(|s| s.path.clone()).collect();
+    let labels: Vec<usize> = data.samples.iter().map(|s| s.label).collect();
+    GenerativeScorer::new(backend, (vlm, matcher), &paths, labels, &data.classnames, options)
+}
+
 /// Ctrl-C asks the loop to stop after the step in progress; a second Ctrl-C ends the process at once (the run
 /// directory is consistent at every moment, so nothing saved is lost).
 fn install_interrupt(quiet: bool) -> Result<Arc<AtomicBool>> {
@@ -181,8 +224,8 @@ pub fn read_config(args: OptimizeArgs) -> Result<(OptimizeArgs, ConfigFile)> {
 }
 
 pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, file: ConfigFile, quiet: bool) -> Result<()> {
-    if let Some(method) = args.print_meta_prompt {
-        print!("{}", method.default_meta_prompt());
+    if let Some(which) = args.print_meta_prompt {
+        print!("{}", which.text());
         return Ok(());
     }
     let out = args.out.clone().or(file.out);
@@ -213,12 +256,15 @@ pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, file: ConfigFile, quiet:
     let (dataset_name, description) = datasets::resolve(&settings.dataset_name, settings.description.as_deref())?;
     let meta = match &settings.meta_prompt {
         Some(path) => MetaPrompt::from_file(path)?,
+        None if settings.vlm.is_some() => MetaPrompt::parse(meta_prompt::QUESTIONS)?,
         None => MetaPrompt::parse(settings.method.default_meta_prompt())?,
     };
 
     let started = Instant::now();
     let llm = LlmModel::open(backend, &settings.llm)?;
-    let clip = ClipModel::open(backend, &settings.clip)?;
+    let clip = settings.clip.as_deref().map(|m| ClipModel::open(backend, m)).transpose()?;
+    let vlm = settings.vlm.as_deref().map(|m| LlavaModel::open(backend, m)).transpose()?;
+    let matcher = settings.matcher.as_deref().map(|m| SentenceModel::open(backend, m)).transpose()?;
     let layer = settings.layer_for(llm.llm.config.num_layers);
     llm.llm.config.check_steering(llm.llm.config.hidden_size, layer).context("--layer")?;
 
@@ -242,7 +288,9 @@ pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, file: ConfigFile, quiet:
         description_shown: description.clone(),
         meta_prompt: meta.source().to_string(),
         llm: ModelRecord::of(&llm.checkpoint)?,
-        clip: ModelRecord::of(&clip.checkpoint)?,
+        clip: clip.as_ref().map(|m| ModelRecord::of(&m.checkpoint)).transpose()?,
+        vlm: vlm.as_ref().map(|m| ModelRecord::of(&m.checkpoint)).transpose()?,
+        matcher: matcher.as_ref().map(|m| ModelRecord::of(&m.checkpoint)).transpose()?,
         images: SplitSizes {
             classes: train.classnames.len(),
             train: train.samples.len(),
@@ -254,10 +302,32 @@ pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, file: ConfigFile, quiet:
         check_same_run(&resumed.config, &config)?;
     }
 
-    let mut judge = ClipJudge {
-        train: scorer(backend, &clip, &train, &settings, "train")?,
-        val: scorer(backend, &clip, &val, &settings, "val")?,
-        test: scorer(backend, &clip, &test, &settings, "test")?,
+    let mut clip_judge = match &clip {
+        Some(clip) => Some(ClipJudge {
+            train: scorer(backend, clip, &train, &settings, "train")?,
+            val: scorer(backend, clip, &val, &settings, "val")?,
+            test: scorer(backend, clip, &test, &settings, "test")?,
+        }),
+        None => None,
+    };
+    // One memory for the three splits' image features: the train split's, asked about at every step, first.
+    let ask = AskOptions {
+        max_new_tokens: settings.vlm_max_new_tokens,
+        batch: settings.vlm_batch,
+        memory: FeatureMemory::new(settings.vlm_feature_memory.saturating_mul(1 << 30)),
+    };
+    let mut vlm_judge = match (&vlm, &matcher) {
+        (Some(vlm), Some(matcher)) => Some(VlmJudge::new(
+            generative_scorer(backend, vlm, matcher, &train, &ask)?,
+            generative_scorer(backend, vlm, matcher, &val, &ask)?,
+            generative_scorer(backend, vlm, matcher, &test, &ask)?,
+        )),
+        _ => None,
+    };
+    let judge: &mut dyn Judge = match (clip_judge.as_mut(), vlm_judge.as_mut()) {
+        (Some(judge), _) => judge,
+        (None, Some(judge)) => judge,
+        (None, None) => unreachable!("the settings name one judge"),
     };
     let mut proposer = LlmProposer {
         backend,
@@ -284,6 +354,7 @@ pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, file: ConfigFile, quiet:
         samples: settings.samples,
         top_bottom: settings.top_bottom,
         ensemble_size: settings.ensemble_size,
+        prompts: if settings.vlm.is_some() { PromptKind::Question } else { PromptKind::Template },
     };
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "models and image features ready");
 
@@ -292,8 +363,8 @@ pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, file: ConfigFile, quiet:
             tracing::info!(completed = resumed.completed_steps, "resuming");
             Optimizer::resume(loop_config, &meta, run, resumed, &mut proposer)?
         }
-        Some((run, _)) => Optimizer::start(loop_config, &meta, run, &mut judge)?,
-        None => Optimizer::start(loop_config, &meta, RunDir::create(&out, &config)?, &mut judge)?,
+        Some((run, _)) => Optimizer::start(loop_config, &meta, run, judge)?,
+        None => Optimizer::start(loop_config, &meta, RunDir::create(&out, &config)?, judge)?,
     };
 
     let stop = install_interrupt(quiet)?;
@@ -303,7 +374,7 @@ pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, file: ConfigFile, quiet:
     bar.set_message(best_per_alpha(&optimizer));
     let generated = proposer.generated_tokens.clone();
     let mut tokens_before = 0;
-    let outcome = optimizer.run(&mut proposer, &mut judge, &stop, &mut |o: &Optimizer| {
+    let outcome = optimizer.run(&mut proposer, judge, &stop, &mut |o: &Optimizer| {
         bar.set_position(o.completed_steps() as u64);
         bar.set_message(best_per_alpha(o));
         after_step(o);
@@ -318,9 +389,11 @@ pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, file: ConfigFile, quiet:
         return Err(Interrupted { steps, total: settings.steps, out }.into());
     }
 
-    let mut results = report::results(&mut optimizer, &mut judge)?;
-    results.descriptions =
-        baselines::run(backend, &llm, &judge.test, &test.classnames, &settings, optimizer.run_dir())?;
+    let mut results = report::results(&mut optimizer, judge)?;
+    if let Some(judge) = &clip_judge {
+        results.descriptions =
+            baselines::run(backend, &llm, &judge.test, &test.classnames, &settings, optimizer.run_dir())?;
+    }
     write_results(&optimizer, &results)?;
     print!("{}", report::summary_table(&results, settings.method));
     println!("run directory: {}", optimizer.run_dir().path().display());
@@ -369,9 +442,18 @@ fn write_results(optimizer: &Optimizer, results: &report::Results) -> Result<()>
 /// A resumed run must see the same models, meta-prompt and dataset as it started with.
 fn check_same_run(stored: &RunConfig, now: &RunConfig) -> Result<()> {
     let mut differences = Vec::new();
-    for (what, before, after) in [("LLM", &stored.llm, &now.llm), ("CLIP model", &stored.clip, &now.clip)] {
-        if before.checksum != after.checksum {
-            differences.push(format!("the {what} {} has other weights than when the run started", after.dir.display()));
+    let models = [
+        ("LLM", Some(&stored.llm), Some(&now.llm)),
+        ("CLIP model", stored.clip.as_ref(), now.clip.as_ref()),
+        ("VLM", stored.vlm.as_ref(), now.vlm.as_ref()),
+        ("matcher", stored.matcher.as_ref(), now.matcher.as_ref()),
+    ];
+    for (what, before, after) in models {
+        match (before, after) {
+            (Some(before), Some(after)) if before.checksum != after.checksum => differences
+                .push(format!("the {what} {} has other weights than when the run started", after.dir.display())),
+            (Some(_), None) | (None, Some(_)) => differences.push(format!("the run's {what} is given or left out")),
+            _ => {}
         }
     }
     if stored.meta_prompt != now.meta_prompt {

@@ -120,7 +120,7 @@ fn probe_vlm<B: Backend>(backend: &B, args: VlmProbeArgs) -> Result<()> {
         "answer": answer.answer,
     });
     if args.features {
-        out["image_features"] = json!(rows(image.features, model.config.text_hidden));
+        out["image_features"] = json!(rows(image.features, model.image.config.text_hidden));
     }
     println!("{out}");
     Ok(())

@@ -8,7 +8,7 @@ use crate::models::clip::ClipModel;
 use crate::models::llava::LlavaModel;
 use crate::models::sentence::SentenceModel;
 use crate::scoring::descriptions::{Aggregate, Descriptions};
-use crate::scoring::generative::GenerativeScorer;
+use crate::scoring::generative::{AskOptions, DEFAULT_FEATURE_MEMORY_GIB, FeatureMemory, GenerativeScorer};
 use crate::scoring::{EncodeOptions, Scorer, default_cache_dir, encode_images, read_templates, template_sets, waffle};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -218,20 +218,16 @@ fn run_generative<B: Backend>(backend: &B, args: ScoreArgs) -> Result<()> {
     let matcher_model = SentenceModel::open(backend, matcher)?;
     let paths: Vec<PathBuf> = data.samples.iter().map(|s| s.path.clone()).collect();
     let labels: Vec<usize> = data.samples.iter().map(|s| s.label).collect();
-    let scorer = GenerativeScorer::new(
-        backend,
-        &vlm_model,
-        &matcher_model,
-        &paths,
-        labels,
-        &data.classnames,
-        args.max_new_tokens.get(),
-        args.vlm_batch.get(),
-    )?;
+    let ask = AskOptions {
+        max_new_tokens: args.max_new_tokens.get(),
+        batch: args.vlm_batch.get(),
+        memory: FeatureMemory::new(DEFAULT_FEATURE_MEMORY_GIB << 30),
+    };
+    let scorer = GenerativeScorer::new(backend, (&vlm_model, &matcher_model), &paths, labels, &data.classnames, &ask)?;
     let mut rows = Vec::with_capacity(prompts.len());
     let mut lines = String::new();
-    for prompt in prompts {
-        let (accuracy, judged) = scorer.score(&prompt)?;
+    let asked: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    for (prompt, (accuracy, judged)) in prompts.iter().zip(scorer.score_all(&asked)?) {
         if args.answers.is_some() {
             for j in &judged {
                 let line = serde_json::json!({
@@ -241,7 +237,7 @@ fn run_generative<B: Backend>(backend: &B, args: ScoreArgs) -> Result<()> {
                 lines.push_str(&format!("{line}\n"));
             }
         }
-        rows.push(TemplateRow { template: prompt, accuracy });
+        rows.push(TemplateRow { template: prompt.clone(), accuracy });
     }
     if let Some(path) = &args.answers {
         crate::atomic_file::write(path, lines.as_bytes())?;

@@ -1,7 +1,9 @@
 //! Batched generation with a shared-prefix KV cache. Requests are prompt groups: the `n` sequences of a request
 //! share its prompt, whose keys and values (all but the last token) are computed once and read in place by all of
 //! them. The last prompt token is each sequence's first step, so that a per-sequence offset can reach the position
-//! that samples the first token. Groups never pad against each other, so a sequence's output does not depend on
+//! that samples the first token. More generally ([`SharedPrefix`]) the sequences of a group share a prefix and each
+//! continues it with its own tokens (different questions about one image): the prefix is prefilled once, each
+//! continuation (all but its last token) into the sequence's own part of the cache. Groups never pad against each other, so a sequence's output does not depend on
 //! the batch it sits in; with sampling seeded per (seed, sequence index), neither does its randomness. (On the
 //! CUDA backend a linear layer over at most 64 rows splits its sum along K, one over more rows does not: there a
 //! row's bf16 rounding, and so rarely a token, can differ between a decode batch of up to 64 sequences and a
@@ -24,6 +26,23 @@ pub struct Request {
     pub steer: Option<Vec<f32>>,
 }
 
+/// A prompt group whose sequences share `prefix` and each continue it with their own tokens (at least one each): one
+/// sequence per continuation. A [`Request`] is the case where every continuation is the prompt's last token.
+#[derive(Clone, Debug)]
+pub struct SharedPrefix {
+    pub prefix: Vec<u32>,
+    pub continuations: Vec<Vec<u32>>,
+    /// The steering offset of this group's sequences (already scaled by alpha), or none.
+    pub steer: Option<Vec<f32>>,
+}
+
+impl From<&Request> for SharedPrefix {
+    fn from(r: &Request) -> Self {
+        let (last, prefix) = r.prompt.split_last().map_or((None, &[][..]), |(l, p)| (Some(*l), p));
+        Self { prefix: prefix.to_vec(), continuations: vec![last.into_iter().collect(); r.n], steer: r.steer.clone() }
+    }
+}
+
 /// Embeddings that stand in for some of a prompt's token embeddings (an image's features at its image tokens):
 /// prompt positions, and their `[positions, hidden]` values.
 #[derive(Clone, Debug, Default)]
@@ -42,6 +61,20 @@ pub struct GenerateOptions {
     /// Required when any request carries an offset.
     pub steer: Option<SteerConfig>,
     pub streams: Streams,
+}
+
+impl GenerateOptions {
+    /// Greedy decoding of up to `max_new_tokens`, ending at `stop_tokens`, unsteered.
+    pub fn greedy(max_new_tokens: usize, stop_tokens: Vec<u32>) -> Self {
+        Self {
+            max_new_tokens,
+            sampling: SamplingParams { temperature: 0.0, top_k: 0, top_p: 1.0, greedy: true },
+            seed: 0,
+            stop_tokens,
+            steer: None,
+            streams: Streams::Batch,
+        }
+    }
 }
 
 /// How sequences are assigned random streams (each stream is keyed by the seed and its number).
@@ -101,29 +134,34 @@ pub enum Decoding {
     FellBack { reason: String },
 }
 
-/// The cache layout of a batch: each group's prefix is its prompt less the last token; each sequence holds the
-/// last prompt token and its new tokens.
-pub fn kv_layout<B: Backend>(llm: &Llm<B>, requests: &[Request], max_new_tokens: usize) -> KvLayout {
+/// The cache layout of a batch: each group's prefix, and each sequence's continuation and new tokens.
+fn kv_layout<B: Backend>(llm: &Llm<B>, groups: &[SharedPrefix], max_new_tokens: usize) -> KvLayout {
     llm.kv_layout(
-        requests.iter().map(|r| r.prompt.len().saturating_sub(1)).collect(),
-        requests.iter().enumerate().flat_map(|(g, r)| std::iter::repeat_n((g, 1 + max_new_tokens), r.n)).collect(),
+        groups.iter().map(|g| g.prefix.len()).collect(),
+        groups
+            .iter()
+            .enumerate()
+            .flat_map(|(i, g)| g.continuations.iter().map(move |c| (i, c.len() + max_new_tokens)))
+            .collect(),
     )
 }
 
-fn validate<B: Backend>(llm: &Llm<B>, requests: &[Request], options: &GenerateOptions) -> Result<()> {
+fn validate<B: Backend>(llm: &Llm<B>, groups: &[SharedPrefix], options: &GenerateOptions) -> Result<()> {
     options.sampling.validate()?;
     let c = &llm.config;
-    for (i, r) in requests.iter().enumerate() {
-        ensure!(!r.prompt.is_empty(), "prompt {i} is empty");
-        let needed = r.prompt.len() + options.max_new_tokens;
+    for (i, g) in groups.iter().enumerate() {
+        ensure!(g.continuations.iter().all(|c| !c.is_empty()), "prompt {i} is empty");
+        let longest = g.continuations.iter().map(Vec::len).max().unwrap_or(0);
+        let prompt = g.prefix.len() + longest;
+        let needed = prompt + options.max_new_tokens;
         ensure!(
             needed <= c.max_positions,
-            "prompt {i} has {} tokens; with --max-new-tokens {} that is {needed}, past the model's context of {} tokens",
-            r.prompt.len(),
+            "prompt {i} has {prompt} tokens; with --max-new-tokens {} that is {needed}, past the model's context of {} \
+             tokens",
             options.max_new_tokens,
             c.max_positions
         );
-        if let Some(v) = &r.steer {
+        if let Some(v) = &g.steer {
             let Some(steer) = options.steer else {
                 bail!("prompt {i} has a steering vector but no steering layer was given")
             };
@@ -133,12 +171,12 @@ fn validate<B: Backend>(llm: &Llm<B>, requests: &[Request], options: &GenerateOp
     Ok(())
 }
 
-/// Offsets for the rows of one call whose requests carry a vector: `(rows, values)`.
-fn offsets_for(rows_request: &[usize], requests: &[Request]) -> (Vec<usize>, Vec<f32>) {
+/// Offsets for the rows of one call whose groups carry a vector: `(rows, values)`.
+fn offsets_for(rows_group: &[usize], groups: &[SharedPrefix]) -> (Vec<usize>, Vec<f32>) {
     let mut rows = Vec::new();
     let mut values = Vec::new();
-    for (row, &r) in rows_request.iter().enumerate() {
-        if let Some(v) = &requests[r].steer {
+    for (row, &g) in rows_group.iter().enumerate() {
+        if let Some(v) = &groups[g].steer {
             rows.push(row);
             values.extend_from_slice(v);
         }
@@ -164,96 +202,94 @@ pub fn generate_replacing<B: Backend>(
     replaced: &[PromptEmbeddings<'_>],
     options: &GenerateOptions,
 ) -> Result<Generation> {
-    validate(llm, requests, options)?;
+    let groups: Vec<SharedPrefix> = requests.iter().map(SharedPrefix::from).collect();
+    generate_shared(backend, llm, &groups, replaced, options)
+}
+
+/// Generation for groups of sequences that share a prefix and continue it each their own way; `replaced` is empty,
+/// or one entry per group, whose positions lie in the group's prefix. A sequence's output is what [`generate`] gives
+/// for the prompt prefix + continuation alone.
+pub fn generate_shared<B: Backend>(
+    backend: &B,
+    llm: &Llm<B>,
+    groups: &[SharedPrefix],
+    replaced: &[PromptEmbeddings<'_>],
+    options: &GenerateOptions,
+) -> Result<Generation> {
+    validate(llm, groups, options)?;
     ensure!(
-        replaced.is_empty() || replaced.len() == requests.len(),
+        replaced.is_empty() || replaced.len() == groups.len(),
         "replaced embeddings for {} of {} prompts",
         replaced.len(),
-        requests.len()
+        groups.len()
     );
-    for (i, (r, e)) in requests.iter().zip(replaced).enumerate() {
-        if let Some(&bad) = e.positions.iter().find(|&&p| p + 1 >= r.prompt.len()) {
+    for (i, (g, e)) in groups.iter().zip(replaced).enumerate() {
+        if let Some(&bad) = e.positions.iter().find(|&&p| p >= g.prefix.len()) {
             bail!(
                 "prompt {i}: embedding {bad} replaced, but only positions before the last ({}) are prefilled",
-                r.prompt.len() - 1
+                g.prefix.len()
             );
         }
     }
     let _span =
-        tracing::info_span!("generate", requests = requests.len(), max_new_tokens = options.max_new_tokens).entered();
-    let layout = kv_layout(llm, requests, options.max_new_tokens);
+        tracing::info_span!("generate", requests = groups.len(), max_new_tokens = options.max_new_tokens).entered();
+    let layout = kv_layout(llm, groups, options.max_new_tokens);
     let kv_cache_bytes = layout.bytes(backend.kv_element_bytes());
     let mut cache = backend.kv_cache(&layout)?;
     tracing::debug!(bytes = kv_cache_bytes, "KV cache allocated");
-    let hidden = llm.config.hidden_size;
-    let layers = llm.config.num_layers;
     let steer_all = options.steer.filter(|s| s.mode == SteerMode::All);
 
-    // Prefill every group's shared prefix in one call.
-    {
-        let _span = tracing::info_span!("prefill").entered();
-        let mut ids = Vec::new();
-        let mut rows = Vec::new();
-        let mut owners = Vec::new();
-        let (mut replaced_rows, mut replaced_values) = (Vec::new(), Vec::new());
-        for (g, r) in requests.iter().enumerate() {
-            if let Some(e) = replaced.get(g) {
-                replaced_rows.extend(e.positions.iter().map(|p| ids.len() + p));
-                replaced_values.extend_from_slice(e.values);
-            }
-            for (p, &id) in r.prompt[..r.prompt.len() - 1].iter().enumerate() {
-                ids.push(id);
-                rows.push(CachedRow { stream: Stream::Prefix(g), position: p });
-                owners.push(g);
-            }
+    // Every group's shared prefix in one call; then every sequence's continuation but its last token, into its own
+    // part of the cache, in another (after the prefixes it reads are complete).
+    let mut prefixes = Prefill::default();
+    for (g, group) in groups.iter().enumerate() {
+        if let Some(e) = replaced.get(g) {
+            prefixes.replaced_rows.extend(e.positions.iter().map(|p| prefixes.ids.len() + p));
+            prefixes.replaced_values.extend_from_slice(e.values);
         }
-        if !ids.is_empty() {
-            let (steered_rows, values) = match steer_all {
-                Some(_) => offsets_for(&owners, requests),
-                None => (Vec::new(), Vec::new()),
-            };
-            let offsets = backend.upload(&values, steered_rows.len(), hidden)?;
-            let offset = steer_all.map(|s| BlockOffset {
-                layer: s.layer,
-                rows: &steered_rows,
-                offsets: &offsets,
-                clean_cache: false,
-            });
-            llm.forward_hidden_replacing(
-                backend,
-                &mut cache,
-                &ids,
-                &rows,
-                layers,
-                offset.as_ref(),
-                &replaced_rows,
-                &replaced_values,
-            )?;
+        for (p, &id) in group.prefix.iter().enumerate() {
+            prefixes.push(id, CachedRow { stream: Stream::Prefix(g), position: p }, g);
         }
     }
-
-    let owners: Vec<usize> = requests.iter().enumerate().flat_map(|(g, r)| std::iter::repeat_n(g, r.n)).collect();
-    let rngs: Vec<SequenceRng> = match options.streams {
-        Streams::Batch => (0..owners.len()).map(|s| SequenceRng::new(options.seed, s as u64)).collect(),
-        Streams::PerRequest => {
-            requests.iter().flat_map(|r| (0..r.n).map(|j| SequenceRng::new(options.seed, j as u64))).collect()
+    prefixes.run(backend, llm, &mut cache, groups, steer_all, "prefill")?;
+    let continuations: Vec<(usize, &[u32])> =
+        groups.iter().enumerate().flat_map(|(g, group)| group.continuations.iter().map(move |c| (g, &c[..]))).collect();
+    let mut own = Prefill::default();
+    for (s, &(g, continuation)) in continuations.iter().enumerate() {
+        for (j, &id) in continuation[..continuation.len() - 1].iter().enumerate() {
+            own.push(id, CachedRow { stream: Stream::Sequence(s), position: groups[g].prefix.len() + j }, g);
         }
+    }
+    own.run(backend, llm, &mut cache, groups, steer_all, "prefill_continuations")?;
+
+    let sequences = continuations.len();
+    let rngs: Vec<SequenceRng> = match options.streams {
+        Streams::Batch => (0..sequences).map(|s| SequenceRng::new(options.seed, s as u64)).collect(),
+        Streams::PerRequest => groups
+            .iter()
+            .flat_map(|g| (0..g.continuations.len()).map(|j| SequenceRng::new(options.seed, j as u64)))
+            .collect(),
     };
-    let sequences = owners.len();
-    let mut decoder =
-        Decoder { requests, options, owners, rngs, tokens: vec![Vec::new(); sequences], finish: vec![None; sequences] };
+    let mut decoder = Decoder {
+        groups,
+        continuations,
+        options,
+        rngs,
+        tokens: vec![Vec::new(); sequences],
+        finish: vec![None; sequences],
+    };
     let _span = tracing::info_span!("decode", sequences).entered();
     let decoding = decoder.recorded(backend, llm, &mut cache)?;
     if !matches!(decoding, Decoding::Recorded { .. }) {
         decoder.eager(backend, llm, &mut cache)?;
     }
-    let Decoder { tokens, finish, owners, .. } = decoder;
+    let Decoder { tokens, finish, continuations, .. } = decoder;
     let sequences = tokens
         .into_iter()
         .zip(finish)
         .enumerate()
         .map(|(index, (tokens, finish))| Sequence {
-            request: owners[index],
+            request: continuations[index].0,
             index,
             tokens,
             finish: finish.unwrap_or(FinishReason::Length),
@@ -262,12 +298,68 @@ pub fn generate_replacing<B: Backend>(
     Ok(Generation { sequences, kv_cache_bytes, decoding })
 }
 
+/// The rows of one prefill call: their tokens, cache rows and groups, and the rows whose embeddings are replaced.
+#[derive(Default)]
+struct Prefill {
+    ids: Vec<u32>,
+    rows: Vec<CachedRow>,
+    owners: Vec<usize>,
+    replaced_rows: Vec<usize>,
+    replaced_values: Vec<f32>,
+}
+
+impl Prefill {
+    fn push(&mut self, id: u32, row: CachedRow, group: usize) {
+        self.ids.push(id);
+        self.rows.push(row);
+        self.owners.push(group);
+    }
+
+    /// The rows through every block into the cache, each steered by its group's offset where every position is.
+    fn run<B: Backend>(
+        &self,
+        backend: &B,
+        llm: &Llm<B>,
+        cache: &mut B::KvCache,
+        groups: &[SharedPrefix],
+        steer_all: Option<SteerConfig>,
+        what: &'static str,
+    ) -> Result<()> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        let _span = tracing::info_span!("prefill", what, tokens = self.ids.len()).entered();
+        let (steered_rows, values) = match steer_all {
+            Some(_) => offsets_for(&self.owners, groups),
+            None => (Vec::new(), Vec::new()),
+        };
+        let offsets = backend.upload(&values, steered_rows.len(), llm.config.hidden_size)?;
+        let offset = steer_all.map(|s| BlockOffset {
+            layer: s.layer,
+            rows: &steered_rows,
+            offsets: &offsets,
+            clean_cache: false,
+        });
+        llm.forward_hidden_replacing(
+            backend,
+            cache,
+            &self.ids,
+            &self.rows,
+            llm.config.num_layers,
+            offset.as_ref(),
+            &self.replaced_rows,
+            &self.replaced_values,
+        )
+        .map(drop)
+    }
+}
+
 /// The decode loop's state: every sequence's tokens so far and why it finished.
 struct Decoder<'a> {
-    requests: &'a [Request],
+    groups: &'a [SharedPrefix],
+    /// Per sequence: its group and its continuation of the group's prefix.
+    continuations: Vec<(usize, &'a [u32])>,
     options: &'a GenerateOptions,
-    /// Per sequence: its request.
-    owners: Vec<usize>,
     rngs: Vec<SequenceRng>,
     tokens: Vec<Vec<u32>>,
     finish: Vec<Option<FinishReason>>,
@@ -276,18 +368,19 @@ struct Decoder<'a> {
 impl Decoder<'_> {
     /// The token that sequence `s` feeds at its next step.
     fn next_input(&self, s: usize) -> u32 {
-        let prompt = &self.requests[self.owners[s]].prompt;
-        *self.tokens[s].last().unwrap_or_else(|| prompt.last().expect("prompts are not empty"))
+        let continuation = self.continuations[s].1;
+        *self.tokens[s].last().unwrap_or_else(|| continuation.last().expect("continuations are not empty"))
     }
 
     fn row(&self, s: usize, step: usize) -> CachedRow {
-        CachedRow { stream: Stream::Sequence(s), position: self.requests[self.owners[s]].prompt.len() - 1 + step }
+        let (g, continuation) = self.continuations[s];
+        CachedRow { stream: Stream::Sequence(s), position: self.groups[g].prefix.len() + continuation.len() - 1 + step }
     }
 
     /// The offset rows and values for the sequences `batch` (positions in the call), from their requests' vectors.
     fn offsets(&self, batch: &[usize]) -> (Vec<usize>, Vec<f32>) {
-        let owners: Vec<usize> = batch.iter().map(|&s| self.owners[s]).collect();
-        offsets_for(&owners, self.requests)
+        let owners: Vec<usize> = batch.iter().map(|&s| self.continuations[s].0).collect();
+        offsets_for(&owners, self.groups)
     }
 
     fn block_offset<'t, B: Backend>(&self, rows: &'t [usize], offsets: &'t B::Tensor) -> Option<BlockOffset<'t, B>> {
@@ -332,7 +425,7 @@ impl Decoder<'_> {
     fn eager<B: Backend>(&mut self, backend: &B, llm: &Llm<B>, cache: &mut B::KvCache) -> Result<()> {
         let (hidden, layers) = (llm.config.hidden_size, llm.config.num_layers);
         for step in 0..self.options.max_new_tokens {
-            let live: Vec<usize> = (0..self.owners.len()).filter(|&s| self.finish[s].is_none()).collect();
+            let live: Vec<usize> = (0..self.continuations.len()).filter(|&s| self.finish[s].is_none()).collect();
             if live.is_empty() {
                 break;
             }
@@ -356,11 +449,11 @@ impl Decoder<'_> {
     /// tokens are those of the eager loop (up to the CUDA rounding note at the top of this file, when the batch
     /// shrinks from more than 64 sequences to 64 or fewer).
     fn recorded<B: Backend>(&mut self, backend: &B, llm: &Llm<B>, cache: &mut B::KvCache) -> Result<Decoding> {
-        if self.options.max_new_tokens == 0 || self.owners.is_empty() {
+        if self.options.max_new_tokens == 0 || self.continuations.is_empty() {
             return Ok(Decoding::Eager);
         }
         let (hidden, layers) = (llm.config.hidden_size, llm.config.num_layers);
-        let batch: Vec<usize> = (0..self.owners.len()).collect();
+        let batch: Vec<usize> = (0..self.continuations.len()).collect();
         // Offsets for every row (zeros where a request has none), so that the steering add needs no row list.
         let (steered_rows, values) = self.offsets(&batch);
         let any_offset = !steered_rows.is_empty();
@@ -403,5 +496,65 @@ impl Decoder<'_> {
             }
         }
         Ok(Decoding::Recorded { replays })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::CpuBackend;
+    use crate::generation::steering::SteerMode;
+    use crate::models::llm::shape_config;
+
+    fn greedy(steer: Option<SteerConfig>) -> GenerateOptions {
+        GenerateOptions { seed: 3, steer, ..GenerateOptions::greedy(5, Vec::new()) }
+    }
+
+    /// Sequences that share a prefix and continue it their own ways make what each whole prompt makes alone,
+    /// steered or not.
+    #[test]
+    fn a_shared_prefix_with_continuations_answers_as_each_prompt_alone() {
+        let mut config = shape_config("small-100m").unwrap();
+        (config.num_layers, config.vocab_size) = (2, 256);
+        let backend = CpuBackend::new();
+        let llm = Llm::random(&backend, config, 11).unwrap();
+        let prefix: Vec<u32> = (0..9).map(|i| (i * 37 % 256) as u32).collect();
+        let continuations = vec![vec![5, 6, 7], vec![200], vec![9, 9, 9, 9, 1]];
+        let offset: Vec<f32> = (0..768).map(|i| ((i % 7) as f32 - 3.0) * 0.3).collect();
+        let mut outputs = Vec::new();
+        for steer in [None, Some(SteerMode::Last), Some(SteerMode::All)] {
+            let config = steer.map(|mode| SteerConfig { layer: 0, mode, cache: SteerCache::Steered });
+            let options = greedy(config);
+            let vector = steer.map(|_| offset.clone());
+            let group =
+                SharedPrefix { prefix: prefix.clone(), continuations: continuations.clone(), steer: vector.clone() };
+            let shared = generate_shared(&backend, &llm, &[group], &[], &options).unwrap();
+            for (c, continuation) in continuations.iter().enumerate() {
+                let prompt = [prefix.clone(), continuation.clone()].concat();
+                let alone = Request { prompt, n: 1, steer: vector.clone() };
+                let want = generate(&backend, &llm, &[alone], &options).unwrap();
+                assert_eq!(shared.sequences[c].tokens, want.sequences[0].tokens, "{steer:?}, continuation {c}");
+                assert_eq!(shared.sequences[c].request, 0);
+            }
+            outputs.push(shared.sequences.iter().map(|s| s.tokens.clone()).collect::<Vec<_>>());
+        }
+        // The offset changes what is made, and steering every position differs from steering the last.
+        assert!(outputs[0] != outputs[1] && outputs[1] != outputs[2], "{outputs:?}");
+    }
+
+    #[test]
+    fn a_replaced_embedding_must_lie_in_the_prefix() {
+        let mut config = shape_config("small-100m").unwrap();
+        (config.num_layers, config.vocab_size) = (1, 64);
+        let backend = CpuBackend::new();
+        let llm = Llm::random(&backend, config, 2).unwrap();
+        let group = SharedPrefix { prefix: vec![1, 2], continuations: vec![vec![3, 4]], steer: None };
+        let values = vec![0.0; 768];
+        let replaced = PromptEmbeddings { positions: vec![2], values: &values };
+        let Err(err) = generate_shared(&backend, &llm, &[group], &[replaced], &greedy(None)) else {
+            panic!("a replaced position past the prefix was taken")
+        };
+        let err = err.to_string();
+        assert!(err.contains("embedding 2 replaced"), "{err}");
     }
 }

@@ -64,6 +64,30 @@ pub fn parse_answer(raw: &str) -> Result<String, Rejection> {
     Ok(template)
 }
 
+/// Turns one raw LLM answer into a whole question (the encoder-decoder path, where a prompt has no class slot), as
+/// the reference reads it: of the first line that keeps any text, the last `:`-separated piece (which drops a
+/// label such as "New prompt:"), without markdown, list or numbering marks and surrounding quotes, white space
+/// runs made one space.
+pub fn parse_question(raw: &str) -> Result<String, Rejection> {
+    let question = raw
+        .lines()
+        .map(|line| {
+            let piece = line.rsplit(':').next().unwrap_or_default();
+            let piece: String = piece.chars().filter(|c| !matches!(c, '*' | '`')).collect();
+            let mut s = piece.split_whitespace().collect::<Vec<_>>().join(" ");
+            while let Some(next) = [strip_marks, strip_number, strip_quotes].iter().find_map(|strip| strip(&s)) {
+                s = next.trim().to_string();
+            }
+            s
+        })
+        .find(|q| !q.is_empty())
+        .ok_or(Rejection::Empty)?;
+    if question.chars().count() > MAX_CHARS {
+        return Err(Rejection::TooLong);
+    }
+    Ok(question)
+}
+
 /// Writes a template the way the LLM is shown it: `{}` becomes `<category>`.
 pub fn to_llm_form(template: &str) -> String {
     template.replace(SLOT, LLM_SLOT)
@@ -211,6 +235,23 @@ fn strip_label(s: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_question_is_the_last_colon_piece_of_its_first_line_with_text() {
+        let q = |raw: &str| parse_question(raw);
+        assert_eq!(
+            q("New prompt: What is the main object in this picture"),
+            Ok("What is the main object in this picture".into())
+        );
+        assert_eq!(q("Here is one:\n1. **\"Which animal is shown\"**\nmore"), Ok("Which animal is shown".into()));
+        assert_eq!(q("- Name the   flower in the photo?"), Ok("Name the flower in the photo?".into()));
+        assert_eq!(q("Prompt: Identify: the breed"), Ok("the breed".into()));
+        assert_eq!(q("  \n\t"), Err(Rejection::Empty));
+        assert_eq!(q("Prompt:\n"), Err(Rejection::Empty));
+        assert_eq!(q(&"why ".repeat(100)), Err(Rejection::TooLong));
+        // A class slot is no longer special: the whole line is the question.
+        assert_eq!(q("a photo of a <category>."), Ok("a photo of a <category>.".into()));
+    }
 
     #[test]
     fn slot_spellings() {

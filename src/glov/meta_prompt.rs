@@ -10,7 +10,8 @@
 //! - `k`: how many examples each list holds (0 at the first step);
 //! - `step`, `steps`: the step being prompted (0-based) and the number of steps.
 //!
-//! The file shipped with the binary is [`DEFAULT`]; `--meta-prompt FILE` replaces it.
+//! The files shipped with the binary are [`DEFAULT`] (CLIP templates) and [`QUESTIONS`] (a VLM's whole questions,
+//! where `template` is the question); `--meta-prompt FILE` replaces them.
 
 use anyhow::{Context, Result, bail};
 use minijinja::syntax::SyntaxConfig;
@@ -19,6 +20,9 @@ use serde::Serialize;
 use std::path::Path;
 
 pub const DEFAULT: &str = include_str!("meta_prompt.txt");
+
+/// The meta-prompt of the encoder-decoder path: whole questions for a VLM.
+pub const QUESTIONS: &str = include_str!("vlm_meta_prompt.txt");
 
 /// One in-context example.
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -13,3 +13,4 @@ pub mod plot;
 pub mod report;
 pub mod run_dir;
 pub mod settings;
+pub mod vlm_judge;

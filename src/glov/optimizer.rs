@@ -7,7 +7,7 @@
 //! group from the same random stream (seeded by the run's seed and the step), so this sharing gives exactly what
 //! sampling each trajectory separately would give, and trajectories differ only through their offsets.
 
-use super::answer::{parse_answer, to_llm_form};
+use super::answer::{Rejection, parse_answer, parse_question, to_llm_form};
 use super::history::{Entry, History};
 use super::meta_prompt::{Messages, MetaPrompt, MetaPromptVars};
 use super::run_dir::{HistoryRecord, Resumed, RunDir, StepRecord};
@@ -49,6 +49,24 @@ pub trait Judge {
     fn ensemble_accuracy(&mut self, split: EvalSplit, templates: &[String]) -> Result<f64>;
 }
 
+/// What a prompt is: a template with a class slot (CLIP), or a whole question (a VLM).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PromptKind {
+    #[default]
+    Template,
+    Question,
+}
+
+impl PromptKind {
+    /// The prompt in one raw answer of the LLM.
+    pub fn parse(self, raw: &str) -> Result<String, Rejection> {
+        match self {
+            PromptKind::Template => parse_answer(raw),
+            PromptKind::Question => parse_question(raw),
+        }
+    }
+}
+
 /// What the loop needs to know of the run's settings.
 #[derive(Clone, Debug)]
 pub struct LoopConfig {
@@ -60,6 +78,7 @@ pub struct LoopConfig {
     pub samples: usize,
     pub top_bottom: usize,
     pub ensemble_size: usize,
+    pub prompts: PromptKind,
 }
 
 pub struct Trajectory {
@@ -87,10 +106,10 @@ struct Parsed {
 }
 
 impl Parsed {
-    fn new(trajectory: &Trajectory, answers: &[String]) -> Self {
+    fn new(trajectory: &Trajectory, answers: &[String], kind: PromptKind) -> Self {
         let mut parsed = Parsed { new: Vec::new(), rejected: 0, duplicates: 0 };
         for raw in answers {
-            match parse_answer(raw) {
+            match kind.parse(raw) {
                 Err(why) => {
                     parsed.rejected += 1;
                     tracing::trace!(alpha = trajectory.alpha, %why, raw, "answer rejected");
@@ -287,8 +306,12 @@ impl<'a> Optimizer<'a> {
         tracing::debug!(groups = proposals.len(), seconds = seconds(generating), "answers sampled");
 
         let scoring = Instant::now();
-        let parsed: Vec<Parsed> =
-            self.trajectories.iter().zip(&group_of).map(|(t, &g)| Parsed::new(t, &answers[g])).collect();
+        let parsed: Vec<Parsed> = self
+            .trajectories
+            .iter()
+            .zip(&group_of)
+            .map(|(t, &g)| Parsed::new(t, &answers[g], self.config.prompts))
+            .collect();
         self.score_new(judge, &parsed)?;
 
         // Histories, guidance and the step's ensembles.

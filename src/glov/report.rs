@@ -2,7 +2,7 @@
 //! alpha (the best train accuracy reached), test accuracies, and the files that report them.
 
 use super::baselines::DescriptionResults;
-use super::optimizer::{EvalSplit, Judge, Optimizer};
+use super::optimizer::{EvalSplit, Judge, Optimizer, PromptKind};
 use super::plot::{LineStyle, Series, accuracy_png};
 use crate::glov::method::Method;
 use anyhow::Result;
@@ -38,6 +38,10 @@ pub struct TrajectoryResult {
     pub ensemble: Vec<String>,
     pub ensemble_val_accuracy: f64,
     pub ensemble_test_accuracy: f64,
+    /// A VLM run's best prompt alone on the test split: the reference's result on that path, which has no
+    /// ensemble.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_test_accuracy: Option<f64>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -87,6 +91,12 @@ pub fn results(optimizer: &mut Optimizer, judge: &mut dyn Judge) -> Result<Resul
         let (alpha, best_template, best_train_accuracy) = (trajectory.alpha, best.template.clone(), best.accuracy);
         let templates_scored = trajectory.history.entries().len() - 1;
         let test = optimizer.ensemble(judge, EvalSplit::Test, &ensemble)?;
+        let best_test_accuracy = match config.prompts {
+            PromptKind::Question => {
+                Some(optimizer.ensemble(judge, EvalSplit::Test, std::slice::from_ref(&best_template))?)
+            }
+            PromptKind::Template => None,
+        };
         trajectories.push(TrajectoryResult {
             alpha,
             best_template,
@@ -96,6 +106,7 @@ pub fn results(optimizer: &mut Optimizer, judge: &mut dyn Judge) -> Result<Resul
             ensemble,
             ensemble_val_accuracy: val,
             ensemble_test_accuracy: test,
+            best_test_accuracy,
         });
     }
     let guided: Vec<&TrajectoryResult> = trajectories.iter().filter(|t| t.alpha > 0.0).collect();
@@ -109,13 +120,18 @@ pub fn results(optimizer: &mut Optimizer, judge: &mut dyn Judge) -> Result<Resul
             if better { next } else { best }
         })
         .expect("at least one trajectory");
-    let template_set = match crate::scoring::template_sets::find(&config.dataset_name) {
-        Ok(set) => {
+    // A published set is CLIP templates: no questions for a VLM.
+    let published = match config.prompts {
+        PromptKind::Template => crate::scoring::template_sets::find(&config.dataset_name).ok(),
+        PromptKind::Question => None,
+    };
+    let template_set = match published {
+        Some(set) => {
             let templates = set.templates();
             let test_accuracy = optimizer.ensemble(judge, EvalSplit::Test, &templates)?;
             Some(TemplateSetResult { name: set.name.to_string(), templates: templates.len(), test_accuracy })
         }
-        Err(_) => None,
+        None => None,
     };
     Ok(Results {
         dataset: config.dataset_name.clone(),
@@ -205,6 +221,14 @@ pub fn summary_table(r: &Results, method: Method) -> String {
         "chosen alpha (*): {}; test accuracy {:.2} (baseline {:.2})",
         r.chosen_alpha, r.test_accuracy, b.test_accuracy
     );
+    let chosen = r.trajectories.iter().find(|t| t.alpha == r.chosen_alpha);
+    if let Some(single) = chosen.and_then(|t| t.best_test_accuracy) {
+        let _ = writeln!(
+            out,
+            "the VLM's ensemble is a majority vote of the prompts' classes (the reference has none); the best prompt \
+             alone, the reference's result: test accuracy {single:.2}"
+        );
+    }
     if let Some(set) = &r.template_set {
         let _ = writeln!(
             out,

@@ -26,10 +26,34 @@ pub struct Overrides {
     #[arg(long, value_name = "MODEL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub llm: Option<String>,
-    /// The CLIP model that scores them (e.g. openai/clip-vit-base-patch32).
+    /// The CLIP model that scores them (e.g. openai/clip-vit-base-patch32); or --vlm and --matcher.
     #[arg(long, value_name = "MODEL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clip: Option<String>,
+    /// Instead of CLIP, the LLaVA-OneVision model that answers the proposed questions (whole questions, no class
+    /// slot; e.g. llava-hf/llava-onevision-qwen2-7b-ov-hf); its defaults: samples 5, top-bottom 3, steps 50, the
+    /// reference's starting question. Needs --matcher.
+    #[arg(long, value_name = "MODEL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlm: Option<String>,
+    /// The sentence-transformers model that matches the VLM's answers to class names (e.g.
+    /// sentence-transformers/all-mpnet-base-v2).
+    #[arg(long, value_name = "MODEL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matcher: Option<String>,
+    /// Most new tokens of a VLM answer (greedy) [default: 50].
+    #[arg(long, value_name = "T")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlm_max_new_tokens: Option<usize>,
+    /// Most VLM answers decoded in one batch [default: 64].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlm_batch: Option<usize>,
+    /// Host memory, in GiB, for the VLM's image features: those that fit are computed once per run, the train
+    /// split's first; the others each time they are asked about [default: 16].
+    #[arg(long, value_name = "GIB")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlm_feature_memory: Option<usize>,
     /// The optimiser: glov, or llm-opt (LLM-OPT's meta-prompt of good and bad templates, no guidance; its defaults:
     /// alphas 0, top-bottom 3) [default: glov].
     #[arg(long, value_enum)]
@@ -145,7 +169,19 @@ pub struct Settings {
     #[serde(default)]
     pub method: Method,
     pub llm: String,
-    pub clip: String,
+    /// The judge: a CLIP model, or a VLM and its matcher.
+    #[serde(default)]
+    pub clip: Option<String>,
+    #[serde(default)]
+    pub vlm: Option<String>,
+    #[serde(default)]
+    pub matcher: Option<String>,
+    #[serde(default = "default_vlm_max_new_tokens")]
+    pub vlm_max_new_tokens: usize,
+    #[serde(default = "default_vlm_batch")]
+    pub vlm_batch: usize,
+    #[serde(default = "default_vlm_feature_memory")]
+    pub vlm_feature_memory: usize,
     pub dataset: PathBuf,
     pub split_file: Option<PathBuf>,
     pub dataset_name: String,
@@ -205,13 +241,40 @@ pub fn parse_finite(text: &str) -> std::result::Result<f32, String> {
     Ok(number)
 }
 
+fn default_vlm_max_new_tokens() -> usize {
+    50
+}
+
+fn default_vlm_batch() -> usize {
+    64
+}
+
+fn default_vlm_feature_memory() -> usize {
+    crate::scoring::generative::DEFAULT_FEATURE_MEMORY_GIB
+}
+
+/// The question the encoder-decoder path starts from (the reference's).
+pub const VLM_BASELINE: &str =
+    "Describe the category present in this image briefly and also identify the name of the category present.";
+
+/// The defaults of the encoder-decoder path (`vlm`) that differ from CLIP's: the reference's for that path.
+fn vlm_defaults() -> Map<String, Value> {
+    let Value::Object(map) = serde_json::json!({
+        "samples": 5, "top-bottom": 3, "steps": 50, "baseline": VLM_BASELINE,
+    }) else {
+        unreachable!("an object literal")
+    };
+    map
+}
+
 fn defaults() -> Map<String, Value> {
     let Value::Object(map) = serde_json::json!({
         "method": "glov", "split-file": null, "description": null, "steps": 100, "samples": 10, "shots": 1, "seed": 1,
         "alphas": [1.0, 0.75, 0.5, 0.25, 0.0], "layer": null, "top-bottom": 5, "max-new-tokens": 50,
         "temperature": 1.0, "top-k": 50, "top-p": 0.9, "steer-cache": "steered", "meta-prompt": null,
         "baseline": "a photo of a {}.", "ensemble-size": 3, "baselines": [], "image-batch": 64, "text-batch": 1024,
-        "cache-dir": null, "no-cache": false,
+        "cache-dir": null, "no-cache": false, "clip": null, "vlm": null, "matcher": null, "vlm-max-new-tokens": 50,
+        "vlm-batch": 64, "vlm-feature-memory": crate::scoring::generative::DEFAULT_FEATURE_MEMORY_GIB,
     }) else {
         unreachable!("an object literal")
     };
@@ -219,7 +282,8 @@ fn defaults() -> Map<String, Value> {
 }
 
 /// The settings that change what a run computes; the others (batch sizes, the cache) may differ on resume.
-const NOT_COMPARED: [&str; 4] = ["image-batch", "text-batch", "cache-dir", "no-cache"];
+const NOT_COMPARED: [&str; 6] =
+    ["image-batch", "text-batch", "cache-dir", "no-cache", "vlm-batch", "vlm-feature-memory"];
 
 /// A `--config` file: every setting, the run's `out` and `resume`, and the runtime options (`device`, ...).
 #[derive(Debug, Default)]
@@ -335,7 +399,7 @@ impl Overrides {
 
     /// The model settings that are set (a folder, a file or an org/name id).
     fn models_mut(&mut self) -> impl Iterator<Item = &mut String> {
-        [&mut self.llm, &mut self.clip].into_iter().flatten()
+        [&mut self.llm, &mut self.clip, &mut self.vlm, &mut self.matcher].into_iter().flatten()
     }
 
     /// Relative paths taken from `folder` (a config file's) rather than the working directory; a model argument
@@ -355,25 +419,29 @@ impl Overrides {
 
     /// The settings a new run needs that are not given, by their keys.
     pub fn missing(&self) -> Vec<&'static str> {
-        [
-            ("llm", self.llm.is_some()),
-            ("clip", self.clip.is_some()),
-            ("dataset", self.dataset.is_some()),
-            ("dataset-name", self.dataset_name.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(key, given)| (!given).then_some(key))
-        .collect()
+        let mut needed = vec![("llm", self.llm.is_some())];
+        if self.vlm.is_some() || self.matcher.is_some() {
+            needed.extend([("vlm", self.vlm.is_some()), ("matcher", self.matcher.is_some())]);
+        } else {
+            needed.push(("clip", self.clip.is_some()));
+        }
+        needed.extend([("dataset", self.dataset.is_some()), ("dataset-name", self.dataset_name.is_some())]);
+        needed.into_iter().filter_map(|(key, given)| (!given).then_some(key)).collect()
     }
 
     /// New settings: these overrides on the defaults.
     pub fn resolve(self) -> Result<Settings> {
         require(&self.missing())?;
         let mut map = defaults();
+        if self.vlm.is_some() {
+            map.extend(vlm_defaults());
+        }
         map.extend(self.method.unwrap_or_default().defaults().into_iter().map(|(key, value)| (key.to_string(), value)));
         map.extend(self.to_map()?);
         let mut settings: Settings = serde_json::from_value(Value::Object(map)).context("resolving the settings")?;
-        settings.baseline = crate::scoring::templates::normalize(&settings.baseline).context("baseline")?;
+        if settings.vlm.is_none() {
+            settings.baseline = crate::scoring::templates::normalize(&settings.baseline).context("baseline")?;
+        }
         settings.validate()?;
         Ok(settings)
     }
@@ -381,7 +449,7 @@ impl Overrides {
     /// A resumed run's settings: the stored ones, where every setting given again must be equal.
     pub fn check_resume(mut self, stored: Settings) -> Result<Settings> {
         // A baseline given again in the LLM's spelling (`<category>`) is the one stored with `{}`.
-        if let Some(baseline) = &self.baseline {
+        if let Some(baseline) = self.baseline.as_ref().filter(|_| stored.vlm.is_none()) {
             self.baseline = Some(crate::scoring::templates::normalize(baseline).context("baseline")?);
         }
         let stored_map = match serde_json::to_value(&stored)? {
@@ -418,6 +486,8 @@ impl Settings {
             ("ensemble-size", self.ensemble_size),
             ("image-batch", self.image_batch),
             ("text-batch", self.text_batch),
+            ("vlm-max-new-tokens", self.vlm_max_new_tokens),
+            ("vlm-batch", self.vlm_batch),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -441,7 +511,7 @@ impl Settings {
                 bail!("baselines: {} is given twice", serde_json::to_value(b)?.as_str().unwrap_or_default());
             }
         }
-        crate::scoring::templates::normalize(&self.baseline).context("baseline")?;
+        self.check_judge()?;
         crate::generation::sampling::SamplingParams {
             temperature: self.temperature,
             top_k: self.top_k,
@@ -449,6 +519,40 @@ impl Settings {
             greedy: false,
         }
         .validate()
+    }
+
+    /// One judge, and what it cannot run with: a CLIP model, or a VLM with its matcher (whole questions as
+    /// prompts: no class slot, no description baselines, GLOV's meta-prompt only).
+    fn check_judge(&self) -> Result<()> {
+        match (&self.clip, &self.vlm, &self.matcher) {
+            (Some(_), None, None) => {
+                crate::scoring::templates::normalize(&self.baseline).context("baseline")?;
+                Ok(())
+            }
+            (None, Some(_), Some(_)) => {
+                if self.baseline.trim().is_empty() {
+                    bail!("baseline: the starting question is empty");
+                }
+                if !self.baselines.is_empty() {
+                    bail!(
+                        "baselines: the description baselines (cupl, dclip, waffle) score CLIP; a --vlm run has none"
+                    );
+                }
+                if self.method != Method::Glov {
+                    bail!("method {}: a --vlm run is GLOV's (LLM-OPT's meta-prompt asks for templates)", self.method);
+                }
+                Ok(())
+            }
+            (Some(_), Some(_), _) => bail!("--clip and --vlm are two judges; give one"),
+            (_, Some(_), None) => bail!("--vlm needs --matcher (the sentence-embedding model that reads its answers)"),
+            (_, None, Some(_)) => bail!("--matcher goes with --vlm"),
+            (None, None, None) => bail!("give a judge: --clip, or --vlm and --matcher"),
+        }
+    }
+
+    /// The judged model: the CLIP model or the VLM.
+    pub fn judged_model(&self) -> &str {
+        self.vlm.as_deref().or(self.clip.as_deref()).unwrap_or_default()
     }
 
     /// The steered block: the configured one, or block 17 of 32 scaled to the model's depth.
@@ -498,6 +602,25 @@ mod tests {
         assert!(err.starts_with("baseline: ") && err.contains("no class slot"), "{err}");
         let s = Overrides { baseline: Some("art of a <category>".into()), ..required() }.resolve().unwrap();
         assert_eq!(s.baseline, "art of a {}");
+    }
+
+    #[test]
+    fn a_vlm_run_has_the_reference_s_defaults_for_that_path_and_one_judge() {
+        let vlm = Overrides { clip: None, vlm: Some("m/llava".into()), matcher: Some("m/mpnet".into()), ..required() };
+        let s = vlm.clone().resolve().unwrap();
+        assert_eq!((s.samples, s.top_bottom, s.steps, s.vlm_max_new_tokens), (5, 3, 50, 50));
+        assert_eq!((s.baseline.as_str(), s.judged_model()), (VLM_BASELINE, "m/llava"));
+        let s = Overrides { samples: Some(7), baseline: Some("What is it".into()), ..vlm.clone() }.resolve().unwrap();
+        assert_eq!((s.samples, s.baseline.as_str()), (7, "What is it"));
+        let err = Overrides { matcher: None, ..vlm.clone() }.resolve().unwrap_err().to_string();
+        assert!(err.contains("--matcher is required"), "{err}");
+        let err = Overrides { clip: Some("m/clip".into()), ..vlm.clone() }.resolve().unwrap_err().to_string();
+        assert!(err.contains("two judges"), "{err}");
+        let err = Overrides { clip: None, ..required() }.resolve().unwrap_err().to_string();
+        assert!(err.contains("--clip is required"), "{err}");
+        let stored = vlm.resolve().unwrap();
+        let spelled = Overrides { baseline: Some(VLM_BASELINE.into()), ..Overrides::default() };
+        assert_eq!(spelled.check_resume(stored.clone()).unwrap(), stored);
     }
 
     #[test]

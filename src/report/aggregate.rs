@@ -14,8 +14,11 @@ use std::path::PathBuf;
 /// Settings that place a run in a row (the dataset), tell seeds apart, do not change results (batch sizes, the
 /// feature cache) or add comparisons beside them (the description baselines); every other setting must be equal
 /// within a block.
-const NOT_IN_BLOCK_KEY: [&str; 11] = [
+const NOT_IN_BLOCK_KEY: [&str; 14] = [
     "clip",
+    "vlm",
+    "vlm-batch",
+    "vlm-feature-memory",
     "dataset",
     "split-file",
     "dataset-name",
@@ -137,10 +140,12 @@ pub struct Row {
     pub chosen: Vec<(f32, usize)>,
 }
 
-/// The rows of one CLIP model under one set of method settings.
+/// The rows of one judged model (a CLIP model, or a VLM) under one set of method settings.
 #[derive(Clone, Debug, Serialize)]
 pub struct Block {
-    pub clip: String,
+    pub model: String,
+    /// `CLIP` or `VLM`: the kind of the judged model.
+    pub kind: &'static str,
     /// The settings shared by the block's runs (those that tell blocks apart are in `distinct`).
     pub settings: BTreeMap<String, Value>,
     /// The settings whose values differ between blocks, with this block's values.
@@ -202,10 +207,11 @@ impl Block {
         }
     }
 
-    /// How the block is named in a report: the CLIP model's last path component, then the distinct settings.
+    /// How the block is named in a report: the judged model's kind and last path component, then the distinct
+    /// settings.
     pub fn title(&self) -> String {
-        let short = self.clip.trim_end_matches('/').rsplit('/').next().unwrap_or(&self.clip);
-        let mut title = format!("CLIP {short}");
+        let short = self.model.trim_end_matches('/').rsplit('/').next().unwrap_or(&self.model);
+        let mut title = format!("{} {short}", self.kind);
         if !self.distinct.is_empty() {
             let parts: Vec<String> = self.distinct.iter().map(|(k, v)| format!("{k}={v}")).collect();
             title.push_str(&format!(" ({})", parts.join(", ")));
@@ -266,11 +272,13 @@ fn row_key(run: &Run) -> RowKey {
 pub fn aggregate(mut runs: Vec<Run>, mut left_out: Vec<LeftOut>) -> Report {
     runs.sort_by(|a, b| a.dir.cmp(&b.dir));
     let (llm_opt, mut runs): (Vec<Run>, Vec<Run>) = runs.into_iter().partition(|r| r.settings.method == Method::LlmOpt);
-    let glov_rows: Vec<(BlockKey, RowKey)> =
-        runs.iter().map(|r| ((r.settings.clip.clone(), without_method(&block_settings(r))), row_key(r))).collect();
+    let glov_rows: Vec<(BlockKey, RowKey)> = runs
+        .iter()
+        .map(|r| ((r.settings.judged_model().to_string(), without_method(&block_settings(r))), row_key(r)))
+        .collect();
     let mut attached: Vec<((BlockKey, RowKey), Vec<Run>)> = Vec::new();
     for run in llm_opt {
-        let key = ((run.settings.clip.clone(), without_method(&block_settings(&run))), row_key(&run));
+        let key = ((run.settings.judged_model().to_string(), without_method(&block_settings(&run))), row_key(&run));
         if !glov_rows.contains(&key) {
             runs.push(run);
             continue;
@@ -295,7 +303,7 @@ pub fn aggregate(mut runs: Vec<Run>, mut left_out: Vec<LeftOut>) -> Report {
     }
     let mut groups: Vec<(BlockKey, Rows)> = Vec::new();
     for run in runs {
-        let block_key = (run.settings.clip.clone(), block_settings(&run));
+        let block_key = (run.settings.judged_model().to_string(), block_settings(&run));
         let row_key = row_key(&run);
         let block = match groups.iter().position(|(k, _)| *k == block_key) {
             Some(i) => &mut groups[i].1,
@@ -340,9 +348,10 @@ pub fn aggregate(mut runs: Vec<Run>, mut left_out: Vec<LeftOut>) -> Report {
 
     let blocks = groups
         .into_iter()
-        .map(|((clip, settings), rows)| {
+        .map(|((model, settings), rows)| {
             let alphas = rows[0].1[0].settings.alphas.clone();
-            let short_key = (clip.clone(), without_method(&settings));
+            let kind = if rows[0].1[0].settings.vlm.is_some() { "VLM" } else { "CLIP" };
+            let short_key = (model.clone(), without_method(&settings));
             let names: Vec<&str> = rows.iter().map(|(_, runs)| runs[0].dataset_shown.as_str()).collect();
             let rows = rows
                 .iter()
@@ -365,7 +374,7 @@ pub fn aggregate(mut runs: Vec<Run>, mut left_out: Vec<LeftOut>) -> Report {
                 .iter()
                 .map(|k| (k.clone(), settings.get(k).map_or_else(|| "default".to_string(), shown)))
                 .collect();
-            Block { clip, settings, distinct, alphas, rows }
+            Block { model, kind, settings, distinct, alphas, rows }
         })
         .collect();
     Report { blocks, left_out }

@@ -131,7 +131,7 @@ mod tests {
         let report = build(&[root.path().to_path_buf()]).unwrap();
         assert_eq!(report.blocks.len(), 2);
         let a = &report.blocks[0];
-        assert_eq!((a.clip.as_str(), a.title()), ("org/clip-a", "CLIP clip-a".to_string()));
+        assert_eq!((a.model.as_str(), a.title()), ("org/clip-a", "CLIP clip-a".to_string()));
         let datasets: Vec<&str> = a.rows.iter().map(|r| r.dataset.as_str()).collect();
         assert_eq!(datasets, ["DTD", "EuroSAT"], "rows in the order of the runs' paths");
         let eurosat = &a.rows[1];

@@ -89,7 +89,7 @@ fn block_caption(block: &Block) -> String {
     format!(
         "{} ({}): {} dataset(s), {runs} run(s), seeds {}",
         block.title(),
-        block.clip,
+        block.model,
         block.rows.len(),
         seeds.join(", ")
     )
@@ -181,10 +181,10 @@ fn csv_field(text: &str) -> String {
 /// One line per block, dataset and measure: `n` is the number of runs (of datasets, on a block's mean line), `std`
 /// empty where there is one value.
 pub fn csv(report: &Report) -> String {
-    let mut out = String::from("clip,settings,dataset,measure,n,mean,std\n");
+    let mut out = String::from("model,settings,dataset,measure,n,mean,std\n");
     for block in &report.blocks {
         let settings: Vec<String> = block.distinct.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let prefix = format!("{},{}", csv_field(&block.clip), csv_field(&settings.join(";")));
+        let prefix = format!("{},{}", csv_field(&block.model), csv_field(&settings.join(";")));
         for r in &block.rows {
             let mut measures: Vec<(String, &Stat)> = vec![("baseline".into(), &r.baseline)];
             measures.extend(r.comparisons.iter().map(|(c, s)| (c.key().to_string(), s)));

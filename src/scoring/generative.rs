@@ -2,18 +2,24 @@
 //! (greedy, the reference's conversation, the prompt's double quotes stripped and a `?` appended), a sentence
 //! encoder embeds each answer and every class name, and the class of highest cosine is the prediction.
 //!
-//! Each image's features are computed once and kept for every prompt; the class names are embedded once. The
-//! (prompt, image) pairs of a prompt decode in batches of at most `batch` answers.
+//! Each image's features are computed once and kept for every prompt while they fit the host memory given to them
+//! ([`FeatureMemory`], shared by the scorers of a run: the first one built fills it first); an image past it has its
+//! features computed again each time it is asked about. The class names are embedded once. The
+//! (prompt, image) pairs decode in batches of at most `batch` answers, image by image: the questions about one image
+//! in a batch share its prefix (the system turn, the user header, the image's features), which is prefilled once
+//! for all of them.
 
 use super::Accuracy;
 use crate::backend::Backend;
-use crate::generation::generate::{GenerateOptions, PromptEmbeddings, Request, Streams, generate_replacing};
+use crate::generation::generate::{GenerateOptions, PromptEmbeddings, SharedPrefix, generate_shared};
 use crate::models::llava::{ImageFeatures, LlavaModel};
 use crate::models::sentence::SentenceModel;
 use crate::preprocess::decode_rgb8;
-use crate::sampling::SamplingParams;
 use anyhow::{Context, Result, ensure};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::rc::Rc;
 
 /// The question the VLM is asked for `prompt`, as the reference asks it.
 pub fn question(prompt: &str) -> String {
@@ -29,11 +35,45 @@ pub struct Judged {
     pub predicted: usize,
 }
 
+/// The host memory image features may take unless told otherwise: 16 GiB.
+pub const DEFAULT_FEATURE_MEMORY_GIB: usize = 16;
+
+/// Bytes of host memory image features may still take, shared by the scorers that clone it.
+#[derive(Clone, Debug)]
+pub struct FeatureMemory(Rc<Cell<usize>>);
+
+impl FeatureMemory {
+    pub fn new(bytes: usize) -> Self {
+        Self(Rc::new(Cell::new(bytes)))
+    }
+
+    /// Takes `bytes` if that many are left.
+    fn take(&self, bytes: usize) -> bool {
+        let left = self.0.get();
+        let fits = bytes <= left;
+        if fits {
+            self.0.set(left - bytes);
+        }
+        fits
+    }
+}
+
+/// How a scorer asks: the longest answer, the most answers decoded at once, and where image features are kept.
+#[derive(Clone, Debug)]
+pub struct AskOptions {
+    pub max_new_tokens: usize,
+    pub batch: usize,
+    pub memory: FeatureMemory,
+}
+
 pub struct GenerativeScorer<'a, B: Backend> {
     backend: &'a B,
     vlm: &'a LlavaModel<B>,
     matcher: &'a SentenceModel<B>,
-    images: Vec<ImageFeatures>,
+    paths: Vec<PathBuf>,
+    /// The features kept, by image.
+    kept: RefCell<HashMap<usize, Rc<ImageFeatures>>>,
+    memory: FeatureMemory,
     labels: Vec<usize>,
     /// L2-normalised class-name embeddings, `[classes][dim]`.
     classes: Vec<Vec<f32>>,
@@ -48,74 +88,141 @@ fn normalised(mut v: Vec<f32>) -> Vec<f32> {
 }
 
 impl<'a, B: Backend> GenerativeScorer<'a, B> {
-    #[allow(clippy::too_many_arguments)]
+    /// A scorer of `images`, whose features are computed now as far as `options.memory` keeps them.
     pub fn new(
         backend: &'a B,
-        vlm: &'a LlavaModel<B>,
-        matcher: &'a SentenceModel<B>,
+        (vlm, matcher): (&'a LlavaModel<B>, &'a SentenceModel<B>),
         images: &[PathBuf],
         labels: Vec<usize>,
         classnames: &[String],
-        max_new_tokens: usize,
-        batch: usize,
+        options: &AskOptions,
     ) -> Result<Self> {
         ensure!(images.len() == labels.len() && !images.is_empty(), "{} images, {} labels", images.len(), labels.len());
-        ensure!(batch >= 1 && max_new_tokens >= 1, "the batch and the answer's length must be at least 1");
-        let _span = tracing::info_span!("vlm_image_features", images = images.len()).entered();
-        let images = images
-            .iter()
-            .map(|path| {
-                let img = decode_rgb8(path).with_context(|| format!("image {}", path.display()))?;
-                vlm.image_features(backend, &img).with_context(|| format!("image {}", path.display()))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        ensure!(
+            options.batch >= 1 && options.max_new_tokens >= 1,
+            "the batch and the answer's length must be at least 1"
+        );
         let classes = matcher.embed(backend, classnames)?.into_iter().map(normalised).collect();
-        Ok(Self { backend, vlm, matcher, images, labels, classes, max_new_tokens, batch })
+        let scorer = Self {
+            backend,
+            vlm,
+            matcher,
+            paths: images.to_vec(),
+            kept: RefCell::new(HashMap::new()),
+            memory: options.memory.clone(),
+            labels,
+            classes,
+            max_new_tokens: options.max_new_tokens,
+            batch: options.batch,
+        };
+        let _span = tracing::info_span!("vlm_image_features", images = images.len()).entered();
+        for i in 0..images.len() {
+            scorer.features(i)?;
+            if scorer.kept.borrow().len() <= i {
+                tracing::info!(
+                    kept = i,
+                    images = images.len(),
+                    "image features past the memory given are computed when asked"
+                );
+                break;
+            }
+        }
+        Ok(scorer)
+    }
+
+    /// Image `i`'s features: kept ones, or computed (and kept where they fit).
+    fn features(&self, i: usize) -> Result<Rc<ImageFeatures>> {
+        if let Some(kept) = self.kept.borrow().get(&i) {
+            return Ok(kept.clone());
+        }
+        let path = &self.paths[i];
+        let img = decode_rgb8(path).with_context(|| format!("image {}", path.display()))?;
+        let features =
+            Rc::new(self.vlm.image.features(self.backend, &img).with_context(|| format!("image {}", path.display()))?);
+        if self.memory.take(features.features.len() * std::mem::size_of::<f32>()) {
+            self.kept.borrow_mut().insert(i, features.clone());
+        }
+        Ok(features)
     }
 
     /// Every image's answer to `prompt`, matched to a class, and the accuracy.
     pub fn score(&self, prompt: &str) -> Result<(Accuracy, Vec<Judged>)> {
-        let _span = tracing::info_span!("vlm_score", images = self.images.len()).entered();
-        let question = question(prompt);
-        let options = GenerateOptions {
-            max_new_tokens: self.max_new_tokens,
-            sampling: SamplingParams { temperature: 0.0, top_k: 0, top_p: 1.0, greedy: true },
-            seed: 0,
-            stop_tokens: self.vlm.stop_tokens.clone(),
-            steer: None,
-            streams: Streams::Batch,
-        };
-        let mut answers = Vec::with_capacity(self.images.len());
-        let indices: Vec<usize> = (0..self.images.len()).collect();
-        for chunk in indices.chunks(self.batch) {
-            let mut requests = Vec::with_capacity(chunk.len());
-            let mut replaced = Vec::with_capacity(chunk.len());
-            for &i in chunk {
-                let image = &self.images[i];
-                let (prompt, positions) = self.vlm.prompt(&question, image.tokens)?;
-                requests.push(Request { prompt, n: 1, steer: None });
+        Ok(self.score_all(&[prompt])?.remove(0))
+    }
+
+    /// [`Self::score`] for several prompts at once: the answers of all (prompt, image) pairs decode in batches of
+    /// up to `batch`, and are embedded together.
+    pub fn score_all(&self, prompts: &[&str]) -> Result<Vec<(Accuracy, Vec<Judged>)>> {
+        let _span = tracing::info_span!("vlm_score", prompts = prompts.len(), images = self.paths.len()).entered();
+        let options = GenerateOptions::greedy(self.max_new_tokens, self.vlm.stop_tokens.clone());
+        let questions: Vec<String> = prompts.iter().map(|p| question(p)).collect();
+        // Image by image, so that a batch holds few images, each with many questions.
+        let pairs: Vec<(usize, usize)> =
+            (0..self.paths.len()).flat_map(|i| (0..prompts.len()).map(move |p| (p, i))).collect();
+        let mut answers = vec![String::new(); pairs.len()];
+        let mut done = 0;
+        for chunk in pairs.chunks(self.batch) {
+            let runs: Vec<&[(usize, usize)]> = chunk.chunk_by(|a, b| a.1 == b.1).collect();
+            let images: Vec<Rc<ImageFeatures>> =
+                runs.iter().map(|run| self.features(run[0].1)).collect::<Result<_>>()?;
+            let mut groups: Vec<SharedPrefix> = Vec::new();
+            let mut replaced = Vec::new();
+            for (same_image, image) in runs.iter().zip(&images) {
+                let mut prompts = Vec::with_capacity(same_image.len());
+                let mut positions = Vec::new();
+                for &(p, _) in *same_image {
+                    let (ids, image_positions) = self.vlm.prompt(&questions[p], image.tokens)?;
+                    prompts.push(ids);
+                    positions = image_positions;
+                }
+                let shared = shared_prefix(&prompts);
+                ensure!(
+                    positions.last().is_none_or(|&p| p < shared),
+                    "the questions' shared prefix ({shared} tokens) ends inside the image's tokens"
+                );
+                groups.push(SharedPrefix {
+                    prefix: prompts[0][..shared].to_vec(),
+                    continuations: prompts.iter().map(|ids| ids[shared..].to_vec()).collect(),
+                    steer: None,
+                });
                 replaced.push(PromptEmbeddings { positions, values: &image.features });
             }
-            let generation = generate_replacing(self.backend, &self.vlm.llm, &requests, &replaced, &options)?;
+            let generation = generate_shared(self.backend, &self.vlm.llm, &groups, &replaced, &options)?;
             for sequence in &generation.sequences {
-                answers.push(self.vlm.tokenizer.decode(&sequence.tokens)?);
+                answers[done + sequence.index] = self.vlm.tokenizer.decode(&sequence.tokens)?;
             }
+            done += chunk.len();
         }
         let embedded = self.matcher.embed(self.backend, &answers)?;
-        let mut judged = Vec::with_capacity(answers.len());
-        let mut ranks = Vec::with_capacity(answers.len());
-        for (i, (answer, e)) in answers.into_iter().zip(embedded).enumerate() {
+        let mut out: Vec<(Vec<Judged>, Vec<usize>)> = vec![(Vec::new(), Vec::new()); prompts.len()];
+        for ((&(p, i), answer), e) in pairs.iter().zip(answers).zip(embedded) {
             let e = normalised(e);
             let cosines: Vec<f32> = self.classes.iter().map(|c| c.iter().zip(&e).map(|(a, b)| a * b).sum()).collect();
             // The first class of the highest cosine, as argmax takes it.
             let predicted =
                 cosines.iter().enumerate().fold(0, |best, (c, &v)| if v > cosines[best] { c } else { best });
             let label = self.labels[i];
-            ranks.push(cosines.iter().filter(|&&v| v > cosines[label]).count());
-            judged.push(Judged { image: i, label, answer, predicted });
+            out[p].1.push(cosines.iter().filter(|&&v| v > cosines[label]).count());
+            out[p].0.push(Judged { image: i, label, answer, predicted });
         }
-        Ok((accuracy(&judged, &ranks, self.classes.len()), judged))
+        Ok(out.into_iter().map(|(judged, ranks)| (accuracy(&judged, &ranks, self.classes.len()), judged)).collect())
     }
+
+    /// The images' labels, in order.
+    pub fn labels(&self) -> &[usize] {
+        &self.labels
+    }
+}
+
+/// The tokens all of `prompts` begin with, less one where that would leave one of them nothing to continue with.
+fn shared_prefix(prompts: &[Vec<u32>]) -> usize {
+    let first = &prompts[0];
+    let common = prompts[1..]
+        .iter()
+        .map(|p| first.iter().zip(p).take_while(|(a, b)| a == b).count())
+        .fold(first.len(), usize::min);
+    let shortest = prompts.iter().map(Vec::len).min().unwrap_or(0);
+    common.min(shortest.saturating_sub(1))
 }
 
 /// Top-1, top-5 (with five classes or more; a class ranked by how many classes have a higher cosine) and the mean
@@ -144,6 +251,15 @@ mod tests {
     #[test]
     fn the_question_is_the_reference_s() {
         assert_eq!(question(r#"Describe the "category" in this image"#), "Describe the category in this image?");
+    }
+
+    #[test]
+    fn the_shared_prefix_leaves_every_prompt_a_token() {
+        assert_eq!(shared_prefix(&[vec![1, 2, 3, 4], vec![1, 2, 5]]), 2);
+        assert_eq!(shared_prefix(&[vec![1, 2, 3], vec![1, 2, 3]]), 2);
+        assert_eq!(shared_prefix(&[vec![1, 2, 3]]), 2);
+        assert_eq!(shared_prefix(&[vec![1, 2, 3], vec![1, 2]]), 1);
+        assert_eq!(shared_prefix(&[vec![7], vec![8, 9]]), 0);
     }
 
     #[test]

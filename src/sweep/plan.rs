@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 /// Settings that describe a dataset: they belong in a `[[datasets]]` entry, not among the fixed ones or the axes.
 const DATASET_KEYS: [&str; 4] = ["dataset", "split-file", "dataset-name", "description"];
 /// Axes whose values name models: a cell folder shows the model's last path component.
-const MODEL_AXES: [&str; 2] = ["clip", "llm"];
+const MODEL_AXES: [&str; 4] = ["clip", "vlm", "matcher", "llm"];
 
 /// What the `[slurm]` table (or the flags) ask of each array task.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -335,10 +335,11 @@ fn check_settings(table: &toml::Table) -> Result<()> {
     Ok(())
 }
 
-/// Model axes first (clip, then llm), seed last, any other in between by name.
+/// Model axes first (the judge: clip or vlm and matcher, then llm), seed last, any other in between by name.
 fn axis_rank(key: &str) -> (usize, String) {
     match key {
-        "clip" => (0, String::new()),
+        "clip" | "vlm" => (0, String::new()),
+        "matcher" => (0, "matcher".to_string()),
         "llm" => (1, String::new()),
         "seed" => (3, String::new()),
         other => (2, other.to_string()),
@@ -454,7 +455,7 @@ mod tests {
             ]
         );
         let cell = &cells[6];
-        assert_eq!(cell.settings.clip, "/models/clip-large");
+        assert_eq!(cell.settings.clip.as_deref(), Some("/models/clip-large"));
         assert_eq!(cell.settings.dataset, PathBuf::from("/data/dtd"));
         assert_eq!(cell.settings.dataset_name, "DTD");
         assert_eq!((cell.settings.seed, cell.settings.steps, cell.settings.shots), (1, 4, 1));
@@ -474,6 +475,20 @@ mod tests {
         assert_eq!(cell.config["top-p"].as_float(), Some(0.9));
         assert!(!cell.config.contains_key("split-file") && !cell.config.contains_key("layer"));
         assert_eq!(resolve(cell.config.clone(), Path::new("plans")).unwrap(), cell.settings);
+    }
+
+    #[test]
+    fn vlm_and_matcher_axes_name_the_cells_folders() {
+        let plan = parse(
+            "llm = \"org/Llama-3\"\n[grid]\nseed = [1]\nmatcher = [\"st/mpnet\", \"st/minilm\"]\n\
+             vlm = [\"hf/llava-ov-7b\"]\n[[datasets]]\ndataset-name = \"DTD\"\ndataset = \"d\"\n",
+        )
+        .unwrap();
+        let cells = plan.cells(Path::new("out")).unwrap();
+        let ids: Vec<&str> = cells.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["llava-ov-7b/mpnet/dtd/seed1", "llava-ov-7b/minilm/dtd/seed1"]);
+        assert_eq!(cells[1].settings.matcher.as_deref(), Some("st/minilm"));
+        assert_eq!(cells[1].settings.samples, 5, "the VLM path's default");
     }
 
     #[test]

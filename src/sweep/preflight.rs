@@ -7,7 +7,9 @@ use super::plan::Cell;
 use crate::checkpoint::{self, gguf::GgufFile};
 use crate::glov::{datasets, meta_prompt::MetaPrompt};
 use crate::models::clip::ClipConfig;
+use crate::models::llava::config::LlavaConfig;
 use crate::models::llm::LlmConfig;
+use crate::models::sentence::config::SentenceConfig;
 use anyhow::{Context, Result};
 use std::path::Path;
 
@@ -22,13 +24,21 @@ pub fn problems(cells: &[Cell]) -> Vec<String> {
         let s = &cell.settings;
         let mut checks: Vec<(String, Check)> = vec![
             (format!("llm {}", s.llm), Box::new(|| llm(&s.llm))),
-            (format!("clip {}", s.clip), Box::new(|| clip(&s.clip))),
             (format!("dataset {}", s.dataset.display()), Box::new(|| folder("the dataset", &s.dataset))),
             (
                 format!("dataset-name {}", s.dataset_name),
                 Box::new(|| datasets::resolve(&s.dataset_name, s.description.as_deref()).map(drop)),
             ),
         ];
+        if let Some(model) = &s.clip {
+            checks.push((format!("clip {model}"), Box::new(|| clip(model))));
+        }
+        if let Some(model) = &s.vlm {
+            checks.push((format!("vlm {model}"), Box::new(|| vlm(model))));
+        }
+        if let Some(model) = &s.matcher {
+            checks.push((format!("matcher {model}"), Box::new(|| matcher(model))));
+        }
         if let Some(split) = &s.split_file {
             checks.push((format!("split-file {}", split.display()), Box::new(|| file("the split file", split))));
         }
@@ -78,4 +88,13 @@ fn llm(model: &str) -> Result<()> {
 
 fn clip(model: &str) -> Result<()> {
     ClipConfig::from_json(&config_of(model)?).context("not a supported CLIP model").map(drop)
+}
+
+fn vlm(model: &str) -> Result<()> {
+    LlavaConfig::from_json(&config_of(model)?).context("not a supported LLaVA-OneVision model").map(drop)
+}
+
+/// A sentence-transformers directory whose modules glov-cuda reads.
+fn matcher(model: &str) -> Result<()> {
+    SentenceConfig::read(&checkpoint::resolve_model(model)?).context("not a supported sentence model").map(drop)
 }

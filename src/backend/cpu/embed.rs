@@ -48,6 +48,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn im2col_leaves_out_the_pixels_past_the_last_whole_patch() {
+        // A 5x5 image in 2x2 patches: a 2x2 grid, row and column 4 unseen (a stride-2 convolution's output).
+        let pixels: Vec<f32> =
+            (0..3).flat_map(|c| (0..5).flat_map(move |y| (0..5).map(move |x| (100 * c + 10 * y + x) as f32))).collect();
+        let cols = im2col(&pixels, 1, 5, 2);
+        assert_eq!(cols.len(), 4 * 12);
+        // The last patch (bottom right): rows 2-3, columns 2-3 of each channel.
+        assert_eq!(&cols[36..40], &[22.0, 23.0, 32.0, 33.0]);
+        assert_eq!(&cols[44..48], &[222.0, 223.0, 232.0, 233.0]);
+        assert!(cols.iter().all(|v| (*v as i32) % 10 != 4 && ((*v as i32) / 10) % 10 != 4));
+    }
+
+    #[test]
     fn im2col_orders_patches_in_raster_order() {
         // One 4x4 image with 2x2 patches; channel c, pixel (y, x) holds 100c + 10y + x.
         let pixels: Vec<f32> =

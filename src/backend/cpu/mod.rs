@@ -495,10 +495,7 @@ impl Backend for CpuBackend {
         class_embedding: &CpuWeight,
         positions: &CpuWeight,
     ) -> Result<CpuTensor> {
-        ensure!(
-            patch > 0 && image_size.is_multiple_of(patch),
-            "image size {image_size} is not a multiple of the patch size {patch}"
-        );
+        ensure!(patch > 0 && patch <= image_size, "a patch of {patch} pixels does not fit an image of {image_size}");
         check_cols("patch embedding", pixels, 3 * image_size * image_size)?;
         let dim = weight.rows;
         ensure!(

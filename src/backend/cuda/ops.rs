@@ -378,7 +378,7 @@ pub fn patch_embed(gpu: &Gpu, pixels: &DTensor, p: &PatchEmbedding, variant: Var
     let PatchEmbedding { size, patch, weight, class_embedding, positions } = *p;
     pixels.expect("pixels", DType::F32)?;
     ensure!(
-        size.is_multiple_of(patch) && pixels.cols == 3 * size * size,
+        patch > 0 && patch <= size && pixels.cols == 3 * size * size,
         "patch_embed: pixels [_, {}] for size {size}",
         pixels.cols
     );

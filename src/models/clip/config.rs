@@ -62,10 +62,10 @@ impl VisionConfig {
             patch_size: get_size(map, "vision_config", "patch_size", patch, limits::MAX_IMAGE_SIZE)?,
         };
         ensure!(
-            vision.image_size.is_multiple_of(vision.patch_size),
-            "config.json: vision_config.image_size {} is not a multiple of patch_size {}",
-            vision.image_size,
-            vision.patch_size
+            vision.patch_size > 0 && vision.patch_size <= vision.image_size,
+            "config.json: vision_config.patch_size {} does not fit image_size {}",
+            vision.patch_size,
+            vision.image_size
         );
         Ok(vision)
     }

@@ -3,7 +3,7 @@
 
 pub(crate) mod config;
 pub(crate) mod encoder;
-mod random;
+pub(crate) mod random;
 mod text;
 mod vision;
 

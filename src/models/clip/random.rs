@@ -4,12 +4,12 @@ use super::config::{ClipConfig, TowerConfig};
 use crate::checkpoint::{DType, WeightStore};
 use crate::models::random::RandomWeights;
 
-fn norm(b: &mut RandomWeights, prefix: &str, dim: usize) {
+pub(crate) fn norm(b: &mut RandomWeights, prefix: &str, dim: usize) {
     b.add(&format!("{prefix}.weight"), &[dim], 1.0, 0.02);
     b.add(&format!("{prefix}.bias"), &[dim], 0.0, 0.02);
 }
 
-fn encoder(b: &mut RandomWeights, prefix: &str, c: &TowerConfig) {
+pub(crate) fn encoder(b: &mut RandomWeights, prefix: &str, c: &TowerConfig) {
     let (d, f) = (c.hidden_size, c.intermediate_size);
     for i in 0..c.num_layers {
         let p = format!("{prefix}.layers.{i}");

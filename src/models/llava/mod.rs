@@ -7,28 +7,26 @@
 //! `image_newline`) and the newer one under `model.` (with `lm_head.*`).
 
 pub mod config;
+pub mod image_encoder;
 pub mod pack;
+pub mod random;
 pub mod vision;
 
 use crate::backend::Backend;
 use crate::checkpoint::{Checkpoint, StoredTensor, WeightStore};
-use crate::generation::generate::{GenerateOptions, PromptEmbeddings, Request, Streams, generate_replacing};
+use crate::generation::generate::{GenerateOptions, PromptEmbeddings, Request, generate_replacing};
 use crate::generation::prompt_logits::last_logits_replacing;
 use crate::models::llm::{Llm, LlmConfig};
-use crate::preprocess::anyres::{AnyresConfig, AnyresImage};
-use crate::sampling::SamplingParams;
+use crate::preprocess::anyres::AnyresConfig;
 use crate::tokenizer::LlmTokenizer;
 use anyhow::{Context, Result, ensure};
 use config::LlavaConfig;
 use image::RgbImage;
-use vision::{Prefixes, VisionTower};
+pub use image_encoder::{ImageEncoder, ImageFeatures};
 
 pub struct LlavaModel<B: Backend> {
     pub checkpoint: Checkpoint,
-    pub config: LlavaConfig,
-    pub processor: AnyresConfig,
-    vision: VisionTower<B>,
-    newline: Vec<f32>,
+    pub image: ImageEncoder<B>,
     pub llm: Llm<B>,
     pub tokenizer: LlmTokenizer,
     pub stop_tokens: Vec<u32>,
@@ -85,42 +83,20 @@ fn language_model(checkpoint: &Checkpoint) -> Result<(LlmConfig, WeightStore)> {
     Ok((config, store))
 }
 
-/// One image through the image side: its tiles and the features that replace its image tokens.
-pub struct ImageFeatures {
-    pub tiles: AnyresImage,
-    /// `[tokens, text_hidden]`, flattened.
-    pub features: Vec<f32>,
-    pub tokens: usize,
-}
-
 impl<B: Backend> LlavaModel<B> {
     pub fn open(backend: &B, model: &str) -> Result<Self> {
         let checkpoint = Checkpoint::open(model)?;
         let dir = checkpoint.dir.display().to_string();
         let config = LlavaConfig::from_json(&checkpoint.config).with_context(|| format!("model {dir}"))?;
         let processor = AnyresConfig::from_file(&checkpoint.file("preprocessor_config.json")?)?;
-        ensure!(
-            processor.tile as usize == config.vision.image_size,
-            "{dir}: preprocessor_config.json makes {}-pixel tiles, the vision tower takes {}",
-            processor.tile,
-            config.vision.image_size
-        );
-        let pinpoints: Vec<(usize, usize)> =
-            processor.pinpoints.iter().map(|&(h, w)| (h as usize, w as usize)).collect();
-        ensure!(
-            pinpoints == config.pinpoints,
-            "{dir}: the image_grid_pinpoints of preprocessor_config.json and config.json differ"
-        );
-        let prefixes = Prefixes::find(&checkpoint.weights).with_context(|| format!("model {dir}"))?;
-        let vision = VisionTower::load(backend, &checkpoint.weights, &config, &prefixes)
-            .with_context(|| format!("loading the vision tower of {dir}"))?;
-        let newline = checkpoint.weights.get_shaped(&prefixes.newline, &[config.text_hidden])?.to_f32();
+        let image = ImageEncoder::load(backend, &checkpoint.weights, config, processor, &dir)
+            .with_context(|| format!("loading the image side of {dir}"))?;
         let (llm_config, store) = language_model(&checkpoint).with_context(|| format!("model {dir}"))?;
         ensure!(
-            llm_config.hidden_size == config.text_hidden,
+            llm_config.hidden_size == image.config.text_hidden,
             "{dir}: the language model's width {} is not the projector's {}",
             llm_config.hidden_size,
-            config.text_hidden
+            image.config.text_hidden
         );
         let llm = Llm::from_store(backend, &store, llm_config)
             .with_context(|| format!("loading the language model of {dir}"))?;
@@ -129,18 +105,18 @@ impl<B: Backend> LlavaModel<B> {
             stop_tokens.push(end);
         }
         ensure!(
-            (config.image_token as usize) < llm.config.vocab_size,
+            (image.config.image_token as usize) < llm.config.vocab_size,
             "{dir}: image_token_index {} is outside the vocabulary",
-            config.image_token
+            image.config.image_token
         );
-        Ok(Self { checkpoint, config, processor, vision, newline, llm, tokenizer, stop_tokens })
+        Ok(Self { checkpoint, image, llm, tokenizer, stop_tokens })
     }
 
     /// The conversation's ids for `question`, with the one image token repeated `image_tokens` times, and the
     /// positions of those copies.
     pub fn prompt(&self, question: &str, image_tokens: usize) -> Result<(Vec<u32>, Vec<usize>)> {
         let ids = self.tokenizer.encode_rendered(&CONVERSATION.replacen("{}", question, 1))?;
-        let image = self.config.image_token;
+        let image = self.image.config.image_token;
         let at: Vec<usize> = ids.iter().enumerate().filter(|(_, t)| **t == image).map(|(i, _)| i).collect();
         ensure!(
             at.len() == 1,
@@ -162,40 +138,15 @@ impl<B: Backend> LlavaModel<B> {
         question: &str,
         max_new_tokens: usize,
     ) -> Result<(Answer, ImageFeatures)> {
-        let image = self.image_features(backend, img)?;
+        let image = self.image.features(backend, img)?;
         let (input_ids, positions) = self.prompt(question, image.tokens)?;
         let replaced = PromptEmbeddings { positions, values: &image.features };
         let last_logits = last_logits_replacing(backend, &self.llm, &input_ids, None, &replaced)?;
-        let options = GenerateOptions {
-            max_new_tokens,
-            sampling: SamplingParams { temperature: 0.0, top_k: 0, top_p: 1.0, greedy: true },
-            seed: 0,
-            stop_tokens: self.stop_tokens.clone(),
-            steer: None,
-            streams: Streams::Batch,
-        };
+        let options = GenerateOptions::greedy(max_new_tokens, self.stop_tokens.clone());
         let request = Request { prompt: input_ids.clone(), n: 1, steer: None };
         let generation = generate_replacing(backend, &self.llm, &[request], &[replaced], &options)?;
         let answer_ids = generation.sequences[0].tokens.clone();
         let answer = self.tokenizer.decode(&answer_ids)?;
         Ok((Answer { input_ids, image_tokens: image.tokens, last_logits, answer_ids, answer }, image))
-    }
-
-    /// The packed features of one image.
-    pub fn image_features(&self, backend: &B, img: &RgbImage) -> Result<ImageFeatures> {
-        let tiles = self.processor.tiles(img)?;
-        self.vision.check_tiles(tiles.pixels.len(), tiles.tiles)?;
-        let s = self.config.vision.image_size;
-        let pixels = backend.upload(&tiles.pixels, tiles.tiles, 3 * s * s)?;
-        let features = backend.download(&self.vision.features(backend, &pixels, tiles.tiles)?)?;
-        let side = self.config.vision.grid();
-        let grid = (tiles.best.0 as usize / s, tiles.best.1 as usize / s);
-        let size = (tiles.size.0 as usize, tiles.size.1 as usize);
-        let channels = self.config.text_hidden;
-        let per_tile = self.vision.tokens_per_tile();
-        let features =
-            pack::pack(&features, channels, per_tile, side, grid, size, self.config.max_tiles, &self.newline)?;
-        let tokens = features.len() / channels;
-        Ok(ImageFeatures { tiles, features, tokens })
     }
 }

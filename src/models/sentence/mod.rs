@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod encoder;
+pub mod random;
 
 use crate::backend::Backend;
 use crate::checkpoint::Checkpoint;
@@ -23,8 +24,15 @@ const TOKENS_PER_PASS: usize = 16384;
 pub struct SentenceModel<B: Backend> {
     pub checkpoint: Checkpoint,
     pub config: SentenceConfig,
-    pub encoder_config: EncoderConfig,
     pub tokenizer: SentenceTokenizer,
+    pub encoder: SentenceEncoder<B>,
+}
+
+/// The transformer with its pooling and normalisation: token ids in, sentence embeddings out.
+pub struct SentenceEncoder<B: Backend> {
+    pub config: EncoderConfig,
+    pub pooling: Pooling,
+    pub normalize: bool,
     encoder: Encoder<B>,
 }
 
@@ -39,25 +47,49 @@ impl<B: Backend> SentenceModel<B> {
             config.max_seq_length,
             config.lower_case,
         )?;
-        let encoder = Encoder::load(backend, &checkpoint.weights, &encoder_config)
-            .with_context(|| format!("loading the sentence encoder from {}", checkpoint.dir.display()))?;
-        Ok(Self { checkpoint, config, encoder_config, tokenizer, encoder })
+        let encoder =
+            SentenceEncoder::load(backend, &checkpoint.weights, encoder_config, config.pooling, config.normalize)
+                .with_context(|| format!("loading the sentence encoder from {}", checkpoint.dir.display()))?;
+        Ok(Self { checkpoint, config, tokenizer, encoder })
     }
 
     /// The embedding's width.
     pub fn dim(&self) -> usize {
-        self.encoder_config.hidden_size
+        self.encoder.dim()
     }
 
     /// One embedding per text, in order.
     pub fn embed(&self, backend: &B, texts: &[String]) -> Result<Vec<Vec<f32>>> {
         let _span = tracing::info_span!("sentence_embed", texts = texts.len()).entered();
         let ids: Vec<Vec<u32>> = texts.iter().map(|t| self.tokenizer.encode(t)).collect::<Result<_>>()?;
+        self.encoder.embed_ids(backend, &ids)
+    }
+}
+
+impl<B: Backend> SentenceEncoder<B> {
+    pub fn load(
+        backend: &B,
+        store: &crate::checkpoint::WeightStore,
+        config: EncoderConfig,
+        pooling: Pooling,
+        normalize: bool,
+    ) -> Result<Self> {
+        let encoder = Encoder::load(backend, store, &config)?;
+        Ok(Self { config, pooling, normalize, encoder })
+    }
+
+    /// The embedding's width.
+    pub fn dim(&self) -> usize {
+        self.config.hidden_size
+    }
+
+    /// One embedding per tokenised sentence, in order.
+    pub fn embed_ids(&self, backend: &B, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
         let mut by_length: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for (i, row) in ids.iter().enumerate() {
             by_length.entry(row.len()).or_default().push(i);
         }
-        let mut out = vec![Vec::new(); texts.len()];
+        let mut out = vec![Vec::new(); ids.len()];
         for (&seq, members) in &by_length {
             anyhow::ensure!(seq > 0, "a text tokenised to no tokens (the tokenizer adds no special token)");
             for chunk in members.chunks((TOKENS_PER_PASS / seq).max(1)) {
@@ -75,7 +107,7 @@ impl<B: Backend> SentenceModel<B> {
     /// tokens.
     fn pool(&self, backend: &B, ids: &[u32], batch: usize, seq: usize) -> Result<B::Tensor> {
         let hidden = self.encoder.forward(backend, ids, batch, seq)?;
-        let pooled = match self.config.pooling {
+        let pooled = match self.pooling {
             Pooling::Mean => {
                 let segments: Vec<(usize, usize)> = (0..batch).map(|b| (b * seq, seq)).collect();
                 backend.mean_rows(&hidden, &segments)?
@@ -92,6 +124,6 @@ impl<B: Backend> SentenceModel<B> {
                 backend.upload(&max, batch, d)?
             }
         };
-        if self.config.normalize { backend.l2_normalize(&pooled) } else { Ok(pooled) }
+        if self.normalize { backend.l2_normalize(&pooled) } else { Ok(pooled) }
     }
 }
