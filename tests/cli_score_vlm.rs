@@ -121,3 +121,62 @@ fn answers_are_the_vlm_s_and_predictions_the_matcher_s() {
     );
     assert!(!out.status.success() && stderr(&out).contains("holds no prompts"), "{}", stderr(&out));
 }
+
+#[test]
+fn image_features_are_written_to_the_disk_cache_once_and_read_back_unchanged() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (vlm, matcher) = (fixtures().join("llava-tiny"), fixtures().join("sentence").join("mpnet-mean"));
+    let dataset = fixtures().join("scoring").join("dataset");
+    let prompts = dir.path().join("prompts.txt");
+    std::fs::write(&prompts, "What is shown in this picture\nName the object\n").unwrap();
+    let score = |extra: &[&str], answers: &str| {
+        let answers = dir.path().join(answers);
+        let mut args = vec![
+            "score",
+            "--vlm",
+            vlm.to_str().unwrap(),
+            "--matcher",
+            matcher.to_str().unwrap(),
+            "--dataset",
+            dataset.to_str().unwrap(),
+            "--prompts",
+            prompts.to_str().unwrap(),
+            "--max-new-tokens",
+            "6",
+            "--answers",
+            answers.to_str().unwrap(),
+            "--format",
+            "json",
+        ];
+        args.extend(extra);
+        let report = run(&args, cache.path());
+        (report["templates"].clone(), std::fs::read_to_string(answers).unwrap(), report["images"].as_u64().unwrap())
+    };
+    let cached_files = || -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
+        let mut files = Vec::new();
+        for folder in std::fs::read_dir(cache.path()).unwrap().map(|e| e.unwrap().path()) {
+            let name = folder.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(name.starts_with("vlm-features-v1-cpu-"), "{name}");
+            for file in std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().path()) {
+                files.push((file.clone(), std::fs::metadata(&file).unwrap().modified().unwrap()));
+            }
+        }
+        files.sort();
+        files
+    };
+
+    let (first, first_answers, images) = score(&[], "first.jsonl");
+    let written = cached_files();
+    assert_eq!(written.len() as u64, images, "one file per image: {written:?}");
+    // Nothing kept in memory: every batch reads its image's features back from the disk, and the files are not
+    // written again (a miss would encode the image again and replace its file).
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let (again, again_answers, _) = score(&["--vlm-feature-memory", "0"], "again.jsonl");
+    assert_eq!((&again, &again_answers), (&first, &first_answers));
+    assert_eq!(cached_files(), written, "read, not rewritten");
+    // Without the cache, the same answers, and the cache is left alone.
+    let (uncached, uncached_answers, _) = score(&["--vlm-feature-memory", "0", "--no-cache"], "uncached.jsonl");
+    assert_eq!((&uncached, &uncached_answers), (&first, &first_answers));
+    assert_eq!(cached_files(), written);
+}

@@ -182,11 +182,11 @@ pub fn run<B: BenchDevice>(backend: &B, args: VlmBenchArgs) -> Result<()> {
     let img = synthetic_image(args.image, args.seed);
     let tiles = encoder.tiles(&img)?;
     let tower = encoder.tower(backend, &tiles)?;
-    let image: ImageFeatures = encoder.pack(tiles.clone(), &tower)?;
+    let image: ImageFeatures = encoder.pack(&tiles, &tower)?;
     let tiles_seconds = median_seconds("anyres tiles", args.repeat, || encoder.tiles(&img).map(|_| ()))?;
     let tower_seconds =
         median_seconds("vision tower and projector", args.repeat, || encoder.tower(backend, &tiles).map(|_| ()))?;
-    let pack_seconds = median_seconds("packing", args.repeat, || encoder.pack(tiles.clone(), &tower).map(|_| ()))?;
+    let pack_seconds = median_seconds("packing", args.repeat, || encoder.pack(&tiles, &tower).map(|_| ()))?;
     let image_seconds = tiles_seconds + tower_seconds + pack_seconds;
 
     let prefix_tokens = BEFORE_IMAGE + image.tokens + BEFORE_QUESTION;
@@ -246,11 +246,11 @@ pub fn run<B: BenchDevice>(backend: &B, args: VlmBenchArgs) -> Result<()> {
         "repeat": args.repeat,
         "init_seconds": init_seconds,
         "image": {
-            "size": [args.image.0, args.image.1], "resolution": [image.tiles.best.1, image.tiles.best.0],
-            "tiles": image.tiles.tiles, "image_tokens": image.tokens,
+            "size": [args.image.0, args.image.1], "resolution": [tiles.best.1, tiles.best.0],
+            "tiles": image.tiles, "image_tokens": image.tokens,
             "tiles_seconds": tiles_seconds, "tower_seconds": tower_seconds, "pack_seconds": pack_seconds,
             "seconds": image_seconds, "images_per_s": 1.0 / image_seconds,
-            "tiles_per_s": image.tiles.tiles as f64 / tower_seconds,
+            "tiles_per_s": image.tiles as f64 / tower_seconds,
             "what": "one image: the processor's tiles (host), the vision tower and projector (backend), the packing \
                      with image_newline (host)",
         },

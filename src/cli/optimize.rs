@@ -315,6 +315,7 @@ pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, file: ConfigFile, quiet:
         max_new_tokens: settings.vlm_max_new_tokens,
         batch: settings.vlm_batch,
         memory: FeatureMemory::new(settings.vlm_feature_memory.saturating_mul(1 << 30)),
+        cache_dir: if settings.no_cache { None } else { settings.cache_dir.clone().or_else(default_cache_dir) },
     };
     let mut vlm_judge = match (&vlm, &matcher) {
         (Some(vlm), Some(matcher)) => Some(VlmJudge::new(
@@ -395,7 +396,7 @@ pub fn run<B: Backend>(backend: &B, args: OptimizeArgs, file: ConfigFile, quiet:
             baselines::run(backend, &llm, &judge.test, &test.classnames, &settings, optimizer.run_dir())?;
     }
     write_results(&optimizer, &results)?;
-    print!("{}", report::summary_table(&results, settings.method));
+    print!("{}", report::summary_table(&results, settings.method, optimizer.config().prompts));
     println!("run directory: {}", optimizer.run_dir().path().display());
     Ok(())
 }
@@ -407,8 +408,9 @@ fn log_step(optimizer: &Optimizer, total: usize, tokens: usize) {
     let scored: usize = steps.iter().map(|s| s.new_templates).sum();
     let rejected: usize = steps.iter().map(|s| s.rejected).sum();
     let seconds = first.generate_seconds + first.score_seconds;
+    let noun = optimizer.config().prompts.noun();
     tracing::info!(
-        "step {}/{total}: {}; new templates scored: {scored}, answers without a template: {rejected}; {seconds:.1} s \
+        "step {}/{total}: {}; new {noun}s scored: {scored}, answers without a {noun}: {rejected}; {seconds:.1} s \
          ({:.0} tokens/s generating)",
         optimizer.completed_steps(),
         best_per_alpha(optimizer),

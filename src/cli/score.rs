@@ -28,7 +28,7 @@ pub struct ScoreArgs {
         value_name = "MODEL",
         requires_all = ["matcher", "prompts"],
         conflicts_with_all = ["templates", "template_set", "descriptions", "waffle", "ensemble", "skip_bad_images",
-                              "image_batch", "text_batch", "cache_dir", "no_cache"]
+                              "image_batch", "text_batch"]
     )]
     vlm: Option<String>,
     /// The sentence-transformers model that matches an answer to the class whose name it is nearest to (cosine of
@@ -44,6 +44,10 @@ pub struct ScoreArgs {
     /// Most VLM answers decoded together.
     #[arg(long, default_value = "64", value_name = "N")]
     vlm_batch: NonZeroUsize,
+    /// Host memory, in GiB, for the VLM's image features; the others are read back from the disk cache (or
+    /// encoded again each time under --no-cache).
+    #[arg(long, default_value_t = DEFAULT_FEATURE_MEMORY_GIB, value_name = "GIB", requires = "vlm")]
+    vlm_feature_memory: usize,
     /// Write every VLM answer to this JSONL file: prompt, image, label, answer, predicted class.
     #[arg(long, value_name = "FILE", requires = "vlm")]
     answers: Option<PathBuf>,
@@ -98,7 +102,7 @@ pub struct ScoreArgs {
     /// Most texts per text-tower pass.
     #[arg(long, default_value = "1024", value_name = "N")]
     text_batch: NonZeroUsize,
-    /// Folder of the image-feature cache (default: $GLOV_CUDA_CACHE, else $XDG_CACHE_HOME/glov-cuda, else
+    /// Folder of the image-feature caches, CLIP's and the VLM's (default: $GLOV_CUDA_CACHE, else $XDG_CACHE_HOME/glov-cuda, else
     /// ~/.cache/glov-cuda).
     #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
     cache_dir: Option<PathBuf>,
@@ -221,7 +225,8 @@ fn run_generative<B: Backend>(backend: &B, args: ScoreArgs) -> Result<()> {
     let ask = AskOptions {
         max_new_tokens: args.max_new_tokens.get(),
         batch: args.vlm_batch.get(),
-        memory: FeatureMemory::new(DEFAULT_FEATURE_MEMORY_GIB << 30),
+        memory: FeatureMemory::new(args.vlm_feature_memory.saturating_mul(1 << 30)),
+        cache_dir: if args.no_cache { None } else { args.cache_dir.clone().or_else(default_cache_dir) },
     };
     let scorer = GenerativeScorer::new(backend, (&vlm_model, &matcher_model), &paths, labels, &data.classnames, &ask)?;
     let mut rows = Vec::with_capacity(prompts.len());

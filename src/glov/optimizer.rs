@@ -65,6 +65,14 @@ impl PromptKind {
             PromptKind::Question => parse_question(raw),
         }
     }
+
+    /// What the run's messages call one prompt.
+    pub fn noun(self) -> &'static str {
+        match self {
+            PromptKind::Template => "template",
+            PromptKind::Question => "prompt",
+        }
+    }
 }
 
 /// What the loop needs to know of the run's settings.

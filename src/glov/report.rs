@@ -191,11 +191,11 @@ pub fn best_templates(r: &Results) -> String {
 
 /// The summary printed at the end of a run.
 /// The table printed at the end of a run of `method`.
-pub fn summary_table(r: &Results, method: Method) -> String {
+pub fn summary_table(r: &Results, method: Method, kind: PromptKind) -> String {
+    let noun = kind.noun();
     let mut out = String::new();
     let _ = writeln!(out, "{} on {} after {} steps (accuracies: top-1 %)", method.label(), r.dataset, r.steps);
-    let _ =
-        writeln!(out, "{:>8}  {:>8}  {:>6}  {:>6}  {:>6}  best template", "alpha", "scored", "train", "val", "test");
+    let _ = writeln!(out, "{:>8}  {:>8}  {:>6}  {:>6}  {:>6}  best {noun}", "alpha", "scored", "train", "val", "test");
     let b = &r.baseline;
     let _ = writeln!(
         out,
@@ -215,7 +215,7 @@ pub fn summary_table(r: &Results, method: Method) -> String {
             t.best_template
         );
     }
-    let _ = writeln!(out, "train: best template's few-shot accuracy; val and test: the ensemble of the chosen step");
+    let _ = writeln!(out, "train: best {noun}'s few-shot accuracy; val and test: the ensemble of the chosen step");
     let _ = writeln!(
         out,
         "chosen alpha (*): {}; test accuracy {:.2} (baseline {:.2})",

@@ -49,8 +49,8 @@ pub struct Overrides {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vlm_batch: Option<usize>,
-    /// Host memory, in GiB, for the VLM's image features: those that fit are computed once per run, the train
-    /// split's first; the others each time they are asked about [default: 16].
+    /// Host memory, in GiB, for the VLM's image features (the train split's first); the others are read back from
+    /// the disk cache, or encoded again each time they are asked about under --no-cache [default: 16].
     #[arg(long, value_name = "GIB")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vlm_feature_memory: Option<usize>,
@@ -151,7 +151,7 @@ pub struct Overrides {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text_batch: Option<usize>,
-    /// Folder of the image-feature cache [default: as for `score`].
+    /// Folder of the image-feature caches, CLIP's and the VLM's [default: as for `score`].
     #[arg(long, value_name = "DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_dir: Option<PathBuf>,

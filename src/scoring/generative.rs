@@ -3,13 +3,17 @@
 //! encoder embeds each answer and every class name, and the class of highest cosine is the prediction.
 //!
 //! Each image's features are computed once and kept for every prompt while they fit the host memory given to them
-//! ([`FeatureMemory`], shared by the scorers of a run: the first one built fills it first); an image past it has its
-//! features computed again each time it is asked about. The class names are embedded once. The
+//! ([`FeatureMemory`], shared by the scorers of a run: the first one built fills it first). With a cache folder they
+//! are also written to disk ([`VlmFeatureCache`]), so that an image past the memory is read back instead of encoded
+//! again, and a later run of the same model on the same files encodes nothing; without one, an image past the
+//! memory has its features computed again each time it is asked about. The class names are embedded once. The
 //! (prompt, image) pairs decode in batches of at most `batch` answers, image by image: the questions about one image
 //! in a batch share its prefix (the system turn, the user header, the image's features), which is prefilled once
 //! for all of them.
 
 use super::Accuracy;
+use super::feature_cache::image_key;
+use super::vlm_feature_cache::VlmFeatureCache;
 use crate::backend::Backend;
 use crate::generation::generate::{GenerateOptions, PromptEmbeddings, SharedPrefix, generate_shared};
 use crate::models::llava::{ImageFeatures, LlavaModel};
@@ -64,6 +68,8 @@ pub struct AskOptions {
     pub max_new_tokens: usize,
     pub batch: usize,
     pub memory: FeatureMemory,
+    /// The folder of the feature caches on disk; `None`: no disk cache.
+    pub cache_dir: Option<PathBuf>,
 }
 
 pub struct GenerativeScorer<'a, B: Backend> {
@@ -74,6 +80,12 @@ pub struct GenerativeScorer<'a, B: Backend> {
     /// The features kept, by image.
     kept: RefCell<HashMap<usize, Rc<ImageFeatures>>>,
     memory: FeatureMemory,
+    disk: Option<VlmFeatureCache>,
+    /// Images encoded by the vision tower and read from the disk cache so far; whether a failed cache write was
+    /// reported.
+    encoded: Cell<usize>,
+    read_back: Cell<usize>,
+    warned: Cell<bool>,
     labels: Vec<usize>,
     /// L2-normalised class-name embeddings, `[classes][dim]`.
     classes: Vec<Vec<f32>>,
@@ -103,6 +115,15 @@ impl<'a, B: Backend> GenerativeScorer<'a, B> {
             "the batch and the answer's length must be at least 1"
         );
         let classes = matcher.embed(backend, classnames)?.into_iter().map(normalised).collect();
+        let disk = match &options.cache_dir {
+            Some(dir) => Some(VlmFeatureCache::open(
+                dir,
+                &vlm.checkpoint.checksum()?,
+                backend.kind(),
+                vlm.image.config.text_hidden,
+            )),
+            None => None,
+        };
         let scorer = Self {
             backend,
             vlm,
@@ -110,6 +131,10 @@ impl<'a, B: Backend> GenerativeScorer<'a, B> {
             paths: images.to_vec(),
             kept: RefCell::new(HashMap::new()),
             memory: options.memory.clone(),
+            disk,
+            encoded: Cell::new(0),
+            read_back: Cell::new(0),
+            warned: Cell::new(false),
             labels,
             classes,
             max_new_tokens: options.max_new_tokens,
@@ -119,26 +144,56 @@ impl<'a, B: Backend> GenerativeScorer<'a, B> {
         for i in 0..images.len() {
             scorer.features(i)?;
             if scorer.kept.borrow().len() <= i {
+                let then = if scorer.disk.is_some() { "read from the disk cache or encoded" } else { "encoded" };
                 tracing::info!(
                     kept = i,
                     images = images.len(),
-                    "image features past the memory given are computed when asked"
+                    "image features past the memory given are {then} when asked"
                 );
                 break;
             }
         }
+        tracing::info!(
+            encoded = scorer.encoded.get(),
+            read_from_disk = scorer.read_back.get(),
+            kept = scorer.kept.borrow().len(),
+            "image features"
+        );
         Ok(scorer)
     }
 
-    /// Image `i`'s features: kept ones, or computed (and kept where they fit).
+    /// Image `i`'s features: kept ones, else read from the disk cache, else computed (and written to the disk cache);
+    /// kept where they fit the memory.
     fn features(&self, i: usize) -> Result<Rc<ImageFeatures>> {
         if let Some(kept) = self.kept.borrow().get(&i) {
             return Ok(kept.clone());
         }
         let path = &self.paths[i];
-        let img = decode_rgb8(path).with_context(|| format!("image {}", path.display()))?;
-        let features =
-            Rc::new(self.vlm.image.features(self.backend, &img).with_context(|| format!("image {}", path.display()))?);
+        let key = match &self.disk {
+            Some(_) => Some(image_key(path)?),
+            None => None,
+        };
+        let cached = self.disk.as_ref().zip(key.as_deref()).and_then(|(disk, key)| disk.get(key));
+        let features = match cached {
+            Some(c) => {
+                self.read_back.set(self.read_back.get() + 1);
+                ImageFeatures { tiles: c.tiles, features: c.features, tokens: c.tokens }
+            }
+            None => {
+                let img = decode_rgb8(path).with_context(|| format!("image {}", path.display()))?;
+                let features =
+                    self.vlm.image.features(self.backend, &img).with_context(|| format!("image {}", path.display()))?;
+                self.encoded.set(self.encoded.get() + 1);
+                if let Some((disk, key)) = self.disk.as_ref().zip(key.as_deref())
+                    && let Err(e) = disk.put(key, &features.features, features.tiles)
+                    && !self.warned.replace(true)
+                {
+                    tracing::warn!("image features are not cached on disk: {e:#}");
+                }
+                features
+            }
+        };
+        let features = Rc::new(features);
         if self.memory.take(features.features.len() * std::mem::size_of::<f32>()) {
             self.kept.borrow_mut().insert(i, features.clone());
         }

@@ -8,6 +8,7 @@ pub mod image_features;
 pub mod scorer;
 pub mod template_sets;
 pub mod templates;
+pub mod vlm_feature_cache;
 pub mod waffle;
 
 pub use image_features::{EncodeOptions, ImageFeatures, default_cache_dir, encode_images};

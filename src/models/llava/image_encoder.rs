@@ -17,9 +17,10 @@ pub struct ImageEncoder<B: Backend> {
     newline: Vec<f32>,
 }
 
-/// One image through the image side: its tiles and the features that replace its image tokens.
+/// One image through the image side: how many tiles the vision tower saw, and the features that replace its image
+/// tokens.
 pub struct ImageFeatures {
-    pub tiles: AnyresImage,
+    pub tiles: usize,
     /// `[tokens, text_hidden]`, flattened.
     pub features: Vec<f32>,
     pub tokens: usize,
@@ -57,7 +58,7 @@ impl<B: Backend> ImageEncoder<B> {
     pub fn features(&self, backend: &B, img: &RgbImage) -> Result<ImageFeatures> {
         let tiles = self.tiles(img)?;
         let tower = self.tower(backend, &tiles)?;
-        self.pack(tiles, &tower)
+        self.pack(&tiles, &tower)
     }
 
     /// The processor's tiles of one image (on the host).
@@ -76,7 +77,7 @@ impl<B: Backend> ImageEncoder<B> {
 
     /// The tower's features arranged as the image's tokens (on the host): the base tile, then the grid unpadded,
     /// downscaled where it is larger than `anyres_max_N` allows, a newline after each row.
-    pub fn pack(&self, tiles: AnyresImage, tower: &[f32]) -> Result<ImageFeatures> {
+    pub fn pack(&self, tiles: &AnyresImage, tower: &[f32]) -> Result<ImageFeatures> {
         let s = self.config.vision.image_size;
         let side = self.config.vision.grid();
         let grid = (tiles.best.0 as usize / s, tiles.best.1 as usize / s);
@@ -85,6 +86,6 @@ impl<B: Backend> ImageEncoder<B> {
         let per_tile = self.vision.tokens_per_tile();
         let features = pack::pack(tower, channels, per_tile, side, grid, size, self.config.max_tiles, &self.newline)?;
         let tokens = features.len() / channels;
-        Ok(ImageFeatures { tiles, features, tokens })
+        Ok(ImageFeatures { tiles: tiles.tiles, features, tokens })
     }
 }

@@ -113,7 +113,7 @@ mod tests {
         let features = encoder.features(&backend, &img).unwrap();
         // A 40x30 image: the base tile's 729 tokens, then the 384x384 grid's 27x27 unpadded to 21 rows (padding
         // (27 - round(30 * 27 / 40)) / 2 = 3 rows above and below), each row followed by the newline.
-        assert_eq!(features.tiles.tiles, 2);
+        assert_eq!(features.tiles, 2);
         assert_eq!(features.tokens, 729 + 21 * 28);
         assert!(features.features.iter().all(|v| v.is_finite()));
     }
