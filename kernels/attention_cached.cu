@@ -8,6 +8,8 @@
 //   slot       the token slot its key and value are written to
 //   a_start, a_len   the first run of visible slots (the group's prefix, or the prefix stream up to the row)
 //   b_start, b_len   the second run (a sequence's own part up to the row; empty for prefix rows)
+//   shared     keys 0 .. shared of the row (its group's whole prefix; 0: none) are attended by attention_prefix_*
+//              with the other rows of its tile, and skipped by the per-row kernels when told of the cascade
 //
 // so a row attends to visible keys 0 .. a_len + b_len, key k living in slot a_start + k for k < a_len and in
 // b_start + k - a_len after that. Sequences of a group read its prefix in place: nothing is copied. Key k holds
@@ -15,7 +17,7 @@
 // window (HF's kv_idx > q_idx - window); window 0 is full causal attention.
 #include "common.cuh"
 
-#define ROW_FIELDS 6
+#define ROW_FIELDS 7
 
 struct Visible {
     int64_t a_start, a_len, b_start, b_len;
@@ -42,6 +44,38 @@ extern "C" __global__ void kv_store(const bf16* __restrict__ qkv, const uint32_t
     const int64_t slot = records[r * ROW_FIELDS + 1];
     keys[slot * kv_width + c] = qkv[r * width + heads * head_dim + c];
     values[slot * kv_width + c] = qkv[r * width + heads * head_dim + kv_width + c];
+}
+
+// A lane's DPL consecutive values of a row (DPL = head_dim / 32) in one 4-, 8- or 16-byte access, so that a warp's
+// access to a row is one request over whole sectors (or shared-memory wavefronts) instead of DPL strided ones.
+template <int DPL>
+__device__ __forceinline__ void load_bf16s(const bf16* __restrict__ p, float (&out)[DPL]) {
+    uint32_t w[DPL / 2];
+    if constexpr (DPL == 2) {
+        w[0] = *reinterpret_cast<const uint32_t*>(p);
+    } else if constexpr (DPL == 4) {
+        const uint2 v = *reinterpret_cast<const uint2*>(p);
+        w[0] = v.x;
+        w[1] = v.y;
+    } else {
+        static_assert(DPL == 8, "head sizes 64, 128, 256");
+        const uint4 v = *reinterpret_cast<const uint4*>(p);
+        w[0] = v.x;
+        w[1] = v.y;
+        w[2] = v.z;
+        w[3] = v.w;
+    }
+#pragma unroll
+    for (int i = 0; i < DPL / 2; ++i) {  // a bf16 is the high half of an f32
+        out[2 * i] = __uint_as_float(w[i] << 16);
+        out[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+}
+
+template <int DPL>
+__device__ __forceinline__ void store_f32s(float* __restrict__ p, const float (&v)[DPL]) {
+#pragma unroll
+    for (int i = 0; i < DPL; i += 2) *reinterpret_cast<float2*>(p + i) = make_float2(v[i], v[i + 1]);
 }
 
 #define PLAIN_DIMS (256 / 32)
@@ -112,7 +146,8 @@ template <int DPL>
 __device__ void attention_split(const bf16* __restrict__ qkv, const uint32_t* __restrict__ records,
                                 const bf16* __restrict__ keys, const bf16* __restrict__ values,
                                 bf16* __restrict__ out, float* __restrict__ partial_ml, float* __restrict__ partial_acc,
-                                int heads, int kv_heads, float scale, int split_len, int window) {
+                                int heads, int kv_heads, float scale, int split_len, int window, int cascade,
+                                int partials) {
     constexpr int HD = 32 * DPL;
     __shared__ float merge_ml[WARPS][GROUP][2];
     __shared__ float merge_acc[WARPS][GROUP][HD];
@@ -126,28 +161,29 @@ __device__ void attention_split(const bf16* __restrict__ qkv, const uint32_t* __
     const Visible vis = visible_of(records, r);
     // Splits cover keys 0 .. capacity; a window only trims their start (a split left of it stays empty).
     const int64_t split_start = (int64_t)blockIdx.z * split_len;
-    const int64_t begin = max(split_start, vis.first(window)), end = min(vis.length(), split_start + split_len);
+    // Under a cascade the keys before the row's `shared` are attention_prefix_*'s (a split wholly inside them
+    // writes an empty partial).
+    const int64_t skip = cascade ? records[r * ROW_FIELDS + 6] : 0;
+    const int64_t begin = max(max(split_start, skip), vis.first(window));
+    const int64_t end = min(vis.length(), split_start + split_len);
 
     float q[GROUP][DPL], acc[GROUP][DPL], m[GROUP], l[GROUP];
 #pragma unroll
     for (int g = 0; g < GROUP; ++g) {
         m[g] = -INFINITY;
         l[g] = 0.0f;
+        if (g < n_heads) load_bf16s<DPL>(qkv + r * width + (int64_t)(first_head + g) * HD + lane * DPL, q[g]);
 #pragma unroll
         for (int d = 0; d < DPL; ++d) {
             acc[g][d] = 0.0f;
-            q[g][d] = g < n_heads ? to_f32(qkv[r * width + (int64_t)(first_head + g) * HD + lane * DPL + d]) * scale
-                                  : 0.0f;
+            q[g][d] = g < n_heads ? q[g][d] * scale : 0.0f;
         }
     }
     for (int64_t k = begin + warp; k < end; k += WARPS) {
         const int64_t base = vis.slot(k) * kv_width + (int64_t)kv * HD + lane * DPL;
         float kd[DPL], vd[DPL];
-#pragma unroll
-        for (int d = 0; d < DPL; ++d) {
-            kd[d] = to_f32(keys[base + d]);
-            vd[d] = to_f32(values[base + d]);
-        }
+        load_bf16s<DPL>(keys + base, kd);
+        load_bf16s<DPL>(values + base, vd);
 #pragma unroll
         for (int g = 0; g < GROUP; ++g) {
             float s = 0.0f;
@@ -169,11 +205,10 @@ __device__ void attention_split(const bf16* __restrict__ qkv, const uint32_t* __
             merge_ml[warp][g][0] = m[g];
             merge_ml[warp][g][1] = l[g];
         }
-#pragma unroll
-        for (int d = 0; d < DPL; ++d) merge_acc[warp][g][lane * DPL + d] = acc[g][d];
+        store_f32s<DPL>(&merge_acc[warp][g][lane * DPL], acc[g]);
     }
     __syncthreads();
-    const int splits = gridDim.z;
+    const int splits = partials;
     for (int i = threadIdx.x; i < n_heads * HD; i += blockDim.x) {
         const int g = i / HD, d = i % HD;
         float m_all = -INFINITY;
@@ -187,6 +222,13 @@ __device__ void attention_split(const bf16* __restrict__ qkv, const uint32_t* __
             }
         }
         const int h = first_head + g;
+        // A row outside the cascade has nothing in the cascade's slots (after this kernel's gridDim.z).
+        if (cascade && skip == 0 && blockIdx.z == 0 && d == 0) {
+            for (int z = gridDim.z; z < splits; ++z) {
+                partial_ml[2 * ((r * heads + h) * splits + z)] = -INFINITY;
+                partial_ml[2 * ((r * heads + h) * splits + z) + 1] = 0.0f;
+            }
+        }
         if (splits == 1) {
             out[(r * heads + h) * HD + d] = to_bf16(l_all > 0.0f ? a_all / l_all : 0.0f);
         } else {
@@ -205,28 +247,138 @@ extern "C" __global__ void __launch_bounds__(32 * WARPS)
     attention_cached_64(const bf16* __restrict__ qkv, const uint32_t* __restrict__ records,
                         const bf16* __restrict__ keys, const bf16* __restrict__ values, bf16* __restrict__ out,
                         float* __restrict__ partial_ml, float* __restrict__ partial_acc, int heads, int kv_heads,
-                        float scale, int split_len, int window) {
+                        float scale, int split_len, int window, int cascade, int partials) {
     attention_split<2>(qkv, records, keys, values, out, partial_ml, partial_acc, heads, kv_heads, scale,
-                         split_len, window);
+                         split_len, window, cascade, partials);
 }
 
 extern "C" __global__ void __launch_bounds__(32 * WARPS)
     attention_cached_128(const bf16* __restrict__ qkv, const uint32_t* __restrict__ records,
                         const bf16* __restrict__ keys, const bf16* __restrict__ values, bf16* __restrict__ out,
                         float* __restrict__ partial_ml, float* __restrict__ partial_acc, int heads, int kv_heads,
-                        float scale, int split_len, int window) {
+                        float scale, int split_len, int window, int cascade, int partials) {
     attention_split<4>(qkv, records, keys, values, out, partial_ml, partial_acc, heads, kv_heads, scale,
-                         split_len, window);
+                         split_len, window, cascade, partials);
 }
 
 extern "C" __global__ void __launch_bounds__(32 * WARPS)
     attention_cached_256(const bf16* __restrict__ qkv, const uint32_t* __restrict__ records,
                         const bf16* __restrict__ keys, const bf16* __restrict__ values, bf16* __restrict__ out,
                         float* __restrict__ partial_ml, float* __restrict__ partial_acc, int heads, int kv_heads,
-                        float scale, int split_len, int window) {
+                        float scale, int split_len, int window, int cascade, int partials) {
     attention_split<8>(qkv, records, keys, values, out, partial_ml, partial_acc, heads, kv_heads, scale,
-                         split_len, window);
+                         split_len, window, cascade, partials);
 }
+
+// Cascade ("shared prefix") attention: the rows of a tile (up to a few consecutive rows of one prompt group, e.g.
+// the decode rows of its sequences) read the group's prefix in place, so each of their query vectors would load the
+// same keys and values. Here a block takes the tile's (row, query head) vectors of one key/value head and one split
+// of the prefix, stages the split's keys and values in shared memory a chunk at a time (16-byte loads, each key
+// row once per block), and every warp runs the online softmax of its own vectors over the chunk. It writes the
+// split's partials after those of attention_cached_* (slots first_split + z of `partials` per row and head); those
+// kernels, told of the cascade, skip the shared keys, and attention_combine merges all. The prefix is then read
+// once per tile and kv head instead of once per row and query-head group. A tile is TILE_FIELDS u32: first row,
+// rows, the prefix's first slot, shared keys. Grid (tiles, kv_heads * passes, splits of the longest shared run; a
+// tile with a shorter one writes empty partials past it); a pass covers PREFIX_WARPS * (16 / DPL) vectors.
+#define TILE_FIELDS 4
+#define PREFIX_WARPS 8
+#define NO_KEY 0x7fffffffffffffffLL
+#define PREFIX_CHUNK 32
+
+template <int DPL>
+__device__ void attention_prefix(const bf16* __restrict__ qkv, const uint32_t* __restrict__ records,
+                                 const uint32_t* __restrict__ tiles, const bf16* __restrict__ keys,
+                                 const bf16* __restrict__ values, float* __restrict__ partial_ml,
+                                 float* __restrict__ partial_acc, int heads, int kv_heads, float scale,
+                                 int split_len, int window, int partials, int first_split) {
+    constexpr int HD = 32 * DPL, QV = 16 / DPL, PIECES = HD / 8;
+    __shared__ __align__(16) bf16 k_chunk[PREFIX_CHUNK][HD];
+    __shared__ __align__(16) bf16 v_chunk[PREFIX_CHUNK][HD];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const uint32_t* tile = tiles + (int64_t)blockIdx.x * TILE_FIELDS;
+    const int64_t first_row = tile[0], a_start = tile[2], shared = tile[3];
+    const int n_rows = tile[1];
+    const int64_t split_start = (int64_t)blockIdx.z * split_len, split_end = min(shared, split_start + split_len);
+    const int per_kv = heads / kv_heads, passes = gridDim.y / kv_heads;
+    const int kv = blockIdx.y / passes, pass = blockIdx.y % passes;
+    if (pass * QV * PREFIX_WARPS >= n_rows * per_kv) return;  // a small tile needs fewer passes
+    const int kv_width = kv_heads * HD, width = (heads + 2 * kv_heads) * HD;
+
+    // This warp's vectors: v = (pass * QV + j) * PREFIX_WARPS + warp, row v / per_kv of the tile, head v % per_kv of
+    // the kv head. `from` is the first key a vector's row sees (its sliding window); past the tile, never.
+    float q[QV][DPL], acc[QV][DPL], m[QV], l[QV];
+    int64_t from[QV], row[QV];
+    int head[QV];
+#pragma unroll
+    for (int j = 0; j < QV; ++j) {
+        const int v = (pass * QV + j) * PREFIX_WARPS + warp;
+        const bool valid = v < n_rows * per_kv;
+        row[j] = first_row + (valid ? v / per_kv : 0);
+        head[j] = kv * per_kv + (valid ? v % per_kv : 0);
+        from[j] = valid ? visible_of(records, row[j]).first(window) : NO_KEY;
+        m[j] = -INFINITY;
+        l[j] = 0.0f;
+        if (valid) load_bf16s<DPL>(qkv + row[j] * width + (int64_t)head[j] * HD + lane * DPL, q[j]);
+#pragma unroll
+        for (int d = 0; d < DPL; ++d) {
+            acc[j][d] = 0.0f;
+            q[j][d] = valid ? q[j][d] * scale : 0.0f;
+        }
+    }
+    for (int64_t c0 = split_start; c0 < split_end; c0 += PREFIX_CHUNK) {
+        const int n = (int)min((int64_t)PREFIX_CHUNK, split_end - c0);
+        __syncthreads();  // every warp is done with the previous chunk
+        for (int i = threadIdx.x; i < n * PIECES; i += blockDim.x) {
+            const int c = i / PIECES, piece = i % PIECES;
+            const int64_t at = (a_start + c0 + c) * kv_width + (int64_t)kv * HD + piece * 8;
+            *reinterpret_cast<uint4*>(&k_chunk[c][piece * 8]) = *reinterpret_cast<const uint4*>(keys + at);
+            *reinterpret_cast<uint4*>(&v_chunk[c][piece * 8]) = *reinterpret_cast<const uint4*>(values + at);
+        }
+        __syncthreads();
+        for (int c = 0; c < n; ++c) {
+            float kd[DPL], vd[DPL];
+            load_bf16s<DPL>(&k_chunk[c][lane * DPL], kd);
+            load_bf16s<DPL>(&v_chunk[c][lane * DPL], vd);
+#pragma unroll
+            for (int j = 0; j < QV; ++j) {
+                if (c0 + c < from[j]) continue;  // the same for the whole warp
+                float s = 0.0f;
+#pragma unroll
+                for (int d = 0; d < DPL; ++d) s += q[j][d] * kd[d];
+                s = warp_sum(s);
+                const float m_new = fmaxf(m[j], s);
+                const float correction = expf(m[j] - m_new), p = expf(s - m_new);
+                l[j] = l[j] * correction + p;
+#pragma unroll
+                for (int d = 0; d < DPL; ++d) acc[j][d] = acc[j][d] * correction + p * vd[d];
+                m[j] = m_new;
+            }
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < QV; ++j) {
+        if (from[j] == NO_KEY) continue;
+        const int64_t p = (row[j] * heads + head[j]) * partials + first_split + blockIdx.z;
+        store_f32s<DPL>(partial_acc + p * HD + lane * DPL, acc[j]);
+        if (lane == 0) {
+            partial_ml[2 * p] = m[j];
+            partial_ml[2 * p + 1] = l[j];
+        }
+    }
+}
+
+#define PREFIX_ENTRY(HD, DPL)                                                                                       \
+    extern "C" __global__ void __launch_bounds__(32 * PREFIX_WARPS) attention_prefix_##HD(                         \
+        const bf16* __restrict__ qkv, const uint32_t* __restrict__ records, const uint32_t* __restrict__ tiles,   \
+        const bf16* __restrict__ keys, const bf16* __restrict__ values, float* __restrict__ partial_ml,           \
+        float* __restrict__ partial_acc, int heads, int kv_heads, float scale, int split_len, int window,         \
+        int partials, int first_split) {                                                                            \
+        attention_prefix<DPL>(qkv, records, tiles, keys, values, partial_ml, partial_acc, heads, kv_heads, scale,  \
+                              split_len, window, partials, first_split);                                            \
+    }
+PREFIX_ENTRY(64, 2)
+PREFIX_ENTRY(128, 4)
+PREFIX_ENTRY(256, 8)
 
 // Merges the splits of attention_cached_*: out = sum_z e^(m_z - M) acc_z / sum_z e^(m_z - M) l_z, with M the
 // largest m_z. Empty splits (m = -inf, l = 0) weigh nothing; a row whose splits are all empty gets zeros. Grid

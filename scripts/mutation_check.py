@@ -142,6 +142,22 @@ KERNEL_MUTANTS = [
         ("l2_normalize",),
     ),
     Mutant(
+        "the cascade's partial slots left unwritten for rows outside it (attention_cached_*)",
+        "kernels/attention_cached.cu",
+        "if (cascade && skip == 0 && blockIdx.z == 0 && d == 0) {",
+        "if (false) {",
+        r"initcheck: read of .* never written",
+        ("attention_shared_prefix",),
+    ),
+    Mutant(
+        "shared-prefix attention blind to sliding windows (attention_prefix_*: every row sees the whole prefix)",
+        "kernels/attention_cached.cu",
+        "from[j] = valid ? visible_of(records, row[j]).first(window) : NO_KEY;",
+        "from[j] = valid ? 0 : NO_KEY;",
+        selftest_case_failed("attention_shared_prefix", "cuda fast"),
+        ("attention_shared_prefix",),
+    ),
+    Mutant(
         "removed __syncthreads between phases sharing global scratch (sample_plain: top-p's padding and its sort)",
         "kernels/sampling.cu",
         "            for (int j = n + tid; j < m; j += threads) order[j] = ~0ull;\n            __syncthreads();\n",

@@ -67,36 +67,69 @@ const DECODE_STEPS: usize = 4;
 /// sequences (two on each prefix, so that a sequence reading its sibling's part would show), four decode steps;
 /// rope applied first, as the model does. Returns the rotated prefill rows, the prefill's attention, and the
 /// decode steps' attention (all steps, row after row).
+/// The prompt groups of a cached-attention case: each prefix's length and how many sequences continue it, and the
+/// tokens of each sequence's continuation, prefilled in one call after the prefixes (0: none).
+struct Groups {
+    prefixes: &'static [usize],
+    sequences: &'static [usize],
+    continuation: usize,
+}
+
+/// Two groups of two sequences, one prefix longer than a split of the fast kernel.
+const TWO_GROUPS: Groups = Groups { prefixes: &[300, 17], sequences: &[2, 2], continuation: 0 };
+
+impl Groups {
+    /// The rows of each call: the prefixes, the continuations, then one per sequence and decode step.
+    fn calls(&self) -> Vec<Vec<CachedRow>> {
+        let owners: Vec<usize> = (0..self.prefixes.len()).flat_map(|g| vec![g; self.sequences[g]]).collect();
+        let prefill = (0..self.prefixes.len())
+            .flat_map(|g| (0..self.prefixes[g]).map(move |p| CachedRow { stream: Stream::Prefix(g), position: p }))
+            .collect();
+        let continuation = owners
+            .iter()
+            .enumerate()
+            .flat_map(|(s, &g)| {
+                (0..self.continuation)
+                    .map(move |i| CachedRow { stream: Stream::Sequence(s), position: self.prefixes[g] + i })
+            })
+            .collect::<Vec<_>>();
+        let decode = |step: usize| -> Vec<CachedRow> {
+            let position = |g: usize| self.prefixes[g] + self.continuation + step;
+            owners
+                .iter()
+                .enumerate()
+                .map(|(s, &g)| CachedRow { stream: Stream::Sequence(s), position: position(g) })
+                .collect()
+        };
+        std::iter::once(prefill)
+            .chain(Some(continuation).filter(|c| !c.is_empty()))
+            .chain((0..DECODE_STEPS).map(decode))
+            .collect()
+    }
+
+    fn layout(&self, heads: HeadShape) -> KvLayout {
+        let own = self.continuation + DECODE_STEPS;
+        KvLayout {
+            layers: 2,
+            kv_heads: heads.kv_heads,
+            head_dim: heads.head_dim,
+            prefixes: self.prefixes.to_vec(),
+            sequences: (0..self.prefixes.len()).flat_map(|g| vec![(g, own); self.sequences[g]]).collect(),
+        }
+    }
+}
+
+/// The rotated prefix rows, their attention, and the attention of every later row, through a cache of `groups`.
 fn cached_attention<B: Backend>(
     b: &B,
     heads: HeadShape,
     scoring: Scoring,
-    qkv_rows: &[Vec<f32>],
+    (groups, qkv_rows): (&Groups, &[Vec<f32>]),
     inv_freq: &[f32],
 ) -> Result<[Vec<f32>; 3]> {
-    let prefixes = vec![300, 17];
-    let sequences = [(0, 0), (1, 0), (2, 1), (3, 1)];
-    let layout = KvLayout {
-        layers: 2,
-        kv_heads: heads.kv_heads,
-        head_dim: heads.head_dim,
-        prefixes: prefixes.clone(),
-        sequences: sequences.iter().map(|&(_, g)| (g, DECODE_STEPS)).collect(),
-    };
-    let mut cache = b.kv_cache(&layout)?;
+    let mut cache = b.kv_cache(&groups.layout(heads))?;
     let inv_freq = b.upload(inv_freq, 1, inv_freq.len())?;
-    let prefill: Vec<CachedRow> = prefixes
-        .iter()
-        .enumerate()
-        .flat_map(|(g, &n)| (0..n).map(move |p| CachedRow { stream: Stream::Prefix(g), position: p }))
-        .collect();
-    let decode = |step: usize| -> Vec<CachedRow> {
-        sequences
-            .iter()
-            .map(|&(s, g)| CachedRow { stream: Stream::Sequence(s), position: prefixes[g] + step })
-            .collect()
-    };
-    let calls: Vec<Vec<CachedRow>> = std::iter::once(prefill).chain((0..DECODE_STEPS).map(decode)).collect();
+    let calls = groups.calls();
     let mut parts = [Vec::new(), Vec::new(), Vec::new()];
     for (call, rows) in calls.iter().enumerate() {
         let prepared = b.cache_rows(&cache, rows)?;
@@ -162,6 +195,9 @@ pub fn cases<B: Backend>(
     }
     if only.wants(&["attention_window_prefill", "attention_window_decode"]) {
         window_attention_cases(subject, &mut cases, seed)?;
+    }
+    if only.wants(&["attention_shared_prefix"]) {
+        shared_prefix_attention_cases(subject, &mut cases, quick, seed)?;
     }
     let names = sampling_cases(0).map(|(name, _)| name);
     if only.wants(&names) {
@@ -256,12 +292,12 @@ fn cached_attention_cases<B: Backend>(subject: &B, cases: &mut Cases, quick: boo
     };
     for &(heads, kv_heads, head_dim) in head_shapes {
         let shape = HeadShape { heads, kv_heads, head_dim };
-        let calls = std::iter::once(317).chain(std::iter::repeat_n(4, DECODE_STEPS));
-        let qkv: Vec<Vec<f32>> = calls.map(|n| inputs.values(n * shape.qkv_width(), 2.0)).collect();
+        let qkv: Vec<Vec<f32>> =
+            TWO_GROUPS.calls().iter().map(|rows| inputs.values(rows.len() * shape.qkv_width(), 2.0)).collect();
         let inv_freq: Vec<f32> = (0..head_dim / 2).map(|i| 500000f32.powf(-2.0 * i as f32 / head_dim as f32)).collect();
         let scoring = Scoring::full(head_dim);
-        let want = cached_attention(&cpu, shape, scoring, &qkv, &inv_freq)?;
-        let got = cached_attention(subject, shape, scoring, &qkv, &inv_freq)?;
+        let want = cached_attention(&cpu, shape, scoring, (&TWO_GROUPS, &qkv), &inv_freq)?;
+        let got = cached_attention(subject, shape, scoring, (&TWO_GROUPS, &qkv), &inv_freq)?;
         let described = format!("{heads} heads, {kv_heads} kv, d {head_dim}");
         let width = heads * head_dim;
         let rope_error = worst_row_error(&got[0], &want[0], shape.qkv_width());
@@ -290,12 +326,12 @@ fn window_attention_cases<B: Backend>(subject: &B, cases: &mut Cases, seed: u64)
     // query scale other than head_dim^-0.5.
     for (heads, kv_heads, head_dim, window) in [(4, 1, 256, 40), (8, 2, 64, 5)] {
         let shape = HeadShape { heads, kv_heads, head_dim };
-        let calls = std::iter::once(317).chain(std::iter::repeat_n(4, DECODE_STEPS));
-        let qkv: Vec<Vec<f32>> = calls.map(|n| inputs.values(n * shape.qkv_width(), 2.0)).collect();
+        let qkv: Vec<Vec<f32>> =
+            TWO_GROUPS.calls().iter().map(|rows| inputs.values(rows.len() * shape.qkv_width(), 2.0)).collect();
         let inv_freq: Vec<f32> = (0..head_dim / 2).map(|i| 10000f32.powf(-2.0 * i as f32 / head_dim as f32)).collect();
         let scoring = Scoring { scale: 0.3 / (head_dim as f32).sqrt(), window: Some(window) };
-        let want = cached_attention(&cpu, shape, scoring, &qkv, &inv_freq)?;
-        let got = cached_attention(subject, shape, scoring, &qkv, &inv_freq)?;
+        let want = cached_attention(&cpu, shape, scoring, (&TWO_GROUPS, &qkv), &inv_freq)?;
+        let got = cached_attention(subject, shape, scoring, (&TWO_GROUPS, &qkv), &inv_freq)?;
         let described = format!("{heads} heads, {kv_heads} kv, d {head_dim}, window {window}");
         let width = heads * head_dim;
         cases.push(
@@ -308,6 +344,46 @@ fn window_attention_cases<B: Backend>(subject: &B, cases: &mut Cases, seed: u64)
             "attention_window_decode",
             format!("{described}; 4 sequences, 2 per prefix, {DECODE_STEPS} steps"),
             worst_row_error(&got[2], &want[2], width),
+            OP_TOLERANCE,
+        );
+    }
+    Ok(())
+}
+
+/// Many sequences over a few prefixes, as a GLOV step has them: the fast path's shared-prefix ("cascade") attention
+/// reads a group's prefix once for up to 8 of its rows. Groups of 11 (two tiles), 3 and 2 sequences over prefixes of
+/// 300, 100 and 64 keys (tiles of 2, 1 and 1 splits in one call), a group of 3 over 17 keys and (but in a quick run)
+/// a lone sequence over 520 (both outside the cascade); each sequence prefills a continuation of 3 tokens, then
+/// decodes. Windows of 200 and 40 keys cut into the longer prefixes.
+fn shared_prefix_attention_cases<B: Backend>(subject: &B, cases: &mut Cases, quick: bool, seed: u64) -> Result<()> {
+    const FULL: Groups = Groups { prefixes: &[300, 100, 17, 520, 64], sequences: &[11, 3, 3, 1, 2], continuation: 3 };
+    const QUICK: Groups = Groups { prefixes: &[300, 100, 17, 64], sequences: &[11, 3, 3, 2], continuation: 3 };
+    let groups = if quick { &QUICK } else { &FULL };
+    let cpu = CpuBackend::new();
+    let mut inputs = Inputs::for_case(seed, "attention_shared_prefix");
+    let shapes: &[(usize, usize, usize, Option<usize>)] = if quick {
+        &[(14, 2, 64, Some(200))]
+    } else {
+        &[(14, 2, 64, Some(200)), (8, 2, 128, None), (4, 1, 256, Some(40))]
+    };
+    for &(heads, kv_heads, head_dim, window) in shapes {
+        let shape = HeadShape { heads, kv_heads, head_dim };
+        let qkv: Vec<Vec<f32>> =
+            groups.calls().iter().map(|rows| inputs.values(rows.len() * shape.qkv_width(), 2.0)).collect();
+        let inv_freq: Vec<f32> = (0..head_dim / 2).map(|i| 10000f32.powf(-2.0 * i as f32 / head_dim as f32)).collect();
+        let scoring = Scoring { window, ..Scoring::full(head_dim) };
+        let want = cached_attention(&cpu, shape, scoring, (groups, &qkv), &inv_freq)?;
+        let got = cached_attention(subject, shape, scoring, (groups, &qkv), &inv_freq)?;
+        let window = window.map_or(String::new(), |w| format!(", window {w}"));
+        cases.push(
+            "attention_shared_prefix",
+            format!(
+                "{heads} heads, {kv_heads} kv, d {head_dim}{window}; {} sequences over {} prefixes, 3 + {DECODE_STEPS} \
+                 tokens",
+                groups.sequences.iter().sum::<usize>(),
+                groups.prefixes.len()
+            ),
+            worst_row_error(&got[2], &want[2], heads * head_dim),
             OP_TOLERANCE,
         );
     }

@@ -87,6 +87,7 @@ pub const CASES: &[&str] = &[
     "attention_cached_decode",
     "attention_window_prefill",
     "attention_window_decode",
+    "attention_shared_prefix",
     "sample_greedy",
     "sample_top_k",
     "sample_top_k_top_p",

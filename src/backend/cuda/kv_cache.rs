@@ -9,11 +9,25 @@ use super::runtime::Gpu;
 use crate::backend::{CachedRow, HeadShape, KvLayout, Scoring, Stream};
 use anyhow::{Result, ensure};
 
-/// u32 fields of a row record: position, slot, a_start, a_len, b_start, b_len.
-pub const ROW_FIELDS: usize = 6;
+/// u32 fields of a row record: position, slot, a_start, a_len, b_start, b_len, shared.
+pub const ROW_FIELDS: usize = 7;
 
 /// Keys per split of the fast attention: a row that sees more keys is spread over several blocks.
 const SPLIT_KEYS: usize = 256;
+
+/// Rows of one prompt group per cascade tile: the group's prefix is read once per tile and key/value head.
+const TILE_ROWS: usize = 8;
+
+/// The shortest prefix worth a cascade's launch and partials.
+const MIN_SHARED_KEYS: usize = 64;
+
+/// u32 fields of a cascade tile: first row, rows, the prefix's first slot, shared keys.
+const TILE_FIELDS: usize = 4;
+
+/// Query vectors one attention_prefix block takes per pass: 8 warps of 16 / (head_dim / 32).
+fn prefix_vectors_per_pass(head_dim: usize) -> usize {
+    8 * 16 / (head_dim / 32)
+}
 
 /// Most bytes of split partials at once: longer calls run in chunks of rows.
 const PARTIALS_BYTES: usize = 256 << 20;
@@ -38,6 +52,11 @@ pub struct CudaRows {
     /// The most keys any row's stream can ever see (its capacity, not its current length): it fixes the number of
     /// attention splits, so that work recorded for one decode step stays valid for all later ones.
     max_visible: usize,
+    /// The cascade's tiles (`[tiles, TILE_FIELDS]` u32) and the most splits of a tile's prefix; none when no two
+    /// consecutive rows share a prefix of MIN_SHARED_KEYS or more.
+    tiles: Option<DTensor>,
+    tile_count: usize,
+    shared_splits: usize,
 }
 
 impl CudaRows {
@@ -104,15 +123,50 @@ impl CudaKvCache {
         let fields = match row.stream {
             Stream::Prefix(g) => {
                 let start = self.prefix_start[g];
-                [p, start + slot, start, p + 1, 0, 0]
+                [p, start + slot, start, p + 1, 0, 0, 0]
             }
             Stream::Sequence(s) => {
                 let group = self.layout.sequences[s].0;
                 let own = self.sequence_start[s];
-                [p, own + slot, self.prefix_start[group], self.layout.prefixes[group], own, slot + 1]
+                [p, own + slot, self.prefix_start[group], self.layout.prefixes[group], own, slot + 1, 0]
             }
         };
         Ok(fields.map(|v| v as u32))
+    }
+
+    /// The cascade of `rows`: each run of at least two consecutive rows of one group's sequences whose prefix
+    /// holds MIN_SHARED_KEYS or more shares it (their records' `shared`), in tiles of up to TILE_ROWS rows. Returns
+    /// the tiles and the most splits of a shared prefix.
+    fn cascade(&self, rows: &[CachedRow], records: &mut [u32]) -> (Vec<u32>, usize) {
+        let group_of = |row: &CachedRow| match row.stream {
+            Stream::Sequence(s) => Some(self.layout.sequences[s].0),
+            Stream::Prefix(_) => None,
+        };
+        let (mut tiles, mut most) = (Vec::new(), 0);
+        let mut start = 0;
+        while start < rows.len() {
+            let group = group_of(&rows[start]);
+            let mut end = start + 1;
+            while group.is_some() && end < rows.len() && group_of(&rows[end]) == group {
+                end += 1;
+            }
+            let shared = group.map_or(0, |g| self.layout.prefixes[g]);
+            if let Some(g) = group
+                && end - start >= 2
+                && shared >= MIN_SHARED_KEYS
+            {
+                for r in start..end {
+                    records[r * ROW_FIELDS + 6] = shared as u32;
+                }
+                for first in (start..end).step_by(TILE_ROWS) {
+                    let n = TILE_ROWS.min(end - first);
+                    tiles.extend([first, n, self.prefix_start[g], shared].map(|v| v as u32));
+                }
+                most = most.max(shared.div_ceil(SPLIT_KEYS));
+            }
+            start = end;
+        }
+        (tiles, most)
     }
 
     /// The records of `rows` and the most keys their streams can hold.
@@ -134,21 +188,37 @@ impl CudaKvCache {
     }
 
     pub fn rows(&self, gpu: &Gpu, rows: &[CachedRow]) -> Result<CudaRows> {
-        let (records, max_visible) = self.records(rows)?;
+        let (mut records, max_visible) = self.records(rows)?;
+        let (tiles, shared_splits) = self.cascade(rows, &mut records);
         let records = DTensor::upload_u32(gpu, &records, "KV cache row records")?;
-        Ok(CudaRows { rows: rows.to_vec(), records, max_visible })
+        let tile_count = tiles.len() / TILE_FIELDS;
+        let tiles = if tiles.is_empty() {
+            None
+        } else {
+            Some(DTensor::upload_u32(gpu, &tiles, "shared-prefix attention tiles")?)
+        };
+        Ok(CudaRows { rows: rows.to_vec(), records, max_visible, tiles, tile_count, shared_splits })
     }
 
-    /// New rows written over `prepared`'s records on the device (as many rows, streams of no larger capacity).
+    /// New rows written over `prepared`'s records on the device (as many rows, streams of no larger capacity,
+    /// shared prefixes in the same tiles).
     pub fn update_rows(&self, gpu: &Gpu, prepared: &mut CudaRows, rows: &[CachedRow]) -> Result<()> {
         ensure!(rows.len() == prepared.len(), "update_rows: {} rows in place of {}", rows.len(), prepared.len());
-        let (records, max_visible) = self.records(rows)?;
+        let (mut records, max_visible) = self.records(rows)?;
         ensure!(
             max_visible <= prepared.max_visible,
             "update_rows: the new rows can see {max_visible} keys, more than the {} prepared for",
             prepared.max_visible
         );
+        let (tiles, shared_splits) = self.cascade(rows, &mut records);
+        ensure!(
+            tiles.len() / TILE_FIELDS == prepared.tile_count && shared_splits <= prepared.shared_splits,
+            "update_rows: the new rows share prefixes in other tiles than the prepared ones"
+        );
         gpu.upload(&prepared.records.block, &records)?;
+        if let Some(prepared_tiles) = &prepared.tiles {
+            gpu.upload(&prepared_tiles.block, &tiles)?;
+        }
         prepared.rows = rows.to_vec();
         Ok(())
     }
@@ -235,11 +305,19 @@ impl CudaKvCache {
         let splits = rows.max_visible.div_ceil(SPLIT_KEYS).max(1);
         let groups = (heads.heads / heads.kv_heads).div_ceil(4);
         // The split partials grow with rows x splits (a long prefill); they are made for a chunk of rows that fits
-        // PARTIALS_BYTES and reused chunk after chunk.
-        let per_row = heads.heads * splits * (heads.head_dim + 2) * 4;
-        let chunk = if splits > 1 { (PARTIALS_BYTES / per_row).clamp(1, rows.len().max(1)) } else { rows.len().max(1) };
-        let partials = if splits > 1 {
-            let pairs = chunk * heads.heads * splits;
+        // PARTIALS_BYTES and reused chunk after chunk. A cascade's partials follow the rows' own in each row's
+        // slots; it needs all rows in one chunk.
+        let chunk_of = |partials: usize| {
+            let per_row = heads.heads * partials * (heads.head_dim + 2) * 4;
+            if partials > 1 { (PARTIALS_BYTES / per_row).clamp(1, rows.len().max(1)) } else { rows.len().max(1) }
+        };
+        let cascade = rows.tiles.as_ref().filter(|_| chunk_of(splits + rows.shared_splits) >= rows.len());
+        let partials = splits + cascade.map_or(0, |_| rows.shared_splits);
+        let chunk = chunk_of(partials);
+        let cascade_flag = i32::from(cascade.is_some());
+        let partials_i = partials as i32;
+        let buffers = if partials > 1 {
+            let pairs = chunk * heads.heads * partials;
             Some((
                 DTensor::new(gpu, pairs, 2, DType::F32, "attention split maxima and sums")?,
                 DTensor::new(gpu, pairs, heads.head_dim, DType::F32, "attention split accumulators")?,
@@ -247,7 +325,7 @@ impl CudaKvCache {
         } else {
             None
         };
-        let (ml, acc) = partials.as_ref().map_or((0, 0), |(ml, acc)| (ml.block.ptr, acc.block.ptr));
+        let (ml, acc) = buffers.as_ref().map_or((0, 0), |(ml, acc)| (ml.block.ptr, acc.block.ptr));
         let split_len = SPLIT_KEYS as i32;
         let (qkv_row, record_row, out_row) =
             ((heads.qkv_width() * 2) as u64, (ROW_FIELDS * 4) as u64, (heads.heads * heads.head_dim * 2) as u64);
@@ -269,14 +347,43 @@ impl CudaKvCache {
                 arg(&scale),
                 arg(&split_len),
                 arg(&window),
+                arg(&cascade_flag),
+                arg(&partials_i),
             ];
             let grid = (count as u32, (heads.kv_heads * groups) as u32, splits as u32);
             // SAFETY: the arguments match attention_cached_<head_dim>; rows first..first + count of qkv, records
-            // and out start at the addresses passed; the partial buffers hold count x heads x splits.
+            // and out start at the addresses passed; the partial buffers hold count x heads x partials.
             unsafe { gpu.launch(&kernel, grid, (128, 1, 1), 0, &mut args)? };
-            if splits > 1 {
-                let splits_i = splits as i32;
-                let mut args = [arg(&ml), arg(&acc), arg(&out_at), arg(&h), arg(&d), arg(&splits_i)];
+            if let Some(tiles) = cascade {
+                let passes =
+                    (TILE_ROWS * heads.heads / heads.kv_heads).div_ceil(prefix_vectors_per_pass(heads.head_dim));
+                let first_split = splits as i32;
+                let mut args = [
+                    arg(&qkv.block.ptr),
+                    arg(&rows.records.block.ptr),
+                    arg(&tiles.block.ptr),
+                    arg(&keys),
+                    arg(&values),
+                    arg(&ml),
+                    arg(&acc),
+                    arg(&h),
+                    arg(&kv),
+                    arg(&scale),
+                    arg(&split_len),
+                    arg(&window),
+                    arg(&partials_i),
+                    arg(&first_split),
+                ];
+                let grid = (rows.tile_count as u32, (heads.kv_heads * passes) as u32, rows.shared_splits as u32);
+                // SAFETY: the arguments match attention_prefix_<head_dim>; the tiles name rows of this call (one
+                // chunk: all of them) and prefix slots that were checked with the records; the partial buffers
+                // hold rows x heads x partials, the shared splits after the rows' own.
+                unsafe {
+                    gpu.launch(&format!("attention_prefix_{}", heads.head_dim), grid, (256, 1, 1), 0, &mut args)?
+                };
+            }
+            if partials > 1 {
+                let mut args = [arg(&ml), arg(&acc), arg(&out_at), arg(&h), arg(&d), arg(&partials_i)];
                 // SAFETY: the arguments match attention_combine, over the partials just written for these rows.
                 unsafe {
                     gpu.launch(
