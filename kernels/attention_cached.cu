@@ -367,18 +367,36 @@ __device__ void attention_prefix(const bf16* __restrict__ qkv, const uint32_t* _
     }
 }
 
-#define PREFIX_ENTRY(HD, DPL)                                                                                       \
-    extern "C" __global__ void __launch_bounds__(32 * PREFIX_WARPS) attention_prefix_##HD(                         \
-        const bf16* __restrict__ qkv, const uint32_t* __restrict__ records, const uint32_t* __restrict__ tiles,   \
-        const bf16* __restrict__ keys, const bf16* __restrict__ values, float* __restrict__ partial_ml,           \
-        float* __restrict__ partial_acc, int heads, int kv_heads, float scale, int split_len, int window,         \
-        int partials, int first_split) {                                                                            \
-        attention_prefix<DPL>(qkv, records, tiles, keys, values, partial_ml, partial_acc, heads, kv_heads, scale,  \
-                              split_len, window, partials, first_split);                                            \
-    }
-PREFIX_ENTRY(64, 2)
-PREFIX_ENTRY(128, 4)
-PREFIX_ENTRY(256, 8)
+// One entry per supported head size.
+extern "C" __global__ void __launch_bounds__(32 * PREFIX_WARPS)
+    attention_prefix_64(const bf16* __restrict__ qkv, const uint32_t* __restrict__ records,
+                        const uint32_t* __restrict__ tiles, const bf16* __restrict__ keys,
+                        const bf16* __restrict__ values, float* __restrict__ partial_ml,
+                        float* __restrict__ partial_acc, int heads, int kv_heads, float scale, int split_len,
+                        int window, int partials, int first_split) {
+    attention_prefix<2>(qkv, records, tiles, keys, values, partial_ml, partial_acc, heads, kv_heads, scale,
+                          split_len, window, partials, first_split);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * PREFIX_WARPS)
+    attention_prefix_128(const bf16* __restrict__ qkv, const uint32_t* __restrict__ records,
+                        const uint32_t* __restrict__ tiles, const bf16* __restrict__ keys,
+                        const bf16* __restrict__ values, float* __restrict__ partial_ml,
+                        float* __restrict__ partial_acc, int heads, int kv_heads, float scale, int split_len,
+                        int window, int partials, int first_split) {
+    attention_prefix<4>(qkv, records, tiles, keys, values, partial_ml, partial_acc, heads, kv_heads, scale,
+                          split_len, window, partials, first_split);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * PREFIX_WARPS)
+    attention_prefix_256(const bf16* __restrict__ qkv, const uint32_t* __restrict__ records,
+                        const uint32_t* __restrict__ tiles, const bf16* __restrict__ keys,
+                        const bf16* __restrict__ values, float* __restrict__ partial_ml,
+                        float* __restrict__ partial_acc, int heads, int kv_heads, float scale, int split_len,
+                        int window, int partials, int first_split) {
+    attention_prefix<8>(qkv, records, tiles, keys, values, partial_ml, partial_acc, heads, kv_heads, scale,
+                          split_len, window, partials, first_split);
+}
 
 // Merges the splits of attention_cached_*: out = sum_z e^(m_z - M) acc_z / sum_z e^(m_z - M) l_z, with M the
 // largest m_z. Empty splits (m = -inf, l = 0) weigh nothing; a row whose splits are all empty gets zeros. Grid

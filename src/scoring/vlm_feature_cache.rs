@@ -59,7 +59,12 @@ impl VlmFeatureCache {
 
     /// Stores the features of `key`, replacing what was there.
     pub fn put(&self, key: &str, features: &[f32], tiles: usize) -> Result<()> {
-        ensure!(features.len() % self.dim == 0, "{} feature values are not rows of {}", features.len(), self.dim);
+        ensure!(
+            self.dim > 0 && features.len().is_multiple_of(self.dim),
+            "{} feature values are not rows of {}",
+            features.len(),
+            self.dim
+        );
         let bytes: &[u8] = bytemuck::cast_slice(features);
         let shape = vec![features.len() / self.dim, self.dim];
         let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, bytes)?;

@@ -209,16 +209,17 @@ fn cached_attention_of_a_row_with_no_visible_key_is_zero() {
         // One row, one head and one key/value head: q, k, v of 64 each; the cache holds one token.
         let qkv = upload(&d, &random_bf16(3 * head_dim, 3));
         let (keys, values) = (upload(&d, &random_bf16(head_dim, 4)), upload(&d, &random_bf16(head_dim, 5)));
-        let records = d.alloc(6 * 4, false);
-        d.memory.write(records, &[0u8; 24]).unwrap();
+        let records = d.alloc(7 * 4, false);
+        d.memory.write(records, &[0u8; 28]).unwrap();
         let out = d.alloc((head_dim * 2) as u64, false);
         let scale = (1.0f32 / 8.0).to_bits() as u64;
         let values_of = |rest: &[u64]| [&[qkv, records, keys, values, out][..], rest].concat();
         let (p, grid) = match kernel {
             // rows, heads, kv_heads, head_dim, scale, window
             "attention_cached_plain" => (params(&module, &values_of(&[1, 1, 1, head_dim as u64, scale, 0])), [1, 1, 1]),
-            // partial_ml, partial_acc (unused with one split), heads, kv_heads, scale, split_len, window
-            _ => (params(&module, &values_of(&[0, 0, 1, 1, scale, 256, 0])), [1, 1, 1]),
+            // partial_ml, partial_acc (unused with one split), heads, kv_heads, scale, split_len, window, cascade,
+            // partials per row and head (1: the output is written)
+            _ => (params(&module, &values_of(&[0, 0, 1, 1, scale, 256, 0, 0, 1])), [1, 1, 1]),
         };
         let l = Launch { grid, block: [block, 1, 1], dynamic_shared: 0, params: &p };
         launch(&module, 0, &d.globals(&module), &l, &d.memory, &Options::default())
