@@ -15,14 +15,22 @@ use crate::sampling::{SamplingParams, SequenceRng};
 use anyhow::Result;
 
 /// The activation applied in a linear layer's epilogue.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Activation {
+    #[default]
     None,
     /// `x * sigmoid(1.702 x)`, OpenAI CLIP's approximation.
     QuickGelu,
     /// The exact, erf-based GELU (HF `gelu`).
     Gelu,
     /// The tanh approximation of GELU (HF `gelu_new`, `gelu_pytorch_tanh`).
+    GeluTanh,
+}
+
+/// The gate of a gated MLP: `silu` (Llama, Qwen) or `gelu_pytorch_tanh` (Gemma).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gate {
+    Silu,
     GeluTanh,
 }
 
@@ -361,6 +369,53 @@ pub trait Backend: Send + Sync {
     /// Gemma's gated MLP activation: `[m, 2f]` to `gelu_tanh(gate) * up`, `[m, f]`.
     fn gelu_tanh_mul(&self, gate_up: &Self::Tensor) -> Result<Self::Tensor>;
 
+    /// A decoder block's output product with the residual add and the next RMS norm: `(residual + x W^T,
+    /// rms_norm(residual + x W^T))`. A backend may fuse them (one launch on CUDA).
+    fn linear_add_rms_norm(
+        &self,
+        x: &Self::Tensor,
+        weight: &Self::Weight,
+        residual: &Self::Tensor,
+        gain: &Self::Weight,
+        gain_offset: f32,
+        eps: f32,
+    ) -> Result<(Self::Tensor, Self::Tensor)> {
+        let sum = self.linear(x, weight, None, Activation::None, Some(residual))?;
+        let normed = self.rms_norm(&sum, gain, gain_offset, eps)?;
+        Ok((sum, normed))
+    }
+
+    /// The gated MLP's product and activation: `gate(x W_gate^T) * (x W_up^T)` with `W = [W_gate; W_up]`
+    /// (`[2f, k]`), `[m, f]`. A backend may fuse them (one launch on CUDA).
+    fn linear_gated(&self, x: &Self::Tensor, weight: &Self::Weight, gate: Gate) -> Result<Self::Tensor> {
+        let gate_up = self.linear(x, weight, None, Activation::None, None)?;
+        match gate {
+            Gate::Silu => self.silu_mul(&gate_up),
+            Gate::GeluTanh => self.gelu_tanh_mul(&gate_up),
+        }
+    }
+
+    /// The QKV projection of block `layer` with rope, its keys and values written to the cache
+    /// ([`Backend::store_kv`]); returns the rotated QKV rows for [`Backend::attend_cached`]. A backend may fuse
+    /// them (one launch on CUDA).
+    #[allow(clippy::too_many_arguments)]
+    fn linear_rope_store(
+        &self,
+        x: &Self::Tensor,
+        weight: &Self::Weight,
+        bias: Option<&Self::Weight>,
+        cache: &mut Self::KvCache,
+        layer: usize,
+        rows: &Self::Rows,
+        heads: HeadShape,
+        inv_freq: &Self::Tensor,
+    ) -> Result<Self::Tensor> {
+        let qkv = self.linear(x, weight, bias, Activation::None, None)?;
+        let qkv = self.rope(&qkv, rows, heads, inv_freq)?;
+        self.store_kv(&qkv, cache, layer, rows, heads)?;
+        Ok(qkv)
+    }
+
     /// Rotary position embedding of the query and key heads of packed QKV rows (rotate-half layout), each row at
     /// its cache row's position, with per-pair inverse frequencies `inv_freq` (`[1, head_dim / 2]`, as uploaded).
     fn rope(
@@ -390,11 +445,20 @@ pub trait Backend: Send + Sync {
     /// the new ones.
     fn update_rows(&self, cache: &Self::KvCache, rows: &mut Self::Rows, new: &[CachedRow]) -> Result<()>;
 
-    /// Causal attention through the cache: each row's keys and values (already rotated) are written to its
-    /// stream at its position, then each row attends to every cached position up to its own (a sequence row reads
-    /// its group's prefix, then its own part), or to the last `scoring.window` of them. Returns `[rows, heads *
-    /// head_dim]`.
-    fn attention_cached(
+    /// Writes each row's keys and values (already rotated) of packed QKV rows to its stream at its position.
+    fn store_kv(
+        &self,
+        qkv: &Self::Tensor,
+        cache: &mut Self::KvCache,
+        layer: usize,
+        rows: &Self::Rows,
+        heads: HeadShape,
+    ) -> Result<()>;
+
+    /// Causal attention through the cache, the rows' own keys and values already stored: each row attends to every
+    /// cached position up to its own (a sequence row reads its group's prefix, then its own part), or to the last
+    /// `scoring.window` of them. Returns `[rows, heads * head_dim]`.
+    fn attend_cached(
         &self,
         qkv: &Self::Tensor,
         cache: &mut Self::KvCache,
@@ -403,6 +467,20 @@ pub trait Backend: Send + Sync {
         heads: HeadShape,
         scoring: Scoring,
     ) -> Result<Self::Tensor>;
+
+    /// [`Backend::store_kv`], then [`Backend::attend_cached`].
+    fn attention_cached(
+        &self,
+        qkv: &Self::Tensor,
+        cache: &mut Self::KvCache,
+        layer: usize,
+        rows: &Self::Rows,
+        heads: HeadShape,
+        scoring: Scoring,
+    ) -> Result<Self::Tensor> {
+        self.store_kv(qkv, cache, layer, rows, heads)?;
+        self.attend_cached(qkv, cache, layer, rows, heads, scoring)
+    }
 
     /// The next token of each row of `logits` (`[rows, vocab]`), row `i` drawn with `rngs[i]` at `steps[i]`, exactly
     /// as [`crate::sampling::sample`] defines it; only the tokens come back to the host.

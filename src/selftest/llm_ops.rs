@@ -7,7 +7,7 @@
 use super::measure::{Measure, same_length, worst_row_error};
 use super::{CaseResult, Cases, Inputs, Selection};
 use crate::backend::cpu::CpuBackend;
-use crate::backend::{Backend, CachedRow, HeadShape, KvLayout, Scoring, Stream};
+use crate::backend::{Backend, CachedRow, Gate, HeadShape, KvLayout, Scoring, Stream};
 use crate::checkpoint::StoredTensor;
 use crate::sampling::{SamplingParams, SequenceRng};
 use anyhow::Result;
@@ -58,6 +58,21 @@ fn row_ops<B: Backend>(b: &B, x: &[f32], rows: usize, cols: usize, offsets: &[f3
 fn embedded<B: Backend>(b: &B, table: &[f32], rows: usize, ids: &[u32], scale: f32) -> Result<Vec<f32>> {
     let table = weight(b, table, &[rows, table.len() / rows])?;
     b.download(&b.embed(ids, &table, scale)?)
+}
+
+/// `linear_add_rms_norm(x, W, residual)`: `[sum, normed]`.
+fn product_norm<B: Backend>(b: &B, (m, k, n): (usize, usize, usize), inputs: &[Vec<f32>; 4]) -> Result<[Vec<f32>; 2]> {
+    let [x, w, residual, gain] = inputs;
+    let (x, w, residual) = (b.upload(x, m, k)?, weight(b, w, &[n, k])?, b.upload(residual, m, n)?);
+    let gain = weight(b, gain, &[n])?;
+    let (sum, normed) = b.linear_add_rms_norm(&x, &w, &residual, &gain, 0.0, 1e-5)?;
+    Ok([b.download(&sum)?, b.download(&normed)?])
+}
+
+/// `linear_gated(x, W)` with each gate.
+fn product_gates<B: Backend>(b: &B, (m, k, f): (usize, usize, usize), x: &[f32], w: &[f32]) -> Result<[Vec<f32>; 2]> {
+    let (x, w) = (b.upload(x, m, k)?, weight(b, w, &[2 * f, k])?);
+    Ok([b.download(&b.linear_gated(&x, &w, Gate::Silu)?)?, b.download(&b.linear_gated(&x, &w, Gate::GeluTanh)?)?])
 }
 
 /// Decode steps of the cached-attention script.
@@ -147,6 +162,31 @@ fn cached_attention<B: Backend>(
     Ok(parts)
 }
 
+/// The cached-attention script with the QKV product, rope and the cache store in one call
+/// (`linear_rope_store`, then `attend_cached`): the rotated QKV rows of every call, and their attention.
+fn rope_store_attention<B: Backend>(
+    b: &B,
+    heads: HeadShape,
+    (x_rows, hidden): (&[Vec<f32>], usize),
+    (w, bias): (&[f32], Option<&[f32]>),
+    inv_freq: &[f32],
+) -> Result<[Vec<f32>; 2]> {
+    let mut cache = b.kv_cache(&TWO_GROUPS.layout(heads))?;
+    let inv_freq = b.upload(inv_freq, 1, inv_freq.len())?;
+    let w = weight(b, w, &[heads.qkv_width(), hidden])?;
+    let bias = bias.map(|v| weight(b, v, &[heads.qkv_width()])).transpose()?;
+    let mut parts = [Vec::new(), Vec::new()];
+    for (call, rows) in TWO_GROUPS.calls().iter().enumerate() {
+        let prepared = b.cache_rows(&cache, rows)?;
+        let x = b.upload(&x_rows[call], rows.len(), hidden)?;
+        let qkv = b.linear_rope_store(&x, &w, bias.as_ref(), &mut cache, 1, &prepared, heads, &inv_freq)?;
+        let attended = b.attend_cached(&qkv, &mut cache, 1, &prepared, heads, Scoring::full(heads.head_dim))?;
+        parts[0].extend(b.download(&qkv)?);
+        parts[1].extend(b.download(&attended)?);
+    }
+    Ok(parts)
+}
+
 /// The share of rows whose sampled token differs from the reference's.
 fn token_disagreement(got: &[u32], want: &[u32]) -> Measure {
     same_length("tokens", got.len(), want.len())?;
@@ -198,6 +238,12 @@ pub fn cases<B: Backend>(
     }
     if only.wants(&["attention_shared_prefix"]) {
         shared_prefix_attention_cases(subject, &mut cases, quick, seed)?;
+    }
+    if only.wants(&["linear_add_rms_norm", "linear_add_rms_norm_sum", "linear_silu", "linear_gelu_tanh"]) {
+        fused_product_cases(subject, &mut cases, seed)?;
+    }
+    if only.wants(&["linear_rope_store", "linear_rope_store_attention"]) {
+        rope_store_cases(subject, &mut cases, quick, seed)?;
     }
     let names = sampling_cases(0).map(|(name, _)| name);
     if only.wants(&names) {
@@ -351,7 +397,8 @@ fn window_attention_cases<B: Backend>(subject: &B, cases: &mut Cases, seed: u64)
 }
 
 /// Many sequences over a few prefixes, as a GLOV step has them: the fast path's shared-prefix ("cascade") attention
-/// reads a group's prefix once for up to 8 of its rows. Groups of 11 (two tiles), 3 and 2 sequences over prefixes of
+/// reads a group's prefix once per tile of up to 32 of its rows (and pass of the vectors a block holds). Groups of 11
+/// (the continuation's 33 rows: two tiles; two passes at 14 heads over 2), 3 and 2 sequences over prefixes of
 /// 300, 100 and 64 keys (tiles of 2, 1 and 1 splits in one call), a group of 3 over 17 keys and (but in a quick run)
 /// a lone sequence over 520 (both outside the cascade); each sequence prefills a continuation of 3 tokens, then
 /// decodes. Windows of 200 and 40 keys cut into the longer prefixes.
@@ -386,6 +433,57 @@ fn shared_prefix_attention_cases<B: Backend>(subject: &B, cases: &mut Cases, qui
             worst_row_error(&got[2], &want[2], heads * head_dim),
             OP_TOLERANCE,
         );
+    }
+    Ok(())
+}
+
+/// The products whose epilogue does a block's next step: the residual add and RMS norm, and the MLP's gates. A
+/// decode-sized product (split K, K not a multiple of 8, N off the tile grid) and a prefill-sized one (two row
+/// tiles, each finished by its own last column tile).
+fn fused_product_cases<B: Backend>(subject: &B, cases: &mut Cases, seed: u64) -> Result<()> {
+    let cpu = CpuBackend::new();
+    let mut inputs = Inputs::for_case(seed, "linear_fused");
+    for (m, k, n) in [(5, 1100, 200), (70, 256, 130)] {
+        let scale = 1.0 / (k as f32).sqrt();
+        let values =
+            [inputs.values(m * k, 1.0), inputs.values(n * k, scale), inputs.values(m * n, 1.0), inputs.values(n, 1.0)];
+        let want = product_norm(&cpu, (m, k, n), &values)?;
+        let got = product_norm(subject, (m, k, n), &values)?;
+        let described = format!("[{m}, {k}] x [{n}, {k}]^T");
+        cases.push("linear_add_rms_norm_sum", described.clone(), worst_row_error(&got[0], &want[0], n), OP_TOLERANCE);
+        cases.push("linear_add_rms_norm", described, worst_row_error(&got[1], &want[1], n), OP_TOLERANCE);
+        let (x, w) = (inputs.values(m * k, 1.0), inputs.values(2 * n * k, scale));
+        let (want, got) = (product_gates(&cpu, (m, k, n), &x, &w)?, product_gates(subject, (m, k, n), &x, &w)?);
+        let described = format!("[{m}, {k}] x [2 x {n}, {k}]^T");
+        cases.push("linear_silu", described.clone(), worst_row_error(&got[0], &want[0], n), OP_TOLERANCE);
+        cases.push("linear_gelu_tanh", described, worst_row_error(&got[1], &want[1], n), OP_TOLERANCE);
+    }
+    Ok(())
+}
+
+/// The QKV product with rope and the cache store in its epilogue, through the cached-attention script (prefill of
+/// 317 rows, then 4 decode steps of 4 rows: split K), with and without a bias (Qwen2's).
+fn rope_store_cases<B: Backend>(subject: &B, cases: &mut Cases, quick: bool, seed: u64) -> Result<()> {
+    let cpu = CpuBackend::new();
+    let mut inputs = Inputs::for_case(seed, "linear_rope_store");
+    let head_shapes: &[(usize, usize, usize)] =
+        if quick { &[(8, 2, 64), (4, 1, 128)] } else { &[(8, 2, 64), (4, 1, 128), (4, 4, 256)] };
+    let hidden = 1040;
+    for (i, &(heads, kv_heads, head_dim)) in head_shapes.iter().enumerate() {
+        let shape = HeadShape { heads, kv_heads, head_dim };
+        let x: Vec<Vec<f32>> = TWO_GROUPS.calls().iter().map(|rows| inputs.values(rows.len() * hidden, 1.0)).collect();
+        let w = inputs.values(shape.qkv_width() * hidden, 2.0 / (hidden as f32).sqrt());
+        let bias = (i % 2 == 1).then(|| inputs.values(shape.qkv_width(), 0.5));
+        let inv_freq: Vec<f32> = (0..head_dim / 2).map(|i| 10000f32.powf(-2.0 * i as f32 / head_dim as f32)).collect();
+        let weights = (w.as_slice(), bias.as_deref());
+        let want = rope_store_attention(&cpu, shape, (&x, hidden), weights, &inv_freq)?;
+        let got = rope_store_attention(subject, shape, (&x, hidden), weights, &inv_freq)?;
+        let described =
+            format!("{heads} heads, {kv_heads} kv, d {head_dim}{}", if bias.is_some() { ", bias" } else { "" });
+        let qkv_error = worst_row_error(&got[0], &want[0], shape.qkv_width());
+        cases.push("linear_rope_store", format!("{described}; 317 rows, then 4 x 4"), qkv_error, OP_TOLERANCE);
+        let attention_error = worst_row_error(&got[1], &want[1], heads * head_dim);
+        cases.push("linear_rope_store_attention", described, attention_error, OP_TOLERANCE);
     }
     Ok(())
 }

@@ -42,23 +42,10 @@ impl CpuKvCache {
         &self.layout
     }
 
-    pub fn attention(
-        &mut self,
-        qkv: &[f32],
-        layer: usize,
-        rows: &[CachedRow],
-        heads: HeadShape,
-        scoring: Scoring,
-    ) -> Result<Vec<f32>> {
-        self.layout.check_attention(layer, heads)?;
+    /// Writes each row's key and value (of packed QKV rows) to its stream's slot.
+    pub fn store(&mut self, qkv: &[f32], layer: usize, rows: &[CachedRow], heads: HeadShape) -> Result<()> {
+        let slots = self.check(qkv, layer, rows, heads)?;
         let (width, kv_width, qkv_width) = (heads.heads * heads.head_dim, heads.kv_width(), heads.qkv_width());
-        ensure!(
-            qkv.len() == rows.len() * qkv_width,
-            "cached attention: {} values for {} rows of {qkv_width}",
-            qkv.len(),
-            rows.len()
-        );
-        let slots: Vec<usize> = rows.iter().map(|r| self.layout.slot(r)).collect::<Result<_>>()?;
         for ((row, &slot), values) in rows.iter().zip(&slots).zip(qkv.chunks_exact(qkv_width)) {
             let buffers = match row.stream {
                 Stream::Prefix(g) => &mut self.prefixes[layer][g],
@@ -68,8 +55,35 @@ impl CpuKvCache {
             buffers.values[slot * kv_width..(slot + 1) * kv_width].copy_from_slice(&values[width + kv_width..]);
             buffers.filled = buffers.filled.max(slot + 1);
         }
+        Ok(())
+    }
+
+    /// The rows' slots, once `qkv` is checked to hold their packed QKV rows of `layer`.
+    fn check(&self, qkv: &[f32], layer: usize, rows: &[CachedRow], heads: HeadShape) -> Result<Vec<usize>> {
+        self.layout.check_attention(layer, heads)?;
+        let qkv_width = heads.qkv_width();
+        ensure!(
+            qkv.len() == rows.len() * qkv_width,
+            "cached attention: {} values for {} rows of {qkv_width}",
+            qkv.len(),
+            rows.len()
+        );
+        rows.iter().map(|r| self.layout.slot(r)).collect()
+    }
+
+    /// Attends each row (its key and value already stored) to every cached position it sees.
+    pub fn attend(
+        &self,
+        qkv: &[f32],
+        layer: usize,
+        rows: &[CachedRow],
+        heads: HeadShape,
+        scoring: Scoring,
+    ) -> Result<Vec<f32>> {
+        let slots = self.check(qkv, layer, rows, heads)?;
+        let (width, kv_width, qkv_width) = (heads.heads * heads.head_dim, heads.kv_width(), heads.qkv_width());
         let mut out = vec![0.0f32; rows.len() * width];
-        let cache = &*self;
+        let cache = self;
         out.par_chunks_mut(width).zip(rows.par_iter().zip(slots.par_iter())).enumerate().try_for_each(
             |(i, (out_row, (row, &slot)))| {
                 let visible = match row.stream {

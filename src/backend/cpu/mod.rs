@@ -410,7 +410,19 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn attention_cached(
+    fn store_kv(
+        &self,
+        qkv: &CpuTensor,
+        cache: &mut CpuKvCache,
+        layer: usize,
+        rows: &Vec<CachedRow>,
+        heads: HeadShape,
+    ) -> Result<()> {
+        check_cols("KV store", qkv, heads.qkv_width())?;
+        cache.store(&qkv.data, layer, rows, heads)
+    }
+
+    fn attend_cached(
         &self,
         qkv: &CpuTensor,
         cache: &mut CpuKvCache,
@@ -420,7 +432,7 @@ impl Backend for CpuBackend {
         scoring: Scoring,
     ) -> Result<CpuTensor> {
         check_cols("cached attention", qkv, heads.qkv_width())?;
-        let out = cache.attention(&qkv.data, layer, rows, heads, scoring)?;
+        let out = cache.attend(&qkv.data, layer, rows, heads, scoring)?;
         Ok(CpuTensor::new(out, qkv.rows, heads.heads * heads.head_dim))
     }
 

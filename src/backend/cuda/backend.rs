@@ -8,7 +8,7 @@ use super::ops::{self, DTensor, DType, PatchEmbedding, Variant};
 use super::runtime::Gpu;
 use crate::backend::runtime_options::GpuMemory;
 use crate::backend::{
-    Activation, AttentionShape, Backend, CachedRow, HeadShape, KvLayout, MemoryUse, Scoring, TemplateCounts,
+    Activation, AttentionShape, Backend, CachedRow, Gate, HeadShape, KvLayout, MemoryUse, Scoring, TemplateCounts,
 };
 use crate::checkpoint::StoredTensor;
 use crate::sampling::{SamplingParams, SequenceRng};
@@ -208,6 +208,52 @@ impl Backend for CudaBackend {
         llm_ops::gated(&self.gpu, gate_up_bf16.as_ref().unwrap_or(gate_up), "gelu_tanh_mul")
     }
 
+    fn linear_add_rms_norm(
+        &self,
+        x: &DTensor,
+        weight: &DTensor,
+        residual: &DTensor,
+        gain: &DTensor,
+        gain_offset: f32,
+        eps: f32,
+    ) -> Result<(DTensor, DTensor)> {
+        let x_bf16 = self.as_dtype(x, DType::Bf16)?;
+        let residual_bf16 = self.as_dtype(residual, DType::Bf16)?;
+        let (x, residual) = (x_bf16.as_ref().unwrap_or(x), residual_bf16.as_ref().unwrap_or(residual));
+        let norm = RmsGain { gain, gain_offset, eps };
+        ops::linear_add_rms_norm(&self.gpu, x, weight, residual, &norm, self.variant)
+    }
+
+    fn linear_gated(&self, x: &DTensor, weight: &DTensor, gate: Gate) -> Result<DTensor> {
+        let x_bf16 = self.as_dtype(x, DType::Bf16)?;
+        let kernel = match gate {
+            Gate::Silu => "silu_mul",
+            Gate::GeluTanh => "gelu_tanh_mul",
+        };
+        ops::linear_gated(&self.gpu, x_bf16.as_ref().unwrap_or(x), weight, kernel, self.variant)
+    }
+
+    fn linear_rope_store(
+        &self,
+        x: &DTensor,
+        weight: &DTensor,
+        bias: Option<&DTensor>,
+        cache: &mut CudaKvCache,
+        layer: usize,
+        rows: &CudaRows,
+        heads: HeadShape,
+        inv_freq: &DTensor,
+    ) -> Result<DTensor> {
+        if self.variant == Variant::Plain || !CudaKvCache::fuses_rope(heads) {
+            let qkv = self.linear(x, weight, bias, Activation::None, None)?;
+            let qkv = self.rope(&qkv, rows, heads, inv_freq)?;
+            self.store_kv(&qkv, cache, layer, rows, heads)?;
+            return Ok(qkv);
+        }
+        let x_bf16 = self.as_dtype(x, DType::Bf16)?;
+        cache.linear_rope_store(&self.gpu, x_bf16.as_ref().unwrap_or(x), weight, bias, layer, rows, heads, inv_freq)
+    }
+
     fn rope(&self, qkv: &DTensor, rows: &CudaRows, heads: HeadShape, inv_freq: &DTensor) -> Result<DTensor> {
         let qkv_bf16 = self.as_dtype(qkv, DType::Bf16)?;
         llm_ops::rope(&self.gpu, qkv_bf16.as_ref().unwrap_or(qkv), rows, heads, inv_freq)
@@ -239,7 +285,19 @@ impl Backend for CudaBackend {
         cache.update_rows(&self.gpu, rows, new)
     }
 
-    fn attention_cached(
+    fn store_kv(
+        &self,
+        qkv: &DTensor,
+        cache: &mut CudaKvCache,
+        layer: usize,
+        rows: &CudaRows,
+        heads: HeadShape,
+    ) -> Result<()> {
+        let qkv_bf16 = self.as_dtype(qkv, DType::Bf16)?;
+        cache.store(&self.gpu, qkv_bf16.as_ref().unwrap_or(qkv), layer, rows, heads)
+    }
+
+    fn attend_cached(
         &self,
         qkv: &DTensor,
         cache: &mut CudaKvCache,

@@ -4,7 +4,7 @@
 //! `kernels/attention_cached.cu`) uploaded once and read by every layer's rope, store and attention kernels.
 
 use super::device_arena::DeviceBlock;
-use super::ops::{DTensor, DType, Variant, arg, blocks};
+use super::ops::{DTensor, DType, Epilogue, Mode, RopeStore, Variant, arg, blocks, gemm_mma};
 use super::runtime::Gpu;
 use crate::backend::{CachedRow, HeadShape, KvLayout, Scoring, Stream};
 use anyhow::{Result, ensure};
@@ -15,8 +15,11 @@ pub const ROW_FIELDS: usize = 7;
 /// Keys per split of the fast attention: a row that sees more keys is spread over several blocks.
 const SPLIT_KEYS: usize = 256;
 
-/// Rows of one prompt group per cascade tile: the group's prefix is read once per tile and key/value head.
-const TILE_ROWS: usize = 8;
+/// Rows of one prompt group per cascade tile: the group's prefix is read once per tile, key/value head and pass
+/// (a block's warps hold `prefix_vectors_per_pass` (row, query head) vectors). Passes a tile's rows do not need
+/// end at once, so a tile of a small group costs what its rows need: ten rows of three query heads per key/value
+/// head at head size 64 read the prefix once, where tiles of 8 rows read it twice.
+const TILE_ROWS: usize = 32;
 
 /// The shortest prefix worth a cascade's launch and partials.
 const MIN_SHARED_KEYS: usize = 64;
@@ -223,28 +226,31 @@ impl CudaKvCache {
         Ok(())
     }
 
-    /// Writes the rows' keys and values to the cache, then attends each row to every key it sees.
-    pub fn attention(
-        &mut self,
-        gpu: &Gpu,
-        qkv: &DTensor,
+    /// Checks a call's packed QKV rows (or the product that makes them) against the cache and its rows.
+    fn check_rows(
+        &self,
+        what: &str,
+        qkv: (usize, usize),
         layer: usize,
         rows: &CudaRows,
         heads: HeadShape,
-        scoring: Scoring,
-        variant: Variant,
-    ) -> Result<DTensor> {
+    ) -> Result<()> {
         self.layout.check_attention(layer, heads)?;
-        qkv.expect("cached attention input", DType::Bf16)?;
         ensure!(
-            qkv.rows == rows.len() && qkv.cols == heads.qkv_width(),
-            "cached attention: qkv is [{}, {}], expected [{}, {}]",
-            qkv.rows,
-            qkv.cols,
+            qkv == (rows.len(), heads.qkv_width()),
+            "{what}: qkv is [{}, {}], expected [{}, {}]",
+            qkv.0,
+            qkv.1,
             rows.len(),
             heads.qkv_width()
         );
-        ensure!(heads.head_dim <= 256, "cached attention supports head sizes up to 256, not {}", heads.head_dim);
+        Ok(())
+    }
+
+    /// Writes the rows' keys and values (already rotated) to their slots of `layer`.
+    pub fn store(&mut self, gpu: &Gpu, qkv: &DTensor, layer: usize, rows: &CudaRows, heads: HeadShape) -> Result<()> {
+        qkv.expect("cached keys and values", DType::Bf16)?;
+        self.check_rows("KV store", (qkv.rows, qkv.cols), layer, rows, heads)?;
         self.note_writes(layer, &rows.rows)?;
         let (keys, values) = self.layer(layer);
         let (n, h, kv, d) = (rows.len() as i32, heads.heads as i32, heads.kv_heads as i32, heads.head_dim as i32);
@@ -266,8 +272,85 @@ impl CudaKvCache {
                 (128, 1, 1),
                 0,
                 &mut store_args,
-            )?
-        };
+            )
+        }
+    }
+
+    /// The QKV projection `x W^T + bias` rotated by rope, its keys and values written to `layer`'s slots of the
+    /// rows: the product's epilogue does all of it in one launch (`gemm_mma`'s rope mode). Returns the rotated QKV
+    /// rows. Head sizes that are multiples of 64 only (`fuses_rope`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_rope_store(
+        &mut self,
+        gpu: &Gpu,
+        x: &DTensor,
+        w: &DTensor,
+        bias: Option<&DTensor>,
+        layer: usize,
+        rows: &CudaRows,
+        heads: HeadShape,
+        inv_freq: &DTensor,
+    ) -> Result<DTensor> {
+        ensure!(Self::fuses_rope(heads), "the fused QKV product needs a head size that is a multiple of 64");
+        for (name, t) in [("x", Some(x)), ("QKV weight", Some(w)), ("QKV bias", bias)] {
+            if let Some(t) = t {
+                t.expect(name, DType::Bf16)?;
+            }
+        }
+        inv_freq.expect("rope frequencies", DType::F32)?;
+        ensure!(
+            x.cols == w.cols,
+            "QKV product: x is [{}, {}] but the weight is [{}, {}]",
+            x.rows,
+            x.cols,
+            w.rows,
+            w.cols
+        );
+        if let Some(b) = bias {
+            ensure!(
+                b.rows * b.cols == w.rows,
+                "QKV product: bias of {} values for {} outputs",
+                b.rows * b.cols,
+                w.rows
+            );
+        }
+        ensure!(
+            inv_freq.rows * inv_freq.cols * 2 == heads.head_dim,
+            "rope: {} frequencies for head size {}",
+            inv_freq.rows * inv_freq.cols,
+            heads.head_dim
+        );
+        self.check_rows("QKV product", (x.rows, w.rows), layer, rows, heads)?;
+        self.note_writes(layer, &rows.rows)?;
+        let (keys, values) = self.layer(layer);
+        let qkv = DTensor::new(gpu, x.rows, w.rows, DType::Bf16, "rotated QKV")?;
+        let rope = RopeStore { records: rows.records.block.ptr, inv_freq, keys, values, heads };
+        let epilogue = Epilogue { bias, rope: Some(rope), ..Epilogue::default() };
+        gemm_mma(gpu, x, w, &epilogue, Mode::Rope, &qkv)?;
+        Ok(qkv)
+    }
+
+    /// Whether `linear_rope_store` takes these heads: its tiles hold 32 rotary pairs of one head.
+    pub fn fuses_rope(heads: HeadShape) -> bool {
+        heads.head_dim.is_multiple_of(64)
+    }
+
+    /// Attends each row to every key it sees (its own already stored).
+    pub fn attention(
+        &mut self,
+        gpu: &Gpu,
+        qkv: &DTensor,
+        layer: usize,
+        rows: &CudaRows,
+        heads: HeadShape,
+        scoring: Scoring,
+        variant: Variant,
+    ) -> Result<DTensor> {
+        qkv.expect("cached attention input", DType::Bf16)?;
+        self.check_rows("cached attention", (qkv.rows, qkv.cols), layer, rows, heads)?;
+        ensure!(heads.head_dim <= 256, "cached attention supports head sizes up to 256, not {}", heads.head_dim);
+        let (keys, values) = self.layer(layer);
+        let (n, h, kv, d) = (rows.len() as i32, heads.heads as i32, heads.kv_heads as i32, heads.head_dim as i32);
         let out = DTensor::new(gpu, rows.len(), heads.heads * heads.head_dim, DType::Bf16, "attention output")?;
         let scale = scoring.scale;
         // 0: no window. A window of at least the row's capacity is none either.

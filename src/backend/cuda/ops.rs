@@ -2,9 +2,10 @@
 //! launch geometry the kernel expects. Each computing op has a `Variant`: the plain kernel or the fast one.
 
 use super::device_arena::DeviceBlock;
+use super::llm_ops::RmsGain;
 use super::runtime::Gpu;
-use crate::backend::{Activation, AttentionShape, TemplateCounts, check_bias};
-use anyhow::{Result, ensure};
+use crate::backend::{Activation, AttentionShape, HeadShape, TemplateCounts, check_bias};
+use anyhow::{Result, bail, ensure};
 use std::ffi::c_void;
 
 /// Which kernel of a pair runs.
@@ -144,6 +145,70 @@ pub fn linear(
     residual: Option<&DTensor>,
     variant: Variant,
 ) -> Result<DTensor> {
+    check_product(x, w, bias, residual)?;
+    let (m, n) = (x.rows, w.rows);
+    let y = DTensor::new(gpu, m, n, DType::Bf16, "linear output")?;
+    let epilogue = Epilogue { bias, act, residual, ..Epilogue::default() };
+    match variant {
+        Variant::Plain => gemm_plain(gpu, x, w, &epilogue, &y)?,
+        Variant::Fast => gemm_mma(gpu, x, w, &epilogue, Mode::Plain, &y)?,
+    }
+    Ok(y)
+}
+
+/// `s = residual + x W^T` and its RMS norm, all bf16: the residual add of a decoder block and the norm after it.
+/// Fast: one launch (the product's epilogue adds, its last column tile of each row tile normalises); plain: the
+/// plain product with the residual in its epilogue, then the plain RMS norm.
+pub fn linear_add_rms_norm(
+    gpu: &Gpu,
+    x: &DTensor,
+    w: &DTensor,
+    residual: &DTensor,
+    norm: &RmsGain,
+    variant: Variant,
+) -> Result<(DTensor, DTensor)> {
+    check_product(x, w, None, Some(residual))?;
+    norm.gain.expect("RMS norm gain", DType::Bf16)?;
+    let (m, n) = (x.rows, w.rows);
+    ensure!(
+        norm.gain.rows * norm.gain.cols == n,
+        "RMS norm: gain of {} for rows of {n}",
+        norm.gain.rows * norm.gain.cols
+    );
+    if variant == Variant::Plain {
+        let sum = linear(gpu, x, w, None, Activation::None, Some(residual), variant)?;
+        let plain_norm = RmsGain { gain: norm.gain, gain_offset: norm.gain_offset, eps: norm.eps };
+        let (_, normed) = super::llm_ops::rms_norm(gpu, &sum, None, plain_norm, variant)?;
+        return Ok((sum, normed));
+    }
+    let sum = DTensor::new(gpu, m, n, DType::Bf16, "residual sum")?;
+    let normed = DTensor::new(gpu, m, n, DType::Bf16, "RMS norm output")?;
+    let epilogue = Epilogue { residual: Some(residual), norm: Some((norm, &normed)), ..Epilogue::default() };
+    gemm_mma(gpu, x, w, &epilogue, Mode::Plain, &sum)?;
+    Ok((sum, normed))
+}
+
+/// The gated MLP's product and gate: `act(x W_gate^T) * (x W_up^T)`, W = [gate (f); up (f)] `[2f, k]`, out
+/// `[m, f]`; `kernel` names the gate (`silu_mul` or `gelu_tanh_mul`). Fast: one launch; plain: the plain product,
+/// then the gate's kernel.
+pub fn linear_gated(gpu: &Gpu, x: &DTensor, w: &DTensor, kernel: &str, variant: Variant) -> Result<DTensor> {
+    check_product(x, w, None, None)?;
+    let mode = match kernel {
+        "silu_mul" => Mode::Silu,
+        "gelu_tanh_mul" => Mode::GeluTanh,
+        _ => bail!("no gated product for {kernel}"),
+    };
+    ensure!(w.rows.is_multiple_of(2), "{kernel}: {} weight rows do not split into gate and up halves", w.rows);
+    if variant == Variant::Plain {
+        let gate_up = linear(gpu, x, w, None, Activation::None, None, variant)?;
+        return super::llm_ops::gated(gpu, &gate_up, kernel);
+    }
+    let y = DTensor::new(gpu, x.rows, w.rows / 2, DType::Bf16, "gated MLP activation")?;
+    gemm_mma(gpu, x, w, &Epilogue::default(), mode, &y)?;
+    Ok(y)
+}
+
+fn check_product(x: &DTensor, w: &DTensor, bias: Option<&DTensor>, residual: Option<&DTensor>) -> Result<()> {
     for (name, t) in [("x", Some(x)), ("weight", Some(w)), ("bias", bias), ("residual", residual)] {
         if let Some(t) = t {
             t.expect(name, DType::Bf16)?;
@@ -157,13 +222,102 @@ pub fn linear(
     if let Some(r) = residual {
         ensure!((r.rows, r.cols) == (m, n), "linear: residual [{}, {}] for output [{m}, {n}]", r.rows, r.cols);
     }
-    let y = DTensor::new(gpu, m, n, DType::Bf16, "linear output")?;
-    let (bias_ptr, residual_ptr) = (bias.map_or(null(), |b| b.block.ptr), residual.map_or(null(), |r| r.block.ptr));
-    let (mi, ni, ki, code) = (m as i32, n as i32, k as i32, activation_code(act));
-    let splits = if variant == Variant::Fast { k_splits(m, n, k, gpu.multiprocessors) } else { 1 };
-    let partial =
-        if splits > 1 { Some(DTensor::new(gpu, splits * m, n, DType::F32, "split-K partial sums")?) } else { None };
-    let partial_ptr = partial.as_ref().map_or(null(), |p| p.block.ptr);
+    Ok(())
+}
+
+/// What `gemm_mma` does with its tiles besides the product (kernels/gemm.cu): the mode's column pairing and
+/// epilogue, and for plain tiles the bias, activation, residual and an RMS norm of the rows into a second output.
+#[derive(Default)]
+pub(super) struct Epilogue<'a> {
+    pub bias: Option<&'a DTensor>,
+    pub act: Activation,
+    pub residual: Option<&'a DTensor>,
+    pub norm: Option<(&'a RmsGain<'a>, &'a DTensor)>,
+    pub rope: Option<RopeStore<'a>>,
+}
+
+/// The rope mode's inputs: the rows' cache records, the rotary frequencies and one layer's key and value buffers.
+pub(super) struct RopeStore<'a> {
+    pub records: u64,
+    pub inv_freq: &'a DTensor,
+    pub keys: u64,
+    pub values: u64,
+    pub heads: HeadShape,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    Plain = 0,
+    Silu = 1,
+    GeluTanh = 2,
+    Rope = 3,
+}
+
+fn gemm_plain(gpu: &Gpu, x: &DTensor, w: &DTensor, e: &Epilogue, y: &DTensor) -> Result<()> {
+    let (m, k, n) = (x.rows, x.cols, w.rows);
+    let (bias_ptr, residual_ptr) = (e.bias.map_or(null(), |b| b.block.ptr), e.residual.map_or(null(), |r| r.block.ptr));
+    let (mi, ni, ki, code) = (m as i32, n as i32, k as i32, activation_code(e.act));
+    let mut args = [
+        arg(&x.block.ptr),
+        arg(&w.block.ptr),
+        arg(&bias_ptr),
+        arg(&residual_ptr),
+        arg(&y.block.ptr),
+        arg(&mi),
+        arg(&ni),
+        arg(&ki),
+        arg(&code),
+    ];
+    // SAFETY: the arguments match gemm_plain's parameters; the caller checked every tensor's shape.
+    unsafe { gpu.launch("gemm_plain", (m as u32, blocks(n, 128), 1), (128, 1, 1), 0, &mut args) }
+}
+
+/// Launches `gemm_mma` in `mode` into `y` (shaped for the mode by the caller). Split K where the product is a
+/// decode step's (see [`k_splits`]) and the tile counters suffice.
+pub(super) fn gemm_mma(gpu: &Gpu, x: &DTensor, w: &DTensor, e: &Epilogue, mode: Mode, y: &DTensor) -> Result<()> {
+    let (m, k, n) = (x.rows, x.cols, w.rows);
+    let column_tiles = match mode {
+        Mode::Plain => n.div_ceil(64),
+        Mode::Silu | Mode::GeluTanh => (n / 2).div_ceil(32),
+        Mode::Rope => {
+            let d = e.rope.as_ref().map_or(0, |r| r.heads.head_dim);
+            ensure!(
+                d.is_multiple_of(64) && n.is_multiple_of(64),
+                "the fused rope product needs head sizes that are multiples of 64"
+            );
+            n / 64
+        }
+    };
+    let row_tiles = m.div_ceil(64);
+    let tiles = row_tiles * column_tiles;
+    let wanted = k_splits(m, n, k, gpu.multiprocessors);
+    let splits = if tiles + row_tiles <= gpu.tile_counter_capacity() { wanted } else { 1 };
+    ensure!(
+        e.norm.is_none() || tiles + row_tiles <= gpu.tile_counter_capacity(),
+        "a fused RMS norm over {row_tiles} row tiles needs more than the {} tile counters",
+        gpu.tile_counter_capacity()
+    );
+    let partial = if splits > 1 {
+        Some(DTensor::new(gpu, splits * tiles, 64 * 64, DType::F32, "split-K partial tiles")?)
+    } else {
+        None
+    };
+    let ptr = |t: Option<&DTensor>| t.map_or(null(), |t| t.block.ptr);
+    let (bias_ptr, residual_ptr, partial_ptr) = (ptr(e.bias), ptr(e.residual), ptr(partial.as_ref()));
+    let (mi, ni, ki, code, mode_i) = (m as i32, n as i32, k as i32, activation_code(e.act), mode as i32);
+    let pair = match mode {
+        Mode::Plain => 0,
+        Mode::Silu | Mode::GeluTanh => (n / 2) as i32,
+        Mode::Rope => e.rope.as_ref().map_or(0, |r| r.heads.head_dim / 2) as i32,
+    };
+    let rope = e.rope.as_ref();
+    let (records, record_width) = (rope.map_or(null(), |r| r.records), super::kv_cache::ROW_FIELDS as i32);
+    let inv_freq = ptr(rope.map(|r| r.inv_freq));
+    let (keys, values) = (rope.map_or(null(), |r| r.keys), rope.map_or(null(), |r| r.values));
+    let (heads, kv_heads) = rope.map_or((0, 0), |r| (r.heads.heads as i32, r.heads.kv_heads as i32));
+    let (gain, normed) = e.norm.map_or((null(), null()), |(g, out)| (g.gain.block.ptr, out.block.ptr));
+    let (eps, gain_offset) = e.norm.map_or((0.0f32, 0.0f32), |(g, _)| (g.eps, g.gain_offset));
+    let counters = gpu.tile_counters();
     let mut args = [
         arg(&x.block.ptr),
         arg(&w.block.ptr),
@@ -175,35 +329,26 @@ pub fn linear(
         arg(&ki),
         arg(&code),
         arg(&partial_ptr),
+        arg(&counters),
+        arg(&mode_i),
+        arg(&pair),
+        arg(&records),
+        arg(&record_width),
+        arg(&inv_freq),
+        arg(&keys),
+        arg(&values),
+        arg(&heads),
+        arg(&kv_heads),
+        arg(&gain),
+        arg(&normed),
+        arg(&eps),
+        arg(&gain_offset),
     ];
-    // SAFETY: the arguments match gemm_mma's parameters (gemm_plain's are the first nine); every buffer
-    // was checked for its shape, and the partial buffer holds splits x m x n floats.
-    unsafe {
-        match variant {
-            Variant::Plain => {
-                gpu.launch("gemm_plain", (m as u32, blocks(n, 128), 1), (128, 1, 1), 0, &mut args[..9])?
-            }
-            Variant::Fast => {
-                gpu.launch("gemm_mma", (blocks(m, 64), blocks(n, 64), splits as u32), (128, 1, 1), 0, &mut args)?
-            }
-        }
-    }
-    if splits > 1 {
-        let splits_i = splits as i32;
-        let mut args = [
-            arg(&partial_ptr),
-            arg(&splits_i),
-            arg(&bias_ptr),
-            arg(&residual_ptr),
-            arg(&y.block.ptr),
-            arg(&mi),
-            arg(&ni),
-            arg(&code),
-        ];
-        // SAFETY: the arguments match gemm_splitk_reduce, over the partials gemm_mma just wrote.
-        unsafe { gpu.launch("gemm_splitk_reduce", (blocks(m * n, 256), 1, 1), (256, 1, 1), 0, &mut args)? };
-    }
-    Ok(y)
+    let grid = (row_tiles as u32, column_tiles as u32, splits as u32);
+    // SAFETY: the arguments match gemm_mma's parameters. The caller checked x, w, the bias, the residual and y
+    // for this mode's shapes (and the rope mode's records and cache slots); the partial tiles hold splits x tiles x
+    // 64 x 64 floats; the counters (zero between launches) hold a counter per tile and per row tile.
+    unsafe { gpu.launch("gemm_mma", grid, (128, 1, 1), 0, &mut args) }
 }
 
 /// How many blocks share each output tile of `gemm_mma` along K. Only a product of at most 64 rows (a decode

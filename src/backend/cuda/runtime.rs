@@ -33,7 +33,13 @@ pub struct Gpu {
     shared_optin: usize,
     arena: Arena,
     staging: Staging,
+    /// The counters by which `gemm_mma`'s blocks find the last of a tile's K splits and of a row tile's column
+    /// tiles (zero between launches: the last block resets each).
+    tile_counters: DeviceBlock,
 }
+
+/// How many tile counters `gemm_mma` has (a product that needs more runs without split K or fused norm).
+const TILE_COUNTERS: usize = 1 << 15;
 
 /// The dynamic shared memory a kernel may use without opting in to more.
 const DEFAULT_SHARED: usize = 48 << 10;
@@ -197,7 +203,8 @@ impl Gpu {
             Arena::carved(base, bytes)
         };
         tracing::info!(%name, capability = ?capability, arena = %mib(bytes), "CUDA device opened");
-        Ok(Self {
+        let tile_counters = arena.alloc(TILE_COUNTERS * 4, "product tile counters")?;
+        let gpu = Self {
             ordinal,
             name,
             capability,
@@ -210,7 +217,19 @@ impl Gpu {
             shared_optin,
             arena,
             staging: Staging::new(),
-        })
+            tile_counters,
+        };
+        gpu.fill_u32(&gpu.tile_counters, 0, TILE_COUNTERS)?;
+        Ok(gpu)
+    }
+
+    /// The address of `gemm_mma`'s tile counters.
+    pub fn tile_counters(&self) -> u64 {
+        self.tile_counters.ptr
+    }
+
+    pub fn tile_counter_capacity(&self) -> usize {
+        TILE_COUNTERS
     }
 
     pub fn arena(&self) -> &Arena {

@@ -11,7 +11,7 @@ mod random;
 pub use config::{Gemma3, LlmConfig, RopeScaling, SUPPORTED};
 pub use random::{initialisation, parameter_count, random_weights, shape_config};
 
-use crate::backend::{Activation, Backend, CachedRow, HeadShape, KvLayout};
+use crate::backend::{Activation, Backend, CachedRow, Gate, HeadShape, KvLayout};
 use crate::checkpoint::WeightStore;
 use anyhow::{Result, ensure};
 
@@ -179,7 +179,9 @@ impl<B: Backend> Llm<B> {
     }
 
     /// Blocks `range` (not empty) over the hidden states `input`. Each residual add is fused with the RMS norm
-    /// that follows it; the last Llama block's MLP output is added in its projection's epilogue.
+    /// that follows it, and in Llama-family blocks with the product before it (`linear_add_rms_norm`); their QKV
+    /// product carries rope and the cache store, their gate/up product the gate. The last Llama block's MLP
+    /// output is added in its projection's epilogue.
     fn run_blocks(
         &self,
         backend: &B,
@@ -192,44 +194,53 @@ impl<B: Backend> Llm<B> {
         let last = range.end.saturating_sub(1);
         // The residual stream: `input` until the first residual add.
         let mut x: Option<B::Tensor> = None;
+        // The next block's normed input, where the add before it already made it.
+        let mut normed = None::<B::Tensor>;
+        // Gemma's MLP output, added at the next block's input norm.
         let mut pending = None::<B::Tensor>;
         for layer in range {
             let block = &self.blocks[layer];
-            let h = match pending.take() {
-                Some(delta) => {
+            let h = match (normed.take(), pending.take()) {
+                (Some(h), _) => h,
+                (None, Some(delta)) => {
                     let residual = x.as_ref().unwrap_or(input);
                     let (sum, h) = backend.add_rms_norm(residual, &delta, &block.input_norm, offset, eps)?;
                     x = Some(sum);
                     h
                 }
-                None => backend.rms_norm(x.as_ref().unwrap_or(input), &block.input_norm, offset, eps)?,
+                (None, None) => backend.rms_norm(x.as_ref().unwrap_or(input), &block.input_norm, offset, eps)?,
             };
-            let mut qkv = backend.linear(&h, &block.qkv, block.qkv_bias.as_ref(), Activation::None, None)?;
-            if let Some(g) = &block.gemma3 {
-                qkv = backend.head_rms_norm(&qkv, self.heads(), &g.q_norm, &g.k_norm, offset, eps)?;
-            }
-            let qkv = backend.rope(&qkv, rows, self.heads(), self.inv_freq_of(layer))?;
             let scoring = self.config.scoring(layer);
-            let attended = backend.attention_cached(&qkv, cache, layer, rows, self.heads(), scoring)?;
-            let delta = backend.linear(&attended, &block.out, None, Activation::None, None)?;
-            let residual = x.as_ref().unwrap_or(input);
+            let inv_freq = self.inv_freq_of(layer);
             let Some(g) = &block.gemma3 else {
-                let (sum, h) = backend.add_rms_norm(residual, &delta, &block.post_norm, offset, eps)?;
-                x = Some(sum);
-                let gate_up = backend.linear(&h, &block.gate_up, None, Activation::None, None)?;
-                let h = backend.silu_mul(&gate_up)?;
+                let qkv_bias = block.qkv_bias.as_ref();
+                let qkv =
+                    backend.linear_rope_store(&h, &block.qkv, qkv_bias, cache, layer, rows, self.heads(), inv_freq)?;
+                let attended = backend.attend_cached(&qkv, cache, layer, rows, self.heads(), scoring)?;
+                let residual = x.as_ref().unwrap_or(input);
+                let (sum, h) =
+                    backend.linear_add_rms_norm(&attended, &block.out, residual, &block.post_norm, offset, eps)?;
+                let h = backend.linear_gated(&h, &block.gate_up, Gate::Silu)?;
                 if layer == last {
-                    x = Some(backend.linear(&h, &block.down, None, Activation::None, x.as_ref())?);
+                    x = Some(backend.linear(&h, &block.down, None, Activation::None, Some(&sum))?);
                 } else {
-                    pending = Some(backend.linear(&h, &block.down, None, Activation::None, None)?);
+                    let next = &self.blocks[layer + 1].input_norm;
+                    let (sum, h) = backend.linear_add_rms_norm(&h, &block.down, &sum, next, offset, eps)?;
+                    x = Some(sum);
+                    normed = Some(h);
                 }
                 continue;
             };
+            let qkv = backend.linear(&h, &block.qkv, block.qkv_bias.as_ref(), Activation::None, None)?;
+            let qkv = backend.head_rms_norm(&qkv, self.heads(), &g.q_norm, &g.k_norm, offset, eps)?;
+            let qkv = backend.rope(&qkv, rows, self.heads(), inv_freq)?;
+            let attended = backend.attention_cached(&qkv, cache, layer, rows, self.heads(), scoring)?;
+            let delta = backend.linear(&attended, &block.out, None, Activation::None, None)?;
+            let residual = x.as_ref().unwrap_or(input);
             let delta = backend.rms_norm(&delta, &block.post_norm, offset, eps)?;
             let (sum, h) = backend.add_rms_norm(residual, &delta, &g.pre_feedforward, offset, eps)?;
             x = Some(sum);
-            let gate_up = backend.linear(&h, &block.gate_up, None, Activation::None, None)?;
-            let h = backend.gelu_tanh_mul(&gate_up)?;
+            let h = backend.linear_gated(&h, &block.gate_up, Gate::GeluTanh)?;
             let down = backend.linear(&h, &block.down, None, Activation::None, None)?;
             let delta = backend.rms_norm(&down, &g.post_feedforward, offset, eps)?;
             if layer == last {
