@@ -11,6 +11,8 @@ check fails when, in the second decode step of the timed step,
   - the DRAM bytes the emulator's L2 model estimates exceed 1.10 x the floor (weights and KV cache read once),
   - the requested bytes, the requested bytes of any kernel, or its launches grow past the baseline,
   - any kernel's sector efficiency (requested over sector bytes) or bank conflicts get worse than the baseline's.
+Byte and conflict counts may exceed the baseline by SLACK (1%), efficiencies fall short by 0.01: sampling's passes
+and shared-memory histogram depend on the logits, which any change of rounding upstream moves a little.
 The issue's further targets (requested bytes <= 1.5 x the floor, attention bytes <= 1.2 x the cache it reads, every
 kernel's sector efficiency >= 0.8) are printed as met or open, beside the figures. Only a GPU measures time.
 """
@@ -25,6 +27,7 @@ DRAM_OVER_FLOOR = 1.10
 REQUESTED_OVER_FLOOR = 1.5
 ATTENTION_OVER_CACHE = 1.2
 SECTOR_EFFICIENCY = 0.8
+SLACK = 0.01
 # Launches a decode step makes once, not per layer: the token embedding, the steering add, the gather of the rows
 # that are sampled and the sampling; besides them two RMS norms (the first block's input, the final one) and the LM
 # head's product.
@@ -135,16 +138,16 @@ def check(figures: dict, baseline: dict | None) -> list:
         failures.append(f"estimated DRAM bytes {d['dram']:,} > {DRAM_OVER_FLOOR} x the floor {d['floor']:,}")
     if baseline:
         b = baseline["decode"]
-        if d["requested"] > b["requested"]:
+        if d["requested"] > (1 + SLACK) * b["requested"]:
             failures.append(f"requested bytes {d['requested']:,} > the baseline's {b['requested']:,}")
         for name, k in d["kernels"].items():
             was = b["kernels"].get(name)
             if was is None:
                 continue
-            for field, worse in [("requested", k["requested"] > was["requested"]),
+            for field, worse in [("requested", k["requested"] > (1 + SLACK) * was["requested"]),
                                  ("launches", k["launches"] > was["launches"]),
-                                 ("efficiency", k["efficiency"] < was["efficiency"]),
-                                 ("bank_conflicts", k["bank_conflicts"] > was["bank_conflicts"])]:
+                                 ("efficiency", k["efficiency"] < was["efficiency"] - SLACK),
+                                 ("bank_conflicts", k["bank_conflicts"] > (1 + SLACK) * was["bank_conflicts"])]:
                 if worse:
                     failures.append(f"{name}: {field} {k[field]} is worse than the baseline's {was[field]}")
     attention = sum(k["requested"] for n, k in d["kernels"].items() if n.startswith("attention"))
