@@ -33,6 +33,15 @@ __device__ __forceinline__ Visible visible_of(const uint32_t* __restrict__ recor
     return Visible{rec[2], rec[3], rec[4], rec[5]};
 }
 
+// The same for a whole warp (every lane with the same r): four lanes load a field each and pass it to all, so
+// the record costs the warp one 16-byte request instead of one per lane.
+__device__ __forceinline__ Visible visible_of_warp(const uint32_t* __restrict__ records, int64_t r) {
+    const int lane = threadIdx.x & 31;
+    const uint32_t field = lane < 4 ? records[r * ROW_FIELDS + 2 + lane] : 0;
+    return Visible{__shfl_sync(0xffffffffu, field, 0), __shfl_sync(0xffffffffu, field, 1),
+                   __shfl_sync(0xffffffffu, field, 2), __shfl_sync(0xffffffffu, field, 3)};
+}
+
 // Writes each row's key and value heads (already rotated) to its slot. Grid (rows, ceil(kv_width / blockDim.x)).
 extern "C" __global__ void kv_store(const bf16* __restrict__ qkv, const uint32_t* __restrict__ records,
                                     bf16* __restrict__ keys, bf16* __restrict__ values, int rows, int heads,
@@ -158,7 +167,7 @@ __device__ void attention_split(const bf16* __restrict__ qkv, const uint32_t* __
     const int first_head = kv * group_size + (blockIdx.y % groups_per_kv) * GROUP;
     const int n_heads = min(GROUP, kv * group_size + group_size - first_head);
     const int kv_width = kv_heads * HD, width = (heads + 2 * kv_heads) * HD;
-    const Visible vis = visible_of(records, r);
+    const Visible vis = visible_of_warp(records, r);
     // Splits cover keys 0 .. capacity; a window only trims their start (a split left of it stays empty).
     const int64_t split_start = (int64_t)blockIdx.z * split_len;
     // Under a cascade the keys before the row's `shared` are attention_prefix_*'s (a split wholly inside them
@@ -280,6 +289,12 @@ extern "C" __global__ void __launch_bounds__(32 * WARPS)
 // once per tile and kv head instead of once per row and query-head group. A tile is TILE_FIELDS u32: first row,
 // rows, the prefix's first slot, shared keys. Grid (tiles, kv_heads * passes, splits of the longest shared run; a
 // tile with a shorter one writes empty partials past it); a pass covers PREFIX_WARPS * (16 / DPL) vectors.
+//
+// Direct mode (`out` set; one split covering every prefix): when every row of the call is in a tile (a GLOV decode
+// step: each sequence of a group beside its siblings), each warp then attends its vectors to their rows' own keys,
+// read in place, and writes the finished rows to `out`. A decode step's attention is then this one launch, and it
+// reads each prefix once per tile and key/value head, each sequence's own keys once per query-head vector, and
+// writes no partials.
 #define TILE_FIELDS 4
 #define PREFIX_WARPS 8
 #define NO_KEY 0x7fffffffffffffffLL
@@ -290,7 +305,7 @@ __device__ void attention_prefix(const bf16* __restrict__ qkv, const uint32_t* _
                                  const uint32_t* __restrict__ tiles, const bf16* __restrict__ keys,
                                  const bf16* __restrict__ values, float* __restrict__ partial_ml,
                                  float* __restrict__ partial_acc, int heads, int kv_heads, float scale,
-                                 int split_len, int window, int partials, int first_split) {
+                                 int split_len, int window, int partials, int first_split, bf16* __restrict__ out) {
     constexpr int HD = 32 * DPL, QV = 16 / DPL, PIECES = HD / 8;
     __shared__ __align__(16) bf16 k_chunk[PREFIX_CHUNK][HD];
     __shared__ __align__(16) bf16 v_chunk[PREFIX_CHUNK][HD];
@@ -315,7 +330,8 @@ __device__ void attention_prefix(const bf16* __restrict__ qkv, const uint32_t* _
         const bool valid = v < n_rows * per_kv;
         row[j] = first_row + (valid ? v / per_kv : 0);
         head[j] = kv * per_kv + (valid ? v % per_kv : 0);
-        from[j] = valid ? visible_of(records, row[j]).first(window) : NO_KEY;
+        const int64_t first = visible_of_warp(records, row[j]).first(window);  // the whole warp, valid or not
+        from[j] = valid ? first : NO_KEY;
         m[j] = -INFINITY;
         l[j] = 0.0f;
         if (valid) load_bf16s<DPL>(qkv + row[j] * width + (int64_t)head[j] * HD + lane * DPL, q[j]);
@@ -355,6 +371,35 @@ __device__ void attention_prefix(const bf16* __restrict__ qkv, const uint32_t* _
             }
         }
     }
+    if (out) {
+        // Direct: each warp goes on with its vectors' own keys after the prefix (a decode row's few), read in place,
+        // and writes the finished rows; no partials, no per-row kernel, no combine.
+#pragma unroll
+        for (int j = 0; j < QV; ++j) {
+            if (from[j] == NO_KEY) continue;
+            const Visible vis = visible_of_warp(records, row[j]);
+            for (int64_t k = max(shared, from[j]); k < vis.length(); ++k) {
+                const int64_t base = vis.slot(k) * kv_width + (int64_t)kv * HD + lane * DPL;
+                float kd[DPL], vd[DPL];
+                load_bf16s<DPL>(keys + base, kd);
+                load_bf16s<DPL>(values + base, vd);
+                float s = 0.0f;
+#pragma unroll
+                for (int d = 0; d < DPL; ++d) s += q[j][d] * kd[d];
+                s = warp_sum(s);
+                const float m_new = fmaxf(m[j], s);
+                const float correction = expf(m[j] - m_new), p = expf(s - m_new);
+                l[j] = l[j] * correction + p;
+#pragma unroll
+                for (int d = 0; d < DPL; ++d) acc[j][d] = acc[j][d] * correction + p * vd[d];
+                m[j] = m_new;
+            }
+            bf16* o = out + (row[j] * heads + head[j]) * HD + lane * DPL;
+#pragma unroll
+            for (int d = 0; d < DPL; ++d) o[d] = to_bf16(l[j] > 0.0f ? acc[j][d] / l[j] : 0.0f);
+        }
+        return;
+    }
 #pragma unroll
     for (int j = 0; j < QV; ++j) {
         if (from[j] == NO_KEY) continue;
@@ -373,9 +418,9 @@ extern "C" __global__ void __launch_bounds__(32 * PREFIX_WARPS)
                         const uint32_t* __restrict__ tiles, const bf16* __restrict__ keys,
                         const bf16* __restrict__ values, float* __restrict__ partial_ml,
                         float* __restrict__ partial_acc, int heads, int kv_heads, float scale, int split_len,
-                        int window, int partials, int first_split) {
+                        int window, int partials, int first_split, bf16* __restrict__ out) {
     attention_prefix<2>(qkv, records, tiles, keys, values, partial_ml, partial_acc, heads, kv_heads, scale,
-                          split_len, window, partials, first_split);
+                          split_len, window, partials, first_split, out);
 }
 
 extern "C" __global__ void __launch_bounds__(32 * PREFIX_WARPS)
@@ -383,9 +428,9 @@ extern "C" __global__ void __launch_bounds__(32 * PREFIX_WARPS)
                         const uint32_t* __restrict__ tiles, const bf16* __restrict__ keys,
                         const bf16* __restrict__ values, float* __restrict__ partial_ml,
                         float* __restrict__ partial_acc, int heads, int kv_heads, float scale, int split_len,
-                        int window, int partials, int first_split) {
+                        int window, int partials, int first_split, bf16* __restrict__ out) {
     attention_prefix<4>(qkv, records, tiles, keys, values, partial_ml, partial_acc, heads, kv_heads, scale,
-                          split_len, window, partials, first_split);
+                          split_len, window, partials, first_split, out);
 }
 
 extern "C" __global__ void __launch_bounds__(32 * PREFIX_WARPS)
@@ -393,9 +438,9 @@ extern "C" __global__ void __launch_bounds__(32 * PREFIX_WARPS)
                         const uint32_t* __restrict__ tiles, const bf16* __restrict__ keys,
                         const bf16* __restrict__ values, float* __restrict__ partial_ml,
                         float* __restrict__ partial_acc, int heads, int kv_heads, float scale, int split_len,
-                        int window, int partials, int first_split) {
+                        int window, int partials, int first_split, bf16* __restrict__ out) {
     attention_prefix<8>(qkv, records, tiles, keys, values, partial_ml, partial_acc, heads, kv_heads, scale,
-                          split_len, window, partials, first_split);
+                          split_len, window, partials, first_split, out);
 }
 
 // Merges the splits of attention_cached_*: out = sum_z e^(m_z - M) acc_z / sum_z e^(m_z - M) l_z, with M the

@@ -236,7 +236,7 @@ pub fn cases<B: Backend>(
     if only.wants(&["attention_window_prefill", "attention_window_decode"]) {
         window_attention_cases(subject, &mut cases, seed)?;
     }
-    if only.wants(&["attention_shared_prefix"]) {
+    if only.wants(&["attention_shared_prefix", "attention_shared_prefix_direct"]) {
         shared_prefix_attention_cases(subject, &mut cases, quick, seed)?;
     }
     if only.wants(&["linear_add_rms_norm", "linear_add_rms_norm_sum", "linear_silu", "linear_gelu_tanh"]) {
@@ -405,6 +405,9 @@ fn window_attention_cases<B: Backend>(subject: &B, cases: &mut Cases, seed: u64)
 fn shared_prefix_attention_cases<B: Backend>(subject: &B, cases: &mut Cases, quick: bool, seed: u64) -> Result<()> {
     const FULL: Groups = Groups { prefixes: &[300, 100, 17, 520, 64], sequences: &[11, 3, 3, 1, 2], continuation: 3 };
     const QUICK: Groups = Groups { prefixes: &[300, 100, 17, 64], sequences: &[11, 3, 3, 2], continuation: 3 };
+    // Every group's sequences beside their siblings over a prefix the cascade takes: each later call is covered by
+    // tiles, and the fast path's attention is attention_prefix_* alone (its direct mode).
+    const ALL_SHARED: Groups = Groups { prefixes: &[300, 100, 64], sequences: &[11, 3, 2], continuation: 3 };
     let groups = if quick { &QUICK } else { &FULL };
     let cpu = CpuBackend::new();
     let mut inputs = Inputs::for_case(seed, "attention_shared_prefix");
@@ -413,7 +416,11 @@ fn shared_prefix_attention_cases<B: Backend>(subject: &B, cases: &mut Cases, qui
     } else {
         &[(14, 2, 64, Some(200)), (8, 2, 128, None), (4, 1, 256, Some(40))]
     };
-    for &(heads, kv_heads, head_dim, window) in shapes {
+    let runs = shapes.iter().map(|&shape| ("attention_shared_prefix", groups, shape));
+    let direct_shapes: &[(usize, usize, usize, Option<usize>)] =
+        if quick { &[(8, 2, 128, Some(120))] } else { &[(8, 2, 128, Some(120)), (14, 2, 64, None), (4, 1, 256, None)] };
+    let direct = direct_shapes.iter().map(|&shape| ("attention_shared_prefix_direct", &ALL_SHARED, shape));
+    for (case, groups, (heads, kv_heads, head_dim, window)) in runs.chain(direct) {
         let shape = HeadShape { heads, kv_heads, head_dim };
         let qkv: Vec<Vec<f32>> =
             groups.calls().iter().map(|rows| inputs.values(rows.len() * shape.qkv_width(), 2.0)).collect();
@@ -423,7 +430,7 @@ fn shared_prefix_attention_cases<B: Backend>(subject: &B, cases: &mut Cases, qui
         let got = cached_attention(subject, shape, scoring, (groups, &qkv), &inv_freq)?;
         let window = window.map_or(String::new(), |w| format!(", window {w}"));
         cases.push(
-            "attention_shared_prefix",
+            case,
             format!(
                 "{heads} heads, {kv_heads} kv, d {head_dim}{window}; {} sequences over {} prefixes, 3 + {DECODE_STEPS} \
                  tokens",

@@ -88,6 +88,7 @@ pub const CASES: &[&str] = &[
     "attention_window_prefill",
     "attention_window_decode",
     "attention_shared_prefix",
+    "attention_shared_prefix_direct",
     "linear_add_rms_norm_sum",
     "linear_add_rms_norm",
     "linear_silu",

@@ -35,6 +35,11 @@ fn prefix_vectors_per_pass(head_dim: usize) -> usize {
 /// Most bytes of split partials at once: longer calls run in chunks of rows.
 const PARTIALS_BYTES: usize = 256 << 20;
 
+/// Whether the cascade's tiles hold every one of `rows` rows.
+fn covers_all(tiles: &[u32], rows: usize) -> bool {
+    rows > 0 && tiles.chunks_exact(TILE_FIELDS).map(|t| t[1] as usize).sum::<usize>() == rows
+}
+
 pub struct CudaKvCache {
     layout: KvLayout,
     /// `[layer][keys, values][tokens][kv_heads * head_dim]` bf16.
@@ -60,6 +65,8 @@ pub struct CudaRows {
     tiles: Option<DTensor>,
     tile_count: usize,
     shared_splits: usize,
+    /// Every row is in a tile: the fast attention is attention_prefix_* alone, in its direct mode.
+    direct: bool,
 }
 
 impl CudaRows {
@@ -195,12 +202,13 @@ impl CudaKvCache {
         let (tiles, shared_splits) = self.cascade(rows, &mut records);
         let records = DTensor::upload_u32(gpu, &records, "KV cache row records")?;
         let tile_count = tiles.len() / TILE_FIELDS;
+        let direct = covers_all(&tiles, rows.len());
         let tiles = if tiles.is_empty() {
             None
         } else {
             Some(DTensor::upload_u32(gpu, &tiles, "shared-prefix attention tiles")?)
         };
-        Ok(CudaRows { rows: rows.to_vec(), records, max_visible, tiles, tile_count, shared_splits })
+        Ok(CudaRows { rows: rows.to_vec(), records, max_visible, tiles, tile_count, shared_splits, direct })
     }
 
     /// New rows written over `prepared`'s records on the device (as many rows, streams of no larger capacity,
@@ -215,7 +223,9 @@ impl CudaKvCache {
         );
         let (tiles, shared_splits) = self.cascade(rows, &mut records);
         ensure!(
-            tiles.len() / TILE_FIELDS == prepared.tile_count && shared_splits <= prepared.shared_splits,
+            tiles.len() / TILE_FIELDS == prepared.tile_count
+                && shared_splits <= prepared.shared_splits
+                && covers_all(&tiles, rows.len()) == prepared.direct,
             "update_rows: the new rows share prefixes in other tiles than the prepared ones"
         );
         gpu.upload(&prepared.records.block, &records)?;
@@ -359,6 +369,33 @@ impl CudaKvCache {
             64 | 128 | 256 if variant == Variant::Fast => Some(format!("attention_cached_{}", heads.head_dim)),
             _ => None,
         };
+        if let (Some(tiles), true, Some(_)) = (&rows.tiles, rows.direct, &fast) {
+            let passes = (TILE_ROWS * heads.heads / heads.kv_heads).div_ceil(prefix_vectors_per_pass(heads.head_dim));
+            let (whole, one, first_split, no_partials) = (i32::MAX, 1i32, 0i32, 0u64);
+            let mut args = [
+                arg(&qkv.block.ptr),
+                arg(&rows.records.block.ptr),
+                arg(&tiles.block.ptr),
+                arg(&keys),
+                arg(&values),
+                arg(&no_partials),
+                arg(&no_partials),
+                arg(&h),
+                arg(&kv),
+                arg(&scale),
+                arg(&whole),
+                arg(&window),
+                arg(&one),
+                arg(&first_split),
+                arg(&out.block.ptr),
+            ];
+            let grid = (rows.tile_count as u32, (heads.kv_heads * passes) as u32, 1);
+            // SAFETY: the arguments match attention_prefix_<head_dim> in its direct mode (no partials): the tiles
+            // name every row of this call once, and prefix slots that were checked with the records; out holds
+            // rows x heads x head_dim.
+            unsafe { gpu.launch(&format!("attention_prefix_{}", heads.head_dim), grid, (256, 1, 1), 0, &mut args)? };
+            return Ok(out);
+        }
         let Some(kernel) = fast else {
             let mut args = [
                 arg(&qkv.block.ptr),
@@ -440,7 +477,7 @@ impl CudaKvCache {
             if let Some(tiles) = cascade {
                 let passes =
                     (TILE_ROWS * heads.heads / heads.kv_heads).div_ceil(prefix_vectors_per_pass(heads.head_dim));
-                let first_split = splits as i32;
+                let (first_split, no_out) = (splits as i32, 0u64);
                 let mut args = [
                     arg(&qkv.block.ptr),
                     arg(&rows.records.block.ptr),
@@ -456,6 +493,7 @@ impl CudaKvCache {
                     arg(&window),
                     arg(&partials_i),
                     arg(&first_split),
+                    arg(&no_out),
                 ];
                 let grid = (rows.tile_count as u32, (heads.kv_heads * passes) as u32, rows.shared_splits as u32);
                 // SAFETY: the arguments match attention_prefix_<head_dim>; the tiles name rows of this call (one
