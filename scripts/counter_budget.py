@@ -28,9 +28,9 @@ REQUESTED_OVER_FLOOR = 1.5
 ATTENTION_OVER_CACHE = 1.2
 SECTOR_EFFICIENCY = 0.8
 SLACK = 0.01
-# Launches a decode step makes once, not per layer: the token embedding, the steering add, the gather of the rows
-# that are sampled and the sampling; besides them two RMS norms (the first block's input, the final one) and the LM
-# head's product.
+# Launches a decode step makes outside its decoder layers: the token embedding, the steering add, the gather of the
+# rows that are sampled and the sampling; besides them the final RMS norm and the LM head's product. A block's input
+# norm is the layer's (fused into the previous product but after the first block and a steering add).
 PER_STEP_KERNELS = {"embed_rows", "add_rows", "gather_rows_bf16", "sample"}
 
 
@@ -94,7 +94,7 @@ def phases(launches: list, bench: dict) -> dict:
 
 
 def launches_per_layer(decode: list, layers: int) -> float:
-    per_step = sum(1 for l in decode if l["kernel"] in PER_STEP_KERNELS) + 3
+    per_step = sum(1 for l in decode if l["kernel"] in PER_STEP_KERNELS) + 2
     return (len(decode) - per_step) / layers
 
 
@@ -170,7 +170,10 @@ def main() -> int:
     parser.add_argument("baseline", type=Path)
     parser.add_argument("--write", action="store_true", help="write the figures as the new baseline")
     args = parser.parse_args()
-    bench = json.loads((args.dir / "bench.json").read_text())
+    text = (args.dir / "bench.json").read_text()
+    if not text.strip():
+        sys.exit(f"{args.dir / 'bench.json'} is empty: the bench did not finish (see its messages above)")
+    bench = json.loads(text)
     launches = [json.loads(line) for line in (args.dir / "launches.jsonl").read_text().splitlines()]
     figures = phases(launches, bench)
     print(table(figures, bench))
