@@ -52,7 +52,7 @@ extern "C" __global__ void gemm_plain(const bf16* __restrict__ x, const bf16* __
 // With `normed` set (plain mode), the block that completes a row tile's last column tile (a second counter) also
 // writes the RMS norm of its rows of Y (rms_norm's arithmetic, gains `gain_offset + norm_gain`), so that a residual
 // add and the norm after it cost no launch. `counters` (zero before the launch, zero after it) holds a counter per
-// tile, then one per row tile.
+// tile when K is split, then one per row tile when the rows are normed.
 #define TILE_M 64
 #define TILE_N 64
 #define TILE_K 32
@@ -286,7 +286,9 @@ extern "C" __global__ void __launch_bounds__(128)
         }
     }
 
-    if (!normed || !arrived_last(counters + (int64_t)gridDim.x * gridDim.y + blockIdx.x, gridDim.y)) return;
+    // The row tiles' counters follow the tiles' (which only split K uses).
+    const int64_t row_counters = gridDim.z > 1 ? (int64_t)gridDim.x * gridDim.y : 0;
+    if (!normed || !arrived_last(counters + row_counters + blockIdx.x, gridDim.y)) return;
     // The RMS norm of this row tile's rows of Y, a warp per row, every column tile of them now written.
     for (int r = warp; r < TILE_M && row0 + r < M; r += 4) {
         const bf16* yr = y + (int64_t)(row0 + r) * N;

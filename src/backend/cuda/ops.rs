@@ -157,8 +157,8 @@ pub fn linear(
 }
 
 /// `s = residual + x W^T` and its RMS norm, all bf16: the residual add of a decoder block and the norm after it.
-/// Fast: one launch (the product's epilogue adds, its last column tile of each row tile normalises); plain: the
-/// plain product with the residual in its epilogue, then the plain RMS norm.
+/// Fast: one launch (the product's epilogue adds, its last column tile of each row tile normalises); plain (and a
+/// product of more row tiles than counters): the product with the residual in its epilogue, then the RMS norm.
 pub fn linear_add_rms_norm(
     gpu: &Gpu,
     x: &DTensor,
@@ -175,7 +175,7 @@ pub fn linear_add_rms_norm(
         "RMS norm: gain of {} for rows of {n}",
         norm.gain.rows * norm.gain.cols
     );
-    if variant == Variant::Plain {
+    if variant == Variant::Plain || !fuses_norm(gpu, m) {
         let sum = linear(gpu, x, w, None, Activation::None, Some(residual), variant)?;
         let plain_norm = RmsGain { gain: norm.gain, gain_offset: norm.gain_offset, eps: norm.eps };
         let (_, normed) = super::llm_ops::rms_norm(gpu, &sum, None, plain_norm, variant)?;
@@ -186,6 +186,12 @@ pub fn linear_add_rms_norm(
     let epilogue = Epilogue { residual: Some(residual), norm: Some((norm, &normed)), ..Epilogue::default() };
     gemm_mma(gpu, x, w, &epilogue, Mode::Plain, &sum)?;
     Ok((sum, normed))
+}
+
+/// Whether `gemm_mma` has a counter for each 64-row tile of `m` rows to norm (a prefill of millions of rows runs
+/// the product and the norm apart).
+fn fuses_norm(gpu: &Gpu, m: usize) -> bool {
+    m.div_ceil(64) <= gpu.tile_counter_capacity()
 }
 
 /// The gated MLP's product and gate: `act(x W_gate^T) * (x W_up^T)`, W = [gate (f); up (f)] `[2f, k]`, out
@@ -290,12 +296,11 @@ pub(super) fn gemm_mma(gpu: &Gpu, x: &DTensor, w: &DTensor, e: &Epilogue, mode: 
     };
     let row_tiles = m.div_ceil(64);
     let tiles = row_tiles * column_tiles;
-    let wanted = k_splits(m, n, k, gpu.multiprocessors);
-    let splits = if tiles + row_tiles <= gpu.tile_counter_capacity() { wanted } else { 1 };
+    let capacity = gpu.tile_counter_capacity();
+    let splits = if tiles + row_tiles <= capacity { k_splits(m, n, k, gpu.multiprocessors) } else { 1 };
     ensure!(
-        e.norm.is_none() || tiles + row_tiles <= gpu.tile_counter_capacity(),
-        "a fused RMS norm over {row_tiles} row tiles needs more than the {} tile counters",
-        gpu.tile_counter_capacity()
+        e.norm.is_none() || fuses_norm(gpu, m),
+        "a fused RMS norm over {row_tiles} row tiles needs more than the {capacity} tile counters"
     );
     let partial = if splits > 1 {
         Some(DTensor::new(gpu, splits * tiles, 64 * 64, DType::F32, "split-K partial tiles")?)
