@@ -40,6 +40,62 @@ fn covers_all(tiles: &[u32], rows: usize) -> bool {
     rows > 0 && tiles.chunks_exact(TILE_FIELDS).map(|t| t[1] as usize).sum::<usize>() == rows
 }
 
+/// One layer's attention_prefix_* launch over a call's cascade tiles.
+struct Prefix<'a> {
+    qkv: &'a DTensor,
+    rows: &'a CudaRows,
+    tiles: &'a DTensor,
+    keys: u64,
+    values: u64,
+    heads: HeadShape,
+    scale: f32,
+    window: i32,
+}
+
+/// Where attention_prefix_* puts its results: split partials (slots `first_split + z` of `partials` per row and
+/// head, splits of `split_len` keys), or the finished rows (its direct mode: one split over every prefix).
+enum PrefixOutput {
+    Partials { ml: u64, acc: u64, partials: i32, first_split: i32, split_len: i32 },
+    Rows(u64),
+}
+
+impl Prefix<'_> {
+    fn launch(&self, gpu: &Gpu, output: PrefixOutput) -> Result<()> {
+        let heads = self.heads;
+        let (h, kv) = (heads.heads as i32, heads.kv_heads as i32);
+        let passes = (TILE_ROWS * heads.heads / heads.kv_heads).div_ceil(prefix_vectors_per_pass(heads.head_dim));
+        let (ml, acc, partials, first_split, split_len, out, splits) = match output {
+            PrefixOutput::Partials { ml, acc, partials, first_split, split_len } => {
+                (ml, acc, partials, first_split, split_len, 0u64, self.rows.shared_splits)
+            }
+            PrefixOutput::Rows(out) => (0, 0, 1, 0, i32::MAX, out, 1),
+        };
+        let mut args = [
+            arg(&self.qkv.block.ptr),
+            arg(&self.rows.records.block.ptr),
+            arg(&self.tiles.block.ptr),
+            arg(&self.keys),
+            arg(&self.values),
+            arg(&ml),
+            arg(&acc),
+            arg(&h),
+            arg(&kv),
+            arg(&self.scale),
+            arg(&split_len),
+            arg(&self.window),
+            arg(&partials),
+            arg(&first_split),
+            arg(&out),
+        ];
+        let grid = (self.rows.tile_count as u32, (heads.kv_heads * passes) as u32, splits as u32);
+        // SAFETY: the arguments match attention_prefix_<head_dim>; the tiles name rows of this call (all of them,
+        // each once, in the direct mode) and prefix slots that were checked with the records. Partials: the buffers
+        // hold rows x heads x partials, the shared splits after the rows' own; rows: out holds rows x heads x
+        // head_dim.
+        unsafe { gpu.launch(&format!("attention_prefix_{}", heads.head_dim), grid, (256, 1, 1), 0, &mut args) }
+    }
+}
+
 pub struct CudaKvCache {
     layout: KvLayout,
     /// `[layer][keys, values][tokens][kv_heads * head_dim]` bf16.
@@ -370,30 +426,8 @@ impl CudaKvCache {
             _ => None,
         };
         if let (Some(tiles), true, Some(_)) = (&rows.tiles, rows.direct, &fast) {
-            let passes = (TILE_ROWS * heads.heads / heads.kv_heads).div_ceil(prefix_vectors_per_pass(heads.head_dim));
-            let (whole, one, first_split, no_partials) = (i32::MAX, 1i32, 0i32, 0u64);
-            let mut args = [
-                arg(&qkv.block.ptr),
-                arg(&rows.records.block.ptr),
-                arg(&tiles.block.ptr),
-                arg(&keys),
-                arg(&values),
-                arg(&no_partials),
-                arg(&no_partials),
-                arg(&h),
-                arg(&kv),
-                arg(&scale),
-                arg(&whole),
-                arg(&window),
-                arg(&one),
-                arg(&first_split),
-                arg(&out.block.ptr),
-            ];
-            let grid = (rows.tile_count as u32, (heads.kv_heads * passes) as u32, 1);
-            // SAFETY: the arguments match attention_prefix_<head_dim> in its direct mode (no partials): the tiles
-            // name every row of this call once, and prefix slots that were checked with the records; out holds
-            // rows x heads x head_dim.
-            unsafe { gpu.launch(&format!("attention_prefix_{}", heads.head_dim), grid, (256, 1, 1), 0, &mut args)? };
+            let on = Prefix { qkv, rows, tiles, keys, values, heads, scale, window };
+            on.launch(gpu, PrefixOutput::Rows(out.block.ptr))?;
             return Ok(out);
         }
         let Some(kernel) = fast else {
@@ -475,33 +509,9 @@ impl CudaKvCache {
             // and out start at the addresses passed; the partial buffers hold count x heads x partials.
             unsafe { gpu.launch(&kernel, grid, (128, 1, 1), 0, &mut args)? };
             if let Some(tiles) = cascade {
-                let passes =
-                    (TILE_ROWS * heads.heads / heads.kv_heads).div_ceil(prefix_vectors_per_pass(heads.head_dim));
-                let (first_split, no_out) = (splits as i32, 0u64);
-                let mut args = [
-                    arg(&qkv.block.ptr),
-                    arg(&rows.records.block.ptr),
-                    arg(&tiles.block.ptr),
-                    arg(&keys),
-                    arg(&values),
-                    arg(&ml),
-                    arg(&acc),
-                    arg(&h),
-                    arg(&kv),
-                    arg(&scale),
-                    arg(&split_len),
-                    arg(&window),
-                    arg(&partials_i),
-                    arg(&first_split),
-                    arg(&no_out),
-                ];
-                let grid = (rows.tile_count as u32, (heads.kv_heads * passes) as u32, rows.shared_splits as u32);
-                // SAFETY: the arguments match attention_prefix_<head_dim>; the tiles name rows of this call (one
-                // chunk: all of them) and prefix slots that were checked with the records; the partial buffers
-                // hold rows x heads x partials, the shared splits after the rows' own.
-                unsafe {
-                    gpu.launch(&format!("attention_prefix_{}", heads.head_dim), grid, (256, 1, 1), 0, &mut args)?
-                };
+                let on = Prefix { qkv, rows, tiles, keys, values, heads, scale, window };
+                let first_split = splits as i32;
+                on.launch(gpu, PrefixOutput::Partials { ml, acc, partials: partials_i, first_split, split_len })?;
             }
             if partials > 1 {
                 let mut args = [arg(&ml), arg(&acc), arg(&out_at), arg(&h), arg(&d), arg(&partials_i)];
