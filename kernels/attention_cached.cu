@@ -89,6 +89,23 @@ __device__ __forceinline__ void store_f32s(float* __restrict__ p, const float (&
 
 #define PLAIN_DIMS (256 / 32)
 
+// One key of the online softmax for a lane's DPL dimensions of a (row, query head) vector (q already scaled):
+// the score is one warp sum; the running maximum, sum and accumulator are rescaled when the maximum grows.
+template <int DPL>
+__device__ __forceinline__ void attend_key(const float (&q)[DPL], const float (&kd)[DPL], const float (&vd)[DPL],
+                                           float& m, float& l, float (&acc)[DPL]) {
+    float s = 0.0f;
+#pragma unroll
+    for (int d = 0; d < DPL; ++d) s += q[d] * kd[d];
+    s = warp_sum(s);
+    const float m_new = fmaxf(m, s);
+    const float correction = expf(m - m_new), p = expf(s - m_new);
+    l = l * correction + p;
+#pragma unroll
+    for (int d = 0; d < DPL; ++d) acc[d] = acc[d] * correction + p * vd[d];
+    m = m_new;
+}
+
 // Plain: one warp per (row, query head), walking the visible keys in order with an online softmax (running
 // maximum, running sum, rescaled accumulator), all in f32. Lane l owns the output dimensions l, l + 32, ... in
 // registers (no per-thread array in local memory, which the driver would reserve for every resident thread), so a
@@ -194,18 +211,7 @@ __device__ void attention_split(const bf16* __restrict__ qkv, const uint32_t* __
         load_bf16s<DPL>(keys + base, kd);
         load_bf16s<DPL>(values + base, vd);
 #pragma unroll
-        for (int g = 0; g < GROUP; ++g) {
-            float s = 0.0f;
-#pragma unroll
-            for (int d = 0; d < DPL; ++d) s += q[g][d] * kd[d];
-            s = warp_sum(s);
-            const float m_new = fmaxf(m[g], s);
-            const float correction = expf(m[g] - m_new), p = expf(s - m_new);
-            l[g] = l[g] * correction + p;
-#pragma unroll
-            for (int d = 0; d < DPL; ++d) acc[g][d] = acc[g][d] * correction + p * vd[d];
-            m[g] = m_new;
-        }
+        for (int g = 0; g < GROUP; ++g) attend_key<DPL>(q[g], kd, vd, m[g], l[g], acc[g]);
     }
     // Merge the warps: each publishes its state, then every thread merges some (head, dimension) pairs.
 #pragma unroll
@@ -288,13 +294,14 @@ extern "C" __global__ void __launch_bounds__(32 * WARPS)
 // kernels, told of the cascade, skip the shared keys, and attention_combine merges all. The prefix is then read
 // once per tile and kv head instead of once per row and query-head group. A tile is TILE_FIELDS u32: first row,
 // rows, the prefix's first slot, shared keys. Grid (tiles, kv_heads * passes, splits of the longest shared run; a
-// tile with a shorter one writes empty partials past it); a pass covers PREFIX_WARPS * (16 / DPL) vectors.
+// tile with a shorter one writes empty partials past it); a pass covers PREFIX_WARPS warps of QV = 16 / DPL vector
+// slots, a warp whole rows where a row's query heads fit its slots.
 //
 // Direct mode (`out` set; one split covering every prefix): when every row of the call is in a tile (a GLOV decode
 // step: each sequence of a group beside its siblings), each warp then attends its vectors to their rows' own keys,
 // read in place, and writes the finished rows to `out`. A decode step's attention is then this one launch, and it
-// reads each prefix once per tile and key/value head, each sequence's own keys once per query-head vector, and
-// writes no partials.
+// reads each prefix once per tile and key/value head, each sequence's own keys once per key/value head (once per
+// warp holding some of its heads, where they do not fit one warp), and writes no partials.
 #define TILE_FIELDS 4
 #define PREFIX_WARPS 8
 #define NO_KEY 0x7fffffffffffffffLL
@@ -310,28 +317,48 @@ __device__ void attention_prefix(const bf16* __restrict__ qkv, const uint32_t* _
     __shared__ __align__(16) bf16 k_chunk[PREFIX_CHUNK][HD];
     __shared__ __align__(16) bf16 v_chunk[PREFIX_CHUNK][HD];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const uint32_t* tile = tiles + (int64_t)blockIdx.x * TILE_FIELDS;
-    const int64_t first_row = tile[0], a_start = tile[2], shared = tile[3];
-    const int n_rows = tile[1];
+    // The tile's fields, loaded by four lanes of each warp and passed to all (one 16-byte request per warp).
+    const uint32_t field = lane < TILE_FIELDS ? tiles[(int64_t)blockIdx.x * TILE_FIELDS + lane] : 0;
+    const int64_t first_row = __shfl_sync(0xffffffffu, field, 0), a_start = __shfl_sync(0xffffffffu, field, 2);
+    const int64_t shared = __shfl_sync(0xffffffffu, field, 3);
+    const int n_rows = __shfl_sync(0xffffffffu, field, 1);
     const int64_t split_start = (int64_t)blockIdx.z * split_len, split_end = min(shared, split_start + split_len);
     const int per_kv = heads / kv_heads, passes = gridDim.y / kv_heads;
     const int kv = blockIdx.y / passes, pass = blockIdx.y % passes;
-    if (pass * QV * PREFIX_WARPS >= n_rows * per_kv) return;  // a small tile needs fewer passes
+    // Whole rows per warp when a row's heads fit its QV vector slots (QV / per_kv rows, spare slots idle), so that
+    // the direct mode loads a row's own keys once for all its heads; otherwise QV consecutive (row, head) vectors.
+    const int rows_per_warp = QV / per_kv;
+    if (rows_per_warp > 0 ? pass * PREFIX_WARPS * rows_per_warp >= n_rows
+                          : pass * PREFIX_WARPS * QV >= n_rows * per_kv)
+        return;  // a small tile needs fewer passes
     const int kv_width = kv_heads * HD, width = (heads + 2 * kv_heads) * HD;
+    const int first_vector = (pass * PREFIX_WARPS + warp) * QV;
 
-    // This warp's vectors: v = (pass * QV + j) * PREFIX_WARPS + warp, row v / per_kv of the tile, head v % per_kv of
-    // the kv head. `from` is the first key a vector's row sees (its sliding window); past the tile, never.
+    // This warp's vectors: slot j holds tile row `row[j]`'s query head `head[j]`; a valid slot's `from` is the first
+    // key its row sees (its sliding window), an idle slot's never. Valid slots come first, and a row's slots are
+    // consecutive.
     float q[QV][DPL], acc[QV][DPL], m[QV], l[QV];
     int64_t from[QV], row[QV];
     int head[QV];
+    int64_t row_first = 0;
 #pragma unroll
     for (int j = 0; j < QV; ++j) {
-        const int v = (pass * QV + j) * PREFIX_WARPS + warp;
-        const bool valid = v < n_rows * per_kv;
-        row[j] = first_row + (valid ? v / per_kv : 0);
-        head[j] = kv * per_kv + (valid ? v % per_kv : 0);
-        const int64_t first = visible_of_warp(records, row[j]).first(window);  // the whole warp, valid or not
-        from[j] = valid ? first : NO_KEY;
+        int tile_row, h;
+        bool valid;
+        if (rows_per_warp > 0) {
+            tile_row = (first_vector / QV) * rows_per_warp + j / per_kv;
+            h = j % per_kv;
+            valid = j / per_kv < rows_per_warp && tile_row < n_rows;
+        } else {
+            tile_row = (first_vector + j) / per_kv;
+            h = (first_vector + j) % per_kv;
+            valid = tile_row < n_rows;
+        }
+        row[j] = first_row + (valid ? tile_row : 0);
+        head[j] = kv * per_kv + (valid ? h : 0);
+        if (valid && (j == 0 || row[j] != row[j - 1]))  // uniform in the warp
+            row_first = visible_of_warp(records, row[j]).first(window);
+        from[j] = valid ? row_first : NO_KEY;
         m[j] = -INFINITY;
         l[j] = 0.0f;
         if (valid) load_bf16s<DPL>(qkv + row[j] * width + (int64_t)head[j] * HD + lane * DPL, q[j]);
@@ -356,47 +383,33 @@ __device__ void attention_prefix(const bf16* __restrict__ qkv, const uint32_t* _
             load_bf16s<DPL>(&k_chunk[c][lane * DPL], kd);
             load_bf16s<DPL>(&v_chunk[c][lane * DPL], vd);
 #pragma unroll
-            for (int j = 0; j < QV; ++j) {
-                if (c0 + c < from[j]) continue;  // the same for the whole warp
-                float s = 0.0f;
-#pragma unroll
-                for (int d = 0; d < DPL; ++d) s += q[j][d] * kd[d];
-                s = warp_sum(s);
-                const float m_new = fmaxf(m[j], s);
-                const float correction = expf(m[j] - m_new), p = expf(s - m_new);
-                l[j] = l[j] * correction + p;
-#pragma unroll
-                for (int d = 0; d < DPL; ++d) acc[j][d] = acc[j][d] * correction + p * vd[d];
-                m[j] = m_new;
-            }
+            for (int j = 0; j < QV; ++j)
+                if (c0 + c >= from[j]) attend_key<DPL>(q[j], kd, vd, m[j], l[j], acc[j]);  // uniform in the warp
         }
     }
     if (out) {
-        // Direct: each warp goes on with its vectors' own keys after the prefix (a decode row's few), read in place,
-        // and writes the finished rows; no partials, no per-row kernel, no combine.
+        // Direct: each warp goes on with its rows' own keys after the prefix (a decode row's few), read in place once
+        // per row for all the row's slots, and writes the finished rows; no partials, no per-row kernel, no combine.
 #pragma unroll
-        for (int j = 0; j < QV; ++j) {
-            if (from[j] == NO_KEY) continue;
-            const Visible vis = visible_of_warp(records, row[j]);
-            for (int64_t k = max(shared, from[j]); k < vis.length(); ++k) {
+        for (int j0 = 0; j0 < QV; ++j0) {
+            if (from[j0] == NO_KEY || (j0 > 0 && row[j0 - 1] == row[j0])) continue;  // not a row's first slot
+            const Visible vis = visible_of_warp(records, row[j0]);
+            for (int64_t k = max(shared, from[j0]); k < vis.length(); ++k) {
                 const int64_t base = vis.slot(k) * kv_width + (int64_t)kv * HD + lane * DPL;
                 float kd[DPL], vd[DPL];
                 load_bf16s<DPL>(keys + base, kd);
                 load_bf16s<DPL>(values + base, vd);
-                float s = 0.0f;
 #pragma unroll
-                for (int d = 0; d < DPL; ++d) s += q[j][d] * kd[d];
-                s = warp_sum(s);
-                const float m_new = fmaxf(m[j], s);
-                const float correction = expf(m[j] - m_new), p = expf(s - m_new);
-                l[j] = l[j] * correction + p;
-#pragma unroll
-                for (int d = 0; d < DPL; ++d) acc[j][d] = acc[j][d] * correction + p * vd[d];
-                m[j] = m_new;
+                for (int j = j0; j < QV; ++j)
+                    if (from[j] != NO_KEY && row[j] == row[j0]) attend_key<DPL>(q[j], kd, vd, m[j], l[j], acc[j]);
             }
-            bf16* o = out + (row[j] * heads + head[j]) * HD + lane * DPL;
 #pragma unroll
-            for (int d = 0; d < DPL; ++d) o[d] = to_bf16(l[j] > 0.0f ? acc[j][d] / l[j] : 0.0f);
+            for (int j = j0; j < QV; ++j) {
+                if (from[j] == NO_KEY || row[j] != row[j0]) continue;
+                bf16* o = out + (row[j] * heads + head[j]) * HD + lane * DPL;
+#pragma unroll
+                for (int d = 0; d < DPL; ++d) o[d] = to_bf16(l[j] > 0.0f ? acc[j][d] / l[j] : 0.0f);
+            }
         }
         return;
     }

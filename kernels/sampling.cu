@@ -433,9 +433,10 @@ sample_plain(const void* __restrict__ logits, int is_bf16, int vocab, const u64*
 //    in sorted order by one thread, as the host does, so the cut is the host's. The survivors are the candidates
 //    whose (key, index) is >= the first one kept.
 // 4. Softmax and draw over the survivors in index order: f64 block sums of the exponentials and of the f32
-//    probabilities, then an inverse-CDF scan over tiles of SAMPLE_THREADS x SCAN_ITEMS consecutive tokens: each
-//    thread sums its SCAN_ITEMS in order, a block prefix sum places them, and the first thread whose running sum
-//    passes u * total finds the token in its slice.
+//    probabilities, then an inverse-CDF scan over tiles of SAMPLE_THREADS x SCAN_ITEMS consecutive tokens: the
+//    tile's probabilities go to shared memory (coalesced), each thread sums its slice of SCAN_ITEMS in order, a
+//    block prefix sum places them, and the first thread whose running sum passes u * total finds the token in its
+//    slice.
 //
 // Summation order: the normaliser, the total and the running sum of step 4 are added in block order (tree sums and
 // a prefix sum over thread slices), not left to right as on the host, so they can differ from the host's by a few
@@ -465,6 +466,15 @@ __device__ __forceinline__ float probability(const Row& row, const Filter& f, in
     if (!survives(row, f, i, s)) return 0.0f;
     if (f.top_inf) return order_key(s) == POS_INF_KEY ? f.share : 0.0f;
     return narrow(__ddiv_rn(exp(widen(sub_exact(s, f.top))), f.sum));
+}
+
+// Where the scan keeps item `i` of its tile in shared memory: slice i / SCAN_ITEMS, its place in the slice rotated
+// by half the slice's number, so that a warp reading item k of its 32 slices hits 32 banks, and so does a warp
+// storing 32 consecutive items (two slices).
+static_assert(CANDIDATES * sizeof(u64) >= SAMPLE_THREADS * SCAN_ITEMS * sizeof(float), "a scan tile fits");
+__device__ __forceinline__ int scan_slot(int i) {
+    const int slice = i / SCAN_ITEMS;
+    return slice * SCAN_ITEMS + (i + slice / 2) % SCAN_ITEMS;
 }
 
 // Warp 0: the bin (from the top) that holds the `remaining`-th largest of the histogram's keys.
@@ -695,12 +705,17 @@ sample(const void* __restrict__ logits, int is_bf16, int vocab, const u64* __res
     last = block_reduce(last, 0u, red_u32, MaxOp<unsigned>());
     const double target = uniform(keys[r], steps[r]) * total;
 
+    // Each tile's probabilities are computed once, by consecutive threads for consecutive tokens (coalesced
+    // loads), into shared memory (the candidates' array, free again), where each thread then reads its slice.
+    float* probs = reinterpret_cast<float*>(candidates);
     double carry = 0.0;  // the running sum before this tile, the same in every thread
     for (int base = 0; base < vocab; base += SAMPLE_THREADS * SCAN_ITEMS) {
+        for (int i = tid; i < SAMPLE_THREADS * SCAN_ITEMS; i += SAMPLE_THREADS)
+            probs[scan_slot(i)] = base + i < vocab ? probability(row, f, base + i) : 0.0f;
+        __syncthreads();
         const int start = base + tid * SCAN_ITEMS;
         double local = 0.0;
-        for (int k = 0; k < SCAN_ITEMS; ++k)
-            if (start + k < vocab) local += widen(probability(row, f, start + k));
+        for (int k = 0; k < SCAN_ITEMS; ++k) local += widen(probs[scan_slot(tid * SCAN_ITEMS + k)]);
         const double inclusive = block_inclusive_sum(local, red_f64);
         scan[tid] = inclusive;
         __syncthreads();
@@ -716,7 +731,7 @@ sample(const void* __restrict__ logits, int is_bf16, int vocab, const u64* __res
                 double partial = 0.0;
                 unsigned token = start;
                 for (int k = 0; k < SCAN_ITEMS && start + k < vocab; ++k) {
-                    const float q = probability(row, f, start + k);
+                    const float q = probs[scan_slot(tid * SCAN_ITEMS + k)];
                     partial += widen(q);
                     if (__float_as_uint(q) != 0 && before + partial > target) {
                         token = start + k;

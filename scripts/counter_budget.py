@@ -9,12 +9,14 @@ The counters are deterministic (the same binary and shape give the same numbers)
 check fails when, in the second decode step of the timed step,
   - a decoder layer takes more than 7 launches,
   - the DRAM bytes the emulator's L2 model estimates exceed 1.10 x the floor (weights and KV cache read once),
+  - the attention kernels request more than 1.2 x the KV cache they must read,
+  - a kernel's sector efficiency (requested over sector bytes) falls below 0.8,
   - the requested bytes, the requested bytes of any kernel, or its launches grow past the baseline,
   - any kernel's sector efficiency (requested over sector bytes) or bank conflicts get worse than the baseline's.
 Byte and conflict counts may exceed the baseline by SLACK (1%), efficiencies fall short by 0.01: sampling's passes
 and shared-memory histogram depend on the logits, which any change of rounding upstream moves a little.
-The issue's further targets (requested bytes <= 1.5 x the floor, attention bytes <= 1.2 x the cache it reads, every
-kernel's sector efficiency >= 0.8) are printed as met or open, beside the figures. Only a GPU measures time.
+The target of requested bytes <= 1.5 x the floor, not yet held (the products re-read the decode batch's
+activations once per 64 columns), is printed as met or open beside the figures. Only a GPU measures time.
 """
 
 import argparse
@@ -129,7 +131,7 @@ def table(figures: dict, bench: dict) -> str:
 
 
 def check(figures: dict, baseline: dict | None) -> list:
-    """The failures, as lines; and prints the issue's targets as met or open."""
+    """The failures, as lines; and prints the open target as met or open."""
     d = figures["decode"]
     failures = []
     if d["launches_per_layer"] > LAUNCHES_PER_LAYER:
@@ -151,16 +153,14 @@ def check(figures: dict, baseline: dict | None) -> list:
                 if worse:
                     failures.append(f"{name}: {field} {k[field]} is worse than the baseline's {was[field]}")
     attention = sum(k["requested"] for n, k in d["kernels"].items() if n.startswith("attention"))
-    low = sorted(n for n, k in d["kernels"].items() if k["efficiency"] < SECTOR_EFFICIENCY)
-    targets = [
-        (f"requested bytes <= {REQUESTED_OVER_FLOOR} x floor", d["requested"] <= REQUESTED_OVER_FLOOR * d["floor"],
-         f"{d['requested'] / d['floor']:.2f} x"),
-        (f"attention bytes <= {ATTENTION_OVER_CACHE} x the KV cache read", attention <= ATTENTION_OVER_CACHE * d["kv_bytes"],
-         f"{attention:,} B for {d['kv_bytes']:,} B: {attention / d['kv_bytes']:.2f} x"),
-        (f"sector efficiency >= {SECTOR_EFFICIENCY} in every kernel", not low, ", ".join(low) or "all"),
-    ]
-    for name, met, value in targets:
-        print(f"target {'met' if met else 'open'}: {name} ({value})")
+    if attention > ATTENTION_OVER_CACHE * d["kv_bytes"]:
+        failures.append(f"attention bytes {attention:,} > {ATTENTION_OVER_CACHE} x the KV cache read {d['kv_bytes']:,}")
+    for name, k in sorted(d["kernels"].items()):
+        if k["efficiency"] < SECTOR_EFFICIENCY:
+            failures.append(f"{name}: sector efficiency {k['efficiency']:.2f} < {SECTOR_EFFICIENCY}")
+    met = d["requested"] <= REQUESTED_OVER_FLOOR * d["floor"]
+    print(f"target {'met' if met else 'open'}: requested bytes <= {REQUESTED_OVER_FLOOR} x floor "
+          f"({d['requested'] / d['floor']:.2f} x)")
     return failures
 
 

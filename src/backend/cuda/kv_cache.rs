@@ -16,7 +16,7 @@ pub const ROW_FIELDS: usize = 7;
 const SPLIT_KEYS: usize = 256;
 
 /// Rows of one prompt group per cascade tile: the group's prefix is read once per tile, key/value head and pass
-/// (a block's warps hold `prefix_vectors_per_pass` (row, query head) vectors). Passes a tile's rows do not need
+/// (see `prefix_passes`). Passes a tile's rows do not need
 /// end at once, so a tile of a small group costs what its rows need: ten rows of three query heads per key/value
 /// head at head size 64 read the prefix once, where tiles of 8 rows read it twice.
 const TILE_ROWS: usize = 32;
@@ -27,9 +27,15 @@ const MIN_SHARED_KEYS: usize = 64;
 /// u32 fields of a cascade tile: first row, rows, the prefix's first slot, shared keys.
 const TILE_FIELDS: usize = 4;
 
-/// Query vectors one attention_prefix block takes per pass: 8 warps of 16 / (head_dim / 32).
-fn prefix_vectors_per_pass(head_dim: usize) -> usize {
-    8 * 16 / (head_dim / 32)
+/// Passes of attention_prefix over a tile of `rows` rows: its 8 warps have 16 / (head_dim / 32) vector slots each
+/// and take whole rows where a row's query heads per key/value head fit a warp's slots, else consecutive vectors.
+fn prefix_passes(rows: usize, heads: HeadShape) -> usize {
+    let slots = 16 / (heads.head_dim / 32);
+    let per_kv = heads.heads / heads.kv_heads;
+    match slots / per_kv {
+        0 => (rows * per_kv).div_ceil(8 * slots),
+        rows_per_warp => rows.div_ceil(8 * rows_per_warp),
+    }
 }
 
 /// Most bytes of split partials at once: longer calls run in chunks of rows.
@@ -63,7 +69,7 @@ impl Prefix<'_> {
     fn launch(&self, gpu: &Gpu, output: PrefixOutput) -> Result<()> {
         let heads = self.heads;
         let (h, kv) = (heads.heads as i32, heads.kv_heads as i32);
-        let passes = (TILE_ROWS * heads.heads / heads.kv_heads).div_ceil(prefix_vectors_per_pass(heads.head_dim));
+        let passes = prefix_passes(TILE_ROWS, heads);
         let (ml, acc, partials, first_split, split_len, out, splits) = match output {
             PrefixOutput::Partials { ml, acc, partials, first_split, split_len } => {
                 (ml, acc, partials, first_split, split_len, 0u64, self.rows.shared_splits)
