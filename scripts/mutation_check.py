@@ -160,7 +160,7 @@ KERNEL_MUTANTS = [
     Mutant(
         "shared-prefix attention blind to sliding windows (attention_prefix_*: every row sees the whole prefix)",
         "kernels/attention_cached.cu",
-        "from[j] = valid ? first : NO_KEY;",
+        "from[j] = valid ? row_first : NO_KEY;",
         "from[j] = valid ? 0 : NO_KEY;",
         selftest_case_failed("attention_shared_prefix", "cuda fast"),
         ("attention_shared_prefix",),
