@@ -332,7 +332,7 @@ __device__ void attention_prefix(const bf16* __restrict__ qkv, const uint32_t* _
                           : pass * PREFIX_WARPS * QV >= n_rows * per_kv)
         return;  // a small tile needs fewer passes
     const int kv_width = kv_heads * HD, width = (heads + 2 * kv_heads) * HD;
-    const int first_vector = (pass * PREFIX_WARPS + warp) * QV;
+    const int warp_of_tile = pass * PREFIX_WARPS + warp;
 
     // This warp's vectors: slot j holds tile row `row[j]`'s query head `head[j]`; a valid slot's `from` is the first
     // key its row sees (its sliding window), an idle slot's never. Valid slots come first, and a row's slots are
@@ -346,12 +346,13 @@ __device__ void attention_prefix(const bf16* __restrict__ qkv, const uint32_t* _
         int tile_row, h;
         bool valid;
         if (rows_per_warp > 0) {
-            tile_row = (first_vector / QV) * rows_per_warp + j / per_kv;
+            tile_row = warp_of_tile * rows_per_warp + j / per_kv;
             h = j % per_kv;
             valid = j / per_kv < rows_per_warp && tile_row < n_rows;
         } else {
-            tile_row = (first_vector + j) / per_kv;
-            h = (first_vector + j) % per_kv;
+            const int v = warp_of_tile * QV + j;
+            tile_row = v / per_kv;
+            h = v % per_kv;
             valid = tile_row < n_rows;
         }
         row[j] = first_row + (valid ? tile_row : 0);

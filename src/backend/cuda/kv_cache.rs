@@ -16,9 +16,9 @@ pub const ROW_FIELDS: usize = 7;
 const SPLIT_KEYS: usize = 256;
 
 /// Rows of one prompt group per cascade tile: the group's prefix is read once per tile, key/value head and pass
-/// (see `prefix_passes`). Passes a tile's rows do not need
-/// end at once, so a tile of a small group costs what its rows need: ten rows of three query heads per key/value
-/// head at head size 64 read the prefix once, where tiles of 8 rows read it twice.
+/// (see `prefix_passes`). Passes a tile's rows do not need end at once, so a tile of a small group costs what its
+/// rows need: ten rows of three query heads per key/value head at head size 64 read the prefix once, where tiles of
+/// 8 rows read it twice.
 const TILE_ROWS: usize = 32;
 
 /// The shortest prefix worth a cascade's launch and partials.
