@@ -254,6 +254,20 @@ pub enum Op {
     Match { all: bool, bits: u32, dst: Reg, dst_pred: Option<Reg>, a: Operand, mask: Operand },
     /// `mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}.{bf16,f16}.f32 d, a, b, c`, fragments per the PTX ISA.
     Mma { bf16: bool, d: [Reg; 4], a: [Reg; 4], b: [Reg; 2], c: [Operand; 4] },
+    /// `ldmatrix.sync.aligned.m8n8.xN[.trans].shared.b16 {d..}, [addr]`: `dsts.len()` (1, 2 or 4) 8 x 8 matrices
+    /// of 16-bit elements, row `r` of matrix `j` at the address lane `8 j + r` gives; lane `l` receives row `l / 4`,
+    /// elements `2 (l % 4)` and `2 (l % 4) + 1` of each matrix (column `l / 4`, rows `2 (l % 4)`, `2 (l % 4) + 1`
+    /// with `.trans`), the first in the low half. `generic`: the address is generic (it must point at shared memory).
+    Ldmatrix { dsts: Vec<Reg>, addr: Address, trans: bool, generic: bool },
+    /// `cp.async.{ca,cg}.shared.global [dst], [src], size[, src_size]`: `size` bytes (4, 8 or 16) copied from
+    /// global to shared memory in the background; only `src_size` of them are read (the rest are zeros). The copy
+    /// belongs to the thread's open group and lands when a `CpAsyncWait` waits for that group.
+    CpAsync { dst: Address, src: Address, size: u32, src_size: Option<Operand> },
+    /// `cp.async.commit_group`: closes the thread's open group of copies.
+    CpAsyncCommit,
+    /// `cp.async.wait_group n` (`all` false): lands every committed group of the thread but the newest `n`;
+    /// `cp.async.wait_all` (`all`): commits the open group and lands everything.
+    CpAsyncWait { n: u32, all: bool },
     /// `call target`: pushes the return point and jumps to the callee's first instruction (linked into this list).
     Call { target: u32 },
     /// `ret`: returns to the caller, or ends the thread in the kernel's own body.

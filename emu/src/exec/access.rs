@@ -43,19 +43,19 @@ fn first(active: u32) -> usize {
 }
 
 /// Per-request counting state.
-struct Traffic {
-    sectors: Sectors,
-    shared_offs: [u32; LANES],
-    shared_lanes: u32,
+pub(super) struct Traffic {
+    pub sectors: Sectors,
+    pub shared_offs: [u32; LANES],
+    pub shared_lanes: u32,
     local_lanes: u64,
 }
 
 impl Traffic {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Traffic { sectors: Sectors::new(), shared_offs: [0; LANES], shared_lanes: 0, local_lanes: 0 }
     }
 
-    fn count(mut self, bs: &mut BlockState, width: u32, store: bool) {
+    pub fn count(mut self, bs: &mut BlockState, width: u32, store: bool) {
         let s = &mut bs.stats;
         if self.sectors.lanes() > 0 {
             let bytes = self.sectors.lanes() * width as u64;

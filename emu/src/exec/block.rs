@@ -8,14 +8,14 @@
 //! relying on lockstep execution shows itself.
 
 use super::barrier;
-use super::block_state::{Barriers, BlockState};
+use super::block_state::{Barriers, BlockState, InFlight};
 use super::context::Ctx;
 use super::counters::Stats;
 use super::fault::Fault;
 use super::global_race::GlobalLog;
 use super::racecheck::Shadow;
 use super::warp::{Lanes, Warp};
-use super::{collectives, report, step};
+use super::{async_copy, collectives, report, step};
 
 /// Warp instructions a warp runs before the others get a turn (so a warp spinning on another's write yields).
 const SLICE: u64 = 1 << 16;
@@ -41,6 +41,7 @@ impl<'c, 'a> Runner<'c, 'a> {
                 race: Shadow::new(ctx.shared_bytes, ctx.options.racecheck),
                 global_race: GlobalLog::new(ctx.options.racecheck),
                 barriers: Barriers::default(),
+                in_flight: InFlight::default(),
                 stats: Stats::default(),
             },
             rng: ctx.options.schedule_seed.map(SplitMix),
@@ -64,6 +65,7 @@ impl<'c, 'a> Runner<'c, 'a> {
         self.bs.shared_written.fill(false);
         self.bs.race.new_block();
         self.bs.barriers.clear();
+        self.bs.in_flight.reset();
         loop {
             if let Some(rng) = &mut self.rng {
                 rng.shuffle(&mut self.order);
@@ -74,6 +76,7 @@ impl<'c, 'a> Runner<'c, 'a> {
                 }
             }
             if self.warps.iter().all(|w| w.live() == 0) {
+                async_copy::none_left(ctx, &self.bs, &self.warps)?;
                 return self.bs.global_race.close_epoch().map_err(|race| report::global_race(ctx, &self.bs, &race));
             }
             if self.warps.iter().any(|w| w.runnable() != 0) {
@@ -81,7 +84,7 @@ impl<'c, 'a> Runner<'c, 'a> {
             }
             // A collective whose lanes exited while others waited can never complete: say so.
             for w in &mut self.warps {
-                collectives::try_complete(ctx, &self.bs, w)?;
+                collectives::try_complete(ctx, &mut self.bs, w)?;
             }
             if !barrier::resolve(ctx, &mut self.bs, &mut self.warps)? {
                 return Err(report::deadlock(ctx, &self.bs, &self.warps));

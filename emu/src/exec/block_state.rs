@@ -16,7 +16,50 @@ pub struct BlockState {
     /// Global accesses of the current epoch (racecheck in global memory, within the block).
     pub global_race: GlobalLog,
     pub barriers: Barriers,
+    /// Shared bytes that `cp.async` copies in flight will write.
+    pub in_flight: InFlight,
     pub stats: Stats,
+}
+
+/// Per shared byte, 0 or 1 + the thread whose `cp.async` copy in flight will write it (allocated at a block's
+/// first copy); `count` bytes are marked.
+#[derive(Default)]
+pub struct InFlight {
+    by: Vec<u32>,
+    count: usize,
+}
+
+impl InFlight {
+    /// The thread whose copy in flight writes one of bytes `[off, off + len)`, if any.
+    #[inline(always)]
+    pub fn writer(&self, off: usize, len: usize) -> Option<u32> {
+        if self.count == 0 {
+            return None;
+        }
+        self.by[off..off + len].iter().find(|&&t| t != 0).map(|t| t - 1)
+    }
+
+    /// Marks bytes `[off, off + len)` of a block with `shared` bytes as written by `thread`'s copy.
+    pub fn mark(&mut self, shared: usize, off: usize, len: usize, thread: u32) {
+        if self.by.len() != shared {
+            self.by = vec![0; shared];
+        }
+        self.by[off..off + len].fill(thread + 1);
+        self.count += len;
+    }
+
+    /// The copy of bytes `[off, off + len)` landed.
+    pub fn clear(&mut self, off: usize, len: usize) {
+        self.by[off..off + len].fill(0);
+        self.count -= len;
+    }
+
+    pub fn reset(&mut self) {
+        if self.count != 0 {
+            self.by.fill(0);
+            self.count = 0;
+        }
+    }
 }
 
 /// Named barriers per block.

@@ -1,5 +1,5 @@
-//! Warp collectives: `shfl.sync`, `vote.sync`, `match.sync`, `bar.warp.sync` and `mma` (whose member mask is
-//! the whole warp). Lanes that reach one wait until every lane their member mask names has reached a collective
+//! Warp collectives: `shfl.sync`, `vote.sync`, `match.sync`, `bar.warp.sync`, `mma` and `ldmatrix` (whose member
+//! mask is the whole warp). Lanes that reach one wait until every lane their member mask names has reached a collective
 //! of the same kind with the same mask; then all of them execute it together, each with its own instruction's
 //! operands, every source read before any destination is written. A mask that does not name the lane itself,
 //! names lanes that do not exist or have exited, or lanes that disagree on the mask or the instruction, and a
@@ -9,12 +9,12 @@ use super::block_state::BlockState;
 use super::context::Ctx;
 use super::fault::{Fault, FaultKind};
 use super::warp::{FULL, LANES, Lanes, Wait, Warp};
-use super::{mma, report};
+use super::{ldmatrix, mma, report};
 use crate::ir::{Inst, Op, Operand, ShflMode, VoteMode};
 use std::mem::discriminant;
 
 /// Completes every collective of `w` whose lanes have all arrived; faults on masks that can never complete.
-pub fn try_complete(ctx: &Ctx<'_>, bs: &BlockState, w: &mut Warp<'_>) -> Result<(), Fault> {
+pub fn try_complete<'c>(ctx: &'c Ctx<'_>, bs: &mut BlockState, w: &mut Warp<'c>) -> Result<(), Fault> {
     let insts = &ctx.func.insts;
     let pending = Lanes(w.waiting).filter(|&l| w.wait[l] == Wait::Collective).fold(0u32, |m, l| m | 1 << l);
     let mut todo = pending;
@@ -55,7 +55,7 @@ pub fn try_complete(ctx: &Ctx<'_>, bs: &BlockState, w: &mut Warp<'_>) -> Result<
         for (pc, lanes) in groups(w.pc, mask) {
             let other = &insts[pc as usize];
             let l = lanes.trailing_zeros() as usize;
-            if !same_kind(inst, other) || (matches!(inst.op, Op::Mma { .. }) && pc != pc0) {
+            if !same_kind(inst, other) || (matches!(inst.op, Op::Mma { .. } | Op::Ldmatrix { .. }) && pc != pc0) {
                 return fail(
                     w,
                     format!(
@@ -85,6 +85,7 @@ pub fn try_complete(ctx: &Ctx<'_>, bs: &BlockState, w: &mut Warp<'_>) -> Result<
             Op::Vote { .. } => vote(ctx, w, mask),
             Op::Match { .. } => matching(ctx, w, mask),
             Op::Mma { .. } => mma::execute(ctx, w, inst),
+            Op::Ldmatrix { .. } => ldmatrix::execute(ctx, bs, w, inst, pc0)?,
             _ => {}
         }
         w.release(mask);
@@ -97,7 +98,7 @@ pub fn try_complete(ctx: &Ctx<'_>, bs: &BlockState, w: &mut Warp<'_>) -> Result<
     Ok(())
 }
 
-/// The lanes a collective names: its mask operand, or the whole warp for `mma`.
+/// The lanes a collective names: its mask operand, or the whole warp for `mma` and `ldmatrix`.
 fn member_mask(ctx: &Ctx<'_>, w: &mut Warp<'_>, inst: &Inst, l: usize) -> u32 {
     match mask_operand(inst) {
         Some(mask) => w.read_lane(mask, l, ctx) as u32,
@@ -134,6 +135,9 @@ fn same_kind(a: &Inst, b: &Inst) -> bool {
         (Op::Vote { mode: x, .. }, Op::Vote { mode: y, .. }) => x == y,
         (Op::Match { all: x, bits: p, .. }, Op::Match { all: y, bits: q, .. }) => x == y && p == q,
         (Op::Mma { bf16: x, .. }, Op::Mma { bf16: y, .. }) => x == y,
+        (Op::Ldmatrix { dsts: x, trans: p, .. }, Op::Ldmatrix { dsts: y, trans: q, .. }) => {
+            x.len() == y.len() && p == q
+        }
         (x, y) => discriminant(x) == discriminant(y),
     }
 }

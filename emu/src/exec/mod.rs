@@ -6,7 +6,7 @@
 //! 1. state: `warp`, `block_state`, `context`, `fault`, `slots`, `racecheck`, `global_race`, `traffic`, `footprint`,
 //!    `counters`
 //! 2. operand helpers and fault reports: `operand`, `place`, `report`
-//! 3. operations: `access`, `atomics`, `barrier`, `collectives`, `mma`
+//! 3. operations: `access`, `async_copy`, `atomics`, `barrier`, `collectives`, `ldmatrix`, `mma`
 //! 4. the dispatcher: `step`
 //! 5. the block runner: `block`
 //! 6. the grid: `grid` (which `launch` calls)
@@ -16,7 +16,8 @@
 //! block reads; `fault`: what stopped a kernel; `slots`: registers packed by liveness; `racecheck`: the
 //! shared-memory race shadow; `global_race`: the log of a block's global accesses, checked per epoch; `traffic`: coalescing and bank-conflict counting; `footprint`: the distinct sectors a launch touched; `counters`: what a launch counted;
 //! `operand`: vector sources and width masks; `place`: where an access goes, and its checks; `report`: fault texts;
-//! `access` and `atomics`: memory instructions; `barrier`: `bar.sync` across a block's warps; `collectives` and
+//! `access` and `atomics`: memory instructions; `async_copy`: `cp.async` and its groups; `ldmatrix`: matrix loads
+//! from shared memory into fragments; `barrier`: `bar.sync` across a block's warps; `collectives` and
 //! `mma`: instructions a warp's lanes execute together; `step`: runs a group of lanes that share a program counter
 //! through consecutive instructions; `block`: scheduling a block's warps and lanes; `grid`: blocks on host threads.
 
@@ -37,9 +38,11 @@ mod place;
 mod report;
 // 3. operations
 mod access;
+mod async_copy;
 mod atomics;
 mod barrier;
 mod collectives;
+mod ldmatrix;
 mod mma;
 // 4. the dispatcher
 mod step;

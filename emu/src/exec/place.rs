@@ -203,6 +203,23 @@ pub fn shared(
             ));
         }
     }
+    if let Some(t) = bs.in_flight.writer(o as usize, width as usize) {
+        let kind = if write { "write" } else { "read" };
+        return Err(report::fault(
+            ctx,
+            bs,
+            w,
+            l,
+            Some(pc),
+            FaultKind::Race,
+            format!(
+                "{kind} of {width} bytes at shared offset {o:#x}, which a cp.async of thread {} still in flight \
+                 writes (its thread must wait for it with cp.async.wait_group, then a barrier must order the wait \
+                 before this access)",
+                report::xyz(report::thread_xyz(ctx, t))
+            ),
+        ));
+    }
     let access = Access { thread: w.thread(l), generation: w.sync_gen, pc, write, atomic };
     bs.race.access(o as u32, width, access).map_err(|c| race(ctx, bs, w, l, pc, access, c))?;
     if ctx.options.initcheck {

@@ -139,6 +139,16 @@ pub fn inst_name(inst: &Inst) -> String {
             let t = if *bf16 { "bf16" } else { "f16" };
             format!("mma.sync.aligned.m16n8k16.row.col.f32.{t}.{t}.f32")
         }
+        Op::Ldmatrix { dsts, trans, generic, .. } => format!(
+            "ldmatrix.sync.aligned.m8n8.x{}{}{}.b16",
+            dsts.len(),
+            if *trans { ".trans" } else { "" },
+            if *generic { "" } else { ".shared" }
+        ),
+        Op::CpAsync { size, .. } => format!("cp.async.shared.global ({size} bytes)"),
+        Op::CpAsyncCommit => "cp.async.commit_group".into(),
+        Op::CpAsyncWait { all: true, .. } => "cp.async.wait_all".into(),
+        Op::CpAsyncWait { n, .. } => format!("cp.async.wait_group {n}"),
         Op::Call { .. } => "call".into(),
         Op::Ret => "ret".into(),
         Op::Exit => "exit".into(),

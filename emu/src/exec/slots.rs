@@ -188,7 +188,22 @@ pub fn registers(inst: &Inst, uses: &mut Vec<Reg>, defs: &mut Vec<Reg>) {
             uses.extend(a.iter().chain(b));
             defs.extend(d);
         }
-        Op::Bra { .. } | Op::Call { .. } | Op::Ret | Op::Exit | Op::Fence => {}
+        Op::Ldmatrix { dsts, addr: a, .. } => {
+            uses.extend(addr(a));
+            defs.extend(dsts);
+        }
+        Op::CpAsync { dst, src, src_size, .. } => {
+            src_size.iter().for_each(&mut read);
+            uses.extend(addr(dst));
+            uses.extend(addr(src));
+        }
+        Op::Bra { .. }
+        | Op::Call { .. }
+        | Op::Ret
+        | Op::Exit
+        | Op::Fence
+        | Op::CpAsyncCommit
+        | Op::CpAsyncWait { .. } => {}
     }
     if let Some((p, _)) = inst.guard {
         uses.push(p);

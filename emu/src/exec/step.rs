@@ -11,7 +11,7 @@ use super::fault::{Fault, FaultKind};
 use super::operand::{sources, width_mask};
 use super::report::{self, first};
 use super::warp::{Lanes, Wait, Warp};
-use super::{access, atomics, barrier, collectives};
+use super::{access, async_copy, atomics, barrier, collectives};
 use crate::ir::{BoolOp, Inst, Op, Operand, Space};
 use crate::memory::{LOCAL_WINDOW, SHARED_WINDOW};
 
@@ -188,7 +188,17 @@ fn execute<'c>(
                 }
             }
         }
-        Op::WarpSync { .. } | Op::Shfl { .. } | Op::Vote { .. } | Op::Match { .. } | Op::Mma { .. } => {
+        Op::CpAsync { dst, src, size, src_size } => {
+            async_copy::issue(ctx, bs, w, pc, active, dst, src, *size, *src_size)?
+        }
+        Op::CpAsyncCommit => async_copy::commit(w, active),
+        Op::CpAsyncWait { n, all } => async_copy::wait(ctx, bs, w, pc, active, *n, *all)?,
+        Op::WarpSync { .. }
+        | Op::Shfl { .. }
+        | Op::Vote { .. }
+        | Op::Match { .. }
+        | Op::Mma { .. }
+        | Op::Ldmatrix { .. } => {
             if active == 0 {
                 return Ok(Flow::Next);
             }

@@ -56,6 +56,17 @@ pub enum Wait {
     Collective,
 }
 
+/// A `cp.async` copy in flight: lane `lane`'s, issued at `pc` into its group `group`, the `len` bytes it will
+/// write at shared offset `shared` (read from global memory at issue; zeros past the source size).
+pub struct AsyncCopy {
+    pub lane: u8,
+    pub len: u8,
+    pub group: u32,
+    pub pc: u32,
+    pub shared: u32,
+    pub bytes: [u8; 16],
+}
+
 /// Iterates the set bits of a lane mask, lowest first.
 #[derive(Clone, Copy)]
 pub struct Lanes(pub u32);
@@ -96,6 +107,10 @@ pub struct Warp<'a> {
     pub sync_gen: u32,
     /// Warp instructions issued (`%clock`).
     pub issued: u64,
+    /// The `cp.async` copies of the warp's lanes that have not landed.
+    pub copies: Vec<AsyncCopy>,
+    /// Per lane, the `cp.async` groups it has committed (its open group's number).
+    pub groups: [u32; LANES],
     /// Row offset of each kernel register (`slots::Slots::row`).
     rows: &'a [u32],
     /// Rows of the kernel's registers (after packing).
@@ -119,6 +134,8 @@ impl<'a> Warp<'a> {
             cache: None,
             sync_gen: 0,
             issued: 0,
+            copies: Vec::new(),
+            groups: [0; LANES],
             rows: &ctx.slots.row,
             nregs,
         }
@@ -145,6 +162,8 @@ impl<'a> Warp<'a> {
         self.local.fill(born);
         self.sync_gen = 0;
         self.issued = 0;
+        self.copies.clear();
+        self.groups = [0; LANES];
         let [bx, by, _] = ctx.launch.block;
         for lane in 0..LANES {
             let t = first + lane as u32;

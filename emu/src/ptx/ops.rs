@@ -74,6 +74,8 @@ impl FuncLowering<'_, '_> {
             "vote" => (self.vote(&parts, ops, line)?, Class::Collective),
             "match" => (self.match_(&parts, ops, line)?, Class::Collective),
             "mma" => (self.mma(&parts, ops, line)?, Class::Tensor),
+            "ldmatrix" => (self.ldmatrix(&parts, ops, line)?, Class::Memory),
+            "cp" => (self.cp_async(&parts, ops, line)?, Class::Memory),
             "call" => (self.call(&parts, ops, line)?, Class::Control),
             "ret" | "exit" => (self.ret_exit(&parts, ops, line)?, Class::Control),
             "membar" | "fence" => (self.fence(&parts, ops, line)?, Class::Control),
@@ -401,6 +403,78 @@ impl FuncLowering<'_, '_> {
             b: regs(b)?.try_into().map_err(|_| wrong())?,
             c: c.try_into().map_err(|_| wrong())?,
         })
+    }
+
+    /// `ldmatrix.sync.aligned.m8n8.{x1,x2,x4}[.trans][.shared[::cta]].b16 d, [a]`.
+    fn ldmatrix(&self, parts: &[&str], ops: &[Operand], line: u32) -> Result<Op, Error> {
+        let ["ldmatrix", "sync", "aligned", "m8n8", count, rest @ ..] = parts else {
+            return Err(bad_modifiers(parts, line));
+        };
+        let n = match *count {
+            "x1" => 1,
+            "x2" => 2,
+            "x4" => 4,
+            _ => return Err(bad_modifiers(parts, line)),
+        };
+        let (trans, rest) = match rest {
+            ["trans", rest @ ..] => (true, rest),
+            _ => (false, rest),
+        };
+        let space = match rest {
+            [s, "b16"] if space_of(s) == Some(Space::Shared) => Space::Shared,
+            ["b16"] => Space::Generic,
+            _ => return Err(bad_modifiers(parts, line)),
+        };
+        let [d, a] = ops else { return Err(operand_count(parts, 2, line)) };
+        let dsts = match d {
+            Operand::Vector(v) => v.iter().map(|r| self.dst(r, line)).collect::<Result<Vec<Reg>, _>>()?,
+            d => vec![self.dst(d, line)?],
+        };
+        if dsts.len() != n {
+            return Err(Error::new(line, format!("`{}` takes {n} destination registers", parts.join("."))));
+        }
+        let (addr, space) = self.addr(a, space, line)?;
+        Ok(Op::Ldmatrix { dsts, addr, trans, generic: space == Space::Generic })
+    }
+
+    /// `cp.async.{ca,cg}.shared[::cta].global[.L2::{64,128,256}B] [d], [s], size[, src_size]`,
+    /// `cp.async.commit_group`, `cp.async.wait_group n`, `cp.async.wait_all`.
+    fn cp_async(&self, parts: &[&str], ops: &[Operand], line: u32) -> Result<Op, Error> {
+        match parts {
+            ["cp", "async", "commit_group"] if ops.is_empty() => return Ok(Op::CpAsyncCommit),
+            ["cp", "async", "wait_all"] if ops.is_empty() => return Ok(Op::CpAsyncWait { n: 0, all: true }),
+            ["cp", "async", "wait_group"] => {
+                let [n] = ops else { return Err(operand_count(parts, 1, line)) };
+                let ir::Operand::Imm(n) = self.src(n, Ty::U32, line)? else {
+                    return Err(Error::new(line, "`cp.async.wait_group` takes an immediate count"));
+                };
+                return Ok(Op::CpAsyncWait { n: n as u32, all: false });
+            }
+            ["cp", "async", "commit_group" | "wait_all"] => return Err(operand_count(parts, 0, line)),
+            _ => {}
+        }
+        let ["cp", "async", level @ ("ca" | "cg"), dst_space, "global", prefetch @ ..] = parts else {
+            return Err(bad_modifiers(parts, line));
+        };
+        if space_of(dst_space) != Some(Space::Shared) || !matches!(prefetch, [] | ["L2::64B" | "L2::128B" | "L2::256B"])
+        {
+            return Err(bad_modifiers(parts, line));
+        }
+        let (d, s, size, src_size) = match ops {
+            [d, s, size] => (d, s, size, None),
+            [d, s, size, n] => (d, s, size, Some(self.src(n, Ty::U32, line)?)),
+            _ => return Err(operand_count(parts, 4, line)),
+        };
+        let size = match self.src(size, Ty::U32, line)? {
+            ir::Operand::Imm(n @ (4 | 8 | 16)) => n as u32,
+            _ => return Err(Error::new(line, "`cp.async` copies 4, 8 or 16 bytes (an immediate)")),
+        };
+        if *level == "cg" && size != 16 {
+            return Err(Error::new(line, "`cp.async.cg` copies 16 bytes"));
+        }
+        let (src, _) = self.addr(s, Space::Global, line)?;
+        let (dst, _) = self.addr(d, Space::Shared, line)?;
+        Ok(Op::CpAsync { dst, src, size, src_size })
     }
 
     /// `call[.uni] [(rets),] f[, (args)]`: the parameters were bound to the callee's slots by their `.param`s.

@@ -101,6 +101,9 @@ pub fn origins(insts: &[Inst], nregs: usize, notes: &Notes) -> Vec<Option<Origin
                 Op::Ld { space, addr, .. } | Op::St { space, addr, .. } | Op::Atom { space, addr, .. } => {
                     (*space, addr)
                 }
+                Op::Ldmatrix { addr, .. } => (Space::Shared, addr),
+                // The source: the destination's bounds are checked against the block's shared memory.
+                Op::CpAsync { src, .. } => (Space::Global, src),
                 _ => return None,
             };
             if space == Space::Param {

@@ -1,6 +1,7 @@
 //! Executor tests: kernels assembled by hand (`kit`, independent of the PTX loader and the ALU), kernels written
 //! as PTX text, and the project's own built kernels.
 
+mod async_copy;
 mod atomics;
 mod basic;
 mod collectives;
