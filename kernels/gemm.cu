@@ -26,12 +26,17 @@ extern "C" __global__ void gemm_plain(const bf16* __restrict__ x, const bf16* __
 }
 
 // The tensor-core version. A block of 4 warps computes a 64 x 64 tile of Y, stepping through K 32 at a time: the
-// tiles of X and W go to shared memory (zero-filled past the matrix edges, so any M, N, K works), and each warp
-// multiplies a 32 x 32 sub-tile as 2 x 4 mma.sync m16n8k16 products per 16-wide slice of K. W's rows are its
-// columns of the product, which is the "col" operand layout mma expects, so both tiles are stored row by row.
-// Rows of the shared tiles are padded by 8 elements (16 bytes) so that the fragment loads of a warp hit 32
-// different banks. When K is a multiple of 8 every row starts on 16 bytes and the tiles are loaded 8 values per
-// load.
+// tiles of X and W stream into shared memory through a ring of STAGES buffers with cp.async, STAGES - 1 tiles
+// ahead of the one being multiplied, so that while the warps multiply one tile the next ones are in flight (zero
+// filled past the matrix edges, so any M, N, K works). Each warp multiplies a 32 x 32 sub-tile as 2 x 4 mma.sync
+// m16n8k16 products per 16-wide slice of K, its fragments gathered by ldmatrix. W's rows are its columns of the
+// product, which is the "col" operand layout mma expects, so both tiles are stored row by row.
+//
+// A tile row is 64 bytes, four 16-byte chunks. Stored plainly, the 8 rows one ldmatrix phase reads at the same
+// chunk would fall on 2 groups of 4 banks (a 4-way conflict); so chunk q of row r is stored at q ^ ((r / 2) % 4).
+// Eight consecutive rows then cover all 8 bank groups, for ldmatrix's reads and for the copies' writes (a quarter
+// warp writes two whole rows) alike. When K is not a multiple of 8 the rows of X and W are not 16-byte aligned:
+// those tiles are stored value by value, synchronously, into the same layout.
 //
 // Split K: with few output tiles (decoding, where M is the batch) the grid alone would leave most SMs idle and
 // few bytes of W in flight, so gridDim.z blocks share each tile, each over its own run of whole K tiles. Each writes
@@ -39,9 +44,13 @@ extern "C" __global__ void gemm_plain(const bf16* __restrict__ x, const bf16* __
 // arrives last adds the partials in order of z (the result does not depend on timing or on which block is last),
 // resets the counter for the next launch and applies the epilogue. No second launch reduces.
 //
-// The epilogue works from the block's 64 x 64 f32 tile staged in shared memory, so that its stores are coalesced
-// rows and the columns it pairs may come from anywhere in the tile. Which 64 columns of W a tile holds, and what
-// its epilogue makes of them, is the mode:
+// Blocks run in order of their linear index, and the block with index i takes tile tile_of_block(i): consecutive
+// blocks sweep every column tile of a band of GROUP_M row tiles, so the band's rows of X are read from DRAM once
+// and then from L2 by each column tile, however large X is.
+//
+// The epilogue works from the block's 64 x 64 f32 tile staged in shared memory (over the stage buffers), so that
+// its stores are coalesced rows and the columns it pairs may come from anywhere in the tile. Which 64 columns of W
+// a tile holds, and what its epilogue makes of them, is the mode:
 //   GEMM_PLAIN    columns 64 t .. 64 t + 64; Y = act(acc + bias) + residual.
 //   GEMM_SILU, GEMM_GELU_TANH   the gated MLP: W is [gate (f); up (f)] and the tile holds gate columns 32 t ..
 //                 32 t + 32 and the same up columns; Y [M, f] = act(gate) * up, each rounded to bf16 first as the
@@ -56,7 +65,10 @@ extern "C" __global__ void gemm_plain(const bf16* __restrict__ x, const bf16* __
 #define TILE_M 64
 #define TILE_N 64
 #define TILE_K 32
-#define PAD 8
+#define STAGES 4
+#define TILE_BYTES (TILE_M * TILE_K * 2)
+#define STAGE_BYTES (2 * TILE_BYTES)  // X's tile, then W's
+#define GROUP_M 8
 
 __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
     asm volatile(
@@ -66,32 +78,80 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], 
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-__device__ __forceinline__ uint32_t pair_of(const bf16* p) { return *reinterpret_cast<const uint32_t*>(p); }
+__device__ __forceinline__ uint32_t shared_address(const void* p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
 
-// Rows of `src` ([rows, K]), columns k0 .. k0 + TILE_K, into a shared tile, zero past the edges: tile rows 0..31
-// from src rows lo.., which end at lo_end, rows 32..63 from hi.. (ending at hi_end; hi = lo + 32 and both ends the
-// matrix's for a plain tile). 8 values per load when K is a multiple of 8, one otherwise. In the 8-value case a
-// quarter warp stores together (8 threads of 16 bytes): two rows of 4 chunks. Rows r and r + 1 of the padded tile
-// (80 bytes apart) would share 4 banks, so the two rows a quarter warp stores are 4 apart (320 bytes, 16 banks),
-// and their banks are disjoint: slots 0..7 of every 8 go to rows 0, 4, 1, 5, 2, 6, 3, 7.
-__device__ __forceinline__ void load_tile(bf16 (*tile)[TILE_K + PAD], const bf16* __restrict__ src, int lo, int hi,
-                                          int lo_end, int hi_end, int k0, int K, int tid) {
-    if (K % 8 == 0) {
-        for (int i = tid; i < 64 * (TILE_K / 8); i += 128) {
-            const int slot = i / (TILE_K / 8), c = (i % (TILE_K / 8)) * 8;
-            const int r = (slot & ~7) | ((slot & 1) << 2) | ((slot >> 1) & 3);
-            const int g = r < 32 ? lo + r : hi + r - 32, gk = k0 + c;
-            uint4 v = make_uint4(0, 0, 0, 0);
-            if (g < (r < 32 ? lo_end : hi_end) && gk < K)
-                v = *reinterpret_cast<const uint4*>(src + (int64_t)g * K + gk);
-            *reinterpret_cast<uint4*>(&tile[r][c]) = v;
-        }
-    } else {
-        for (int i = tid; i < 64 * TILE_K; i += 128) {
-            const int r = i / TILE_K, c = i % TILE_K;
-            const int g = r < 32 ? lo + r : hi + r - 32, gk = k0 + c;
-            tile[r][c] = (g < (r < 32 ? lo_end : hi_end) && gk < K) ? src[(int64_t)g * K + gk] : to_bf16(0.0f);
-        }
+// 16 bytes from global to shared memory in the background; with `inside` false nothing is read and they are zeros.
+__device__ __forceinline__ void copy_async_16(uint32_t dst, const void* src, bool inside) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(inside ? 16 : 0)
+                 : "memory");
+}
+
+__device__ __forceinline__ void copies_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+
+// Waits until at most `pending` of this thread's newest groups of copies are still in flight.
+template <int pending>
+__device__ __forceinline__ void copies_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(pending) : "memory");
+}
+
+// Four 8 x 8 matrices of bf16, row r of matrix j from the address of lane 8 j + r, spread as mma fragments.
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t address) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(address)
+                 : "memory");
+}
+
+// The byte offset of value (r, c) in a 64 x 32 tile: chunk c / 8 of row r swizzled by the row's pair.
+__device__ __forceinline__ int swizzled(int r, int c) {
+    return r * (TILE_K * 2) + ((((c >> 3) ^ (r >> 1)) & 3) << 4) + (c & 7) * 2;
+}
+
+// A tile of an operand holds rows of `src` ([rows, K]) and 32 of its columns from k0, zero past the edges: tile
+// rows 0..31 from src rows lo.., which end at lo_end, rows 32..63 from hi.. (ending at hi_end; hi = lo + 32 and
+// both ends the matrix's for a plain tile).
+//
+// With K a multiple of 8 the tiles are copied in flight, thread t copying chunk t % 4 of tile rows t / 4 and
+// t / 4 + 32 (a quarter warp writes two whole rows: all 8 bank groups). What does not change from tile to tile
+// (the rows, whether they exist, where they go) is worked out once, here.
+struct TileStream {
+    const bf16* lo_row;  // the source of the thread's chunk in its first row at k0 = 0 (the matrix's start when
+    const bf16* hi_row;  // the row is outside it), and in its second
+    uint32_t lo_dst, hi_dst;
+    bool lo_inside, hi_inside;
+    int c;
+};
+
+__device__ __forceinline__ TileStream tile_stream(const bf16* __restrict__ src, int lo, int hi, int lo_end,
+                                                  int hi_end, int K, int tid) {
+    const int r = tid >> 2, c = (tid & 3) * 8;
+    const bool lo_inside = lo + r < lo_end, hi_inside = hi + r < hi_end;
+    return TileStream{lo_inside ? src + (int64_t)(lo + r) * K + c : src,
+                      hi_inside ? src + (int64_t)(hi + r) * K + c : src,
+                      (uint32_t)swizzled(r, c),
+                      (uint32_t)swizzled(r + 32, c),
+                      lo_inside,
+                      hi_inside,
+                      c};
+}
+
+__device__ __forceinline__ void stream_tile(const TileStream& s, uint32_t tile, int k0, int K) {
+    const bool k_inside = k0 + s.c < K;
+    const bool lo = s.lo_inside && k_inside, hi = s.hi_inside && k_inside;
+    copy_async_16(tile + s.lo_dst, lo ? s.lo_row + k0 : s.lo_row, lo);
+    copy_async_16(tile + s.hi_dst, hi ? s.hi_row + k0 : s.hi_row, hi);
+}
+
+// Otherwise the rows are not 16-byte aligned, and the tile is stored value by value, at once.
+__device__ __forceinline__ void store_tile(unsigned char* tile, const bf16* __restrict__ src, int lo, int hi,
+                                           int lo_end, int hi_end, int k0, int K, int tid) {
+    for (int i = tid; i < TILE_M * TILE_K; i += 128) {
+        const int r = i / TILE_K, c = i % TILE_K;
+        const int g = r < 32 ? lo + r : hi + r - 32, gk = k0 + c;
+        const bool inside = g < (r < 32 ? lo_end : hi_end) && gk < K;
+        *reinterpret_cast<bf16*>(tile + swizzled(r, c)) = inside ? src[(int64_t)g * K + gk] : to_bf16(0.0f);
     }
 }
 
@@ -114,6 +174,20 @@ __device__ __forceinline__ Columns columns_of(int mode, int t, int N, int pair) 
         return Columns{lo, lo + half, N, N};
     }
     return Columns{64 * t, 64 * t + 32, N, N};
+}
+
+// The output tile of this block (row tile m, column tile n; grid x and y count them): linear block indices sweep
+// the column tiles of a band of GROUP_M row tiles, row tile fastest, before the next band.
+struct Tile {
+    int m, n;
+};
+
+__device__ __forceinline__ Tile tile_of_block() {
+    const int64_t tiles_m = gridDim.x, tiles_n = gridDim.y;
+    const int64_t id = (int64_t)blockIdx.y * tiles_m + blockIdx.x;
+    const int64_t band = id / (GROUP_M * tiles_n), first = band * GROUP_M;
+    const int64_t rows = min((int64_t)GROUP_M, tiles_m - first), in_band = id - band * GROUP_M * tiles_n;
+    return Tile{(int)(first + in_band % rows), (int)(in_band / rows)};
 }
 
 // Counts this block into `*counter` once all its threads' global writes are visible; true in every thread of the
@@ -144,52 +218,89 @@ extern "C" __global__ void __launch_bounds__(128)
              const uint32_t* __restrict__ records, int record_width, const float* __restrict__ inv_freq,
              bf16* __restrict__ keys, bf16* __restrict__ values, int heads, int kv_heads,
              const bf16* __restrict__ norm_gain, bf16* __restrict__ normed, float eps, float gain_offset) {
-    __shared__ __align__(16) bf16 xs[TILE_M][TILE_K + PAD];
-    __shared__ __align__(16) bf16 ws[TILE_N][TILE_K + PAD];
-    __shared__ __align__(16) float out[TILE_M][OUT_STRIDE];
+    __shared__ __align__(128) unsigned char smem[STAGES * STAGE_BYTES];
+    static_assert(STAGES * STAGE_BYTES >= TILE_M * OUT_STRIDE * sizeof(float), "the staged output fits the stages");
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int group = lane >> 2, quad = lane & 3;
-    const int row0 = blockIdx.x * TILE_M;
-    const Columns cols = columns_of(mode, blockIdx.y, N, pair);
+    const Tile tile = tile_of_block();
+    const int row0 = tile.m * TILE_M;
+    const Columns cols = columns_of(mode, tile.n, N, pair);
     const int warp_m = (warp >> 1) * 32, warp_n = (warp & 1) * 32;
     float acc[2][4][4] = {};
     // This block's run of K: whole tiles, split evenly over gridDim.z (a run may be empty).
     const int k_tiles = (K + TILE_K - 1) / TILE_K;
     const int per_split = (k_tiles + gridDim.z - 1) / gridDim.z;
-    const int k_begin = blockIdx.z * per_split * TILE_K;
-    const int k_end = min(K, k_begin + per_split * TILE_K);
+    const int t_begin = blockIdx.z * per_split;
+    const int t_count = max(0, min(k_tiles, t_begin + per_split) - t_begin);
+    const bool aligned_rows = K % 8 == 0;
+    const TileStream x_stream = tile_stream(x, row0, row0 + 32, M, M, K, tid);
+    const TileStream w_stream = tile_stream(w, cols.lo, cols.hi, cols.lo_end, cols.hi_end, K, tid);
+    auto load_stage = [&](int t) {
+        unsigned char* stage = smem + (t % STAGES) * STAGE_BYTES;
+        const int k0 = (t_begin + t) * TILE_K;
+        if (aligned_rows) {
+            stream_tile(x_stream, shared_address(stage), k0, K);
+            stream_tile(w_stream, shared_address(stage + TILE_BYTES), k0, K);
+        } else {
+            store_tile(stage, x, row0, row0 + 32, M, M, k0, K, tid);
+            store_tile(stage + TILE_BYTES, w, cols.lo, cols.hi, cols.lo_end, cols.hi_end, k0, K, tid);
+        }
+    };
 
-    for (int k0 = k_begin; k0 < k_end; k0 += TILE_K) {
-        load_tile(xs, x, row0, row0 + 32, M, M, k0, K, tid);
-        load_tile(ws, w, cols.lo, cols.hi, cols.lo_end, cols.hi_end, k0, K, tid);
+    // Where this lane's rows for ldmatrix start in a stage, in the first 16-wide slice of K. A: matrices (rows
+    // 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15) of the warp's 16-row slice, mma's
+    // a0..a3. B: (n 0-7, k 0-7), (n 0-7, k 8-15), then the same for n 8-15: b0, b1 of two 8-column slices.
+    uint32_t a_offset[2], b_offset[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+        a_offset[i] = swizzled(warp_m + i * 16 + (lane & 15), (lane >> 4) * 8);
+        b_offset[i] = swizzled(warp_n + i * 16 + (lane & 7) + (lane >> 4) * 8, ((lane >> 3) & 1) * 8);
+    }
+
+    // Every thread commits one group per tile (empty past the run), so that waiting for all but the newest
+    // STAGES - 2 groups means: this thread's copies of tile t have landed.
+    for (int t = 0; t < STAGES - 1; ++t) {
+        if (t < t_count) load_stage(t);
+        copies_commit();
+    }
+    for (int t = 0; t < t_count; ++t) {
+        copies_wait<STAGES - 2>();
+        // Tile t is now in shared memory for every warp, and every warp is done with tile t - 1, whose buffer
+        // the next copies overwrite.
         __syncthreads();
+        if (t + STAGES - 1 < t_count) load_stage(t + STAGES - 1);
+        copies_commit();
+        const uint32_t xs = shared_address(smem + (t % STAGES) * STAGE_BYTES), ws = xs + TILE_BYTES;
 #pragma unroll
         for (int kk = 0; kk < TILE_K; kk += 16) {
+            // The second 16-wide slice of K is chunks 2 and 3: the first slice's offsets with chunk bit 1 set.
+            const uint32_t slice = kk == 0 ? 0 : 32;
             uint32_t a[2][4], b[4][2];
 #pragma unroll
-            for (int mi = 0; mi < 2; ++mi) {
-                const int r = warp_m + mi * 16 + group;
-                a[mi][0] = pair_of(&xs[r][kk + quad * 2]);
-                a[mi][1] = pair_of(&xs[r + 8][kk + quad * 2]);
-                a[mi][2] = pair_of(&xs[r][kk + quad * 2 + 8]);
-                a[mi][3] = pair_of(&xs[r + 8][kk + quad * 2 + 8]);
-            }
+            for (int mi = 0; mi < 2; ++mi) ldmatrix_x4(a[mi], xs + (a_offset[mi] ^ slice));
 #pragma unroll
-            for (int ni = 0; ni < 4; ++ni) {
-                const int n = warp_n + ni * 8 + group;
-                b[ni][0] = pair_of(&ws[n][kk + quad * 2]);
-                b[ni][1] = pair_of(&ws[n][kk + quad * 2 + 8]);
+            for (int nj = 0; nj < 2; ++nj) {
+                uint32_t q[4];
+                ldmatrix_x4(q, ws + (b_offset[nj] ^ slice));
+                b[2 * nj][0] = q[0];
+                b[2 * nj][1] = q[1];
+                b[2 * nj + 1][0] = q[2];
+                b[2 * nj + 1][1] = q[3];
             }
 #pragma unroll
             for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
                 for (int ni = 0; ni < 4; ++ni) mma_bf16(acc[mi][ni], a[mi], b[ni]);
         }
-        __syncthreads();
     }
+    // The groups still open are empty; wait for them all, and for every warp's last reads of the stages, which
+    // the staged output overwrites.
+    copies_wait<0>();
+    __syncthreads();
 
     // Accumulator layout of m16n8: values 0, 1 at row `group`, columns 2 quad and 2 quad + 1; values 2, 3 eight
     // rows below. Staged as float2 pairs.
+    float(*out)[OUT_STRIDE] = reinterpret_cast<float(*)[OUT_STRIDE]>(smem);
 #pragma unroll
     for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
@@ -202,21 +313,21 @@ extern "C" __global__ void __launch_bounds__(128)
     __syncthreads();
 
     if (gridDim.z > 1) {
-        const int64_t tile = (int64_t)blockIdx.x * gridDim.y + blockIdx.y;
-        float* mine = partial + ((int64_t)blockIdx.z * gridDim.x * gridDim.y + tile) * TILE_M * TILE_N;
+        const int64_t index = (int64_t)tile.m * gridDim.y + tile.n;
+        float* mine = partial + ((int64_t)blockIdx.z * gridDim.x * gridDim.y + index) * TILE_M * TILE_N;
         // Rows past M (a decode batch of fewer than 64) are neither written nor read back.
         const int rows = min(TILE_M, M - row0);
         for (int i = tid; i < rows * TILE_N / 4; i += 128) {
             const int r = i / (TILE_N / 4), c = (i % (TILE_N / 4)) * 4;
             *reinterpret_cast<float4*>(mine + r * TILE_N + c) = *reinterpret_cast<const float4*>(&out[r][c]);
         }
-        if (!arrived_last(counters + tile, gridDim.z)) return;
+        if (!arrived_last(counters + index, gridDim.z)) return;
         for (int i = tid; i < rows * TILE_N / 4; i += 128) {
             const int r = i / (TILE_N / 4), c = (i % (TILE_N / 4)) * 4;
             float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
             for (int z = 0; z < (int)gridDim.z; ++z) {
                 const float4 p = __ldcg(reinterpret_cast<const float4*>(
-                    partial + ((int64_t)z * gridDim.x * gridDim.y + tile) * TILE_M * TILE_N + r * TILE_N + c));
+                    partial + ((int64_t)z * gridDim.x * gridDim.y + index) * TILE_M * TILE_N + r * TILE_N + c));
                 sum.x += p.x;
                 sum.y += p.y;
                 sum.z += p.z;
@@ -250,7 +361,7 @@ extern "C" __global__ void __launch_bounds__(128)
         }
     } else {
         const int half = pair, head_dim = 2 * half, per_head = half / 32;
-        const int head = blockIdx.y / per_head, kv_width = kv_heads * head_dim;
+        const int head = tile.n / per_head, kv_width = kv_heads * head_dim;
         for (int i = tid; i < TILE_M * 32; i += 128) {
             const int r = i / 32, j = i % 32;
             const int m = row0 + r;
@@ -262,7 +373,7 @@ extern "C" __global__ void __launch_bounds__(128)
             }
             a = to_f32(to_bf16(a));
             b = to_f32(to_bf16(b));
-            const int i_pair = (blockIdx.y % per_head) * 32 + j;
+            const int i_pair = (tile.n % per_head) * 32 + j;
             const uint32_t* rec = records + (int64_t)m * record_width;
             if (head < heads + kv_heads) {  // a query or key head turns; a value head is copied
                 const float angle = (float)rec[0] * inv_freq[i_pair];
@@ -288,7 +399,7 @@ extern "C" __global__ void __launch_bounds__(128)
 
     // The row tiles' counters follow the tiles' (which only split K uses).
     const int64_t row_counters = gridDim.z > 1 ? (int64_t)gridDim.x * gridDim.y : 0;
-    if (!normed || !arrived_last(counters + row_counters + blockIdx.x, gridDim.y)) return;
+    if (!normed || !arrived_last(counters + row_counters + tile.m, gridDim.y)) return;
     // The RMS norm of this row tile's rows of Y, a warp per row, every column tile of them now written.
     for (int r = warp; r < TILE_M && row0 + r < M; r += 4) {
         const bf16* yr = y + (int64_t)(row0 + r) * N;

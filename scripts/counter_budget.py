@@ -12,7 +12,8 @@ check fails when, in the second decode step of the timed step,
   - the attention kernels request more than 1.2 x the KV cache they must read,
   - a kernel's sector efficiency (requested over sector bytes) falls below 0.8,
   - the requested bytes, the requested bytes of any kernel, or its launches grow past the baseline,
-  - any kernel's sector efficiency (requested over sector bytes) or bank conflicts get worse than the baseline's.
+  - any kernel's sector efficiency (requested over sector bytes) or bank conflicts get worse than the baseline's,
+    or the cp.async bytes one of its blocks keeps in flight fall below the baseline's.
 Byte and conflict counts may exceed the baseline by SLACK (1%), efficiencies fall short by 0.01: sampling's passes
 and shared-memory histogram depend on the logits, which any change of rounding upstream moves a little.
 The target of requested bytes <= 1.5 x the floor, not yet held (the products re-read the decode batch's
@@ -30,6 +31,8 @@ REQUESTED_OVER_FLOOR = 1.5
 ATTENTION_OVER_CACHE = 1.2
 SECTOR_EFFICIENCY = 0.8
 SLACK = 0.01
+# Bytes each SM must keep in flight for an H100 SXM's HBM bandwidth at about 600 ns of latency (Little's law).
+LITTLE_BYTES_PER_SM = round(3.35e12 * 600e-9 / 132)
 # Launches a decode step makes outside its decoder layers: the token embedding, the steering add, the gather of the
 # rows that are sampled and the sampling; besides them the final RMS norm and the LM head's product. A block's input
 # norm is the layer's (fused into the previous product but after the first block and a steering add).
@@ -46,6 +49,7 @@ def traffic(launches: list) -> dict:
         k["requested"] += g["load_bytes"] + g["store_bytes"]
         k["sector_bytes"] += 32 * (g["load_sectors"] + g["store_sectors"])
         k["bank_conflicts"] += s["bank_conflicts"]
+        k["in_flight"] = max(k.get("in_flight", 0), l["stats"].get("async_copy", {}).get("in_flight_per_block", 0))
     for k in by_kernel.values():
         k["efficiency"] = round(k["requested"] / k["sector_bytes"], 4) if k["sector_bytes"] else 1.0
     return {
@@ -123,10 +127,14 @@ def table(figures: dict, bench: dict) -> str:
     row("decode", d, d["floor"])
     row("scoring", s, None)
     lines.append(f"decode: {d['launches_per_layer']:.1f} launches per layer; by kernel:")
-    lines.append(f"  {'kernel':<24} {'launches':>8} {'requested B':>13} {'efficiency':>10} {'conflicts':>9}")
+    lines.append(f"  {'kernel':<24} {'launches':>8} {'requested B':>13} {'efficiency':>10} {'conflicts':>9} "
+                 f"{'in flight B':>11}")
     for name, k in sorted(d["kernels"].items(), key=lambda kv: -kv[1]["requested"]):
+        in_flight = f"{k['in_flight']:,}" if k.get("in_flight") else "-"
         lines.append(f"  {name:<24} {k['launches']:>8} {k['requested']:>13,} {k['efficiency']:>10.2f} "
-                     f"{k['bank_conflicts']:>9,}")
+                     f"{k['bank_conflicts']:>9,} {in_flight:>11}")
+    lines.append(f"in flight: cp.async source bytes a block keeps in flight; Little's law asks an H100 SXM for "
+                 f"{LITTLE_BYTES_PER_SM:,} B per SM (3.35 TB/s x 600 ns / 132 SMs)")
     return "\n".join(lines)
 
 
@@ -149,9 +157,10 @@ def check(figures: dict, baseline: dict | None) -> list:
             for field, worse in [("requested", k["requested"] > (1 + SLACK) * was["requested"]),
                                  ("launches", k["launches"] > was["launches"]),
                                  ("efficiency", k["efficiency"] < was["efficiency"] - SLACK),
-                                 ("bank_conflicts", k["bank_conflicts"] > (1 + SLACK) * was["bank_conflicts"])]:
+                                 ("bank_conflicts", k["bank_conflicts"] > (1 + SLACK) * was["bank_conflicts"]),
+                                 ("in_flight", k.get("in_flight", 0) < was.get("in_flight", 0))]:
                 if worse:
-                    failures.append(f"{name}: {field} {k[field]} is worse than the baseline's {was[field]}")
+                    failures.append(f"{name}: {field} {k.get(field, 0)} is worse than the baseline's {was[field]}")
     attention = sum(k["requested"] for n, k in d["kernels"].items() if n.startswith("attention"))
     if attention > ATTENTION_OVER_CACHE * d["kv_bytes"]:
         failures.append(f"attention bytes {attention:,} > {ATTENTION_OVER_CACHE} x the KV cache read {d['kv_bytes']:,}")

@@ -85,18 +85,26 @@ def selftest_case_failed(kernel: str, subject: str = r"cuda \S+") -> str:
 
 KERNEL_MUTANTS = [
     Mutant(
-        "removed __syncthreads (gemm_mma: the barrier after the tile loads)",
+        "removed __syncthreads (gemm_mma: the barrier after the wait for a tile's copies)",
         "kernels/gemm.cu",
-        "        load_tile(ws, w, cols.lo, cols.hi, cols.lo_end, cols.hi_end, k0, K, tid);\n        __syncthreads();\n",
-        "        load_tile(ws, w, cols.lo, cols.hi, cols.lo_end, cols.hi_end, k0, K, tid);\n",
+        "        // the next copies overwrite.\n        __syncthreads();\n",
+        "        // the next copies overwrite.\n",
         r"racecheck: .* shared byte",
+        ("linear",),
+    ),
+    Mutant(
+        "a wait that leaves the tile about to be multiplied in flight (gemm_mma: cp.async.wait_group STAGES - 1)",
+        "kernels/gemm.cu",
+        "        copies_wait<STAGES - 2>();\n",
+        "        copies_wait<STAGES - 1>();\n",
+        r"racecheck: .*which a cp.async of thread .* still in flight writes",
         ("linear",),
     ),
     Mutant(
         "off-by-one in a tile bound (gemm_mma: rows <= instead of <)",
         "kernels/gemm.cu",
-        "            if (g < (r < 32 ? lo_end : hi_end) && gk < K)",
-        "            if (g <= (r < 32 ? lo_end : hi_end) && gk < K)",
+        "    const bool lo_inside = lo + r < lo_end, hi_inside = hi + r < hi_end;",
+        "    const bool lo_inside = lo + r <= lo_end, hi_inside = hi + r < hi_end;",
         r"memcheck: .*past the end",
         ("linear",),
     ),

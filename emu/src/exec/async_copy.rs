@@ -79,7 +79,19 @@ pub fn issue<'c>(
         store.shared_offs[l] = o as u32;
         store.shared_lanes |= 1 << l;
         bs.in_flight.mark(bs.shared.len(), o, size as usize, w.thread(l));
-        w.copies.push(AsyncCopy { lane: l as u8, len: size as u8, group: w.groups[l], pc, shared: o as u32, bytes });
+        let read = n as u8;
+        w.copies.push(AsyncCopy {
+            lane: l as u8,
+            len: size as u8,
+            read,
+            group: w.groups[l],
+            pc,
+            shared: o as u32,
+            bytes,
+        });
+        w.copy_bytes[l] += n as u32;
+        w.copy_peak[l] = w.copy_peak[l].max(w.copy_bytes[l]);
+        bs.stats.async_bytes += n;
     }
     load.count(bs, size, false);
     store.count(bs, size, true);
@@ -121,6 +133,7 @@ pub fn wait<'c>(
     for c in landing {
         let (o, len) = (c.shared as usize, c.len as usize);
         bs.in_flight.clear(o, len);
+        w.copy_bytes[c.lane as usize] -= c.read as u32;
         let o = shared(ctx, bs, w, c.lane as usize, pc, o as u64, len as u32, true, false)?;
         bs.shared[o..o + len].copy_from_slice(&c.bytes[..len]);
     }

@@ -77,6 +77,8 @@ impl<'c, 'a> Runner<'c, 'a> {
             }
             if self.warps.iter().all(|w| w.live() == 0) {
                 async_copy::none_left(ctx, &self.bs, &self.warps)?;
+                let peak = self.warps.iter().flat_map(|w| w.copy_peak).map(u64::from).sum();
+                self.bs.stats.async_peak_bytes = self.bs.stats.async_peak_bytes.max(peak);
                 return self.bs.global_race.close_epoch().map_err(|race| report::global_race(ctx, &self.bs, &race));
             }
             if self.warps.iter().any(|w| w.runnable() != 0) {

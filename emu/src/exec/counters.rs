@@ -43,6 +43,12 @@ pub struct Stats {
     /// Warp-level atomic instructions, and the lanes that performed one.
     pub atomic_requests: u64,
     pub atomics: u64,
+    /// Bytes `cp.async` read from global memory, and what one block can keep in flight: the sum over its threads
+    /// of the most source bytes each had issued and not yet waited for at once (the largest over the blocks). The
+    /// sum does not depend on the order the emulator runs the warps in; on a GPU the threads of a pipelined loop
+    /// reach their peaks together.
+    pub async_bytes: u64,
+    pub async_peak_bytes: u64,
     /// DRAM bytes the L2 model estimates: sectors read that the L2 did not hold, and sectors written (each written
     /// back once per launch).
     pub dram_read_bytes: u64,
@@ -90,6 +96,8 @@ impl Stats {
         self.local_bytes += other.local_bytes;
         self.atomic_requests += other.atomic_requests;
         self.atomics += other.atomics;
+        self.async_bytes += other.async_bytes;
+        self.async_peak_bytes = self.async_peak_bytes.max(other.async_peak_bytes);
         self.dram_read_bytes += other.dram_read_bytes;
         self.dram_write_bytes += other.dram_write_bytes;
         self.seconds += other.seconds;
@@ -132,7 +140,8 @@ impl Stats {
                 "\"load_sectors\": {}, \"store_sectors\": {}, \"sectors_per_request\": {:.3}, \"efficiency\": {:.3}}}, ",
                 "\"shared\": {{\"load_requests\": {}, \"store_requests\": {}, \"phases\": {}, \"wavefronts\": {}, ",
                 "\"bank_conflicts\": {}}}, \"dram\": {{\"read_bytes\": {}, \"write_bytes\": {}}}, ",
-                "\"local_bytes\": {}, \"atomic_requests\": {}, \"atomics\": {}}}"
+                "\"local_bytes\": {}, \"atomic_requests\": {}, \"atomics\": {}, ",
+                "\"async_copy\": {{\"read_bytes\": {}, \"in_flight_per_block\": {}}}}}"
             ),
             self.launches,
             self.blocks,
@@ -159,6 +168,8 @@ impl Stats {
             self.local_bytes,
             self.atomic_requests,
             self.atomics,
+            self.async_bytes,
+            self.async_peak_bytes,
         )
     }
 }

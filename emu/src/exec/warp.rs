@@ -57,10 +57,11 @@ pub enum Wait {
 }
 
 /// A `cp.async` copy in flight: lane `lane`'s, issued at `pc` into its group `group`, the `len` bytes it will
-/// write at shared offset `shared` (read from global memory at issue; zeros past the source size).
+/// write at shared offset `shared` (`read` of them read from global memory at issue, zeros after them).
 pub struct AsyncCopy {
     pub lane: u8,
     pub len: u8,
+    pub read: u8,
     pub group: u32,
     pub pc: u32,
     pub shared: u32,
@@ -111,6 +112,9 @@ pub struct Warp<'a> {
     pub copies: Vec<AsyncCopy>,
     /// Per lane, the `cp.async` groups it has committed (its open group's number).
     pub groups: [u32; LANES],
+    /// Per lane, the source bytes of its copies in flight, and the most it has had in flight at once.
+    pub copy_bytes: [u32; LANES],
+    pub copy_peak: [u32; LANES],
     /// Row offset of each kernel register (`slots::Slots::row`).
     rows: &'a [u32],
     /// Rows of the kernel's registers (after packing).
@@ -136,6 +140,8 @@ impl<'a> Warp<'a> {
             issued: 0,
             copies: Vec::new(),
             groups: [0; LANES],
+            copy_bytes: [0; LANES],
+            copy_peak: [0; LANES],
             rows: &ctx.slots.row,
             nregs,
         }
@@ -164,6 +170,8 @@ impl<'a> Warp<'a> {
         self.issued = 0;
         self.copies.clear();
         self.groups = [0; LANES];
+        self.copy_bytes = [0; LANES];
+        self.copy_peak = [0; LANES];
         let [bx, by, _] = ctx.launch.block;
         for lane in 0..LANES {
             let t = first + lane as u32;

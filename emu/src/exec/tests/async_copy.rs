@@ -175,9 +175,11 @@ fn cp_async_lands_at_the_wait_and_a_barrier_shares_it() {
             assert_eq!(got[t * 4 + k], source_word(((t + 1) % 64) * 4 + k), "thread {t} word {k}");
         }
     }
-    // The copies' global reads are counted as loads: 64 x 16 bytes in 8 sectors per warp.
+    // The copies' global reads are counted as loads: 64 x 16 bytes in 16 sectors per warp. Each thread had its
+    // 16 bytes in flight.
     assert_eq!(stats.global_load_bytes, 64 * 16);
     assert_eq!(stats.global_load_sectors, 32);
+    assert_eq!((stats.async_bytes, stats.async_peak_bytes), (64 * 16, 64 * 16));
 }
 
 #[test]
@@ -189,13 +191,14 @@ fn cp_async_with_a_short_source_fills_zeros() {
 \tld.shared.v4.u32 {%r10, %r11, %r12, %r13}, [%r2];
 \tst.global.v4.u32 [%rd3], {%r10, %r11, %r12, %r13};",
     );
-    result.unwrap_or_else(|f| panic!("{}", f.report));
+    let stats = result.unwrap_or_else(|f| panic!("{}", f.report));
     let got = d.read_u32(out, 64 * 4);
     for t in 0..64 {
         assert_eq!(got[t * 4], source_word(t * 4), "thread {t}");
         assert_eq!(got[t * 4 + 1], source_word(t * 4 + 1) & 0xFFFF, "thread {t}: bytes 4, 5 copied, 6, 7 zero");
         assert_eq!(&got[t * 4 + 2..t * 4 + 4], &[0, 0], "thread {t}");
     }
+    assert_eq!(stats.async_bytes, 64 * 6, "only the source bytes are read");
 }
 
 #[test]
@@ -226,7 +229,8 @@ fn a_wait_for_older_groups_leaves_the_newest_in_flight() {
         )
     };
     let (result, d, out) = run_copy(&body("%r2"));
-    result.unwrap_or_else(|f| panic!("{}", f.report));
+    let stats = result.unwrap_or_else(|f| panic!("{}", f.report));
+    assert_eq!(stats.async_peak_bytes, 2 * 64 * 16, "both groups of every thread were in flight");
     assert_eq!(d.read_u32(out, 4), (0..4).map(source_word).collect::<Vec<_>>());
     expect_fault(run_copy(&body("%r7")).0, FaultKind::Race, &["still in flight"]);
 }
