@@ -1,7 +1,7 @@
 // Linear layers: Y = act(X W^T + bias) + residual, X [M, K], W [N, K] (PyTorch's layout), Y and residual [M, N],
 // all bf16 in memory with f32 accumulation. Two versions: a plain one, one thread per output, obviously right;
 // and the tensor-core one (mma.sync m16n8k16), checked against it and against the CPU backend by `selftest`.
-#include "common.cuh"
+#include "tensor_core.cuh"
 
 __device__ __forceinline__ void epilogue(float acc, const bf16* bias, const bf16* residual, bf16* y, int64_t m,
                                          int n, int N, int act) {
@@ -69,40 +69,6 @@ extern "C" __global__ void gemm_plain(const bf16* __restrict__ x, const bf16* __
 #define TILE_BYTES (TILE_M * TILE_K * 2)
 #define STAGE_BYTES (2 * TILE_BYTES)  // X's tile, then W's
 #define GROUP_M 8
-
-__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-
-__device__ __forceinline__ uint32_t shared_address(const void* p) {
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16 bytes from global to shared memory in the background; with `inside` false nothing is read and they are zeros.
-__device__ __forceinline__ void copy_async_16(uint32_t dst, const void* src, bool inside) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(inside ? 16 : 0)
-                 : "memory");
-}
-
-__device__ __forceinline__ void copies_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-
-// Waits until at most `pending` of this thread's newest groups of copies are still in flight.
-template <int pending>
-__device__ __forceinline__ void copies_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(pending) : "memory");
-}
-
-// Four 8 x 8 matrices of bf16, row r of matrix j from the address of lane 8 j + r, spread as mma fragments.
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t address) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(address)
-                 : "memory");
-}
 
 // The byte offset of value (r, c) in a 64 x 32 tile: chunk c / 8 of row r swizzled by the row's pair.
 __device__ __forceinline__ int swizzled(int r, int c) {

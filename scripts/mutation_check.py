@@ -101,6 +101,14 @@ KERNEL_MUTANTS = [
         ("linear",),
     ),
     Mutant(
+        "a causal mask that hides the diagonal (attention_mma: j >= i)",
+        "kernels/attention.cu",
+        "                if (j >= seq || (causal && j > i)) v = -INFINITY;",
+        "                if (j >= seq || (causal && j >= i)) v = -INFINITY;",
+        selftest_case_failed("attention", "cuda fast"),
+        ("attention",),
+    ),
+    Mutant(
         "off-by-one in a tile bound (gemm_mma: rows <= instead of <)",
         "kernels/gemm.cu",
         "    const bool lo_inside = lo + r < lo_end, hi_inside = hi + r < hi_end;",
@@ -118,7 +126,7 @@ KERNEL_MUTANTS = [
     ),
     Mutant(
         "two mma fragment registers swapped (gemm_mma: a0 and a1)",
-        "kernels/gemm.cu",
+        "kernels/tensor_core.cuh",
         "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, ",
         "{%0,%1,%2,%3}, {%5,%4,%6,%7}, {%8,%9}, ",
         selftest_case_failed("linear", "cuda fast"),

@@ -459,6 +459,8 @@ pub fn attention(
     ensure!(batch <= 65535 && heads <= 65535, "attention: batch {batch} and heads {heads} must each be at most 65535");
     let limit = if variant == Variant::Fast { 128 } else { 256 };
     ensure!(head_dim <= limit, "attention: head_dim {head_dim} is over the {variant:?} kernel's limit of {limit}");
+    // The tensor-core kernel takes head sizes of 64 and 128 (CLIP's, MPNet's, Llama's); others the tiled one.
+    let tensor_cores = variant == Variant::Fast && matches!(head_dim, 64 | 128);
     let out = DTensor::new(gpu, batch * seq, heads * head_dim, DType::Bf16, "attention output")?;
     let (b, s, h, kvh, d, c) =
         (batch as i32, seq as i32, heads as i32, kv_heads as i32, head_dim as i32, causal as i32);
@@ -476,11 +478,15 @@ pub fn attention(
         arg(&c),
         arg(&scale),
     ];
-    // SAFETY: the arguments match attention_plain / attention.
+    // SAFETY: the arguments match attention_plain / attention / attention_mma.
     unsafe {
         match variant {
             Variant::Plain => {
                 gpu.launch("attention_plain", (blocks(batch * seq * heads, 4), 1, 1), (128, 1, 1), 0, &mut args)?
+            }
+            Variant::Fast if tensor_cores => {
+                let grid = (blocks(seq, 64), heads as u32, batch as u32);
+                gpu.launch("attention_mma", grid, (128, 1, 1), 0, &mut args)?
             }
             Variant::Fast => {
                 gpu.launch("attention", (blocks(seq, 16), heads as u32, batch as u32), (128, 1, 1), 0, &mut args)?
