@@ -12,7 +12,7 @@ use super::fault::{Fault, FaultKind};
 use super::place::{aligned, base, global, shared, uninitialized};
 use super::racecheck::Access;
 use super::report;
-use super::warp::{AsyncCopy, Lanes, Warp};
+use super::warp::{AsyncCopy, LANES, Lanes, Warp};
 use crate::ir::{Address, Operand};
 
 /// Issues the copies of the lanes of `active`.
@@ -38,11 +38,10 @@ pub fn issue<'c>(
         if n > size as u64 {
             return fail(w, FaultKind::Undefined, format!("a cp.async of {size} bytes with a source size of {n}"));
         }
-        let d = w.rd(dst_base, l).wrapping_add(dst.offset as u64);
+        let o = w.rd(dst_base, l).wrapping_add(dst.offset as u64);
         let s = w.rd(src_base, l).wrapping_add(src.offset as u64);
-        aligned(ctx, bs, w, l, pc, d, size)?;
+        aligned(ctx, bs, w, l, pc, o, size)?;
         aligned(ctx, bs, w, l, pc, s, size)?;
-        let o = d;
         if o.checked_add(size as u64).is_none_or(|end| end > bs.shared.len() as u64) {
             let why = format!("the block has {} bytes of shared memory", bs.shared.len());
             return fail(
@@ -119,7 +118,7 @@ pub fn wait<'c>(
     if all {
         commit(w, active);
     }
-    let mut limit = [0u32; 32];
+    let mut limit = [0u32; LANES];
     for l in Lanes(active) {
         limit[l] = w.groups[l].saturating_sub(n);
     }
