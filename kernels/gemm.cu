@@ -25,14 +25,17 @@ extern "C" __global__ void gemm_plain(const bf16* __restrict__ x, const bf16* __
     epilogue(acc, bias, residual, y, m, n, N, act);
 }
 
-// The tensor-core version. A block of 4 warps computes a 64 x 64 tile of Y, stepping through K 32 at a time: the
-// tiles of X and W stream into shared memory through a ring of STAGES buffers with cp.async, STAGES - 1 tiles
-// ahead of the one being multiplied, so that while the warps multiply one tile the next ones are in flight (zero
-// filled past the matrix edges, so any M, N, K works). Each warp multiplies a 32 x 32 sub-tile as 2 x 4 mma.sync
+// The tensor-core version, in two tile shapes (one template, `GemmTiles`): `gemm_mma`, a block of 4 warps per
+// 64 x 64 tile of Y, and `gemm_mma_128`, 8 warps per 128 x 128 tile, for products with enough tiles of that size
+// to fill the card (prefill, scoring): per value of Y it reads half the bytes of X and W from L2 and does half the
+// shared-memory loads per mma. A block steps through K 32 at a time: the tiles of X and W stream into shared
+// memory through a ring of STAGES buffers with cp.async, STAGES - 1 tiles ahead of the one being multiplied, so
+// that while the warps multiply one tile the next ones are in flight (zero filled past the matrix edges, so any
+// M, N, K works). Each warp multiplies a sub-tile (32 x 32, or 64 x 32 in the large shape) as MI x NI mma.sync
 // m16n8k16 products per 16-wide slice of K, its fragments gathered by ldmatrix. W's rows are its columns of the
 // product, which is the "col" operand layout mma expects, so both tiles are stored row by row.
 //
-// A tile row is 64 bytes, four 16-byte chunks. Stored plainly, the 8 rows one ldmatrix phase reads at the same
+// A tile row (32 values of K) is 64 bytes, four 16-byte chunks. Stored plainly, the 8 rows one ldmatrix phase reads at the same
 // chunk would fall on 2 groups of 4 banks (a 4-way conflict); so chunk q of row r is stored at q ^ ((r / 2) % 4).
 // Eight consecutive rows then cover all 8 bank groups, for ldmatrix's reads and for the copies' writes (a quarter
 // warp writes two whole rows) alike. When K is not a multiple of 8 the rows of X and W are not 16-byte aligned:
@@ -40,7 +43,7 @@ extern "C" __global__ void gemm_plain(const bf16* __restrict__ x, const bf16* __
 //
 // Split K: with few output tiles (decoding, where M is the batch) the grid alone would leave most SMs idle and
 // few bytes of W in flight, so gridDim.z blocks share each tile, each over its own run of whole K tiles. Each writes
-// its f32 partial tile to `partial` ([z][tile][64 x 64]) and counts itself in the tile's counter; the block that
+// its f32 partial tile to `partial` ([z][tile][TILE x TILE]) and counts itself in the tile's counter; the block that
 // arrives last adds the partials in order of z (the result does not depend on timing or on which block is last),
 // resets the counter for the next launch and applies the epilogue. No second launch reduces.
 //
@@ -48,39 +51,54 @@ extern "C" __global__ void gemm_plain(const bf16* __restrict__ x, const bf16* __
 // blocks sweep every column tile of a band of GROUP_M row tiles, so the band's rows of X are read from DRAM once
 // and then from L2 by each column tile, however large X is.
 //
-// The epilogue works from the block's 64 x 64 f32 tile staged in shared memory (over the stage buffers), so that
-// its stores are coalesced rows and the columns it pairs may come from anywhere in the tile. Which 64 columns of W
-// a tile holds, and what its epilogue makes of them, is the mode:
-//   GEMM_PLAIN    columns 64 t .. 64 t + 64; Y = act(acc + bias) + residual.
-//   GEMM_SILU, GEMM_GELU_TANH   the gated MLP: W is [gate (f); up (f)] and the tile holds gate columns 32 t ..
-//                 32 t + 32 and the same up columns; Y [M, f] = act(gate) * up, each rounded to bf16 first as the
+// The epilogue works from the block's f32 tile staged in shared memory (over the stage buffers), so that its
+// stores are coalesced rows and the columns it pairs may come from anywhere in the tile. Which TILE columns of W a
+// tile holds (two halves of H = TILE / 2), and what its epilogue makes of them, is the mode:
+//   GEMM_PLAIN    columns TILE t .. TILE t + TILE; Y = act(acc + bias) + residual.
+//   GEMM_SILU, GEMM_GELU_TANH   the gated MLP: W is [gate (f); up (f)] and the tile holds gate columns H t ..
+//                 H t + H and the same up columns; Y [M, f] = act(gate) * up, each rounded to bf16 first as the
 //                 product's stored output would be (what silu_mul and gelu_tanh_mul read).
-//   GEMM_ROPE     the QKV projection: the tile holds 32 rotary pairs (i, i + head_dim / 2) of one head; Y [M, N]
+//   GEMM_ROPE     the QKV projection: the tile holds H rotary pairs (i, i + head_dim / 2) of one head; Y [M, N]
 //                 is the rotated QKV (rope.cu's rotation, each value rounded to bf16 first), and the key and value
 //                 heads also go to the cache at the row's slot (kv_store's write), per the rows' records.
 // With `normed` set (plain mode), the block that completes a row tile's last column tile (a second counter) also
 // writes the RMS norm of its rows of Y (rms_norm's arithmetic, gains `gain_offset + norm_gain`), so that a residual
 // add and the norm after it cost no launch. `counters` (zero before the launch, zero after it) holds a counter per
 // tile when K is split, then one per row tile when the rows are normed.
-#define TILE_M 64
-#define TILE_N 64
 #define TILE_K 32
-#define STAGES 4
-#define TILE_BYTES (TILE_M * TILE_K * 2)
-#define STAGE_BYTES (2 * TILE_BYTES)  // X's tile, then W's
 #define GROUP_M 8
 
-// The byte offset of value (r, c) in a 64 x 32 tile: chunk c / 8 of row r swizzled by the row's pair.
+// A tile shape: TILE rows of X and TILE rows of W per tile, WARPS_M x WARPS_N warps, each multiplying MI 16-row
+// by NI 8-column mma tiles. A thread copies two 16-byte chunks of each operand's tile: rows r and r + H.
+template <int TILE_, int WARPS_M_, int WARPS_N_, int STAGES_>
+struct GemmTiles {
+    static constexpr int TILE = TILE_, H = TILE_ / 2;
+    static constexpr int WARPS_M = WARPS_M_, WARPS_N = WARPS_N_, WARPS = WARPS_M_ * WARPS_N_;
+    static constexpr int THREADS = 32 * WARPS;
+    static constexpr int MI = TILE / WARPS_M / 16, NI = TILE / WARPS_N / 8;
+    static constexpr int STAGES = STAGES_;
+    static constexpr int TILE_BYTES = TILE * TILE_K * 2;
+    static constexpr int STAGE_BYTES = 2 * TILE_BYTES;  // X's tile, then W's
+    static constexpr int OUT_STRIDE = TILE + 8;         // a row stride of 8 banks (mod 32): see the staged output
+    static constexpr int STAGED_BYTES = STAGES * STAGE_BYTES, OUT_BYTES = TILE * OUT_STRIDE * 4;
+    static constexpr int SHARED = STAGED_BYTES > OUT_BYTES ? STAGED_BYTES : OUT_BYTES;
+    static_assert(H * 4 == THREADS, "a thread copies a chunk of row r and of row r + H");
+    static_assert(MI >= 1 && NI % 2 == 0, "whole ldmatrix.x4 fragments");
+};
+using Tiles64 = GemmTiles<64, 2, 2, 4>;
+using Tiles128 = GemmTiles<128, 2, 4, 4>;
+
+// The byte offset of value (r, c) in a tile of 32 columns: chunk c / 8 of row r swizzled by the row's pair.
 __device__ __forceinline__ int swizzled(int r, int c) {
     return r * (TILE_K * 2) + ((((c >> 3) ^ (r >> 1)) & 3) << 4) + (c & 7) * 2;
 }
 
 // A tile of an operand holds rows of `src` ([rows, K]) and 32 of its columns from k0, zero past the edges: tile
-// rows 0..31 from src rows lo.., which end at lo_end, rows 32..63 from hi.. (ending at hi_end; hi = lo + 32 and
+// rows 0..H-1 from src rows lo.., which end at lo_end, rows H..TILE-1 from hi.. (ending at hi_end; hi = lo + H and
 // both ends the matrix's for a plain tile).
 //
 // With K a multiple of 8 the tiles are copied in flight, thread t copying chunk t % 4 of tile rows t / 4 and
-// t / 4 + 32 (a quarter warp writes two whole rows: all 8 bank groups). What does not change from tile to tile
+// t / 4 + H (a quarter warp writes two whole rows: all 8 bank groups). What does not change from tile to tile
 // (the rows, whether they exist, where they go) is worked out once, here.
 struct TileStream {
     const bf16* lo_row;  // the source of the thread's chunk in its first row at k0 = 0 (the matrix's start when
@@ -90,6 +108,7 @@ struct TileStream {
     int c;
 };
 
+template <class S>
 __device__ __forceinline__ TileStream tile_stream(const bf16* __restrict__ src, int lo, int hi, int lo_end,
                                                   int hi_end, int K, int tid) {
     const int r = tid >> 2, c = (tid & 3) * 8;
@@ -97,7 +116,7 @@ __device__ __forceinline__ TileStream tile_stream(const bf16* __restrict__ src, 
     return TileStream{lo_inside ? src + (int64_t)(lo + r) * K + c : src,
                       hi_inside ? src + (int64_t)(hi + r) * K + c : src,
                       (uint32_t)swizzled(r, c),
-                      (uint32_t)swizzled(r + 32, c),
+                      (uint32_t)swizzled(r + S::H, c),
                       lo_inside,
                       hi_inside,
                       c};
@@ -111,12 +130,13 @@ __device__ __forceinline__ void stream_tile(const TileStream& s, uint32_t tile, 
 }
 
 // Otherwise the rows are not 16-byte aligned, and the tile is stored value by value, at once.
+template <class S>
 __device__ __forceinline__ void store_tile(unsigned char* tile, const bf16* __restrict__ src, int lo, int hi,
                                            int lo_end, int hi_end, int k0, int K, int tid) {
-    for (int i = tid; i < TILE_M * TILE_K; i += 128) {
+    for (int i = tid; i < S::TILE * TILE_K; i += S::THREADS) {
         const int r = i / TILE_K, c = i % TILE_K;
-        const int g = r < 32 ? lo + r : hi + r - 32, gk = k0 + c;
-        const bool inside = g < (r < 32 ? lo_end : hi_end) && gk < K;
+        const int g = r < S::H ? lo + r : hi + r - S::H, gk = k0 + c;
+        const bool inside = g < (r < S::H ? lo_end : hi_end) && gk < K;
         *reinterpret_cast<bf16*>(tile + swizzled(r, c)) = inside ? src[(int64_t)g * K + gk] : to_bf16(0.0f);
     }
 }
@@ -125,21 +145,23 @@ __device__ __forceinline__ void store_tile(unsigned char* tile, const bf16* __re
 #define GEMM_SILU 1
 #define GEMM_GELU_TANH 2
 #define GEMM_ROPE 3
-#define OUT_STRIDE (TILE_N + 8)  // a row stride of 8 banks (mod 32): the float2 stores of a half warp hit 32 banks
 
-// The first W row of each half of column tile `t` (rows 0..31 from lo, 32..63 from hi) and where each half ends.
+// The first W row of each half of column tile `t` (rows 0..H-1 from lo, H..TILE-1 from hi) and where each half
+// ends.
 struct Columns {
     int lo, hi, lo_end, hi_end;
 };
 
+template <class S>
 __device__ __forceinline__ Columns columns_of(int mode, int t, int N, int pair) {
-    if (mode == GEMM_SILU || mode == GEMM_GELU_TANH) return Columns{32 * t, pair + 32 * t, pair, N};
+    constexpr int H = S::H;
+    if (mode == GEMM_SILU || mode == GEMM_GELU_TANH) return Columns{H * t, pair + H * t, pair, N};
     if (mode == GEMM_ROPE) {
-        const int half = pair, per_head = half / 32;
-        const int lo = (t / per_head) * 2 * half + (t % per_head) * 32;
+        const int half = pair, per_head = half / H;
+        const int lo = (t / per_head) * 2 * half + (t % per_head) * H;
         return Columns{lo, lo + half, N, N};
     }
-    return Columns{64 * t, 64 * t + 32, N, N};
+    return Columns{S::TILE * t, S::TILE * t + H, N, N};
 }
 
 // The output tile of this block (row tile m, column tile n; grid x and y count them): linear block indices sweep
@@ -173,34 +195,42 @@ __device__ __forceinline__ bool arrived_last(uint32_t* counter, uint32_t expecte
     return is_last;
 }
 
-// Grid (ceil(M / 64), column tiles, splits of K), 128 threads. Column tiles: ceil(N / 64) plain, ceil(f / 32) gated
-// (N = 2 f), N / 64 rope (head_dim / 2 a multiple of 32). `partial` holds splits x tiles x 64 x 64 floats when
-// splits > 1. Rope mode: `pair` is head_dim / 2, `records` the rows' cache records (`record_width` u32 each: the
-// position, then the slot), `keys` and `values` the layer's cache ([slots, kv_heads * head_dim]).
-extern "C" __global__ void __launch_bounds__(128)
-    gemm_mma(const bf16* __restrict__ x, const bf16* __restrict__ w, const bf16* __restrict__ bias,
-             const bf16* __restrict__ residual, bf16* __restrict__ y, int M, int N, int K, int act,
-             float* __restrict__ partial, uint32_t* __restrict__ counters, int mode, int pair,
-             const uint32_t* __restrict__ records, int record_width, const float* __restrict__ inv_freq,
-             bf16* __restrict__ keys, bf16* __restrict__ values, int heads, int kv_heads,
-             const bf16* __restrict__ norm_gain, bf16* __restrict__ normed, float eps, float gain_offset) {
-    __shared__ __align__(128) unsigned char smem[STAGES * STAGE_BYTES];
-    static_assert(STAGES * STAGE_BYTES >= TILE_M * OUT_STRIDE * sizeof(float), "the staged output fits the stages");
+// The parameters of both kernels: grid (ceil(M / TILE), column tiles, splits of K), THREADS threads. Column tiles:
+// ceil(N / TILE) plain, ceil(f / H) gated (N = 2 f), N / TILE rope (head_dim / 2 a multiple of H). `partial` holds
+// splits x tiles x TILE x TILE floats when splits > 1. Rope mode: `pair` is head_dim / 2, `records` the rows'
+// cache records (`record_width` u32 each: the position, then the slot), `keys` and `values` the layer's cache
+// ([slots, kv_heads * head_dim]).
+#define GEMM_PARAMETERS                                                                                              \
+    const bf16 *__restrict__ x, const bf16 *__restrict__ w, const bf16 *__restrict__ bias,                          \
+        const bf16 *__restrict__ residual, bf16 *__restrict__ y, int M, int N, int K, int act,                      \
+        float *__restrict__ partial, uint32_t *__restrict__ counters, int mode, int pair,                           \
+        const uint32_t *__restrict__ records, int record_width, const float *__restrict__ inv_freq,                 \
+        bf16 *__restrict__ keys, bf16 *__restrict__ values, int heads, int kv_heads,                                \
+        const bf16 *__restrict__ norm_gain, bf16 *__restrict__ normed, float eps, float gain_offset
+#define GEMM_ARGUMENTS                                                                                               \
+    x, w, bias, residual, y, M, N, K, act, partial, counters, mode, pair, records, record_width, inv_freq, keys,     \
+        values, heads, kv_heads, norm_gain, normed, eps, gain_offset
+
+// The body of both kernels, in tile shape S, over S::SHARED bytes of shared memory at `smem`.
+template <class S>
+__device__ __forceinline__ void gemm_tiles(unsigned char* smem, GEMM_PARAMETERS) {
+    constexpr int TILE = S::TILE, H = S::H, STAGES = S::STAGES, THREADS = S::THREADS;
+    constexpr int TILE_BYTES = S::TILE_BYTES, STAGE_BYTES = S::STAGE_BYTES, OUT_STRIDE = S::OUT_STRIDE;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int group = lane >> 2, quad = lane & 3;
     const Tile tile = tile_of_block();
-    const int row0 = tile.m * TILE_M;
-    const Columns cols = columns_of(mode, tile.n, N, pair);
-    const int warp_m = (warp >> 1) * 32, warp_n = (warp & 1) * 32;
-    float acc[2][4][4] = {};
+    const int row0 = tile.m * TILE;
+    const Columns cols = columns_of<S>(mode, tile.n, N, pair);
+    const int warp_m = (warp / S::WARPS_N) * (TILE / S::WARPS_M), warp_n = (warp % S::WARPS_N) * (TILE / S::WARPS_N);
+    float acc[S::MI][S::NI][4] = {};
     // This block's run of K: whole tiles, split evenly over gridDim.z (a run may be empty).
     const int k_tiles = (K + TILE_K - 1) / TILE_K;
     const int per_split = (k_tiles + gridDim.z - 1) / gridDim.z;
     const int t_begin = blockIdx.z * per_split;
     const int t_count = max(0, min(k_tiles, t_begin + per_split) - t_begin);
     const bool aligned_rows = K % 8 == 0;
-    const TileStream x_stream = tile_stream(x, row0, row0 + 32, M, M, K, tid);
-    const TileStream w_stream = tile_stream(w, cols.lo, cols.hi, cols.lo_end, cols.hi_end, K, tid);
+    const TileStream x_stream = tile_stream<S>(x, row0, row0 + H, M, M, K, tid);
+    const TileStream w_stream = tile_stream<S>(w, cols.lo, cols.hi, cols.lo_end, cols.hi_end, K, tid);
     auto load_stage = [&](int t) {
         unsigned char* stage = smem + (t % STAGES) * STAGE_BYTES;
         const int k0 = (t_begin + t) * TILE_K;
@@ -208,20 +238,20 @@ extern "C" __global__ void __launch_bounds__(128)
             stream_tile(x_stream, shared_address(stage), k0, K);
             stream_tile(w_stream, shared_address(stage + TILE_BYTES), k0, K);
         } else {
-            store_tile(stage, x, row0, row0 + 32, M, M, k0, K, tid);
-            store_tile(stage + TILE_BYTES, w, cols.lo, cols.hi, cols.lo_end, cols.hi_end, k0, K, tid);
+            store_tile<S>(stage, x, row0, row0 + H, M, M, k0, K, tid);
+            store_tile<S>(stage + TILE_BYTES, w, cols.lo, cols.hi, cols.lo_end, cols.hi_end, k0, K, tid);
         }
     };
 
     // Where this lane's rows for ldmatrix start in a stage, in the first 16-wide slice of K. A: matrices (rows
     // 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15) of the warp's 16-row slice, mma's
     // a0..a3. B: (n 0-7, k 0-7), (n 0-7, k 8-15), then the same for n 8-15: b0, b1 of two 8-column slices.
-    uint32_t a_offset[2], b_offset[2];
+    uint32_t a_offset[S::MI], b_offset[S::NI / 2];
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
-        a_offset[i] = swizzled(warp_m + i * 16 + (lane & 15), (lane >> 4) * 8);
+    for (int i = 0; i < S::MI; ++i) a_offset[i] = swizzled(warp_m + i * 16 + (lane & 15), (lane >> 4) * 8);
+#pragma unroll
+    for (int i = 0; i < S::NI / 2; ++i)
         b_offset[i] = swizzled(warp_n + i * 16 + (lane & 7) + (lane >> 4) * 8, ((lane >> 3) & 1) * 8);
-    }
 
     // Every thread commits one group per tile (empty past the run), so that waiting for all but the newest
     // STAGES - 2 groups means: this thread's copies of tile t have landed.
@@ -241,11 +271,11 @@ extern "C" __global__ void __launch_bounds__(128)
         for (int kk = 0; kk < TILE_K; kk += 16) {
             // The second 16-wide slice of K is chunks 2 and 3: the first slice's offsets with chunk bit 1 set.
             const uint32_t slice = kk == 0 ? 0 : 32;
-            uint32_t a[2][4], b[4][2];
+            uint32_t a[S::MI][4], b[S::NI][2];
 #pragma unroll
-            for (int mi = 0; mi < 2; ++mi) ldmatrix_x4(a[mi], xs + (a_offset[mi] ^ slice));
+            for (int mi = 0; mi < S::MI; ++mi) ldmatrix_x4(a[mi], xs + (a_offset[mi] ^ slice));
 #pragma unroll
-            for (int nj = 0; nj < 2; ++nj) {
+            for (int nj = 0; nj < S::NI / 2; ++nj) {
                 uint32_t q[4];
                 ldmatrix_x4(q, ws + (b_offset[nj] ^ slice));
                 b[2 * nj][0] = q[0];
@@ -254,9 +284,9 @@ extern "C" __global__ void __launch_bounds__(128)
                 b[2 * nj + 1][1] = q[3];
             }
 #pragma unroll
-            for (int mi = 0; mi < 2; ++mi)
+            for (int mi = 0; mi < S::MI; ++mi)
 #pragma unroll
-                for (int ni = 0; ni < 4; ++ni) mma_bf16(acc[mi][ni], a[mi], b[ni]);
+                for (int ni = 0; ni < S::NI; ++ni) mma_bf16(acc[mi][ni], a[mi], b[ni]);
         }
     }
     // The groups still open are empty; wait for them all, and for every warp's last reads of the stages, which
@@ -265,12 +295,12 @@ extern "C" __global__ void __launch_bounds__(128)
     __syncthreads();
 
     // Accumulator layout of m16n8: values 0, 1 at row `group`, columns 2 quad and 2 quad + 1; values 2, 3 eight
-    // rows below. Staged as float2 pairs.
+    // rows below. Staged as float2 pairs: with a row stride of 8 banks, the stores of a half warp hit 32 banks.
     float(*out)[OUT_STRIDE] = reinterpret_cast<float(*)[OUT_STRIDE]>(smem);
 #pragma unroll
-    for (int mi = 0; mi < 2; ++mi)
+    for (int mi = 0; mi < S::MI; ++mi)
 #pragma unroll
-        for (int ni = 0; ni < 4; ++ni)
+        for (int ni = 0; ni < S::NI; ++ni)
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
                 const int r = warp_m + mi * 16 + group + h * 8, c = warp_n + ni * 8 + quad * 2;
@@ -280,20 +310,20 @@ extern "C" __global__ void __launch_bounds__(128)
 
     if (gridDim.z > 1) {
         const int64_t index = (int64_t)tile.m * gridDim.y + tile.n;
-        float* mine = partial + ((int64_t)blockIdx.z * gridDim.x * gridDim.y + index) * TILE_M * TILE_N;
-        // Rows past M (a decode batch of fewer than 64) are neither written nor read back.
-        const int rows = min(TILE_M, M - row0);
-        for (int i = tid; i < rows * TILE_N / 4; i += 128) {
-            const int r = i / (TILE_N / 4), c = (i % (TILE_N / 4)) * 4;
-            *reinterpret_cast<float4*>(mine + r * TILE_N + c) = *reinterpret_cast<const float4*>(&out[r][c]);
+        float* mine = partial + ((int64_t)blockIdx.z * gridDim.x * gridDim.y + index) * TILE * TILE;
+        // Rows past M (a decode batch of fewer than TILE) are neither written nor read back.
+        const int rows = min(TILE, M - row0);
+        for (int i = tid; i < rows * TILE / 4; i += THREADS) {
+            const int r = i / (TILE / 4), c = (i % (TILE / 4)) * 4;
+            *reinterpret_cast<float4*>(mine + r * TILE + c) = *reinterpret_cast<const float4*>(&out[r][c]);
         }
         if (!arrived_last(counters + index, gridDim.z)) return;
-        for (int i = tid; i < rows * TILE_N / 4; i += 128) {
-            const int r = i / (TILE_N / 4), c = (i % (TILE_N / 4)) * 4;
+        for (int i = tid; i < rows * TILE / 4; i += THREADS) {
+            const int r = i / (TILE / 4), c = (i % (TILE / 4)) * 4;
             float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
             for (int z = 0; z < (int)gridDim.z; ++z) {
                 const float4 p = __ldcg(reinterpret_cast<const float4*>(
-                    partial + ((int64_t)z * gridDim.x * gridDim.y + index) * TILE_M * TILE_N + r * TILE_N + c));
+                    partial + ((int64_t)z * gridDim.x * gridDim.y + index) * TILE * TILE + r * TILE + c));
                 sum.x += p.x;
                 sum.y += p.y;
                 sum.z += p.z;
@@ -305,11 +335,12 @@ extern "C" __global__ void __launch_bounds__(128)
     }
 
     if (mode == GEMM_PLAIN && N % 8 == 0) {
-        // 8 columns per thread (the tile's 64 columns are contiguous in plain mode): the bias and the residual
-        // loaded and Y stored 16 bytes at a time. Of a thread's two float4 reads of the staged tile, threads 4..7
-        // of each 8 take the second first, so that the 8 reads of a quarter warp fall on 8 different bank groups.
-        for (int i = tid; i < TILE_M * TILE_N / 8; i += 128) {
-            const int r = i / (TILE_N / 8), c = (i % (TILE_N / 8)) * 8;
+        // 8 columns per thread (the tile's columns are contiguous in plain mode): the bias and the residual
+        // loaded and Y stored 16 bytes at a time. A quarter warp reads 64 columns of one row; of a thread's two
+        // float4 reads of the staged tile, threads 4..7 of each 8 take the second first, so that the 8 reads fall
+        // on 8 different bank groups.
+        for (int i = tid; i < TILE * TILE / 8; i += THREADS) {
+            const int r = i / (TILE / 8), c = (i % (TILE / 8)) * 8;
             const int64_t m = row0 + r;
             const int n = cols.lo + c;
             if (m >= M || n >= N) continue;
@@ -338,17 +369,17 @@ extern "C" __global__ void __launch_bounds__(128)
             *reinterpret_cast<uint4*>(y + m * N + n) = packed;
         }
     } else if (mode == GEMM_PLAIN) {
-        for (int i = tid; i < TILE_M * TILE_N; i += 128) {
-            const int r = i / TILE_N, c = i % TILE_N;
-            const int m = row0 + r, n = c < 32 ? cols.lo + c : cols.hi + c - 32;
+        for (int i = tid; i < TILE * TILE; i += THREADS) {
+            const int r = i / TILE, c = i % TILE;
+            const int m = row0 + r, n = c < H ? cols.lo + c : cols.hi + c - H;
             if (m < M && n < N) epilogue(out[r][c], bias, residual, y, m, n, N, act);
         }
     } else if (mode == GEMM_SILU || mode == GEMM_GELU_TANH) {
-        for (int i = tid; i < TILE_M * 32; i += 128) {
-            const int r = i / 32, j = i % 32;
+        for (int i = tid; i < TILE * H; i += THREADS) {
+            const int r = i / H, j = i % H;
             const int m = row0 + r;
             if (m >= M || cols.lo + j >= pair) continue;
-            float g = out[r][j], u = out[r][32 + j];
+            float g = out[r][j], u = out[r][H + j];
             if (bias) {
                 g += to_f32(bias[cols.lo + j]);
                 u += to_f32(bias[cols.hi + j]);
@@ -359,20 +390,20 @@ extern "C" __global__ void __launch_bounds__(128)
             y[(int64_t)m * pair + cols.lo + j] = to_bf16(a * u);
         }
     } else {
-        const int half = pair, head_dim = 2 * half, per_head = half / 32;
+        const int half = pair, head_dim = 2 * half, per_head = half / H;
         const int head = tile.n / per_head, kv_width = kv_heads * head_dim;
-        for (int i = tid; i < TILE_M * 32; i += 128) {
-            const int r = i / 32, j = i % 32;
+        for (int i = tid; i < TILE * H; i += THREADS) {
+            const int r = i / H, j = i % H;
             const int m = row0 + r;
             if (m >= M) continue;
-            float a = out[r][j], b = out[r][32 + j];
+            float a = out[r][j], b = out[r][H + j];
             if (bias) {
                 a += to_f32(bias[cols.lo + j]);
                 b += to_f32(bias[cols.hi + j]);
             }
             a = to_f32(to_bf16(a));
             b = to_f32(to_bf16(b));
-            const int i_pair = (tile.n % per_head) * 32 + j;
+            const int i_pair = (tile.n % per_head) * H + j;
             const uint32_t* rec = records + (int64_t)m * record_width;
             if (head < heads + kv_heads) {  // a query or key head turns; a value head is copied
                 const float angle = (float)rec[0] * inv_freq[i_pair];
@@ -400,7 +431,7 @@ extern "C" __global__ void __launch_bounds__(128)
     const int64_t row_counters = gridDim.z > 1 ? (int64_t)gridDim.x * gridDim.y : 0;
     if (!normed || !arrived_last(counters + row_counters + tile.m, gridDim.y)) return;
     // The RMS norm of this row tile's rows of Y, a warp per row, every column tile of them now written.
-    for (int r = warp; r < TILE_M && row0 + r < M; r += 4) {
+    for (int r = warp; r < TILE && row0 + r < M; r += S::WARPS) {
         const bf16* yr = y + (int64_t)(row0 + r) * N;
         float sq = 0.0f;
         for (int c = lane; c < N; c += 32) {
@@ -413,4 +444,15 @@ extern "C" __global__ void __launch_bounds__(128)
             normed[(int64_t)(row0 + r) * N + c] = to_bf16(v * inv * (gain_offset + to_f32(norm_gain[c])));
         }
     }
+}
+
+extern "C" __global__ void __launch_bounds__(Tiles64::THREADS) gemm_mma(GEMM_PARAMETERS) {
+    __shared__ __align__(128) unsigned char smem[Tiles64::SHARED];
+    gemm_tiles<Tiles64>(smem, GEMM_ARGUMENTS);
+}
+
+// Two blocks per SM: 128 registers a thread at most; its 68 KiB of shared memory are dynamic (the launch opts in).
+extern "C" __global__ void __launch_bounds__(Tiles128::THREADS, 2) gemm_mma_128(GEMM_PARAMETERS) {
+    extern __shared__ __align__(128) unsigned char gemm_dynamic_shared[];
+    gemm_tiles<Tiles128>(gemm_dynamic_shared, GEMM_ARGUMENTS);
 }

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """The card's two ceilings, measured with torch (METHOD: measure them, don't trust datasheets):
   copy: device-to-device copy bandwidth, bytes read plus bytes written per second, of a 1 GiB buffer;
-  matmul: bf16 matrix product TFLOP/s through cuBLAS, square 8192, and at CLIP ViT-B/32's MLP shape
-          (256 images x 50 tokens by 768 -> 3072).
+  matmul: bf16 product TFLOP/s through cuBLAS, as torch.nn.functional.linear (y = x W^T, W [N, K]: the linear
+          layers' layout), at the shapes of `glov-cuda bench gemm`'s names: square 8192, CLIP ViT-B/32's MLP
+          (256 images x 50 tokens by 768 -> 3072), Llama-3-8B's output projection at a decode batch of 40 and at a
+          prefill of 2,000 tokens, and its gate and up projections at that prefill.
 Median of 20 timed runs after warm-up, CUDA events. Prints JSON.
 """
 import json
@@ -35,10 +37,17 @@ def main():
     out["copy_gb_per_s"] = 2 * src.numel() * 2 / (ms / 1000) / 1e9
     del src, dst
     matmul = {}
-    for name, (m, k, n) in {"square_8192": (8192, 8192, 8192), "clip_b32_mlp": (256 * 50, 768, 3072)}.items():
-        a = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
-        b = torch.randn(k, n, device="cuda", dtype=torch.bfloat16)
-        ms = median_ms(lambda: a @ b)
+    shapes = {
+        "square_8192": (8192, 8192, 8192),
+        "clip_b32_mlp": (256 * 50, 768, 3072),
+        "decode_o_proj": (40, 4096, 4096),
+        "prefill_o_proj": (2000, 4096, 4096),
+        "prefill_gate_up": (2000, 4096, 28672),
+    }
+    for name, (m, k, n) in shapes.items():
+        x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+        w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
+        ms = median_ms(lambda: torch.nn.functional.linear(x, w))
         matmul[name] = {"m": m, "k": k, "n": n, "tflop_per_s": 2 * m * k * n / (ms / 1000) / 1e12}
     out["matmul_bf16"] = matmul
     print(json.dumps(out, indent=2))

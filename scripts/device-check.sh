@@ -4,10 +4,11 @@
 #
 #   bash scripts/device-check.sh BINARY [RESULTS_DIR]
 #
-# It runs, each step under a time limit (460 s in all, so the whole fits in 8 minutes):
+# It runs, each step under a time limit (510 s in all, so the whole fits in 9 minutes):
 #   1. selftest: every kernel, plain and fast, against the CPU reference (JSON kept);
 #   2. compute-sanitizer memcheck on selftest --quick (when compute-sanitizer is installed);
-#   3. the ceilings: device-to-device copy bandwidth and torch's bf16 matmul (scripts/ceilings.py);
+#   3. the ceilings: device-to-device copy bandwidth and torch's bf16 matmul (scripts/ceilings.py), and
+#      glov-cuda bench gemm at the same product shapes, in both tile shapes of the tensor-core kernel;
 #   4. glov-cuda bench clip and, on the same card, HF transformers' CLIPModel (bf16, SDPA) at batch 256 and 1024
 #      (scripts/bench_hf_clip.py);
 #   5. glov-cuda bench llm and HF transformers' LlamaForCausalLM (bf16, SDPA, static cache; scripts/bench_hf_llm.py)
@@ -47,8 +48,8 @@ step() {  # step NAME SECONDS COMMAND...: runs COMMAND, output to $work/NAME.out
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"$work/card.txt" 2>/dev/null || echo "unknown" >"$work/card.txt"
 "$bin" --version >"$work/version.txt" 2>&1 || true
 
-# Limits: 230 s for selftest, memcheck, the ceilings and the CLIP benches, 260 s for the LLM and VLM ones; 490 s in
-# all.
+# Limits: 250 s for selftest, memcheck, the ceilings, the products and the CLIP benches, 260 s for the LLM and VLM
+# ones; 510 s in all.
 step selftest 80 "$bin" --device cuda selftest --json "$work/selftest.json"
 if command -v compute-sanitizer >/dev/null; then
     step memcheck 60 compute-sanitizer --tool memcheck --error-exitcode 1 "$bin" --device cuda selftest --quick
@@ -57,6 +58,7 @@ else
     echo "skipped" >"$work/memcheck.rc"
 fi
 step ceilings 25 python3 "$here/ceilings.py"
+step bench_gemm 20 "$bin" --device cuda bench gemm --shapes decode-o-proj,prefill-o-proj,prefill-gate-up,clip-b32-mlp,square-8192
 step bench_clip 25 "$bin" --device cuda bench clip --shape vit-b-32 --batch 256,1024
 step bench_hf_clip 40 python3 "$here/bench_hf_clip.py" --device cuda --shape vit-b-32 --batch 256 1024
 step bench_llm_8b 50 "$bin" --device cuda bench llm --shape llama3-8b --batch 1,10,40,64 --repeat 2
@@ -80,7 +82,7 @@ def load(name):
         return json.loads(text) if text else None
     except ValueError:
         return None
-steps = ["selftest", "memcheck", "ceilings", "bench_clip", "bench_hf_clip", "bench_llm_8b", "bench_hf_llm_8b",
+steps = ["selftest", "memcheck", "ceilings", "bench_gemm", "bench_clip", "bench_hf_clip", "bench_llm_8b", "bench_hf_llm_8b",
          "bench_llm_1b", "bench_hf_llm_1b", "bench_glov_step", "bench_vlm"]
 report = {
     "date": os.path.basename(target)[len("device-check-"):-len(".json")],
@@ -89,6 +91,7 @@ report = {
     "exit": {s: read(f"{s}.rc") for s in steps},
     "selftest": load("selftest.json"),
     "ceilings": load("ceilings.out"),
+    "bench_gemm": load("bench_gemm.out"),
     "bench_clip": load("bench_clip.out"),
     "bench_hf_clip": load("bench_hf_clip.out"),
     "bench_llm": {"llama3-8b": load("bench_llm_8b.out"), "llama3-1b": load("bench_llm_1b.out")},
@@ -110,6 +113,16 @@ c = report["ceilings"] or {}
 if c:
     mm = c.get("matmul_bf16", {})
     print(f"  ceilings: copy {c.get('copy_gb_per_s', 0):.0f} GB/s; bf16 matmul " + ", ".join(f"{k} {v['tflop_per_s']:.0f} TFLOP/s" for k, v in mm.items()))
+gemm = report["bench_gemm"] or {}
+if gemm:
+    torch_mm = (c.get("matmul_bf16") or {}) if c else {}
+    print(f"  {'product (TFLOP/s)':<34} {'auto':>7} {'64':>7} {'128':>7} {'torch':>7}")
+    for p in gemm.get("products", []):
+        by = {r["tiles"]: r["tflop_per_s"] for r in p["runs"]}
+        t = (torch_mm.get(p["name"].replace("-", "_")) or {}).get("tflop_per_s")
+        cell = lambda v: f"{v:>7.1f}" if v else f"{'-':>7}"
+        label = f"{p['name']} {p['m']}x{p['n']}x{p['k']}"
+        print(f"  {label:<34} {cell(by.get('auto'))} {cell(by.get('64'))} {cell(by.get('128'))} {cell(t)}")
 ours, hf = report["bench_clip"] or {}, report["bench_hf_clip"] or {}
 print(f"  {'measure':<28} {'glov-cuda':>12} {'HF':>12} {'ratio':>7}")
 def row(label, o, h):

@@ -1,5 +1,5 @@
-//! `glov-cuda bench llm`, `bench glov-step` and `bench vlm` end to end on the CPU, with tiny settings: the JSON they
-//! every field, with sane values.
+//! `glov-cuda bench llm`, `bench glov-step`, `bench vlm` and `bench gemm` end to end on the CPU, with tiny
+//! settings: the JSON they print has every field, with sane values.
 
 use serde_json::Value;
 use std::process::Command;
@@ -208,4 +208,27 @@ fn bench_vlm_rejects_an_empty_image() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"0\" is not a side of 1 to 8192 pixels"));
+}
+
+#[test]
+fn bench_gemm_reports_each_product_and_refuses_tiles_the_cpu_lacks() {
+    let v =
+        bench(&["gemm", "--shapes", "decode-o-proj,3x5x7", "--tiles", "auto", "--repeat", "1", "--iterations", "2"]);
+    assert_eq!(v["bench"], "gemm");
+    assert_eq!(usize_at(&v, "/iterations"), 2);
+    assert_eq!(v["products"][0]["name"], "decode-o-proj");
+    let dims = |i: usize| ["m", "n", "k"].map(|d| usize_at(&v, &format!("/products/{i}/{d}")));
+    assert_eq!((dims(0), dims(1)), ([40, 4096, 4096], [3, 5, 7]));
+    for i in 0..2 {
+        assert_eq!(v["products"][i]["runs"][0]["tiles"], "auto");
+        assert!(v["products"][i]["runs"][0]["tile"].is_null(), "the CPU backend has no tiles");
+        positive(&v, &format!("/products/{i}/runs/0/tflop_per_s"));
+        positive(&v, &format!("/products/{i}/runs/0/floor_gb_per_s"));
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_glov-cuda"))
+        .args(["--device", "cpu", "-q", "bench", "gemm", "--shapes", "3x5x7", "--tiles", "128"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the CPU backend has no product tiles"));
 }

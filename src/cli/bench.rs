@@ -4,8 +4,10 @@
 //! - `bench clip`: images/s of the vision tower and templates/s of scoring;
 //! - `bench llm`: prefill and decode tokens/s of an LLM, against the memory-bandwidth roofline (`bench_llm`);
 //! - `bench glov-step`: one whole GLOV step, steered generation then scoring, with both models (`bench_glov`);
-//! - `bench vlm`: LLaVA-OneVision's image side, prefill and decoding, and the sentence matcher (`bench_vlm`).
+//! - `bench vlm`: LLaVA-OneVision's image side, prefill and decoding, and the sentence matcher (`bench_vlm`);
+//! - `bench gemm`: the linear layers' product at GLOV's shapes, in each tile shape side by side (`bench_gemm`).
 
+use super::bench_gemm::{self, GemmBenchArgs};
 use super::bench_glov::{self, GlovStepBenchArgs};
 use super::bench_llm::{self, BenchDevice, LlmBenchArgs};
 use super::bench_vlm::{self, VlmBenchArgs};
@@ -31,6 +33,9 @@ pub enum BenchCommand {
     /// LLaVA-OneVision and its sentence matcher: images/s through the vision tower and projector, prefill and
     /// decode tokens/s of many questions over one image, and the matcher's answers/s.
     Vlm(VlmBenchArgs),
+    /// TFLOP/s of the linear layers' product at the shapes of a GLOV step, in each tile shape of the tensor-core
+    /// kernel side by side.
+    Gemm(GemmBenchArgs),
 }
 
 #[derive(Args)]
@@ -112,6 +117,7 @@ pub fn run<B: BenchDevice>(backend: &B, command: BenchCommand) -> Result<()> {
         BenchCommand::Llm(args) => bench_llm::run(backend, args),
         BenchCommand::GlovStep(args) => bench_glov::run(backend, args),
         BenchCommand::Vlm(args) => bench_vlm::run(backend, args),
+        BenchCommand::Gemm(args) => bench_gemm::run(backend, args),
     }
 }
 

@@ -15,6 +15,7 @@
 
 use crate::backend::cpu::CpuBackend;
 use crate::backend::cuda::backend::CudaBackend;
+use crate::backend::cuda::ops::{GemmTiles, Variant, plain_gemm_tile};
 use crate::backend::{Backend, CachedRow, Stream};
 use crate::generation::generate::{GenerateOptions, Generation, Request, Streams, generate};
 use crate::models::llm::{Llm, LlmConfig, parameter_count, shape_config};
@@ -42,6 +43,10 @@ pub struct Bandwidth {
 pub trait BenchDevice: Backend {
     /// The memory copy bandwidth of the device the backend computes on.
     fn copy_bandwidth(&self) -> Result<Bandwidth>;
+    /// Runs the products in `tiles` from now on (an error where the backend has no such tiles).
+    fn force_gemm_tiles(&self, tiles: GemmTiles) -> Result<()>;
+    /// The tile edge a product of `m x n` takes in `tiles`; none where the backend has no tiles.
+    fn gemm_tile(&self, m: usize, n: usize, tiles: GemmTiles) -> Option<usize>;
 }
 
 /// The counting convention of every copy bandwidth reported.
@@ -57,6 +62,15 @@ impl BenchDevice for CudaBackend {
                 COPY_BYTES >> 20
             ),
         })
+    }
+
+    fn force_gemm_tiles(&self, tiles: GemmTiles) -> Result<()> {
+        self.gpu.set_gemm_tiles(tiles);
+        Ok(())
+    }
+
+    fn gemm_tile(&self, m: usize, n: usize, tiles: GemmTiles) -> Option<usize> {
+        (self.variant() == Variant::Fast).then(|| plain_gemm_tile(tiles, m, n, self.gpu.multiprocessors))
     }
 }
 
@@ -74,6 +88,15 @@ impl BenchDevice for CpuBackend {
                 rayon::current_num_threads()
             ),
         })
+    }
+
+    fn force_gemm_tiles(&self, tiles: GemmTiles) -> Result<()> {
+        ensure!(tiles == GemmTiles::Auto, "the CPU backend has no product tiles to choose: --tiles auto");
+        Ok(())
+    }
+
+    fn gemm_tile(&self, _m: usize, _n: usize, _tiles: GemmTiles) -> Option<usize> {
+        None
     }
 }
 

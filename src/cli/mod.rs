@@ -1,6 +1,7 @@
 //! The `glov-cuda` command line.
 
 mod bench;
+mod bench_gemm;
 mod bench_glov;
 mod bench_glov_vlm;
 mod bench_llm;

@@ -243,7 +243,7 @@ pub fn cases<B: Backend>(
         fused_product_cases(subject, &mut cases, seed)?;
     }
     if only.wants(&["linear_rope_store", "linear_rope_store_attention"]) {
-        rope_store_cases(subject, &mut cases, quick, seed)?;
+        rope_store_cases(subject, &mut cases, quick, seed, |_| true)?;
     }
     let names = sampling_cases(0).map(|(name, _)| name);
     if only.wants(&names) {
@@ -468,9 +468,36 @@ fn fused_product_cases<B: Backend>(subject: &B, cases: &mut Cases, seed: u64) ->
     Ok(())
 }
 
+/// The fused products again, on a backend whose products are forced into their 128 x 128 tiles: the rope product
+/// at the head sizes whose rotary pairs fill that tile's halves (multiples of 128; smaller heads take the 64 x 64
+/// tiles whatever is forced, and are checked by [`cases`]).
+pub fn large_tile_cases<B: Backend>(
+    subject: &B,
+    label: &str,
+    quick: bool,
+    seed: u64,
+    only: &Selection,
+) -> Result<Vec<CaseResult>> {
+    let mut cases = Cases { label, results: Vec::new() };
+    if only.wants(&["linear_add_rms_norm", "linear_add_rms_norm_sum", "linear_silu", "linear_gelu_tanh"]) {
+        fused_product_cases(subject, &mut cases, seed)?;
+    }
+    if only.wants(&["linear_rope_store", "linear_rope_store_attention"]) {
+        rope_store_cases(subject, &mut cases, quick, seed, |head_dim| head_dim.is_multiple_of(128))?;
+    }
+    Ok(cases.results)
+}
+
 /// The QKV product with rope and the cache store in its epilogue, through the cached-attention script (prefill of
-/// 317 rows, then 4 decode steps of 4 rows: split K), with and without a bias (Qwen2's).
-fn rope_store_cases<B: Backend>(subject: &B, cases: &mut Cases, quick: bool, seed: u64) -> Result<()> {
+/// 317 rows, then 4 decode steps of 4 rows: split K), with and without a bias (Qwen2's), at the head sizes `runs`
+/// accepts.
+fn rope_store_cases<B: Backend>(
+    subject: &B,
+    cases: &mut Cases,
+    quick: bool,
+    seed: u64,
+    runs: impl Fn(usize) -> bool,
+) -> Result<()> {
     let cpu = CpuBackend::new();
     let mut inputs = Inputs::for_case(seed, "linear_rope_store");
     let head_shapes: &[(usize, usize, usize)] =
@@ -481,6 +508,10 @@ fn rope_store_cases<B: Backend>(subject: &B, cases: &mut Cases, quick: bool, see
         let x: Vec<Vec<f32>> = TWO_GROUPS.calls().iter().map(|rows| inputs.values(rows.len() * hidden, 1.0)).collect();
         let w = inputs.values(shape.qkv_width() * hidden, 2.0 / (hidden as f32).sqrt());
         let bias = (i % 2 == 1).then(|| inputs.values(shape.qkv_width(), 0.5));
+        // Drawn whether or not the shape runs: each shape sees the same inputs in every pass.
+        if !runs(head_dim) {
+            continue;
+        }
         let inv_freq: Vec<f32> = (0..head_dim / 2).map(|i| 10000f32.powf(-2.0 * i as f32 / head_dim as f32)).collect();
         let weights = (w.as_slice(), bias.as_deref());
         let want = rope_store_attention(&cpu, shape, (&x, hidden), weights, &inv_freq)?;

@@ -19,7 +19,7 @@ pub mod subject;
 
 use crate::backend::cpu::CpuBackend;
 use crate::backend::cuda::backend::CudaBackend;
-use crate::backend::cuda::ops::Variant;
+use crate::backend::cuda::ops::{GemmTiles, Variant};
 use anyhow::{Result, bail};
 use measure::Measure;
 use std::collections::BTreeSet;
@@ -157,6 +157,11 @@ impl Selection {
         chosen.filter(|&&case| !results.iter().any(|r| r.kernel == case)).copied().collect()
     }
 
+    /// The chosen cases among `cases`.
+    fn within(&self, cases: &[&'static str]) -> Selection {
+        Selection { names: Some(cases.iter().filter(|case| self.wants(&[case])).copied().collect()) }
+    }
+
     fn keep(&self, mut results: Vec<CaseResult>) -> Vec<CaseResult> {
         results.retain(|r| self.wants(&[r.kernel]));
         results
@@ -229,6 +234,7 @@ pub fn run_cuda(backend: &CudaBackend, quick: bool, seed: u64, only: &Selection)
         let view = backend.with_variant(variant);
         results.extend(llm_ops::cases(&view, &format!("cuda {}", view.variant()), quick, seed, only)?);
     }
+    results.extend(large_tile_cases(backend, quick, seed, only)?);
     let label = format!("cuda {}", backend.variant());
     results.extend(clip::cases(backend, &label, seed, only)?);
     let eager = backend.with_variant(backend.variant).with_graphs(false);
@@ -237,6 +243,37 @@ pub fn run_cuda(backend: &CudaBackend, quick: bool, seed: u64, only: &Selection)
     results.extend(llm::recording_cases(&recorded, &eager, &label, quick, seed, only)?);
     Ok(only.keep(results))
 }
+
+/// The products once more with their 128 x 128 tiles forced (`cuda fast-128`): the cases' shapes are too small
+/// for the choice by shape to take them.
+fn large_tile_cases(backend: &CudaBackend, quick: bool, seed: u64, only: &Selection) -> Result<Vec<CaseResult>> {
+    /// Puts the choice by shape back however the cases end.
+    struct ByShape<'a>(&'a crate::backend::cuda::runtime::Gpu);
+    impl Drop for ByShape<'_> {
+        fn drop(&mut self) {
+            self.0.set_gemm_tiles(GemmTiles::Auto);
+        }
+    }
+    let products = only.within(&[
+        "linear",
+        "linear_add_rms_norm_sum",
+        "linear_add_rms_norm",
+        "linear_silu",
+        "linear_gelu_tanh",
+        "linear_rope_store",
+        "linear_rope_store_attention",
+    ]);
+    backend.gpu.set_gemm_tiles(GemmTiles::Large);
+    let _by_shape = ByShape(&backend.gpu);
+    let kernels = CudaKernels { gpu: &backend.gpu, variant: Variant::Fast };
+    let mut results = kernels::cases(&kernels, quick, seed, &products)?;
+    let view = backend.with_variant(Variant::Fast);
+    results.extend(llm_ops::large_tile_cases(&view, LARGE_TILE_LABEL, quick, seed, &products)?);
+    Ok(results)
+}
+
+/// The subject of the cases run with the products' 128 x 128 tiles forced.
+pub const LARGE_TILE_LABEL: &str = "cuda fast-128";
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,7 @@
 //! wrappers the backend makes public for this (`crate::backend::cuda::ops`).
 
 use crate::backend::cpu::CpuBackend;
-use crate::backend::cuda::ops::{self, DTensor, Variant};
+use crate::backend::cuda::ops::{self, DTensor, GemmTiles, Variant};
 use crate::backend::cuda::runtime::Gpu;
 use crate::backend::{Activation, AttentionShape, Backend, TemplateCounts};
 use crate::checkpoint::StoredTensor;
@@ -152,7 +152,10 @@ pub struct CudaKernels<'a> {
 
 impl Subject for CudaKernels<'_> {
     fn label(&self) -> String {
-        format!("cuda {}", self.variant)
+        match (self.variant, self.gpu.gemm_tiles()) {
+            (Variant::Fast, GemmTiles::Large) => super::LARGE_TILE_LABEL.to_string(),
+            (variant, _) => format!("cuda {variant}"),
+        }
     }
 
     fn linear(

@@ -278,23 +278,84 @@ fn gemm_plain(gpu: &Gpu, x: &DTensor, w: &DTensor, e: &Epilogue, y: &DTensor) ->
     unsafe { gpu.launch("gemm_plain", (m as u32, blocks(n, 128), 1), (128, 1, 1), 0, &mut args) }
 }
 
-/// Launches `gemm_mma` in `mode` into `y` (shaped for the mode by the caller). Split K where the product is a
-/// decode step's (see [`k_splits`]) and the tile counters suffice.
+/// The tile shape of the tensor-core products (kernels/gemm.cu): 64 x 64 tiles of 4 warps (`gemm_mma`) or 128 x
+/// 128 tiles of 8 warps (`gemm_mma_128`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmTiles {
+    /// Per product ([`gemm_tile`]).
+    Auto = 0,
+    /// 64 x 64 everywhere.
+    Small = 1,
+    /// 128 x 128 wherever the mode's columns fit it.
+    Large = 2,
+}
+
+impl GemmTiles {
+    pub(super) fn from_u8(v: u8) -> Self {
+        match v {
+            1 => GemmTiles::Small,
+            2 => GemmTiles::Large,
+            _ => GemmTiles::Auto,
+        }
+    }
+}
+
+impl std::fmt::Display for GemmTiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GemmTiles::Auto => "tiles by shape",
+            GemmTiles::Small => "64x64 tiles",
+            GemmTiles::Large => "128x128 tiles",
+        })
+    }
+}
+
+/// The tile edge of a product of `m` rows and `n` columns of W in `mode` (`head_dim` the rope mode's head size):
+/// 128 where the mode's columns fit its halves (rope: 64 rotary pairs of one head) and, chosen by shape, where the
+/// product has more than 64 rows and at least one 128 x 128 tile per SM (fewer would leave SMs idle that 64 x 64
+/// tiles keep busy; a decode step's products keep their 64-row tiles and split K); 64 otherwise.
+pub(super) fn gemm_tile(tiles: GemmTiles, mode: Mode, m: usize, n: usize, head_dim: usize, sms: usize) -> usize {
+    let large_columns = match mode {
+        Mode::Plain => n.div_ceil(128),
+        Mode::Silu | Mode::GeluTanh => (n / 2).div_ceil(64),
+        Mode::Rope if head_dim.is_multiple_of(128) => n / 128,
+        Mode::Rope => return 64,
+    };
+    let large = match tiles {
+        GemmTiles::Auto => m > 64 && m.div_ceil(128) * large_columns >= sms,
+        GemmTiles::Small => false,
+        GemmTiles::Large => true,
+    };
+    if large { 128 } else { 64 }
+}
+
+/// The tile edge of a plain product of `m` rows and `n` columns on a card of `sms` SMs.
+pub fn plain_gemm_tile(tiles: GemmTiles, m: usize, n: usize, sms: usize) -> usize {
+    gemm_tile(tiles, Mode::Plain, m, n, 0, sms)
+}
+
+/// `gemm_mma_128`'s dynamic shared memory: the larger of its 4 stages of two 128 x 32 bf16 tiles and its staged
+/// 128 x 136 f32 output tile (`GemmTiles<128, ...>::SHARED` in kernels/gemm.cu).
+const LARGE_TILE_SHARED: u32 = 128 * 136 * 4;
+
+/// Launches `gemm_mma` or `gemm_mma_128` ([`gemm_tile`]) in `mode` into `y` (shaped for the mode by the caller).
+/// Split K where the product is a decode step's (see [`k_splits`]) and the tile counters suffice.
 pub(super) fn gemm_mma(gpu: &Gpu, x: &DTensor, w: &DTensor, e: &Epilogue, mode: Mode, y: &DTensor) -> Result<()> {
     let (m, k, n) = (x.rows, x.cols, w.rows);
+    let head_dim = e.rope.as_ref().map_or(0, |r| r.heads.head_dim);
+    if mode == Mode::Rope {
+        ensure!(
+            head_dim.is_multiple_of(64) && n.is_multiple_of(64),
+            "the fused rope product needs head sizes that are multiples of 64"
+        );
+    }
+    let tile = gemm_tile(gpu.gemm_tiles(), mode, m, n, head_dim, gpu.multiprocessors);
     let column_tiles = match mode {
-        Mode::Plain => n.div_ceil(64),
-        Mode::Silu | Mode::GeluTanh => (n / 2).div_ceil(32),
-        Mode::Rope => {
-            let d = e.rope.as_ref().map_or(0, |r| r.heads.head_dim);
-            ensure!(
-                d.is_multiple_of(64) && n.is_multiple_of(64),
-                "the fused rope product needs head sizes that are multiples of 64"
-            );
-            n / 64
-        }
+        Mode::Plain => n.div_ceil(tile),
+        Mode::Silu | Mode::GeluTanh => (n / 2).div_ceil(tile / 2),
+        Mode::Rope => n / tile,
     };
-    let row_tiles = m.div_ceil(64);
+    let row_tiles = m.div_ceil(tile);
     let tiles = row_tiles * column_tiles;
     let capacity = gpu.tile_counter_capacity();
     let splits = if tiles + row_tiles <= capacity { k_splits(m, n, k, gpu.multiprocessors) } else { 1 };
@@ -303,7 +364,7 @@ pub(super) fn gemm_mma(gpu: &Gpu, x: &DTensor, w: &DTensor, e: &Epilogue, mode: 
         "a fused RMS norm over {row_tiles} row tiles needs more than the {capacity} tile counters"
     );
     let partial = if splits > 1 {
-        Some(DTensor::new(gpu, splits * tiles, 64 * 64, DType::F32, "split-K partial tiles")?)
+        Some(DTensor::new(gpu, splits * tiles, tile * tile, DType::F32, "split-K partial tiles")?)
     } else {
         None
     };
@@ -313,7 +374,7 @@ pub(super) fn gemm_mma(gpu: &Gpu, x: &DTensor, w: &DTensor, e: &Epilogue, mode: 
     let pair = match mode {
         Mode::Plain => 0,
         Mode::Silu | Mode::GeluTanh => (n / 2) as i32,
-        Mode::Rope => e.rope.as_ref().map_or(0, |r| r.heads.head_dim / 2) as i32,
+        Mode::Rope => (head_dim / 2) as i32,
     };
     let rope = e.rope.as_ref();
     let (records, record_width) = (rope.map_or(null(), |r| r.records), super::kv_cache::ROW_FIELDS as i32);
@@ -350,10 +411,16 @@ pub(super) fn gemm_mma(gpu: &Gpu, x: &DTensor, w: &DTensor, e: &Epilogue, mode: 
         arg(&gain_offset),
     ];
     let grid = (row_tiles as u32, column_tiles as u32, splits as u32);
-    // SAFETY: the arguments match gemm_mma's parameters. The caller checked x, w, the bias, the residual and y
-    // for this mode's shapes (and the rope mode's records and cache slots); the partial tiles hold splits x tiles x
-    // 64 x 64 floats; the counters (zero between launches) hold a counter per tile and per row tile.
-    unsafe { gpu.launch("gemm_mma", grid, (128, 1, 1), 0, &mut args) }
+    // SAFETY: the arguments match the kernels' parameters (both kernels have gemm_mma's). The caller checked x,
+    // w, the bias, the residual and y for this mode's shapes (and the rope mode's records and cache slots); the
+    // partial tiles hold splits x tiles x tile x tile floats; the counters (zero between launches) hold a counter
+    // per tile and per row tile.
+    unsafe {
+        match tile {
+            128 => gpu.launch("gemm_mma_128", grid, (256, 1, 1), LARGE_TILE_SHARED, &mut args),
+            _ => gpu.launch("gemm_mma", grid, (128, 1, 1), 0, &mut args),
+        }
+    }
 }
 
 /// How many blocks share each output tile of `gemm_mma` along K. Only a product of at most 64 rows (a decode
@@ -693,7 +760,27 @@ pub fn convert(gpu: &Gpu, x: &DTensor, dtype: DType) -> Result<DTensor> {
 
 #[cfg(test)]
 mod tests {
-    use super::k_splits;
+    use super::{GemmTiles, Mode, gemm_tile, k_splits};
+
+    #[test]
+    fn large_tiles_where_they_fill_the_gpu_and_fit_the_mode() {
+        let auto = |mode, m, n, d| gemm_tile(GemmTiles::Auto, mode, m, n, d, 132);
+        // Llama-3-8B prefill of 2,000 prompt tokens: every product has at least one 128 x 128 tile per SM.
+        assert_eq!(auto(Mode::Rope, 2000, 6144, 128), 128);
+        assert_eq!(auto(Mode::Silu, 2000, 2 * 14336, 0), 128);
+        assert_eq!(auto(Mode::Plain, 2000, 4096, 0), 128);
+        // 77 tiles of 128 would leave 55 of 132 SMs idle: 64 x 64 tiles; 144 are enough.
+        assert_eq!(auto(Mode::Plain, 800, 1408, 0), 64);
+        assert_eq!(auto(Mode::Plain, 1100, 2048, 0), 128);
+        // Decode batches keep their 64-row tiles (and split K), however wide the output.
+        assert_eq!(auto(Mode::Plain, 64, 128_256, 0), 64);
+        // Rope pairs fill a large tile's halves only for heads of a multiple of 128, forced or not.
+        assert_eq!(auto(Mode::Rope, 4000, 4096, 64), 64);
+        assert_eq!(gemm_tile(GemmTiles::Large, Mode::Rope, 8, 1536, 64, 132), 64);
+        assert_eq!(gemm_tile(GemmTiles::Large, Mode::Rope, 8, 1536, 256, 132), 128);
+        assert_eq!(gemm_tile(GemmTiles::Large, Mode::Plain, 1, 8, 0, 132), 128);
+        assert_eq!(gemm_tile(GemmTiles::Small, Mode::Plain, 4096, 4096, 0, 132), 64);
+    }
 
     #[test]
     fn k_splits_fill_the_gpu_for_decode_batches_only() {

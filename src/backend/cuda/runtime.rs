@@ -6,6 +6,7 @@
 use super::debug_alloc::{self, DriverBlocks};
 use super::device_arena::{Arena, DeviceBlock, ParkedBlocks, mib};
 use super::kernels::{self, MIN_DRIVER, MODULES};
+use super::ops::GemmTiles;
 use super::staging::Staging;
 use crate::backend::runtime_options::GpuMemory;
 use anyhow::{Context, Result, bail};
@@ -13,6 +14,7 @@ use cudarc::driver::{result, sys};
 use std::collections::HashMap;
 use std::ffi::{CString, c_void};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 pub struct Gpu {
     pub ordinal: usize,
@@ -36,6 +38,8 @@ pub struct Gpu {
     /// The counters by which `gemm_mma`'s blocks find the last of a tile's K splits and of a row tile's column
     /// tiles (zero between launches: the last block resets each).
     tile_counters: DeviceBlock,
+    /// Which tile shape the tensor-core products run in ([`GemmTiles`] as a number; `Auto` until set).
+    gemm_tiles: AtomicU8,
 }
 
 /// How many tile counters `gemm_mma` has (a product that needs more runs without split K or fused norm).
@@ -218,6 +222,7 @@ impl Gpu {
             arena,
             staging: Staging::new(),
             tile_counters,
+            gemm_tiles: AtomicU8::new(GemmTiles::Auto as u8),
         };
         gpu.fill_u32(&gpu.tile_counters, 0, TILE_COUNTERS)?;
         Ok(gpu)
@@ -230,6 +235,16 @@ impl Gpu {
 
     pub fn tile_counter_capacity(&self) -> usize {
         TILE_COUNTERS
+    }
+
+    /// The tile shape the tensor-core products run in from now on: chosen per product (`Auto`), or one of the two
+    /// forced (selftest runs both; a benchmark compares them).
+    pub fn set_gemm_tiles(&self, tiles: GemmTiles) {
+        self.gemm_tiles.store(tiles as u8, Ordering::Relaxed);
+    }
+
+    pub fn gemm_tiles(&self) -> GemmTiles {
+        GemmTiles::from_u8(self.gemm_tiles.load(Ordering::Relaxed))
     }
 
     pub fn arena(&self) -> &Arena {
