@@ -25,25 +25,30 @@ extern "C" __global__ void gemm_plain(const bf16* __restrict__ x, const bf16* __
     epilogue(acc, bias, residual, y, m, n, N, act);
 }
 
-// The tensor-core version, in two tile shapes (one template, `GemmTiles`): `gemm_mma`, a block of 4 warps per
-// 64 x 64 tile of Y, and `gemm_mma_128`, 8 warps per 128 x 128 tile, for products with enough tiles of that size
-// to fill the card (prefill, scoring): per value of Y it reads half the bytes of X and W from L2 and does half the
-// shared-memory loads per mma. A block steps through K 32 at a time: the tiles of X and W stream into shared
-// memory through a ring of STAGES buffers with cp.async, STAGES - 1 tiles ahead of the one being multiplied, so
-// that while the warps multiply one tile the next ones are in flight (zero filled past the matrix edges, so any
-// M, N, K works). Each warp multiplies a sub-tile (32 x 32, or 64 x 32 in the large shape) as MI x NI mma.sync
-// m16n8k16 products per 16-wide slice of K, its fragments gathered by ldmatrix. W's rows are its columns of the
-// product, which is the "col" operand layout mma expects, so both tiles are stored row by row.
+// The tensor-core version, in three tile shapes (one template, `GemmTiles`, TM rows of Y by TN columns):
+//   gemm_mma       64 x 64, 4 warps: the products of prefill and scoring with too few large tiles to fill the card;
+//   gemm_mma_wide  64 x 128, 8 warps: decoding (at most 64 rows, the batch): each block reads the batch's rows of
+//                  X for twice the columns, so X is re-read half as often;
+//   gemm_mma_128   128 x 128, 8 warps: products with at least one such tile per SM (prefill, scoring at real
+//                  sizes): per value of Y, half the bytes of X and W read from L2 and 0.375 ldmatrix per mma
+//                  instead of 0.5.
+// A block steps through K 32 at a time: the tiles of X and W stream into shared memory through a ring of STAGES
+// buffers with cp.async, STAGES - 1 tiles ahead of the one being multiplied, so that while the warps multiply one
+// tile the next ones are in flight (zero filled past the matrix edges, so any M, N, K works). Each warp multiplies
+// a sub-tile (32 x 32, or 64 x 32 in the 128 x 128 shape) as MI x NI mma.sync m16n8k16 products per 16-wide slice
+// of K, its fragments gathered by ldmatrix. W's rows are its columns of the product, which is the "col" operand
+// layout mma expects, so both tiles are stored row by row.
 //
-// A tile row (32 values of K) is 64 bytes, four 16-byte chunks. Stored plainly, the 8 rows one ldmatrix phase reads at the same
-// chunk would fall on 2 groups of 4 banks (a 4-way conflict); so chunk q of row r is stored at q ^ ((r / 2) % 4).
+// A tile row (32 values of K) is 64 bytes, four 16-byte chunks. Stored plainly, the 8 rows one ldmatrix phase reads
+// at the same chunk would fall on 2 groups of 4 banks (a 4-way conflict); so chunk q of row r is stored at
+// q ^ ((r / 2) % 4).
 // Eight consecutive rows then cover all 8 bank groups, for ldmatrix's reads and for the copies' writes (a quarter
 // warp writes two whole rows) alike. When K is not a multiple of 8 the rows of X and W are not 16-byte aligned:
 // those tiles are stored value by value, synchronously, into the same layout.
 //
 // Split K: with few output tiles (decoding, where M is the batch) the grid alone would leave most SMs idle and
 // few bytes of W in flight, so gridDim.z blocks share each tile, each over its own run of whole K tiles. Each writes
-// its f32 partial tile to `partial` ([z][tile][TILE x TILE]) and counts itself in the tile's counter; the block that
+// its f32 partial tile to `partial` ([z][tile][TM x TN]) and counts itself in the tile's counter; the block that
 // arrives last adds the partials in order of z (the result does not depend on timing or on which block is last),
 // resets the counter for the next launch and applies the epilogue. No second launch reduces.
 //
@@ -52,9 +57,9 @@ extern "C" __global__ void gemm_plain(const bf16* __restrict__ x, const bf16* __
 // and then from L2 by each column tile, however large X is.
 //
 // The epilogue works from the block's f32 tile staged in shared memory (over the stage buffers), so that its
-// stores are coalesced rows and the columns it pairs may come from anywhere in the tile. Which TILE columns of W a
-// tile holds (two halves of H = TILE / 2), and what its epilogue makes of them, is the mode:
-//   GEMM_PLAIN    columns TILE t .. TILE t + TILE; Y = act(acc + bias) + residual.
+// stores are coalesced rows and the columns it pairs may come from anywhere in the tile. Which TN columns of W a
+// tile holds (two halves of H = TN / 2), and what its epilogue makes of them, is the mode:
+//   GEMM_PLAIN    columns TN t .. TN t + TN; Y = act(acc + bias) + residual.
 //   GEMM_SILU, GEMM_GELU_TANH   the gated MLP: W is [gate (f); up (f)] and the tile holds gate columns H t ..
 //                 H t + H and the same up columns; Y [M, f] = act(gate) * up, each rounded to bf16 first as the
 //                 product's stored output would be (what silu_mul and gelu_tanh_mul read).
@@ -68,75 +73,86 @@ extern "C" __global__ void gemm_plain(const bf16* __restrict__ x, const bf16* __
 #define TILE_K 32
 #define GROUP_M 8
 
-// A tile shape: TILE rows of X and TILE rows of W per tile, WARPS_M x WARPS_N warps, each multiplying MI 16-row
-// by NI 8-column mma tiles. A thread copies two 16-byte chunks of each operand's tile: rows r and r + H.
-template <int TILE_, int WARPS_M_, int WARPS_N_, int STAGES_>
+// A tile shape: TM rows of X and TN rows of W (columns of Y) per tile, WARPS_M x WARPS_N warps, each multiplying
+// MI 16-row by NI 8-column mma tiles; the mode's two halves of W's rows are H = TN / 2 each.
+template <int TM_, int TN_, int WARPS_M_, int WARPS_N_, int STAGES_>
 struct GemmTiles {
-    static constexpr int TILE = TILE_, H = TILE_ / 2;
+    static constexpr int TM = TM_, TN = TN_, H = TN_ / 2;
     static constexpr int WARPS_M = WARPS_M_, WARPS_N = WARPS_N_, WARPS = WARPS_M_ * WARPS_N_;
     static constexpr int THREADS = 32 * WARPS;
-    static constexpr int MI = TILE / WARPS_M / 16, NI = TILE / WARPS_N / 8;
+    static constexpr int MI = TM / WARPS_M / 16, NI = TN / WARPS_N / 8;
     static constexpr int STAGES = STAGES_;
-    static constexpr int TILE_BYTES = TILE * TILE_K * 2;
-    static constexpr int STAGE_BYTES = 2 * TILE_BYTES;  // X's tile, then W's
-    static constexpr int OUT_STRIDE = TILE + 8;         // a row stride of 8 banks (mod 32): see the staged output
-    static constexpr int STAGED_BYTES = STAGES * STAGE_BYTES, OUT_BYTES = TILE * OUT_STRIDE * 4;
+    static constexpr int X_BYTES = TM * TILE_K * 2, W_BYTES = TN * TILE_K * 2;
+    static constexpr int STAGE_BYTES = X_BYTES + W_BYTES;  // X's tile, then W's
+    static constexpr int OUT_STRIDE = TN + 8;              // a row stride of 8 banks (mod 32): see the staged output
+    static constexpr int STAGED_BYTES = STAGES * STAGE_BYTES, OUT_BYTES = TM * OUT_STRIDE * 4;
     static constexpr int SHARED = STAGED_BYTES > OUT_BYTES ? STAGED_BYTES : OUT_BYTES;
-    static_assert(H * 4 == THREADS, "a thread copies a chunk of row r and of row r + H");
     static_assert(MI >= 1 && NI % 2 == 0, "whole ldmatrix.x4 fragments");
 };
-using Tiles64 = GemmTiles<64, 2, 2, 4>;
-using Tiles128 = GemmTiles<128, 2, 4, 4>;
+using Tiles64 = GemmTiles<64, 64, 2, 2, 4>;       // gemm_mma
+using TilesWide = GemmTiles<64, 128, 2, 4, 4>;    // gemm_mma_wide: decoding (at most 64 rows)
+using Tiles128 = GemmTiles<128, 128, 2, 4, 4>;    // gemm_mma_128: prefill and scoring
 
 // The byte offset of value (r, c) in a tile of 32 columns: chunk c / 8 of row r swizzled by the row's pair.
 __device__ __forceinline__ int swizzled(int r, int c) {
     return r * (TILE_K * 2) + ((((c >> 3) ^ (r >> 1)) & 3) << 4) + (c & 7) * 2;
 }
 
-// A tile of an operand holds rows of `src` ([rows, K]) and 32 of its columns from k0, zero past the edges: tile
-// rows 0..H-1 from src rows lo.., which end at lo_end, rows H..TILE-1 from hi.. (ending at hi_end; hi = lo + H and
-// both ends the matrix's for a plain tile).
+// A tile of an operand holds ROWS rows of `src` ([rows, K]) and 32 of its columns from k0, zero past the edges:
+// tile rows 0..ROWS/2-1 from src rows lo.., which end at lo_end, the rest from hi.. (ending at hi_end; hi =
+// lo + ROWS / 2 and both ends the matrix's for a plain tile).
 //
-// With K a multiple of 8 the tiles are copied in flight, thread t copying chunk t % 4 of tile rows t / 4 and
-// t / 4 + H (a quarter warp writes two whole rows: all 8 bank groups). What does not change from tile to tile
-// (the rows, whether they exist, where they go) is worked out once, here.
+// With K a multiple of 8 the tiles are copied in flight, thread t copying chunk t % 4 of tile row t / 4 and, where
+// the tile has more rows than a quarter of the threads, of row t / 4 + THREADS / 4 (a quarter warp writes two whole
+// rows: all 8 bank groups). What does not change from tile to tile (the rows, whether they exist, where they go)
+// is worked out once, here.
+template <int ROWS, int THREADS>
 struct TileStream {
-    const bf16* lo_row;  // the source of the thread's chunk in its first row at k0 = 0 (the matrix's start when
-    const bf16* hi_row;  // the row is outside it), and in its second
-    uint32_t lo_dst, hi_dst;
-    bool lo_inside, hi_inside;
-    int c;
+    static constexpr int COPIES = ROWS * 4 / THREADS;  // 16-byte chunks a thread copies per tile
+    static_assert(COPIES * THREADS == ROWS * 4 && COPIES >= 1, "whole chunks for every thread");
+    const bf16* row[COPIES];  // the source of each chunk at k0 = 0 (the matrix's start when the row is outside it)
+    bool inside[COPIES];
+    uint32_t dst;  // where the first chunk goes in the tile; the second goes THREADS / 4 rows further (the swizzle
+    int c;         // repeats every 8 rows), a constant offset
 };
 
-template <class S>
-__device__ __forceinline__ TileStream tile_stream(const bf16* __restrict__ src, int lo, int hi, int lo_end,
-                                                  int hi_end, int K, int tid) {
-    const int r = tid >> 2, c = (tid & 3) * 8;
-    const bool lo_inside = lo + r < lo_end, hi_inside = hi + r < hi_end;
-    return TileStream{lo_inside ? src + (int64_t)(lo + r) * K + c : src,
-                      hi_inside ? src + (int64_t)(hi + r) * K + c : src,
-                      (uint32_t)swizzled(r, c),
-                      (uint32_t)swizzled(r + S::H, c),
-                      lo_inside,
-                      hi_inside,
-                      c};
+template <int ROWS, int THREADS>
+__device__ __forceinline__ TileStream<ROWS, THREADS> tile_stream(const bf16* __restrict__ src, int lo, int hi,
+                                                                 int lo_end, int hi_end, int K, int tid) {
+    TileStream<ROWS, THREADS> s;
+    s.c = (tid & 3) * 8;
+#pragma unroll
+    for (int i = 0; i < s.COPIES; ++i) {
+        // With two chunks a thread's first row is in the tile's lower half and its second in the upper one.
+        const int r = (tid >> 2) + i * (THREADS / 4);
+        const bool upper = s.COPIES == 2 ? i == 1 : r >= ROWS / 2;
+        const int g = upper ? hi + r - ROWS / 2 : lo + r;
+        s.inside[i] = g < (upper ? hi_end : lo_end);
+        s.row[i] = s.inside[i] ? src + (int64_t)g * K + s.c : src;
+    }
+    s.dst = (uint32_t)swizzled(tid >> 2, s.c);
+    return s;
 }
 
-__device__ __forceinline__ void stream_tile(const TileStream& s, uint32_t tile, int k0, int K) {
+template <int ROWS, int THREADS>
+__device__ __forceinline__ void stream_tile(const TileStream<ROWS, THREADS>& s, uint32_t tile, int k0, int K) {
     const bool k_inside = k0 + s.c < K;
-    const bool lo = s.lo_inside && k_inside, hi = s.hi_inside && k_inside;
-    copy_async_16(tile + s.lo_dst, lo ? s.lo_row + k0 : s.lo_row, lo);
-    copy_async_16(tile + s.hi_dst, hi ? s.hi_row + k0 : s.hi_row, hi);
+#pragma unroll
+    for (int i = 0; i < s.COPIES; ++i) {
+        const bool inside = s.inside[i] && k_inside;
+        copy_async_16(tile + s.dst + i * (THREADS / 4) * TILE_K * 2, inside ? s.row[i] + k0 : s.row[i], inside);
+    }
 }
 
 // Otherwise the rows are not 16-byte aligned, and the tile is stored value by value, at once.
-template <class S>
+template <int ROWS, int THREADS>
 __device__ __forceinline__ void store_tile(unsigned char* tile, const bf16* __restrict__ src, int lo, int hi,
                                            int lo_end, int hi_end, int k0, int K, int tid) {
-    for (int i = tid; i < S::TILE * TILE_K; i += S::THREADS) {
+    for (int i = tid; i < ROWS * TILE_K; i += THREADS) {
         const int r = i / TILE_K, c = i % TILE_K;
-        const int g = r < S::H ? lo + r : hi + r - S::H, gk = k0 + c;
-        const bool inside = g < (r < S::H ? lo_end : hi_end) && gk < K;
+        const bool upper = r >= ROWS / 2;
+        const int g = upper ? hi + r - ROWS / 2 : lo + r, gk = k0 + c;
+        const bool inside = g < (upper ? hi_end : lo_end) && gk < K;
         *reinterpret_cast<bf16*>(tile + swizzled(r, c)) = inside ? src[(int64_t)g * K + gk] : to_bf16(0.0f);
     }
 }
@@ -146,7 +162,7 @@ __device__ __forceinline__ void store_tile(unsigned char* tile, const bf16* __re
 #define GEMM_GELU_TANH 2
 #define GEMM_ROPE 3
 
-// The first W row of each half of column tile `t` (rows 0..H-1 from lo, H..TILE-1 from hi) and where each half
+// The first W row of each half of column tile `t` (rows 0..H-1 from lo, H..TN-1 from hi) and where each half
 // ends.
 struct Columns {
     int lo, hi, lo_end, hi_end;
@@ -161,7 +177,7 @@ __device__ __forceinline__ Columns columns_of(int mode, int t, int N, int pair) 
         const int lo = (t / per_head) * 2 * half + (t % per_head) * H;
         return Columns{lo, lo + half, N, N};
     }
-    return Columns{S::TILE * t, S::TILE * t + H, N, N};
+    return Columns{S::TN * t, S::TN * t + H, N, N};
 }
 
 // The output tile of this block (row tile m, column tile n; grid x and y count them): linear block indices sweep
@@ -195,9 +211,9 @@ __device__ __forceinline__ bool arrived_last(uint32_t* counter, uint32_t expecte
     return is_last;
 }
 
-// The parameters of both kernels: grid (ceil(M / TILE), column tiles, splits of K), THREADS threads. Column tiles:
-// ceil(N / TILE) plain, ceil(f / H) gated (N = 2 f), N / TILE rope (head_dim / 2 a multiple of H). `partial` holds
-// splits x tiles x TILE x TILE floats when splits > 1. Rope mode: `pair` is head_dim / 2, `records` the rows'
+// The parameters of the three kernels: grid (ceil(M / TM), column tiles, splits of K), THREADS threads. Column
+// tiles: ceil(N / TN) plain, ceil(f / H) gated (N = 2 f), N / TN rope (head_dim / 2 a multiple of H). `partial`
+// holds splits x tiles x TM x TN floats when splits > 1. Rope mode: `pair` is head_dim / 2, `records` the rows'
 // cache records (`record_width` u32 each: the position, then the slot), `keys` and `values` the layer's cache
 // ([slots, kv_heads * head_dim]).
 #define GEMM_PARAMETERS                                                                                              \
@@ -211,17 +227,17 @@ __device__ __forceinline__ bool arrived_last(uint32_t* counter, uint32_t expecte
     x, w, bias, residual, y, M, N, K, act, partial, counters, mode, pair, records, record_width, inv_freq, keys,     \
         values, heads, kv_heads, norm_gain, normed, eps, gain_offset
 
-// The body of both kernels, in tile shape S, over S::SHARED bytes of shared memory at `smem`.
+// The body of the three kernels, in tile shape S, over S::SHARED bytes of shared memory at `smem`.
 template <class S>
 __device__ __forceinline__ void gemm_tiles(unsigned char* smem, GEMM_PARAMETERS) {
-    constexpr int TILE = S::TILE, H = S::H, STAGES = S::STAGES, THREADS = S::THREADS;
-    constexpr int TILE_BYTES = S::TILE_BYTES, STAGE_BYTES = S::STAGE_BYTES, OUT_STRIDE = S::OUT_STRIDE;
+    constexpr int TM = S::TM, TN = S::TN, H = S::H, STAGES = S::STAGES, THREADS = S::THREADS;
+    constexpr int X_BYTES = S::X_BYTES, STAGE_BYTES = S::STAGE_BYTES, OUT_STRIDE = S::OUT_STRIDE;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int group = lane >> 2, quad = lane & 3;
     const Tile tile = tile_of_block();
-    const int row0 = tile.m * TILE;
+    const int row0 = tile.m * TM;
     const Columns cols = columns_of<S>(mode, tile.n, N, pair);
-    const int warp_m = (warp / S::WARPS_N) * (TILE / S::WARPS_M), warp_n = (warp % S::WARPS_N) * (TILE / S::WARPS_N);
+    const int warp_m = (warp / S::WARPS_N) * (TM / S::WARPS_M), warp_n = (warp % S::WARPS_N) * (TN / S::WARPS_N);
     float acc[S::MI][S::NI][4] = {};
     // This block's run of K: whole tiles, split evenly over gridDim.z (a run may be empty).
     const int k_tiles = (K + TILE_K - 1) / TILE_K;
@@ -229,29 +245,28 @@ __device__ __forceinline__ void gemm_tiles(unsigned char* smem, GEMM_PARAMETERS)
     const int t_begin = blockIdx.z * per_split;
     const int t_count = max(0, min(k_tiles, t_begin + per_split) - t_begin);
     const bool aligned_rows = K % 8 == 0;
-    const TileStream x_stream = tile_stream<S>(x, row0, row0 + H, M, M, K, tid);
-    const TileStream w_stream = tile_stream<S>(w, cols.lo, cols.hi, cols.lo_end, cols.hi_end, K, tid);
+    const auto x_stream = tile_stream<TM, THREADS>(x, row0, row0 + TM / 2, M, M, K, tid);
+    const auto w_stream = tile_stream<TN, THREADS>(w, cols.lo, cols.hi, cols.lo_end, cols.hi_end, K, tid);
     auto load_stage = [&](int t) {
         unsigned char* stage = smem + (t % STAGES) * STAGE_BYTES;
         const int k0 = (t_begin + t) * TILE_K;
         if (aligned_rows) {
             stream_tile(x_stream, shared_address(stage), k0, K);
-            stream_tile(w_stream, shared_address(stage + TILE_BYTES), k0, K);
+            stream_tile(w_stream, shared_address(stage + X_BYTES), k0, K);
         } else {
-            store_tile<S>(stage, x, row0, row0 + H, M, M, k0, K, tid);
-            store_tile<S>(stage + TILE_BYTES, w, cols.lo, cols.hi, cols.lo_end, cols.hi_end, k0, K, tid);
+            store_tile<TM, THREADS>(stage, x, row0, row0 + TM / 2, M, M, k0, K, tid);
+            store_tile<TN, THREADS>(stage + X_BYTES, w, cols.lo, cols.hi, cols.lo_end, cols.hi_end, k0, K, tid);
         }
     };
 
     // Where this lane's rows for ldmatrix start in a stage, in the first 16-wide slice of K. A: matrices (rows
-    // 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15) of the warp's 16-row slice, mma's
-    // a0..a3. B: (n 0-7, k 0-7), (n 0-7, k 8-15), then the same for n 8-15: b0, b1 of two 8-column slices.
-    uint32_t a_offset[S::MI], b_offset[S::NI / 2];
-#pragma unroll
-    for (int i = 0; i < S::MI; ++i) a_offset[i] = swizzled(warp_m + i * 16 + (lane & 15), (lane >> 4) * 8);
-#pragma unroll
-    for (int i = 0; i < S::NI / 2; ++i)
-        b_offset[i] = swizzled(warp_n + i * 16 + (lane & 7) + (lane >> 4) * 8, ((lane >> 3) & 1) * 8);
+    // 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15) of the warp's first 16-row slice,
+    // mma's a0..a3. B: (n 0-7, k 0-7), (n 0-7, k 8-15), then the same for n 8-15: b0, b1 of two 8-column slices.
+    // The swizzle repeats every 8 rows, so the next 16 rows' offsets are these plus 16 rows of bytes (an
+    // immediate in the ldmatrix, not a register each).
+    const uint32_t a_offset = swizzled(warp_m + (lane & 15), (lane >> 4) * 8);
+    const uint32_t b_offset = swizzled(warp_n + (lane & 7) + (lane >> 4) * 8, ((lane >> 3) & 1) * 8);
+    constexpr uint32_t ROWS_16 = 16 * TILE_K * 2;
 
     // Every thread commits one group per tile (empty past the run), so that waiting for all but the newest
     // STAGES - 2 groups means: this thread's copies of tile t have landed.
@@ -266,18 +281,18 @@ __device__ __forceinline__ void gemm_tiles(unsigned char* smem, GEMM_PARAMETERS)
         __syncthreads();
         if (t + STAGES - 1 < t_count) load_stage(t + STAGES - 1);
         copies_commit();
-        const uint32_t xs = shared_address(smem + (t % STAGES) * STAGE_BYTES), ws = xs + TILE_BYTES;
+        const uint32_t xs = shared_address(smem + (t % STAGES) * STAGE_BYTES), ws = xs + X_BYTES;
 #pragma unroll
         for (int kk = 0; kk < TILE_K; kk += 16) {
             // The second 16-wide slice of K is chunks 2 and 3: the first slice's offsets with chunk bit 1 set.
             const uint32_t slice = kk == 0 ? 0 : 32;
             uint32_t a[S::MI][4], b[S::NI][2];
 #pragma unroll
-            for (int mi = 0; mi < S::MI; ++mi) ldmatrix_x4(a[mi], xs + (a_offset[mi] ^ slice));
+            for (int mi = 0; mi < S::MI; ++mi) ldmatrix_x4(a[mi], xs + (a_offset ^ slice) + mi * ROWS_16);
 #pragma unroll
             for (int nj = 0; nj < S::NI / 2; ++nj) {
                 uint32_t q[4];
-                ldmatrix_x4(q, ws + (b_offset[nj] ^ slice));
+                ldmatrix_x4(q, ws + (b_offset ^ slice) + nj * ROWS_16);
                 b[2 * nj][0] = q[0];
                 b[2 * nj][1] = q[1];
                 b[2 * nj + 1][0] = q[2];
@@ -310,20 +325,20 @@ __device__ __forceinline__ void gemm_tiles(unsigned char* smem, GEMM_PARAMETERS)
 
     if (gridDim.z > 1) {
         const int64_t index = (int64_t)tile.m * gridDim.y + tile.n;
-        float* mine = partial + ((int64_t)blockIdx.z * gridDim.x * gridDim.y + index) * TILE * TILE;
-        // Rows past M (a decode batch of fewer than TILE) are neither written nor read back.
-        const int rows = min(TILE, M - row0);
-        for (int i = tid; i < rows * TILE / 4; i += THREADS) {
-            const int r = i / (TILE / 4), c = (i % (TILE / 4)) * 4;
-            *reinterpret_cast<float4*>(mine + r * TILE + c) = *reinterpret_cast<const float4*>(&out[r][c]);
+        float* mine = partial + ((int64_t)blockIdx.z * gridDim.x * gridDim.y + index) * TM * TN;
+        // Rows past M (a decode batch of fewer than TM) are neither written nor read back.
+        const int rows = min(TM, M - row0);
+        for (int i = tid; i < rows * TN / 4; i += THREADS) {
+            const int r = i / (TN / 4), c = (i % (TN / 4)) * 4;
+            *reinterpret_cast<float4*>(mine + r * TN + c) = *reinterpret_cast<const float4*>(&out[r][c]);
         }
         if (!arrived_last(counters + index, gridDim.z)) return;
-        for (int i = tid; i < rows * TILE / 4; i += THREADS) {
-            const int r = i / (TILE / 4), c = (i % (TILE / 4)) * 4;
+        for (int i = tid; i < rows * TN / 4; i += THREADS) {
+            const int r = i / (TN / 4), c = (i % (TN / 4)) * 4;
             float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
             for (int z = 0; z < (int)gridDim.z; ++z) {
                 const float4 p = __ldcg(reinterpret_cast<const float4*>(
-                    partial + ((int64_t)z * gridDim.x * gridDim.y + index) * TILE * TILE + r * TILE + c));
+                    partial + ((int64_t)z * gridDim.x * gridDim.y + index) * TM * TN + r * TN + c));
                 sum.x += p.x;
                 sum.y += p.y;
                 sum.z += p.z;
@@ -339,8 +354,8 @@ __device__ __forceinline__ void gemm_tiles(unsigned char* smem, GEMM_PARAMETERS)
         // loaded and Y stored 16 bytes at a time. A quarter warp reads 64 columns of one row; of a thread's two
         // float4 reads of the staged tile, threads 4..7 of each 8 take the second first, so that the 8 reads fall
         // on 8 different bank groups.
-        for (int i = tid; i < TILE * TILE / 8; i += THREADS) {
-            const int r = i / (TILE / 8), c = (i % (TILE / 8)) * 8;
+        for (int i = tid; i < TM * TN / 8; i += THREADS) {
+            const int r = i / (TN / 8), c = (i % (TN / 8)) * 8;
             const int64_t m = row0 + r;
             const int n = cols.lo + c;
             if (m >= M || n >= N) continue;
@@ -369,13 +384,13 @@ __device__ __forceinline__ void gemm_tiles(unsigned char* smem, GEMM_PARAMETERS)
             *reinterpret_cast<uint4*>(y + m * N + n) = packed;
         }
     } else if (mode == GEMM_PLAIN) {
-        for (int i = tid; i < TILE * TILE; i += THREADS) {
-            const int r = i / TILE, c = i % TILE;
+        for (int i = tid; i < TM * TN; i += THREADS) {
+            const int r = i / TN, c = i % TN;
             const int m = row0 + r, n = c < H ? cols.lo + c : cols.hi + c - H;
             if (m < M && n < N) epilogue(out[r][c], bias, residual, y, m, n, N, act);
         }
     } else if (mode == GEMM_SILU || mode == GEMM_GELU_TANH) {
-        for (int i = tid; i < TILE * H; i += THREADS) {
+        for (int i = tid; i < TM * H; i += THREADS) {
             const int r = i / H, j = i % H;
             const int m = row0 + r;
             if (m >= M || cols.lo + j >= pair) continue;
@@ -392,7 +407,7 @@ __device__ __forceinline__ void gemm_tiles(unsigned char* smem, GEMM_PARAMETERS)
     } else {
         const int half = pair, head_dim = 2 * half, per_head = half / H;
         const int head = tile.n / per_head, kv_width = kv_heads * head_dim;
-        for (int i = tid; i < TILE * H; i += THREADS) {
+        for (int i = tid; i < TM * H; i += THREADS) {
             const int r = i / H, j = i % H;
             const int m = row0 + r;
             if (m >= M) continue;
@@ -431,7 +446,7 @@ __device__ __forceinline__ void gemm_tiles(unsigned char* smem, GEMM_PARAMETERS)
     const int64_t row_counters = gridDim.z > 1 ? (int64_t)gridDim.x * gridDim.y : 0;
     if (!normed || !arrived_last(counters + row_counters + tile.m, gridDim.y)) return;
     // The RMS norm of this row tile's rows of Y, a warp per row, every column tile of them now written.
-    for (int r = warp; r < TILE && row0 + r < M; r += S::WARPS) {
+    for (int r = warp; r < TM && row0 + r < M; r += S::WARPS) {
         const bf16* yr = y + (int64_t)(row0 + r) * N;
         float sq = 0.0f;
         for (int c = lane; c < N; c += 32) {
@@ -449,6 +464,13 @@ __device__ __forceinline__ void gemm_tiles(unsigned char* smem, GEMM_PARAMETERS)
 extern "C" __global__ void __launch_bounds__(Tiles64::THREADS) gemm_mma(GEMM_PARAMETERS) {
     __shared__ __align__(128) unsigned char smem[Tiles64::SHARED];
     gemm_tiles<Tiles64>(smem, GEMM_ARGUMENTS);
+}
+
+// Two blocks per SM: 128 registers a thread at most. Its 48 KiB of shared memory are dynamic, as the static limit
+// leaves no room beside them for arrived_last's flag (the launch opts in).
+extern "C" __global__ void __launch_bounds__(TilesWide::THREADS, 2) gemm_mma_wide(GEMM_PARAMETERS) {
+    extern __shared__ __align__(128) unsigned char gemm_dynamic_shared[];
+    gemm_tiles<TilesWide>(gemm_dynamic_shared, GEMM_ARGUMENTS);
 }
 
 // Two blocks per SM: 128 registers a thread at most; its 68 KiB of shared memory are dynamic (the launch opts in).

@@ -8,7 +8,7 @@
 #   1. selftest: every kernel, plain and fast, against the CPU reference (JSON kept);
 #   2. compute-sanitizer memcheck on selftest --quick (when compute-sanitizer is installed);
 #   3. the ceilings: device-to-device copy bandwidth and torch's bf16 matmul (scripts/ceilings.py), and
-#      glov-cuda bench gemm at the same product shapes, in both tile shapes of the tensor-core kernel;
+#      glov-cuda bench gemm at the same product shapes, in each tile shape of the tensor-core kernel;
 #   4. glov-cuda bench clip and, on the same card, HF transformers' CLIPModel (bf16, SDPA) at batch 256 and 1024
 #      (scripts/bench_hf_clip.py);
 #   5. glov-cuda bench llm and HF transformers' LlamaForCausalLM (bf16, SDPA, static cache; scripts/bench_hf_llm.py)
@@ -116,13 +116,14 @@ if c:
 gemm = report["bench_gemm"] or {}
 if gemm:
     torch_mm = (c.get("matmul_bf16") or {}) if c else {}
-    print(f"  {'product (TFLOP/s)':<34} {'auto':>7} {'64':>7} {'128':>7} {'torch':>7}")
+    shapes = ["auto", "64x64", "64x128", "128x128"]
+    print(f"  {'product (TFLOP/s)':<34} " + " ".join(f"{t:>7}" for t in shapes) + f" {'torch':>7}")
     for p in gemm.get("products", []):
         by = {r["tiles"]: r["tflop_per_s"] for r in p["runs"]}
-        t = (torch_mm.get(p["name"].replace("-", "_")) or {}).get("tflop_per_s")
+        torch_t = (torch_mm.get(p["name"].replace("-", "_")) or {}).get("tflop_per_s")
         cell = lambda v: f"{v:>7.1f}" if v else f"{'-':>7}"
         label = f"{p['name']} {p['m']}x{p['n']}x{p['k']}"
-        print(f"  {label:<34} {cell(by.get('auto'))} {cell(by.get('64'))} {cell(by.get('128'))} {cell(t)}")
+        print(f"  {label:<34} " + " ".join(cell(by.get(t)) for t in shapes) + f" {cell(torch_t)}")
 ours, hf = report["bench_clip"] or {}, report["bench_hf_clip"] or {}
 print(f"  {'measure':<28} {'glov-cuda':>12} {'HF':>12} {'ratio':>7}")
 def row(label, o, h):

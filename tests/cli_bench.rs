@@ -226,7 +226,7 @@ fn bench_gemm_reports_each_product_and_refuses_tiles_the_cpu_lacks() {
         positive(&v, &format!("/products/{i}/runs/0/floor_gb_per_s"));
     }
     let out = Command::new(env!("CARGO_BIN_EXE_glov-cuda"))
-        .args(["--device", "cpu", "-q", "bench", "gemm", "--shapes", "3x5x7", "--tiles", "128"])
+        .args(["--device", "cpu", "-q", "bench", "gemm", "--shapes", "3x5x7", "--tiles", "64x128"])
         .output()
         .unwrap();
     assert!(!out.status.success());

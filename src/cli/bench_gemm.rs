@@ -22,9 +22,9 @@ pub struct GemmBenchArgs {
     /// prefill-gate-up (2000x28672x4096), clip-b32-mlp (12800x3072x768: 256 images of 50 tokens), square-8192.
     #[arg(long, value_delimiter = ',', default_value = "decode-o-proj,prefill-o-proj,prefill-gate-up,clip-b32-mlp")]
     shapes: Vec<String>,
-    /// Tile shapes of the CUDA kernel to time each product in: auto (chosen per product, as everywhere else), 64
-    /// (64 x 64 tiles, 4 warps), 128 (128 x 128 tiles, 8 warps). The CPU backend has auto only.
-    #[arg(long, value_delimiter = ',', default_value = "auto,64,128")]
+    /// Tile shapes of the CUDA kernel to time each product in: auto (chosen per product, as everywhere else),
+    /// 64x64 (4 warps), 64x128 (8 warps; decoding's), 128x128 (8 warps). The CPU backend has auto only.
+    #[arg(long, value_delimiter = ',', default_value = "auto,64x64,64x128,128x128")]
     tiles: Vec<TilesArg>,
     /// Timed runs of each measurement (the median is reported), after one untimed warm-up.
     #[arg(long, default_value_t = 3)]
@@ -37,9 +37,11 @@ pub struct GemmBenchArgs {
 #[derive(Clone, Copy, ValueEnum)]
 enum TilesArg {
     Auto,
-    #[value(name = "64")]
+    #[value(name = "64x64")]
     Small,
-    #[value(name = "128")]
+    #[value(name = "64x128")]
+    Wide,
+    #[value(name = "128x128")]
     Large,
 }
 
@@ -48,6 +50,7 @@ impl From<TilesArg> for GemmTiles {
         match t {
             TilesArg::Auto => GemmTiles::Auto,
             TilesArg::Small => GemmTiles::Small,
+            TilesArg::Wide => GemmTiles::Wide,
             TilesArg::Large => GemmTiles::Large,
         }
     }

@@ -45,8 +45,9 @@ pub trait BenchDevice: Backend {
     fn copy_bandwidth(&self) -> Result<Bandwidth>;
     /// Runs the products in `tiles` from now on (an error where the backend has no such tiles).
     fn force_gemm_tiles(&self, tiles: GemmTiles) -> Result<()>;
-    /// The tile edge a product of `m x n` takes in `tiles`; none where the backend has no tiles.
-    fn gemm_tile(&self, m: usize, n: usize, tiles: GemmTiles) -> Option<usize>;
+    /// The tile (rows x columns of the output) a product of `m x n` takes in `tiles`; none where the backend has
+    /// no tiles.
+    fn gemm_tile(&self, m: usize, n: usize, tiles: GemmTiles) -> Option<String>;
 }
 
 /// The counting convention of every copy bandwidth reported.
@@ -69,8 +70,9 @@ impl BenchDevice for CudaBackend {
         Ok(())
     }
 
-    fn gemm_tile(&self, m: usize, n: usize, tiles: GemmTiles) -> Option<usize> {
-        (self.variant() == Variant::Fast).then(|| plain_gemm_tile(tiles, m, n, self.gpu.multiprocessors))
+    fn gemm_tile(&self, m: usize, n: usize, tiles: GemmTiles) -> Option<String> {
+        let tile = plain_gemm_tile(tiles, m, n, self.gpu.multiprocessors);
+        (self.variant() == Variant::Fast).then(|| format!("{}x{}", tile.rows, tile.cols))
     }
 }
 
@@ -95,7 +97,7 @@ impl BenchDevice for CpuBackend {
         Ok(())
     }
 
-    fn gemm_tile(&self, _m: usize, _n: usize, _tiles: GemmTiles) -> Option<usize> {
+    fn gemm_tile(&self, _m: usize, _n: usize, _tiles: GemmTiles) -> Option<String> {
         None
     }
 }

@@ -43,7 +43,7 @@ fn linear_cases(subject: &dyn Subject, cases: &mut Cases, quick: bool, seed: u64
     let reference: &dyn Subject = &CpuBackend::new();
     let mut inputs = Inputs::for_case(seed, "linear");
     let linear_shapes: &[(usize, usize, usize)] = if quick {
-        &[(1, 8, 8), (37, 77, 61), (5, 2048, 64)]
+        &[(1, 8, 8), (37, 77, 61), (5, 2048, 64), (70, 96, 130)]
     } else {
         &[(1, 8, 8), (37, 77, 61), (64, 64, 64), (130, 768, 200), (257, 512, 2048), (40, 4096, 200), (3, 2001, 70)]
     };

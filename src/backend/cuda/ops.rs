@@ -278,8 +278,8 @@ fn gemm_plain(gpu: &Gpu, x: &DTensor, w: &DTensor, e: &Epilogue, y: &DTensor) ->
     unsafe { gpu.launch("gemm_plain", (m as u32, blocks(n, 128), 1), (128, 1, 1), 0, &mut args) }
 }
 
-/// The tile shape of the tensor-core products (kernels/gemm.cu): 64 x 64 tiles of 4 warps (`gemm_mma`) or 128 x
-/// 128 tiles of 8 warps (`gemm_mma_128`).
+/// The tile shape of the tensor-core products (kernels/gemm.cu): 64 x 64 tiles of 4 warps (`gemm_mma`), 64 x 128
+/// tiles of 8 warps (`gemm_mma_wide`) or 128 x 128 tiles of 8 warps (`gemm_mma_128`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GemmTiles {
     /// Per product ([`gemm_tile`]).
@@ -288,6 +288,8 @@ pub enum GemmTiles {
     Small = 1,
     /// 128 x 128 wherever the mode's columns fit it.
     Large = 2,
+    /// 64 x 128 wherever the mode's columns fit it.
+    Wide = 3,
 }
 
 impl GemmTiles {
@@ -295,6 +297,7 @@ impl GemmTiles {
         match v {
             1 => GemmTiles::Small,
             2 => GemmTiles::Large,
+            3 => GemmTiles::Wide,
             _ => GemmTiles::Auto,
         }
     }
@@ -306,39 +309,62 @@ impl std::fmt::Display for GemmTiles {
             GemmTiles::Auto => "tiles by shape",
             GemmTiles::Small => "64x64 tiles",
             GemmTiles::Large => "128x128 tiles",
+            GemmTiles::Wide => "64x128 tiles",
         })
     }
 }
 
-/// The tile edge of a product of `m` rows and `n` columns of W in `mode` (`head_dim` the rope mode's head size):
-/// 128 where the mode's columns fit its halves (rope: 64 rotary pairs of one head) and, chosen by shape, where the
-/// product has more than 64 rows and at least one 128 x 128 tile per SM (fewer would leave SMs idle that 64 x 64
-/// tiles keep busy; a decode step's products keep their 64-row tiles and split K); 64 otherwise.
-pub(super) fn gemm_tile(tiles: GemmTiles, mode: Mode, m: usize, n: usize, head_dim: usize, sms: usize) -> usize {
-    let large_columns = match mode {
-        Mode::Plain => n.div_ceil(128),
-        Mode::Silu | Mode::GeluTanh => (n / 2).div_ceil(64),
-        Mode::Rope if head_dim.is_multiple_of(128) => n / 128,
-        Mode::Rope => return 64,
-    };
-    let large = match tiles {
-        GemmTiles::Auto => m > 64 && m.div_ceil(128) * large_columns >= sms,
-        GemmTiles::Small => false,
-        GemmTiles::Large => true,
-    };
-    if large { 128 } else { 64 }
+/// A product's tile: rows of Y (of X) by columns of Y (rows of W).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tile {
+    pub rows: usize,
+    pub cols: usize,
 }
 
-/// The tile edge of a plain product of `m` rows and `n` columns on a card of `sms` SMs.
-pub fn plain_gemm_tile(tiles: GemmTiles, m: usize, n: usize, sms: usize) -> usize {
+impl Tile {
+    pub const SMALL: Tile = Tile { rows: 64, cols: 64 };
+    pub const WIDE: Tile = Tile { rows: 64, cols: 128 };
+    pub const LARGE: Tile = Tile { rows: 128, cols: 128 };
+
+    /// The kernel, its threads per block and its dynamic shared memory (`GemmTiles<...>::SHARED` in
+    /// kernels/gemm.cu: the larger of its 4 stages of X's and W's 32-wide tiles and its staged f32 output with rows
+    /// of `cols + 8`; the small tile's is static).
+    fn kernel(self) -> (&'static str, u32, u32) {
+        match (self.rows, self.cols) {
+            (64, 128) => ("gemm_mma_wide", 256, 4 * (64 + 128) * 32 * 2),
+            (128, 128) => ("gemm_mma_128", 256, 128 * (128 + 8) * 4),
+            _ => ("gemm_mma", 128, 0),
+        }
+    }
+}
+
+/// The tile of a product of `m` rows and `n` columns of W in `mode` (`head_dim` the rope mode's head size). Tiles
+/// 128 columns wide fit where the mode's columns fill their halves (rope: 64 rotary pairs of one head, so heads of
+/// a multiple of 128). Chosen by shape: a decode step's products (at most 64 rows) take 64 x 128 tiles, which read
+/// the batch's rows of X once per 128 columns, and split K; a product of more rows takes 128 x 128 tiles where it
+/// has at least one per SM (fewer would leave SMs idle that 64 x 64 tiles keep busy), else 64 x 64.
+pub(super) fn gemm_tile(tiles: GemmTiles, mode: Mode, m: usize, n: usize, head_dim: usize, sms: usize) -> Tile {
+    let wide_columns = match mode {
+        Mode::Plain => Some(n.div_ceil(128)),
+        Mode::Silu | Mode::GeluTanh => Some((n / 2).div_ceil(64)),
+        Mode::Rope => head_dim.is_multiple_of(128).then_some(n / 128),
+    };
+    let Some(wide_columns) = wide_columns else { return Tile::SMALL };
+    match tiles {
+        GemmTiles::Auto if m <= 64 => Tile::WIDE,
+        GemmTiles::Auto if m.div_ceil(128) * wide_columns >= sms => Tile::LARGE,
+        GemmTiles::Auto | GemmTiles::Small => Tile::SMALL,
+        GemmTiles::Large => Tile::LARGE,
+        GemmTiles::Wide => Tile::WIDE,
+    }
+}
+
+/// The tile of a plain product of `m` rows and `n` columns on a card of `sms` SMs.
+pub fn plain_gemm_tile(tiles: GemmTiles, m: usize, n: usize, sms: usize) -> Tile {
     gemm_tile(tiles, Mode::Plain, m, n, 0, sms)
 }
 
-/// `gemm_mma_128`'s dynamic shared memory: the larger of its 4 stages of two 128 x 32 bf16 tiles and its staged
-/// 128 x 136 f32 output tile (`GemmTiles<128, ...>::SHARED` in kernels/gemm.cu).
-const LARGE_TILE_SHARED: u32 = 128 * 136 * 4;
-
-/// Launches `gemm_mma` or `gemm_mma_128` ([`gemm_tile`]) in `mode` into `y` (shaped for the mode by the caller).
+/// Launches `gemm_mma`, `gemm_mma_wide` or `gemm_mma_128` ([`gemm_tile`]) in `mode` into `y` (shaped for the mode by the caller).
 /// Split K where the product is a decode step's (see [`k_splits`]) and the tile counters suffice.
 pub(super) fn gemm_mma(gpu: &Gpu, x: &DTensor, w: &DTensor, e: &Epilogue, mode: Mode, y: &DTensor) -> Result<()> {
     let (m, k, n) = (x.rows, x.cols, w.rows);
@@ -351,20 +377,20 @@ pub(super) fn gemm_mma(gpu: &Gpu, x: &DTensor, w: &DTensor, e: &Epilogue, mode: 
     }
     let tile = gemm_tile(gpu.gemm_tiles(), mode, m, n, head_dim, gpu.multiprocessors);
     let column_tiles = match mode {
-        Mode::Plain => n.div_ceil(tile),
-        Mode::Silu | Mode::GeluTanh => (n / 2).div_ceil(tile / 2),
-        Mode::Rope => n / tile,
+        Mode::Plain => n.div_ceil(tile.cols),
+        Mode::Silu | Mode::GeluTanh => (n / 2).div_ceil(tile.cols / 2),
+        Mode::Rope => n / tile.cols,
     };
-    let row_tiles = m.div_ceil(tile);
+    let row_tiles = m.div_ceil(tile.rows);
     let tiles = row_tiles * column_tiles;
     let capacity = gpu.tile_counter_capacity();
-    let splits = if tiles + row_tiles <= capacity { k_splits(m, n, k, gpu.multiprocessors) } else { 1 };
+    let splits = if tiles + row_tiles <= capacity { k_splits(m, column_tiles, k, gpu.multiprocessors) } else { 1 };
     ensure!(
         e.norm.is_none() || fuses_norm(gpu, m),
         "a fused RMS norm over {row_tiles} row tiles needs more than the {capacity} tile counters"
     );
     let partial = if splits > 1 {
-        Some(DTensor::new(gpu, splits * tiles, tile * tile, DType::F32, "split-K partial tiles")?)
+        Some(DTensor::new(gpu, splits * tiles, tile.rows * tile.cols, DType::F32, "split-K partial tiles")?)
     } else {
         None
     };
@@ -411,27 +437,22 @@ pub(super) fn gemm_mma(gpu: &Gpu, x: &DTensor, w: &DTensor, e: &Epilogue, mode: 
         arg(&gain_offset),
     ];
     let grid = (row_tiles as u32, column_tiles as u32, splits as u32);
-    // SAFETY: the arguments match the kernels' parameters (both kernels have gemm_mma's). The caller checked x,
-    // w, the bias, the residual and y for this mode's shapes (and the rope mode's records and cache slots); the
-    // partial tiles hold splits x tiles x tile x tile floats; the counters (zero between launches) hold a counter
-    // per tile and per row tile.
-    unsafe {
-        match tile {
-            128 => gpu.launch("gemm_mma_128", grid, (256, 1, 1), LARGE_TILE_SHARED, &mut args),
-            _ => gpu.launch("gemm_mma", grid, (128, 1, 1), 0, &mut args),
-        }
-    }
+    let (kernel, threads, shared) = tile.kernel();
+    // SAFETY: the arguments match the kernel's parameters (the three kernels have gemm_mma's). The caller checked
+    // x, w, the bias, the residual and y for this mode's shapes (and the rope mode's records and cache slots); the
+    // partial tiles hold splits x tiles x tile rows x tile columns floats; the counters (zero between launches) hold
+    // a counter per tile and per row tile.
+    unsafe { gpu.launch(kernel, grid, (threads, 1, 1), shared, &mut args) }
 }
 
-/// How many blocks share each output tile of `gemm_mma` along K. Only a product of at most 64 rows (a decode
-/// step's batch) is split, and the count depends on N, K and the GPU alone, never on the number of rows: a row's
-/// result is then the same in any batch of up to 64 rows. The aim is about two blocks per SM, each with at least
-/// 16 tiles of K (512 values) to stream.
-pub fn k_splits(m: usize, n: usize, k: usize, multiprocessors: usize) -> usize {
+/// How many blocks share each of a product's `output_tiles` (in a row of tiles) along K. Only a product of at
+/// most 64 rows (a decode step's batch) is split, and the count depends on the tiles, K and the GPU alone, never
+/// on the number of rows: a row's result is then the same in any batch of up to 64 rows. The aim is about two
+/// blocks per SM, each with at least 16 tiles of K (512 values) to stream.
+pub fn k_splits(m: usize, output_tiles: usize, k: usize, multiprocessors: usize) -> usize {
     if m > 64 {
         return 1;
     }
-    let output_tiles = n.div_ceil(64);
     let wanted = (2 * multiprocessors).div_ceil(output_tiles);
     wanted.clamp(1, (k / 512).max(1))
 }
@@ -760,38 +781,45 @@ pub fn convert(gpu: &Gpu, x: &DTensor, dtype: DType) -> Result<DTensor> {
 
 #[cfg(test)]
 mod tests {
-    use super::{GemmTiles, Mode, gemm_tile, k_splits};
+    use super::{GemmTiles, Mode, Tile, gemm_tile, k_splits};
 
     #[test]
-    fn large_tiles_where_they_fill_the_gpu_and_fit_the_mode() {
+    fn tiles_by_shape_fill_the_gpu_and_fit_the_mode() {
         let auto = |mode, m, n, d| gemm_tile(GemmTiles::Auto, mode, m, n, d, 132);
+        let forced = |tiles, mode, m, n, d| gemm_tile(tiles, mode, m, n, d, 132);
         // Llama-3-8B prefill of 2,000 prompt tokens: every product has at least one 128 x 128 tile per SM.
-        assert_eq!(auto(Mode::Rope, 2000, 6144, 128), 128);
-        assert_eq!(auto(Mode::Silu, 2000, 2 * 14336, 0), 128);
-        assert_eq!(auto(Mode::Plain, 2000, 4096, 0), 128);
+        assert_eq!(auto(Mode::Rope, 2000, 6144, 128), Tile::LARGE);
+        assert_eq!(auto(Mode::Silu, 2000, 2 * 14336, 0), Tile::LARGE);
+        assert_eq!(auto(Mode::Plain, 2000, 4096, 0), Tile::LARGE);
         // 77 tiles of 128 would leave 55 of 132 SMs idle: 64 x 64 tiles; 144 are enough.
-        assert_eq!(auto(Mode::Plain, 800, 1408, 0), 64);
-        assert_eq!(auto(Mode::Plain, 1100, 2048, 0), 128);
-        // Decode batches keep their 64-row tiles (and split K), however wide the output.
-        assert_eq!(auto(Mode::Plain, 64, 128_256, 0), 64);
-        // Rope pairs fill a large tile's halves only for heads of a multiple of 128, forced or not.
-        assert_eq!(auto(Mode::Rope, 4000, 4096, 64), 64);
-        assert_eq!(gemm_tile(GemmTiles::Large, Mode::Rope, 8, 1536, 64, 132), 64);
-        assert_eq!(gemm_tile(GemmTiles::Large, Mode::Rope, 8, 1536, 256, 132), 128);
-        assert_eq!(gemm_tile(GemmTiles::Large, Mode::Plain, 1, 8, 0, 132), 128);
-        assert_eq!(gemm_tile(GemmTiles::Small, Mode::Plain, 4096, 4096, 0, 132), 64);
+        assert_eq!(auto(Mode::Plain, 800, 1408, 0), Tile::SMALL);
+        assert_eq!(auto(Mode::Plain, 1100, 2048, 0), Tile::LARGE);
+        // Decode batches take 64 x 128 tiles (and split K), however narrow or wide the output.
+        assert_eq!(auto(Mode::Plain, 64, 128_256, 0), Tile::WIDE);
+        assert_eq!(auto(Mode::Silu, 1, 2 * 64, 0), Tile::WIDE);
+        assert_eq!(auto(Mode::Rope, 40, 6144, 128), Tile::WIDE);
+        // Rope pairs fill a 128-column tile's halves only for heads of a multiple of 128, forced or not.
+        assert_eq!(auto(Mode::Rope, 40, 1536, 64), Tile::SMALL);
+        assert_eq!(auto(Mode::Rope, 4000, 4096, 64), Tile::SMALL);
+        assert_eq!(forced(GemmTiles::Large, Mode::Rope, 8, 1536, 64), Tile::SMALL);
+        assert_eq!(forced(GemmTiles::Large, Mode::Rope, 8, 1536, 256), Tile::LARGE);
+        assert_eq!(forced(GemmTiles::Large, Mode::Plain, 1, 8, 0), Tile::LARGE);
+        assert_eq!(forced(GemmTiles::Wide, Mode::Plain, 4096, 8, 0), Tile::WIDE);
+        assert_eq!(forced(GemmTiles::Small, Mode::Plain, 40, 4096, 0), Tile::SMALL);
     }
 
     #[test]
     fn k_splits_fill_the_gpu_for_decode_batches_only() {
-        // Llama-3-8B's o_proj at a decode batch on 132 SMs: 64 output tiles, five blocks share each.
-        assert_eq!(k_splits(40, 4096, 4096, 132), 5);
+        // Llama-3-8B's o_proj at a decode batch on 132 SMs: 64 output tiles of 64 columns, five blocks share each;
+        // 32 tiles of 128 columns, eight (the most that leaves each 512 values of K).
+        assert_eq!(k_splits(40, 64, 4096, 132), 5);
+        assert_eq!(k_splits(40, 32, 4096, 132), 8);
         // The same for every batch of up to 64 rows, none for more.
-        assert!((1..=64).all(|m| k_splits(m, 4096, 4096, 132) == 5));
-        assert_eq!(k_splits(65, 4096, 4096, 132), 1);
+        assert!((1..=64).all(|m| k_splits(m, 64, 4096, 132) == 5));
+        assert_eq!(k_splits(65, 64, 4096, 132), 1);
         // Wide outputs fill the GPU alone; short sums are not split below 512 values each.
-        assert_eq!(k_splits(40, 28672, 4096, 132), 1);
-        assert_eq!(k_splits(40, 64, 1000, 132), 1);
-        assert_eq!(k_splits(40, 64, 2048, 132), 4);
+        assert_eq!(k_splits(40, 448, 4096, 132), 1);
+        assert_eq!(k_splits(40, 1, 1000, 132), 1);
+        assert_eq!(k_splits(40, 1, 2048, 132), 4);
     }
 }

@@ -268,7 +268,7 @@ impl Gpu {
         if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
             return Ok(()); // an empty tensor: nothing to compute
         }
-        if shared_bytes as usize > DEFAULT_SHARED {
+        if shared_bytes > 0 {
             self.allow_shared(name, function, shared_bytes)?;
         }
         // SAFETY: the caller guarantees the arguments; the function and stream belong to the current context.
@@ -277,7 +277,8 @@ impl Gpu {
         })
     }
 
-    /// Lets `function` launch with `bytes` of dynamic shared memory, more than a kernel gets without opting in.
+    /// Lets `function` launch with `bytes` of dynamic shared memory: opts in where its static and dynamic shared
+    /// memory together are more than a kernel gets without (checked once per function and size).
     fn allow_shared(&self, name: &str, function: sys::CUfunction, bytes: u32) -> Result<()> {
         let mut allowed = self.shared_allowed.lock().expect("the shared-memory lock");
         if allowed.get(&function).is_some_and(|&b| b >= bytes) {
@@ -299,14 +300,16 @@ impl Gpu {
                 self.shared_optin
             );
         }
-        // SAFETY: a function of this context; the value is within the device's opt-in limit (checked).
-        check(&format!("allowing {name} {bytes} bytes of dynamic shared memory"), unsafe {
-            result::function::set_function_attribute(
-                function,
-                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                bytes as i32,
-            )
-        })?;
+        if static_bytes + bytes as usize > DEFAULT_SHARED {
+            // SAFETY: a function of this context; the value is within the device's opt-in limit (checked).
+            check(&format!("allowing {name} {bytes} bytes of dynamic shared memory"), unsafe {
+                result::function::set_function_attribute(
+                    function,
+                    sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    bytes as i32,
+                )
+            })?;
+        }
         allowed.insert(function, bytes);
         Ok(())
     }

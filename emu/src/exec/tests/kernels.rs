@@ -1,4 +1,4 @@
-//! The project's own kernels, as the engine embeds them (reported skipped where it was built without them): `gemm_mma` and `gemm_mma_128` against a plain product on the host, and the executor's speed on them.
+//! The project's own kernels, as the engine embeds them (reported skipped where it was built without them): `gemm_mma`, `gemm_mma_wide` and `gemm_mma_128` against a plain product on the host, and the executor's speed on them.
 
 use super::kit::Device;
 use crate::exec::{Launch, Options, Stats, launch};
@@ -57,11 +57,12 @@ fn gemm(ptx: &str, kernel: &str, m: usize, n: usize, k: usize, options: &Options
     let (xa, wa) = (upload(&d, &x), upload(&d, &w));
     let y = d.alloc((m * n * 2) as u64, false);
     let p = params(&module, &[xa, wa, 0, 0, y, m as u64, n as u64, k as u64, 0, 0]);
-    // gemm_mma: a block of 128 threads per 64 x 64 tile; gemm_mma_128: 256 threads per 128 x 128 tile, with its
-    // shared memory dynamic (4 stages of two 8 KiB tiles, or the staged 128 x 136 f32 output: the larger);
-    // gemm_plain: a block per row and 128 columns.
+    // gemm_mma: a block of 128 threads per 64 x 64 tile; gemm_mma_wide and gemm_mma_128: 256 threads per 64 x 128
+    // or 128 x 128 tile, with their shared memory dynamic (4 stages of X's and W's 32-wide tiles, or the staged
+    // f32 output with rows of 136: the larger); gemm_plain: a block per row and 128 columns.
     let (grid, block, dynamic_shared) = match kernel {
         "gemm_mma" => ([m.div_ceil(64) as u32, n.div_ceil(64) as u32, 1], 128, 0),
+        "gemm_mma_wide" => ([m.div_ceil(64) as u32, n.div_ceil(128) as u32, 1], 256, 4 * (64 + 128) * 64),
         "gemm_mma_128" => ([m.div_ceil(128) as u32, n.div_ceil(128) as u32, 1], 256, 128 * 136 * 4),
         _ => ([m as u32, n.div_ceil(128) as u32, 1], 128, 0),
     };
@@ -91,8 +92,12 @@ fn check_gemm(kernel: &str, m: usize, n: usize, k: usize, options: &Options) {
     }
     if kernel.starts_with("gemm_mma") {
         // Every tile multiplies whole: the edge tiles' rows and columns past the matrix are zeros, multiplied too.
-        let tile = if kernel == "gemm_mma_128" { 128 } else { 64 };
-        let mmas = m.next_multiple_of(tile) * n.next_multiple_of(tile) * k.next_multiple_of(32) / (16 * 8 * 16);
+        let (rows, cols) = match kernel {
+            "gemm_mma_wide" => (64, 128),
+            "gemm_mma_128" => (128, 128),
+            _ => (64, 64),
+        };
+        let mmas = m.next_multiple_of(rows) * n.next_multiple_of(cols) * k.next_multiple_of(32) / (16 * 8 * 16);
         assert_eq!(stats.warp_insts[super::class(crate::ir::Class::Tensor)], mmas as u64);
         // The swizzled tiles take the copies' 16-byte writes and ldmatrix's row reads without bank conflicts.
         assert_eq!(stats.bank_conflicts(), 0, "{kernel}'s shared-memory accesses conflict");
@@ -110,6 +115,7 @@ fn check_gemm(kernel: &str, m: usize, n: usize, k: usize, options: &Options) {
 #[test]
 fn gemm_mma_and_gemm_plain_match_a_host_product() {
     check_gemm("gemm_mma", 128, 192, 256, &super::kit::options());
+    check_gemm("gemm_mma_wide", 40, 200, 256, &super::kit::options());
     check_gemm("gemm_mma_128", 200, 192, 256, &super::kit::options());
     check_gemm("gemm_plain", 64, 96, 80, &super::kit::options());
 }
