@@ -25,13 +25,17 @@ extern "C" __global__ void gemm_plain(const bf16* __restrict__ x, const bf16* __
     epilogue(acc, bias, residual, y, m, n, N, act);
 }
 
-// The tensor-core version, in three tile shapes (one template, `GemmTiles`, TM rows of Y by TN columns):
-//   gemm_mma       64 x 64, 4 warps: the products of prefill and scoring with too few large tiles to fill the card;
-//   gemm_mma_wide  64 x 128, 8 warps: decoding (at most 64 rows, the batch): each block reads the batch's rows of
-//                  X for twice the columns, so X is re-read half as often;
-//   gemm_mma_128   128 x 128, 8 warps: products with at least one such tile per SM (prefill, scoring at real
-//                  sizes): per value of Y, half the bytes of X and W read from L2 and 0.375 ldmatrix per mma
-//                  instead of 0.5.
+// The tensor-core version, in four tile shapes (one template, `GemmTiles`, TM rows of Y by TN columns):
+//   gemm_mma          64 x 64, 4 warps: the products of prefill and scoring with too few large tiles to fill
+//                     the card;
+//   gemm_mma_64x256   64 x 256, 8 warps: decoding (at most 64 rows, the batch): each block reads the batch's rows
+//                     of X for 256 columns, so X is re-read a quarter as often as with 64; one block per SM (198
+//                     registers), four stages of 20 KiB;
+//   gemm_mma_64x128   64 x 128, 8 warps: decoding's rope products at head sizes of 128 (a 256-wide tile's halves
+//                     would need heads of 256);
+//   gemm_mma_128x128  128 x 128, 8 warps: products with at least one such tile per SM (prefill, scoring at real
+//                     sizes): per value of Y, half the bytes of X and W read from L2 and 0.375 ldmatrix per mma
+//                     instead of 0.5.
 // A block steps through K 32 at a time: the tiles of X and W stream into shared memory through a ring of STAGES
 // buffers with cp.async, STAGES - 1 tiles ahead of the one being multiplied, so that while the warps multiply one
 // tile the next ones are in flight (zero filled past the matrix edges, so any M, N, K works). Each warp multiplies
@@ -89,9 +93,10 @@ struct GemmTiles {
     static constexpr int SHARED = STAGED_BYTES > OUT_BYTES ? STAGED_BYTES : OUT_BYTES;
     static_assert(MI >= 1 && NI % 2 == 0, "whole ldmatrix.x4 fragments");
 };
-using Tiles64 = GemmTiles<64, 64, 2, 2, 4>;       // gemm_mma
-using TilesWide = GemmTiles<64, 128, 2, 4, 4>;    // gemm_mma_wide: decoding (at most 64 rows)
-using Tiles128 = GemmTiles<128, 128, 2, 4, 4>;    // gemm_mma_128: prefill and scoring
+using Tiles64 = GemmTiles<64, 64, 2, 2, 4>;
+using Tiles64x128 = GemmTiles<64, 128, 2, 4, 4>;
+using Tiles64x256 = GemmTiles<64, 256, 2, 4, 4>;
+using Tiles128 = GemmTiles<128, 128, 2, 4, 4>;
 
 // The byte offset of value (r, c) in a tile of 32 columns: chunk c / 8 of row r swizzled by the row's pair.
 __device__ __forceinline__ int swizzled(int r, int c) {
@@ -211,7 +216,7 @@ __device__ __forceinline__ bool arrived_last(uint32_t* counter, uint32_t expecte
     return is_last;
 }
 
-// The parameters of the three kernels: grid (ceil(M / TM), column tiles, splits of K), THREADS threads. Column
+// The parameters of the four kernels: grid (ceil(M / TM), column tiles, splits of K), THREADS threads. Column
 // tiles: ceil(N / TN) plain, ceil(f / H) gated (N = 2 f), N / TN rope (head_dim / 2 a multiple of H). `partial`
 // holds splits x tiles x TM x TN floats when splits > 1. Rope mode: `pair` is head_dim / 2, `records` the rows'
 // cache records (`record_width` u32 each: the position, then the slot), `keys` and `values` the layer's cache
@@ -227,7 +232,7 @@ __device__ __forceinline__ bool arrived_last(uint32_t* counter, uint32_t expecte
     x, w, bias, residual, y, M, N, K, act, partial, counters, mode, pair, records, record_width, inv_freq, keys,     \
         values, heads, kv_heads, norm_gain, normed, eps, gain_offset
 
-// The body of the three kernels, in tile shape S, over S::SHARED bytes of shared memory at `smem`.
+// The body of the four kernels, in tile shape S, over S::SHARED bytes of shared memory at `smem`.
 template <class S>
 __device__ __forceinline__ void gemm_tiles(unsigned char* smem, GEMM_PARAMETERS) {
     constexpr int TM = S::TM, TN = S::TN, H = S::H, STAGES = S::STAGES, THREADS = S::THREADS;
@@ -468,13 +473,20 @@ extern "C" __global__ void __launch_bounds__(Tiles64::THREADS) gemm_mma(GEMM_PAR
 
 // Two blocks per SM: 128 registers a thread at most. Its 48 KiB of shared memory are dynamic, as the static limit
 // leaves no room beside them for arrived_last's flag (the launch opts in).
-extern "C" __global__ void __launch_bounds__(TilesWide::THREADS, 2) gemm_mma_wide(GEMM_PARAMETERS) {
+extern "C" __global__ void __launch_bounds__(Tiles64x128::THREADS, 2) gemm_mma_64x128(GEMM_PARAMETERS) {
     extern __shared__ __align__(128) unsigned char gemm_dynamic_shared[];
-    gemm_tiles<TilesWide>(gemm_dynamic_shared, GEMM_ARGUMENTS);
+    gemm_tiles<Tiles64x128>(gemm_dynamic_shared, GEMM_ARGUMENTS);
+}
+
+// One block per SM: its 64 accumulators and 16 B fragments a thread fit 128 registers only by spilling. 80 KiB of
+// dynamic shared memory (the launch opts in), 4 stages of which keep up to 60 KiB of copies in flight.
+extern "C" __global__ void __launch_bounds__(Tiles64x256::THREADS, 1) gemm_mma_64x256(GEMM_PARAMETERS) {
+    extern __shared__ __align__(128) unsigned char gemm_dynamic_shared[];
+    gemm_tiles<Tiles64x256>(gemm_dynamic_shared, GEMM_ARGUMENTS);
 }
 
 // Two blocks per SM: 128 registers a thread at most; its 68 KiB of shared memory are dynamic (the launch opts in).
-extern "C" __global__ void __launch_bounds__(Tiles128::THREADS, 2) gemm_mma_128(GEMM_PARAMETERS) {
+extern "C" __global__ void __launch_bounds__(Tiles128::THREADS, 2) gemm_mma_128x128(GEMM_PARAMETERS) {
     extern __shared__ __align__(128) unsigned char gemm_dynamic_shared[];
     gemm_tiles<Tiles128>(gemm_dynamic_shared, GEMM_ARGUMENTS);
 }

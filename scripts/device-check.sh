@@ -116,7 +116,7 @@ if c:
 gemm = report["bench_gemm"] or {}
 if gemm:
     torch_mm = (c.get("matmul_bf16") or {}) if c else {}
-    shapes = ["auto", "64x64", "64x128", "128x128"]
+    shapes = ["auto", "64x64", "64x128", "64x256", "128x128"]
     print(f"  {'product (TFLOP/s)':<34} " + " ".join(f"{t:>7}" for t in shapes) + f" {'torch':>7}")
     for p in gemm.get("products", []):
         by = {r["tiles"]: r["tflop_per_s"] for r in p["runs"]}

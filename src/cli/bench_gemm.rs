@@ -23,8 +23,8 @@ pub struct GemmBenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "decode-o-proj,prefill-o-proj,prefill-gate-up,clip-b32-mlp")]
     shapes: Vec<String>,
     /// Tile shapes of the CUDA kernel to time each product in: auto (chosen per product, as everywhere else),
-    /// 64x64 (4 warps), 64x128 (8 warps; decoding's), 128x128 (8 warps). The CPU backend has auto only.
-    #[arg(long, value_delimiter = ',', default_value = "auto,64x64,64x128,128x128")]
+    /// 64x64 (4 warps), 64x128, 64x256 (8 warps; decoding's), 128x128 (8 warps). The CPU backend has auto only.
+    #[arg(long, value_delimiter = ',', default_value = "auto,64x64,64x128,64x256,128x128")]
     tiles: Vec<TilesArg>,
     /// Timed runs of each measurement (the median is reported), after one untimed warm-up.
     #[arg(long, default_value_t = 3)]
@@ -41,6 +41,8 @@ enum TilesArg {
     Small,
     #[value(name = "64x128")]
     Wide,
+    #[value(name = "64x256")]
+    Widest,
     #[value(name = "128x128")]
     Large,
 }
@@ -51,6 +53,7 @@ impl From<TilesArg> for GemmTiles {
             TilesArg::Auto => GemmTiles::Auto,
             TilesArg::Small => GemmTiles::Small,
             TilesArg::Wide => GemmTiles::Wide,
+            TilesArg::Widest => GemmTiles::Widest,
             TilesArg::Large => GemmTiles::Large,
         }
     }

@@ -244,7 +244,7 @@ pub fn run_cuda(backend: &CudaBackend, quick: bool, seed: u64, only: &Selection)
     Ok(only.keep(results))
 }
 
-/// The products once more with their 128 x 128 tiles forced (`cuda fast-128`): the cases' shapes are too small
+/// The products once more with their 128 x 128 tiles forced (`cuda fast-128x128`): the cases' shapes are too small
 /// for the choice by shape to take them.
 fn large_tile_cases(backend: &CudaBackend, quick: bool, seed: u64, only: &Selection) -> Result<Vec<CaseResult>> {
     /// Puts the choice by shape back however the cases end.
@@ -273,7 +273,7 @@ fn large_tile_cases(backend: &CudaBackend, quick: bool, seed: u64, only: &Select
 }
 
 /// The subject of the cases run with the products' 128 x 128 tiles forced.
-pub const LARGE_TILE_LABEL: &str = "cuda fast-128";
+pub const LARGE_TILE_LABEL: &str = "cuda fast-128x128";
 
 #[cfg(test)]
 mod tests {

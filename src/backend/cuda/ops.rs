@@ -278,8 +278,8 @@ fn gemm_plain(gpu: &Gpu, x: &DTensor, w: &DTensor, e: &Epilogue, y: &DTensor) ->
     unsafe { gpu.launch("gemm_plain", (m as u32, blocks(n, 128), 1), (128, 1, 1), 0, &mut args) }
 }
 
-/// The tile shape of the tensor-core products (kernels/gemm.cu): 64 x 64 tiles of 4 warps (`gemm_mma`), 64 x 128
-/// tiles of 8 warps (`gemm_mma_wide`) or 128 x 128 tiles of 8 warps (`gemm_mma_128`).
+/// The tile shape of the tensor-core products (kernels/gemm.cu): 64 x 64 tiles of 4 warps (`gemm_mma`), or 64 x
+/// 128, 64 x 256 or 128 x 128 tiles of 8 warps (`gemm_mma_64x128`, `gemm_mma_64x256`, `gemm_mma_128x128`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GemmTiles {
     /// Per product ([`gemm_tile`]).
@@ -290,6 +290,8 @@ pub enum GemmTiles {
     Large = 2,
     /// 64 x 128 wherever the mode's columns fit it.
     Wide = 3,
+    /// 64 x 256 wherever the mode's columns fit it.
+    Widest = 4,
 }
 
 impl GemmTiles {
@@ -298,6 +300,7 @@ impl GemmTiles {
             1 => GemmTiles::Small,
             2 => GemmTiles::Large,
             3 => GemmTiles::Wide,
+            4 => GemmTiles::Widest,
             _ => GemmTiles::Auto,
         }
     }
@@ -310,6 +313,7 @@ impl std::fmt::Display for GemmTiles {
             GemmTiles::Small => "64x64 tiles",
             GemmTiles::Large => "128x128 tiles",
             GemmTiles::Wide => "64x128 tiles",
+            GemmTiles::Widest => "64x256 tiles",
         })
     }
 }
@@ -324,6 +328,7 @@ pub struct Tile {
 impl Tile {
     pub const SMALL: Tile = Tile { rows: 64, cols: 64 };
     pub const WIDE: Tile = Tile { rows: 64, cols: 128 };
+    pub const WIDEST: Tile = Tile { rows: 64, cols: 256 };
     pub const LARGE: Tile = Tile { rows: 128, cols: 128 };
 
     /// The kernel, its threads per block and its dynamic shared memory (`GemmTiles<...>::SHARED` in
@@ -331,32 +336,33 @@ impl Tile {
     /// of `cols + 8`; the small tile's is static).
     fn kernel(self) -> (&'static str, u32, u32) {
         match (self.rows, self.cols) {
-            (64, 128) => ("gemm_mma_wide", 256, 4 * (64 + 128) * 32 * 2),
-            (128, 128) => ("gemm_mma_128", 256, 128 * (128 + 8) * 4),
+            (64, 128) => ("gemm_mma_64x128", 256, 4 * (64 + 128) * 32 * 2),
+            (64, 256) => ("gemm_mma_64x256", 256, 4 * (64 + 256) * 32 * 2),
+            (128, 128) => ("gemm_mma_128x128", 256, 128 * (128 + 8) * 4),
             _ => ("gemm_mma", 128, 0),
         }
     }
 }
 
-/// The tile of a product of `m` rows and `n` columns of W in `mode` (`head_dim` the rope mode's head size). Tiles
-/// 128 columns wide fit where the mode's columns fill their halves (rope: 64 rotary pairs of one head, so heads of
-/// a multiple of 128). Chosen by shape: a decode step's products (at most 64 rows) take 64 x 128 tiles, which read
-/// the batch's rows of X once per 128 columns, and split K; a product of more rows takes 128 x 128 tiles where it
-/// has at least one per SM (fewer would leave SMs idle that 64 x 64 tiles keep busy), else 64 x 64.
+/// The tile of a product of `m` rows and `n` columns of W in `mode` (`head_dim` the rope mode's head size). A tile
+/// fits the rope mode where its halves hold whole runs of rotary pairs of one head (heads of a multiple of its
+/// width). Chosen by shape: a decode step's products (at most 64 rows) take the widest 64-row tile that fits,
+/// which reads the batch's rows of X once per as many columns as it can, and split K; a product of more rows takes
+/// 128 x 128 tiles where it has at least one per SM (fewer would leave SMs idle that 64 x 64 tiles keep busy), else
+/// 64 x 64. A forced shape that does not fit the mode falls back to the widest that does.
 pub(super) fn gemm_tile(tiles: GemmTiles, mode: Mode, m: usize, n: usize, head_dim: usize, sms: usize) -> Tile {
-    let wide_columns = match mode {
-        Mode::Plain => Some(n.div_ceil(128)),
-        Mode::Silu | Mode::GeluTanh => Some((n / 2).div_ceil(64)),
-        Mode::Rope => head_dim.is_multiple_of(128).then_some(n / 128),
-    };
-    let Some(wide_columns) = wide_columns else { return Tile::SMALL };
-    match tiles {
-        GemmTiles::Auto if m <= 64 => Tile::WIDE,
-        GemmTiles::Auto if m.div_ceil(128) * wide_columns >= sms => Tile::LARGE,
+    let fits = |t: Tile| mode != Mode::Rope || head_dim.is_multiple_of(t.cols);
+    let widest = [Tile::WIDEST, Tile::WIDE, Tile::SMALL].into_iter().find(|&t| fits(t)).unwrap_or(Tile::SMALL);
+    let large_tiles = m.div_ceil(128) * (n.div_ceil(128));
+    let chosen = match tiles {
+        GemmTiles::Auto if m <= 64 => widest,
+        GemmTiles::Auto if large_tiles >= sms => Tile::LARGE,
         GemmTiles::Auto | GemmTiles::Small => Tile::SMALL,
         GemmTiles::Large => Tile::LARGE,
         GemmTiles::Wide => Tile::WIDE,
-    }
+        GemmTiles::Widest => Tile::WIDEST,
+    };
+    if fits(chosen) { chosen } else { [Tile::WIDE, Tile::SMALL].into_iter().find(|&t| fits(t)).unwrap_or(Tile::SMALL) }
 }
 
 /// The tile of a plain product of `m` rows and `n` columns on a card of `sms` SMs.
@@ -364,7 +370,7 @@ pub fn plain_gemm_tile(tiles: GemmTiles, m: usize, n: usize, sms: usize) -> Tile
     gemm_tile(tiles, Mode::Plain, m, n, 0, sms)
 }
 
-/// Launches `gemm_mma`, `gemm_mma_wide` or `gemm_mma_128` ([`gemm_tile`]) in `mode` into `y` (shaped for the mode by the caller).
+/// Launches `gemm_mma` or one of its wider twins ([`gemm_tile`]) in `mode` into `y` (shaped for the mode by the caller).
 /// Split K where the product is a decode step's (see [`k_splits`]) and the tile counters suffice.
 pub(super) fn gemm_mma(gpu: &Gpu, x: &DTensor, w: &DTensor, e: &Epilogue, mode: Mode, y: &DTensor) -> Result<()> {
     let (m, k, n) = (x.rows, x.cols, w.rows);
@@ -794,17 +800,19 @@ mod tests {
         // 77 tiles of 128 would leave 55 of 132 SMs idle: 64 x 64 tiles; 144 are enough.
         assert_eq!(auto(Mode::Plain, 800, 1408, 0), Tile::SMALL);
         assert_eq!(auto(Mode::Plain, 1100, 2048, 0), Tile::LARGE);
-        // Decode batches take 64 x 128 tiles (and split K), however narrow or wide the output.
-        assert_eq!(auto(Mode::Plain, 64, 128_256, 0), Tile::WIDE);
-        assert_eq!(auto(Mode::Silu, 1, 2 * 64, 0), Tile::WIDE);
+        // Decode batches take the widest 64-row tiles (and split K), however narrow or wide the output; rope pairs
+        // fill a tile's halves only for heads of a multiple of its width, forced or not.
+        assert_eq!(auto(Mode::Plain, 64, 128_256, 0), Tile::WIDEST);
+        assert_eq!(auto(Mode::Silu, 1, 2 * 64, 0), Tile::WIDEST);
+        assert_eq!(auto(Mode::Rope, 40, 6144, 256), Tile::WIDEST);
         assert_eq!(auto(Mode::Rope, 40, 6144, 128), Tile::WIDE);
-        // Rope pairs fill a 128-column tile's halves only for heads of a multiple of 128, forced or not.
         assert_eq!(auto(Mode::Rope, 40, 1536, 64), Tile::SMALL);
         assert_eq!(auto(Mode::Rope, 4000, 4096, 64), Tile::SMALL);
         assert_eq!(forced(GemmTiles::Large, Mode::Rope, 8, 1536, 64), Tile::SMALL);
         assert_eq!(forced(GemmTiles::Large, Mode::Rope, 8, 1536, 256), Tile::LARGE);
         assert_eq!(forced(GemmTiles::Large, Mode::Plain, 1, 8, 0), Tile::LARGE);
         assert_eq!(forced(GemmTiles::Wide, Mode::Plain, 4096, 8, 0), Tile::WIDE);
+        assert_eq!(forced(GemmTiles::Widest, Mode::Rope, 8, 1536, 128), Tile::WIDE);
         assert_eq!(forced(GemmTiles::Small, Mode::Plain, 40, 4096, 0), Tile::SMALL);
     }
 

@@ -1,4 +1,4 @@
-//! The project's own kernels, as the engine embeds them (reported skipped where it was built without them): `gemm_mma`, `gemm_mma_wide` and `gemm_mma_128` against a plain product on the host, and the executor's speed on them.
+//! The project's own kernels, as the engine embeds them (reported skipped where it was built without them): `gemm_mma` and its wider twins against a plain product on the host, and the executor's speed on them.
 
 use super::kit::Device;
 use crate::exec::{Launch, Options, Stats, launch};
@@ -57,13 +57,14 @@ fn gemm(ptx: &str, kernel: &str, m: usize, n: usize, k: usize, options: &Options
     let (xa, wa) = (upload(&d, &x), upload(&d, &w));
     let y = d.alloc((m * n * 2) as u64, false);
     let p = params(&module, &[xa, wa, 0, 0, y, m as u64, n as u64, k as u64, 0, 0]);
-    // gemm_mma: a block of 128 threads per 64 x 64 tile; gemm_mma_wide and gemm_mma_128: 256 threads per 64 x 128
-    // or 128 x 128 tile, with their shared memory dynamic (4 stages of X's and W's 32-wide tiles, or the staged
-    // f32 output with rows of 136: the larger); gemm_plain: a block per row and 128 columns.
+    // gemm_mma: a block of 128 threads per 64 x 64 tile; gemm_mma_RxC: 256 threads per R x C tile, with their
+    // shared memory dynamic (4 stages of X's and W's 32-wide tiles, or the staged f32 output with rows of C + 8:
+    // the larger); gemm_plain: a block per row and 128 columns.
     let (grid, block, dynamic_shared) = match kernel {
         "gemm_mma" => ([m.div_ceil(64) as u32, n.div_ceil(64) as u32, 1], 128, 0),
-        "gemm_mma_wide" => ([m.div_ceil(64) as u32, n.div_ceil(128) as u32, 1], 256, 4 * (64 + 128) * 64),
-        "gemm_mma_128" => ([m.div_ceil(128) as u32, n.div_ceil(128) as u32, 1], 256, 128 * 136 * 4),
+        "gemm_mma_64x128" => ([m.div_ceil(64) as u32, n.div_ceil(128) as u32, 1], 256, 4 * (64 + 128) * 64),
+        "gemm_mma_64x256" => ([m.div_ceil(64) as u32, n.div_ceil(256) as u32, 1], 256, 4 * (64 + 256) * 64),
+        "gemm_mma_128x128" => ([m.div_ceil(128) as u32, n.div_ceil(128) as u32, 1], 256, 128 * 136 * 4),
         _ => ([m as u32, n.div_ceil(128) as u32, 1], 128, 0),
     };
     let l = Launch { grid, block: [block, 1, 1], dynamic_shared, params: &p };
@@ -93,8 +94,9 @@ fn check_gemm(kernel: &str, m: usize, n: usize, k: usize, options: &Options) {
     if kernel.starts_with("gemm_mma") {
         // Every tile multiplies whole: the edge tiles' rows and columns past the matrix are zeros, multiplied too.
         let (rows, cols) = match kernel {
-            "gemm_mma_wide" => (64, 128),
-            "gemm_mma_128" => (128, 128),
+            "gemm_mma_64x128" => (64, 128),
+            "gemm_mma_64x256" => (64, 256),
+            "gemm_mma_128x128" => (128, 128),
             _ => (64, 64),
         };
         let mmas = m.next_multiple_of(rows) * n.next_multiple_of(cols) * k.next_multiple_of(32) / (16 * 8 * 16);
@@ -115,8 +117,9 @@ fn check_gemm(kernel: &str, m: usize, n: usize, k: usize, options: &Options) {
 #[test]
 fn gemm_mma_and_gemm_plain_match_a_host_product() {
     check_gemm("gemm_mma", 128, 192, 256, &super::kit::options());
-    check_gemm("gemm_mma_wide", 40, 200, 256, &super::kit::options());
-    check_gemm("gemm_mma_128", 200, 192, 256, &super::kit::options());
+    check_gemm("gemm_mma_64x128", 40, 200, 256, &super::kit::options());
+    check_gemm("gemm_mma_64x256", 40, 300, 256, &super::kit::options());
+    check_gemm("gemm_mma_128x128", 200, 192, 256, &super::kit::options());
     check_gemm("gemm_plain", 64, 96, 80, &super::kit::options());
 }
 
