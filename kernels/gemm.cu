@@ -39,15 +39,14 @@ extern "C" __global__ void gemm_plain(const bf16* __restrict__ x, const bf16* __
 // A block steps through K 32 at a time: the tiles of X and W stream into shared memory through a ring of STAGES
 // buffers with cp.async, STAGES - 1 tiles ahead of the one being multiplied, so that while the warps multiply one
 // tile the next ones are in flight (zero filled past the matrix edges, so any M, N, K works). Each warp multiplies
-// a sub-tile (32 x 32, or 64 x 32 in the 128 x 128 shape) as MI x NI mma.sync m16n8k16 products per 16-wide slice
-// of K, its fragments gathered by ldmatrix. W's rows are its columns of the product, which is the "col" operand
+// a sub-tile (32 x 32; 32 x 64 in the 64 x 256 shape, 64 x 32 in the 128 x 128 one) as MI x NI mma.sync m16n8k16
+// products per 16-wide slice of K, its fragments gathered by ldmatrix. W's rows are its columns of the product, which is the "col" operand
 // layout mma expects, so both tiles are stored row by row.
 //
 // A tile row (32 values of K) is 64 bytes, four 16-byte chunks. Stored plainly, the 8 rows one ldmatrix phase reads
 // at the same chunk would fall on 2 groups of 4 banks (a 4-way conflict); so chunk q of row r is stored at
-// q ^ ((r / 2) % 4).
-// Eight consecutive rows then cover all 8 bank groups, for ldmatrix's reads and for the copies' writes (a quarter
-// warp writes two whole rows) alike. When K is not a multiple of 8 the rows of X and W are not 16-byte aligned:
+// q ^ ((r / 2) % 4). Eight consecutive rows then cover all 8 bank groups, for ldmatrix's reads and for the copies'
+// writes (a quarter warp writes two whole rows) alike. When K is not a multiple of 8 the rows of X and W are not 16-byte aligned:
 // those tiles are stored value by value, synchronously, into the same layout.
 //
 // Split K: with few output tiles (decoding, where M is the batch) the grid alone would leave most SMs idle and

@@ -111,8 +111,8 @@ KERNEL_MUTANTS = [
     Mutant(
         "off-by-one in a tile bound (gemm_mma: rows <= instead of <)",
         "kernels/gemm.cu",
-        "    const bool lo_inside = lo + r < lo_end, hi_inside = hi + r < hi_end;",
-        "    const bool lo_inside = lo + r <= lo_end, hi_inside = hi + r < hi_end;",
+        "        s.inside[i] = g < (upper ? hi_end : lo_end);",
+        "        s.inside[i] = g <= (upper ? hi_end : lo_end);",
         r"memcheck: .*past the end",
         ("linear",),
     ),
