@@ -353,7 +353,7 @@ impl Tile {
 pub(super) fn gemm_tile(tiles: GemmTiles, mode: Mode, m: usize, n: usize, head_dim: usize, sms: usize) -> Tile {
     let fits = |t: Tile| mode != Mode::Rope || head_dim.is_multiple_of(t.cols);
     let widest = [Tile::WIDEST, Tile::WIDE, Tile::SMALL].into_iter().find(|&t| fits(t)).unwrap_or(Tile::SMALL);
-    let large_tiles = m.div_ceil(128) * (n.div_ceil(128));
+    let large_tiles = m.div_ceil(128) * n.div_ceil(128);
     let chosen = match tiles {
         GemmTiles::Auto if m <= 64 => widest,
         GemmTiles::Auto if large_tiles >= sms => Tile::LARGE,
@@ -370,8 +370,8 @@ pub fn plain_gemm_tile(tiles: GemmTiles, m: usize, n: usize, sms: usize) -> Tile
     gemm_tile(tiles, Mode::Plain, m, n, 0, sms)
 }
 
-/// Launches `gemm_mma` or one of its wider twins ([`gemm_tile`]) in `mode` into `y` (shaped for the mode by the caller).
-/// Split K where the product is a decode step's (see [`k_splits`]) and the tile counters suffice.
+/// Launches `gemm_mma` or one of its wider twins ([`gemm_tile`]) in `mode` into `y` (shaped for the mode by the
+/// caller). Split K where the product is a decode step's (see [`k_splits`]) and the tile counters suffice.
 pub(super) fn gemm_mma(gpu: &Gpu, x: &DTensor, w: &DTensor, e: &Epilogue, mode: Mode, y: &DTensor) -> Result<()> {
     let (m, k, n) = (x.rows, x.cols, w.rows);
     let head_dim = e.rope.as_ref().map_or(0, |r| r.heads.head_dim);
@@ -444,7 +444,7 @@ pub(super) fn gemm_mma(gpu: &Gpu, x: &DTensor, w: &DTensor, e: &Epilogue, mode: 
     ];
     let grid = (row_tiles as u32, column_tiles as u32, splits as u32);
     let (kernel, threads, shared) = tile.kernel();
-    // SAFETY: the arguments match the kernel's parameters (the three kernels have gemm_mma's). The caller checked
+    // SAFETY: the arguments match the kernel's parameters (every variant has gemm_mma's). The caller checked
     // x, w, the bias, the residual and y for this mode's shapes (and the rope mode's records and cache slots); the
     // partial tiles hold splits x tiles x tile rows x tile columns floats; the counters (zero between launches) hold
     // a counter per tile and per row tile.

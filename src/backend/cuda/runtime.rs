@@ -237,8 +237,9 @@ impl Gpu {
         TILE_COUNTERS
     }
 
-    /// The tile shape the tensor-core products run in from now on: chosen per product (`Auto`), or one of the two
-    /// forced (selftest runs both; a benchmark compares them).
+    /// The tile shape the tensor-core products run in from now on: chosen per product (`Auto`), or one forced
+    /// (selftest forces 128 x 128 tiles on its products, whose shapes are too small to take them; `bench gemm`
+    /// compares them all).
     pub fn set_gemm_tiles(&self, tiles: GemmTiles) {
         self.gemm_tiles.store(tiles as u8, Ordering::Relaxed);
     }
