@@ -239,12 +239,7 @@ pub fn cases<B: Backend>(
     if only.wants(&["attention_shared_prefix", "attention_shared_prefix_direct"]) {
         shared_prefix_attention_cases(subject, &mut cases, quick, seed)?;
     }
-    if only.wants(&["linear_add_rms_norm", "linear_add_rms_norm_sum", "linear_silu", "linear_gelu_tanh"]) {
-        fused_product_cases(subject, &mut cases, seed)?;
-    }
-    if only.wants(&["linear_rope_store", "linear_rope_store_attention"]) {
-        rope_store_cases(subject, &mut cases, quick, seed, |_| true)?;
-    }
+    product_cases(subject, &mut cases, quick, seed, only, |_| true)?;
     let names = sampling_cases(0).map(|(name, _)| name);
     if only.wants(&names) {
         sample_cases(subject, &mut cases, quick, seed, only)?;
@@ -479,13 +474,26 @@ pub fn large_tile_cases<B: Backend>(
     only: &Selection,
 ) -> Result<Vec<CaseResult>> {
     let mut cases = Cases { label, results: Vec::new() };
+    product_cases(subject, &mut cases, quick, seed, only, |head_dim| head_dim.is_multiple_of(128))?;
+    Ok(cases.results)
+}
+
+/// The fused products `only` chooses; the rope product at the head sizes `runs` accepts.
+fn product_cases<B: Backend>(
+    subject: &B,
+    cases: &mut Cases,
+    quick: bool,
+    seed: u64,
+    only: &Selection,
+    runs: impl Fn(usize) -> bool,
+) -> Result<()> {
     if only.wants(&["linear_add_rms_norm", "linear_add_rms_norm_sum", "linear_silu", "linear_gelu_tanh"]) {
-        fused_product_cases(subject, &mut cases, seed)?;
+        fused_product_cases(subject, cases, seed)?;
     }
     if only.wants(&["linear_rope_store", "linear_rope_store_attention"]) {
-        rope_store_cases(subject, &mut cases, quick, seed, |head_dim| head_dim.is_multiple_of(128))?;
+        rope_store_cases(subject, cases, quick, seed, runs)?;
     }
-    Ok(cases.results)
+    Ok(())
 }
 
 /// The QKV product with rope and the cache store in its epilogue, through the cached-attention script (prefill of

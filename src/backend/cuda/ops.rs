@@ -332,15 +332,17 @@ impl Tile {
     pub const LARGE: Tile = Tile { rows: 128, cols: 128 };
 
     /// The kernel, its threads per block and its dynamic shared memory (`GemmTiles<...>::SHARED` in
-    /// kernels/gemm.cu: the larger of its 4 stages of X's and W's 32-wide tiles and its staged f32 output with rows
-    /// of `cols + 8`; the small tile's is static).
+    /// kernels/gemm.cu: the larger of its 4 stages of X's and W's 32-wide bf16 tiles and its staged f32 output with
+    /// rows of `cols + 8`; the small tile's is static).
     fn kernel(self) -> (&'static str, u32, u32) {
-        match (self.rows, self.cols) {
-            (64, 128) => ("gemm_mma_64x128", 256, 4 * (64 + 128) * 32 * 2),
-            (64, 256) => ("gemm_mma_64x256", 256, 4 * (64 + 256) * 32 * 2),
-            (128, 128) => ("gemm_mma_128x128", 256, 128 * (128 + 8) * 4),
-            _ => ("gemm_mma", 128, 0),
-        }
+        let name = match (self.rows, self.cols) {
+            (64, 128) => "gemm_mma_64x128",
+            (64, 256) => "gemm_mma_64x256",
+            (128, 128) => "gemm_mma_128x128",
+            _ => return ("gemm_mma", 128, 0),
+        };
+        let (stages, output) = (4 * (self.rows + self.cols) * 32 * 2, self.rows * (self.cols + 8) * 4);
+        (name, 256, stages.max(output) as u32)
     }
 }
 
@@ -352,17 +354,17 @@ impl Tile {
 /// 64 x 64. A forced shape that does not fit the mode falls back to the widest that does.
 pub(super) fn gemm_tile(tiles: GemmTiles, mode: Mode, m: usize, n: usize, head_dim: usize, sms: usize) -> Tile {
     let fits = |t: Tile| mode != Mode::Rope || head_dim.is_multiple_of(t.cols);
-    let widest = [Tile::WIDEST, Tile::WIDE, Tile::SMALL].into_iter().find(|&t| fits(t)).unwrap_or(Tile::SMALL);
     let large_tiles = m.div_ceil(128) * n.div_ceil(128);
     let chosen = match tiles {
-        GemmTiles::Auto if m <= 64 => widest,
+        GemmTiles::Auto if m <= 64 => Tile::WIDEST,
         GemmTiles::Auto if large_tiles >= sms => Tile::LARGE,
         GemmTiles::Auto | GemmTiles::Small => Tile::SMALL,
         GemmTiles::Large => Tile::LARGE,
         GemmTiles::Wide => Tile::WIDE,
         GemmTiles::Widest => Tile::WIDEST,
     };
-    if fits(chosen) { chosen } else { [Tile::WIDE, Tile::SMALL].into_iter().find(|&t| fits(t)).unwrap_or(Tile::SMALL) }
+    // Rope heads narrower than the chosen tile: the widest that fits (64 x 64 fits every head the mode takes).
+    [chosen, Tile::WIDE, Tile::SMALL].into_iter().find(|&t| fits(t)).unwrap_or(Tile::SMALL)
 }
 
 /// The tile of a plain product of `m` rows and `n` columns on a card of `sms` SMs.
