@@ -31,8 +31,8 @@ extern "C" __global__ void gemm_plain(const bf16* __restrict__ x, const bf16* __
 //   gemm_mma_64x256   64 x 256, 8 warps: decoding (at most 64 rows, the batch): each block reads the batch's rows
 //                     of X for 256 columns, so X is re-read a quarter as often as with 64; one block per SM (198
 //                     registers), four stages of 20 KiB;
-//   gemm_mma_64x128   64 x 128, 8 warps: decoding's rope products at head sizes of 128 (a 256-wide tile's halves
-//                     would need heads of 256);
+//   gemm_mma_64x128   64 x 128, 8 warps: between the two, two blocks per SM (chosen only when forced, to be
+//                     compared with 64 x 256 on a GPU: `bench gemm --tiles 64x128,64x256`);
 //   gemm_mma_128x128  128 x 128, 8 warps: products with at least one such tile per SM (prefill, scoring at real
 //                     sizes): per value of Y, half the bytes of X and W read from L2 and 0.375 ldmatrix per mma
 //                     instead of 0.5.
@@ -66,8 +66,8 @@ extern "C" __global__ void gemm_plain(const bf16* __restrict__ x, const bf16* __
 //   GEMM_SILU, GEMM_GELU_TANH   the gated MLP: W is [gate (f); up (f)] and the tile holds gate columns H t ..
 //                 H t + H and the same up columns; Y [M, f] = act(gate) * up, each rounded to bf16 first as the
 //                 product's stored output would be (what silu_mul and gelu_tanh_mul read).
-//   GEMM_ROPE     the QKV projection: the tile holds H rotary pairs (i, i + head_dim / 2) of one head; Y [M, N]
-//                 is the rotated QKV (rope.cu's rotation, each value rounded to bf16 first), and the key and value
+//   GEMM_ROPE     the QKV projection: the tile holds H rotary pairs (i, i + head_dim / 2), in order of head then
+//                 i (part of a head's, or several heads'); Y [M, N] is the rotated QKV (rope.cu's rotation, each value rounded to bf16 first), and the key and value
 //                 heads also go to the cache at the row's slot (kv_store's write), per the rows' records.
 // With `normed` set (plain mode), the block that completes a row tile's last column tile (a second counter) also
 // writes the RMS norm of its rows of Y (rms_norm's arithmetic, gains `gain_offset + norm_gain`), so that a residual
@@ -102,9 +102,24 @@ __device__ __forceinline__ int swizzled(int r, int c) {
     return r * (TILE_K * 2) + ((((c >> 3) ^ (r >> 1)) & 3) << 4) + (c & 7) * 2;
 }
 
-// A tile of an operand holds ROWS rows of `src` ([rows, K]) and 32 of its columns from k0, zero past the edges:
-// tile rows 0..ROWS/2-1 from src rows lo.., which end at lo_end, the rest from hi.. (ending at hi_end; hi =
-// lo + ROWS / 2 and both ends the matrix's for a plain tile).
+// Which rows of an operand a tile holds, in two halves of ROWS / 2 (`Rows`): row i of the lower half is src row
+// lo + i, of the upper half hi + i, inside while below lo_end and hi_end (hi = lo + ROWS / 2 and both ends the
+// matrix's for a plain tile). In the rope mode (`half` set) lo and hi count rotary pairs instead, pair P being
+// rows (P / half) 2 half + P % half and that plus half of W (the two values of its head's pair P % half): a tile
+// holds the first and second values of pairs lo.., as many heads' runs as it takes.
+struct Rows {
+    int lo, hi, lo_end, hi_end, half;
+};
+
+// The src row of row i of a tile half, -1 past the half's end.
+__device__ __forceinline__ int64_t source_row(const Rows& rows, int i, bool upper) {
+    const int j = (upper ? rows.hi : rows.lo) + i;
+    if (j >= (upper ? rows.hi_end : rows.lo_end)) return -1;
+    if (rows.half == 0) return j;
+    return (int64_t)(j / rows.half) * 2 * rows.half + j % rows.half + (upper ? rows.half : 0);
+}
+
+// A tile of an operand holds ROWS rows of `src` ([rows, K]) and 32 of its columns from k0, zero past the edges.
 //
 // With K a multiple of 8 the tiles are copied in flight, thread t copying chunk t % 4 of tile row t / 4 and, where
 // the tile has more rows than a quarter of the threads, of row t / 4 + THREADS / 4 (a quarter warp writes two whole
@@ -121,8 +136,8 @@ struct TileStream {
 };
 
 template <int ROWS, int THREADS>
-__device__ __forceinline__ TileStream<ROWS, THREADS> tile_stream(const bf16* __restrict__ src, int lo, int hi,
-                                                                 int lo_end, int hi_end, int K, int tid) {
+__device__ __forceinline__ TileStream<ROWS, THREADS> tile_stream(const bf16* __restrict__ src, const Rows& rows,
+                                                                 int K, int tid) {
     TileStream<ROWS, THREADS> s;
     s.c = (tid & 3) * 8;
 #pragma unroll
@@ -130,9 +145,9 @@ __device__ __forceinline__ TileStream<ROWS, THREADS> tile_stream(const bf16* __r
         // With two chunks a thread's first row is in the tile's lower half and its second in the upper one.
         const int r = (tid >> 2) + i * (THREADS / 4);
         const bool upper = s.COPIES == 2 ? i == 1 : r >= ROWS / 2;
-        const int g = upper ? hi + r - ROWS / 2 : lo + r;
-        s.inside[i] = g < (upper ? hi_end : lo_end);
-        s.row[i] = s.inside[i] ? src + (int64_t)g * K + s.c : src;
+        const int64_t g = source_row(rows, upper ? r - ROWS / 2 : r, upper);
+        s.inside[i] = g >= 0;
+        s.row[i] = s.inside[i] ? src + g * K + s.c : src;
     }
     s.dst = (uint32_t)swizzled(tid >> 2, s.c);
     return s;
@@ -150,14 +165,15 @@ __device__ __forceinline__ void stream_tile(const TileStream<ROWS, THREADS>& s, 
 
 // Otherwise the rows are not 16-byte aligned, and the tile is stored value by value, at once.
 template <int ROWS, int THREADS>
-__device__ __forceinline__ void store_tile(unsigned char* tile, const bf16* __restrict__ src, int lo, int hi,
-                                           int lo_end, int hi_end, int k0, int K, int tid) {
+__device__ __forceinline__ void store_tile(unsigned char* tile, const bf16* __restrict__ src, const Rows& rows,
+                                           int k0, int K, int tid) {
     for (int i = tid; i < ROWS * TILE_K; i += THREADS) {
         const int r = i / TILE_K, c = i % TILE_K;
         const bool upper = r >= ROWS / 2;
-        const int g = upper ? hi + r - ROWS / 2 : lo + r, gk = k0 + c;
-        const bool inside = g < (upper ? hi_end : lo_end) && gk < K;
-        *reinterpret_cast<bf16*>(tile + swizzled(r, c)) = inside ? src[(int64_t)g * K + gk] : to_bf16(0.0f);
+        const int64_t g = source_row(rows, upper ? r - ROWS / 2 : r, upper);
+        const int gk = k0 + c;
+        const bool inside = g >= 0 && gk < K;
+        *reinterpret_cast<bf16*>(tile + swizzled(r, c)) = inside ? src[g * K + gk] : to_bf16(0.0f);
     }
 }
 
@@ -166,22 +182,14 @@ __device__ __forceinline__ void store_tile(unsigned char* tile, const bf16* __re
 #define GEMM_GELU_TANH 2
 #define GEMM_ROPE 3
 
-// The first W row of each half of column tile `t` (rows 0..H-1 from lo, H..TN-1 from hi) and where each half
-// ends.
-struct Columns {
-    int lo, hi, lo_end, hi_end;
-};
-
+// The rows of W in column tile `t` (H of each half): TN t.. plain; gate rows H t.. and the same up rows (from
+// pair = f) gated; rotary pairs H t.. of the N / 2 in the rope mode (pair = head_dim / 2).
 template <class S>
-__device__ __forceinline__ Columns columns_of(int mode, int t, int N, int pair) {
+__device__ __forceinline__ Rows columns_of(int mode, int t, int N, int pair) {
     constexpr int H = S::H;
-    if (mode == GEMM_SILU || mode == GEMM_GELU_TANH) return Columns{H * t, pair + H * t, pair, N};
-    if (mode == GEMM_ROPE) {
-        const int half = pair, per_head = half / H;
-        const int lo = (t / per_head) * 2 * half + (t % per_head) * H;
-        return Columns{lo, lo + half, N, N};
-    }
-    return Columns{S::TN * t, S::TN * t + H, N, N};
+    if (mode == GEMM_SILU || mode == GEMM_GELU_TANH) return Rows{H * t, pair + H * t, pair, N, 0};
+    if (mode == GEMM_ROPE) return Rows{H * t, H * t, N / 2, N / 2, pair};
+    return Rows{S::TN * t, S::TN * t + H, N, N, 0};
 }
 
 // The output tile of this block (row tile m, column tile n; grid x and y count them): linear block indices sweep
@@ -216,7 +224,7 @@ __device__ __forceinline__ bool arrived_last(uint32_t* counter, uint32_t expecte
 }
 
 // The parameters of the four kernels: grid (ceil(M / TM), column tiles, splits of K), THREADS threads. Column
-// tiles: ceil(N / TN) plain, ceil(f / H) gated (N = 2 f), N / TN rope (head_dim / 2 a multiple of H). `partial`
+// tiles: ceil(N / TN) plain, ceil(f / H) gated (N = 2 f), ceil(N / 2 / H) rope. `partial`
 // holds splits x tiles x TM x TN floats when splits > 1. Rope mode: `pair` is head_dim / 2, `records` the rows'
 // cache records (`record_width` u32 each: the position, then the slot), `keys` and `values` the layer's cache
 // ([slots, kv_heads * head_dim]).
@@ -240,7 +248,7 @@ __device__ __forceinline__ void gemm_tiles(unsigned char* smem, GEMM_PARAMETERS)
     const int group = lane >> 2, quad = lane & 3;
     const Tile tile = tile_of_block();
     const int row0 = tile.m * TM;
-    const Columns cols = columns_of<S>(mode, tile.n, N, pair);
+    const Rows cols = columns_of<S>(mode, tile.n, N, pair);
     const int warp_m = (warp / S::WARPS_N) * (TM / S::WARPS_M), warp_n = (warp % S::WARPS_N) * (TN / S::WARPS_N);
     float acc[S::MI][S::NI][4] = {};
     // This block's run of K: whole tiles, split evenly over gridDim.z (a run may be empty).
@@ -249,8 +257,9 @@ __device__ __forceinline__ void gemm_tiles(unsigned char* smem, GEMM_PARAMETERS)
     const int t_begin = blockIdx.z * per_split;
     const int t_count = max(0, min(k_tiles, t_begin + per_split) - t_begin);
     const bool aligned_rows = K % 8 == 0;
-    const auto x_stream = tile_stream<TM, THREADS>(x, row0, row0 + TM / 2, M, M, K, tid);
-    const auto w_stream = tile_stream<TN, THREADS>(w, cols.lo, cols.hi, cols.lo_end, cols.hi_end, K, tid);
+    const Rows x_rows{row0, row0 + TM / 2, M, M, 0};
+    const auto x_stream = tile_stream<TM, THREADS>(x, x_rows, K, tid);
+    const auto w_stream = tile_stream<TN, THREADS>(w, cols, K, tid);
     auto load_stage = [&](int t) {
         unsigned char* stage = smem + (t % STAGES) * STAGE_BYTES;
         const int k0 = (t_begin + t) * TILE_K;
@@ -258,8 +267,8 @@ __device__ __forceinline__ void gemm_tiles(unsigned char* smem, GEMM_PARAMETERS)
             stream_tile(x_stream, shared_address(stage), k0, K);
             stream_tile(w_stream, shared_address(stage + X_BYTES), k0, K);
         } else {
-            store_tile<TM, THREADS>(stage, x, row0, row0 + TM / 2, M, M, k0, K, tid);
-            store_tile<TN, THREADS>(stage + X_BYTES, w, cols.lo, cols.hi, cols.lo_end, cols.hi_end, k0, K, tid);
+            store_tile<TM, THREADS>(stage, x, x_rows, k0, K, tid);
+            store_tile<TN, THREADS>(stage + X_BYTES, w, cols, k0, K, tid);
         }
     };
 
@@ -409,20 +418,21 @@ __device__ __forceinline__ void gemm_tiles(unsigned char* smem, GEMM_PARAMETERS)
             y[(int64_t)m * pair + cols.lo + j] = to_bf16(a * u);
         }
     } else {
-        const int half = pair, head_dim = 2 * half, per_head = half / H;
-        const int head = tile.n / per_head, kv_width = kv_heads * head_dim;
+        const int half = pair, head_dim = 2 * half, kv_width = kv_heads * head_dim;
         for (int i = tid; i < TM * H; i += THREADS) {
             const int r = i / H, j = i % H;
-            const int m = row0 + r;
-            if (m >= M) continue;
+            const int m = row0 + r, p = cols.lo + j;
+            if (m >= M || p >= cols.lo_end) continue;
+            // Pair p is values i_pair and i_pair + half of its head.
+            const int head = p / half, i_pair = p % half;
+            const int lo_col = head * head_dim + i_pair, hi_col = lo_col + half;
             float a = out[r][j], b = out[r][H + j];
             if (bias) {
-                a += to_f32(bias[cols.lo + j]);
-                b += to_f32(bias[cols.hi + j]);
+                a += to_f32(bias[lo_col]);
+                b += to_f32(bias[hi_col]);
             }
             a = to_f32(to_bf16(a));
             b = to_f32(to_bf16(b));
-            const int i_pair = (tile.n % per_head) * H + j;
             const uint32_t* rec = records + (int64_t)m * record_width;
             if (head < heads + kv_heads) {  // a query or key head turns; a value head is copied
                 const float angle = (float)rec[0] * inv_freq[i_pair];
@@ -434,8 +444,8 @@ __device__ __forceinline__ void gemm_tiles(unsigned char* smem, GEMM_PARAMETERS)
                 b = rb;
             }
             const bf16 lo = to_bf16(a), hi = to_bf16(b);
-            y[(int64_t)m * N + cols.lo + j] = lo;
-            y[(int64_t)m * N + cols.hi + j] = hi;
+            y[(int64_t)m * N + lo_col] = lo;
+            y[(int64_t)m * N + hi_col] = hi;
             if (head >= heads) {
                 bf16* cache = head < heads + kv_heads ? keys : values;
                 const int at = (head - heads) % kv_heads * head_dim + i_pair;

@@ -111,10 +111,19 @@ KERNEL_MUTANTS = [
     Mutant(
         "off-by-one in a tile bound (gemm_mma: rows <= instead of <)",
         "kernels/gemm.cu",
-        "        s.inside[i] = g < (upper ? hi_end : lo_end);",
-        "        s.inside[i] = g <= (upper ? hi_end : lo_end);",
+        "    if (j >= (upper ? rows.hi_end : rows.lo_end)) return -1;",
+        "    if (j > (upper ? rows.hi_end : rows.lo_end)) return -1;",
         r"memcheck: .*past the end",
         ("linear",),
+    ),
+    Mutant(
+        "a rope tile read as one run of a head's pairs (gemm_mma: rows from the tile's first, not per pair)",
+        "kernels/gemm.cu",
+        "    return (int64_t)(j / rows.half) * 2 * rows.half + j % rows.half + (upper ? rows.half : 0);",
+        "    const int first = upper ? rows.hi : rows.lo;\n"
+        "    return (int64_t)(first / rows.half) * 2 * rows.half + first % rows.half + i + (upper ? rows.half : 0);",
+        selftest_case_failed("linear_rope_store", "cuda fast"),
+        ("linear_rope_store",),
     ),
     Mutant(
         "the last block of a split tile leaves its counter set (gemm_mma: no reset for the next launch)",

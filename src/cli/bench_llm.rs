@@ -15,7 +15,7 @@
 
 use crate::backend::cpu::CpuBackend;
 use crate::backend::cuda::backend::CudaBackend;
-use crate::backend::cuda::ops::{GemmTiles, Variant, plain_gemm_tile};
+use crate::backend::cuda::ops::{GemmTiles, Variant, gemm_tile};
 use crate::backend::{Backend, CachedRow, Stream};
 use crate::generation::generate::{GenerateOptions, Generation, Request, Streams, generate};
 use crate::models::llm::{Llm, LlmConfig, parameter_count, shape_config};
@@ -71,7 +71,7 @@ impl BenchDevice for CudaBackend {
     }
 
     fn gemm_tile(&self, m: usize, n: usize, tiles: GemmTiles) -> Option<String> {
-        let tile = plain_gemm_tile(tiles, m, n, self.gpu.multiprocessors);
+        let tile = gemm_tile(tiles, m, n, self.gpu.multiprocessors);
         (self.variant() == Variant::Fast).then(|| format!("{}x{}", tile.rows, tile.cols))
     }
 }

@@ -350,7 +350,7 @@ impl CudaKvCache {
 
     /// The QKV projection `x W^T + bias` rotated by rope, its keys and values written to `layer`'s slots of the
     /// rows: the product's epilogue does all of it in one launch (`gemm_mma`'s rope mode). Returns the rotated QKV
-    /// rows. Head sizes that are multiples of 64 only (`fuses_rope`).
+    /// rows. Even head sizes up to 256 (`fuses_rope`).
     #[allow(clippy::too_many_arguments)]
     pub fn linear_rope_store(
         &mut self,
@@ -363,7 +363,11 @@ impl CudaKvCache {
         heads: HeadShape,
         inv_freq: &DTensor,
     ) -> Result<DTensor> {
-        ensure!(Self::fuses_rope(heads), "the fused QKV product needs a head size that is a multiple of 64");
+        ensure!(
+            Self::fuses_rope(heads),
+            "the fused QKV product needs an even head size of at most 256, not {}",
+            heads.head_dim
+        );
         for (name, t) in [("x", Some(x)), ("QKV weight", Some(w)), ("QKV bias", bias)] {
             if let Some(t) = t {
                 t.expect(name, DType::Bf16)?;
@@ -402,9 +406,10 @@ impl CudaKvCache {
         Ok(qkv)
     }
 
-    /// Whether `linear_rope_store` takes these heads: its tiles hold 32 rotary pairs of one head.
+    /// Whether `linear_rope_store` takes these heads: rotary pairs need an even head size, and the cached
+    /// attention after it takes at most 256.
     pub fn fuses_rope(heads: HeadShape) -> bool {
-        heads.head_dim.is_multiple_of(64)
+        heads.head_dim.is_multiple_of(2) && (2..=256).contains(&heads.head_dim)
     }
 
     /// Attends each row to every key it sees (its own already stored).

@@ -286,11 +286,11 @@ pub enum GemmTiles {
     Auto = 0,
     /// 64 x 64 everywhere.
     Small = 1,
-    /// 128 x 128 wherever the mode's columns fit it.
+    /// 128 x 128 everywhere.
     Large = 2,
-    /// 64 x 128 wherever the mode's columns fit it.
+    /// 64 x 128 everywhere.
     Wide = 3,
-    /// 64 x 256 wherever the mode's columns fit it.
+    /// 64 x 256 everywhere.
     Widest = 4,
 }
 
@@ -346,30 +346,21 @@ impl Tile {
     }
 }
 
-/// The tile of a product of `m` rows and `n` columns of W in `mode` (`head_dim` the rope mode's head size). A tile
-/// fits the rope mode where its halves hold whole runs of rotary pairs of one head (heads of a multiple of its
-/// width). Chosen by shape: a decode step's products (at most 64 rows) take the widest 64-row tile that fits,
-/// which reads the batch's rows of X once per as many columns as it can, and split K; a product of more rows takes
+/// The tile of a product of `m` rows and `n` columns of W, in every mode (the rope mode's tiles hold runs of
+/// rotary pairs of as many heads as they take). Chosen by shape: a decode step's products (at most 64 rows) take
+/// 64 x 256 tiles, which read the batch's rows of X once per 256 columns, and split K; a product of more rows takes
 /// 128 x 128 tiles where it has at least one per SM (fewer would leave SMs idle that 64 x 64 tiles keep busy), else
-/// 64 x 64. A forced shape that does not fit the mode falls back to the widest that does.
-pub(super) fn gemm_tile(tiles: GemmTiles, mode: Mode, m: usize, n: usize, head_dim: usize, sms: usize) -> Tile {
-    let fits = |t: Tile| mode != Mode::Rope || head_dim.is_multiple_of(t.cols);
+/// 64 x 64.
+pub fn gemm_tile(tiles: GemmTiles, m: usize, n: usize, sms: usize) -> Tile {
     let large_tiles = m.div_ceil(128) * n.div_ceil(128);
-    let chosen = match tiles {
+    match tiles {
         GemmTiles::Auto if m <= 64 => Tile::WIDEST,
         GemmTiles::Auto if large_tiles >= sms => Tile::LARGE,
         GemmTiles::Auto | GemmTiles::Small => Tile::SMALL,
         GemmTiles::Large => Tile::LARGE,
         GemmTiles::Wide => Tile::WIDE,
         GemmTiles::Widest => Tile::WIDEST,
-    };
-    // Rope heads narrower than the chosen tile: the widest that fits (64 x 64 fits every head the mode takes).
-    [chosen, Tile::WIDE, Tile::SMALL].into_iter().find(|&t| fits(t)).unwrap_or(Tile::SMALL)
-}
-
-/// The tile of a plain product of `m` rows and `n` columns on a card of `sms` SMs.
-pub fn plain_gemm_tile(tiles: GemmTiles, m: usize, n: usize, sms: usize) -> Tile {
-    gemm_tile(tiles, Mode::Plain, m, n, 0, sms)
+    }
 }
 
 /// Launches `gemm_mma` or one of its wider twins ([`gemm_tile`]) in `mode` into `y` (shaped for the mode by the
@@ -379,15 +370,14 @@ pub(super) fn gemm_mma(gpu: &Gpu, x: &DTensor, w: &DTensor, e: &Epilogue, mode: 
     let head_dim = e.rope.as_ref().map_or(0, |r| r.heads.head_dim);
     if mode == Mode::Rope {
         ensure!(
-            head_dim.is_multiple_of(64) && n.is_multiple_of(64),
-            "the fused rope product needs head sizes that are multiples of 64"
+            head_dim >= 2 && head_dim.is_multiple_of(2) && n.is_multiple_of(head_dim),
+            "the fused rope product needs whole heads of an even size ({n} outputs, heads of {head_dim})"
         );
     }
-    let tile = gemm_tile(gpu.gemm_tiles(), mode, m, n, head_dim, gpu.multiprocessors);
+    let tile = gemm_tile(gpu.gemm_tiles(), m, n, gpu.multiprocessors);
     let column_tiles = match mode {
         Mode::Plain => n.div_ceil(tile.cols),
-        Mode::Silu | Mode::GeluTanh => (n / 2).div_ceil(tile.cols / 2),
-        Mode::Rope => n / tile.cols,
+        Mode::Silu | Mode::GeluTanh | Mode::Rope => (n / 2).div_ceil(tile.cols / 2),
     };
     let row_tiles = m.div_ceil(tile.rows);
     let tiles = row_tiles * column_tiles;
@@ -789,33 +779,26 @@ pub fn convert(gpu: &Gpu, x: &DTensor, dtype: DType) -> Result<DTensor> {
 
 #[cfg(test)]
 mod tests {
-    use super::{GemmTiles, Mode, Tile, gemm_tile, k_splits};
+    use super::{GemmTiles, Tile, gemm_tile, k_splits};
 
     #[test]
-    fn tiles_by_shape_fill_the_gpu_and_fit_the_mode() {
-        let auto = |mode, m, n, d| gemm_tile(GemmTiles::Auto, mode, m, n, d, 132);
-        let forced = |tiles, mode, m, n, d| gemm_tile(tiles, mode, m, n, d, 132);
+    fn tiles_by_shape_fill_the_gpu() {
+        let auto = |m, n| gemm_tile(GemmTiles::Auto, m, n, 132);
         // Llama-3-8B prefill of 2,000 prompt tokens: every product has at least one 128 x 128 tile per SM.
-        assert_eq!(auto(Mode::Rope, 2000, 6144, 128), Tile::LARGE);
-        assert_eq!(auto(Mode::Silu, 2000, 2 * 14336, 0), Tile::LARGE);
-        assert_eq!(auto(Mode::Plain, 2000, 4096, 0), Tile::LARGE);
+        assert_eq!(auto(2000, 6144), Tile::LARGE);
+        assert_eq!(auto(2000, 2 * 14336), Tile::LARGE);
+        assert_eq!(auto(2000, 4096), Tile::LARGE);
         // 77 tiles of 128 would leave 55 of 132 SMs idle: 64 x 64 tiles; 144 are enough.
-        assert_eq!(auto(Mode::Plain, 800, 1408, 0), Tile::SMALL);
-        assert_eq!(auto(Mode::Plain, 1100, 2048, 0), Tile::LARGE);
-        // Decode batches take the widest 64-row tiles (and split K), however narrow or wide the output; rope pairs
-        // fill a tile's halves only for heads of a multiple of its width, forced or not.
-        assert_eq!(auto(Mode::Plain, 64, 128_256, 0), Tile::WIDEST);
-        assert_eq!(auto(Mode::Silu, 1, 2 * 64, 0), Tile::WIDEST);
-        assert_eq!(auto(Mode::Rope, 40, 6144, 256), Tile::WIDEST);
-        assert_eq!(auto(Mode::Rope, 40, 6144, 128), Tile::WIDE);
-        assert_eq!(auto(Mode::Rope, 40, 1536, 64), Tile::SMALL);
-        assert_eq!(auto(Mode::Rope, 4000, 4096, 64), Tile::SMALL);
-        assert_eq!(forced(GemmTiles::Large, Mode::Rope, 8, 1536, 64), Tile::SMALL);
-        assert_eq!(forced(GemmTiles::Large, Mode::Rope, 8, 1536, 256), Tile::LARGE);
-        assert_eq!(forced(GemmTiles::Large, Mode::Plain, 1, 8, 0), Tile::LARGE);
-        assert_eq!(forced(GemmTiles::Wide, Mode::Plain, 4096, 8, 0), Tile::WIDE);
-        assert_eq!(forced(GemmTiles::Widest, Mode::Rope, 8, 1536, 128), Tile::WIDE);
-        assert_eq!(forced(GemmTiles::Small, Mode::Plain, 40, 4096, 0), Tile::SMALL);
+        assert_eq!(auto(800, 1408), Tile::SMALL);
+        assert_eq!(auto(1100, 2048), Tile::LARGE);
+        // Decode batches take the widest 64-row tiles (and split K), however narrow or wide the output.
+        assert_eq!(auto(64, 128_256), Tile::WIDEST);
+        assert_eq!(auto(1, 2 * 64), Tile::WIDEST);
+        assert_eq!(auto(65, 1536), Tile::SMALL);
+        // A forced shape holds whatever the product.
+        assert_eq!(gemm_tile(GemmTiles::Large, 1, 8, 132), Tile::LARGE);
+        assert_eq!(gemm_tile(GemmTiles::Wide, 4096, 8, 132), Tile::WIDE);
+        assert_eq!(gemm_tile(GemmTiles::Small, 40, 4096, 132), Tile::SMALL);
     }
 
     #[test]
