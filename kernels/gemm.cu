@@ -67,8 +67,9 @@ extern "C" __global__ void gemm_plain(const bf16* __restrict__ x, const bf16* __
 //                 H t + H and the same up columns; Y [M, f] = act(gate) * up, each rounded to bf16 first as the
 //                 product's stored output would be (what silu_mul and gelu_tanh_mul read).
 //   GEMM_ROPE     the QKV projection: the tile holds H rotary pairs (i, i + head_dim / 2), in order of head then
-//                 i (part of a head's, or several heads'); Y [M, N] is the rotated QKV (rope.cu's rotation, each value rounded to bf16 first), and the key and value
-//                 heads also go to the cache at the row's slot (kv_store's write), per the rows' records.
+//                 i (part of a head's, or several heads'); Y [M, N] is the rotated QKV (rope.cu's rotation, each
+//                 value rounded to bf16 first), and the key and value heads also go to the cache at the row's slot
+//                 (kv_store's write), per the rows' records.
 // With `normed` set (plain mode), the block that completes a row tile's last column tile (a second counter) also
 // writes the RMS norm of its rows of Y (rms_norm's arithmetic, gains `gain_offset + norm_gain`), so that a residual
 // add and the norm after it cost no launch. `counters` (zero before the launch, zero after it) holds a counter per
