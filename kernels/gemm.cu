@@ -29,7 +29,7 @@ extern "C" __global__ void gemm_plain(const bf16* __restrict__ x, const bf16* __
 //   gemm_mma          64 x 64, 4 warps: the products of prefill and scoring with too few large tiles to fill
 //                     the card;
 //   gemm_mma_64x256   64 x 256, 8 warps: decoding (at most 64 rows, the batch): each block reads the batch's rows
-//                     of X for 256 columns, so X is re-read a quarter as often as with 64; one block per SM (198
+//                     of X for 256 columns, so X is re-read a quarter as often as with 64; one block per SM (201
 //                     registers), four stages of 20 KiB;
 //   gemm_mma_64x128   64 x 128, 8 warps: between the two, two blocks per SM (chosen only when forced, to be
 //                     compared with 64 x 256 on a GPU: `bench gemm --tiles 64x128,64x256`);

@@ -491,22 +491,23 @@ fn product_cases<B: Backend>(subject: &B, cases: &mut Cases, quick: bool, seed: 
 /// The QKV product with rope and the cache store in its epilogue, through the cached-attention script (prefill of
 /// 317 rows, then 4 decode steps of 4 rows: split K), with and without a bias (Qwen2's). A tile's halves hold part
 /// of a head's rotary pairs or several heads' (64 x 256 tiles in decoding take 128 pairs: two heads of 128, four
-/// of 64); 5 + 2 heads of 64 are 224 pairs, which end inside a tile of every shape but the 64 x 64 one; heads of 96
-/// (48 pairs) straddle the tiles of every shape.
+/// of 64); 5 + 2 heads of 64 are 224 pairs, which end inside a tile of every shape but the 64 x 64 one; 3 + 6 heads
+/// of 96 (48 pairs each, 432 in all) straddle the tiles of every shape and end inside the last one.
 fn rope_store_cases<B: Backend>(subject: &B, cases: &mut Cases, quick: bool, seed: u64) -> Result<()> {
     let cpu = CpuBackend::new();
     let mut inputs = Inputs::for_case(seed, "linear_rope_store");
-    let head_shapes: &[(usize, usize, usize)] = if quick {
-        &[(5, 1, 64), (4, 1, 128), (3, 1, 96)]
+    // (heads, kv heads, head size, bias)
+    let head_shapes: &[(usize, usize, usize, bool)] = if quick {
+        &[(5, 1, 64, true), (4, 1, 128, false), (3, 3, 96, true)]
     } else {
-        &[(5, 1, 64), (4, 1, 128), (3, 1, 96), (8, 2, 64), (4, 4, 256)]
+        &[(5, 1, 64, true), (4, 1, 128, false), (3, 3, 96, true), (8, 2, 64, true), (4, 4, 256, false)]
     };
     let hidden = 1040;
-    for (i, &(heads, kv_heads, head_dim)) in head_shapes.iter().enumerate() {
+    for &(heads, kv_heads, head_dim, with_bias) in head_shapes {
         let shape = HeadShape { heads, kv_heads, head_dim };
         let x: Vec<Vec<f32>> = TWO_GROUPS.calls().iter().map(|rows| inputs.values(rows.len() * hidden, 1.0)).collect();
         let w = inputs.values(shape.qkv_width() * hidden, 2.0 / (hidden as f32).sqrt());
-        let bias = (i % 2 == 1).then(|| inputs.values(shape.qkv_width(), 0.5));
+        let bias = with_bias.then(|| inputs.values(shape.qkv_width(), 0.5));
         let inv_freq: Vec<f32> = (0..head_dim / 2).map(|i| 10000f32.powf(-2.0 * i as f32 / head_dim as f32)).collect();
         let weights = (w.as_slice(), bias.as_deref());
         let want = rope_store_attention(&cpu, shape, (&x, hidden), weights, &inv_freq)?;
